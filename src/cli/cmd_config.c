@@ -1,0 +1,152 @@
+/* optsync config check */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/fileio.h"
+
+struct dump {
+	FILE *f;
+	cJSON *json; /* settings object when --json */
+	const char *section;
+	int index;
+};
+
+static void print_key(void *ctx, const char *section, const char *key, const char *value, int index)
+{
+	struct dump *d = ctx;
+	const char *shown = value ? value : "\"<redacted>\"";
+	if (d->json) {
+		cJSON *sec = d->json;
+		/* "salesforce.fields" nests as salesforce -> fields */
+		char name[64];
+		snprintf(name, sizeof(name), "%s", section);
+		for (char *part = name, *dot; part; part = dot ? dot + 1 : NULL) {
+			dot = strchr(part, '.');
+			if (dot)
+				*dot = '\0';
+			cJSON *next = cJSON_GetObjectItemCaseSensitive(sec, part);
+			if (next == NULL) {
+				next = strcmp(part, "admins") == 0 ? cJSON_CreateArray()
+				                                   : cJSON_CreateObject();
+				cJSON_AddItemToObject(sec, part, next);
+			}
+			sec = next;
+		}
+		if (index >= 0) {
+			cJSON *entry = cJSON_GetArrayItem(sec, index);
+			if (entry == NULL) {
+				entry = cJSON_CreateObject();
+				cJSON_AddItemToArray(sec, entry);
+			}
+			sec = entry;
+		}
+		/* values are TOML literals; strings and arrays of strings are
+		 * also valid JSON */
+		cJSON *v = value ? cJSON_Parse(value) : cJSON_CreateString("<redacted>");
+		cJSON_AddItemToObject(sec, key, v ? v : cJSON_CreateString(value));
+		return;
+	}
+	if (index >= 0) {
+		if (d->index != index || strcmp(d->section, section) != 0)
+			fprintf(d->f, "\n[[%s]]\n", section);
+	} else if (d->section == NULL || strcmp(d->section, section) != 0) {
+		fprintf(d->f, "%s[%s]\n", d->section ? "\n" : "", section);
+	}
+	d->section = section;
+	d->index = index;
+	fprintf(d->f, "%s = %s\n", key, shown);
+}
+
+static const char check_help[] =
+    "Reads the configuration (-c FILE, else $OPTSYNC_CONFIG, else ./optsync.toml),\n"
+    "checks every key, and prints the effective configuration with defaults filled\n"
+    "in. Secret values are never printed: for each *_file key it says where the\n"
+    "secret comes from (the file, or its OPTSYNC_<SECTION>_<KEY> environment\n"
+    "override) and whether it can be read; admin token hashes show as <redacted>.\n"
+    "\n"
+    "Options:\n"
+    "  --json     print the result as JSON\n"
+    "  --strict   also fail when a configured secret cannot be read (missing file,\n"
+    "             wrong mode); without it, unreadable secrets are warnings, so that\n"
+    "             a config can be checked where its secrets are not mounted\n"
+    "\n"
+    "Exit status: 0 valid; 3 invalid (every error is printed as FILE:LINE: KEY: what).\n";
+
+static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0, strict = 0, npos;
+	char *pos[1];
+	const struct cli_opt opts[] = {{"json", NULL, &json}, {"strict", NULL, &strict}, {0}};
+	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
+	if (rc)
+		return rc;
+	rc = cli_config(c, e);
+	if (rc)
+		return rc;
+	struct dump d = {.f = c->out, .index = -1};
+	cJSON *root = NULL, *secrets = NULL;
+	if (json) {
+		root = cJSON_CreateObject();
+		cJSON_AddStringToObject(root, "config", c->cfg->path);
+		d.json = cJSON_AddObjectToObject(root, "settings");
+		secrets = cJSON_AddArrayToObject(root, "secrets");
+	} else {
+		fprintf(c->out, "# %s: valid\n", c->cfg->path);
+	}
+	config_visit(c->cfg, print_key, &d);
+
+	int bad = 0;
+	if (!json)
+		fprintf(c->out, "\n# secrets\n");
+	for (int id = 0; id < CONFIG_SECRET_COUNT; id++) {
+		char src[512];
+		if (config_secret_source(c->cfg, (enum config_secret_id)id, src, sizeof(src)) ==
+		    NULL)
+			continue;
+		char *val;
+		size_t len;
+		struct err se = {0};
+		int src_rc = config_secret(c->cfg, (enum config_secret_id)id, &val, &len, &se);
+		secret_free(val, len);
+		if (src_rc)
+			bad++;
+		if (json) {
+			cJSON *s = cJSON_CreateObject();
+			cJSON_AddStringToObject(s, "key",
+			                        config_secret_key((enum config_secret_id)id));
+			cJSON_AddStringToObject(s, "source", src);
+			cJSON_AddBoolToObject(s, "readable", src_rc == 0);
+			if (src_rc)
+				cJSON_AddStringToObject(s, "error", se.msg);
+			cJSON_AddItemToArray(secrets, s);
+		} else {
+			fprintf(c->out, "# %s: %s, %s\n",
+			        config_secret_key((enum config_secret_id)id), src,
+			        src_rc ? "NOT READABLE" : "readable");
+		}
+		if (src_rc)
+			fprintf(c->errs, "optsync: %s: %s\n", strict ? "error" : "warning", se.msg);
+	}
+	if (json) {
+		cJSON_AddBoolToObject(root, "valid", !(strict && bad));
+		char *text = cJSON_Print(root);
+		if (text) {
+			fprintf(c->out, "%s\n", text);
+			free(text);
+		}
+		cJSON_Delete(root);
+	}
+	if (strict && bad)
+		return err_set(e, ERR_CONFIG, "%d secret(s) cannot be read (--strict)", bad);
+	return 0;
+}
+
+const struct cli_cmd cmd_config_check = {
+    .name = "config check",
+    .usage = "[--json] [--strict]",
+    .summary = "validate the configuration and print it with secrets redacted",
+    .help = check_help,
+    .exec = exec_check,
+};

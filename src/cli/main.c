@@ -1,0 +1,196 @@
+/* optsync [-c FILE] COMMAND ... */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/log.h"
+
+static const struct cli_cmd *const commands[] = {
+    &cmd_config_check,
+    NULL,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: optsync [-c FILE] COMMAND [ARGS...]\n"
+	           "       optsync --version | --help\n"
+	           "\n"
+	           "optsync keeps email opt-outs and the GDPR facts behind them (lawful basis,\n"
+	           "consent date, purpose, source) in sync between Salesforce and the\n"
+	           "application that sends email.\n"
+	           "\n"
+	           "Commands:\n");
+	for (const struct cli_cmd *const *c = commands; *c; c++)
+		fprintf(f, "  %-28s %s\n", (*c)->name, (*c)->summary);
+	fprintf(f, "\n"
+	           "Options:\n"
+	           "  -c, --config FILE            configuration file (default: $OPTSYNC_CONFIG,\n"
+	           "                               else ./optsync.toml)\n"
+	           "  -h, --help                   this text; COMMAND --help for a command's\n"
+	           "  --version                    print the version\n"
+	           "\n"
+	           "Exit status: 0 ok, 1 sync or runtime failure, 2 usage error, 3 config error,\n"
+	           "4 refused (admin credentials or evidence missing), 5 ledger error.\n");
+}
+
+static void command_help(FILE *f, const struct cli_cmd *c)
+{
+	fprintf(f, "usage: optsync [-c FILE] %s%s%s\n\n%s\n", c->name, c->usage[0] ? " " : "",
+	        c->usage, c->summary);
+	if (c->help && c->help[0])
+		fprintf(f, "\n%s", c->help);
+}
+
+static int exit_code(int code)
+{
+	switch (code) {
+	case 0:
+		return 0;
+	case ERR_USAGE:
+		return 2;
+	case ERR_CONFIG:
+		return 3;
+	case ERR_REFUSED:
+		return 4;
+	case ERR_LEDGER:
+		return 5;
+	default:
+		return 1;
+	}
+}
+
+/* How many leading words of argv name command c ("config", "check"). */
+static int match_words(const struct cli_cmd *c, int argc, char **argv)
+{
+	const char *p = c->name;
+	int i = 0;
+	while (*p) {
+		if (i >= argc)
+			return -1;
+		size_t wl = strcspn(p, " ");
+		if (strlen(argv[i]) != wl || strncmp(argv[i], p, wl) != 0)
+			return -1;
+		p += wl;
+		while (*p == ' ')
+			p++;
+		i++;
+	}
+	return i;
+}
+
+int cli_config(struct cli *c, struct err *e)
+{
+	if (c->cfg)
+		return 0;
+	struct config_errors all;
+	int rc = config_load(&c->cfg, c->config_path, &all, e);
+	if (rc) {
+		for (size_t i = 0; i < all.n; i++)
+			fprintf(c->errs, "optsync: %s\n", all.msg[i]);
+		if (all.dropped)
+			fprintf(c->errs, "optsync: (%zu more errors not shown)\n", all.dropped);
+		if (all.n == 0)
+			fprintf(c->errs, "optsync: %s\n", e->msg);
+		if (strcmp(c->config_origin, "default") == 0 && rc == ERR_CONFIG)
+			fprintf(c->errs,
+			        "optsync: (no -c given and OPTSYNC_CONFIG unset: looked for "
+			        "./optsync.toml)\n");
+		e->msg[0] = '\0'; /* printed already */
+		return rc;
+	}
+	log_setup(c->cfg->log.level, c->cfg->log.format, 2);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.out = stdout, .errs = stderr};
+	struct err e = {0};
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf("optsync %s\n", OPTSYNC_VERSION);
+			return 0;
+		}
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "optsync: %s needs a file name\n", a);
+				return 2;
+			}
+			c.config_path = argv[++i];
+			c.config_origin = "-c";
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0) {
+			c.config_path = a + 9;
+			c.config_origin = "-c";
+			continue;
+		}
+		fprintf(stderr, "optsync: unknown option '%s' (see optsync --help)\n", a);
+		return 2;
+	}
+	if (c.config_path == NULL) {
+		const char *env = getenv("OPTSYNC_CONFIG");
+		if (env && *env) {
+			c.config_path = env;
+			c.config_origin = "OPTSYNC_CONFIG";
+		} else {
+			c.config_path = "./optsync.toml";
+			c.config_origin = "default";
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const struct cli_cmd *cmd = NULL;
+	int words = 0;
+	for (const struct cli_cmd *const *p = commands; *p; p++) {
+		int n = match_words(*p, argc - i, argv + i);
+		if (n > words) {
+			cmd = *p;
+			words = n;
+		}
+	}
+	if (cmd == NULL) {
+		/* A group name alone ("config") lists its commands. */
+		int group = 0;
+		size_t gl = strlen(argv[i]);
+		for (const struct cli_cmd *const *p = commands; *p; p++)
+			if (strncmp((*p)->name, argv[i], gl) == 0 && (*p)->name[gl] == ' ') {
+				if (!group++)
+					fprintf(stderr, "optsync: '%s' needs a subcommand:\n",
+					        argv[i]);
+				fprintf(stderr, "  %-28s %s\n", (*p)->name, (*p)->summary);
+			}
+		if (!group)
+			fprintf(stderr, "optsync: unknown command '%s' (see optsync --help)\n",
+			        argv[i]);
+		return 2;
+	}
+	int cargc = argc - i - words;
+	char **cargv = argv + i + words;
+	for (int k = 0; k < cargc; k++) {
+		if (strcmp(cargv[k], "--") == 0)
+			break;
+		if (strcmp(cargv[k], "--help") == 0 || strcmp(cargv[k], "-h") == 0) {
+			command_help(stdout, cmd);
+			return 0;
+		}
+	}
+	int rc = cmd->exec(&c, cargc, cargv, &e);
+	if (rc && e.msg[0]) {
+		fprintf(stderr, "optsync: %s\n", e.msg);
+		if (rc == ERR_USAGE)
+			fprintf(stderr, "usage: optsync [-c FILE] %s %s\n", cmd->name, cmd->usage);
+	}
+	config_free(c.cfg);
+	log_forget_secrets();
+	return exit_code(rc);
+}

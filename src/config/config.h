@@ -1,0 +1,130 @@
+/* optsync's configuration: SPEC section 4, loaded from TOML and validated.
+ *
+ * struct config is plain data, read-only after config_load(); it is public
+ * so that every module can read its own section without an accessor per
+ * key. Secrets are not in it: config_secret() reads a secret when it is
+ * needed, from its OPTSYNC_<SECTION>_<KEY> environment override or its
+ * *_file, and registers it with the log redactor. */
+#ifndef OPTSYNC_CONFIG_CONFIG_H
+#define OPTSYNC_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+#include "util/log.h"
+
+enum config_auth { CONFIG_AUTH_JWT = 0, CONFIG_AUTH_CLIENT_CREDENTIALS, CONFIG_AUTH_REFRESH_TOKEN };
+enum config_resubscribe { CONFIG_RESUB_REVERT = 0, CONFIG_RESUB_HOLD };
+
+/* Salesforce field names of the compliance facts (SPEC [salesforce.fields]). */
+struct config_fields {
+	char *opted_out, *authorization_type, *authorization_other, *consent_date, *purpose,
+	    *source_type, *source_other;
+};
+
+/* Picklist values in Salesforce for each enum (SPEC [salesforce.values]). */
+struct config_values {
+	char *consent, *legitimate_interest, *contract, *legal_obligation, *vital_interests,
+	    *public_interest, *other, *crm_sync, *import, *manual_upload, *browser_extension;
+};
+
+struct config_admin {
+	char *name;
+	char *token_hash;
+	int line; /* where the entry starts, for later errors */
+};
+
+#define CONFIG_MAX_OBJECTS 2
+
+struct config {
+	char *path; /* the file the configuration came from */
+	struct {
+		char *login_url;
+		char *audience; /* JWT aud; defaults to login_url */
+		char *api_version;
+		enum config_auth auth;
+		char *client_id;
+		char *username;
+		char *private_key_file, *client_secret_file, *refresh_token_file;
+		char *ca_file; /* optional CA bundle; verification is always on */
+		int64_t connect_timeout_ms, timeout_ms;
+		char *objects[CONFIG_MAX_OBJECTS];
+		size_t nobjects;
+		struct config_fields fields;
+		struct config_values values;
+	} salesforce;
+	struct {
+		int64_t interval_ms, overlap_ms;
+		enum config_resubscribe resubscribe_policy;
+	} sync;
+	struct {
+		char *path;
+		uint64_t map_size, max_map_size;
+	} state;
+	struct {
+		char *listen;
+		char *token_file;
+	} api;
+	struct {
+		bool enabled;
+		char *url;
+		char *secret_file;
+	} webhook;
+	struct config_admin *admins;
+	size_t nadmins;
+	struct {
+		enum log_level level;
+		enum log_format format;
+	} log;
+};
+
+/* Every error found in one load, each "file:line: key: what". */
+#define CONFIG_ERRORS_MAX 32
+struct config_errors {
+	size_t n;       /* errors kept */
+	size_t dropped; /* errors past CONFIG_ERRORS_MAX */
+	char msg[CONFIG_ERRORS_MAX][ERR_MSG_MAX];
+};
+
+/* Load and validate path. On failure (ERR_CONFIG, ERR_IO as ERR_CONFIG,
+ * ERR_NOMEM) e holds the first error and all, when given, every error. */
+int config_load(struct config **out, const char *path, struct config_errors *all, struct err *e);
+void config_free(struct config *cfg);
+
+enum config_secret_id {
+	CONFIG_SECRET_PRIVATE_KEY = 0, /* salesforce.private_key_file */
+	CONFIG_SECRET_CLIENT_SECRET,   /* salesforce.client_secret_file */
+	CONFIG_SECRET_REFRESH_TOKEN,   /* salesforce.refresh_token_file */
+	CONFIG_SECRET_API_TOKEN,       /* api.token_file */
+	CONFIG_SECRET_WEBHOOK_SECRET,  /* webhook.secret_file */
+	CONFIG_SECRET_COUNT
+};
+
+/* Where a secret comes from, without reading it: "env OPTSYNC_API_TOKEN",
+ * "file /run/secrets/x", or NULL when it is not configured. */
+const char *config_secret_source(const struct config *cfg, enum config_secret_id id, char *buf,
+                                 size_t cap);
+/* Read a secret; ERR_CONFIG naming the key when it is not configured or
+ * cannot be read. The value is registered with the log redactor. The
+ * caller frees it with secret_free(). */
+int config_secret(const struct config *cfg, enum config_secret_id id, char **out, size_t *len,
+                  struct err *e);
+const char *config_secret_key(enum config_secret_id id); /* "salesforce.private_key_file" */
+
+/* Walk the effective configuration key by key, for `config check`.
+ * value is a TOML literal (quoted string, array, ...); sensitive values
+ * come as NULL. */
+typedef void (*config_visit_fn)(void *ctx, const char *section, const char *key, const char *value,
+                                int index);
+void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx);
+
+/* Parsers shared with the command line. Durations: "500ms", "60s", "5m",
+ * "1h30m", "2d". Sizes: "1GiB", "512MiB", "4096" (bytes), KB/MB/GB too. */
+int config_parse_duration(const char *s, int64_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+
+const char *config_auth_name(enum config_auth a);
+
+#endif

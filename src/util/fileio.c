@@ -1,0 +1,137 @@
+#include "util/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int file_read_all(const char *path, size_t max, struct buf *out, struct err *e)
+{
+	buf_init(out, max);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, ERR_IO, errno, "%s: cannot open", path);
+	int rc = 0;
+	char chunk[8192];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = err_sys(e, ERR_IO, errno, "%s: cannot read", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		rc = buf_append(out, chunk, (size_t)n, e);
+		if (rc) {
+			err_prefix(e, "%s: ", path);
+			break;
+		}
+	}
+	OPENSSL_cleanse(chunk, sizeof(chunk));
+	close(fd);
+	if (rc == 0 && out->data == NULL)
+		rc = buf_append(out, "", 0, e);
+	if (rc)
+		buf_free(out);
+	return rc;
+}
+
+int file_read_secret(const char *path, size_t max, char **out, size_t *len, struct err *e)
+{
+	*out = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ELOOP)
+		fd = open(path, O_RDONLY | O_CLOEXEC); /* Kubernetes mounts secrets as links */
+	if (fd < 0)
+		return err_sys(e, ERR_CONFIG, errno, "secret file %s: cannot open", path);
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int saved = errno;
+		close(fd);
+		return err_sys(e, ERR_CONFIG, saved, "secret file %s: cannot stat", path);
+	}
+	close(fd);
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ERR_CONFIG, "secret file %s: not a regular file", path);
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return err_set(e, ERR_CONFIG,
+		               "secret file %s: mode %03o lets group or others read it; "
+		               "chmod 600 it",
+		               path, (unsigned)(st.st_mode & 0777));
+	struct buf b;
+	int rc = file_read_all(path, max, &b, e);
+	if (rc) {
+		e->code = ERR_CONFIG;
+		return rc == ERR_NOMEM ? rc : ERR_CONFIG;
+	}
+	while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+		b.data[--b.len] = '\0';
+	if (b.len == 0) {
+		buf_free(&b);
+		return err_set(e, ERR_CONFIG, "secret file %s: empty", path);
+	}
+	*out = buf_detach(&b, len);
+	return 0;
+}
+
+void secret_free(char *s, size_t len)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, len);
+	free(s);
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e)
+{
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return err_set(e, ERR_IO, "%s: path too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return err_sys(e, ERR_IO, errno, "%s: cannot create", tmp);
+	const char *p = data;
+	size_t left = len;
+	int rc = 0;
+	while (left > 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = err_sys(e, ERR_IO, errno, "%s: cannot write", tmp);
+			break;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (rc == 0 && fsync(fd) != 0)
+		rc = err_sys(e, ERR_IO, errno, "%s: fsync", tmp);
+	if (close(fd) != 0 && rc == 0)
+		rc = err_sys(e, ERR_IO, errno, "%s: close", tmp);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = err_sys(e, ERR_IO, errno, "%s: cannot rename to %s", tmp, path);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	char dir[4096];
+	n = snprintf(dir, sizeof(dir), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return err_set(e, ERR_IO, "%s: path too long", path);
+	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) != 0)
+			rc = err_sys(e, ERR_IO, errno, "%s: fsync of directory", path);
+		close(dfd);
+	}
+	return rc;
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The optsync command line as a user runs it: --help, --version, config
+lookup order, `config check` and its exit codes.
+
+Usage: test_cli_config.py OPTSYNC_BINARY SOURCE_DIR"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BIN = None
+SRC = None
+
+BASE = """[salesforce]
+client_id = "cid"
+username = "u@example.com"
+private_key_file = "/nonexistent/key.pem"
+"""
+
+
+def run(*args, env=None, cwd=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+    e.update(env or {})
+    return subprocess.run([BIN, *args], capture_output=True, text=True, env=e, cwd=cwd,
+                          timeout=30)
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, name, text, mode=0o644):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def test_help_and_version(self):
+        p = run("--help")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("config check", p.stdout)
+        self.assertIn("Exit status", p.stdout)
+        p = run("--version")
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, r"^optsync \d+\.\d+\.\d+\n$")
+        p = run("config", "check", "--help")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("usage: optsync [-c FILE] config check", p.stdout)
+        self.assertIn("--strict", p.stdout)
+
+    def test_usage_errors(self):
+        self.assertEqual(run().returncode, 2)
+        p = run("frobnicate")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown command 'frobnicate'", p.stderr)
+        p = run("config")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("config check", p.stderr)
+        p = run("-c", self.write("ok.toml", BASE), "config", "check", "--bogus")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown option '--bogus'", p.stderr)
+        self.assertEqual(run("-c").returncode, 2)
+
+    def test_example_config(self):
+        p = run("-c", os.path.join(SRC, "config.example.toml"), "config", "check")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('login_url = "https://login.salesforce.com"', p.stdout)
+        self.assertIn('token_hash = "<redacted>"', p.stdout)
+        self.assertNotIn("replace-with-output", p.stdout + p.stderr)
+        self.assertIn("warning", p.stderr)  # secrets are not mounted here
+        p = run("-c", os.path.join(SRC, "config.example.toml"), "config", "check", "--strict")
+        self.assertEqual(p.returncode, 3)
+
+    def test_lookup_order(self):
+        cfg = self.write("optsync.toml", BASE)
+        other = self.write("env.toml", BASE.replace('"cid"', '"from-env"'))
+        p = run("config", "check", cwd=self.dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('client_id = "cid"', p.stdout)
+        p = run("config", "check", cwd=self.dir, env={"OPTSYNC_CONFIG": other})
+        self.assertIn('client_id = "from-env"', p.stdout)
+        p = run("-c", cfg, "config", "check", env={"OPTSYNC_CONFIG": other})
+        self.assertIn('client_id = "cid"', p.stdout)
+        p = run("config", "check", cwd="/")
+        self.assertEqual(p.returncode, 3)
+        self.assertIn("./optsync.toml", p.stderr)
+
+    def check_error(self, text, *fragments):
+        path = self.write("bad.toml", text)
+        p = run("-c", path, "config", "check")
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        for f in fragments:
+            self.assertIn(f, p.stderr)
+        self.assertEqual(p.stdout, "")
+        return p
+
+    def test_config_errors_exit_3(self):
+        self.check_error(BASE + "[sync]\nintervall = \"5s\"\n", "bad.toml:6:", "'intervall'")
+        self.check_error(BASE + "[sync]\ninterval = 60\n", "bad.toml:6:", "sync.interval",
+                         "expected a string")
+        self.check_error(BASE + "auth = \"magic\"\n", "bad.toml:5:", "salesforce.auth", "magic")
+        self.check_error("[salesforce]\nusername = \"u\"\n", "bad.toml:1:", "client_id")
+        self.check_error("[salesforce\n", "bad.toml:1:")
+        p = self.check_error(BASE + "[log]\nlevel = \"loud\"\nformat = \"xml\"\n", "log.level",
+                             "log.format")
+        self.assertEqual(p.stderr.count("bad.toml:"), 2)
+
+    def test_no_secret_in_output(self):
+        key = self.write("key.pem", "-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n"
+                         "-----END PRIVATE KEY-----\n", 0o600)
+        tok = self.write("api-token", "api-token-value-123456\n", 0o600)
+        text = BASE.replace("/nonexistent/key.pem", key) + \
+            "[api]\ntoken_file = \"%s\"\n[[admins]]\nname = \"alice\"\n" \
+            "token_hash = \"HASHVALUE-SHOULD-NOT-SHOW\"\n" % tok
+        env = {"OPTSYNC_WEBHOOK_SECRET": "webhook-secret-value-9876"}
+        path = self.write("secrets.toml", text + "[webhook]\nurl = \"http://127.0.0.1:9/h\"\n")
+        for extra in ([], ["--json"], ["--strict"]):
+            p = run("-c", path, "config", "check", *extra, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out = p.stdout + p.stderr
+            for secret in ("SECRETKEYMATERIAL", "api-token-value-123456",
+                           "HASHVALUE-SHOULD-NOT-SHOW", "webhook-secret-value-9876"):
+                self.assertNotIn(secret, out)
+        p = run("-c", path, "config", "check", "--json", env=env)
+        doc = json.loads(p.stdout)
+        self.assertTrue(doc["valid"])
+        self.assertEqual(doc["settings"]["salesforce"]["fields"]["opted_out"],
+                         "HasOptedOutOfEmail")
+        self.assertEqual(doc["settings"]["admins"][0]["token_hash"], "<redacted>")
+        sources = {s["key"]: s for s in doc["secrets"]}
+        self.assertEqual(sources["webhook.secret_file"]["source"], "env OPTSYNC_WEBHOOK_SECRET")
+        self.assertTrue(sources["api.token_file"]["readable"])
+
+    def test_group_readable_secret_refused(self):
+        key = self.write("key.pem", "KEYDATA-XYZ\n", 0o644)
+        path = self.write("c.toml", BASE.replace("/nonexistent/key.pem", key))
+        p = run("-c", path, "config", "check", "--strict")
+        self.assertEqual(p.returncode, 3)
+        self.assertIn("chmod 600", p.stderr)
+        self.assertNotIn("KEYDATA-XYZ", p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    BIN, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    unittest.main(argv=sys.argv[:1], verbosity=2)

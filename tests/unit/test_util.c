@@ -1,0 +1,116 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/fileio.h"
+#include "util/timefmt.h"
+
+static void test_buf_cap(void **state)
+{
+	struct buf b;
+	struct err e;
+	buf_init(&b, 10);
+	assert_int_equal(buf_puts(&b, "12345", &e), 0);
+	assert_int_equal(buf_printf(&b, &e, "%d", 6789), 0);
+	assert_string_equal(b.data, "123456789");
+	assert_int_equal(buf_puts(&b, "ab", &e), ERR_LIMIT);
+	assert_non_null(strstr(e.msg, "10 bytes"));
+	assert_int_equal(b.len, 9);
+	assert_int_equal(buf_putc(&b, 'x', &e), 0);
+	assert_int_equal(b.len, 10);
+	buf_free(&b);
+	assert_null(b.data);
+}
+
+static void test_err_truncation(void **state)
+{
+	struct err e;
+	char big[2000];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(err_set(&e, ERR_IO, "%s", big), ERR_IO);
+	assert_int_equal(strlen(e.msg), ERR_MSG_MAX - 1);
+	assert_string_equal(e.msg + ERR_MSG_MAX - 4, "...");
+	err_set(&e, ERR_CONFIG, "key x");
+	err_prefix(&e, "%s:%d: ", "f.toml", 3);
+	assert_string_equal(e.msg, "f.toml:3: key x");
+}
+
+static void test_time_parse(void **state)
+{
+	int64_t ms;
+	assert_int_equal(time_parse("2026-11-20T14:05:00Z", &ms), 0);
+	assert_true(ms == 1795183500000LL);
+	assert_int_equal(time_parse("2026-11-20T15:05:00+01:00", &ms), 0);
+	assert_true(ms == 1795183500000LL);
+	assert_int_equal(time_parse("2026-11-20T14:05:00.250+0000", &ms), 0);
+	assert_true(ms == 1795183500250LL);
+	assert_int_equal(time_parse("2026-11-20", &ms), 0);
+	assert_true(ms == 1795132800000LL);
+	assert_int_equal(time_parse("2024-02-29", &ms), 0);
+	assert_int_equal(time_parse("2026-02-29", &ms), -1);
+	assert_int_equal(time_parse("2026-11-20T14:05:00", &ms), -1);
+	assert_int_equal(time_parse("2026-11-20T24:00:00Z", &ms), -1);
+	assert_int_equal(time_parse("2026-11-20Z", &ms), -1);
+	assert_int_equal(time_parse("2026-11-20T14:05:00Zjunk", &ms), -1);
+	assert_int_equal(time_parse("yesterday", &ms), -1);
+}
+
+static void test_time_format(void **state)
+{
+	char out[TIME_STR_MAX];
+	time_format(1795183500000LL, out);
+	assert_string_equal(out, "2026-11-20T14:05:00Z");
+	time_format(1795183500250LL, out);
+	assert_string_equal(out, "2026-11-20T14:05:00.250Z");
+	time_format_sf(1795183500000LL, out);
+	assert_string_equal(out, "2026-11-20T14:05:00.000+0000");
+	time_format(-1, out);
+	assert_string_equal(out, "1969-12-31T23:59:59.999Z");
+	for (int64_t t = -86400000LL * 800; t < 86400000LL * 800; t += 86400000LL * 7 + 12345) {
+		int64_t back;
+		time_format(t, out);
+		assert_int_equal(time_parse(out, &back), 0);
+		assert_true(back == t);
+	}
+}
+
+static void test_atomic_write(void **state)
+{
+	char dir[] = "/tmp/optsync-test-util-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[128];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	struct err e;
+	assert_int_equal(file_write_atomic(path, "one", 3, 0600, &e), 0);
+	assert_int_equal(file_write_atomic(path, "two!", 4, 0600, &e), 0);
+	struct buf b;
+	assert_int_equal(file_read_all(path, 100, &b, &e), 0);
+	assert_string_equal(b.data, "two!");
+	buf_free(&b);
+	assert_int_equal(file_read_all(path, 2, &b, &e), ERR_LIMIT);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_err_truncation),
+	    cmocka_unit_test(test_time_parse),   cmocka_unit_test(test_time_format),
+	    cmocka_unit_test(test_atomic_write),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
