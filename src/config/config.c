@@ -342,31 +342,22 @@ static int apply_text(struct config *cfg, const struct keyspec *k, const char *s
 		*why = len == 0 ? "must not be empty" : "contains control characters";
 		return -1;
 	}
+	static const struct {
+		enum kind kind;
+		int (*valid)(const char *);
+		const char *why;
+	} checks[] = {
+	    {K_URL, valid_url, "must be an http:// or https:// URL"},
+	    {K_FIELD, valid_field, "must be a Salesforce API field name (letters, digits, '_')"},
+	    {K_APIVER, valid_apiver, "must look like \"62.0\""},
+	    {K_LISTEN, valid_listen, "must be \"host:port\" or \"unix:/absolute/path\""},
+	};
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+		if (checks[i].kind == k->kind && !checks[i].valid(s)) {
+			*why = checks[i].why;
+			return -1;
+		}
 	switch (k->kind) {
-	case K_URL:
-		if (!valid_url(s)) {
-			*why = "must be an http:// or https:// URL";
-			return -1;
-		}
-		break;
-	case K_FIELD:
-		if (!valid_field(s)) {
-			*why = "must be a Salesforce API field name (letters, digits, '_')";
-			return -1;
-		}
-		break;
-	case K_APIVER:
-		if (!valid_apiver(s)) {
-			*why = "must look like \"62.0\"";
-			return -1;
-		}
-		break;
-	case K_LISTEN:
-		if (!valid_listen(s)) {
-			*why = "must be \"host:port\" or \"unix:/absolute/path\"";
-			return -1;
-		}
-		break;
 	case K_DURATION: {
 		int64_t ms;
 		if (config_parse_duration(s, &ms)) {

@@ -302,6 +302,22 @@ static int array_add(struct parser *p, struct toml_value *a, struct toml_value *
 	return 0;
 }
 
+/* A new table or array under key in t; NULL with the error set on failure
+ * (the key is then still owned by the caller). */
+static struct toml_value *table_add_new(struct parser *p, struct toml_value *t, struct tkey *key,
+                                        enum toml_type type, unsigned flags, int line, int col)
+{
+	struct toml_value *v = value_new(p, type, line, col);
+	if (v == NULL)
+		return NULL;
+	v->flags = flags;
+	if (table_add(p, t, key, v)) {
+		toml_free(v);
+		return NULL;
+	}
+	return v;
+}
+
 static void freeze(struct toml_value *v)
 {
 	if (v->type == TOML_TABLE) {
@@ -990,15 +1006,10 @@ static int insert_keyval(struct parser *p, struct toml_value *t, struct tkey *ke
 	for (i = 0; i + 1 < nkeys; i++) {
 		struct toml_value *child = table_find(t, keys[i].s, keys[i].len);
 		if (child == NULL) {
-			child = value_new(p, TOML_TABLE, keys[i].line, 0);
+			child = table_add_new(p, t, &keys[i], TOML_TABLE, F_DOTTED, keys[i].line,
+			                      keys[i].col);
 			if (child == NULL) {
 				rc = ERR_NOMEM;
-				goto out;
-			}
-			child->flags = F_DOTTED;
-			rc = table_add(p, t, &keys[i], child);
-			if (rc) {
-				toml_free(child);
 				goto out;
 			}
 		} else if (child->type != TOML_TABLE || !(child->flags & F_DOTTED) ||
@@ -1051,14 +1062,9 @@ static int parse_header(struct parser *p, struct toml_value *root, struct toml_v
 	for (i = 0; i + 1 < nkeys; i++) {
 		struct toml_value *child = table_find(t, keys[i].s, keys[i].len);
 		if (child == NULL) {
-			child = value_new(p, TOML_TABLE, line, col);
+			child = table_add_new(p, t, &keys[i], TOML_TABLE, F_IMPLICIT, line, col);
 			if (child == NULL) {
 				rc = ERR_NOMEM;
-				goto out;
-			}
-			child->flags = F_IMPLICIT;
-			if ((rc = table_add(p, t, &keys[i], child))) {
-				toml_free(child);
 				goto out;
 			}
 		} else if (child->type == TOML_ARRAY && (child->flags & F_AOT) &&
@@ -1074,14 +1080,9 @@ static int parse_header(struct parser *p, struct toml_value *root, struct toml_v
 	struct toml_value *last = table_find(t, keys[i].s, keys[i].len);
 	if (aot) {
 		if (last == NULL) {
-			last = value_new(p, TOML_ARRAY, line, col);
+			last = table_add_new(p, t, &keys[i], TOML_ARRAY, F_AOT, line, col);
 			if (last == NULL) {
 				rc = ERR_NOMEM;
-				goto out;
-			}
-			last->flags = F_AOT;
-			if ((rc = table_add(p, t, &keys[i], last))) {
-				toml_free(last);
 				goto out;
 			}
 		} else if (last->type != TOML_ARRAY || !(last->flags & F_AOT)) {
@@ -1102,14 +1103,9 @@ static int parse_header(struct parser *p, struct toml_value *root, struct toml_v
 		*cur = nt;
 	} else {
 		if (last == NULL) {
-			nt = value_new(p, TOML_TABLE, line, col);
+			nt = table_add_new(p, t, &keys[i], TOML_TABLE, F_DEFINED, line, col);
 			if (nt == NULL) {
 				rc = ERR_NOMEM;
-				goto out;
-			}
-			nt->flags = F_DEFINED;
-			if ((rc = table_add(p, t, &keys[i], nt))) {
-				toml_free(nt);
 				goto out;
 			}
 			*cur = nt;
