@@ -1,0 +1,454 @@
+/* The append-only history and its hash chain.
+ *
+ * Event i is stored under its sequence number with prev_hash = H(i-1),
+ * where
+ *   H(i) = SHA-256("optsync-event-v1" || seq(8, big-endian) || prev_hash
+ *                  || public encoding || personal digest)
+ * and the personal digest is SHA-256 of the encoding of the event's
+ * personal part (free texts and evidence). Erasure drops the personal part
+ * but stores its digest in its place, so every H(i) is unchanged and the
+ * chain still verifies. meta "chain_head" holds (seq, H(seq)) of the last
+ * event, so that removing events from the end is caught too. */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/internal.h"
+
+static const char domain[] = "optsync-event-v1";
+
+void ledger_event_init(struct ledger_event *ev)
+{
+	ev->seq = 0;
+	ev->at = 0;
+	ev->kind = ev->origin = 0;
+	memset(ev->person, 0, sizeof(ev->person));
+	ev->actor[0] = '\0';
+	ev->record.object = 0;
+	ev->record.id[0] = '\0';
+	ev->conflict_id = 0;
+	ledger_facts_init(&ev->facts);
+	ev->reason[0] = ev->evidence_ref[0] = ev->evidence_sha256[0] = '\0';
+	ev->erased = false;
+	memset(ev->prev_hash, 0, sizeof(ev->prev_hash));
+}
+
+/* public fields: 1 at, 2 kind, 3 origin, 4 person, 5 actor, 6 record,
+ * 7 conflict_id, 8 facts (enums only) */
+static void encode_public(struct enc *en, const struct ledger_event *ev)
+{
+	uint8_t k[1 + LEDGER_ID_MAX];
+	enc_sint(en, 1, ev->at);
+	enc_uint(en, 2, ev->kind);
+	enc_uint(en, 3, ev->origin);
+	enc_hash(en, 4, ev->person);
+	enc_str(en, 5, ev->actor);
+	if (ev->record.object)
+		enc_bytes(en, 6, k, recref_key(k, ev->record.object, ev->record.id));
+	enc_uint(en, 7, ev->conflict_id);
+	enc_facts(en, 8, &ev->facts, 0);
+}
+
+/* personal fields: 1 purpose, 2 auth_other, 3 source_other, 4 reason,
+ * 5 evidence_ref, 6 evidence_sha256 */
+static void encode_personal(struct enc *en, const struct ledger_event *ev)
+{
+	enc_str(en, 1, ev->facts.purpose);
+	enc_str(en, 2, ev->facts.auth_other);
+	enc_str(en, 3, ev->facts.source_other);
+	enc_str(en, 4, ev->reason);
+	enc_str(en, 5, ev->evidence_ref);
+	enc_str(en, 6, ev->evidence_sha256);
+}
+
+static int sha256(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32])
+{
+	unsigned n;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, a, an) &&
+	         (bn == 0 || EVP_DigestUpdate(c, b, bn)) && EVP_DigestFinal_ex(c, out, &n);
+	EVP_MD_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+static int personal_digest(const struct ledger_event *ev, uint8_t out[32])
+{
+	uint8_t buf[CODEC_MAX];
+	struct enc en;
+	enc_init(&en, buf, sizeof(buf));
+	encode_personal(&en, ev);
+	if (en.overflow)
+		return -1;
+	return sha256(buf, en.len, NULL, 0, out);
+}
+
+static int event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32])
+{
+	uint8_t buf[CODEC_MAX];
+	struct enc en;
+	enc_init(&en, buf, sizeof(buf));
+	encode_public(&en, ev);
+	if (en.overflow)
+		return -1;
+	uint8_t head[sizeof(domain) - 1 + 8 + 32 + 32];
+	size_t o = 0;
+	memcpy(head, domain, sizeof(domain) - 1);
+	o += sizeof(domain) - 1;
+	be64_put(head + o, ev->seq);
+	o += 8;
+	memcpy(head + o, ev->prev_hash, 32);
+	o += 32;
+	memcpy(head + o, pdigest, 32);
+	o += 32;
+	return sha256(head, o, buf, en.len, out);
+}
+
+/* stored form: public fields 1-8, 9 prev_hash, 10 personal (nested) or
+ * 11 personal digest when erased */
+static int event_store(struct ledger_txn *t, const struct ledger_event *ev,
+                       const uint8_t pdigest[32], unsigned put_flags, struct err *e)
+{
+	uint8_t buf[CODEC_MAX], pbuf[CODEC_MAX], k[8];
+	struct enc en, pen;
+	enc_init(&en, buf, sizeof(buf));
+	encode_public(&en, ev);
+	enc_hash(&en, 9, ev->prev_hash);
+	if (ev->erased) {
+		enc_hash(&en, 11, pdigest);
+	} else {
+		enc_init(&pen, pbuf, sizeof(pbuf));
+		pen.len = 0; /* nested: no version byte */
+		encode_personal(&pen, ev);
+		if (pen.overflow)
+			en.overflow = 1;
+		enc_bytes(&en, 10, pbuf, pen.len);
+	}
+	if (en.overflow)
+		return err_set(e, ERR_LIMIT, "history event too large to store");
+	be64_put(k, ev->seq);
+	return db_put(t, t->l->history, k, 8, buf, en.len, put_flags, "append history", e);
+}
+
+static int event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *ev,
+                        uint8_t stored_digest[32])
+{
+	struct dec d, pd;
+	struct field f, g;
+	int r;
+	ledger_event_init(ev);
+	if (k->mv_size != 8 || dec_init(&d, v->mv_data, v->mv_size))
+		return -1;
+	ev->seq = be64_get(k->mv_data);
+	while ((r = dec_next(&d, &f)) == 1) {
+		int bad = 0;
+		switch (f.num) {
+		case 1:
+			ev->at = f.s;
+			break;
+		case 2:
+			ev->kind = (uint8_t)f.u;
+			break;
+		case 3:
+			ev->origin = (uint8_t)f.u;
+			break;
+		case 4:
+			bad = f.wire != W_HASH;
+			if (!bad)
+				memcpy(ev->person, f.data, 32);
+			break;
+		case 5:
+			bad = dec_str(&f, ev->actor, sizeof(ev->actor));
+			break;
+		case 6:
+			bad = f.wire != W_BYTES || f.len < 1 || f.len > 1 + LEDGER_ID_MAX;
+			if (!bad) {
+				ev->record.object = f.data[0];
+				memcpy(ev->record.id, f.data + 1, f.len - 1);
+				ev->record.id[f.len - 1] = '\0';
+			}
+			break;
+		case 7:
+			ev->conflict_id = f.u;
+			break;
+		case 8:
+			bad = dec_facts(&f, &ev->facts);
+			break;
+		case 9:
+			bad = f.wire != W_HASH;
+			if (!bad)
+				memcpy(ev->prev_hash, f.data, 32);
+			break;
+		case 10:
+			bad = f.wire != W_BYTES;
+			if (bad)
+				break;
+			pd.p = f.data;
+			pd.end = f.data + f.len;
+			pd.bad = 0;
+			while (!bad && (r = dec_next(&pd, &g)) == 1) {
+				switch (g.num) {
+				case 1:
+					bad = dec_str(&g, ev->facts.purpose,
+					              sizeof(ev->facts.purpose));
+					break;
+				case 2:
+					bad = dec_str(&g, ev->facts.auth_other,
+					              sizeof(ev->facts.auth_other));
+					break;
+				case 3:
+					bad = dec_str(&g, ev->facts.source_other,
+					              sizeof(ev->facts.source_other));
+					break;
+				case 4:
+					bad = dec_str(&g, ev->reason, sizeof(ev->reason));
+					break;
+				case 5:
+					bad =
+					    dec_str(&g, ev->evidence_ref, sizeof(ev->evidence_ref));
+					break;
+				case 6:
+					bad = dec_str(&g, ev->evidence_sha256,
+					              sizeof(ev->evidence_sha256));
+					break;
+				default:
+					break;
+				}
+			}
+			bad |= r < 0;
+			break;
+		case 11:
+			bad = f.wire != W_HASH;
+			if (!bad) {
+				ev->erased = true;
+				memcpy(stored_digest, f.data, 32);
+			}
+			break;
+		default:
+			break;
+		}
+		if (bad)
+			return -1;
+	}
+	return r;
+}
+
+int ledger_event_append(struct ledger_txn *t, struct ledger_event *ev, struct err *e)
+{
+	/* chain_head: seq (8) then hash (32) */
+	MDB_val head;
+	int rc = db_get(t, t->l->meta, "chain_head", 10, &head, "chain head", e);
+	if (rc == ERR_NOTFOUND) {
+		memset(ev->prev_hash, 0, 32);
+	} else if (rc) {
+		return rc;
+	} else if (head.mv_size != 40) {
+		return corrupt(t, "the chain head", e);
+	} else {
+		memcpy(ev->prev_hash, (uint8_t *)head.mv_data + 8, 32);
+	}
+	if ((rc = meta_next(t, "event_seq", &ev->seq, e)))
+		return rc;
+	uint8_t pd[32], h[32];
+	ev->erased = false;
+	if (personal_digest(ev, pd) || event_hash(ev, pd, h))
+		return err_set(e, ERR_LIMIT, "history event too large to hash");
+	if ((rc = event_store(t, ev, pd, MDB_APPEND, e)))
+		return rc;
+	uint8_t nh[40], seqb[8];
+	be64_put(nh, ev->seq);
+	memcpy(nh + 8, h, 32);
+	if ((rc = db_put(t, t->l->meta, "chain_head", 10, nh, 40, 0, "chain head", e)))
+		return rc;
+	be64_put(seqb, ev->seq);
+	return db_put(t, t->l->person_events, ev->person, LEDGER_KEY_LEN, seqb, 8, 0,
+	              "index history", e);
+}
+
+int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e)
+{
+	uint8_t kb[8], dig[32];
+	be64_put(kb, seq);
+	MDB_val k = {8, kb}, v;
+	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
+	if (rc)
+		return rc;
+	return event_decode(&k, &v, out, dig) ? corrupt(t, "a history event", e) : 0;
+}
+
+/* Visit the seqs indexed under a person. */
+static int each_seq_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                       int (*fn)(struct ledger_txn *, uint64_t, void *), void *ctx, struct err *e)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->l->person_events, &c);
+	if (rc)
+		return ledger_mdb_error(t, rc, "history index", e);
+	MDB_val k = {LEDGER_KEY_LEN, (void *)person}, v;
+	int op = MDB_SET_KEY, ret = 0;
+	while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+		op = MDB_NEXT_DUP;
+		if (v.mv_size != 8) {
+			ret = corrupt(t, "the history index", e);
+			break;
+		}
+		if ((ret = fn(t, be64_get(v.mv_data), ctx)) != 0)
+			break;
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "history index", e);
+	mdb_cursor_close(c);
+	return ret;
+}
+
+struct visit_ctx {
+	int (*fn)(const struct ledger_event *, void *);
+	void *ctx;
+	struct ledger_event *ev;
+	struct err *e;
+};
+
+static int visit_one(struct ledger_txn *t, uint64_t seq, void *ctx)
+{
+	struct visit_ctx *v = ctx;
+	int rc = ledger_event_get(t, seq, v->ev, v->e);
+	return rc ? rc : v->fn(v->ev, v->ctx);
+}
+
+int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                         int (*fn)(const struct ledger_event *, void *), void *ctx, struct err *e)
+{
+	struct visit_ctx v = {fn, ctx, malloc(sizeof(struct ledger_event)), e};
+	if (v.ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = each_seq_of(t, person, visit_one, &v, e);
+	free(v.ev);
+	return rc;
+}
+
+/* Erasure of one event's personal part, keeping its digest. */
+static int scrub_one(struct ledger_txn *t, uint64_t seq, void *ctx)
+{
+	struct err *e = ctx;
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	uint8_t kb[8], pd[32];
+	be64_put(kb, seq);
+	MDB_val k = {8, kb}, v;
+	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
+	if (rc == 0 && event_decode(&k, &v, ev, pd))
+		rc = corrupt(t, "a history event", e);
+	if (rc == 0 && !ev->erased) {
+		if (personal_digest(ev, pd)) {
+			rc = err_set(e, ERR_INTERNAL, "cannot hash event %llu",
+			             (unsigned long long)seq);
+		} else {
+			ev->facts.purpose[0] = ev->facts.auth_other[0] = ev->facts.source_other[0] =
+			    '\0';
+			ev->reason[0] = ev->evidence_ref[0] = ev->evidence_sha256[0] = '\0';
+			ev->erased = true;
+			rc = event_store(t, ev, pd, 0, e);
+		}
+	}
+	free(ev);
+	return rc;
+}
+
+int ledger_event_scrub_person(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
+                              struct err *e)
+{
+	return each_seq_of(t, key, scrub_one, e, e);
+}
+
+/* ---- verification ---- */
+
+struct verify_ctx {
+	struct ledger_verify_report *rep;
+};
+
+static int bad_event(struct ledger_verify_report *rep, uint64_t seq, const char *why)
+{
+	rep->first_bad = seq;
+	snprintf(rep->why, sizeof(rep->why), "%s", why);
+	return 1;
+}
+
+static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger_verify_report *rep = ((struct verify_ctx *)ctx)->rep;
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->l->history, &c);
+	if (rc) {
+		free(ev);
+		return ledger_mdb_error(t, rc, "history cursor", e);
+	}
+	uint8_t running[32] = {0}, pd[32], h[32];
+	uint64_t expect = 1;
+	MDB_val k, v;
+	int op = MDB_FIRST, bad = 0;
+	while (!bad && (rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (event_decode(&k, &v, ev, pd)) {
+			bad = bad_event(rep, k.mv_size == 8 ? be64_get(k.mv_data) : expect,
+			                "event cannot be decoded");
+			break;
+		}
+		if (ev->seq != expect) {
+			bad = bad_event(rep, expect, "event missing (sequence gap)");
+			break;
+		}
+		if (memcmp(ev->prev_hash, running, 32) != 0) {
+			bad = bad_event(rep, ev->seq - 1,
+			                "event altered: its hash no longer matches the link stored "
+			                "in the next event (or that link was altered)");
+			break;
+		}
+		if (!ev->erased && personal_digest(ev, pd)) {
+			bad = bad_event(rep, ev->seq, "event too large");
+			break;
+		}
+		if (event_hash(ev, pd, h)) {
+			bad = bad_event(rep, ev->seq, "event too large");
+			break;
+		}
+		memcpy(running, h, 32);
+		rep->events++;
+		expect++;
+	}
+	mdb_cursor_close(c);
+	free(ev);
+	if (rc && rc != MDB_NOTFOUND && !bad)
+		return ledger_mdb_error(t, rc, "history cursor", e);
+	if (!bad) {
+		MDB_val head;
+		rc = db_get(t, t->l->meta, "chain_head", 10, &head, "chain head", e);
+		if (rc == ERR_NOTFOUND) {
+			if (rep->events != 0)
+				bad = bad_event(rep, 1, "chain head missing");
+		} else if (rc) {
+			return rc;
+		} else if (head.mv_size != 40 || be64_get(head.mv_data) != rep->events) {
+			bad = bad_event(rep, rep->events + 1,
+			                "events missing at the end (chain head is further on)");
+		} else if (memcmp((uint8_t *)head.mv_data + 8, running, 32) != 0) {
+			/* the last event itself was altered after the head was written */
+			bad = bad_event(rep, rep->events,
+			                "event altered (hash differs from chain head)");
+		}
+	}
+	if (bad)
+		return err_set(e, ERR_INVALID, "history chain broken at event %llu: %s",
+		               (unsigned long long)rep->first_bad, rep->why);
+	return 0;
+}
+
+int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e)
+{
+	memset(rep, 0, sizeof(*rep));
+	struct verify_ctx v = {rep};
+	return ledger_read(l, verify_txn, &v, e);
+}

@@ -1,0 +1,509 @@
+/* Opening the ledger, transactions, map growth, the sync lock and the
+ * HMAC person key. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "state/internal.h"
+
+#define MAX_DBS 16
+
+/* ---- helpers shared by the ledger's files ---- */
+
+void be64_put(uint8_t out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		out[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+uint64_t be64_get(const uint8_t in[8])
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | in[i];
+	return v;
+}
+
+size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id)
+{
+	size_t n = strnlen(id, LEDGER_ID_MAX);
+	out[0] = (uint8_t)object;
+	memcpy(out + 1, id, n);
+	return n + 1;
+}
+
+int ledger_mdb_error(struct ledger_txn *t, int rc, const char *what, struct err *e)
+{
+	if (rc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOTFOUND, "%s: not found", what);
+	if (rc == MDB_MAP_FULL && t)
+		t->map_full = 1;
+	const char *path = t ? t->l->path : "ledger";
+	if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID)
+		return err_set(e, ERR_LEDGER,
+		               "ledger %s is corrupt (%s: %s); restore it from a backup", path,
+		               what, mdb_strerror(rc));
+	return err_set(e, ERR_LEDGER, "ledger %s: %s: %s", path, what, mdb_strerror(rc));
+}
+
+int corrupt(struct ledger_txn *t, const char *what, struct err *e)
+{
+	return err_set(e, ERR_LEDGER, "ledger %s is corrupt: cannot decode %s", t->l->path, what);
+}
+
+int db_get(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, MDB_val *out,
+           const char *what, struct err *e)
+{
+	MDB_val k = {klen, (void *)key};
+	int rc = mdb_get(t->txn, dbi, &k, out);
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
+int db_put(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, const void *data,
+           size_t len, unsigned flags, const char *what, struct err *e)
+{
+	MDB_val k = {klen, (void *)key}, v = {len, (void *)data};
+	int rc = mdb_put(t->txn, dbi, &k, &v, flags);
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
+int db_del(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, const MDB_val *data,
+           const char *what, struct err *e)
+{
+	MDB_val k = {klen, (void *)key};
+	int rc = mdb_del(t->txn, dbi, &k, (MDB_val *)data);
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
+int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+{
+	MDB_val v;
+	int rc = db_get(t, t->l->meta, name, strlen(name), &v, name, e);
+	if (rc == ERR_NOTFOUND) {
+		*out = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (v.mv_size != 8)
+		return corrupt(t, name, e);
+	*out = be64_get(v.mv_data);
+	return 0;
+}
+
+int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+{
+	uint64_t cur;
+	int rc = meta_get_u64(t, name, &cur, e);
+	if (rc)
+		return rc;
+	uint8_t b[8];
+	be64_put(b, cur + 1);
+	rc = db_put(t, t->l->meta, name, strlen(name), b, 8, 0, name, e);
+	if (rc == 0)
+		*out = cur + 1;
+	return rc;
+}
+
+/* ---- HMAC-SHA256 with the key's inner and outer states computed once ---- */
+
+static int hmac_prepare(struct ledger *l, struct err *e)
+{
+	uint8_t ipad[64], opad[64];
+	for (int i = 0; i < 64; i++) {
+		uint8_t k = i < 32 ? l->hmac_key[i] : 0;
+		ipad[i] = k ^ 0x36;
+		opad[i] = k ^ 0x5c;
+	}
+	l->hmac_inner = EVP_MD_CTX_new();
+	l->hmac_outer = EVP_MD_CTX_new();
+	int ok = l->hmac_inner && l->hmac_outer &&
+	         EVP_DigestInit_ex(l->hmac_inner, EVP_sha256(), NULL) &&
+	         EVP_DigestUpdate(l->hmac_inner, ipad, 64) &&
+	         EVP_DigestInit_ex(l->hmac_outer, EVP_sha256(), NULL) &&
+	         EVP_DigestUpdate(l->hmac_outer, opad, 64);
+	OPENSSL_cleanse(ipad, sizeof(ipad));
+	OPENSSL_cleanse(opad, sizeof(opad));
+	return ok ? 0 : err_set(e, ERR_INTERNAL, "cannot set up HMAC-SHA256");
+}
+
+void ledger_person_key(const struct ledger *l, const char *email, size_t len,
+                       uint8_t out[LEDGER_KEY_LEN])
+{
+	uint8_t inner[32];
+	unsigned n;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	/* These only fail on allocation; the key then comes out as zeros,
+	 * which matches no person, and the next lookup tries again. */
+	if (c == NULL || !EVP_MD_CTX_copy_ex(c, l->hmac_inner) ||
+	    !EVP_DigestUpdate(c, email, len) || !EVP_DigestFinal_ex(c, inner, &n) ||
+	    !EVP_MD_CTX_copy_ex(c, l->hmac_outer) || !EVP_DigestUpdate(c, inner, 32) ||
+	    !EVP_DigestFinal_ex(c, out, &n))
+		memset(out, 0, LEDGER_KEY_LEN);
+	EVP_MD_CTX_free(c);
+}
+
+/* ---- opening ---- */
+
+static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+		unsigned flags;
+	} dbs[] = {
+	    {"meta", offsetof(struct ledger, meta), 0},
+	    {"persons", offsetof(struct ledger, persons), 0},
+	    {"records", offsetof(struct ledger, records), 0},
+	    {"history", offsetof(struct ledger, history), 0},
+	    {"person_events", offsetof(struct ledger, person_events), MDB_DUPSORT | MDB_DUPFIXED},
+	    {"feed", offsetof(struct ledger, feed), 0},
+	    {"cursors", offsetof(struct ledger, cursors), 0},
+	    {"conflicts", offsetof(struct ledger, conflicts), 0},
+	    {"outbox", offsetof(struct ledger, outbox), 0},
+	    {"idempotency", offsetof(struct ledger, idem), 0},
+	};
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
+		int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbi);
+		if (rc) {
+			struct ledger_txn t = {l, txn, 1, 0};
+			return ledger_mdb_error(&t, rc, dbs[i].name, e);
+		}
+	}
+	return 0;
+}
+
+/* Migrations: migrations[v] brings a ledger from schema v to v + 1 in the
+ * opening write transaction. Version 1 is the first; a new version adds
+ * its step here. */
+typedef int (*migration_fn)(struct ledger_txn *t, struct err *e);
+static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {NULL};
+
+static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
+{
+	struct ledger_txn t = {l, txn, 1, 0};
+	MDB_val v;
+	int rc = db_get(&t, l->meta, "schema", 6, &v, "schema version", e);
+	if (rc == ERR_NOTFOUND) {
+		/* A new ledger: schema version and a fresh HMAC key. */
+		uint8_t b[8];
+		be64_put(b, LEDGER_SCHEMA_VERSION);
+		if (RAND_bytes(l->hmac_key, sizeof(l->hmac_key)) != 1)
+			return err_set(e, ERR_INTERNAL, "cannot generate the ledger key");
+		rc = db_put(&t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
+		if (rc == 0)
+			rc = db_put(&t, l->meta, "key", 3, l->hmac_key, 32, 0, "ledger key", e);
+		return rc;
+	}
+	if (rc)
+		return rc;
+	if (v.mv_size != 8)
+		return corrupt(&t, "schema version", e);
+	uint64_t version = be64_get(v.mv_data);
+	if (version > LEDGER_SCHEMA_VERSION)
+		return err_set(e, ERR_LEDGER,
+		               "ledger %s has schema version %llu, newer than this optsync's (%d); "
+		               "upgrade optsync",
+		               l->path, (unsigned long long)version, LEDGER_SCHEMA_VERSION);
+	if (version == 0)
+		return corrupt(&t, "schema version 0", e);
+	for (; version < LEDGER_SCHEMA_VERSION; version++) {
+		if (migrations[version] == NULL)
+			return err_set(e, ERR_INTERNAL, "no migration from schema %llu",
+			               (unsigned long long)version);
+		rc = migrations[version](&t, e);
+		if (rc)
+			return rc;
+		uint8_t b[8];
+		be64_put(b, version + 1);
+		rc = db_put(&t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
+		if (rc)
+			return rc;
+	}
+	rc = db_get(&t, l->meta, "key", 3, &v, "ledger key", e);
+	if (rc == ERR_NOTFOUND)
+		return corrupt(&t, "ledger key (missing)", e);
+	if (rc)
+		return rc;
+	if (v.mv_size != 32)
+		return corrupt(&t, "ledger key", e);
+	memcpy(l->hmac_key, v.mv_data, 32);
+	return 0;
+}
+
+int ledger_open(struct ledger **out, const struct ledger_options *opt, struct err *e)
+{
+	*out = NULL;
+	struct ledger *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	l->lock_fd = -1;
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+	pthread_rwlock_init(&l->resize, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	int rc = 0;
+	MDB_txn *txn = NULL;
+	l->path = strdup(opt->path);
+	if (l->path == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	l->max_map_size = opt->max_map_size > opt->map_size ? opt->max_map_size : opt->map_size;
+
+	char data[4096];
+	int n = snprintf(data, sizeof(data), "%s/data.mdb", opt->path);
+	if (n < 0 || (size_t)n >= sizeof(data)) {
+		rc = err_set(e, ERR_LEDGER, "ledger path too long: %s", opt->path);
+		goto out;
+	}
+	struct stat st;
+	if (stat(opt->path, &st) != 0) {
+		if (errno != ENOENT || !opt->create) {
+			rc = err_sys(e, ERR_LEDGER, errno, "no ledger at %s", opt->path);
+			goto out;
+		}
+		if (mkdir(opt->path, 0700) != 0) {
+			rc = err_sys(e, ERR_LEDGER, errno, "cannot create the ledger directory %s",
+			             opt->path);
+			goto out;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		rc = err_set(e, ERR_LEDGER, "ledger path %s is not a directory", opt->path);
+		goto out;
+	} else if (!opt->create && access(data, F_OK) != 0) {
+		rc = err_set(e, ERR_LEDGER, "no ledger at %s (data.mdb missing)", opt->path);
+		goto out;
+	}
+
+	if ((rc = mdb_env_create(&l->env)) || (rc = mdb_env_set_maxdbs(l->env, MAX_DBS)) ||
+	    (rc = mdb_env_set_mapsize(l->env, (size_t)opt->map_size))) {
+		rc = ledger_mdb_error(NULL, rc, "create environment", e);
+		goto out;
+	}
+	rc = mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD, 0600);
+	if (rc) {
+		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
+			rc = err_set(e, ERR_LEDGER,
+			             "ledger %s is corrupt or not an optsync ledger (%s)",
+			             opt->path, mdb_strerror(rc));
+		else
+			rc = err_set(e, ERR_LEDGER, "cannot open the ledger %s: %s", opt->path,
+			             mdb_strerror(rc));
+		goto out;
+	}
+	int dead = 0;
+	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
+
+	rc = mdb_txn_begin(l->env, NULL, 0, &txn);
+	if (rc) {
+		rc = ledger_mdb_error(NULL, rc, "begin", e);
+		goto out;
+	}
+	rc = open_dbs(l, txn, e);
+	if (rc == 0)
+		rc = init_meta(l, txn, e);
+	if (rc) {
+		mdb_txn_abort(txn);
+		if (rc == ERR_NOTFOUND)
+			rc = ERR_LEDGER;
+		goto out;
+	}
+	int mrc = mdb_txn_commit(txn);
+	if (mrc) {
+		rc = ledger_mdb_error(NULL, mrc, "commit", e);
+		goto out;
+	}
+	rc = hmac_prepare(l, e);
+out:
+	if (rc) {
+		ledger_close(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+void ledger_close(struct ledger *l)
+{
+	if (l == NULL)
+		return;
+	ledger_sync_unlock(l);
+	if (l->env)
+		mdb_env_close(l->env);
+	EVP_MD_CTX_free(l->hmac_inner);
+	EVP_MD_CTX_free(l->hmac_outer);
+	OPENSSL_cleanse(l->hmac_key, sizeof(l->hmac_key));
+	pthread_rwlock_destroy(&l->resize);
+	free(l->path);
+	free(l);
+}
+
+/* ---- transactions ---- */
+
+/* Another process grew the map: adopt its size. */
+static void adopt_map_size(struct ledger *l)
+{
+	pthread_rwlock_wrlock(&l->resize);
+	mdb_env_set_mapsize(l->env, 0);
+	pthread_rwlock_unlock(&l->resize);
+}
+
+static int grow_map(struct ledger *l, struct err *e)
+{
+	pthread_rwlock_wrlock(&l->resize);
+	MDB_envinfo info;
+	mdb_env_info(l->env, &info);
+	uint64_t cur = info.me_mapsize;
+	int rc = 0;
+	if (cur >= l->max_map_size) {
+		rc = err_set(e, ERR_LEDGER,
+		             "ledger %s is full: it reached state.max_map_size (%llu bytes); "
+		             "nothing written so far was lost, but new writes are refused",
+		             l->path, (unsigned long long)l->max_map_size);
+	} else {
+		uint64_t next = cur > l->max_map_size / 2 ? l->max_map_size : cur * 2;
+		int mrc = mdb_env_set_mapsize(l->env, (size_t)next);
+		if (mrc)
+			rc = err_set(e, ERR_LEDGER,
+			             "ledger %s: cannot grow the map to %llu bytes: %s", l->path,
+			             (unsigned long long)next, mdb_strerror(mrc));
+	}
+	pthread_rwlock_unlock(&l->resize);
+	return rc;
+}
+
+static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct err *e)
+{
+	for (;;) {
+		pthread_rwlock_rdlock(&l->resize);
+		struct ledger_txn t = {l, NULL, write, 0};
+		int rc = mdb_txn_begin(l->env, NULL, write ? 0 : MDB_RDONLY, &t.txn);
+		if (rc == MDB_MAP_RESIZED) {
+			pthread_rwlock_unlock(&l->resize);
+			adopt_map_size(l);
+			continue;
+		}
+		if (rc) {
+			pthread_rwlock_unlock(&l->resize);
+			return ledger_mdb_error(&t, rc, write ? "begin write" : "begin read", e);
+		}
+		rc = fn(&t, ctx, e);
+		if (rc == 0 && write) {
+			int mrc = mdb_txn_commit(t.txn);
+			if (mrc)
+				rc = ledger_mdb_error(&t, mrc, "commit", e);
+		} else {
+			mdb_txn_abort(t.txn);
+		}
+		pthread_rwlock_unlock(&l->resize);
+		if (rc && write && t.map_full) {
+			int grc = grow_map(l, e);
+			if (grc)
+				return grc;
+			continue; /* run the whole transaction again in the larger map */
+		}
+		return rc;
+	}
+}
+
+int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
+{
+	return run_txn(l, 0, fn, ctx, e);
+}
+
+int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
+{
+	return run_txn(l, 1, fn, ctx, e);
+}
+
+/* ---- sync lock ---- */
+
+int ledger_sync_lock(struct ledger *l, struct err *e)
+{
+	if (l->lock_fd >= 0)
+		return 0;
+	char path[4096];
+	int n = snprintf(path, sizeof(path), "%s/sync.lock", l->path);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return err_set(e, ERR_LEDGER, "ledger path too long: %s", l->path);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, ERR_LEDGER, errno, "cannot open %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int saved = errno;
+		char pid[32] = "";
+		ssize_t r = pread(fd, pid, sizeof(pid) - 1, 0);
+		close(fd);
+		if (saved == EWOULDBLOCK) {
+			pid[r > 0 ? r : 0] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			return err_set(
+			    e, ERR_LEDGER,
+			    "ledger %s is locked by another sync (pid %s); try again when "
+			    "it has finished",
+			    l->path, pid[0] ? pid : "unknown");
+		}
+		return err_sys(e, ERR_LEDGER, saved, "cannot lock %s", path);
+	}
+	char pid[32];
+	int pl = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pl, 0) != pl) {
+		/* the pid is only informative */
+	}
+	l->lock_fd = fd;
+	return 0;
+}
+
+void ledger_sync_unlock(struct ledger *l)
+{
+	if (l->lock_fd < 0)
+		return;
+	flock(l->lock_fd, LOCK_UN);
+	close(l->lock_fd);
+	l->lock_fd = -1;
+}
+
+/* ---- statistics ---- */
+
+int ledger_stats(struct ledger_txn *t, struct ledger_stats *out, struct err *e)
+{
+	struct ledger *l = t->l;
+	MDB_stat st;
+	struct {
+		MDB_dbi dbi;
+		uint64_t *dst;
+	} map[] = {{l->persons, &out->persons},     {l->records, &out->records},
+	           {l->history, &out->events},      {l->feed, &out->changes},
+	           {l->conflicts, &out->conflicts}, {l->outbox, &out->pushes}};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		int rc = mdb_stat(t->txn, map[i].dbi, &st);
+		if (rc)
+			return ledger_mdb_error(t, rc, "stat", e);
+		*map[i].dst = st.ms_entries;
+	}
+	MDB_envinfo info;
+	mdb_env_info(l->env, &info);
+	mdb_env_stat(l->env, &st);
+	out->map_size = info.me_mapsize;
+	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	uint64_t v;
+	int rc = meta_get_u64(t, "schema", &v, e);
+	if (rc)
+		return rc;
+	out->schema_version = (uint32_t)v;
+	return 0;
+}

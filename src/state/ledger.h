@@ -1,0 +1,352 @@
+/* The ledger: everything optsync knows, in an embedded LMDB environment.
+ *
+ * It knows nothing of HTTP or Salesforce's wire format; src/connector/
+ * calls it. Handles (struct ledger, struct ledger_txn) are opaque; the
+ * records exchanged with it are plain structs defined here.
+ *
+ * Transactions. All access happens inside ledger_read() or ledger_write(),
+ * which run a callback in a read or write transaction. Many processes (the
+ * daemon, a CLI) and threads may use one ledger at once: readers never
+ * block the writer, writers are serialized. A write callback may be run
+ * more than once: when the memory map is full the ledger aborts the
+ * transaction, grows the map (up to max_map_size) and runs the callback
+ * again, so a callback must not change its context in a way that a re-run
+ * would see. Nothing is visible to others, and nothing is durable, until
+ * ledger_write() returns 0; then all of it is (one LMDB commit, fsynced).
+ *
+ * Memory. Values returned by *_get functions are copies owned by the
+ * caller; pointers into LMDB never leave this module.
+ *
+ * Errors: 0 or a negative ERR_* code (util/err.h); ERR_NOTFOUND for a
+ * missing entry; ERR_LEDGER for a missing, locked, newer, corrupt or full
+ * ledger, with a message that says which and names the path. */
+#ifndef OPTSYNC_STATE_LEDGER_H
+#define OPTSYNC_STATE_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define LEDGER_SCHEMA_VERSION 1
+
+#define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
+#define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
+#define LEDGER_ID_MAX      18   /* Salesforce record id */
+#define LEDGER_TEXT_MAX    1000 /* free texts: purpose, other, reason, evidence */
+#define LEDGER_ACTOR_MAX   64   /* admin name or "salesforce", "local" */
+#define LEDGER_ERROR_MAX   300  /* last push error */
+#define LEDGER_RECORDS_MAX 32   /* Salesforce records one person may have */
+#define LEDGER_NAME_MAX    120  /* names, company, title, phone from Salesforce */
+#define LEDGER_IDEM_MAX    200  /* idempotency key */
+
+/* ---- domain enums; the numbers are stored, never renumber ---- */
+
+enum ledger_auth {
+	LEDGER_AUTH_NONE = 0,
+	LEDGER_AUTH_CONSENT = 1,
+	LEDGER_AUTH_LEGITIMATE_INTEREST = 2,
+	LEDGER_AUTH_CONTRACT = 3,
+	LEDGER_AUTH_LEGAL_OBLIGATION = 4,
+	LEDGER_AUTH_VITAL_INTERESTS = 5,
+	LEDGER_AUTH_PUBLIC_INTEREST = 6,
+	LEDGER_AUTH_OTHER = 7,
+};
+
+enum ledger_source {
+	LEDGER_SOURCE_NONE = 0,
+	LEDGER_SOURCE_CRM_SYNC = 1,
+	LEDGER_SOURCE_IMPORT = 2,
+	LEDGER_SOURCE_MANUAL_UPLOAD = 3,
+	LEDGER_SOURCE_BROWSER_EXTENSION = 4,
+	LEDGER_SOURCE_OTHER = 5,
+};
+
+enum ledger_object { LEDGER_OBJ_NONE = 0, LEDGER_OBJ_CONTACT = 1, LEDGER_OBJ_LEAD = 2 };
+
+enum ledger_origin {
+	LEDGER_ORIGIN_SALESFORCE = 1,
+	LEDGER_ORIGIN_LOCAL = 2,
+	LEDGER_ORIGIN_ADMIN = 3
+};
+
+enum ledger_event_kind {
+	LEDGER_EV_OPTOUT = 1,
+	LEDGER_EV_OPTIN = 2,
+	LEDGER_EV_AUTHORIZATION = 3,
+	LEDGER_EV_SOURCE = 4,
+	LEDGER_EV_CONFLICT = 5,
+	LEDGER_EV_ERASURE = 6,
+	LEDGER_EV_REFUSED = 7, /* an admin action refused (bad credentials or evidence) */
+	LEDGER_EV_RECORD = 8,  /* a Salesforce record linked to the person */
+};
+
+/* Names as SPEC spells them ("legitimate_interest", "crm_sync", "Lead",
+ * "salesforce", "optout"); NULL for an unknown number. parse returns -1 for
+ * an unknown name. */
+const char *ledger_auth_name(int v);
+int ledger_auth_parse(const char *s);
+const char *ledger_source_name(int v);
+int ledger_source_parse(const char *s);
+const char *ledger_object_name(int v);
+int ledger_object_parse(const char *s);
+const char *ledger_origin_name(int v);
+const char *ledger_event_kind_name(int v);
+
+/* ---- the compliance facts, shared by persons, records, events, pushes ---- */
+
+#define LEDGER_F_OPTED_OUT    (1u << 0)
+#define LEDGER_F_AUTH_TYPE    (1u << 1)
+#define LEDGER_F_AUTH_OTHER   (1u << 2)
+#define LEDGER_F_CONSENT_DATE (1u << 3)
+#define LEDGER_F_PURPOSE      (1u << 4)
+#define LEDGER_F_SOURCE_TYPE  (1u << 5)
+#define LEDGER_F_SOURCE_OTHER (1u << 6)
+#define LEDGER_F_ALL          0x7fu
+
+struct ledger_facts {
+	uint32_t mask; /* LEDGER_F_* of the fields that are set */
+	bool opted_out;
+	uint8_t auth_type;    /* enum ledger_auth */
+	uint8_t source_type;  /* enum ledger_source */
+	int64_t consent_date; /* ms since the epoch */
+	char purpose[LEDGER_TEXT_MAX + 1];
+	char auth_other[LEDGER_TEXT_MAX + 1];
+	char source_other[LEDGER_TEXT_MAX + 1];
+};
+
+/* Set the mask to 0 and the texts to "" without clearing 3 KB. */
+void ledger_facts_init(struct ledger_facts *f);
+
+struct ledger_recref {
+	uint8_t object; /* enum ledger_object */
+	char id[LEDGER_ID_MAX + 1];
+};
+
+#define LEDGER_PERSON_ERASED 1u
+
+struct ledger_person {
+	uint8_t key[LEDGER_KEY_LEN];
+	char email[LEDGER_EMAIL_MAX + 1]; /* normalized; "" once erased */
+	struct ledger_facts facts;        /* the current state */
+	int64_t opted_out_at;             /* when the current opt-out took effect */
+	int64_t optout_changed_at;        /* last change of opted_out, either way */
+	int64_t auth_changed_at, source_changed_at;
+	int64_t created_at, updated_at;
+	uint32_t flags; /* LEDGER_PERSON_* */
+	uint32_t nrecords;
+	struct ledger_recref records[LEDGER_RECORDS_MAX];
+};
+
+#define LEDGER_RECORD_DELETED   1u
+#define LEDGER_RECORD_CONVERTED 2u
+
+struct ledger_record {
+	uint8_t object;
+	char id[LEDGER_ID_MAX + 1];
+	uint8_t person[LEDGER_KEY_LEN];
+	int64_t modstamp;            /* SystemModstamp last seen */
+	struct ledger_facts seen;    /* values last read from Salesforce */
+	struct ledger_facts written; /* values optsync last wrote and Salesforce accepted */
+	int64_t written_at;
+	uint32_t flags; /* LEDGER_RECORD_* */
+	/* personal data from Salesforce, kept for the right of access */
+	char first_name[LEDGER_NAME_MAX + 1], last_name[LEDGER_NAME_MAX + 1];
+	char company[LEDGER_NAME_MAX + 1], title[LEDGER_NAME_MAX + 1], phone[LEDGER_NAME_MAX + 1];
+	int64_t sf_created, sf_modified;
+};
+
+/* A history event. The public part (everything but the personal fields
+ * named below) is kept forever; the personal part (facts.purpose,
+ * facts.auth_other, facts.source_other, reason, evidence_ref,
+ * evidence_sha256) is removed by erasure. */
+struct ledger_event {
+	uint64_t seq; /* assigned by ledger_event_append */
+	int64_t at;
+	uint8_t kind;   /* enum ledger_event_kind */
+	uint8_t origin; /* enum ledger_origin */
+	uint8_t person[LEDGER_KEY_LEN];
+	char actor[LEDGER_ACTOR_MAX + 1];
+	struct ledger_recref record; /* the Salesforce record involved, if any */
+	uint64_t conflict_id;
+	struct ledger_facts facts; /* values the event set (mask says which) */
+	char reason[LEDGER_TEXT_MAX + 1];
+	char evidence_ref[LEDGER_TEXT_MAX + 1];
+	char evidence_sha256[64 + 1];
+	bool erased; /* the personal part was removed */
+	uint8_t prev_hash[32];
+};
+
+void ledger_event_init(struct ledger_event *ev);
+
+/* An entry of the application's change feed. It holds no personal data:
+ * the email is joined from the person when the feed is read. */
+struct ledger_change {
+	uint64_t seq;
+	uint64_t event_seq;
+	int64_t at;
+	uint8_t kind, origin;
+	uint8_t person[LEDGER_KEY_LEN];
+	bool opted_out;
+	uint8_t auth_type, source_type;
+	int64_t consent_date;
+};
+
+enum ledger_conflict_kind {
+	LEDGER_CONFLICT_RESUBSCRIBE = 1,   /* opted in in Salesforce without evidence */
+	LEDGER_CONFLICT_INVALID_VALUE = 2, /* a value Salesforce holds is not valid */
+	LEDGER_CONFLICT_CONCURRENT = 3,    /* both sides changed a field; newer won */
+};
+enum ledger_conflict_status { LEDGER_CONFLICT_OPEN = 1, LEDGER_CONFLICT_RESOLVED = 2 };
+const char *ledger_conflict_kind_name(int v);
+
+struct ledger_conflict {
+	uint64_t id; /* assigned by ledger_conflict_add */
+	uint8_t person[LEDGER_KEY_LEN];
+	struct ledger_recref record;
+	uint32_t field; /* LEDGER_F_* */
+	uint8_t kind, status;
+	bool auto_resolved;
+	char local_value[LEDGER_TEXT_MAX + 1]; /* as text; personal, scrubbed by erasure */
+	char sf_value[LEDGER_TEXT_MAX + 1];
+	int64_t detected_at, resolved_at;
+	char resolution[64];
+	char resolved_by[LEDGER_ACTOR_MAX + 1];
+};
+
+/* A queued write to one Salesforce record; several changes to one record
+ * coalesce into one entry (version counts them). */
+struct ledger_push {
+	struct ledger_recref record;
+	uint8_t person[LEDGER_KEY_LEN];
+	struct ledger_facts want; /* mask: the fields to write */
+	uint64_t version;
+	uint32_t attempts;
+	int64_t enqueued_at, next_try;
+	bool parked; /* failed permanently; waits for an operator */
+	char last_error[LEDGER_ERROR_MAX + 1];
+};
+
+struct ledger_cursor {
+	int64_t modstamp; /* greatest SystemModstamp applied */
+	char last_id[LEDGER_ID_MAX + 1];
+	int64_t updated_at;
+	uint64_t pulled; /* records applied since the cursor was created */
+	bool full_done;  /* a first full read completed */
+};
+
+/* ---- opening ---- */
+
+struct ledger;
+struct ledger_txn;
+
+struct ledger_options {
+	const char *path;      /* directory; created 0700 when create is set */
+	uint64_t map_size;     /* initial map size */
+	uint64_t max_map_size; /* growth limit */
+	bool create;           /* create a missing ledger (else ERR_LEDGER) */
+};
+
+int ledger_open(struct ledger **out, const struct ledger_options *opt, struct err *e);
+void ledger_close(struct ledger *l); /* NULL is fine */
+
+/* The person key of a normalized email: HMAC-SHA256(ledger key, email). */
+void ledger_person_key(const struct ledger *l, const char *email, size_t len,
+                       uint8_t out[LEDGER_KEY_LEN]);
+
+typedef int (*ledger_fn)(struct ledger_txn *t, void *ctx, struct err *e);
+int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
+int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
+
+/* Serialize sync cycles across processes (the daemon and a scheduled
+ * `sync --once`): ERR_LEDGER naming the holder when another has it. */
+int ledger_sync_lock(struct ledger *l, struct err *e);
+void ledger_sync_unlock(struct ledger *l);
+
+/* ---- persons and records ---- */
+
+int ledger_person_get(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
+                      struct ledger_person *out, struct err *e);
+int ledger_person_put(struct ledger_txn *t, const struct ledger_person *p, struct err *e);
+/* Visit every person in key order; fn returns nonzero to stop (passed on). */
+int ledger_person_each(struct ledger_txn *t, int (*fn)(const struct ledger_person *, void *),
+                       void *ctx, struct err *e);
+
+int ledger_record_get(struct ledger_txn *t, int object, const char *id, struct ledger_record *out,
+                      struct err *e);
+int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struct err *e);
+
+/* Erasure: remove the person's personal data (clear email, free texts,
+ * names from Salesforce, the personal part of every history event and the
+ * values of its conflicts) and keep the key, the opt-out, the facts'
+ * enums and the history chain. */
+int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e);
+
+/* ---- history ---- */
+
+/* Append ev: assigns ev->seq and ev->prev_hash, and indexes it under the
+ * person. */
+int ledger_event_append(struct ledger_txn *t, struct ledger_event *ev, struct err *e);
+int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e);
+/* A person's events in order; fn returns nonzero to stop. */
+int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                         int (*fn)(const struct ledger_event *, void *), void *ctx, struct err *e);
+
+struct ledger_verify_report {
+	uint64_t events;    /* events checked */
+	uint64_t first_bad; /* seq of the first event that fails, 0 if none */
+	char why[200];
+};
+/* Recompute the chain from the first event; ERR_INVALID (with report) when
+ * any event was altered, removed or reordered. */
+int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e);
+
+/* ---- change feed ---- */
+
+int ledger_change_append(struct ledger_txn *t, struct ledger_change *c, struct err *e);
+/* Entries with seq > after, at most limit; fn returns nonzero to stop. */
+int ledger_change_list(struct ledger_txn *t, uint64_t after, size_t limit,
+                       int (*fn)(const struct ledger_change *, void *), void *ctx, struct err *e);
+uint64_t ledger_change_last(struct ledger_txn *t);
+
+/* ---- cursors ---- */
+
+int ledger_cursor_get(struct ledger_txn *t, int object, struct ledger_cursor *out, struct err *e);
+int ledger_cursor_put(struct ledger_txn *t, int object, const struct ledger_cursor *c,
+                      struct err *e);
+
+/* ---- conflicts ---- */
+
+int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct err *e);
+int ledger_conflict_get(struct ledger_txn *t, uint64_t id, struct ledger_conflict *out,
+                        struct err *e);
+int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e);
+int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_conflict *, void *),
+                         void *ctx, struct err *e);
+
+/* ---- push outbox ---- */
+
+int ledger_push_get(struct ledger_txn *t, int object, const char *id, struct ledger_push *out,
+                    struct err *e);
+int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct err *e);
+int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
+int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
+                     struct err *e);
+
+/* ---- idempotency keys (local API) ---- */
+
+int ledger_idem_get(struct ledger_txn *t, const char *key, uint64_t *event_seq, struct err *e);
+int ledger_idem_put(struct ledger_txn *t, const char *key, uint64_t event_seq, int64_t at,
+                    struct err *e);
+
+/* ---- statistics ---- */
+
+struct ledger_stats {
+	uint64_t persons, records, events, changes, conflicts, pushes;
+	uint64_t map_size, used_bytes;
+	uint32_t schema_version;
+};
+int ledger_stats(struct ledger_txn *t, struct ledger_stats *out, struct err *e);
+
+#endif

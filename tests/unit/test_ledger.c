@@ -1,0 +1,744 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "state/ledger.h"
+
+static char dir[64];
+
+static struct ledger *open_ledger(uint64_t map, uint64_t max)
+{
+	struct ledger_options o = {dir, map, max, true};
+	struct ledger *l;
+	struct err e = {0};
+	if (ledger_open(&l, &o, &e))
+		fail_msg("open: %s", e.msg);
+	return l;
+}
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/optsync-ledger-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	rmdir(dir); /* the ledger creates it */
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd);
+}
+
+/* ---- helpers run inside transactions ---- */
+
+struct person_spec {
+	const char *email;
+	int opted_out;
+	const char *record_id;
+	const char *reason;
+};
+
+struct add_ctx {
+	struct person_spec spec;
+	struct ledger *l;
+};
+
+static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	const struct person_spec *s = &((struct add_ctx *)ctx)->spec;
+	struct ledger *l = ((struct add_ctx *)ctx)->l;
+	struct ledger_person *p = calloc(1, sizeof(*p));
+	struct ledger_record *r = calloc(1, sizeof(*r));
+	struct ledger_event *ev = calloc(1, sizeof(*ev));
+	ledger_person_key(l, s->email, strlen(s->email), p->key);
+	snprintf(p->email, sizeof(p->email), "%s", s->email);
+	p->facts.mask =
+	    LEDGER_F_OPTED_OUT | LEDGER_F_AUTH_TYPE | LEDGER_F_PURPOSE | LEDGER_F_CONSENT_DATE;
+	p->facts.opted_out = s->opted_out;
+	p->facts.auth_type = LEDGER_AUTH_CONSENT;
+	p->facts.consent_date = 1700000000000;
+	snprintf(p->facts.purpose, sizeof(p->facts.purpose), "newsletter for %s", s->email);
+	p->opted_out_at = s->opted_out ? 1700000001000 : 0;
+	p->nrecords = 1;
+	p->records[0].object = LEDGER_OBJ_CONTACT;
+	snprintf(p->records[0].id, sizeof(p->records[0].id), "%s", s->record_id);
+	int rc = ledger_person_put(t, p, e);
+	if (rc == 0) {
+		memcpy(r->person, p->key, 32);
+		r->object = LEDGER_OBJ_CONTACT;
+		snprintf(r->id, sizeof(r->id), "%s", s->record_id);
+		snprintf(r->first_name, sizeof(r->first_name), "Ada");
+		snprintf(r->company, sizeof(r->company), "Analytical Engines");
+		r->seen = p->facts;
+		r->modstamp = 1700000002000;
+		rc = ledger_record_put(t, r, e);
+	}
+	if (rc == 0) {
+		ledger_event_init(ev);
+		ev->at = 1700000003000;
+		ev->kind = s->opted_out ? LEDGER_EV_OPTOUT : LEDGER_EV_AUTHORIZATION;
+		ev->origin = LEDGER_ORIGIN_LOCAL;
+		memcpy(ev->person, p->key, 32);
+		snprintf(ev->actor, sizeof(ev->actor), "cli");
+		ev->record = p->records[0];
+		ev->facts = p->facts;
+		snprintf(ev->reason, sizeof(ev->reason), "%s", s->reason);
+		snprintf(ev->evidence_ref, sizeof(ev->evidence_ref), "ticket for %s", s->email);
+		rc = ledger_event_append(t, ev, e);
+	}
+	free(p);
+	free(r);
+	free(ev);
+	return rc;
+}
+
+static void put_person(struct ledger *l, const char *email, int opted_out, const char *id,
+                       const char *reason)
+{
+	struct add_ctx c = {{email, opted_out, id, reason}, l};
+	struct err e = {0};
+	if (ledger_write(l, add_person, &c, &e))
+		fail_msg("write: %s", e.msg);
+}
+
+struct get_ctx {
+	struct ledger *l;
+	const char *email;
+	struct ledger_person p;
+	int rc;
+};
+
+static int get_person(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct get_ctx *g = ctx;
+	uint8_t key[32];
+	ledger_person_key(g->l, g->email, strlen(g->email), key);
+	g->rc = ledger_person_get(t, key, &g->p, e);
+	return g->rc == ERR_NOTFOUND ? 0 : g->rc;
+}
+
+static void verify_ok(struct ledger *l, uint64_t events)
+{
+	struct ledger_verify_report rep;
+	struct err e = {0};
+	if (ledger_verify(l, &rep, &e))
+		fail_msg("verify: %s", e.msg);
+	assert_int_equal(rep.events, events);
+}
+
+/* Edit the raw LMDB environment, as an attacker or a bug would. */
+static void raw_edit(const char *db, const void *key, size_t klen,
+                     void (*edit)(MDB_txn *, MDB_dbi, MDB_val *, MDB_val *))
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	MDB_val k = {klen, (void *)key}, v;
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	edit(txn, dbi, &k, &v);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void flip_byte(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	uint8_t *copy = malloc(v->mv_size);
+	memcpy(copy, v->mv_data, v->mv_size);
+	copy[v->mv_size - 1] ^= 0x01; /* the last byte: inside the event's own texts */
+	MDB_val nv = {v->mv_size, copy};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+	free(copy);
+}
+
+static void delete_it(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	assert_int_equal(mdb_del(txn, dbi, k, NULL), 0);
+}
+
+static void set_schema_99(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, 99};
+	MDB_val nv = {8, b};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+}
+
+static void garbage(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	uint8_t b[5] = {1, 0x0a, 0xff, 0xff, 0xff}; /* a bytes field running past the end */
+	MDB_val nv = {5, b};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_create_modes_and_key(void **state)
+{
+	struct ledger_options o = {dir, 1 << 20, 1 << 24, false};
+	struct ledger *l;
+	struct err e = {0};
+	assert_int_equal(ledger_open(&l, &o, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "no ledger at"));
+
+	umask(022);
+	l = open_ledger(1 << 20, 1 << 24);
+	uint8_t k1[32], k2[32];
+	ledger_person_key(l, "a@example.com", 13, k1);
+	ledger_close(l);
+	struct stat st;
+	char path[128];
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	o.create = false;
+	assert_int_equal(ledger_open(&l, &o, &e), 0);
+	ledger_person_key(l, "a@example.com", 13, k2);
+	assert_memory_equal(k1, k2, 32); /* the key is kept in the ledger */
+	ledger_person_key(l, "b@example.com", 13, k2);
+	assert_memory_not_equal(k1, k2, 32);
+	ledger_close(l);
+}
+
+static void test_person_roundtrip(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "0035e00000AbCdEAAA", "asked by phone");
+	struct get_ctx g = {.l = l, .email = "ada@example.com"};
+	struct err e = {0};
+	assert_int_equal(ledger_read(l, get_person, &g, &e), 0);
+	assert_int_equal(g.rc, 0);
+	assert_string_equal(g.p.email, "ada@example.com");
+	assert_true(g.p.facts.opted_out);
+	assert_int_equal(g.p.facts.auth_type, LEDGER_AUTH_CONSENT);
+	assert_true(g.p.facts.consent_date == 1700000000000);
+	assert_string_equal(g.p.facts.purpose, "newsletter for ada@example.com");
+	assert_int_equal(g.p.nrecords, 1);
+	assert_string_equal(g.p.records[0].id, "0035e00000AbCdEAAA");
+	g.email = "nobody@example.com";
+	assert_int_equal(ledger_read(l, get_person, &g, &e), 0);
+	assert_int_equal(g.rc, ERR_NOTFOUND);
+	verify_ok(l, 1);
+	ledger_close(l);
+}
+
+struct events_ctx {
+	struct ledger *l;
+	int n;
+	uint64_t seqs[8];
+	char reasons[8][64];
+	struct ledger_record rec;
+};
+
+static int collect_event(const struct ledger_event *ev, void *ctx)
+{
+	struct events_ctx *c = ctx;
+	c->seqs[c->n] = ev->seq;
+	snprintf(c->reasons[c->n], 64, "%.63s", ev->reason);
+	c->n++;
+	return 0;
+}
+
+static int list_events(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct events_ctx *c = ctx;
+	uint8_t key[32];
+	ledger_person_key(c->l, "ada@example.com", 15, key);
+	c->n = 0;
+	int rc = ledger_event_each_of(t, key, collect_event, c, e);
+	if (rc == 0)
+		rc = ledger_record_get(t, LEDGER_OBJ_CONTACT, "0035e00000AbCdEAAA", &c->rec, e);
+	return rc;
+}
+
+static void test_history_index_and_records(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "0035e00000AbCdEAAA", "first");
+	put_person(l, "bob@example.com", 0, "0035e00000XyZzYAAA", "other person");
+	put_person(l, "ada@example.com", 1, "0035e00000AbCdEAAA", "second");
+	struct events_ctx c = {.l = l};
+	struct err e = {0};
+	assert_int_equal(ledger_read(l, list_events, &c, &e), 0);
+	assert_int_equal(c.n, 2);
+	assert_true(c.seqs[0] == 1 && c.seqs[1] == 3);
+	assert_string_equal(c.reasons[0], "first");
+	assert_string_equal(c.reasons[1], "second");
+	assert_string_equal(c.rec.first_name, "Ada");
+	assert_true(c.rec.seen.opted_out);
+	verify_ok(l, 3);
+	ledger_close(l);
+}
+
+static void test_tamper_detected(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	for (int i = 0; i < 5; i++) {
+		char email[64];
+		snprintf(email, sizeof(email), "p%d@example.com", i);
+		put_person(l, email, i % 2, "003000000000001AAA", "r");
+	}
+	verify_ok(l, 5);
+	ledger_close(l);
+
+	uint8_t k3[8] = {0, 0, 0, 0, 0, 0, 0, 3};
+	raw_edit("history", k3, 8, flip_byte);
+	l = open_ledger(1 << 20, 1 << 24);
+	struct ledger_verify_report rep;
+	struct err e = {0};
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_true(rep.first_bad == 3);
+	assert_non_null(strstr(e.msg, "event 3"));
+	ledger_close(l);
+}
+
+static void test_tamper_last_and_removed(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	for (int i = 0; i < 4; i++)
+		put_person(l, "x@example.com", 1, "003000000000001AAA", "r");
+	ledger_close(l);
+	/* the last event: only the chain head can catch it */
+	uint8_t k4[8] = {0, 0, 0, 0, 0, 0, 0, 4};
+	raw_edit("history", k4, 8, flip_byte);
+	l = open_ledger(1 << 20, 1 << 24);
+	struct ledger_verify_report rep;
+	struct err e = {0};
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_true(rep.first_bad == 4);
+	ledger_close(l);
+	/* removing the last event */
+	raw_edit("history", k4, 8, delete_it);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_non_null(strstr(rep.why, "missing at the end"));
+	ledger_close(l);
+	/* removing one in the middle */
+	uint8_t k2[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+	raw_edit("history", k2, 8, delete_it);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_true(rep.first_bad == 2);
+	assert_non_null(strstr(rep.why, "gap"));
+	ledger_close(l);
+}
+
+struct erase_ctx {
+	struct ledger *l;
+	struct ledger_person p;
+	struct ledger_record r;
+	struct ledger_push q;
+	struct ledger_conflict c;
+	struct ledger_event ev;
+	int push_rc;
+};
+
+static int erase_setup(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct erase_ctx *x = ctx;
+	uint8_t key[32];
+	ledger_person_key(x->l, "ada@example.com", 15, key);
+	struct ledger_conflict c;
+	memset(&c, 0, sizeof(c));
+	memcpy(c.person, key, 32);
+	c.kind = LEDGER_CONFLICT_INVALID_VALUE;
+	c.status = LEDGER_CONFLICT_OPEN;
+	snprintf(c.sf_value, sizeof(c.sf_value), "Ada's secret purpose");
+	int rc = ledger_conflict_add(t, &c, e);
+	struct ledger_push q;
+	memset(&q, 0, sizeof(q));
+	q.record.object = LEDGER_OBJ_CONTACT;
+	snprintf(q.record.id, sizeof(q.record.id), "0035e00000AbCdEAAA");
+	memcpy(q.person, key, 32);
+	ledger_facts_init(&q.want);
+	q.want.mask = LEDGER_F_PURPOSE;
+	snprintf(q.want.purpose, sizeof(q.want.purpose), "private purpose");
+	if (rc == 0)
+		rc = ledger_push_put(t, &q, e);
+	return rc;
+}
+
+static int erase_it(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct erase_ctx *x = ctx;
+	uint8_t key[32];
+	ledger_person_key(x->l, "ada@example.com", 15, key);
+	return ledger_person_erase(t, key, e);
+}
+
+static int erase_check(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct erase_ctx *x = ctx;
+	uint8_t key[32];
+	ledger_person_key(x->l, "ada@example.com", 15, key);
+	int rc = ledger_person_get(t, key, &x->p, e);
+	if (rc == 0)
+		rc = ledger_record_get(t, LEDGER_OBJ_CONTACT, "0035e00000AbCdEAAA", &x->r, e);
+	if (rc == 0)
+		rc = ledger_conflict_get(t, 1, &x->c, e);
+	if (rc == 0)
+		rc = ledger_event_get(t, 1, &x->ev, e);
+	if (rc == 0)
+		x->push_rc = ledger_push_get(t, LEDGER_OBJ_CONTACT, "0035e00000AbCdEAAA", &x->q, e);
+	return rc;
+}
+
+static void test_erasure(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "0035e00000AbCdEAAA", "told us at the fair");
+	put_person(l, "bob@example.com", 0, "0035e00000XyZzYAAA", "bob's reason");
+	struct erase_ctx *x = calloc(1, sizeof(*x));
+	x->l = l;
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, erase_setup, x, &e), 0);
+	assert_int_equal(ledger_write(l, erase_it, x, &e), 0);
+	assert_int_equal(ledger_read(l, erase_check, x, &e), 0);
+	assert_string_equal(x->p.email, "");
+	assert_true(x->p.flags & LEDGER_PERSON_ERASED);
+	assert_true(x->p.facts.opted_out); /* the suppression stays */
+	assert_true(x->p.opted_out_at == 1700000001000);
+	assert_int_equal(x->p.facts.auth_type, LEDGER_AUTH_CONSENT);
+	assert_string_equal(x->p.facts.purpose, "");
+	assert_string_equal(x->r.first_name, "");
+	assert_string_equal(x->r.company, "");
+	assert_string_equal(x->r.seen.purpose, "");
+	assert_string_equal(x->c.sf_value, "");
+	assert_true(x->ev.erased);
+	assert_string_equal(x->ev.reason, "");
+	assert_string_equal(x->ev.evidence_ref, "");
+	assert_int_equal(x->ev.kind, LEDGER_EV_OPTOUT);
+	assert_int_equal(x->push_rc, ERR_NOTFOUND); /* only texts were queued */
+	verify_ok(l, 2);
+	/* the other person is untouched */
+	struct get_ctx g = {.l = l, .email = "bob@example.com"};
+	assert_int_equal(ledger_read(l, get_person, &g, &e), 0);
+	assert_string_equal(g.p.email, "bob@example.com");
+	/* a second erasure is harmless and the chain still holds */
+	assert_int_equal(ledger_write(l, erase_it, x, &e), 0);
+	verify_ok(l, 2);
+	ledger_close(l);
+	free(x);
+}
+
+struct misc_ctx {
+	struct ledger_cursor cur;
+	int cur_rc;
+	uint64_t changes[4];
+	int nchanges;
+	struct ledger_conflict c;
+	int pushes;
+	uint64_t idem;
+	int idem_rc;
+	struct ledger_stats st;
+};
+
+static int fill_misc(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger_cursor c = {1700000000000, "003000000000009AAA", 5, 42, true};
+	int rc = ledger_cursor_put(t, LEDGER_OBJ_LEAD, &c, e);
+	for (int i = 0; rc == 0 && i < 3; i++) {
+		struct ledger_change ch;
+		memset(&ch, 0, sizeof(ch));
+		ch.event_seq = (uint64_t)i + 10;
+		ch.kind = LEDGER_EV_OPTOUT;
+		ch.opted_out = true;
+		rc = ledger_change_append(t, &ch, e);
+	}
+	struct ledger_conflict cf;
+	memset(&cf, 0, sizeof(cf));
+	cf.kind = LEDGER_CONFLICT_RESUBSCRIBE;
+	cf.status = LEDGER_CONFLICT_OPEN;
+	cf.record.object = LEDGER_OBJ_LEAD;
+	snprintf(cf.record.id, sizeof(cf.record.id), "00Q000000000001AAA");
+	snprintf(cf.sf_value, sizeof(cf.sf_value), "false");
+	if (rc == 0)
+		rc = ledger_conflict_add(t, &cf, e);
+	if (rc == 0) {
+		cf.status = LEDGER_CONFLICT_RESOLVED;
+		snprintf(cf.resolution, sizeof(cf.resolution), "keep_optout");
+		snprintf(cf.resolved_by, sizeof(cf.resolved_by), "alice");
+		rc = ledger_conflict_put(t, &cf, e);
+	}
+	for (int i = 0; rc == 0 && i < 3; i++) {
+		struct ledger_push q;
+		memset(&q, 0, sizeof(q));
+		q.record.object = LEDGER_OBJ_CONTACT;
+		snprintf(q.record.id, sizeof(q.record.id), "00300000000000%dAAA", i);
+		ledger_facts_init(&q.want);
+		q.want.mask = LEDGER_F_OPTED_OUT;
+		q.want.opted_out = true;
+		q.version = 1;
+		q.parked = i == 2;
+		snprintf(q.last_error, sizeof(q.last_error), "%s",
+		         i == 2 ? "ENTITY_IS_DELETED" : "");
+		rc = ledger_push_put(t, &q, e);
+	}
+	if (rc == 0)
+		rc = ledger_push_delete(t, LEDGER_OBJ_CONTACT, "003000000000001AAA", e);
+	if (rc == 0)
+		rc = ledger_idem_put(t, "req-123", 77, 1700000000000, e);
+	return rc;
+}
+
+static int note_change(const struct ledger_change *c, void *ctx)
+{
+	struct misc_ctx *m = ctx;
+	m->changes[m->nchanges++] = c->seq;
+	return 0;
+}
+
+static int note_push(const struct ledger_push *p, void *ctx)
+{
+	struct misc_ctx *m = ctx;
+	m->pushes++;
+	if (p->parked && strcmp(p->last_error, "ENTITY_IS_DELETED") != 0)
+		fail_msg("parked push lost its error");
+	return 0;
+}
+
+static int read_misc(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct misc_ctx *m = ctx;
+	m->cur_rc = ledger_cursor_get(t, LEDGER_OBJ_LEAD, &m->cur, e);
+	struct ledger_cursor none;
+	if (ledger_cursor_get(t, LEDGER_OBJ_CONTACT, &none, e) != ERR_NOTFOUND)
+		fail_msg("a cursor that was never written exists");
+	int rc = ledger_change_list(t, 1, 10, note_change, m, e);
+	if (rc == 0)
+		rc = ledger_conflict_get(t, 1, &m->c, e);
+	if (rc == 0)
+		rc = ledger_push_each(t, note_push, m, e);
+	if (rc == 0)
+		m->idem_rc = ledger_idem_get(t, "req-123", &m->idem, e);
+	if (rc == 0)
+		rc = ledger_stats(t, &m->st, e);
+	return rc;
+}
+
+static void test_feed_cursors_conflicts_outbox(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct misc_ctx *m = calloc(1, sizeof(*m));
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, fill_misc, m, &e), 0);
+	assert_int_equal(ledger_read(l, read_misc, m, &e), 0);
+	assert_int_equal(m->cur_rc, 0);
+	assert_true(m->cur.modstamp == 1700000000000);
+	assert_string_equal(m->cur.last_id, "003000000000009AAA");
+	assert_true(m->cur.full_done);
+	assert_true(m->cur.pulled == 42);
+	assert_int_equal(m->nchanges, 2); /* after 1 */
+	assert_true(m->changes[0] == 2 && m->changes[1] == 3);
+	assert_int_equal(m->c.status, LEDGER_CONFLICT_RESOLVED);
+	assert_string_equal(m->c.resolved_by, "alice");
+	assert_string_equal(m->c.record.id, "00Q000000000001AAA");
+	assert_int_equal(m->pushes, 2);
+	assert_int_equal(m->idem_rc, 0);
+	assert_true(m->idem == 77);
+	assert_true(m->st.changes == 3 && m->st.conflicts == 1 && m->st.pushes == 2);
+	assert_int_equal(m->st.schema_version, LEDGER_SCHEMA_VERSION);
+	free(m);
+	ledger_close(l);
+}
+
+static int write_then_fail(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger_cursor c = {123, "", 0, 0, false};
+	int rc = ledger_cursor_put(t, LEDGER_OBJ_CONTACT, &c, e);
+	if (rc)
+		return rc;
+	return err_set(e, ERR_INVALID, "the use case changed its mind");
+}
+
+static int cursor_absent(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger_cursor c;
+	*(int *)ctx = ledger_cursor_get(t, LEDGER_OBJ_CONTACT, &c, e);
+	return 0;
+}
+
+static void test_failed_txn_leaves_nothing(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, write_then_fail, NULL, &e), ERR_INVALID);
+	assert_string_equal(e.msg, "the use case changed its mind");
+	int rc = 0;
+	assert_int_equal(ledger_read(l, cursor_absent, &rc, &e), 0);
+	assert_int_equal(rc, ERR_NOTFOUND);
+	ledger_close(l);
+}
+
+static void test_schema_newer_and_corrupt(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "0035e00000AbCdEAAA", "r");
+	ledger_close(l);
+	uint8_t key[32];
+	{
+		/* the person key, to corrupt its value below */
+		l = open_ledger(1 << 20, 1 << 24);
+		ledger_person_key(l, "ada@example.com", 15, key);
+		ledger_close(l);
+	}
+	raw_edit("persons", key, 32, garbage);
+	l = open_ledger(1 << 20, 1 << 24);
+	struct get_ctx g = {.l = l, .email = "ada@example.com"};
+	struct err e = {0};
+	assert_int_equal(ledger_read(l, get_person, &g, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "corrupt"));
+	ledger_close(l);
+
+	raw_edit("meta", "schema", 6, set_schema_99);
+	struct ledger_options o = {dir, 1 << 20, 1 << 24, false};
+	assert_int_equal(ledger_open(&l, &o, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "schema version 99, newer"));
+
+	/* a file that is not an LMDB environment at all */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	FILE *f = fopen(path, "w");
+	fputs("this is not a database", f);
+	fclose(f);
+	assert_int_equal(ledger_open(&l, &o, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, dir));
+}
+
+struct fill_ctx {
+	struct ledger *l;
+	int batch;
+};
+
+static int fill_batch(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct fill_ctx *f = ctx;
+	struct ledger_person *p = calloc(1, sizeof(*p));
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 100; i++) {
+		char email[64];
+		snprintf(email, sizeof(email), "grow%d-%d@example.com", f->batch, i);
+		ledger_person_key(f->l, email, strlen(email), p->key);
+		snprintf(p->email, sizeof(p->email), "%s", email);
+		ledger_facts_init(&p->facts);
+		memset(p->facts.purpose, 'x', 600); /* make the map fill quickly */
+		p->facts.purpose[600] = '\0';
+		p->facts.mask = LEDGER_F_PURPOSE;
+		rc = ledger_person_put(t, p, e);
+	}
+	free(p);
+	return rc;
+}
+
+static int count_persons(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger_stats st;
+	int rc = ledger_stats(t, &st, e);
+	((uint64_t *)ctx)[0] = st.persons;
+	((uint64_t *)ctx)[1] = st.map_size;
+	return rc;
+}
+
+static void test_map_growth_and_limit(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 4 << 20);
+	struct fill_ctx f = {l, 0};
+	struct err e = {0};
+	int rc;
+	int written = 0;
+	uint64_t st[2];
+	while ((rc = ledger_write(l, fill_batch, &f, &e)) == 0) {
+		written++;
+		f.batch++;
+		assert_true(written < 1000);
+	}
+	assert_int_equal(rc, ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "is full"));
+	assert_non_null(strstr(e.msg, "max_map_size"));
+	assert_int_equal(ledger_read(l, count_persons, st, &e), 0);
+	assert_true(st[0] == (uint64_t)written * 100); /* nothing acknowledged was lost */
+	assert_true(st[1] == 4 << 20);                 /* it grew to the limit */
+	assert_true(written > 10);                     /* well past the first 1 MiB */
+	ledger_close(l);
+	/* reopening with a larger limit lets writes go on */
+	l = open_ledger(1 << 20, 16 << 20);
+	f.l = l;
+	assert_int_equal(ledger_write(l, fill_batch, &f, &e), 0);
+	assert_int_equal(ledger_read(l, count_persons, st, &e), 0);
+	assert_true(st[0] == (uint64_t)(written + 1) * 100);
+	ledger_close(l);
+}
+
+static void test_sync_lock(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/sync.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "4242\n", 5), 5);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	struct err e = {0};
+	assert_int_equal(ledger_sync_lock(l, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "locked by another sync (pid 4242)"));
+	close(fd);
+	assert_int_equal(ledger_sync_lock(l, &e), 0);
+	ledger_sync_unlock(l);
+	ledger_close(l);
+}
+
+static void test_enum_names(void **state)
+{
+	assert_string_equal(ledger_auth_name(LEDGER_AUTH_LEGITIMATE_INTEREST),
+	                    "legitimate_interest");
+	assert_int_equal(ledger_auth_parse("public_interest"), LEDGER_AUTH_PUBLIC_INTEREST);
+	assert_int_equal(ledger_auth_parse("Consent"), -1);
+	assert_null(ledger_auth_name(0));
+	assert_null(ledger_auth_name(99));
+	assert_string_equal(ledger_source_name(LEDGER_SOURCE_BROWSER_EXTENSION),
+	                    "browser_extension");
+	assert_int_equal(ledger_object_parse("Lead"), LEDGER_OBJ_LEAD);
+	assert_string_equal(ledger_event_kind_name(LEDGER_EV_ERASURE), "erasure");
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+	    T(test_create_modes_and_key),
+	    T(test_person_roundtrip),
+	    T(test_history_index_and_records),
+	    T(test_tamper_detected),
+	    T(test_tamper_last_and_removed),
+	    T(test_erasure),
+	    T(test_feed_cursors_conflicts_outbox),
+	    T(test_failed_txn_leaves_nothing),
+	    T(test_schema_newer_and_corrupt),
+	    T(test_map_growth_and_limit),
+	    T(test_sync_lock),
+	    T(test_enum_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
