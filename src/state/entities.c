@@ -124,6 +124,7 @@ static void person_init(struct ledger_person *p)
 	ledger_facts_init(&p->facts);
 	p->opted_out_at = p->optout_changed_at = p->auth_changed_at = p->source_changed_at = 0;
 	p->created_at = p->updated_at = 0;
+	p->last_event = 0;
 	p->flags = 0;
 	p->nrecords = 0;
 }
@@ -143,6 +144,7 @@ static size_t person_encode(const struct ledger_person *p, uint8_t *buf, size_t 
 	enc_uint(&en, 9, p->flags);
 	for (uint32_t i = 0; i < p->nrecords && i < LEDGER_RECORDS_MAX; i++)
 		enc_recref(&en, 10, &p->records[i]);
+	enc_uint(&en, 11, p->last_event);
 	*ovf = en.overflow;
 	return en.len;
 }
@@ -191,6 +193,9 @@ static int person_decode(const MDB_val *v, struct ledger_person *p)
 			    dec_recref(&f, &p->records[p->nrecords]))
 				return -1;
 			p->nrecords++;
+			break;
+		case 11:
+			p->last_event = f.u;
 			break;
 		default:
 			break;
@@ -868,7 +873,7 @@ int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
 		if (rc)
 			goto out;
 	}
-	if ((rc = ledger_event_scrub_person(t, key, e)))
+	if ((rc = ledger_event_scrub_list(t, p->last_event, e)))
 		goto out;
 	struct scrub_ctx s = {t, key, e, {0}, 0, 1};
 	while (s.more) {

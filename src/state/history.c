@@ -9,12 +9,12 @@
  * but stores its digest in its place, so every H(i) is unchanged and the
  * chain still verifies. meta "chain_head" holds (seq, H(seq)) of the last
  * event, so that removing events from the end is caught too. */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "state/internal.h"
+#include "state/sha.h"
 
 static const char domain[] = "optsync-event-v1";
 
@@ -24,6 +24,7 @@ void ledger_event_init(struct ledger_event *ev)
 	ev->at = 0;
 	ev->kind = ev->origin = 0;
 	memset(ev->person, 0, sizeof(ev->person));
+	ev->person_prev = 0;
 	ev->actor[0] = '\0';
 	ev->record.object = 0;
 	ev->record.id[0] = '\0';
@@ -35,7 +36,7 @@ void ledger_event_init(struct ledger_event *ev)
 }
 
 /* public fields: 1 at, 2 kind, 3 origin, 4 person, 5 actor, 6 record,
- * 7 conflict_id, 8 facts (enums only) */
+ * 7 conflict_id, 8 facts (enums only), 12 person_prev */
 static void encode_public(struct enc *en, const struct ledger_event *ev)
 {
 	uint8_t k[1 + LEDGER_ID_MAX];
@@ -48,6 +49,7 @@ static void encode_public(struct enc *en, const struct ledger_event *ev)
 		enc_bytes(en, 6, k, recref_key(k, ev->record.object, ev->record.id));
 	enc_uint(en, 7, ev->conflict_id);
 	enc_facts(en, 8, &ev->facts, 0);
+	enc_uint(en, 12, ev->person_prev);
 }
 
 /* personal fields: 1 purpose, 2 auth_other, 3 source_other, 4 reason,
@@ -62,16 +64,6 @@ static void encode_personal(struct enc *en, const struct ledger_event *ev)
 	enc_str(en, 6, ev->evidence_sha256);
 }
 
-static int sha256(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32])
-{
-	unsigned n;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, a, an) &&
-	         (bn == 0 || EVP_DigestUpdate(c, b, bn)) && EVP_DigestFinal_ex(c, out, &n);
-	EVP_MD_CTX_free(c);
-	return ok ? 0 : -1;
-}
-
 static int personal_digest(const struct ledger_event *ev, uint8_t out[32])
 {
 	uint8_t buf[CODEC_MAX];
@@ -80,7 +72,8 @@ static int personal_digest(const struct ledger_event *ev, uint8_t out[32])
 	encode_personal(&en, ev);
 	if (en.overflow)
 		return -1;
-	return sha256(buf, en.len, NULL, 0, out);
+	sha256_2(buf, en.len, NULL, 0, out);
+	return 0;
 }
 
 static int event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32])
@@ -101,7 +94,8 @@ static int event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], 
 	o += 32;
 	memcpy(head + o, pdigest, 32);
 	o += 32;
-	return sha256(head, o, buf, en.len, out);
+	sha256_2(head, o, buf, en.len, out);
+	return 0;
 }
 
 /* stored form: public fields 1-8, 9 prev_hash, 10 personal (nested) or
@@ -224,6 +218,9 @@ static int event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event 
 				memcpy(stored_digest, f.data, 32);
 			}
 			break;
+		case 12:
+			ev->person_prev = f.u;
+			break;
 		default:
 			break;
 		}
@@ -233,7 +230,8 @@ static int event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event 
 	return r;
 }
 
-int ledger_event_append(struct ledger_txn *t, struct ledger_event *ev, struct err *e)
+int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                        struct err *e)
 {
 	/* chain_head: seq (8) then hash (32) */
 	MDB_val head;
@@ -249,20 +247,28 @@ int ledger_event_append(struct ledger_txn *t, struct ledger_event *ev, struct er
 	}
 	if ((rc = meta_next(t, "event_seq", &ev->seq, e)))
 		return rc;
+	if (p) {
+		memcpy(ev->person, p->key, LEDGER_KEY_LEN);
+		ev->person_prev = p->last_event;
+	} else {
+		memset(ev->person, 0, LEDGER_KEY_LEN);
+		ev->person_prev = 0;
+	}
 	uint8_t pd[32], h[32];
 	ev->erased = false;
 	if (personal_digest(ev, pd) || event_hash(ev, pd, h))
 		return err_set(e, ERR_LIMIT, "history event too large to hash");
 	if ((rc = event_store(t, ev, pd, MDB_APPEND, e)))
 		return rc;
-	uint8_t nh[40], seqb[8];
+	uint8_t nh[40];
 	be64_put(nh, ev->seq);
 	memcpy(nh + 8, h, 32);
 	if ((rc = db_put(t, t->l->meta, "chain_head", 10, nh, 40, 0, "chain head", e)))
 		return rc;
-	be64_put(seqb, ev->seq);
-	return db_put(t, t->l->person_events, ev->person, LEDGER_KEY_LEN, seqb, 8, 0,
-	              "index history", e);
+	if (p == NULL)
+		return 0;
+	p->last_event = ev->seq;
+	return ledger_person_put(t, p, e);
 }
 
 int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e)
@@ -276,29 +282,72 @@ int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *ou
 	return event_decode(&k, &v, out, dig) ? corrupt(t, "a history event", e) : 0;
 }
 
-/* Visit the seqs indexed under a person. */
-static int each_seq_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
-                       int (*fn)(struct ledger_txn *, uint64_t, void *), void *ctx, struct err *e)
+/* The seqs of a person's events, oldest first, following person_prev
+ * back from last. *out is malloc'ed. */
+static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size_t *n,
+                       struct err *e)
 {
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(t->txn, t->l->person_events, &c);
-	if (rc)
-		return ledger_mdb_error(t, rc, "history index", e);
-	MDB_val k = {LEDGER_KEY_LEN, (void *)person}, v;
-	int op = MDB_SET_KEY, ret = 0;
-	while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
-		op = MDB_NEXT_DUP;
-		if (v.mv_size != 8) {
-			ret = corrupt(t, "the history index", e);
+	size_t cap = 16;
+	*n = 0;
+	*out = malloc(cap * sizeof(**out));
+	if (*out == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	uint8_t dig[32];
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = 0;
+	for (uint64_t seq = last; seq != 0;) {
+		if (*n == cap) {
+			uint64_t *grown = cap > SIZE_MAX / 2 / sizeof(**out)
+			                      ? NULL
+			                      : realloc(*out, cap * 2 * sizeof(**out));
+			if (grown == NULL) {
+				rc = err_set(e, ERR_NOMEM, "out of memory");
+				break;
+			}
+			*out = grown;
+			cap *= 2;
+		}
+		(*out)[(*n)++] = seq;
+		uint8_t kb[8];
+		be64_put(kb, seq);
+		MDB_val k = {8, kb}, v;
+		if ((rc = db_get(t, t->l->history, kb, 8, &v, "history event", e)))
+			break;
+		if (event_decode(&k, &v, ev, dig)) {
+			rc = corrupt(t, "a history event", e);
 			break;
 		}
-		if ((ret = fn(t, be64_get(v.mv_data), ctx)) != 0)
+		if (ev->person_prev >= seq) {
+			rc = corrupt(t, "a person's history list (a loop)", e);
 			break;
+		}
+		seq = ev->person_prev;
 	}
-	if (rc && rc != MDB_NOTFOUND && ret == 0)
-		ret = ledger_mdb_error(t, rc, "history index", e);
-	mdb_cursor_close(c);
-	return ret;
+	free(ev);
+	for (size_t i = 0; rc == 0 && i < *n / 2; i++) {
+		uint64_t tmp = (*out)[i];
+		(*out)[i] = (*out)[*n - 1 - i];
+		(*out)[*n - 1 - i] = tmp;
+	}
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static int each_seq_of(struct ledger_txn *t, uint64_t last,
+                       int (*fn)(struct ledger_txn *, uint64_t, void *), void *ctx, struct err *e)
+{
+	uint64_t *seqs;
+	size_t n;
+	int rc = person_seqs(t, last, &seqs, &n, e);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = fn(t, seqs[i], ctx);
+	free(seqs);
+	return rc;
 }
 
 struct visit_ctx {
@@ -318,10 +367,13 @@ static int visit_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
                          int (*fn)(const struct ledger_event *, void *), void *ctx, struct err *e)
 {
+	struct ledger_person *p = malloc(sizeof(*p));
 	struct visit_ctx v = {fn, ctx, malloc(sizeof(struct ledger_event)), e};
-	if (v.ev == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = each_seq_of(t, person, visit_one, &v, e);
+	int rc =
+	    p && v.ev ? ledger_person_get(t, person, p, e) : err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0)
+		rc = each_seq_of(t, p->last_event, visit_one, &v, e);
+	free(p);
 	free(v.ev);
 	return rc;
 }
@@ -355,10 +407,9 @@ static int scrub_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 	return rc;
 }
 
-int ledger_event_scrub_person(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
-                              struct err *e)
+int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct err *e)
 {
-	return each_seq_of(t, key, scrub_one, e, e);
+	return each_seq_of(t, last_event, scrub_one, e, e);
 }
 
 /* ---- verification ---- */

@@ -4,7 +4,6 @@
 #define OPTSYNC_STATE_INTERNAL_H
 
 #include <lmdb.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 
 #include "state/codec.h"
@@ -12,14 +11,13 @@
 
 struct ledger {
 	MDB_env *env;
-	MDB_dbi meta, persons, records, history, person_events, feed, cursors, conflicts, outbox,
-	    idem;
+	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem;
 	char *path;
 	uint64_t max_map_size;
 	uint8_t hmac_key[32];
-	EVP_MD_CTX *hmac_inner, *hmac_outer; /* SHA-256 states after the padded key */
-	pthread_rwlock_t resize;             /* transactions hold it shared; map growth exclusive */
-	int lock_fd;                         /* sync lock, -1 when not held */
+	struct hmac_key *hmac;   /* the key schedule of hmac_key */
+	pthread_rwlock_t resize; /* transactions hold it shared; map growth exclusive */
+	int lock_fd;             /* sync lock, -1 when not held */
 };
 
 struct ledger_txn {
@@ -51,8 +49,8 @@ int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct e
 /* [object byte][id] keys of records and pushes */
 size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id);
 
-/* Erasure of the personal part of every event of a person (history.c). */
-int ledger_event_scrub_person(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
-                              struct err *e);
+/* Erasure of the personal part of every event in the person's list that
+ * ends at last_event (history.c). */
+int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct err *e);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "state/internal.h"
+#include "state/sha.h"
 
 #define MAX_DBS 16
 
@@ -114,42 +115,12 @@ int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err 
 	return rc;
 }
 
-/* ---- HMAC-SHA256 with the key's inner and outer states computed once ---- */
-
-static int hmac_prepare(struct ledger *l, struct err *e)
-{
-	uint8_t ipad[64], opad[64];
-	for (int i = 0; i < 64; i++) {
-		uint8_t k = i < 32 ? l->hmac_key[i] : 0;
-		ipad[i] = k ^ 0x36;
-		opad[i] = k ^ 0x5c;
-	}
-	l->hmac_inner = EVP_MD_CTX_new();
-	l->hmac_outer = EVP_MD_CTX_new();
-	int ok = l->hmac_inner && l->hmac_outer &&
-	         EVP_DigestInit_ex(l->hmac_inner, EVP_sha256(), NULL) &&
-	         EVP_DigestUpdate(l->hmac_inner, ipad, 64) &&
-	         EVP_DigestInit_ex(l->hmac_outer, EVP_sha256(), NULL) &&
-	         EVP_DigestUpdate(l->hmac_outer, opad, 64);
-	OPENSSL_cleanse(ipad, sizeof(ipad));
-	OPENSSL_cleanse(opad, sizeof(opad));
-	return ok ? 0 : err_set(e, ERR_INTERNAL, "cannot set up HMAC-SHA256");
-}
+/* ---- the person key ---- */
 
 void ledger_person_key(const struct ledger *l, const char *email, size_t len,
                        uint8_t out[LEDGER_KEY_LEN])
 {
-	uint8_t inner[32];
-	unsigned n;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	/* These only fail on allocation; the key then comes out as zeros,
-	 * which matches no person, and the next lookup tries again. */
-	if (c == NULL || !EVP_MD_CTX_copy_ex(c, l->hmac_inner) ||
-	    !EVP_DigestUpdate(c, email, len) || !EVP_DigestFinal_ex(c, inner, &n) ||
-	    !EVP_MD_CTX_copy_ex(c, l->hmac_outer) || !EVP_DigestUpdate(c, inner, 32) ||
-	    !EVP_DigestFinal_ex(c, out, &n))
-		memset(out, 0, LEDGER_KEY_LEN);
-	EVP_MD_CTX_free(c);
+	sha_hmac(l->hmac, email, len, out);
 }
 
 /* ---- opening ---- */
@@ -165,7 +136,6 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
 	    {"persons", offsetof(struct ledger, persons), 0},
 	    {"records", offsetof(struct ledger, records), 0},
 	    {"history", offsetof(struct ledger, history), 0},
-	    {"person_events", offsetof(struct ledger, person_events), MDB_DUPSORT | MDB_DUPFIXED},
 	    {"feed", offsetof(struct ledger, feed), 0},
 	    {"cursors", offsetof(struct ledger, cursors), 0},
 	    {"conflicts", offsetof(struct ledger, conflicts), 0},
@@ -327,7 +297,9 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		rc = ledger_mdb_error(NULL, mrc, "commit", e);
 		goto out;
 	}
-	rc = hmac_prepare(l, e);
+	l->hmac = sha_hmac_key_new(l->hmac_key);
+	if (l->hmac == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
 out:
 	if (rc) {
 		ledger_close(l);
@@ -344,8 +316,7 @@ void ledger_close(struct ledger *l)
 	ledger_sync_unlock(l);
 	if (l->env)
 		mdb_env_close(l->env);
-	EVP_MD_CTX_free(l->hmac_inner);
-	EVP_MD_CTX_free(l->hmac_outer);
+	sha_hmac_key_free(l->hmac);
 	OPENSSL_cleanse(l->hmac_key, sizeof(l->hmac_key));
 	pthread_rwlock_destroy(&l->resize);
 	free(l->path);

@@ -134,7 +134,8 @@ struct ledger_person {
 	int64_t optout_changed_at;        /* last change of opted_out, either way */
 	int64_t auth_changed_at, source_changed_at;
 	int64_t created_at, updated_at;
-	uint32_t flags; /* LEDGER_PERSON_* */
+	uint64_t last_event; /* the person's newest history event (0: none) */
+	uint32_t flags;      /* LEDGER_PERSON_* */
 	uint32_t nrecords;
 	struct ledger_recref records[LEDGER_RECORDS_MAX];
 };
@@ -167,6 +168,7 @@ struct ledger_event {
 	uint8_t kind;   /* enum ledger_event_kind */
 	uint8_t origin; /* enum ledger_origin */
 	uint8_t person[LEDGER_KEY_LEN];
+	uint64_t person_prev; /* the person's previous event: a per-person list */
 	char actor[LEDGER_ACTOR_MAX + 1];
 	struct ledger_recref record; /* the Salesforce record involved, if any */
 	uint64_t conflict_id;
@@ -285,9 +287,12 @@ int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
 
 /* ---- history ---- */
 
-/* Append ev: assigns ev->seq and ev->prev_hash, and indexes it under the
- * person. */
-int ledger_event_append(struct ledger_txn *t, struct ledger_event *ev, struct err *e);
+/* Append ev about person p and store p: assigns ev->seq, ev->prev_hash,
+ * ev->person and ev->person_prev, sets p->last_event, then puts p. Events
+ * about a person and the person's new state are thus written together.
+ * p may be NULL for an event about no person. */
+int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                        struct err *e);
 int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e);
 /* A person's events in order; fn returns nonzero to stop. */
 int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],

@@ -108,41 +108,46 @@ done:;
 	return 0;
 }
 
-static void split(int64_t ms, int64_t *y, unsigned *mo, unsigned *d, int *h, int *mi, int *s,
-                  int *frac)
+/* Calendar fields of ms; years outside RFC 3339's 0000-9999 are clamped. */
+struct civil {
+	int year;
+	unsigned char mo, d, h, mi, s;
+	unsigned short frac;
+};
+
+static struct civil split(int64_t ms)
 {
 	int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-	*frac = (int)(ms - secs * 1000);
 	int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-	int64_t rem = secs - days * 86400;
-	time_civil_from_days(days, y, mo, d);
-	*h = (int)(rem / 3600);
-	*mi = (int)(rem % 3600 / 60);
-	*s = (int)(rem % 60);
+	int64_t rem = secs - days * 86400, y;
+	unsigned mo, d;
+	time_civil_from_days(days, &y, &mo, &d);
+	struct civil c = {(int)(y < 0 ? 0 : y > 9999 ? 9999 : y),
+			  (unsigned char)mo,
+			  (unsigned char)d,
+			  (unsigned char)(rem / 3600),
+			  (unsigned char)(rem % 3600 / 60),
+			  (unsigned char)(rem % 60),
+			  (unsigned short)(ms - secs * 1000)};
+	return c;
 }
 
 void time_format(int64_t ms, char out[TIME_STR_MAX])
 {
-	int64_t y;
-	unsigned mo, d;
-	int h, mi, s, frac;
-	split(ms, &y, &mo, &d, &h, &mi, &s, &frac);
-	if (frac)
-		snprintf(out, TIME_STR_MAX, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y,
-		         mo, d, h, mi, s, frac);
+	struct civil c = split(ms);
+	if (c.frac)
+		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02u.%03uZ", c.year, c.mo, c.d,
+			 c.h, c.mi, c.s, c.frac);
 	else
-		snprintf(out, TIME_STR_MAX, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, mo, d,
-		         h, mi, s);
+		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02uZ", c.year, c.mo, c.d, c.h,
+			 c.mi, c.s);
 }
 
 void time_format_sf(int64_t ms, char out[TIME_STR_MAX])
 {
-	int64_t y;
-	unsigned mo, d;
-	int h, mi, s, frac;
-	split(ms, &y, &mo, &d, &h, &mi, &s, &frac);
-	snprintf(out, TIME_STR_MAX, "%04lld-%02u-%02uT%02d:%02d:%02d.%03d+0000", (long long)y, mo,
-	         d, h, mi, s, frac);
+	struct civil c = split(ms);
+	snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02u.%03u+0000", c.year, c.mo, c.d,
+		 c.h, c.mi, c.s, c.frac);
 }
 
 int64_t time_now_ms(void)

@@ -64,6 +64,10 @@ static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
 	struct ledger_record *r = calloc(1, sizeof(*r));
 	struct ledger_event *ev = calloc(1, sizeof(*ev));
 	ledger_person_key(l, s->email, strlen(s->email), p->key);
+	uint64_t last = 0;
+	if (ledger_person_get(t, p->key, p, e) == 0)
+		last = p->last_event; /* get-modify-put keeps the history list */
+	p->last_event = last;
 	snprintf(p->email, sizeof(p->email), "%s", s->email);
 	p->facts.mask =
 	    LEDGER_F_OPTED_OUT | LEDGER_F_AUTH_TYPE | LEDGER_F_PURPOSE | LEDGER_F_CONSENT_DATE;
@@ -97,7 +101,7 @@ static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
 		ev->facts = p->facts;
 		snprintf(ev->reason, sizeof(ev->reason), "%s", s->reason);
 		snprintf(ev->evidence_ref, sizeof(ev->evidence_ref), "ticket for %s", s->email);
-		rc = ledger_event_append(t, ev, e);
+		rc = ledger_event_append(t, p, ev, e);
 	}
 	free(p);
 	free(r);

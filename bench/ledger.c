@@ -1,0 +1,224 @@
+/* bench/ledger: the ledger's speed and size for PERSONS persons (default
+ * 1,000,000), each with one Salesforce record and one history event.
+ *
+ * Prints: batched inserts per second (batches of 2,000 persons, one write
+ * transaction and one fsync'd commit each), point lookups per second by
+ * email (HMAC key + LMDB get + decode) on one thread, and bytes on disk per
+ * person. Targets (issue 3): >= 200,000 inserts/s, >= 1,000,000 lookups/s,
+ * < 600 bytes/person.
+ *
+ * usage: ledger [PERSONS] [DIR]   (DIR defaults to a new folder in /tmp,
+ *                                  removed at the end) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "state/ledger.h"
+
+#define BATCH 2000
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "person.number<i>@company<i % 5000>.example", without printf: the
+ * benchmark measures the ledger, not the formatting of its input. */
+static size_t put_num(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (size_t i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
+static size_t email_of(char *out, size_t cap, uint64_t i)
+{
+	(void)cap; /* callers pass LEDGER_EMAIL_MAX + 1, far more than needed */
+	size_t n = 0;
+	memcpy(out, "person.number", 13);
+	n += 13;
+	n += put_num(out + n, i);
+	memcpy(out + n, "@company", 8);
+	n += 8;
+	n += put_num(out + n, i % 5000);
+	memcpy(out + n, ".example", 9);
+	return n + 8;
+}
+
+struct ins {
+	struct ledger *l;
+	uint64_t first, n;
+	struct ledger_person p;
+	struct ledger_record r;
+	struct ledger_event ev;
+};
+
+static int insert_batch(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ins *b = ctx;
+	for (uint64_t i = b->first; i < b->first + b->n; i++) {
+		struct ledger_person *p = &b->p;
+		size_t el = email_of(p->email, sizeof(p->email), i);
+		ledger_person_key(b->l, p->email, el, p->key);
+		ledger_facts_init(&p->facts);
+		p->facts.mask = LEDGER_F_OPTED_OUT | LEDGER_F_AUTH_TYPE | LEDGER_F_SOURCE_TYPE;
+		p->facts.opted_out = i % 7 == 0;
+		p->facts.auth_type = LEDGER_AUTH_LEGITIMATE_INTEREST;
+		p->facts.source_type = LEDGER_SOURCE_CRM_SYNC;
+		p->opted_out_at = p->facts.opted_out ? 1795000000000 : 0;
+		p->optout_changed_at = p->auth_changed_at = p->source_changed_at = 0;
+		p->created_at = p->updated_at = 1795000000000 + (int64_t)i;
+		p->flags = 0;
+		p->last_event = 0; /* a new person */
+		p->nrecords = 1;
+		p->records[0].object = LEDGER_OBJ_CONTACT;
+		snprintf(p->records[0].id, sizeof(p->records[0].id), "003%012lluAAA",
+		         (unsigned long long)(i % 1000000000000ull));
+		int rc;
+		struct ledger_record *r = &b->r;
+		r->object = LEDGER_OBJ_CONTACT;
+		memcpy(r->id, p->records[0].id, sizeof(r->id));
+		memcpy(r->person, p->key, LEDGER_KEY_LEN);
+		r->modstamp = 1795000000000 + (int64_t)(i / 50) * 1000;
+		r->seen = p->facts;
+		ledger_facts_init(&r->written);
+		r->written_at = r->sf_created = r->sf_modified = 0;
+		r->flags = 0;
+		r->first_name[0] = r->last_name[0] = r->company[0] = r->title[0] = r->phone[0] = 0;
+		if ((rc = ledger_record_put(t, r, e)))
+			return rc;
+		ledger_event_init(&b->ev);
+		b->ev.at = p->created_at;
+		b->ev.kind = LEDGER_EV_RECORD;
+		b->ev.origin = LEDGER_ORIGIN_SALESFORCE;
+		memcpy(b->ev.person, p->key, LEDGER_KEY_LEN);
+		b->ev.record = p->records[0];
+		b->ev.facts.mask = p->facts.mask;
+		b->ev.facts.opted_out = p->facts.opted_out;
+		b->ev.facts.auth_type = p->facts.auth_type;
+		b->ev.facts.source_type = p->facts.source_type;
+		if ((rc = ledger_event_append(t, p, &b->ev, e))) /* stores p too */
+			return rc;
+	}
+	return 0;
+}
+
+struct look {
+	struct ledger *l;
+	uint64_t n, total, found;
+	struct ledger_person p;
+};
+
+static int lookups(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct look *k = ctx;
+	uint64_t x = 88172645463325252ull;
+	char email[LEDGER_EMAIL_MAX + 1];
+	uint8_t key[LEDGER_KEY_LEN];
+	for (uint64_t i = 0; i < k->n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift: random persons */
+		size_t el = email_of(email, sizeof(email), x % k->total);
+		ledger_person_key(k->l, email, el, key);
+		int rc = ledger_person_get(t, key, &k->p, e);
+		if (rc == 0)
+			k->found++;
+		else if (rc != ERR_NOTFOUND)
+			return rc;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t persons = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
+	char tmpl[] = "/tmp/optsync-bench-ledger-XXXXXX";
+	const char *dir = argc > 2 ? argv[2] : NULL;
+	if (dir == NULL) {
+		if (mkdtemp(tmpl) == NULL)
+			return 1;
+		rmdir(tmpl);
+		dir = tmpl;
+	}
+	struct ledger_options o = {dir, 64ull << 20, 64ull << 30, true};
+	struct ledger *l;
+	struct err e = {0};
+	if (ledger_open(&l, &o, &e)) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
+	struct ins *b = calloc(1, sizeof(*b));
+	b->l = l;
+	double t0 = now(), c0 = cpu_now();
+	for (uint64_t i = 0; i < persons; i += BATCH) {
+		b->first = i;
+		b->n = persons - i < BATCH ? persons - i : BATCH;
+		if (ledger_write(l, insert_batch, b, &e)) {
+			fprintf(stderr, "insert: %s\n", e.msg);
+			return 1;
+		}
+	}
+	double t1 = now(), c1 = cpu_now();
+
+	struct look *k = calloc(1, sizeof(*k));
+	k->l = l;
+	k->total = persons;
+	k->n = persons < 2000000 ? 2000000 : persons;
+	double t2 = now();
+	if (ledger_read(l, lookups, k, &e)) {
+		fprintf(stderr, "lookup: %s\n", e.msg);
+		return 1;
+	}
+	double t3 = now();
+	if (k->found != k->n) {
+		fprintf(stderr, "lookup: %llu of %llu found\n", (unsigned long long)k->found,
+		        (unsigned long long)k->n);
+		return 1;
+	}
+	char path[256];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	struct stat st;
+	stat(path, &st);
+	double disk = (double)st.st_blocks * 512.0;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+
+	printf("bench/ledger: %llu persons, each with 1 Salesforce record and 1 history event\n",
+	       (unsigned long long)persons);
+	printf("  inserts:  %.0f persons/s (batches of %d, %.2f s wall, %.2f s CPU)   target >= "
+	       "200000\n",
+	       (double)persons / (t1 - t0), BATCH, t1 - t0, c1 - c0);
+	printf("  lookups:  %.0f lookups/s by email on one thread (%llu random, %.2f s)   target "
+	       ">= 1000000\n",
+	       (double)k->n / (t3 - t2), (unsigned long long)k->n, t3 - t2);
+	printf("  on disk:  %.0f bytes/person (data.mdb %.1f MiB allocated)   target < 600\n",
+	       disk / (double)persons, disk / 1048576.0);
+	printf("  peak RSS: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+	ledger_close(l);
+	free(b);
+	free(k);
+	if (argc <= 2) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	return 0;
+}
