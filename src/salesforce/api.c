@@ -1,0 +1,326 @@
+/* Queries, SOQL quoting and sObject Collections updates. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "salesforce/internal.h"
+#include "util/log.h"
+
+const struct sf_value *sf_record_get(const struct sf_record *r, const char *field)
+{
+	for (size_t i = 0; i < r->nvalues; i++)
+		if (strcasecmp(r->values[i].name, field) == 0)
+			return &r->values[i];
+	return NULL;
+}
+
+int sf_soql_quote(const char *s, struct buf *out, struct err *e)
+{
+	int rc = buf_putc(out, '\'', e);
+	for (const char *p = s; rc == 0 && *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		const char *esc = NULL;
+		switch (ch) {
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\'':
+			esc = "\\'";
+			break;
+		case '"':
+			esc = "\\\"";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		default:
+			if (ch < 0x20 || ch == 0x7f)
+				return err_set(
+				    e, ERR_INVALID,
+				    "control character 0x%02x cannot go into a SOQL string", ch);
+		}
+		rc = esc ? buf_puts(out, esc, e) : buf_putc(out, (char)ch, e);
+	}
+	return rc ? rc : buf_putc(out, '\'', e);
+}
+
+static int url_escape_into(struct buf *b, const char *s, struct err *e)
+{
+	char *q = curl_easy_escape(NULL, s, 0);
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = buf_puts(b, q, e);
+	curl_free(q);
+	return rc;
+}
+
+static int parse_page(struct sf_client *c, void *ctx, struct err *e)
+{
+	if (c->body.data == NULL)
+		return err_set(e, ERR_RETRY, "Salesforce answered a query with an empty body");
+	return sf_page_parse(c->body.data, c->body.len, ctx, e);
+}
+
+int sf_query(struct sf_client *c, const char *soql, bool all, sf_page_fn fn, void *ctx,
+             struct err *e)
+{
+	struct buf path;
+	buf_init(&path, SF_URL_MAX);
+	int rc = buf_printf(&path, e, "/services/data/v%s/%s?q=", c->api_version,
+	                    all ? "queryAll" : "query");
+	if (rc == 0)
+		rc = url_escape_into(&path, soql, e);
+	if (rc) {
+		buf_free(&path);
+		return rc == ERR_LIMIT ? err_set(e, ERR_INVALID, "SOQL query too long for a URL")
+		                       : rc;
+	}
+	char *next = buf_detach(&path, NULL);
+	struct sf_page pg = {0};
+	size_t pages = 0, total = 0;
+	while (next && rc == 0) {
+		rc = sf_call(c, "GET", next, NULL, NULL, 0, parse_page, &pg, e);
+		if (rc) {
+			if (rc == ERR_REMOTE && strstr(e->msg, "INVALID_QUERY_LOCATOR"))
+				e->code = rc = ERR_RETRY; /* the next cycle starts again */
+			break;
+		}
+		free(next);
+		next = NULL;
+		if (!pg.done) {
+			if (pg.next == NULL || strncmp(pg.next, "/services/data/", 15) != 0)
+				rc = err_set(e, ERR_RETRY,
+				             "Salesforce query page is not done but has no valid "
+				             "nextRecordsUrl");
+			else if ((next = strdup(pg.next)) == NULL)
+				rc = err_set(e, ERR_NOMEM, "out of memory");
+		}
+		if (rc == 0) {
+			pages++;
+			total += pg.nrecs;
+			log_debug("sf.query", "page %zu: %zu records (%zu so far)%s", pages,
+			          pg.nrecs, total, next ? "" : ", done");
+			rc = fn(ctx, pg.recs, pg.nrecs, e);
+		}
+	}
+	free(next);
+	sf_page_free(&pg);
+	return rc;
+}
+
+/* Length of s once URL-encoded (as curl_easy_escape does it). */
+static size_t escaped_len(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		int plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		            (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+		            ch == '~';
+		n += plain ? 1 : 3;
+	}
+	return n;
+}
+
+int sf_query_in(struct sf_client *c, const char *head, const char *const *values, size_t n,
+                const char *tail, bool all, sf_page_fn fn, void *ctx, struct err *e)
+{
+	/* what is not the list: the instance URL, the path and head + tail */
+	size_t fixed = strlen(c->instance_url ? c->instance_url : "https://x.my.salesforce.com") +
+	               64 + escaped_len(head) + escaped_len(tail);
+	if (fixed >= SF_URL_MAX)
+		return err_set(e, ERR_INVALID, "SOQL query too long for a URL");
+	struct buf q, item;
+	buf_init(&q, SF_URL_MAX * 2);
+	buf_init(&item, SF_URL_MAX);
+	int rc = 0;
+	size_t i = 0;
+	while (rc == 0 && i < n) {
+		buf_reset(&q);
+		size_t used = fixed;
+		rc = buf_puts(&q, head, e);
+		size_t count = 0;
+		while (rc == 0 && i < n) {
+			buf_reset(&item);
+			if ((rc = sf_soql_quote(values[i], &item, e)))
+				break;
+			size_t cost = escaped_len(item.data) + (count ? 6 : 0); /* ", " is %2C%20 */
+			if (used + cost > SF_URL_MAX) {
+				if (count == 0)
+					rc = err_set(e, ERR_INVALID,
+					             "a value is too long for a SOQL IN list");
+				break;
+			}
+			rc = buf_printf(&q, e, "%s%s", count ? ", " : "", item.data);
+			used += cost;
+			count++;
+			i++;
+		}
+		if (rc == 0)
+			rc = buf_puts(&q, tail, e);
+		if (rc == 0)
+			rc = sf_query(c, q.data, all, fn, ctx, e);
+	}
+	buf_free(&q);
+	buf_free(&item);
+	return rc;
+}
+
+static cJSON *value_json(const struct sf_value *v)
+{
+	switch (v->type) {
+	case SF_BOOL:
+		return cJSON_CreateBool(v->b);
+	case SF_STRING:
+		return cJSON_CreateString(v->str);
+	case SF_NUMBER:
+		return cJSON_CreateNumber(v->num);
+	default:
+		return cJSON_CreateNull();
+	}
+}
+
+/* One collections call for recs[0..n); results[i] for recs[i]. */
+static int update_once(struct sf_client *c, const struct sf_update *recs, size_t n,
+                       struct sf_result *results, struct err *e)
+{
+	if (n == 0)
+		return 0;
+	if (n > SF_COLLECTION_MAX)
+		return err_set(e, ERR_INTERNAL, "%zu records in one collection (at most %d)", n,
+		               SF_COLLECTION_MAX);
+	cJSON *root = cJSON_CreateObject(), *arr = NULL;
+	int rc = 0;
+	if (root == NULL || !cJSON_AddFalseToObject(root, "allOrNone") ||
+	    (arr = cJSON_AddArrayToObject(root, "records")) == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		cJSON *r = cJSON_CreateObject(), *attr = cJSON_CreateObject();
+		if (r == NULL || attr == NULL ||
+		    !cJSON_AddStringToObject(attr, "type", recs[i].type) ||
+		    !cJSON_AddItemToObject(r, "attributes", attr) ||
+		    !cJSON_AddStringToObject(r, "id", recs[i].id)) {
+			cJSON_Delete(r);
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+			break;
+		}
+		for (size_t k = 0; k < recs[i].nvalues; k++)
+			cJSON_AddItemToObject(r, recs[i].values[k].name,
+			                      value_json(&recs[i].values[k]));
+		cJSON_AddItemToArray(arr, r);
+	}
+	char *body = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
+	cJSON_Delete(root);
+	if (rc == 0 && body == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	cJSON *j = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "/services/data/v%s/composite/sobjects", c->api_version);
+	if (rc == 0)
+		rc = sf_call(c, "PATCH", path, "application/json", body, strlen(body),
+		             sf_parse_json, &j, e);
+	free(body);
+	if (rc)
+		return rc;
+	if (!cJSON_IsArray(j) || (size_t)cJSON_GetArraySize(j) != n) {
+		cJSON_Delete(j);
+		return err_set(e, ERR_RETRY,
+		               "Salesforce collections answer has %d results for %zu records",
+		               cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1, n);
+	}
+	size_t i = 0;
+	const cJSON *r;
+	cJSON_ArrayForEach(r, j)
+	{
+		struct sf_result *res = &results[i++];
+		memset(res, 0, sizeof(*res));
+		res->success = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "success"));
+		if (res->success)
+			continue;
+		const cJSON *errs = cJSON_GetObjectItemCaseSensitive(r, "errors");
+		const cJSON *first = cJSON_GetArrayItem(errs, 0);
+		const cJSON *sc = cJSON_GetObjectItemCaseSensitive(first, "statusCode");
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(first, "message");
+		const cJSON *fields = cJSON_GetObjectItemCaseSensitive(first, "fields");
+		snprintf(res->status_code, sizeof(res->status_code), "%s",
+		         cJSON_IsString(sc) ? sc->valuestring : "UNKNOWN_ERROR");
+		snprintf(res->message, sizeof(res->message), "%s",
+		         cJSON_IsString(msg) ? msg->valuestring : "");
+		size_t o = 0;
+		const cJSON *fld;
+		cJSON_ArrayForEach(fld, fields)
+		{
+			if (!cJSON_IsString(fld) || o >= sizeof(res->fields) - 1)
+				continue;
+			int w = snprintf(res->fields + o, sizeof(res->fields) - o, "%s%s",
+			                 o ? "," : "", fld->valuestring);
+			if (w > 0)
+				o += (size_t)w;
+		}
+		res->retryable = sf_classify(400, res->status_code) == SF_RETRY;
+	}
+	cJSON_Delete(j);
+	return 0;
+}
+
+int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
+              struct sf_result *results, struct err *e)
+{
+	int rc = update_once(c, recs, n, results, e);
+	/* Re-send, alone, the records that failed with a retryable error
+	 * (UNABLE_TO_LOCK_ROW), with backoff, until they pass or the attempts
+	 * run out; the others keep their first result. */
+	struct sf_update *again = NULL;
+	struct sf_result *res2 = NULL;
+	size_t *where = NULL;
+	for (int attempt = 1; rc == 0 && attempt < c->max_attempts; attempt++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			m += !results[i].success && results[i].retryable;
+		if (m == 0)
+			break;
+		if (again == NULL) {
+			again = malloc(n * sizeof(*again));
+			res2 = malloc(n * sizeof(*res2));
+			where = malloc(n * sizeof(*where));
+			if (!again || !res2 || !where) {
+				rc = err_set(e, ERR_NOMEM, "out of memory");
+				break;
+			}
+		}
+		m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!results[i].success && results[i].retryable) {
+				again[m] = recs[i];
+				where[m++] = i;
+			}
+		c->st.retries++;
+		long ms = sf_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt, -1,
+		                        sf_next_random(c));
+		log_info("sf.retry",
+		         "%zu record(s) locked in Salesforce (%s); trying again in %ld ms", m,
+		         results[where[0]].status_code, ms);
+		if (sf_sleep(c, ms))
+			break;
+		rc = update_once(c, again, m, res2, e);
+		for (size_t k = 0; rc == 0 && k < m; k++)
+			results[where[k]] = res2[k];
+	}
+	free(again);
+	free(res2);
+	free(where);
+	return rc;
+}
