@@ -4,6 +4,8 @@
 #ifndef OPTSYNC_CLI_CLI_H
 #define OPTSYNC_CLI_CLI_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config/config.h"
@@ -41,6 +43,29 @@ int cli_args(int argc, char **argv, const struct cli_opt *opts, char **pos, int 
 /* Load the configuration once (ERR_CONFIG with every error printed). */
 int cli_config(struct cli *c, struct err *e);
 
+struct conn;
+struct conn_actor;
+typedef struct cJSON cJSON;
+
+/* Open the connector over the configured ledger (created when create). */
+int cli_conn(struct cli *c, bool create, struct conn **out, struct err *e);
+/* Print doc as JSON (--json) or as indented "key: value" text. */
+void cli_print(struct cli *c, int json, const cJSON *doc);
+/* Admin credentials from OPTSYNC_ADMIN / OPTSYNC_ADMIN_TOKEN, or a no-echo
+ * prompt on a terminal, checked against [[admins]]; fills *who. email, when
+ * given, is where a refusal is recorded. */
+int cli_admin(struct cli *c, struct conn *conn, const char *email, struct conn_actor *who,
+              char *namebuf, size_t cap, struct err *e);
+/* The SHA-256 of a file, as 64 hex digits. */
+int cli_sha256_file(const char *path, char out[65], struct err *e);
+/* An RFC 3339 date-time or a plain date; ERR_USAGE naming the option. */
+int cli_date(const char *opt, const char *s, int64_t *ms, struct err *e);
+
 extern const struct cli_cmd cmd_config_check;
+extern const struct cli_cmd cmd_sync, cmd_status;
+extern const struct cli_cmd cmd_optout, cmd_contact_show, cmd_contact_history, cmd_contact_export,
+    cmd_contact_erase, cmd_contact_set, cmd_resubscribe;
+extern const struct cli_cmd cmd_conflicts_list, cmd_conflicts_show, cmd_conflicts_resolve;
+extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify;
 
 #endif

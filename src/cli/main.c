@@ -7,6 +7,20 @@
 #include "util/log.h"
 
 static const struct cli_cmd *const commands[] = {
+    &cmd_sync,
+    &cmd_status,
+    &cmd_optout,
+    &cmd_contact_show,
+    &cmd_contact_history,
+    &cmd_contact_export,
+    &cmd_contact_erase,
+    &cmd_contact_set,
+    &cmd_resubscribe,
+    &cmd_conflicts_list,
+    &cmd_conflicts_show,
+    &cmd_conflicts_resolve,
+    &cmd_admin_hash_token,
+    &cmd_audit_verify,
     &cmd_config_check,
     NULL,
 };
@@ -48,6 +62,7 @@ static int exit_code(int code)
 	case 0:
 		return 0;
 	case ERR_USAGE:
+	case ERR_INVALID:
 		return 2;
 	case ERR_CONFIG:
 		return 3;

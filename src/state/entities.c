@@ -897,3 +897,45 @@ out:
 	free(c);
 	return rc;
 }
+
+/* ---- named values ---- */
+
+static int app_key(char out[72], const char *name, struct err *e)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 64)
+		return err_set(e, ERR_INVALID, "meta name must be 1 to 64 bytes");
+	memcpy(out, "app.", 4);
+	memcpy(out + 4, name, n);
+	return (int)(n + 4);
+}
+
+int ledger_meta_get(struct ledger_txn *t, const char *name, void *buf, size_t cap, size_t *len,
+                    struct err *e)
+{
+	char k[72];
+	int kl = app_key(k, name, e);
+	if (kl < 0)
+		return kl;
+	MDB_val v;
+	int rc = db_get(t, t->l->meta, k, (size_t)kl, &v, name, e);
+	if (rc)
+		return rc;
+	if (v.mv_size > cap)
+		return err_set(e, ERR_LIMIT, "meta value %s larger than %zu bytes", name, cap);
+	memcpy(buf, v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	return 0;
+}
+
+int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, size_t len,
+                    struct err *e)
+{
+	char k[72];
+	int kl = app_key(k, name, e);
+	if (kl < 0)
+		return kl;
+	if (len > 4096)
+		return err_set(e, ERR_LIMIT, "meta value %s larger than 4 KiB", name);
+	return db_put(t, t->l->meta, k, (size_t)kl, data, len, 0, name, e);
+}

@@ -140,8 +140,10 @@ struct ledger_person {
 	struct ledger_recref records[LEDGER_RECORDS_MAX];
 };
 
-#define LEDGER_RECORD_DELETED   1u
-#define LEDGER_RECORD_CONVERTED 2u
+#define LEDGER_RECORD_DELETED        1u
+#define LEDGER_RECORD_CONVERTED      2u
+#define LEDGER_RECORD_INVALID_AUTH   4u /* an invalid authorization was raised as a conflict */
+#define LEDGER_RECORD_INVALID_SOURCE 8u /* likewise for the source */
 
 struct ledger_record {
 	uint8_t object;
@@ -343,6 +345,15 @@ int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *,
 
 int ledger_idem_get(struct ledger_txn *t, const char *key, uint64_t *event_seq, struct err *e);
 int ledger_idem_put(struct ledger_txn *t, const char *key, uint64_t event_seq, int64_t at,
+                    struct err *e);
+
+/* ---- small named values for the layers above (last cycle report, ...) ---- */
+
+/* name is 1-64 bytes; values up to 4 KiB. get copies into buf (cap bytes)
+ * and sets *len; ERR_NOTFOUND when absent. */
+int ledger_meta_get(struct ledger_txn *t, const char *name, void *buf, size_t cap, size_t *len,
+                    struct err *e);
+int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, size_t len,
                     struct err *e);
 
 /* ---- statistics ---- */

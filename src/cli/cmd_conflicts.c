@@ -1,0 +1,161 @@
+/* optsync conflicts list|show|resolve */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "connector/connector.h"
+#include "state/ledger.h"
+
+static int parse_id(const char *s, uint64_t *id, struct err *e)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *s == '\0' || *end != '\0' || v == 0 || s[0] == '-')
+		return err_set(e, ERR_USAGE, "'%s' is not a conflict ID", s);
+	*id = v;
+	return 0;
+}
+
+static int exec_list(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0, npos;
+	const char *status = "open";
+	char *pos[1];
+	const struct cli_opt opts[] = {{"status", &status, NULL}, {"json", NULL, &json}, {0}};
+	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
+	if (rc)
+		return rc;
+	enum conn_conflict_filter f = strcmp(status, "open") == 0       ? CONN_CONFLICTS_OPEN
+	                              : strcmp(status, "resolved") == 0 ? CONN_CONFLICTS_RESOLVED
+	                              : strcmp(status, "all") == 0
+	                                  ? CONN_CONFLICTS_ALL
+	                                  : (enum conn_conflict_filter) - 1;
+	if ((int)f < 0)
+		return err_set(e, ERR_USAGE, "--status must be open, resolved or all");
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	cJSON *doc = NULL;
+	rc = conn_conflicts_list(conn, f, &doc, e);
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	conn_close(conn);
+	return rc;
+}
+
+const struct cli_cmd cmd_conflicts_list = {
+    .name = "conflicts list",
+    .usage = "[--status open|resolved|all] [--json]",
+    .summary = "the conflict history (open ones by default)",
+    .help = "",
+    .exec = exec_list,
+};
+
+static int exec_show(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0, npos;
+	char *pos[1];
+	const struct cli_opt opts[] = {{"json", NULL, &json}, {0}};
+	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
+	uint64_t id;
+	if (rc == 0 && npos != 1)
+		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
+	if (rc == 0)
+		rc = parse_id(pos[0], &id, e);
+	if (rc)
+		return rc;
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	cJSON *doc = NULL;
+	rc = conn_conflict_show(conn, id, &doc, e);
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	conn_close(conn);
+	return rc;
+}
+
+const struct cli_cmd cmd_conflicts_show = {
+    .name = "conflicts show",
+    .usage = "ID [--json]",
+    .summary = "one conflict with both sides' values",
+    .help = "",
+    .exec = exec_show,
+};
+
+static int exec_resolve(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0, keep = 0, resub = 0, npos;
+	const char *take = NULL, *date = NULL;
+	struct conn_evidence ev = {0};
+	char *pos[1];
+	const struct cli_opt opts[] = {
+	    {"keep-optout", NULL, &keep},   {"resubscribe", NULL, &resub},
+	    {"take", &take, NULL},          {"consent-date", &date, NULL},
+	    {"purpose", &ev.purpose, NULL}, {"evidence-ref", &ev.evidence_ref, NULL},
+	    {"json", NULL, &json},          {0}};
+	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
+	uint64_t id;
+	if (rc == 0 && npos != 1)
+		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
+	if (rc == 0)
+		rc = parse_id(pos[0], &id, e);
+	if (rc)
+		return rc;
+	if (keep + resub + (take != NULL) != 1)
+		return err_set(
+		    e, ERR_USAGE,
+		    "give one of --keep-optout, --resubscribe or --take salesforce|local");
+	enum conn_resolution how = keep    ? CONN_KEEP_OPTOUT
+	                           : resub ? CONN_RESUBSCRIBE
+	                                   : CONN_TAKE_LOCAL;
+	if (take) {
+		if (strcmp(take, "salesforce") == 0)
+			how = CONN_TAKE_SALESFORCE;
+		else if (strcmp(take, "local") != 0)
+			return err_set(e, ERR_USAGE, "--take must be salesforce or local");
+	}
+	if (resub) {
+		if (date == NULL || ev.purpose == NULL || ev.evidence_ref == NULL)
+			return err_set(e, ERR_REFUSED,
+			               "--resubscribe needs --consent-date, --purpose "
+			               "and --evidence-ref");
+		if ((rc = cli_date("consent-date", date, &ev.consent_date, e)))
+			return rc;
+	}
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	struct conn_actor who;
+	char name[128];
+	cJSON *doc = NULL;
+	rc = cli_admin(c, conn, NULL, &who, name, sizeof(name), e);
+	if (rc == 0)
+		rc = conn_conflict_resolve(conn, &who, id, how, &ev, &doc, e);
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	conn_close(conn);
+	return rc == ERR_INVALID ? ERR_USAGE : rc;
+}
+
+const struct cli_cmd cmd_conflicts_resolve = {
+    .name = "conflicts resolve",
+    .usage = "ID --keep-optout | --resubscribe --consent-date D --purpose P --evidence-ref R | "
+             "--take salesforce|local [--json]",
+    .summary = "admin: resolve a conflict by hand",
+    .help = "--keep-optout    a re-subscribe seen in Salesforce: the person stays opted\n"
+            "                 out and Salesforce is set back (needed under\n"
+            "                 resubscribe_policy = \"hold\")\n"
+            "--resubscribe    accept the re-subscribe, with new consent evidence\n"
+            "--take local     write optsync's value over Salesforce's\n"
+            "--take salesforce keep Salesforce's value (not for a re-subscribe, which\n"
+            "                 needs evidence, nor for an invalid value)\n"
+            "Needs admin credentials (exit 4 without).\n",
+    .exec = exec_resolve,
+};

@@ -1,0 +1,278 @@
+/* optsync optout | contact show|history|export|erase|set | resubscribe */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "connector/connector.h"
+#include "state/ledger.h"
+
+static const struct conn_actor cli_actor = {LEDGER_ORIGIN_LOCAL, "cli"};
+
+static int one_email(int argc, char **argv, const struct cli_opt *opts, const char **email,
+                     struct err *e)
+{
+	char *pos[1];
+	int npos;
+	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
+	if (rc == 0 && npos != 1)
+		rc = err_set(e, ERR_USAGE, "an EMAIL is needed");
+	if (rc == 0)
+		*email = pos[0];
+	return rc;
+}
+
+/* Bad input (an invalid email, a bad value) is a usage error here. */
+static int usage_of(int rc)
+{
+	return rc == ERR_INVALID ? ERR_USAGE : rc;
+}
+
+static int run_doc(struct cli *c, int json, int rc, cJSON *doc)
+{
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	return usage_of(rc);
+}
+
+static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0;
+	const char *email = NULL;
+	struct conn_optout o = {0};
+	const struct cli_opt opts[] = {
+	    {"source", &o.source, NULL}, {"reason", &o.reason, NULL}, {"json", NULL, &json}, {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	o.email = email;
+	struct conn *conn;
+	if ((rc = cli_conn(c, true, &conn, e)))
+		return rc;
+	cJSON *doc = NULL;
+	rc = conn_optout(conn, &cli_actor, &o, &doc, e);
+	conn_close(conn);
+	return run_doc(c, json, rc, doc);
+}
+
+const struct cli_cmd cmd_optout = {
+    .name = "optout",
+    .usage = "EMAIL [--source TYPE] [--reason TEXT] [--json]",
+    .summary = "record a local opt-out (pushed to Salesforce by the next sync)",
+    .help = "The opt-out is durable in the ledger when the command returns, and is\n"
+            "queued for every Salesforce record with that email. An email Salesforce\n"
+            "does not know yet stays suppressed, and any record that appears later\n"
+            "is set to opted out.\n"
+            "\n"
+            "Options:\n"
+            "  --source TYPE   where the contact came from: crm_sync, import,\n"
+            "                  manual_upload, browser_extension\n"
+            "  --reason TEXT   kept in the history\n"
+            "  --json          print the result as JSON\n",
+    .exec = exec_optout,
+};
+
+#define READ_CMD(fn, usecase)                                                                      \
+	static int fn(struct cli *c, int argc, char **argv, struct err *e)                         \
+	{                                                                                          \
+		int json = 0;                                                                      \
+		const char *email = NULL;                                                          \
+		const struct cli_opt opts[] = {{"json", NULL, &json}, {0}};                        \
+		int rc = one_email(argc, argv, opts, &email, e);                                   \
+		if (rc)                                                                            \
+			return rc;                                                                 \
+		struct conn *conn;                                                                 \
+		if ((rc = cli_conn(c, false, &conn, e)))                                           \
+			return rc;                                                                 \
+		cJSON *doc = NULL;                                                                 \
+		rc = usecase(conn, email, &doc, e);                                                \
+		conn_close(conn);                                                                  \
+		return run_doc(c, json, rc, doc);                                                  \
+	}
+
+READ_CMD(exec_show, conn_contact_show)
+READ_CMD(exec_history, conn_contact_history)
+
+const struct cli_cmd cmd_contact_show = {
+    .name = "contact show",
+    .usage = "EMAIL [--json]",
+    .summary = "a person's state and Salesforce records",
+    .help = "Exit status 1 when optsync knows no person with that email.\n",
+    .exec = exec_show,
+};
+
+const struct cli_cmd cmd_contact_history = {
+    .name = "contact history",
+    .usage = "EMAIL [--json]",
+    .summary = "a person's events, oldest first",
+    .help = "",
+    .exec = exec_history,
+};
+
+static int exec_export(struct cli *c, int argc, char **argv, struct err *e)
+{
+	const char *email = NULL, *format = "json";
+	const struct cli_opt opts[] = {{"format", &format, NULL}, {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
+		return err_set(e, ERR_USAGE, "--format must be csv or json, not '%s'", format);
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	if (strcmp(format, "csv") == 0) {
+		char *csv = NULL;
+		rc = conn_contact_export_csv(conn, email, &csv, e);
+		if (rc == 0)
+			fputs(csv, c->out);
+		free(csv);
+		conn_close(conn);
+		return usage_of(rc);
+	}
+	cJSON *doc = NULL;
+	rc = conn_contact_export(conn, email, &doc, e);
+	conn_close(conn);
+	return run_doc(c, 1, rc, doc);
+}
+
+const struct cli_cmd cmd_contact_export = {
+    .name = "contact export",
+    .usage = "EMAIL [--format csv|json]",
+    .summary = "right of access: state, Salesforce records and full history",
+    .help = "JSON (the default) holds the person's state, every Salesforce record with\n"
+            "the names and company Salesforce has, and the full history. CSV has one\n"
+            "row per Salesforce record with the columns of a CRM export.\n",
+    .exec = exec_export,
+};
+
+static int exec_erase(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0;
+	const char *email = NULL;
+	const struct cli_opt opts[] = {{"json", NULL, &json}, {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	struct conn_actor who;
+	char name[128];
+	cJSON *doc = NULL;
+	rc = cli_admin(c, conn, email, &who, name, sizeof(name), e);
+	if (rc == 0)
+		rc = conn_contact_erase(conn, &who, email, &doc, e);
+	conn_close(conn);
+	return run_doc(c, json, rc, doc);
+}
+
+const struct cli_cmd cmd_contact_erase = {
+    .name = "contact erase",
+    .usage = "EMAIL [--json]",
+    .summary = "admin: erase a person's personal data, keep the hashed suppression",
+    .help = "Removes the clear email, free texts, names from Salesforce and the personal\n"
+            "part of every history event; keeps the keyed hash, the opt-out and the\n"
+            "history chain (which still verifies). Needs admin credentials:\n"
+            "OPTSYNC_ADMIN and OPTSYNC_ADMIN_TOKEN, or a prompt on a terminal.\n"
+            "Exit status 4 when they are missing or wrong.\n",
+    .exec = exec_erase,
+};
+
+static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0;
+	const char *email = NULL, *date = NULL;
+	struct conn_facts_change ch = {0};
+	const struct cli_opt opts[] = {{"authorization", &ch.authorization, NULL},
+	                               {"consent-date", &date, NULL},
+	                               {"purpose", &ch.purpose, NULL},
+	                               {"other", &ch.other, NULL},
+	                               {"source", &ch.source, NULL},
+	                               {"source-other", &ch.source_other, NULL},
+	                               {"json", NULL, &json},
+	                               {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	if (date && (rc = cli_date("consent-date", date, &ch.consent_date, e)))
+		return rc;
+	/* --other goes with the source when only a source is given */
+	if (ch.source && !ch.authorization && ch.other && !ch.source_other) {
+		ch.source_other = ch.other;
+		ch.other = NULL;
+	}
+	struct conn *conn;
+	if ((rc = cli_conn(c, true, &conn, e)))
+		return rc;
+	cJSON *doc = NULL;
+	rc = conn_contact_set(conn, &cli_actor, email, &ch, &doc, e);
+	conn_close(conn);
+	return run_doc(c, json, rc, doc);
+}
+
+const struct cli_cmd cmd_contact_set = {
+    .name = "contact set",
+    .usage = "EMAIL --authorization TYPE [--consent-date D --purpose P] [--other T] "
+             "[--source TYPE] [--json]",
+    .summary = "change a person's compliance fields",
+    .help = "TYPE (lawful basis): consent, legitimate_interest, contract,\n"
+            "legal_obligation, vital_interests, public_interest, other.\n"
+            "consent needs --consent-date (RFC 3339, or a date meaning 00:00 UTC, not in\n"
+            "the future) and --purpose; other needs --other TEXT.\n"
+            "--source TYPE: crm_sync, import, manual_upload, browser_extension, other\n"
+            "(other needs --source-other TEXT, or --other when no authorization is given).\n"
+            "The change is queued for every Salesforce record of the person.\n",
+    .exec = exec_set,
+};
+
+static int exec_resubscribe(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0;
+	const char *email = NULL, *date = NULL, *file = NULL;
+	struct conn_evidence ev = {0};
+	const struct cli_opt opts[] = {{"consent-date", &date, NULL},
+	                               {"purpose", &ev.purpose, NULL},
+	                               {"evidence-ref", &ev.evidence_ref, NULL},
+	                               {"evidence-file", &file, NULL},
+	                               {"json", NULL, &json},
+	                               {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	if (date == NULL || ev.purpose == NULL || ev.evidence_ref == NULL)
+		return err_set(e, ERR_REFUSED,
+		               "a re-subscribe needs --consent-date, --purpose and --evidence-ref");
+	if ((rc = cli_date("consent-date", date, &ev.consent_date, e)))
+		return rc;
+	char hex[65];
+	if (file) {
+		if ((rc = cli_sha256_file(file, hex, e)))
+			return rc;
+		ev.evidence_sha256 = hex;
+	}
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	struct conn_actor who;
+	char name[128];
+	cJSON *doc = NULL;
+	rc = cli_admin(c, conn, email, &who, name, sizeof(name), e);
+	if (rc == 0)
+		rc = conn_resubscribe(conn, &who, email, &ev, &doc, e);
+	conn_close(conn);
+	return run_doc(c, json, rc, doc);
+}
+
+const struct cli_cmd cmd_resubscribe = {
+    .name = "resubscribe",
+    .usage = "EMAIL --consent-date D --purpose P --evidence-ref R [--evidence-file F] [--json]",
+    .summary = "admin: re-subscribe an opted-out person, with new consent evidence",
+    .help = "Needs admin credentials (OPTSYNC_ADMIN, OPTSYNC_ADMIN_TOKEN, or a prompt)\n"
+            "and new consent evidence: a consent date later than the opt-out and not in\n"
+            "the future, the purpose, and a reference to the evidence (a form id, a\n"
+            "ticket). --evidence-file records the file's SHA-256 as well.\n"
+            "Exit status 4 when credentials or evidence are missing or refused.\n",
+    .exec = exec_resubscribe,
+};

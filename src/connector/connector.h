@@ -1,0 +1,122 @@
+/* The connector: optsync's sync rules (SPEC section 2) and the use cases
+ * that the command line and the local HTTP API both call.
+ *
+ * Results that are shown to people or programs come back as cJSON
+ * documents in the contract's shapes (render.c), so that `--json` on the
+ * CLI and the HTTP API print the same objects. The caller owns and deletes
+ * them. */
+#ifndef OPTSYNC_CONNECTOR_CONNECTOR_H
+#define OPTSYNC_CONNECTOR_CONNECTOR_H
+
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "util/err.h"
+
+struct conn;
+
+/* Open the ledger of cfg (created when create is set). The Salesforce
+ * client is made on first use, reading its secrets then. stop, when given,
+ * ends backoff sleeps early (SIGTERM). */
+int conn_open(struct conn **out, const struct config *cfg, bool create, volatile sig_atomic_t *stop,
+              struct err *e);
+void conn_close(struct conn *c);
+
+/* Who acts: shown in the history. */
+struct conn_actor {
+	int origin;       /* LEDGER_ORIGIN_LOCAL or LEDGER_ORIGIN_ADMIN */
+	const char *name; /* admin name, or "cli" / "api" */
+};
+
+/* ---- admin credentials ---- */
+
+/* A token_hash line for [[admins]]: scrypt (N=2^15, r=8, p=1), random salt. */
+int conn_admin_hash(const char *token, size_t len, char *out, size_t cap, struct err *e);
+/* ERR_REFUSED unless name is an [[admins]] entry whose hash matches token
+ * (constant-time). A refusal is recorded in the history when email names a
+ * person. */
+int conn_admin_check(struct conn *c, const char *name, const char *token, const char *email,
+                     struct err *e);
+
+/* ---- emails ---- */
+
+/* Trim and lower-case; ERR_INVALID naming the input when it is not an
+ * email address. out has LEDGER_EMAIL_MAX + 1 bytes. */
+int conn_email_normalize(const char *in, char *out, struct err *e);
+
+/* ---- sync ---- */
+
+struct conn_sync_opts {
+	bool dry_run;  /* read Salesforce, write nothing anywhere, report what would change */
+	bool full;     /* read everything, not only since the cursors */
+	bool progress; /* a progress line on stderr while pulling (terminals) */
+};
+
+/* One pull+push cycle. *report describes what happened (or would). */
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e);
+
+/* ---- use cases ---- */
+
+struct conn_optout {
+	const char *email;
+	int64_t occurred_at; /* 0: now */
+	const char *source;  /* source type of the person, NULL: unchanged */
+	const char *reason;
+	const char *idempotency_key;
+};
+/* Record a local opt-out, durable on return. *result: {"email","opted_out",
+ * "already", "event_seq"}. */
+int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_optout *o,
+                cJSON **result, struct err *e);
+
+struct conn_facts_change {
+	const char *authorization; /* type name, NULL: unchanged */
+	int64_t consent_date;      /* with "consent" */
+	const char *purpose;       /* with "consent" */
+	const char *other;         /* with "other" */
+	const char *source;        /* source type name, NULL: unchanged */
+	const char *source_other;  /* with source "other" */
+};
+int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *email,
+                     const struct conn_facts_change *ch, cJSON **result, struct err *e);
+
+struct conn_evidence {
+	int64_t consent_date;
+	const char *purpose;
+	const char *evidence_ref;
+	const char *evidence_sha256; /* hex, optional */
+};
+/* Admin only (who->origin must be LEDGER_ORIGIN_ADMIN, checked before). */
+int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *email,
+                     const struct conn_evidence *ev, cJSON **result, struct err *e);
+int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char *email,
+                       cJSON **result, struct err *e);
+
+/* ERR_NOTFOUND when the person is unknown. */
+int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e);
+int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e);
+/* Right of access: state, Salesforce records and full history. */
+int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e);
+/* The same as CSV with a CRM export's columns; *out is malloc'ed. */
+int conn_contact_export_csv(struct conn *c, const char *email, char **out, struct err *e);
+
+enum conn_conflict_filter { CONN_CONFLICTS_OPEN, CONN_CONFLICTS_RESOLVED, CONN_CONFLICTS_ALL };
+int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e);
+int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e);
+
+enum conn_resolution { CONN_KEEP_OPTOUT, CONN_RESUBSCRIBE, CONN_TAKE_SALESFORCE, CONN_TAKE_LOCAL };
+int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t id,
+                          enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
+                          struct err *e);
+
+int conn_status(struct conn *c, cJSON **out, struct err *e);
+/* ERR_INVALID when the history chain is broken; *out describes the check. */
+int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
+
+/* ---- the change feed (local API) ---- */
+int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e);
+
+#endif

@@ -1,0 +1,68 @@
+/* Internal to src/connector. */
+#ifndef OPTSYNC_CONNECTOR_INTERNAL_H
+#define OPTSYNC_CONNECTOR_INTERNAL_H
+
+#include "connector/connector.h"
+#include "salesforce/sf.h"
+#include "state/ledger.h"
+
+struct conn {
+	const struct config *cfg;
+	struct ledger *l;
+	struct sf_client *sf; /* made on first use */
+	volatile sig_atomic_t *stop;
+};
+
+int conn_sf(struct conn *c, struct sf_client **out, struct err *e);
+
+/* Salesforce picklist value <-> enum, through [salesforce.values]. */
+int map_auth_from_sf(const struct config *cfg, const char *s);
+int map_source_from_sf(const struct config *cfg, const char *s);
+const char *map_auth_to_sf(const struct config *cfg, int v);
+const char *map_source_to_sf(const struct config *cfg, int v);
+int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
+
+/* Check the SPEC rules on one group of facts (mask selects the groups:
+ * LEDGER_F_AUTH_TYPE for authorization, LEDGER_F_SOURCE_TYPE for source).
+ * why gets the reason. */
+int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
+
+/* Rendering (the contract's JSON shapes). */
+cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
+cJSON *render_event(const struct ledger_event *ev);
+cJSON *render_conflict(const struct ledger_conflict *cf);
+cJSON *render_record(const struct ledger_record *r);
+void hex32(const uint8_t in[32], char out[65]);
+int add_time(cJSON *o, const char *name, int64_t ms);
+
+/* Rules (rules.c), inside a write transaction. */
+struct apply_stats {
+	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
+	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
+	uint64_t pushes_queued;
+};
+/* Queue a write of the fields in mask (from p's facts) to one record,
+ * coalescing with what is queued already. */
+int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
+                 const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
+                 struct apply_stats *st, struct err *e);
+/* Queue mask to every record of p that does not already hold the values. */
+int push_spread(struct ledger_txn *t, const struct ledger_person *p,
+                const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
+                struct err *e);
+/* Copy the fields of group (LEDGER_F_* bits) from src to dst; absent
+ * values become empty. */
+void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group);
+/* The facts a Salesforce record holds; invalid gets the groups
+ * (LEDGER_F_AUTH_TYPE.. / LEDGER_F_SOURCE_TYPE..) whose values are not
+ * valid, raw the offending value. */
+void read_sf_record(const struct config *cfg, const struct sf_record *r, struct ledger_facts *f,
+                    uint32_t *invalid, char *raw, size_t rawcap);
+/* Apply one pulled record to the ledger under the sync rules. */
+int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
+                    const struct sf_record *r, struct apply_stats *st, struct err *e);
+/* Append an event about p (storing p) and its change-feed entry. */
+int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                 struct err *e);
+
+#endif

@@ -1,0 +1,622 @@
+/* The sync rules of SPEC section 2, applied inside ledger transactions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/internal.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+#define AUTH_GROUP                                                                                 \
+	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
+#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
+
+/* ---- fact groups ---- */
+
+static int auth_equal(const struct ledger_facts *a, const struct ledger_facts *b)
+{
+	int ta = (a->mask & LEDGER_F_AUTH_TYPE) ? a->auth_type : 0;
+	int tb = (b->mask & LEDGER_F_AUTH_TYPE) ? b->auth_type : 0;
+	int64_t da = (a->mask & LEDGER_F_CONSENT_DATE) ? a->consent_date : 0;
+	int64_t db = (b->mask & LEDGER_F_CONSENT_DATE) ? b->consent_date : 0;
+	const char *pa = (a->mask & LEDGER_F_PURPOSE) ? a->purpose : "";
+	const char *pb = (b->mask & LEDGER_F_PURPOSE) ? b->purpose : "";
+	const char *oa = (a->mask & LEDGER_F_AUTH_OTHER) ? a->auth_other : "";
+	const char *ob = (b->mask & LEDGER_F_AUTH_OTHER) ? b->auth_other : "";
+	/* Salesforce keeps whole seconds at best: compare dates to the second */
+	return ta == tb && da / 1000 == db / 1000 && strcmp(pa, pb) == 0 && strcmp(oa, ob) == 0;
+}
+
+static int source_equal(const struct ledger_facts *a, const struct ledger_facts *b)
+{
+	int ta = (a->mask & LEDGER_F_SOURCE_TYPE) ? a->source_type : 0;
+	int tb = (b->mask & LEDGER_F_SOURCE_TYPE) ? b->source_type : 0;
+	const char *oa = (a->mask & LEDGER_F_SOURCE_OTHER) ? a->source_other : "";
+	const char *ob = (b->mask & LEDGER_F_SOURCE_OTHER) ? b->source_other : "";
+	return ta == tb && strcmp(oa, ob) == 0;
+}
+
+void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group)
+{
+	dst->mask = (dst->mask & ~group) | (src->mask & group) | group;
+	if (group & LEDGER_F_OPTED_OUT)
+		dst->opted_out = (src->mask & LEDGER_F_OPTED_OUT) ? src->opted_out : false;
+	if (group & LEDGER_F_AUTH_TYPE) {
+		dst->auth_type = (src->mask & LEDGER_F_AUTH_TYPE) ? src->auth_type : 0;
+		dst->consent_date = (src->mask & LEDGER_F_CONSENT_DATE) ? src->consent_date : 0;
+		memcpy(dst->purpose, (src->mask & LEDGER_F_PURPOSE) ? src->purpose : "",
+		       strlen((src->mask & LEDGER_F_PURPOSE) ? src->purpose : "") + 1);
+		memcpy(dst->auth_other, (src->mask & LEDGER_F_AUTH_OTHER) ? src->auth_other : "",
+		       strlen((src->mask & LEDGER_F_AUTH_OTHER) ? src->auth_other : "") + 1);
+	}
+	if (group & LEDGER_F_SOURCE_TYPE) {
+		dst->source_type = (src->mask & LEDGER_F_SOURCE_TYPE) ? src->source_type : 0;
+		memcpy(dst->source_other,
+		       (src->mask & LEDGER_F_SOURCE_OTHER) ? src->source_other : "",
+		       strlen((src->mask & LEDGER_F_SOURCE_OTHER) ? src->source_other : "") + 1);
+	}
+}
+
+/* A group as text, for conflicts ("consent 2026-11-20T14:05:00Z Newsletter"). */
+static void group_text(const struct ledger_facts *f, uint32_t group, char *out, size_t cap)
+{
+	if (group == LEDGER_F_OPTED_OUT) {
+		snprintf(out, cap, "%s",
+		         (f->mask & LEDGER_F_OPTED_OUT) && f->opted_out ? "opted_out" : "opted_in");
+		return;
+	}
+	if (group & LEDGER_F_AUTH_TYPE) {
+		const char *t =
+		    (f->mask & LEDGER_F_AUTH_TYPE) ? ledger_auth_name(f->auth_type) : NULL;
+		char d[TIME_STR_MAX] = "";
+		if ((f->mask & LEDGER_F_CONSENT_DATE) && f->consent_date)
+			time_format(f->consent_date, d);
+		snprintf(out, cap, "%s%s%s%s%s%s%s", t ? t : "(none)", d[0] ? " " : "", d,
+		         f->purpose[0] ? " purpose=" : "", f->purpose,
+		         f->auth_other[0] ? " other=" : "", f->auth_other);
+		return;
+	}
+	const char *t =
+	    (f->mask & LEDGER_F_SOURCE_TYPE) ? ledger_source_name(f->source_type) : NULL;
+	snprintf(out, cap, "%s%s%s", t ? t : "(none)", f->source_other[0] ? " other=" : "",
+	         f->source_other);
+}
+
+/* ---- reading a Salesforce record ---- */
+
+static int text_field(const struct sf_record *r, const char *name, char *dst, size_t cap,
+                      uint32_t bit, struct ledger_facts *f, uint32_t *invalid, uint32_t group)
+{
+	const struct sf_value *v = sf_record_get(r, name);
+	dst[0] = '\0';
+	if (v == NULL || v->type == SF_NULL)
+		return 0;
+	if (v->type != SF_STRING || strlen(v->str) >= cap) {
+		*invalid |= group;
+		return 0;
+	}
+	memcpy(dst, v->str, strlen(v->str) + 1);
+	if (dst[0])
+		f->mask |= bit;
+	return 1;
+}
+
+void read_sf_record(const struct config *cfg, const struct sf_record *r, struct ledger_facts *f,
+                    uint32_t *invalid, char *raw, size_t rawcap)
+{
+	const struct config_fields *fl = &cfg->salesforce.fields;
+	ledger_facts_init(f);
+	*invalid = 0;
+	raw[0] = '\0';
+	const struct sf_value *v = sf_record_get(r, fl->opted_out);
+	if (v && v->type == SF_BOOL) {
+		f->mask |= LEDGER_F_OPTED_OUT;
+		f->opted_out = v->b;
+	}
+	v = sf_record_get(r, fl->authorization_type);
+	if (v && v->type == SF_STRING && v->str[0]) {
+		int t = map_auth_from_sf(cfg, v->str);
+		if (t < 0) {
+			*invalid |= AUTH_GROUP;
+			snprintf(raw, rawcap, "%s", v->str);
+		} else {
+			f->mask |= LEDGER_F_AUTH_TYPE;
+			f->auth_type = (uint8_t)t;
+		}
+	}
+	v = sf_record_get(r, fl->consent_date);
+	if (v && v->type == SF_STRING && v->str[0]) {
+		int64_t ms;
+		if (time_parse(v->str, &ms)) {
+			*invalid |= AUTH_GROUP;
+			snprintf(raw, rawcap, "consent date %s", v->str);
+		} else {
+			f->mask |= LEDGER_F_CONSENT_DATE;
+			f->consent_date = ms;
+		}
+	}
+	text_field(r, fl->purpose, f->purpose, sizeof(f->purpose), LEDGER_F_PURPOSE, f, invalid,
+	           AUTH_GROUP);
+	text_field(r, fl->authorization_other, f->auth_other, sizeof(f->auth_other),
+	           LEDGER_F_AUTH_OTHER, f, invalid, AUTH_GROUP);
+	v = sf_record_get(r, fl->source_type);
+	if (v && v->type == SF_STRING && v->str[0]) {
+		int t = map_source_from_sf(cfg, v->str);
+		if (t < 0) {
+			*invalid |= SOURCE_GROUP;
+			snprintf(raw, rawcap, "%s", v->str);
+		} else {
+			f->mask |= LEDGER_F_SOURCE_TYPE;
+			f->source_type = (uint8_t)t;
+		}
+	}
+	text_field(r, fl->source_other, f->source_other, sizeof(f->source_other),
+	           LEDGER_F_SOURCE_OTHER, f, invalid, SOURCE_GROUP);
+	char why[200];
+	if (!(*invalid & AUTH_GROUP) &&
+	    !facts_valid(f, LEDGER_F_AUTH_TYPE, time_now_ms(), why, sizeof(why))) {
+		*invalid |= AUTH_GROUP;
+		group_text(f, AUTH_GROUP, raw, rawcap);
+		size_t n = strlen(raw);
+		snprintf(raw + n, rawcap - n, " (%s)", why);
+	}
+	if (!(*invalid & SOURCE_GROUP) &&
+	    !facts_valid(f, LEDGER_F_SOURCE_TYPE, time_now_ms(), why, sizeof(why))) {
+		*invalid |= SOURCE_GROUP;
+		group_text(f, SOURCE_GROUP, raw, rawcap);
+		size_t n = strlen(raw);
+		snprintf(raw + n, rawcap - n, " (%s)", why);
+	}
+}
+
+/* ---- events, the feed and pushes ---- */
+
+int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                 struct err *e)
+{
+	int rc = ledger_event_append(t, p, ev, e);
+	if (rc || p == NULL)
+		return rc;
+	switch (ev->kind) {
+	case LEDGER_EV_OPTOUT:
+	case LEDGER_EV_OPTIN:
+	case LEDGER_EV_AUTHORIZATION:
+	case LEDGER_EV_SOURCE:
+	case LEDGER_EV_ERASURE: {
+		struct ledger_change ch;
+		memset(&ch, 0, sizeof(ch));
+		ch.event_seq = ev->seq;
+		ch.at = ev->at;
+		ch.kind = ev->kind;
+		ch.origin = ev->origin;
+		memcpy(ch.person, p->key, LEDGER_KEY_LEN);
+		ch.opted_out = p->facts.opted_out;
+		ch.auth_type = (p->facts.mask & LEDGER_F_AUTH_TYPE) ? p->facts.auth_type : 0;
+		ch.consent_date =
+		    (p->facts.mask & LEDGER_F_CONSENT_DATE) ? p->facts.consent_date : 0;
+		ch.source_type = (p->facts.mask & LEDGER_F_SOURCE_TYPE) ? p->facts.source_type : 0;
+		return ledger_change_append(t, &ch, e);
+	}
+	default:
+		return 0;
+	}
+}
+
+static void event_about(struct ledger_event *ev, int kind, int origin, const char *actor,
+                        const struct ledger_recref *ref, int64_t at)
+{
+	ledger_event_init(ev);
+	ev->kind = (uint8_t)kind;
+	ev->origin = (uint8_t)origin;
+	ev->at = at;
+	snprintf(ev->actor, sizeof(ev->actor), "%s", actor);
+	if (ref)
+		ev->record = *ref;
+}
+
+int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
+                 const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
+                 struct apply_stats *st, struct err *e)
+{
+	struct ledger_push *q = malloc(sizeof(*q));
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_push_get(t, ref->object, ref->id, q, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(q, 0, sizeof(*q));
+		q->record = *ref;
+		ledger_facts_init(&q->want);
+		q->enqueued_at = time_now_ms();
+		rc = 0;
+	}
+	if (rc == 0) {
+		memcpy(q->person, p->key, LEDGER_KEY_LEN);
+		facts_copy_group(&q->want, &p->facts, mask & ~LEDGER_F_OPTED_OUT);
+		if (mask & LEDGER_F_OPTED_OUT) {
+			q->want.mask |= LEDGER_F_OPTED_OUT;
+			q->want.opted_out = opted_out_value;
+		}
+		q->version++;
+		q->attempts = 0;
+		q->next_try = 0;
+		q->parked = false;
+		q->last_error[0] = '\0';
+		rc = ledger_push_put(t, q, e);
+		if (rc == 0 && st)
+			st->pushes_queued++;
+	}
+	free(q);
+	return rc;
+}
+
+int push_spread(struct ledger_txn *t, const struct ledger_person *p,
+                const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
+                struct err *e)
+{
+	struct ledger_record *r = malloc(sizeof(*r));
+	if (r == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
+		const struct ledger_recref *ref = &p->records[i];
+		if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
+			continue;
+		rc = ledger_record_get(t, ref->object, ref->id, r, e);
+		if (rc == ERR_NOTFOUND) {
+			rc = 0; /* linked but never read: the push will tell */
+			r->flags = 0;
+			ledger_facts_init(&r->seen);
+		} else if (rc) {
+			break;
+		}
+		if (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED))
+			continue;
+		uint32_t need = 0;
+		if ((mask & LEDGER_F_OPTED_OUT) && !((r->seen.mask & LEDGER_F_OPTED_OUT) &&
+		                                     r->seen.opted_out == p->facts.opted_out))
+			need |= LEDGER_F_OPTED_OUT;
+		if ((mask & LEDGER_F_AUTH_TYPE) && !auth_equal(&r->seen, &p->facts))
+			need |= AUTH_GROUP;
+		if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
+			need |= SOURCE_GROUP;
+		if (need)
+			rc = push_enqueue(t, p, ref, need, p->facts.opted_out, st, e);
+	}
+	free(r);
+	return rc;
+}
+
+static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
+                        const struct ledger_recref *ref, int kind, uint32_t field,
+                        const char *local, const char *sf, bool auto_resolved,
+                        const char *resolution, int64_t now, struct err *e)
+{
+	struct ledger_conflict *cf = calloc(1, sizeof(*cf));
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	int rc = 0;
+	if (cf == NULL || ev == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(cf->person, p->key, LEDGER_KEY_LEN);
+	cf->record = *ref;
+	cf->field = field;
+	cf->kind = (uint8_t)kind;
+	cf->status = auto_resolved ? LEDGER_CONFLICT_RESOLVED : LEDGER_CONFLICT_OPEN;
+	cf->auto_resolved = auto_resolved;
+	snprintf(cf->local_value, sizeof(cf->local_value), "%s", local);
+	snprintf(cf->sf_value, sizeof(cf->sf_value), "%s", sf);
+	cf->detected_at = now;
+	if (auto_resolved) {
+		cf->resolved_at = now;
+		snprintf(cf->resolution, sizeof(cf->resolution), "%s", resolution);
+		snprintf(cf->resolved_by, sizeof(cf->resolved_by), "optsync");
+	}
+	if ((rc = ledger_conflict_add(t, cf, e)))
+		goto out;
+	event_about(ev, LEDGER_EV_CONFLICT, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
+	ev->conflict_id = cf->id;
+	snprintf(ev->reason, sizeof(ev->reason),
+	         "%s conflict on %s: Salesforce has %s, optsync has %s%s%s",
+	         ledger_conflict_kind_name(kind),
+	         field == LEDGER_F_OPTED_OUT   ? "opt-out"
+	         : field == LEDGER_F_AUTH_TYPE ? "authorization"
+	                                       : "source",
+	         sf, local, auto_resolved ? "; " : "", auto_resolved ? resolution : "");
+	rc = event_record(t, p, ev, e);
+out:
+	free(cf);
+	free(ev);
+	return rc;
+}
+
+/* ---- applying one Salesforce record ---- */
+
+static void unlink_record(struct ledger_person *p, const struct ledger_recref *ref)
+{
+	for (uint32_t i = 0; i < p->nrecords; i++)
+		if (p->records[i].object == ref->object && strcmp(p->records[i].id, ref->id) == 0) {
+			p->records[i] = p->records[--p->nrecords];
+			return;
+		}
+}
+
+static int link_record(struct ledger_person *p, const struct ledger_recref *ref)
+{
+	for (uint32_t i = 0; i < p->nrecords; i++)
+		if (p->records[i].object == ref->object && strcmp(p->records[i].id, ref->id) == 0)
+			return 0;
+	if (p->nrecords == LEDGER_RECORDS_MAX)
+		return -1;
+	p->records[p->nrecords++] = *ref;
+	return 0;
+}
+
+static void copy_str(char *dst, size_t cap, const struct sf_record *r, const char *name)
+{
+	const struct sf_value *v = sf_record_get(r, name);
+	snprintf(dst, cap, "%s", v && v->type == SF_STRING ? v->str : "");
+}
+
+static int64_t time_of(const struct sf_record *r, const char *name)
+{
+	const struct sf_value *v = sf_record_get(r, name);
+	int64_t ms = 0;
+	if (v && v->type == SF_STRING && time_parse(v->str, &ms) == 0)
+		return ms;
+	return 0;
+}
+
+struct work {
+	struct ledger_person p, old;
+	struct ledger_record rec;
+	struct ledger_facts sf;
+	struct ledger_push q;
+	struct ledger_event ev;
+};
+
+int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
+                    const struct sf_record *r, struct apply_stats *st, struct err *e)
+{
+	st->records++;
+	char email[LEDGER_EMAIL_MAX + 1], raw[LEDGER_TEXT_MAX + 1];
+	const struct sf_value *ev_email = sf_record_get(r, "Email");
+	struct err ie;
+	if (ev_email == NULL || ev_email->type != SF_STRING ||
+	    conn_email_normalize(ev_email->str, email, &ie)) {
+		st->skipped_no_email++;
+		return 0;
+	}
+	struct work *w = malloc(sizeof(*w));
+	if (w == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = 0;
+	int64_t now = time_now_ms();
+	int64_t modstamp = time_of(r, "SystemModstamp");
+	int64_t sf_changed = time_of(r, "LastModifiedDate");
+	if (sf_changed == 0)
+		sf_changed = modstamp;
+	struct ledger_recref ref = {(uint8_t)object, ""};
+	snprintf(ref.id, sizeof(ref.id), "%s", r->id);
+
+	/* the person */
+	struct ledger_person *p = &w->p;
+	ledger_person_key(l, email, strlen(email), p->key);
+	rc = ledger_person_get(t, p->key, p, e);
+	if (rc == ERR_NOTFOUND) {
+		uint8_t key[LEDGER_KEY_LEN];
+		memcpy(key, p->key, sizeof(key));
+		memset(p, 0, sizeof(*p));
+		memcpy(p->key, key, sizeof(key));
+		ledger_facts_init(&p->facts);
+		p->created_at = now;
+		rc = 0;
+	}
+	if (rc)
+		goto out;
+	if (!(p->flags & LEDGER_PERSON_ERASED))
+		snprintf(p->email, sizeof(p->email), "%s", email);
+
+	/* the record as last seen */
+	struct ledger_record *rec = &w->rec;
+	rc = ledger_record_get(t, object, ref.id, rec, e);
+	int is_new = rc == ERR_NOTFOUND;
+	if (is_new) {
+		memset(rec, 0, sizeof(*rec));
+		rec->object = (uint8_t)object;
+		memcpy(rec->id, ref.id, sizeof(rec->id));
+		ledger_facts_init(&rec->seen);
+		ledger_facts_init(&rec->written);
+		rc = 0;
+	}
+	if (rc)
+		goto out;
+	if (!is_new && memcmp(rec->person, p->key, LEDGER_KEY_LEN) != 0) {
+		/* the email changed in Salesforce: the record moves to another person */
+		rc = ledger_person_get(t, rec->person, &w->old, e);
+		if (rc == 0) {
+			unlink_record(&w->old, &ref);
+			rc = ledger_person_put(t, &w->old, e);
+		} else if (rc == ERR_NOTFOUND) {
+			rc = 0;
+		}
+		if (rc)
+			goto out;
+		is_new = 1; /* new to this person */
+	}
+	if (link_record(p, &ref)) {
+		rc = err_set(e, ERR_LIMIT,
+		             "%s has more than %d Salesforce records; %s %s not linked", "a person",
+		             LEDGER_RECORDS_MAX, ledger_object_name(object), ref.id);
+		goto out;
+	}
+	const struct sf_value *conv = sf_record_get(r, "IsConverted");
+	if (conv && conv->type == SF_BOOL && conv->b)
+		rec->flags |= LEDGER_RECORD_CONVERTED;
+	else
+		rec->flags &= ~LEDGER_RECORD_CONVERTED;
+	int writable = !(rec->flags & LEDGER_RECORD_CONVERTED);
+
+	uint32_t invalid;
+	struct ledger_facts *sf = &w->sf;
+	read_sf_record(cfg, r, sf, &invalid, raw, sizeof(raw));
+	struct ledger_facts *seen = &rec->seen;
+	int any_change = is_new;
+
+	/* Rule 1, 2 and 3: the opt-out */
+	bool sf_out = (sf->mask & LEDGER_F_OPTED_OUT) && sf->opted_out;
+	bool seen_known = (seen->mask & LEDGER_F_OPTED_OUT) != 0;
+	if (is_new || !seen_known || seen->opted_out != sf_out) {
+		any_change = 1;
+		if (sf_out && !p->facts.opted_out) {
+			p->facts.mask |= LEDGER_F_OPTED_OUT;
+			p->facts.opted_out = true;
+			p->opted_out_at = sf_changed ? sf_changed : now;
+			p->optout_changed_at = p->opted_out_at;
+			p->updated_at = now;
+			event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE,
+			            "salesforce", &ref, now);
+			w->ev.facts.mask = LEDGER_F_OPTED_OUT;
+			w->ev.facts.opted_out = true;
+			if ((rc = event_record(t, p, &w->ev, e)))
+				goto out;
+			st->optouts_in++;
+			if ((rc = push_spread(t, p, &ref, LEDGER_F_OPTED_OUT, st, e)))
+				goto out;
+		} else if (!sf_out && p->facts.opted_out && writable) {
+			if (is_new || !seen_known || !seen->opted_out) {
+				/* Rule 3: a record that appears for a suppressed person */
+				if (is_new || !seen_known)
+					st->suppressed_new++;
+				if ((rc =
+				         push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT, true, st, e)))
+					goto out;
+			} else {
+				/* Rule 2: opted in in Salesforce without evidence */
+				bool revert = cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT;
+				rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
+				                  LEDGER_F_OPTED_OUT, "opted_out", "opted_in",
+				                  false, "", now, e);
+				if (rc)
+					goto out;
+				st->resubscribe_conflicts++;
+				if (revert && (rc = push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT,
+				                                 true, st, e)))
+					goto out;
+			}
+		}
+	}
+
+	/* Rule 5: the compliance fields, one group at a time */
+	static const struct {
+		uint32_t group, typebit;
+		int kind;
+	} groups[] = {{AUTH_GROUP, LEDGER_F_AUTH_TYPE, LEDGER_EV_AUTHORIZATION},
+	              {SOURCE_GROUP, LEDGER_F_SOURCE_TYPE, LEDGER_EV_SOURCE}};
+	for (size_t gi = 0; gi < 2; gi++) {
+		uint32_t g = groups[gi].group, tb = groups[gi].typebit;
+		uint32_t invflag = tb == LEDGER_F_AUTH_TYPE ? LEDGER_RECORD_INVALID_AUTH
+		                                            : LEDGER_RECORD_INVALID_SOURCE;
+		int (*eq)(const struct ledger_facts *, const struct ledger_facts *) =
+		    tb == LEDGER_F_AUTH_TYPE ? auth_equal : source_equal;
+		char local[LEDGER_TEXT_MAX + 1];
+		group_text(&p->facts, g, local, sizeof(local));
+		if (invalid & g) {
+			/* not applied; raised once until the value changes */
+			if (rec->flags & invflag)
+				continue;
+			rec->flags |= invflag;
+			any_change = 1;
+			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_INVALID_VALUE, tb, local, raw,
+			                  false, "", now, e);
+			if (rc)
+				goto out;
+			st->invalid_conflicts++;
+			continue;
+		}
+		rec->flags &= ~invflag;
+		int sf_has = (sf->mask & g) != 0;
+		if (!sf_has && is_new && (p->facts.mask & tb) && writable) {
+			/* a new record without these facts gets the person's */
+			if ((rc = push_enqueue(t, p, &ref, g, p->facts.opted_out, st, e)))
+				goto out;
+			continue;
+		}
+		if (!sf_has && !(seen->mask & g))
+			continue; /* nothing on either side */
+		if (!is_new && eq(sf, seen))
+			continue; /* unchanged since we last read it */
+		any_change = 1;
+		if (eq(sf, &p->facts))
+			continue; /* Salesforce agrees with us */
+		/* both sides changed? a local change still queued for this record */
+		int rq = ledger_push_get(t, object, ref.id, &w->q, e);
+		if (rq && rq != ERR_NOTFOUND) {
+			rc = rq;
+			goto out;
+		}
+		int64_t local_at =
+		    tb == LEDGER_F_AUTH_TYPE ? p->auth_changed_at : p->source_changed_at;
+		if (rq == 0 && (w->q.want.mask & tb)) {
+			char sftext[LEDGER_TEXT_MAX + 1];
+			group_text(sf, g, sftext, sizeof(sftext));
+			int sf_wins = sf_changed > local_at;
+			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_CONCURRENT, tb, local, sftext,
+			                  true, sf_wins ? "salesforce_newer" : "local_newer", now,
+			                  e);
+			if (rc)
+				goto out;
+			st->concurrent_conflicts++;
+			if (!sf_wins)
+				continue; /* the queued local value will be written */
+			w->q.want.mask &= ~g;
+			rc = w->q.want.mask ? ledger_push_put(t, &w->q, e)
+			                    : ledger_push_delete(t, object, ref.id, e);
+			if (rc)
+				goto out;
+		}
+		facts_copy_group(&p->facts, sf, g);
+		if (tb == LEDGER_F_AUTH_TYPE)
+			p->auth_changed_at = sf_changed;
+		else
+			p->source_changed_at = sf_changed;
+		p->updated_at = now;
+		event_about(&w->ev, groups[gi].kind, LEDGER_ORIGIN_SALESFORCE, "salesforce", &ref,
+		            now);
+		facts_copy_group(&w->ev.facts, sf, g);
+		if ((rc = event_record(t, p, &w->ev, e)))
+			goto out;
+		st->facts_applied++;
+		if ((rc = push_spread(t, p, &ref, tb, st, e)))
+			goto out;
+	}
+	if (!any_change)
+		st->echoes++; /* nothing new: often our own write read back */
+
+	/* remember what Salesforce holds now (an invalid group keeps the last
+	 * valid values seen) */
+	if (invalid & AUTH_GROUP)
+		facts_copy_group(sf, seen, AUTH_GROUP);
+	if (invalid & SOURCE_GROUP)
+		facts_copy_group(sf, seen, SOURCE_GROUP);
+	rec->seen = *sf;
+	memcpy(rec->person, p->key, LEDGER_KEY_LEN);
+	rec->modstamp = modstamp;
+	rec->sf_created = time_of(r, "CreatedDate");
+	rec->sf_modified = sf_changed;
+	if (!(p->flags & LEDGER_PERSON_ERASED)) {
+		copy_str(rec->first_name, sizeof(rec->first_name), r, "FirstName");
+		copy_str(rec->last_name, sizeof(rec->last_name), r, "LastName");
+		copy_str(rec->company, sizeof(rec->company), r, "Company");
+		copy_str(rec->title, sizeof(rec->title), r, "Title");
+		copy_str(rec->phone, sizeof(rec->phone), r, "Phone");
+	}
+	if ((rc = ledger_record_put(t, rec, e)))
+		goto out;
+	if (p->created_at == 0)
+		p->created_at = now;
+	rc = ledger_person_put(t, p, e);
+out:
+	free(w);
+	return rc;
+}

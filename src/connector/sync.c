@@ -1,0 +1,484 @@
+/* One sync cycle: pull every object from its cursor, then drain the outbox. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connector/internal.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+#define DRY_ABORT 1 /* a callback's way to abort a dry-run transaction */
+
+struct pull {
+	struct conn *c;
+	int object;
+	const struct sf_record *recs;
+	size_t n;
+	bool dry, full;
+	struct apply_stats page, total;
+	uint64_t pages;
+	int64_t started;
+	bool progress;
+};
+
+static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct pull *pl = ctx;
+	memset(&pl->page, 0, sizeof(pl->page)); /* the callback may run again */
+	struct ledger_cursor cur;
+	int rc = ledger_cursor_get(t, pl->object, &cur, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(&cur, 0, sizeof(cur));
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < pl->n && rc == 0; i++) {
+		rc = apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, &pl->recs[i], &pl->page,
+		                     e);
+		const struct sf_value *ms = sf_record_get(&pl->recs[i], "SystemModstamp");
+		int64_t m;
+		if (rc == 0 && ms && ms->type == SF_STRING && time_parse(ms->str, &m) == 0 &&
+		    (m > cur.modstamp ||
+		     (m == cur.modstamp && strcmp(pl->recs[i].id, cur.last_id) > 0))) {
+			cur.modstamp = m;
+			snprintf(cur.last_id, sizeof(cur.last_id), "%s", pl->recs[i].id);
+		}
+	}
+	if (rc)
+		return rc;
+	cur.pulled += pl->n;
+	cur.updated_at = time_now_ms();
+	if ((rc = ledger_cursor_put(t, pl->object, &cur, e)))
+		return rc;
+	return pl->dry ? DRY_ABORT : 0;
+}
+
+static void add_stats(struct apply_stats *a, const struct apply_stats *b)
+{
+	const uint64_t *src = (const uint64_t *)b;
+	uint64_t *dst = (uint64_t *)a;
+	for (size_t i = 0; i < sizeof(*a) / sizeof(uint64_t); i++)
+		dst[i] += src[i];
+}
+
+static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
+{
+	struct pull *pl = ctx;
+	pl->recs = recs;
+	pl->n = n;
+	int rc = ledger_write(pl->c->l, page_txn, pl, e);
+	if (rc == DRY_ABORT)
+		rc = 0;
+	if (rc)
+		return rc;
+	add_stats(&pl->total, &pl->page);
+	pl->pages++;
+	log_debug("sync.page", "%s page %llu: %zu records applied", ledger_object_name(pl->object),
+	          (unsigned long long)pl->pages, n);
+	if (pl->progress) {
+		double secs = (double)(time_now_ms() - pl->started) / 1000.0;
+		fprintf(stderr, "\r%s: %llu records, %llu pages, %.0f records/s   ",
+		        ledger_object_name(pl->object), (unsigned long long)pl->total.records,
+		        (unsigned long long)pl->pages,
+		        secs > 0 ? (double)pl->total.records / secs : 0.0);
+	}
+	return 0;
+}
+
+struct cursor_read {
+	int object;
+	struct ledger_cursor cur;
+	int found;
+};
+
+static int read_cursor(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct cursor_read *cr = ctx;
+	int rc = ledger_cursor_get(t, cr->object, &cr->cur, e);
+	cr->found = rc == 0;
+	return rc == ERR_NOTFOUND ? 0 : rc;
+}
+
+static int build_soql(const struct config *cfg, int object, int64_t since, struct buf *q,
+                      struct err *e)
+{
+	const struct config_fields *f = &cfg->salesforce.fields;
+	int rc =
+	    buf_printf(q, e,
+	               "SELECT Id, Email, FirstName, LastName, Title, Phone, CreatedDate, "
+	               "LastModifiedDate, SystemModstamp%s, %s, %s, %s, %s, %s, %s, %s FROM %s",
+	               object == LEDGER_OBJ_LEAD ? ", Company, IsConverted" : "", f->opted_out,
+	               f->authorization_type, f->authorization_other, f->consent_date, f->purpose,
+	               f->source_type, f->source_other, ledger_object_name(object));
+	if (rc == 0 && since > 0) {
+		char t[TIME_STR_MAX];
+		time_format(since / 1000 * 1000, t); /* SOQL literals: whole seconds, Z */
+		rc = buf_printf(q, e, " WHERE SystemModstamp >= %s", t);
+	}
+	if (rc == 0)
+		rc = buf_puts(q, " ORDER BY SystemModstamp, Id", e);
+	return rc;
+}
+
+static cJSON *stats_json(const struct apply_stats *s, uint64_t pages)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "records", (double)s->records);
+	cJSON_AddNumberToObject(o, "pages", (double)pages);
+	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
+	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
+	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
+	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
+	cJSON_AddNumberToObject(o, "concurrent_edit_conflicts", (double)s->concurrent_conflicts);
+	cJSON_AddNumberToObject(o, "new_records_suppressed", (double)s->suppressed_new);
+	cJSON_AddNumberToObject(o, "unchanged", (double)s->echoes);
+	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
+	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
+	return o;
+}
+
+static int pull_object(struct conn *c, struct sf_client *sf, int object,
+                       const struct conn_sync_opts *o, cJSON *report, struct err *e)
+{
+	struct cursor_read cr = {object, {0}, 0};
+	int rc = ledger_read(c->l, read_cursor, &cr, e);
+	if (rc)
+		return rc;
+	int64_t since = 0;
+	if (cr.found && !o->full && cr.cur.modstamp > 0)
+		since = cr.cur.modstamp - c->cfg->sync.overlap_ms;
+	struct buf q;
+	buf_init(&q, 8192);
+	rc = build_soql(c->cfg, object, since, &q, e);
+	struct pull pl = {.c = c,
+	                  .object = object,
+	                  .dry = o->dry_run,
+	                  .full = o->full,
+	                  .started = time_now_ms(),
+	                  .progress = o->progress};
+	if (rc == 0)
+		rc = sf_query(sf, q.data, false, on_page, &pl, e);
+	buf_free(&q);
+	if (o->progress && pl.pages)
+		fputc('\n', stderr);
+	cJSON *st = stats_json(&pl.total, pl.pages);
+	if (since)
+		add_time(st, "since", since);
+	cJSON_AddItemToObject(report, ledger_object_name(object), st);
+	log_info("sync.pull",
+	         "%s: %llu records in %llu pages, %llu opt-outs in, %llu pushes queued%s",
+	         ledger_object_name(object), (unsigned long long)pl.total.records,
+	         (unsigned long long)pl.pages, (unsigned long long)pl.total.optouts_in,
+	         (unsigned long long)pl.total.pushes_queued, o->dry_run ? " (dry run)" : "");
+	return rc;
+}
+
+/* ---- drain ---- */
+
+struct due {
+	struct ledger_push *items;
+	size_t n, cap;
+	int64_t now;
+	size_t total, parked;
+	cJSON *list; /* dry run: everything queued */
+	const struct config *cfg;
+};
+
+static cJSON *push_json(const struct config *cfg, const struct ledger_push *q)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
+	cJSON_AddStringToObject(o, "id", q->record.id);
+	cJSON *set = cJSON_AddObjectToObject(o, "set");
+	const struct config_fields *f = &cfg->salesforce.fields;
+	if (q->want.mask & LEDGER_F_OPTED_OUT)
+		cJSON_AddBoolToObject(set, f->opted_out, q->want.opted_out);
+	if (q->want.mask & LEDGER_F_AUTH_TYPE) {
+		const char *v = map_auth_to_sf(cfg, q->want.auth_type);
+		cJSON_AddItemToObject(set, f->authorization_type,
+		                      v ? cJSON_CreateString(v) : cJSON_CreateNull());
+	}
+	if (q->want.mask & LEDGER_F_SOURCE_TYPE) {
+		const char *v = map_source_to_sf(cfg, q->want.source_type);
+		cJSON_AddItemToObject(set, f->source_type,
+		                      v ? cJSON_CreateString(v) : cJSON_CreateNull());
+	}
+	cJSON_AddNumberToObject(o, "attempts", q->attempts);
+	if (q->parked)
+		cJSON_AddStringToObject(o, "parked", q->last_error);
+	else if (q->last_error[0])
+		cJSON_AddStringToObject(o, "last_error", q->last_error);
+	return o;
+}
+
+static int collect_due(const struct ledger_push *q, void *ctx)
+{
+	struct due *d = ctx;
+	d->total++;
+	if (q->parked) {
+		d->parked++;
+		return 0;
+	}
+	if (d->list)
+		cJSON_AddItemToArray(d->list, push_json(d->cfg, q));
+	if (q->next_try > d->now || d->n == d->cap)
+		return 0;
+	d->items[d->n++] = *q;
+	return 0;
+}
+
+static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct due *d = ctx;
+	d->n = d->total = d->parked = 0;
+	return ledger_push_each(t, collect_due, d, e);
+}
+
+struct results {
+	const struct ledger_push *sent;
+	const struct sf_result *res;
+	size_t n;
+	int request_failed;
+	const char *request_error;
+	int64_t now;
+	size_t ok, retry, parked;
+};
+
+static int64_t push_backoff(uint32_t attempts)
+{
+	int64_t ms = 5000;
+	for (uint32_t i = 1; i < attempts && ms < 3600000; i++)
+		ms *= 2;
+	return ms > 3600000 ? 3600000 : ms;
+}
+
+static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct results *r = ctx;
+	r->ok = r->retry = r->parked = 0;
+	struct ledger_push *cur = malloc(sizeof(*cur));
+	struct ledger_record *rec = malloc(sizeof(*rec));
+	int rc = cur && rec ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < r->n; i++) {
+		const struct ledger_push *s = &r->sent[i];
+		rc = ledger_push_get(t, s->record.object, s->record.id, cur, e);
+		if (rc == ERR_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			break;
+		if (!r->request_failed && r->res[i].success) {
+			/* Salesforce holds what we wrote: it is what we will read back */
+			int g = ledger_record_get(t, s->record.object, s->record.id, rec, e);
+			if (g == 0) {
+				uint32_t m = s->want.mask;
+				facts_copy_group(&rec->seen, &s->want, m & ~LEDGER_F_OPTED_OUT);
+				facts_copy_group(&rec->written, &s->want, m & ~LEDGER_F_OPTED_OUT);
+				if (m & LEDGER_F_OPTED_OUT) {
+					rec->seen.mask |= LEDGER_F_OPTED_OUT;
+					rec->seen.opted_out = s->want.opted_out;
+					rec->written.mask |= LEDGER_F_OPTED_OUT;
+					rec->written.opted_out = s->want.opted_out;
+				}
+				rec->written_at = r->now;
+				rc = ledger_record_put(t, rec, e);
+			} else if (g != ERR_NOTFOUND) {
+				rc = g;
+			}
+			if (rc == 0 && cur->version == s->version)
+				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
+			r->ok++;
+			continue;
+		}
+		cur->attempts++;
+		if (r->request_failed || r->res[i].retryable) {
+			cur->next_try = r->now + push_backoff(cur->attempts);
+			snprintf(cur->last_error, sizeof(cur->last_error), "%s",
+			         r->request_failed ? r->request_error : r->res[i].status_code);
+			r->retry++;
+		} else {
+			cur->parked = true;
+			const struct sf_result *x = &r->res[i];
+			snprintf(cur->last_error, sizeof(cur->last_error), "%.63s: %.180s%s%.40s%s",
+			         x->status_code, x->message, x->fields[0] ? " (fields " : "",
+			         x->fields, x->fields[0] ? ")" : "");
+			r->parked++;
+		}
+		rc = ledger_push_put(t, cur, e);
+	}
+	free(cur);
+	free(rec);
+	return rc;
+}
+
+static void fill_values(const struct config *cfg, const struct ledger_push *q, struct sf_value *v,
+                        size_t *n, char date[TIME_STR_MAX])
+{
+	const struct config_fields *f = &cfg->salesforce.fields;
+	const struct ledger_facts *w = &q->want;
+	*n = 0;
+#define PUT_STR(field, s)                                                                          \
+	do {                                                                                       \
+		v[*n].name = (field);                                                              \
+		v[*n].str = (s);                                                                   \
+		v[*n].type = (s) && (s)[0] ? SF_STRING : SF_NULL;                                  \
+		(*n)++;                                                                            \
+	} while (0)
+	if (w->mask & LEDGER_F_OPTED_OUT) {
+		v[*n].name = f->opted_out;
+		v[*n].type = SF_BOOL;
+		v[*n].b = w->opted_out;
+		(*n)++;
+	}
+	if (w->mask & LEDGER_F_AUTH_TYPE) {
+		PUT_STR(f->authorization_type, map_auth_to_sf(cfg, w->auth_type));
+		if (w->auth_type == LEDGER_AUTH_CONSENT && w->consent_date)
+			time_format_sf(w->consent_date, date);
+		else
+			date[0] = '\0';
+		PUT_STR(f->consent_date, date);
+		PUT_STR(f->purpose, w->auth_type == LEDGER_AUTH_CONSENT ? w->purpose : "");
+		PUT_STR(f->authorization_other,
+		        w->auth_type == LEDGER_AUTH_OTHER ? w->auth_other : "");
+	}
+	if (w->mask & LEDGER_F_SOURCE_TYPE) {
+		PUT_STR(f->source_type, map_source_to_sf(cfg, w->source_type));
+		PUT_STR(f->source_other,
+		        w->source_type == LEDGER_SOURCE_OTHER ? w->source_other : "");
+	}
+#undef PUT_STR
+}
+
+static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
+                 cJSON *report, struct err *e)
+{
+	struct due d = {0};
+	d.cap = SF_COLLECTION_MAX;
+	d.items = malloc(d.cap * sizeof(*d.items));
+	d.cfg = c->cfg;
+	struct sf_update *up = malloc(d.cap * sizeof(*up));
+	struct sf_value(*vals)[8] = malloc(d.cap * sizeof(*vals));
+	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
+	struct sf_result *res = malloc(d.cap * sizeof(*res));
+	size_t calls = 0, ok = 0, retry = 0, parked = 0;
+	int rc = d.items && up && vals && dates && res ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0 && o->dry_run) {
+		d.list = cJSON_AddArrayToObject(report, "would_push");
+		d.now = time_now_ms();
+		rc = ledger_read(c->l, read_due, &d, e);
+		goto out;
+	}
+	for (int round = 0; rc == 0 && round < 100000; round++) {
+		d.now = time_now_ms();
+		if ((rc = ledger_read(c->l, read_due, &d, e)) || d.n == 0)
+			break;
+		for (size_t i = 0; i < d.n; i++) {
+			up[i].type = ledger_object_name(d.items[i].record.object);
+			up[i].id = d.items[i].record.id;
+			up[i].values = vals[i];
+			fill_values(c->cfg, &d.items[i], vals[i], &up[i].nvalues, dates[i]);
+		}
+		calls++;
+		struct err se = {0};
+		int src = sf_update(sf, up, d.n, res, &se);
+		struct results r = {d.items, res, d.n, src != 0, se.msg, time_now_ms(), 0, 0, 0};
+		rc = ledger_write(c->l, results_txn, &r, e);
+		ok += r.ok;
+		retry += r.retry;
+		parked += r.parked;
+		if (rc == 0 && src) {
+			*e = se;
+			rc = src;
+		}
+		if (r.parked)
+			log_warn("sync.parked",
+			         "%zu push(es) failed permanently and wait for an operator "
+			         "(see optsync status)",
+			         r.parked);
+	}
+out:;
+	cJSON *p = cJSON_AddObjectToObject(report, "pushes");
+	cJSON_AddNumberToObject(p, "collection_calls", (double)calls);
+	cJSON_AddNumberToObject(p, "succeeded", (double)ok);
+	cJSON_AddNumberToObject(p, "retrying", (double)retry);
+	cJSON_AddNumberToObject(p, "parked_now", (double)parked);
+	free(d.items);
+	free(up);
+	free(vals);
+	free(dates);
+	free(res);
+	return rc;
+}
+
+/* ---- the cycle ---- */
+
+struct save_report {
+	const char *json;
+	struct sf_stats st;
+};
+
+static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct save_report *s = ctx;
+	size_t n = strlen(s->json);
+	int rc = ledger_meta_put(t, "last_cycle", s->json, n > 4096 ? 4096 : n, e);
+	if (rc == 0 && s->st.api_max > 0) {
+		char u[64];
+		int l = snprintf(u, sizeof(u), "%ld/%ld", s->st.api_used, s->st.api_max);
+		rc = ledger_meta_put(t, "api_usage", u, (size_t)l, e);
+	}
+	return rc;
+}
+
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e)
+{
+	*report = cJSON_CreateObject();
+	cJSON *r = *report;
+	int64_t started = time_now_ms();
+	add_time(r, "started_at", started);
+	cJSON_AddBoolToObject(r, "dry_run", o->dry_run);
+	cJSON_AddBoolToObject(r, "full", o->full);
+	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, e);
+	struct sf_client *sf = NULL;
+	if (rc == 0)
+		rc = conn_sf(c, &sf, e);
+	cJSON *objs = cJSON_AddObjectToObject(r, "pulled");
+	for (size_t i = 0; rc == 0 && i < c->cfg->salesforce.nobjects; i++)
+		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, objs, e);
+	if (rc == 0)
+		rc = drain(c, sf, o, r, e);
+	if (!o->dry_run)
+		ledger_sync_unlock(c->l);
+	add_time(r, "finished_at", time_now_ms());
+	cJSON_AddStringToObject(r, "result", rc ? "failed" : "ok");
+	if (rc)
+		cJSON_AddStringToObject(r, "error", e->msg);
+	if (sf) {
+		struct sf_stats st;
+		sf_stats_get(sf, &st);
+		cJSON *api = cJSON_AddObjectToObject(r, "salesforce_api");
+		cJSON_AddNumberToObject(api, "requests", (double)st.requests);
+		cJSON_AddNumberToObject(api, "token_calls", (double)st.token_calls);
+		cJSON_AddNumberToObject(api, "retries", (double)st.retries);
+		if (st.api_max > 0) {
+			cJSON_AddNumberToObject(api, "daily_used", (double)st.api_used);
+			cJSON_AddNumberToObject(api, "daily_max", (double)st.api_max);
+		}
+		if (!o->dry_run && rc != ERR_LEDGER) {
+			char *json = cJSON_PrintUnformatted(r);
+			struct save_report s = {json ? json : "{}", st};
+			struct err se;
+			if (ledger_write(c->l, save_report, &s, &se))
+				log_warn("sync.report", "could not save the cycle report: %s",
+				         se.msg);
+			free(json);
+		}
+	}
+	log_info("sync.cycle", "cycle %s in %lld ms%s%s", rc ? "failed" : "done",
+	         (long long)(time_now_ms() - started), rc ? ": " : "", rc ? e->msg : "");
+	return rc;
+}

@@ -1,0 +1,1014 @@
+/* The use cases the CLI and the local API share. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/internal.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+#define AUTH_GROUP                                                                                 \
+	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
+#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
+
+/* Scratch space for one use case; everything a write callback needs, so
+ * that the callback can run again from the same inputs. */
+struct uc {
+	struct conn *c;
+	const struct conn_actor *who;
+	char email[LEDGER_EMAIL_MAX + 1];
+	uint8_t key[LEDGER_KEY_LEN];
+	struct ledger_person p;
+	struct ledger_event ev;
+	struct apply_stats st;
+	/* inputs */
+	const struct conn_optout *optout;
+	const struct conn_facts_change *change;
+	struct ledger_facts want; /* validated new facts */
+	uint32_t groups;          /* LEDGER_F_AUTH_TYPE and/or LEDGER_F_SOURCE_TYPE */
+	const struct conn_evidence *evidence;
+	uint64_t conflict_id;
+	enum conn_resolution how;
+	/* outputs */
+	int found, already;
+	uint64_t event_seq;
+	cJSON *out;
+};
+
+static struct uc *uc_new(struct conn *c, const struct conn_actor *who, const char *email,
+                         struct err *e)
+{
+	struct uc *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	u->c = c;
+	u->who = who;
+	if (email) {
+		if (conn_email_normalize(email, u->email, e)) {
+			free(u);
+			return NULL;
+		}
+		ledger_person_key(c->l, u->email, strlen(u->email), u->key);
+	}
+	return u;
+}
+
+static int uc_fail(struct uc *u, int rc)
+{
+	free(u);
+	return rc;
+}
+
+/* Load the person (or a fresh one): u->found says which. */
+static int load_person(struct ledger_txn *t, struct uc *u, struct err *e)
+{
+	int rc = ledger_person_get(t, u->key, &u->p, e);
+	u->found = rc == 0;
+	if (rc == ERR_NOTFOUND) {
+		memset(&u->p, 0, sizeof(u->p));
+		memcpy(u->p.key, u->key, LEDGER_KEY_LEN);
+		ledger_facts_init(&u->p.facts);
+		snprintf(u->p.email, sizeof(u->p.email), "%s", u->email);
+		u->p.created_at = time_now_ms();
+		rc = 0;
+	}
+	return rc;
+}
+
+static void event_by(struct ledger_event *ev, const struct conn_actor *who, int kind)
+{
+	ledger_event_init(ev);
+	ev->kind = (uint8_t)kind;
+	ev->origin = (uint8_t)who->origin;
+	ev->at = time_now_ms();
+	snprintf(ev->actor, sizeof(ev->actor), "%s", who->name);
+}
+
+/* ---- opt-out ---- */
+
+static int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	const struct conn_optout *o = u->optout;
+	u->already = 0;
+	memset(&u->st, 0, sizeof(u->st));
+	if (o->idempotency_key) {
+		int rc = ledger_idem_get(t, o->idempotency_key, &u->event_seq, e);
+		if (rc == 0) {
+			u->already = 1;
+			return 0;
+		}
+		if (rc != ERR_NOTFOUND)
+			return rc;
+	}
+	int rc = load_person(t, u, e);
+	if (rc)
+		return rc;
+	struct ledger_person *p = &u->p;
+	if (p->facts.opted_out) {
+		u->already = 1;
+		u->event_seq = p->last_event;
+	} else {
+		int64_t at = o->occurred_at ? o->occurred_at : time_now_ms();
+		p->facts.mask |= LEDGER_F_OPTED_OUT;
+		p->facts.opted_out = true;
+		p->opted_out_at = at;
+		p->optout_changed_at = at;
+		p->updated_at = time_now_ms();
+		event_by(&u->ev, u->who, LEDGER_EV_OPTOUT);
+		u->ev.facts.mask = LEDGER_F_OPTED_OUT;
+		u->ev.facts.opted_out = true;
+		if (o->source) {
+			p->facts.mask |= LEDGER_F_SOURCE_TYPE;
+			p->facts.source_type = (uint8_t)ledger_source_parse(o->source);
+			p->source_changed_at = at;
+			u->ev.facts.mask |= LEDGER_F_SOURCE_TYPE;
+			u->ev.facts.source_type = p->facts.source_type;
+		}
+		if (o->reason)
+			snprintf(u->ev.reason, sizeof(u->ev.reason), "%s", o->reason);
+		if ((rc = event_record(t, p, &u->ev, e)))
+			return rc;
+		u->event_seq = u->ev.seq;
+		uint32_t mask = LEDGER_F_OPTED_OUT | (o->source ? LEDGER_F_SOURCE_TYPE : 0);
+		if ((rc = push_spread(t, p, NULL, mask, &u->st, e)))
+			return rc;
+	}
+	if (o->idempotency_key)
+		rc = ledger_idem_put(t, o->idempotency_key, u->event_seq, time_now_ms(), e);
+	return rc;
+}
+
+int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_optout *o,
+                cJSON **result, struct err *e)
+{
+	*result = NULL;
+	if (o->source && (ledger_source_parse(o->source) < 0 || strcmp(o->source, "other") == 0))
+		return err_set(e, ERR_INVALID,
+		               "source '%s' is not one of crm_sync, import, manual_upload, "
+		               "browser_extension (use contact set for other)",
+		               o->source);
+	if (o->occurred_at > time_now_ms() + 5 * 60 * 1000)
+		return err_set(e, ERR_INVALID, "occurred_at is in the future");
+	if (o->reason && strlen(o->reason) > LEDGER_TEXT_MAX)
+		return err_set(e, ERR_INVALID, "reason longer than %d bytes", LEDGER_TEXT_MAX);
+	struct uc *u = uc_new(c, who, o->email, e);
+	if (u == NULL)
+		return e->code;
+	u->optout = o;
+	int rc = ledger_write(c->l, optout_txn, u, e);
+	if (rc)
+		return uc_fail(u, rc);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "email", u->email);
+	cJSON_AddBoolToObject(r, "opted_out", true);
+	cJSON_AddBoolToObject(r, "already", u->already);
+	cJSON_AddNumberToObject(r, "event_seq", (double)u->event_seq);
+	cJSON_AddNumberToObject(r, "pushes_queued", (double)u->st.pushes_queued);
+	*result = r;
+	log_info("contact.optout", "opt-out recorded%s (%llu Salesforce writes queued)",
+	         u->already ? " (already opted out)" : "", (unsigned long long)u->st.pushes_queued);
+	free(u);
+	return 0;
+}
+
+/* ---- compliance fields ---- */
+
+static int facts_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	memset(&u->st, 0, sizeof(u->st));
+	int rc = load_person(t, u, e);
+	if (rc)
+		return rc;
+	struct ledger_person *p = &u->p;
+	int64_t now = time_now_ms();
+	static const struct {
+		uint32_t tb, group;
+		int kind;
+	} g[] = {{LEDGER_F_AUTH_TYPE, AUTH_GROUP, LEDGER_EV_AUTHORIZATION},
+	         {LEDGER_F_SOURCE_TYPE, SOURCE_GROUP, LEDGER_EV_SOURCE}};
+	for (size_t i = 0; i < 2 && rc == 0; i++) {
+		if (!(u->groups & g[i].tb))
+			continue;
+		facts_copy_group(&p->facts, &u->want, g[i].group);
+		if (g[i].tb == LEDGER_F_AUTH_TYPE)
+			p->auth_changed_at = now;
+		else
+			p->source_changed_at = now;
+		p->updated_at = now;
+		event_by(&u->ev, u->who, g[i].kind);
+		facts_copy_group(&u->ev.facts, &u->want, g[i].group);
+		if ((rc = event_record(t, p, &u->ev, e)))
+			break;
+		rc = push_spread(t, p, NULL, g[i].tb, &u->st, e);
+	}
+	return rc;
+}
+
+static int validate_change(const struct conn_facts_change *ch, struct ledger_facts *want,
+                           uint32_t *groups, struct err *e)
+{
+	ledger_facts_init(want);
+	*groups = 0;
+	if (ch->authorization) {
+		int type = ledger_auth_parse(ch->authorization);
+		if (type < 0)
+			return err_set(e, ERR_INVALID,
+			               "authorization type '%s' is not one of consent, "
+			               "legitimate_interest, contract, legal_obligation, "
+			               "vital_interests, public_interest, other",
+			               ch->authorization);
+		*groups |= LEDGER_F_AUTH_TYPE;
+		want->mask |= LEDGER_F_AUTH_TYPE;
+		want->auth_type = (uint8_t)type;
+		if (ch->consent_date) {
+			want->mask |= LEDGER_F_CONSENT_DATE;
+			want->consent_date = ch->consent_date;
+		}
+		if (ch->purpose && *ch->purpose) {
+			if (strlen(ch->purpose) > LEDGER_TEXT_MAX)
+				return err_set(e, ERR_INVALID, "purpose longer than %d bytes",
+				               LEDGER_TEXT_MAX);
+			want->mask |= LEDGER_F_PURPOSE;
+			snprintf(want->purpose, sizeof(want->purpose), "%s", ch->purpose);
+		}
+		if (ch->other && *ch->other) {
+			if (strlen(ch->other) > LEDGER_TEXT_MAX)
+				return err_set(e, ERR_INVALID, "other longer than %d bytes",
+				               LEDGER_TEXT_MAX);
+			want->mask |= LEDGER_F_AUTH_OTHER;
+			snprintf(want->auth_other, sizeof(want->auth_other), "%s", ch->other);
+		}
+	} else if (ch->consent_date || ch->purpose || ch->other) {
+		return err_set(e, ERR_INVALID,
+		               "consent_date, purpose and other go with an authorization type");
+	}
+	if (ch->source) {
+		int type = ledger_source_parse(ch->source);
+		if (type < 0)
+			return err_set(e, ERR_INVALID,
+			               "source type '%s' is not one of crm_sync, import, "
+			               "manual_upload, browser_extension, other",
+			               ch->source);
+		*groups |= LEDGER_F_SOURCE_TYPE;
+		want->mask |= LEDGER_F_SOURCE_TYPE;
+		want->source_type = (uint8_t)type;
+		if (ch->source_other && *ch->source_other) {
+			if (strlen(ch->source_other) > LEDGER_TEXT_MAX)
+				return err_set(e, ERR_INVALID, "source other longer than %d bytes",
+				               LEDGER_TEXT_MAX);
+			want->mask |= LEDGER_F_SOURCE_OTHER;
+			snprintf(want->source_other, sizeof(want->source_other), "%s",
+			         ch->source_other);
+		}
+	}
+	if (*groups == 0)
+		return err_set(e, ERR_INVALID,
+		               "nothing to change: give an authorization or a source");
+	char why[200];
+	if (!facts_valid(want, *groups, time_now_ms(), why, sizeof(why)))
+		return err_set(e, ERR_INVALID, "%s", why);
+	return 0;
+}
+
+int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *email,
+                     const struct conn_facts_change *ch, cJSON **result, struct err *e)
+{
+	*result = NULL;
+	struct uc *u = uc_new(c, who, email, e);
+	if (u == NULL)
+		return e->code;
+	int rc = validate_change(ch, &u->want, &u->groups, e);
+	if (rc == 0)
+		rc = ledger_write(c->l, facts_txn, u, e);
+	if (rc)
+		return uc_fail(u, rc);
+	*result = render_person(c->cfg, &u->p);
+	free(u);
+	return 0;
+}
+
+/* ---- re-subscribe ---- */
+
+static int resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
+                                         struct err *e);
+
+static int resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	memset(&u->st, 0, sizeof(u->st));
+	int rc = load_person(t, u, e);
+	if (rc)
+		return rc;
+	struct ledger_person *p = &u->p;
+	const struct conn_evidence *ev = u->evidence;
+	if (!u->found || !p->facts.opted_out)
+		return err_set(e, ERR_CONFLICT, "%s is not opted out: nothing to re-subscribe",
+		               u->email);
+	if (ev->consent_date <= p->opted_out_at)
+		return err_set(e, ERR_REFUSED,
+		               "the consent date must be later than the opt-out (%lld ms since the "
+		               "epoch); this evidence predates it",
+		               (long long)p->opted_out_at);
+	int64_t now = time_now_ms();
+	p->facts.opted_out = false;
+	p->opted_out_at = 0;
+	p->optout_changed_at = now;
+	p->facts.mask |= AUTH_GROUP | LEDGER_F_OPTED_OUT;
+	p->facts.auth_type = LEDGER_AUTH_CONSENT;
+	p->facts.consent_date = ev->consent_date;
+	snprintf(p->facts.purpose, sizeof(p->facts.purpose), "%s", ev->purpose);
+	p->facts.auth_other[0] = '\0';
+	p->auth_changed_at = now;
+	p->updated_at = now;
+	event_by(&u->ev, u->who, LEDGER_EV_OPTIN);
+	u->ev.facts = p->facts;
+	snprintf(u->ev.evidence_ref, sizeof(u->ev.evidence_ref), "%s", ev->evidence_ref);
+	if (ev->evidence_sha256)
+		snprintf(u->ev.evidence_sha256, sizeof(u->ev.evidence_sha256), "%s",
+		         ev->evidence_sha256);
+	if ((rc = event_record(t, p, &u->ev, e)))
+		return rc;
+	u->event_seq = u->ev.seq;
+	if ((rc = push_spread(t, p, NULL, LEDGER_F_OPTED_OUT | LEDGER_F_AUTH_TYPE, &u->st, e)))
+		return rc;
+	return resolve_resubscribe_conflicts(t, u, "resubscribed", e);
+}
+
+static int check_evidence(const struct conn_evidence *ev, struct err *e)
+{
+	if (ev->consent_date == 0 || ev->purpose == NULL || !*ev->purpose ||
+	    ev->evidence_ref == NULL || !*ev->evidence_ref)
+		return err_set(e, ERR_REFUSED,
+		               "a re-subscribe needs new consent evidence: a consent date, a "
+		               "purpose and an evidence reference");
+	if (ev->consent_date > time_now_ms() + 5 * 60 * 1000)
+		return err_set(e, ERR_REFUSED, "the consent date is in the future");
+	if (strlen(ev->purpose) > LEDGER_TEXT_MAX || strlen(ev->evidence_ref) > LEDGER_TEXT_MAX)
+		return err_set(e, ERR_INVALID, "purpose or evidence reference longer than %d bytes",
+		               LEDGER_TEXT_MAX);
+	if (ev->evidence_sha256) {
+		size_t n = strlen(ev->evidence_sha256);
+		for (size_t i = 0; i < n; i++)
+			if (!isxdigit((unsigned char)ev->evidence_sha256[i]))
+				n = 0;
+		if (n != 64)
+			return err_set(e, ERR_INVALID, "evidence SHA-256 must be 64 hex digits");
+	}
+	return 0;
+}
+
+int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *email,
+                     const struct conn_evidence *ev, cJSON **result, struct err *e)
+{
+	*result = NULL;
+	if (who->origin != LEDGER_ORIGIN_ADMIN)
+		return err_set(e, ERR_REFUSED, "a re-subscribe needs admin credentials");
+	int rc = check_evidence(ev, e);
+	if (rc)
+		return rc;
+	struct uc *u = uc_new(c, who, email, e);
+	if (u == NULL)
+		return e->code;
+	u->evidence = ev;
+	rc = ledger_write(c->l, resub_txn, u, e);
+	if (rc)
+		return uc_fail(u, rc);
+	*result = render_person(c->cfg, &u->p);
+	free(u);
+	return 0;
+}
+
+/* ---- erasure ---- */
+
+static int erase_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	int rc = ledger_person_erase(t, u->key, e);
+	if (rc)
+		return rc;
+	if ((rc = ledger_person_get(t, u->key, &u->p, e)))
+		return rc;
+	event_by(&u->ev, u->who, LEDGER_EV_ERASURE);
+	return event_record(t, &u->p, &u->ev, e);
+}
+
+int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char *email,
+                       cJSON **result, struct err *e)
+{
+	*result = NULL;
+	if (who->origin != LEDGER_ORIGIN_ADMIN)
+		return err_set(e, ERR_REFUSED, "an erasure needs admin credentials");
+	struct uc *u = uc_new(c, who, email, e);
+	if (u == NULL)
+		return e->code;
+	int rc = ledger_write(c->l, erase_txn, u, e);
+	if (rc == ERR_NOTFOUND)
+		rc = err_set(e, ERR_NOTFOUND, "no person with email %s", u->email);
+	if (rc)
+		return uc_fail(u, rc);
+	*result = render_person(c->cfg, &u->p);
+	free(u);
+	return 0;
+}
+
+/* ---- reading ---- */
+
+static int collect_event(const struct ledger_event *ev, void *ctx)
+{
+	cJSON_AddItemToArray((cJSON *)ctx, render_event(ev));
+	return 0;
+}
+
+static int show_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	int rc = ledger_person_get(t, u->key, &u->p, e);
+	if (rc == ERR_NOTFOUND)
+		return err_set(e, ERR_NOTFOUND, "no person with email %s", u->email);
+	if (rc)
+		return rc;
+	cJSON *o = render_person(u->c->cfg, &u->p);
+	u->out = o;
+	if (u->how == 0)
+		return 0;
+	/* export and history: the records in full and the history */
+	cJSON *recs = cJSON_GetObjectItemCaseSensitive(o, "salesforce_records");
+	struct ledger_record *r = malloc(sizeof(*r));
+	if (r == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	while (cJSON_GetArraySize(recs) > 0)
+		cJSON_DeleteItemFromArray(recs, 0);
+	for (uint32_t i = 0; rc == 0 && i < u->p.nrecords; i++) {
+		rc = ledger_record_get(t, u->p.records[i].object, u->p.records[i].id, r, e);
+		if (rc == 0)
+			cJSON_AddItemToArray(recs, render_record(r));
+		else if (rc == ERR_NOTFOUND)
+			rc = 0;
+	}
+	free(r);
+	if (rc == 0)
+		rc = ledger_event_each_of(t, u->key, collect_event,
+		                          cJSON_AddArrayToObject(o, "history"), e);
+	return rc;
+}
+
+static int read_person(struct conn *c, const char *email, int full, cJSON **out, struct err *e)
+{
+	*out = NULL;
+	struct conn_actor none = {LEDGER_ORIGIN_LOCAL, "cli"};
+	struct uc *u = uc_new(c, &none, email, e);
+	if (u == NULL)
+		return e->code;
+	u->how = (enum conn_resolution)full;
+	int rc = ledger_read(c->l, show_txn, u, e);
+	if (rc) {
+		cJSON_Delete(u->out);
+		return uc_fail(u, rc);
+	}
+	*out = u->out;
+	free(u);
+	return 0;
+}
+
+int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e)
+{
+	return read_person(c, email, 0, out, e);
+}
+
+int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e)
+{
+	cJSON *full;
+	int rc = read_person(c, email, 1, &full, e);
+	if (rc)
+		return rc;
+	*out = cJSON_DetachItemFromObject(full, "history");
+	cJSON_Delete(full);
+	return 0;
+}
+
+int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e)
+{
+	cJSON *full;
+	int rc = read_person(c, email, 1, &full, e);
+	if (rc)
+		return rc;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "email",
+	                        cJSON_GetStringValue(cJSON_GetObjectItem(full, "email"))
+	                            ? cJSON_GetStringValue(cJSON_GetObjectItem(full, "email"))
+	                            : "");
+	add_time(o, "exported_at", time_now_ms());
+	cJSON_AddItemToObject(o, "salesforce_records",
+	                      cJSON_DetachItemFromObject(full, "salesforce_records"));
+	cJSON_AddItemToObject(o, "history", cJSON_DetachItemFromObject(full, "history"));
+	cJSON_AddItemToObject(o, "state", full);
+	*out = o;
+	return 0;
+}
+
+static void csv_field(struct buf *b, const char *s, int last)
+{
+	struct err e;
+	int quote = strpbrk(s, ",\"\r\n") != NULL;
+	/* a leading = + - @ would run as a formula in a spreadsheet */
+	int formula = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@';
+	if (quote || formula)
+		buf_putc(b, '"', &e);
+	if (formula)
+		buf_putc(b, '\'', &e);
+	for (const char *p = s; *p; p++) {
+		if (*p == '"')
+			buf_putc(b, '"', &e);
+		buf_putc(b, *p, &e);
+	}
+	if (quote || formula)
+		buf_putc(b, '"', &e);
+	buf_putc(b, last ? '\n' : ',', &e);
+}
+
+static const char *str_of(const cJSON *o, const char *name)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+	return s ? s : "";
+}
+
+int conn_contact_export_csv(struct conn *c, const char *email, char **out, struct err *e)
+{
+	*out = NULL;
+	cJSON *x;
+	int rc = conn_contact_export(c, email, &x, e);
+	if (rc)
+		return rc;
+	struct buf b;
+	buf_init(&b, 64 << 20);
+	static const char *const cols[] = {"first_name",
+	                                   "last_name",
+	                                   "company",
+	                                   "title",
+	                                   "email",
+	                                   "phone",
+	                                   "salesforce_object",
+	                                   "salesforce_id",
+	                                   "created",
+	                                   "updated",
+	                                   "opted_out",
+	                                   "opted_out_at",
+	                                   "authorization_type",
+	                                   "consent_date",
+	                                   "purpose",
+	                                   "source_type",
+	                                   "exported_at"};
+	size_t ncols = sizeof(cols) / sizeof(cols[0]);
+	for (size_t i = 0; i < ncols; i++)
+		csv_field(&b, cols[i], i + 1 == ncols);
+	const cJSON *st = cJSON_GetObjectItem(x, "state");
+	const cJSON *auth = cJSON_GetObjectItem(st, "authorization");
+	const cJSON *src = cJSON_GetObjectItem(st, "source");
+	const cJSON *recs = cJSON_GetObjectItem(x, "salesforce_records");
+	int n = cJSON_GetArraySize(recs);
+	for (int i = 0; i < (n ? n : 1); i++) {
+		const cJSON *r = n ? cJSON_GetArrayItem(recs, i) : NULL;
+		const char *row[] = {str_of(r, "first_name"),
+		                     str_of(r, "last_name"),
+		                     str_of(r, "company"),
+		                     str_of(r, "title"),
+		                     str_of(x, "email"),
+		                     str_of(r, "phone"),
+		                     str_of(r, "object"),
+		                     str_of(r, "id"),
+		                     r ? str_of(r, "created") : str_of(st, "created_at"),
+		                     r ? str_of(r, "modified") : str_of(st, "updated_at"),
+		                     cJSON_IsTrue(cJSON_GetObjectItem(st, "opted_out")) ? "true"
+		                                                                        : "false",
+		                     str_of(st, "opted_out_at"),
+		                     str_of(auth, "type"),
+		                     str_of(auth, "consent_date"),
+		                     str_of(auth, "purpose"),
+		                     str_of(src, "type"),
+		                     str_of(x, "exported_at")};
+		for (size_t k = 0; k < ncols; k++)
+			csv_field(&b, row[k], k + 1 == ncols);
+	}
+	cJSON_Delete(x);
+	*out = buf_detach(&b, NULL);
+	return 0;
+}
+
+/* ---- conflicts ---- */
+
+struct list_ctx {
+	enum conn_conflict_filter f;
+	cJSON *arr;
+	uint64_t open;
+};
+
+static int list_conflict(const struct ledger_conflict *cf, void *ctx)
+{
+	struct list_ctx *l = ctx;
+	l->open += cf->status == LEDGER_CONFLICT_OPEN;
+	if (l->arr == NULL || (l->f == CONN_CONFLICTS_OPEN && cf->status != LEDGER_CONFLICT_OPEN) ||
+	    (l->f == CONN_CONFLICTS_RESOLVED && cf->status != LEDGER_CONFLICT_RESOLVED))
+		return 0;
+	cJSON_AddItemToArray(l->arr, render_conflict(cf));
+	return 0;
+}
+
+static int list_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	return ledger_conflict_each(t, list_conflict, ctx, e);
+}
+
+int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e)
+{
+	struct list_ctx l = {f, cJSON_CreateArray(), 0};
+	int rc = ledger_read(c->l, list_txn, &l, e);
+	if (rc) {
+		cJSON_Delete(l.arr);
+		return rc;
+	}
+	*out = l.arr;
+	return 0;
+}
+
+struct one_conflict {
+	uint64_t id;
+	struct ledger_conflict cf;
+	struct ledger_person p;
+	int person_found;
+};
+
+static int conflict_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct one_conflict *o = ctx;
+	int rc = ledger_conflict_get(t, o->id, &o->cf, e);
+	if (rc == ERR_NOTFOUND)
+		return err_set(e, ERR_NOTFOUND, "no conflict %llu", (unsigned long long)o->id);
+	if (rc)
+		return rc;
+	rc = ledger_person_get(t, o->cf.person, &o->p, e);
+	o->person_found = rc == 0;
+	return rc == ERR_NOTFOUND ? 0 : rc;
+}
+
+int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
+{
+	struct one_conflict *o = calloc(1, sizeof(*o));
+	if (o == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	o->id = id;
+	int rc = ledger_read(c->l, conflict_txn, o, e);
+	if (rc == 0) {
+		*out = render_conflict(&o->cf);
+		if (o->person_found)
+			cJSON_AddItemToObject(*out, "person_state", render_person(c->cfg, &o->p));
+	}
+	free(o);
+	return rc;
+}
+
+static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conflict *cf,
+                          const char *how, struct err *e)
+{
+	cf->status = LEDGER_CONFLICT_RESOLVED;
+	cf->resolved_at = time_now_ms();
+	snprintf(cf->resolution, sizeof(cf->resolution), "%s", how);
+	snprintf(cf->resolved_by, sizeof(cf->resolved_by), "%s", u->who->name);
+	return ledger_conflict_put(t, cf, e);
+}
+
+struct resub_scan {
+	const uint8_t *person;
+	uint64_t ids[64];
+	size_t n;
+};
+
+static int find_resub(const struct ledger_conflict *cf, void *ctx)
+{
+	struct resub_scan *s = ctx;
+	if (cf->status == LEDGER_CONFLICT_OPEN && cf->kind == LEDGER_CONFLICT_RESUBSCRIBE &&
+	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) == 0 && s->n < 64)
+		s->ids[s->n++] = cf->id;
+	return 0;
+}
+
+static int resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
+                                         struct err *e)
+{
+	struct resub_scan s = {u->key, {0}, 0};
+	int rc = ledger_conflict_each(t, find_resub, &s, e);
+	struct ledger_conflict *cf = malloc(sizeof(*cf));
+	if (cf == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		rc = ledger_conflict_get(t, s.ids[i], cf, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, how, e);
+	}
+	free(cf);
+	return rc;
+}
+
+static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	memset(&u->st, 0, sizeof(u->st));
+	struct ledger_conflict *cf = malloc(sizeof(*cf));
+	if (cf == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_conflict_get(t, u->conflict_id, cf, e);
+	if (rc == ERR_NOTFOUND)
+		rc = err_set(e, ERR_NOTFOUND, "no conflict %llu",
+		             (unsigned long long)u->conflict_id);
+	if (rc == 0 && cf->status != LEDGER_CONFLICT_OPEN)
+		rc = err_set(e, ERR_CONFLICT, "conflict %llu is already resolved (%s)",
+		             (unsigned long long)u->conflict_id, cf->resolution);
+	if (rc == 0) {
+		memcpy(u->key, cf->person, LEDGER_KEY_LEN);
+		rc = ledger_person_get(t, u->key, &u->p, e);
+	}
+	if (rc) {
+		free(cf);
+		return rc;
+	}
+	memcpy(u->email, u->p.email, sizeof(u->email));
+	switch (u->how) {
+	case CONN_KEEP_OPTOUT:
+		if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE) {
+			rc = err_set(e, ERR_INVALID,
+			             "--keep-optout resolves re-subscribe conflicts");
+			break;
+		}
+		/* Salesforce goes back to opted out (what "hold" left alone) */
+		rc = push_enqueue(t, &u->p, &cf->record, LEDGER_F_OPTED_OUT, true, &u->st, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, "keep_optout", e);
+		break;
+	case CONN_RESUBSCRIBE:
+		if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE) {
+			rc = err_set(e, ERR_INVALID,
+			             "--resubscribe resolves re-subscribe conflicts");
+			break;
+		}
+		rc = resub_txn(t, u, e); /* closes this conflict too */
+		break;
+	case CONN_TAKE_LOCAL: {
+		/* write optsync's value over Salesforce's */
+		uint32_t mask = cf->field == LEDGER_F_OPTED_OUT   ? LEDGER_F_OPTED_OUT
+		                : cf->field == LEDGER_F_AUTH_TYPE ? AUTH_GROUP
+		                                                  : SOURCE_GROUP;
+		rc = push_enqueue(t, &u->p, &cf->record, mask, u->p.facts.opted_out, &u->st, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, "take_local", e);
+		break;
+	}
+	case CONN_TAKE_SALESFORCE:
+		if (cf->kind == LEDGER_CONFLICT_RESUBSCRIBE)
+			rc = err_set(
+			    e, ERR_REFUSED,
+			    "taking Salesforce's opt-in would re-subscribe without evidence; "
+			    "use --resubscribe with new consent evidence, or --keep-optout");
+		else if (cf->kind == LEDGER_CONFLICT_INVALID_VALUE)
+			rc = err_set(
+			    e, ERR_INVALID,
+			    "Salesforce's value is not valid and cannot be taken; fix it in "
+			    "Salesforce (the next sync applies it) or use --take local");
+		else
+			rc = close_conflict(t, u, cf, "take_salesforce", e);
+		break;
+	}
+	free(cf);
+	return rc;
+}
+
+int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t id,
+                          enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
+                          struct err *e)
+{
+	*result = NULL;
+	if (who->origin != LEDGER_ORIGIN_ADMIN)
+		return err_set(e, ERR_REFUSED, "resolving a conflict needs admin credentials");
+	if (how == CONN_RESUBSCRIBE) {
+		int rc = check_evidence(ev, e);
+		if (rc)
+			return rc;
+	}
+	struct uc *u = uc_new(c, who, NULL, e);
+	if (u == NULL)
+		return e->code;
+	u->conflict_id = id;
+	u->how = how;
+	u->evidence = ev;
+	int rc = ledger_write(c->l, resolve_txn, u, e);
+	if (rc)
+		return uc_fail(u, rc);
+	free(u);
+	return conn_conflict_show(c, id, result, e);
+}
+
+/* ---- status and audit ---- */
+
+struct status_ctx {
+	const struct config *cfg;
+	cJSON *out;
+	uint64_t queued, parked;
+	cJSON *parked_list;
+};
+
+static int count_push(const struct ledger_push *q, void *ctx)
+{
+	struct status_ctx *s = ctx;
+	if (q->parked) {
+		s->parked++;
+		if (cJSON_GetArraySize(s->parked_list) < 100) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
+			cJSON_AddStringToObject(o, "id", q->record.id);
+			cJSON_AddStringToObject(o, "error", q->last_error);
+			cJSON_AddNumberToObject(o, "attempts", q->attempts);
+			cJSON_AddItemToArray(s->parked_list, o);
+		}
+	} else {
+		s->queued++;
+	}
+	return 0;
+}
+
+static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct status_ctx *s = ctx;
+	cJSON *o = s->out;
+	cJSON *cursors = cJSON_AddObjectToObject(o, "cursors");
+	for (size_t i = 0; i < s->cfg->salesforce.nobjects; i++) {
+		int obj = object_of(s->cfg->salesforce.objects[i]);
+		struct ledger_cursor cur;
+		int rc = ledger_cursor_get(t, obj, &cur, e);
+		cJSON *c = cJSON_AddObjectToObject(cursors, ledger_object_name(obj));
+		if (rc == ERR_NOTFOUND) {
+			cJSON_AddNullToObject(c, "system_modstamp");
+			continue;
+		}
+		if (rc)
+			return rc;
+		add_time(c, "system_modstamp", cur.modstamp);
+		cJSON_AddStringToObject(c, "last_id", cur.last_id);
+		cJSON_AddNumberToObject(c, "records_pulled", (double)cur.pulled);
+		add_time(c, "updated_at", cur.updated_at);
+		if (cur.modstamp)
+			cJSON_AddNumberToObject(c, "lag_seconds",
+			                        (double)(time_now_ms() - cur.modstamp) / 1000.0);
+	}
+	char buf[4097];
+	size_t n;
+	int rc = ledger_meta_get(t, "last_cycle", buf, sizeof(buf) - 1, &n, e);
+	if (rc == 0) {
+		buf[n] = '\0';
+		cJSON *last = cJSON_Parse(buf);
+		cJSON_AddItemToObject(o, "last_cycle", last ? last : cJSON_CreateNull());
+	} else if (rc == ERR_NOTFOUND) {
+		cJSON_AddNullToObject(o, "last_cycle");
+	} else {
+		return rc;
+	}
+	s->parked_list = cJSON_CreateArray();
+	if ((rc = ledger_push_each(t, count_push, s, e))) {
+		cJSON_Delete(s->parked_list);
+		return rc;
+	}
+	cJSON *p = cJSON_AddObjectToObject(o, "pushes");
+	cJSON_AddNumberToObject(p, "queued", (double)s->queued);
+	cJSON_AddNumberToObject(p, "parked", (double)s->parked);
+	cJSON_AddItemToObject(p, "parked_records", s->parked_list);
+	struct list_ctx l = {CONN_CONFLICTS_OPEN, NULL, 0};
+	if ((rc = ledger_conflict_each(t, list_conflict, &l, e)))
+		return rc;
+	cJSON_AddNumberToObject(o, "open_conflicts", (double)l.open);
+	rc = ledger_meta_get(t, "api_usage", buf, sizeof(buf) - 1, &n, e);
+	if (rc == 0) {
+		buf[n] = '\0';
+		long used, max;
+		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
+		if (sscanf(buf, "%ld/%ld", &used, &max) == 2) {
+			cJSON_AddNumberToObject(api, "daily_used", (double)used);
+			cJSON_AddNumberToObject(api, "daily_max", (double)max);
+		}
+	} else if (rc != ERR_NOTFOUND) {
+		return rc;
+	}
+	struct ledger_stats st;
+	if ((rc = ledger_stats(t, &st, e)))
+		return rc;
+	cJSON *lg = cJSON_AddObjectToObject(o, "ledger");
+	cJSON_AddNumberToObject(lg, "persons", (double)st.persons);
+	cJSON_AddNumberToObject(lg, "salesforce_records", (double)st.records);
+	cJSON_AddNumberToObject(lg, "history_events", (double)st.events);
+	cJSON_AddNumberToObject(lg, "changes", (double)st.changes);
+	cJSON_AddNumberToObject(lg, "used_bytes", (double)st.used_bytes);
+	cJSON_AddNumberToObject(lg, "map_size", (double)st.map_size);
+	cJSON_AddNumberToObject(lg, "schema_version", st.schema_version);
+	return 0;
+}
+
+int conn_status(struct conn *c, cJSON **out, struct err *e)
+{
+	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL};
+	int rc = ledger_read(c->l, status_txn, &s, e);
+	if (rc) {
+		cJSON_Delete(s.out);
+		return rc;
+	}
+	*out = s.out;
+	return 0;
+}
+
+int conn_audit_verify(struct conn *c, cJSON **out, struct err *e)
+{
+	struct ledger_verify_report rep;
+	int rc = ledger_verify(c->l, &rep, e);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", rc == 0);
+	cJSON_AddNumberToObject(o, "events_checked", (double)rep.events);
+	if (rc == ERR_INVALID) {
+		cJSON_AddNumberToObject(o, "first_bad_event", (double)rep.first_bad);
+		cJSON_AddStringToObject(o, "why", rep.why);
+	}
+	*out = o;
+	return rc;
+}
+
+/* ---- change feed ---- */
+
+struct feed_ctx {
+	struct ledger_txn *t;
+	cJSON *arr;
+	struct ledger_person p;
+	struct err *e;
+	uint64_t last;
+	size_t limit;
+};
+
+static int feed_one(const struct ledger_change *ch, void *ctx)
+{
+	struct feed_ctx *f = ctx;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "seq", (double)ch->seq);
+	add_time(o, "at", ch->at);
+	cJSON_AddStringToObject(o, "kind", ledger_event_kind_name(ch->kind));
+	cJSON_AddStringToObject(o, "origin", ledger_origin_name(ch->origin));
+	if (ledger_person_get(f->t, ch->person, &f->p, f->e) == 0 &&
+	    !(f->p.flags & LEDGER_PERSON_ERASED))
+		cJSON_AddStringToObject(o, "email", f->p.email);
+	else
+		cJSON_AddNullToObject(o, "email");
+	cJSON_AddBoolToObject(o, "opted_out", ch->opted_out);
+	cJSON *a = cJSON_AddObjectToObject(o, "authorization");
+	if (ch->auth_type)
+		cJSON_AddStringToObject(a, "type", ledger_auth_name(ch->auth_type));
+	else
+		cJSON_AddNullToObject(a, "type");
+	if (ch->auth_type == LEDGER_AUTH_CONSENT)
+		add_time(a, "consent_date", ch->consent_date);
+	cJSON *s = cJSON_AddObjectToObject(o, "source");
+	if (ch->source_type)
+		cJSON_AddStringToObject(s, "type", ledger_source_name(ch->source_type));
+	else
+		cJSON_AddNullToObject(s, "type");
+	cJSON_AddItemToArray(f->arr, o);
+	f->last = ch->seq;
+	return 0;
+}
+
+static int feed_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct feed_ctx *f = ctx;
+	f->t = t;
+	f->e = e;
+	return ledger_change_list(t, f->last, f->limit, feed_one, f, e);
+}
+
+int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e)
+{
+	struct feed_ctx *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	f->arr = cJSON_CreateArray();
+	f->last = after;
+	f->limit = limit ? limit : 100;
+	int rc = ledger_read(c->l, feed_txn, f, e);
+	if (rc) {
+		cJSON_Delete(f->arr);
+		free(f);
+		return rc;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, "changes", f->arr);
+	cJSON_AddNumberToObject(o, "next_after", (double)f->last);
+	*out = o;
+	free(f);
+	return 0;
+}
