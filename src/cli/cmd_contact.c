@@ -113,12 +113,15 @@ const struct cli_cmd cmd_contact_history = {
 static int exec_export(struct cli *c, int argc, char **argv, struct err *e)
 {
 	const char *email = NULL, *format = "json";
-	const struct cli_opt opts[] = {{"format", &format, NULL}, {0}};
+	int json = 0;
+	const struct cli_opt opts[] = {{"format", &format, NULL}, {"json", NULL, &json}, {0}};
 	int rc = one_email(argc, argv, opts, &email, e);
 	if (rc)
 		return rc;
 	if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
 		return err_set(e, ERR_USAGE, "--format must be csv or json, not '%s'", format);
+	if (json && strcmp(format, "json") != 0)
+		return err_set(e, ERR_USAGE, "--json and --format csv do not go together");
 	struct conn *conn;
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
@@ -139,7 +142,7 @@ static int exec_export(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_contact_export = {
     .name = "contact export",
-    .usage = "EMAIL [--format csv|json]",
+    .usage = "EMAIL [--format csv|json] [--json]",
     .summary = "right of access: state, Salesforce records and full history",
     .help = "JSON (the default) holds the person's state, every Salesforce record with\n"
             "the names and company Salesforce has, and the full history. CSV has one\n"

@@ -1,5 +1,7 @@
 /* optsync sync --once, optsync status */
 #include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -19,8 +21,25 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	if (!once)
 		return err_set(e, ERR_USAGE, "sync needs --once (the daemon is `optsync run`)");
+	if ((rc = cli_config(c, e)))
+		return rc;
 	struct conn *conn;
-	if ((rc = cli_conn(c, !dry, &conn, e)))
+	struct config scratch = *c->cfg;
+	char tmp[] = "/tmp/optsync-dry-run-XXXXXX";
+	int temporary = 0;
+	rc = conn_open(&conn, c->cfg, !dry, NULL, e);
+	if (rc == ERR_LEDGER && dry && access(c->cfg->state.path, F_OK) != 0) {
+		/* nothing to read yet: a dry run against an empty, throwaway ledger,
+		 * so that the real state path is not even created */
+		if (mkdtemp(tmp) == NULL)
+			return err_set(e, ERR_IO, "cannot make a temporary directory");
+		char path[64];
+		snprintf(path, sizeof(path), "%s/ledger", tmp);
+		scratch.state.path = path;
+		temporary = 1;
+		rc = conn_open(&conn, &scratch, true, NULL, e);
+	}
+	if (rc)
 		return rc;
 	struct conn_sync_opts o = {dry, full, isatty(2) && !json};
 	cJSON *report = NULL;
@@ -28,6 +47,12 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 	cli_print(c, json, report);
 	cJSON_Delete(report);
 	conn_close(conn);
+	if (temporary) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+		if (system(cmd) != 0)
+			fprintf(stderr, "optsync: could not remove %s\n", tmp);
+	}
 	return rc;
 }
 

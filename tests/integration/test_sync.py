@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Scenario tests of the sync rules: the real optsync binary against the fake
+Salesforce, each rule its own test.
+
+Usage: test_sync.py OPTSYNC FAKE_SF_PY"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+OPTSYNC = FAKE = None
+ADMIN_TOKEN = "correct-horse-battery-staple-42"
+ADMIN_HASH = None
+
+
+def http(port, method, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def sf_time(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(t))
+
+
+class Env:
+    """A fake Salesforce, a config and a ledger in a temporary folder."""
+
+    def __init__(self, contacts=0, leads=0, extra=""):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        portfile = os.path.join(self.dir, "port")
+        self.log = open(os.path.join(self.dir, "fake.log"), "w")
+        self.proc = subprocess.Popen([sys.executable, FAKE, "--port-file", portfile,
+                                      "--contacts", str(contacts), "--leads", str(leads)],
+                                     stdout=self.log, stderr=self.log)
+        for _ in range(200):
+            if os.path.exists(portfile):
+                break
+            time.sleep(0.05)
+        self.port = int(open(portfile).read())
+        self.config = os.path.join(self.dir, "optsync.toml")
+        with open(self.config, "w") as f:
+            f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
+                    'client_id = "fake-client-id"\n[state]\npath = "%s/state"\nmap_size = "16MiB"\n'
+                    '[log]\nformat = "text"\nlevel = "warn"\n[[admins]]\nname = "alice"\n'
+                    'token_hash = "%s"\n%s' % (self.port, self.dir, ADMIN_HASH, extra))
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        self.tmp.cleanup()
+
+    def run(self, *args, admin=False, token=ADMIN_TOKEN, check=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+        env["OPTSYNC_SALESFORCE_CLIENT_SECRET"] = "fake-client-secret"
+        if admin:
+            env["OPTSYNC_ADMIN"] = "alice"
+            env["OPTSYNC_ADMIN_TOKEN"] = token
+        p = subprocess.run([OPTSYNC, "-c", self.config, *args], capture_output=True, text=True,
+                           env=env, stdin=subprocess.DEVNULL, timeout=120)
+        if check is not None and p.returncode != check:
+            raise AssertionError("optsync %s: exit %d, wanted %d\n%s%s" % (
+                " ".join(args), p.returncode, check, p.stdout, p.stderr))
+        return p
+
+    def json(self, *args, admin=False):
+        p = self.run(*args, "--json", admin=admin, check=0)
+        return json.loads(p.stdout)
+
+    def sync(self, *extra):
+        return self.json("sync", "--once", *extra)
+
+    def ctl(self, method, path, body=None):
+        return http(self.port, method, "/__control/" + path, body)
+
+    def sf_put(self, obj, **fields):
+        return self.ctl("POST", "records", {"object": obj, "records": [fields]})["ids"][0]
+
+    def sf_get(self, obj, rid):
+        return self.ctl("GET", "records?object=%s&id=%s" % (obj, rid))["records"][0]
+
+    def calls(self):
+        return self.ctl("GET", "calls")
+
+    def reset_calls(self):
+        self.ctl("POST", "calls")
+
+
+class Rules(unittest.TestCase):
+    def setUp(self):
+        self.env = Env()
+
+    def tearDown(self):
+        self.env.close()
+
+    # Rule 1: opt-out wins and spreads
+    def test_optout_from_salesforce_reaches_the_ledger_and_feed(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="Ada@Example.com", LastName="Lovelace")
+        e.sync()
+        self.assertFalse(e.json("contact", "show", "ada@example.com")["opted_out"])
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=True)
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["optouts_from_salesforce"], 1)
+        person = e.json("contact", "show", "  ADA@example.com ")
+        self.assertTrue(person["opted_out"])
+        hist = e.json("contact", "history", "ada@example.com")
+        self.assertEqual(hist[-1]["kind"], "optout")
+        self.assertEqual(hist[-1]["origin"], "salesforce")
+
+    def test_local_optout_reaches_salesforce(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="bob@example.com", LastName="B")
+        e.sync()
+        p = e.json("optout", "bob@example.com", "--reason", "unsubscribe link")
+        self.assertFalse(p["already"])
+        self.assertTrue(e.json("optout", "bob@example.com")["already"])  # idempotent
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertEqual(e.calls()["collections"], 1)
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+
+    def test_contact_and_lead_share_an_email(self):
+        e = self.env
+        c = e.sf_put("Contact", Email="shared@example.com", LastName="C")
+        l = e.sf_put("Lead", Email="shared@example.com", LastName="L", Company="X")
+        e.sync()
+        self.assertEqual(len(e.json("contact", "show", "shared@example.com")["salesforce_records"]), 2)
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=l, HasOptedOutOfEmail=True)
+        e.sync()
+        self.assertTrue(e.sf_get("Contact", c)["HasOptedOutOfEmail"])  # spread to the Contact
+
+    # Rule 2: no silent re-subscribe
+    def test_resubscribe_in_salesforce_is_reverted_and_listed(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="carol@example.com", LastName="C", HasOptedOutOfEmail=True)
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["resubscribe_conflicts"], 1)
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])  # reverted
+        self.assertTrue(e.json("contact", "show", "carol@example.com")["opted_out"])
+        conflicts = e.json("conflicts", "list")
+        self.assertEqual(len(conflicts), 1)
+        self.assertEqual(conflicts[0]["kind"], "resubscribe")
+        self.assertEqual(conflicts[0]["record"]["id"], rid)
+
+    def test_resubscribe_held_under_hold_policy(self):
+        self.env.close()
+        self.env = e = Env(extra='[sync]\nresubscribe_policy = "hold"\n')
+        rid = e.sf_put("Contact", Email="dan@example.com", LastName="D", HasOptedOutOfEmail=True)
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)
+        e.sync()
+        self.assertFalse(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])  # left alone
+        self.assertTrue(e.json("contact", "show", "dan@example.com")["opted_out"])
+        cid = str(e.json("conflicts", "list")[0]["id"])
+        # an admin keeps the opt-out: then Salesforce is set back
+        e.run("conflicts", "resolve", cid, "--keep-optout", check=4)
+        e.run("conflicts", "resolve", cid, "--keep-optout", admin=True, check=0)
+        e.sync()
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+        self.assertEqual(e.json("conflicts", "list", "--status", "resolved")[0]["resolved_by"], "alice")
+
+    def test_resubscribe_needs_admin_and_evidence(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="erin@example.com", LastName="E")
+        e.sync()
+        e.json("optout", "erin@example.com")
+        e.sync()
+        args = ["resubscribe", "erin@example.com", "--consent-date", "2026-11-20T14:05:00Z",
+                "--purpose", "Newsletter", "--evidence-ref", "form-123"]
+        future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+        p = e.run(*args, check=4)  # no admin credentials
+        self.assertIn("admin", p.stderr)
+        e.run(*args, admin=True, token="wrong-token-wrong-token", check=4)
+        p = e.run(*args, admin=True, check=4)  # consent predates the opt-out
+        self.assertIn("later than the opt-out", p.stderr)
+        args[3] = future
+        e.run(*args, admin=True, check=4)  # in the future
+        args[3] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        time.sleep(3)
+        p = e.run(*args, admin=True, check=0)
+        self.assertFalse(e.json("contact", "show", "erin@example.com")["opted_out"])
+        e.sync()
+        sf = e.sf_get("Contact", rid)
+        self.assertFalse(sf["HasOptedOutOfEmail"])
+        self.assertEqual(sf["Authorization_Type__c"], "Consent")
+        self.assertEqual(sf["Processing_Purpose__c"], "Newsletter")
+        hist = e.json("contact", "history", "erin@example.com")
+        kinds = [h["kind"] for h in hist]
+        self.assertIn("refused", kinds)  # the refused attempts are recorded
+        optin = [h for h in hist if h["kind"] == "optin"][0]
+        self.assertEqual(optin["actor"], "alice")
+        self.assertEqual(optin["evidence"]["ref"], "form-123")
+
+    # Rule 3: suppression holds for new records
+    def test_new_lead_of_suppressed_email_is_opted_out(self):
+        e = self.env
+        e.json("optout", "frank@example.com")  # no Salesforce record yet
+        e.sync()
+        lid = e.sf_put("Lead", Email="FRANK@example.com", LastName="F", Company="Y")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Lead"]["new_records_suppressed"], 1)
+        self.assertTrue(e.sf_get("Lead", lid)["HasOptedOutOfEmail"])
+
+    # Rule 4: own writes are not changes
+    def test_no_write_after_reading_back_our_own_write(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="gina@example.com", LastName="G")
+        e.sync()
+        e.json("contact", "set", "gina@example.com", "--authorization", "consent",
+               "--consent-date", "2026-11-01", "--purpose", "Newsletter", "--source", "import")
+        e.sync()
+        self.assertEqual(e.sf_get("Contact", rid)["Source_Type__c"], "Import")
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+        self.assertEqual(r["pulled"]["Contact"]["facts_applied"], 0)
+        self.assertEqual(len(e.json("conflicts", "list", "--status", "all")), 0)
+
+    # Rule 5: validation and concurrent edits
+    def test_invalid_values_from_salesforce_become_conflicts(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="hal@example.com", LastName="H")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Authorization_Type__c="Because We Can")
+        e.sync()
+        self.assertIsNone(e.json("contact", "show", "hal@example.com")["authorization"]["type"])
+        c = e.json("conflicts", "list")
+        self.assertEqual(c[0]["kind"], "invalid_value")
+        self.assertIn("Because We Can", c[0]["salesforce_value"])
+        e.sync()  # raised once, not every cycle
+        self.assertEqual(len(e.json("conflicts", "list")), 1)
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Authorization_Type__c="Consent")  # consent without date
+        e.sync()
+        self.assertIsNone(e.json("contact", "show", "hal@example.com")["authorization"]["type"])
+
+    def test_local_validation(self):
+        e = self.env
+        e.run("contact", "set", "ivy@example.com", "--authorization", "consent", check=2)
+        e.run("contact", "set", "ivy@example.com", "--authorization", "contract",
+              "--purpose", "x", check=2)
+        e.run("contact", "set", "ivy@example.com", "--authorization", "other", check=2)
+        e.run("contact", "set", "not-an-email", "--authorization", "contract", check=2)
+        e.run("contact", "set", "ivy@example.com", "--authorization", "friendship", check=2)
+        e.run("contact", "set", "ivy@example.com", "--authorization", "other",
+              "--other", "club membership", check=0)
+
+    def test_concurrent_edits_newer_wins(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="jo@example.com", LastName="J")
+        e.sync()
+        # local change first, then a newer one in Salesforce: Salesforce wins
+        e.json("contact", "set", "jo@example.com", "--source", "import")
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Source_Type__c="Manual Upload")
+        e.sync()
+        self.assertEqual(e.json("contact", "show", "jo@example.com")["source"]["type"], "manual_upload")
+        self.assertEqual(e.sf_get("Contact", rid)["Source_Type__c"], "Manual Upload")
+        c = e.json("conflicts", "list", "--status", "resolved")
+        self.assertEqual(c[0]["kind"], "concurrent_edit")
+        self.assertEqual(c[0]["resolution"], "salesforce_newer")
+        self.assertTrue(c[0]["auto_resolved"])
+        # a Salesforce change first, then a newer local one: local wins
+        e.sf_put("Contact", Id=rid, Source_Type__c="CRM Sync")
+        time.sleep(1.1)
+        e.json("contact", "set", "jo@example.com", "--source", "browser_extension")
+        e.sync()
+        self.assertEqual(e.sf_get("Contact", rid)["Source_Type__c"], "Browser Extension")
+        self.assertEqual(e.json("contact", "show", "jo@example.com")["source"]["type"],
+                         "browser_extension")
+
+    # the overlap window
+    def test_late_record_inside_overlap_is_read(self):
+        e = self.env
+        e.sf_put("Contact", Email="kim@example.com", LastName="K")
+        e.sync()
+        # a record committed late: its SystemModstamp is 2 minutes before the cursor
+        late = e.sf_put("Contact", Email="late@example.com", LastName="L", HasOptedOutOfEmail=True,
+                        SystemModstamp=sf_time(time.time() - 120))
+        r = e.sync()
+        self.assertTrue(e.json("contact", "show", "late@example.com")["opted_out"])
+        self.assertGreaterEqual(r["pulled"]["Contact"]["records"], 2)
+        self.assertTrue(late)
+
+    # Rule 7: permanent per-record failures are parked
+    def test_permanent_errors_parked_and_shown(self):
+        e = self.env
+        ok = e.sf_put("Contact", Email="lee@example.com", LastName="L")
+        bad = e.sf_put("Contact", Email="mo@example.com", LastName="M")
+        e.sync()
+        e.ctl("POST", "faults", {"errors": {bad: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        e.json("optout", "lee@example.com")
+        e.json("optout", "mo@example.com")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["parked_now"], 1)
+        st = e.json("status")
+        self.assertEqual(st["pushes"]["parked"], 1)
+        parked = st["pushes"]["parked_records"][0]
+        self.assertEqual(parked["id"], bad)
+        self.assertIn("FIELD_CUSTOM_VALIDATION_EXCEPTION", parked["error"])
+        self.assertTrue(e.sf_get("Contact", ok)["HasOptedOutOfEmail"])
+        e.reset_calls()
+        e.sync()  # a parked push is not retried every cycle
+        self.assertEqual(e.calls().get("collections", 0), 0)
+
+    def test_dry_run_touches_nothing(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="ned@example.com", LastName="N", HasOptedOutOfEmail=True)
+        r = e.sync("--dry-run")
+        self.assertEqual(r["pulled"]["Contact"]["optouts_from_salesforce"], 1)
+        e.run("contact", "show", "ned@example.com", check=5)  # no ledger was even created
+        e.sync()
+        e.json("optout", "other@example.com")
+        e.sf_put("Contact", Email="other@example.com", LastName="O")
+        before = e.sf_get("Contact", rid)
+        e.reset_calls()
+        r = e.sync("--dry-run")
+        self.assertEqual(e.calls().get("collections", 0), 0)
+        self.assertEqual(e.sf_get("Contact", rid), before)
+        e.run("contact", "show", "other@example.com", check=0)
+        st = e.json("status")
+        self.assertEqual(st["pushes"]["queued"], 0)  # the dry run queued nothing
+
+    # operator commands
+    def test_export_erase_and_audit(self):
+        e = self.env
+        e.sf_put("Contact", Email="ola@example.com", FirstName="Ola", LastName="Nordmann",
+                 Phone="+47 22 00 00 00")
+        e.sync()
+        e.json("optout", "ola@example.com", "--reason", "told us at the fair")
+        x = e.json("contact", "export", "ola@example.com")
+        self.assertEqual(x["salesforce_records"][0]["first_name"], "Ola")
+        self.assertTrue(any(h.get("reason") == "told us at the fair" for h in x["history"]))
+        csv = e.run("contact", "export", "ola@example.com", "--format", "csv", check=0).stdout
+        self.assertTrue(csv.startswith("first_name,last_name,company,title,email,phone"))
+        self.assertIn("Ola,Nordmann", csv)
+        e.run("contact", "erase", "ola@example.com", check=4)
+        e.run("contact", "erase", "ola@example.com", admin=True, check=0)
+        shown = e.json("contact", "show", "ola@example.com")
+        self.assertIsNone(shown["email"])
+        self.assertTrue(shown["opted_out"])  # the suppression stays
+        x = e.run("contact", "export", "ola@example.com", check=0).stdout
+        self.assertNotIn("Nordmann", x)
+        self.assertNotIn("told us at the fair", x)
+        self.assertTrue(e.json("audit", "verify")["ok"])
+
+    def test_status_and_exit_codes(self):
+        e = self.env
+        e.run("status", check=5)  # no ledger yet
+        e.run("contact", "show", "x@example.com", check=5)
+        e.sync()
+        st = e.json("status")
+        self.assertEqual(st["last_cycle"]["result"], "ok")
+        self.assertIn("Contact", st["cursors"])
+        e.run("contact", "show", "nobody@example.com", check=1)
+        e.run("sync", check=2)  # --once is required
+        e.run("conflicts", "show", "abc", check=2)
+
+
+def main():
+    global OPTSYNC, FAKE, ADMIN_HASH
+    OPTSYNC, FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    p = subprocess.run([OPTSYNC, "admin", "hash-token"], input=ADMIN_TOKEN + "\n",
+                       capture_output=True, text=True, check=True)
+    ADMIN_HASH = p.stdout.split('"')[1]
+    prog = unittest.main(argv=sys.argv[:1], verbosity=2, exit=False)
+    r = prog.result
+    print("%d passed, %d failed" % (r.testsRun - len(r.failures) - len(r.errors),
+                                    len(r.failures) + len(r.errors)))
+    sys.exit(0 if r.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
