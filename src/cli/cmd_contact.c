@@ -39,14 +39,25 @@ static int run_doc(struct cli *c, int json, int rc, cJSON *doc)
 static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 {
 	int json = 0;
-	const char *email = NULL;
+	const char *from = NULL;
 	struct conn_optout o = {0};
-	const struct cli_opt opts[] = {
-	    {"source", &o.source, NULL}, {"reason", &o.reason, NULL}, {"json", NULL, &json}, {0}};
-	int rc = one_email(argc, argv, opts, &email, e);
+	const struct cli_opt opts[] = {{"source", &o.source, NULL},
+	                               {"reason", &o.reason, NULL},
+	                               {"from", &from, NULL},
+	                               {"json", NULL, &json},
+	                               {0}};
+	char *pos[1];
+	int npos;
+	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
 	if (rc)
 		return rc;
-	o.email = email;
+	if (from && npos)
+		return err_set(e, ERR_USAGE, "give an EMAIL or --from FILE, not both");
+	if (from)
+		return cli_optout_file(c, &cli_actor, from, o.reason, json, e);
+	if (npos != 1)
+		return err_set(e, ERR_USAGE, "an EMAIL (or --from FILE) is needed");
+	o.email = pos[0];
 	struct conn *conn;
 	if ((rc = cli_conn(c, true, &conn, e)))
 		return rc;
@@ -58,7 +69,7 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_optout = {
     .name = "optout",
-    .usage = "EMAIL [--source TYPE] [--reason TEXT] [--json]",
+    .usage = "EMAIL | --from FILE [--source TYPE] [--reason TEXT] [--json]",
     .summary = "record a local opt-out (pushed to Salesforce by the next sync)",
     .help = "The opt-out is durable in the ledger when the command returns, and is\n"
             "queued for every Salesforce record with that email. An email Salesforce\n"
@@ -69,6 +80,9 @@ const struct cli_cmd cmd_optout = {
             "  --source TYPE   where the contact came from: crm_sync, import,\n"
             "                  manual_upload, browser_extension\n"
             "  --reason TEXT   kept in the history\n"
+            "  --from FILE     many: one email per line, or a CSV file with an email\n"
+            "                  column (- for standard input); idempotent; bad rows are\n"
+            "                  listed and skipped\n"
             "  --json          print the result as JSON\n",
     .exec = exec_optout,
 };

@@ -72,6 +72,16 @@ struct conn_optout {
 int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_optout *o,
                 cJSON **result, struct err *e);
 
+/* Many opt-outs (a suppression list from another tool): one ledger
+ * transaction per batch of up to 2,000. emails[i] that is not an email is
+ * reported in *bad (an array of {"row","email","error"}) and skipped. */
+struct conn_bulk_result {
+	size_t applied, already, invalid;
+	cJSON *bad;
+};
+int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
+		     size_t n, const char *reason, struct conn_bulk_result *res, struct err *e);
+
 struct conn_facts_change {
 	const char *authorization; /* type name, NULL: unchanged */
 	int64_t consent_date;      /* with "consent" */

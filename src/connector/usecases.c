@@ -176,6 +176,79 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 	return 0;
 }
 
+struct bulk {
+	struct uc *u;
+	const char *const *emails;
+	const size_t *rows; /* indexes into emails of the valid ones */
+	size_t n;
+	const char *reason;
+	size_t applied, already;
+};
+
+static int bulk_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct bulk *b = ctx;
+	struct uc *u = b->u;
+	struct conn_optout o = {0};
+	o.reason = b->reason;
+	u->optout = &o;
+	b->applied = b->already = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		o.email = b->emails[b->rows[i]];
+		struct err ie;
+		if (conn_email_normalize(o.email, u->email, &ie))
+			continue; /* filtered before: cannot happen */
+		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
+		int rc = optout_txn(t, u, e);
+		if (rc)
+			return rc;
+		if (u->already)
+			b->already++;
+		else
+			b->applied++;
+	}
+	return 0;
+}
+
+int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
+                     size_t n, const char *reason, struct conn_bulk_result *res, struct err *e)
+{
+	memset(res, 0, sizeof(*res));
+	res->bad = cJSON_CreateArray();
+	struct uc *u = uc_new(c, who, NULL, e);
+	size_t *rows = malloc((n ? n : 1) * sizeof(*rows));
+	if (u == NULL || rows == NULL || res->bad == NULL) {
+		free(u);
+		free(rows);
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	int rc = 0;
+	for (size_t start = 0; rc == 0 && start < n; start += 2000) {
+		size_t end = start + 2000 < n ? start + 2000 : n, m = 0;
+		for (size_t i = start; i < end; i++) {
+			char norm[LEDGER_EMAIL_MAX + 1];
+			struct err ie;
+			if (conn_email_normalize(emails[i], norm, &ie)) {
+				res->invalid++;
+				cJSON *o = cJSON_CreateObject();
+				cJSON_AddNumberToObject(o, "row", (double)(i + 1));
+				cJSON_AddStringToObject(o, "email", emails[i]);
+				cJSON_AddStringToObject(o, "error", ie.msg);
+				cJSON_AddItemToArray(res->bad, o);
+				continue;
+			}
+			rows[m++] = i;
+		}
+		struct bulk b = {u, emails, rows, m, reason, 0, 0};
+		rc = ledger_write(c->l, bulk_txn, &b, e);
+		res->applied += b.applied;
+		res->already += b.already;
+	}
+	free(rows);
+	free(u);
+	return rc;
+}
+
 /* ---- compliance fields ---- */
 
 static int facts_txn(struct ledger_txn *t, void *ctx, struct err *e)
