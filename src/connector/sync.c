@@ -76,6 +76,7 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 		return rc;
 	add_stats(&pl->total, &pl->page);
 	pl->pages++;
+	ledger_trim(pl->c->l); /* keep a long pull's resident memory flat */
 	log_debug("sync.page", "%s page %llu: %zu records applied", ledger_object_name(pl->object),
 	          (unsigned long long)pl->pages, n);
 	if (pl->progress) {

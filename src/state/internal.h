@@ -13,6 +13,7 @@ struct ledger {
 	MDB_env *env;
 	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem;
 	char *path;
+	char *real_path; /* absolute, for finding the map in /proc/self/maps */
 	uint64_t max_map_size;
 	uint8_t hmac_key[32];
 	struct hmac_key *hmac;   /* the key schedule of hmac_key */

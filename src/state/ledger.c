@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,6 +278,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	}
 	int dead = 0;
 	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
+	l->real_path = realpath(opt->path, NULL); /* for ledger_trim */
 
 	rc = mdb_txn_begin(l->env, NULL, 0, &txn);
 	if (rc) {
@@ -320,6 +322,7 @@ void ledger_close(struct ledger *l)
 	OPENSSL_cleanse(l->hmac_key, sizeof(l->hmac_key));
 	pthread_rwlock_destroy(&l->resize);
 	free(l->path);
+	free(l->real_path);
 	free(l);
 }
 
@@ -399,6 +402,32 @@ int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
 int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
 {
 	return run_txn(l, 1, fn, ctx, e);
+}
+
+void ledger_trim(struct ledger *l)
+{
+	/* LMDB does not tell where its map is (me_mapaddr is only set with
+	 * MDB_FIXEDMAP): find data.mdb in /proc/self/maps, which also follows
+	 * the map when growth moved it. */
+	char want[4096 + 16];
+	const char *dir = l->real_path ? l->real_path : l->path;
+	int n = snprintf(want, sizeof(want), "%s/data.mdb", dir);
+	if (n < 0 || (size_t)n >= sizeof(want))
+		return;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (f == NULL)
+		return;
+	char line[8192];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+		line[strcspn(line, "\n")] = '\0';
+		size_t ll = strlen(line), wl = (size_t)n;
+		if (ll < wl || strcmp(line + ll - wl, want) != 0)
+			continue;
+		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && end > start)
+			madvise((void *)start, end - start, MADV_DONTNEED);
+	}
+	fclose(f);
 }
 
 /* ---- sync lock ---- */

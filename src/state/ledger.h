@@ -263,6 +263,12 @@ typedef int (*ledger_fn)(struct ledger_txn *t, void *ctx, struct err *e);
 int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
 int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
 
+/* Drop this process's mapping of ledger pages it is not using, so that a
+ * long pull does not grow the resident set with every page it touched.
+ * The pages stay in the kernel's page cache and come back on the next
+ * access; safe while other threads read (the map is a shared file map). */
+void ledger_trim(struct ledger *l);
+
 /* Serialize sync cycles across processes (the daemon and a scheduled
  * `sync --once`): ERR_LEDGER naming the holder when another has it. */
 int ledger_sync_lock(struct ledger *l, struct err *e);

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""bench/sync-cost: Salesforce API calls for 10,000 opt-outs made locally and
+10,000 made in Salesforce, in one `optsync sync --once`.
+
+The minimum is the pages of 2,000 needed to read the 10,000 changed records
+plus the collections of 200 needed to write the 10,000 local opt-outs:
+5 + 50 = 55. Target (issue 5): at most 1.1 x the minimum plus the token calls.
+Also printed: the next cycle, which reads our own writes back (and writes
+nothing).
+
+usage: sync_cost.py [OPTSYNC]"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+N = 10000
+
+
+def main():
+    optsync = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else \
+        os.path.join(HERE, "..", "build", "optsync")
+    fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        portfile = os.path.join(tmp, "port")
+        log = open(os.path.join(tmp, "fake.log"), "w")
+        proc = subprocess.Popen([sys.executable, fake, "--port-file", portfile, "--contacts",
+                                 str(2 * N + 2000), "--seed", "7"], stdout=log, stderr=log)
+        try:
+            while not os.path.exists(portfile):
+                time.sleep(0.1)
+            port = int(open(portfile).read())
+
+            def ctl(method, path, body=None):
+                req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (port, path),
+                                             method=method,
+                                             data=json.dumps(body).encode() if body else None)
+                with urllib.request.urlopen(req, timeout=120) as r:
+                    return json.loads(r.read() or b"null")
+
+            config = os.path.join(tmp, "optsync.toml")
+            with open(config, "w") as f:
+                f.write('[salesforce]\nlogin_url = "http://localhost:%d"\n'
+                        'auth = "client_credentials"\nclient_id = "fake-client-id"\n'
+                        'objects = ["Contact"]\n[state]\npath = "%s/state"\n'
+                        '[log]\nlevel = "warn"\n' % (port, tmp))
+            env = dict(os.environ, OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
+
+            def run(*args):
+                p = subprocess.run([optsync, "-c", config, *args], env=env, capture_output=True,
+                                   text=True, timeout=600)
+                if p.returncode:
+                    sys.exit("optsync %s failed: %s" % (" ".join(args), p.stderr))
+                return p.stdout
+
+            run("sync", "--once")  # learn the org
+            recs = ctl("GET", "records?object=Contact")["records"]
+            opted_in = [r for r in recs if not r["HasOptedOutOfEmail"]]
+            emails_seen = {}
+            for r in opted_in:  # one record per email, so nothing spreads
+                emails_seen.setdefault(r["Email"].lower(), r)
+            pool = list(emails_seen.values())
+            in_sf, local = pool[:N], pool[N:2 * N]
+            if len(local) < N:
+                sys.exit("not enough distinct emails in the seed")
+            time.sleep(1)
+            ctl("POST", "records", {"object": "Contact", "records": [
+                {"Id": r["Id"], "HasOptedOutOfEmail": True} for r in in_sf]})
+            listing = os.path.join(tmp, "local.txt")
+            with open(listing, "w") as f:
+                f.write("\n".join(r["Email"] for r in local) + "\n")
+            run("optout", "--from", listing)
+            ctl("POST", "calls")
+            report = json.loads(run("sync", "--once", "--json"))
+            calls = ctl("GET", "calls")
+            reads = calls.get("query", 0) + calls.get("query_more", 0)
+            writes = calls.get("collections", 0)
+            minimum = -(-N // 2000) + -(-N // 200)
+            ratio = (reads + writes) / minimum
+            print("bench/sync-cost: %d opt-outs in Salesforce + %d local, one sync cycle" % (N, N))
+            print("  calls: %d query pages + %d collections = %d, plus %d token call(s)" %
+                  (reads, writes, reads + writes, calls.get("token", 0)))
+            print("  minimum: %d (pages of 2,000 to read, collections of 200 to write)" % minimum)
+            print("  ratio: %.3f x the minimum   target <= 1.1" % ratio)
+            print("  records read: %d (the overlap window re-reads what changed in the last %s)" %
+                  (report["pulled"]["Contact"]["records"], "5 minutes"))
+            ctl("POST", "calls")
+            run("sync", "--once")
+            calls = ctl("GET", "calls")
+            print("  next cycle (reads our %d writes back): %d query pages, %d collections" %
+                  (N, calls.get("query", 0) + calls.get("query_more", 0),
+                   calls.get("collections", 0)))
+            sf_out = sum(1 for r in ctl("GET", "records?object=Contact")["records"]
+                         if r["HasOptedOutOfEmail"])
+            print("  Salesforce now has %d opted-out Contacts" % sf_out)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+
+
+if __name__ == "__main__":
+    main()
