@@ -1,12 +1,105 @@
 #!/usr/bin/env bash
-# Install what is needed, build, and run optsync's main job on an embedded
-# default. The full demo against the bundled fake Salesforce arrives with
-# the sync engine; until then this builds optsync and checks the example
-# configuration.
+# The demo: install what is needed, build optsync, start the bundled fake
+# Salesforce with a seeded org, and walk through optsync's main job, step by
+# step. It leaves demo/ behind (config, ledger, the fake's log) to play with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
 bash scripts/install-deps.sh
-bash scripts/build.sh build
-echo
-echo "== optsync $(./build/optsync --version | cut -d' ' -f2) built. Checking config.example.toml:"
-./build/optsync -c config.example.toml config check
+bash scripts/build.sh build >/dev/null
+
+demo="$root/demo"
+rm -rf "$demo"
+mkdir -p "$demo"
+chmod 700 "$demo"
+bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '%s\n' "$*" | fold -s -w 78; }
+
+bold "1. A fake Salesforce org"
+say "optsync talks to Salesforce over its REST API. For this demo a fake Salesforce (tests/fake_salesforce/fake_sf.py) runs on this machine with 2,000 Contacts and 300 Leads; some Leads share an email with a Contact, about 5% have opted out, and a third carry GDPR fields (lawful basis, consent date, purpose, source)."
+python3 tests/fake_salesforce/fake_sf.py --port-file "$demo/port" --contacts 2000 --leads 300 \
+	--seed 42 >"$demo/fake.log" 2>&1 &
+fake=$!
+trap 'kill $fake 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$demo/port" ] && break; sleep 0.1; done
+port=$(cat "$demo/port")
+ctl() { curl -sf -X "$1" "http://127.0.0.1:$port/__control/$2" ${3:+-d "$3"}; }
+say "It listens on http://localhost:$port."
+
+printf 'fake-client-secret\n' >"$demo/sf-secret"
+chmod 600 "$demo/sf-secret"
+cat >"$demo/optsync.toml" <<EOF
+# The demo's configuration: see config.example.toml for every key.
+[salesforce]
+login_url = "http://localhost:$port"
+auth = "client_credentials"
+client_id = "fake-client-id"
+client_secret_file = "$demo/sf-secret"
+
+[state]
+path = "$demo/ledger"
+map_size = "64MiB"
+
+[log]
+level = "warn"
+format = "text"
+EOF
+optsync() { "$root/build/optsync" -c "$demo/optsync.toml" "$@"; }
+
+bold "2. The first sync"
+say "optsync sync --once pulls every Contact and Lead, records each person (one normalized email) in its ledger, and pushes what must change: an opt-out on one record spreads to every record with the same email."
+optsync sync --once --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for obj, s in r["pulled"].items():
+    print("  %-8s %5d records read, %3d opt-outs found, %3d writes queued" % (
+        obj, s["records"], s["optouts_from_salesforce"], s["pushes_queued"]))
+print("  pushed: %d records in %d collection call(s)" % (
+    r["pushes"]["succeeded"], r["pushes"]["collection_calls"]))'
+
+bold "3. An opt-out in the application"
+read -r email id < <(ctl GET "records?object=Contact" | python3 -c '
+import json, sys
+r = [x for x in json.load(sys.stdin)["records"] if not x["HasOptedOutOfEmail"]][3]
+print(r["Email"], r["Id"])')
+say "Someone clicks 'unsubscribe' in the app, which tells optsync: optsync optout $email"
+optsync optout "$email" --reason "unsubscribe link in the newsletter" >/dev/null
+say "The opt-out is in the ledger now, queued for Salesforce. The next sync pushes it:"
+optsync sync --once >/dev/null
+ctl GET "records?object=Contact&id=$id" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["records"][0]
+print("  Salesforce %s %s: HasOptedOutOfEmail = %s" % (r["Id"], r["Email"], r["HasOptedOutOfEmail"]))'
+
+bold "4. A re-subscribe in Salesforce, without consent evidence"
+say "A sales rep unticks 'Email Opt Out' on that Contact. GDPR does not allow a silent re-subscribe, so optsync keeps the person opted out, records a conflict and sets Salesforce back."
+sleep 1
+ctl POST records "{\"object\":\"Contact\",\"records\":[{\"Id\":\"$id\",\"HasOptedOutOfEmail\":false}]}" >/dev/null
+optsync sync --once >/dev/null
+optsync conflicts list --json | python3 -c '
+import json, sys
+for c in json.load(sys.stdin):
+    print("  conflict %d: %s on %s %s, Salesforce said %s, optsync keeps %s" % (
+        c["id"], c["kind"], c["record"]["object"], c["record"]["id"], c["salesforce_value"],
+        c["local_value"]))'
+ctl GET "records?object=Contact&id=$id" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["records"][0]
+print("  Salesforce again: HasOptedOutOfEmail = %s" % r["HasOptedOutOfEmail"])'
+say "Only an admin, with new consent evidence, can re-subscribe someone: optsync resubscribe EMAIL --consent-date ... --purpose ... --evidence-ref ..."
+
+bold "5. The person's history"
+optsync contact history "$email" --json | python3 -c '
+import json, sys
+for h in json.load(sys.stdin):
+    print("  #%-4d %s  %-13s by %-10s %s" % (h["seq"], h["at"], h["kind"], h["origin"],
+                                            h.get("reason", "")[:60]))'
+
+bold "6. Status"
+optsync status | sed -n '1,200p' | grep -v '^    ' | head -40
+
+bold "Done"
+say "The ledger and the configuration are in demo/. To keep playing, start the fake again and point optsync at it:"
+say "  python3 tests/fake_salesforce/fake_sf.py --port $port --contacts 2000 --leads 300 --seed 42 &"
+say "  build/optsync -c demo/optsync.toml status"
+say "optsync --help lists every command."

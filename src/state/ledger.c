@@ -277,7 +277,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		goto out;
 	}
 	int dead = 0;
-	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
+	mdb_reader_check(l->env, &dead);          /* clear slots of crashed readers */
 	l->real_path = realpath(opt->path, NULL); /* for ledger_trim */
 
 	rc = mdb_txn_begin(l->env, NULL, 0, &txn);
@@ -404,14 +404,14 @@ int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
 	return run_txn(l, 1, fn, ctx, e);
 }
 
-void ledger_trim(struct ledger *l)
+/* Find data.mdb's mapping in /proc/self/maps: LMDB does not tell where its
+ * map is (me_mapaddr is only set with MDB_FIXEDMAP). */
+static void find_map(struct ledger *l)
 {
-	/* LMDB does not tell where its map is (me_mapaddr is only set with
-	 * MDB_FIXEDMAP): find data.mdb in /proc/self/maps, which also follows
-	 * the map when growth moved it. */
+	l->map_addr = NULL;
+	l->map_len = 0;
 	char want[4096 + 16];
-	const char *dir = l->real_path ? l->real_path : l->path;
-	int n = snprintf(want, sizeof(want), "%s/data.mdb", dir);
+	int n = snprintf(want, sizeof(want), "%s/data.mdb", l->real_path ? l->real_path : l->path);
 	if (n < 0 || (size_t)n >= sizeof(want))
 		return;
 	FILE *f = fopen("/proc/self/maps", "r");
@@ -421,13 +421,28 @@ void ledger_trim(struct ledger *l)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end;
 		line[strcspn(line, "\n")] = '\0';
-		size_t ll = strlen(line), wl = (size_t)n;
-		if (ll < wl || strcmp(line + ll - wl, want) != 0)
+		size_t ll = strlen(line);
+		if (ll < (size_t)n || strcmp(line + ll - (size_t)n, want) != 0)
 			continue;
-		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && end > start)
-			madvise((void *)start, end - start, MADV_DONTNEED);
+		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && end > start) {
+			l->map_addr = (void *)start;
+			l->map_len = end - start;
+		}
 	}
 	fclose(f);
+}
+
+void ledger_trim(struct ledger *l)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(l->env, &info) != 0)
+		return;
+	if (l->map_addr == NULL || l->map_seen != info.me_mapsize) {
+		find_map(l); /* first use, or the map was resized and may have moved */
+		l->map_seen = info.me_mapsize;
+	}
+	if (l->map_addr)
+		madvise(l->map_addr, l->map_len, MADV_DONTNEED);
 }
 
 /* ---- sync lock ---- */

@@ -1,0 +1,141 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connector/internal.h"
+#include "util/timefmt.h"
+
+static void norm_is(const char *in, const char *want)
+{
+	char out[LEDGER_EMAIL_MAX + 1];
+	struct err e = {0};
+	if (conn_email_normalize(in, out, &e))
+		fail_msg("'%s' refused: %s", in, e.msg);
+	assert_string_equal(out, want);
+}
+
+static void norm_bad(const char *in)
+{
+	char out[LEDGER_EMAIL_MAX + 1];
+	struct err e = {0};
+	if (conn_email_normalize(in, out, &e) == 0)
+		fail_msg("'%s' accepted as %s", in, out);
+	assert_int_equal(e.code, ERR_INVALID);
+}
+
+static void test_email_normalize(void **state)
+{
+	norm_is("  Ada@Example.COM\t", "ada@example.com");
+	norm_is("o'brien+tag@sub.example.org", "o'brien+tag@sub.example.org");
+	norm_bad("");
+	norm_bad("   ");
+	norm_bad("no-at-sign.example.com");
+	norm_bad("two@@example.com");
+	norm_bad("a@b@example.com");
+	norm_bad("@example.com");
+	norm_bad("user@");
+	norm_bad("user@localhost");
+	norm_bad("user@.example.com");
+	norm_bad("user@example..com");
+	norm_bad("us er@example.com");
+	norm_bad("user@exam\nple.com");
+	norm_is("user@example.com\n", "user@example.com"); /* trimmed */
+	norm_bad("\"quoted\"@example.com");
+	char long_email[300];
+	memset(long_email, 'a', 290);
+	memcpy(long_email + 250, "@example.com", 13);
+	norm_bad(long_email);
+}
+
+static void test_admin_hash_format(void **state)
+{
+	char line[256];
+	struct err e = {0};
+	assert_int_equal(conn_admin_hash("short", 5, line, sizeof(line), &e), ERR_INVALID);
+	assert_int_equal(conn_admin_hash("a-long-enough-admin-token", 25, line, sizeof(line), &e),
+	                 0);
+	assert_int_equal(strncmp(line, "$scrypt$ln=15,r=8,p=1$", 22), 0);
+	char again[256];
+	assert_int_equal(conn_admin_hash("a-long-enough-admin-token", 25, again, sizeof(again), &e),
+	                 0);
+	assert_string_not_equal(line, again); /* salted */
+}
+
+static void test_admin_check(void **state)
+{
+	char dir[] = "/tmp/optsync-test-conn-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char line[256], path[128], text[1024];
+	struct err e = {0};
+	assert_int_equal(conn_admin_hash("alice-token-0123456789", 22, line, sizeof(line), &e), 0);
+	snprintf(path, sizeof(path), "%s/optsync.toml", dir);
+	snprintf(text, sizeof(text),
+	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
+	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
+	         "map_size = \"1MiB\"\n[[admins]]\nname = \"alice\"\ntoken_hash = \"%s\"\n",
+	         dir, line);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	struct config *cfg;
+	if (config_load(&cfg, path, NULL, &e))
+		fail_msg("%s", e.msg);
+	struct conn *c;
+	assert_int_equal(conn_open(&c, cfg, true, NULL, &e), 0);
+	assert_int_equal(conn_admin_check(c, "alice", "alice-token-0123456789", NULL, &e), 0);
+	assert_int_equal(conn_admin_check(c, "alice", "alice-token-0123456788", NULL, &e),
+	                 ERR_REFUSED);
+	assert_int_equal(conn_admin_check(c, "mallory", "alice-token-0123456789", NULL, &e),
+	                 ERR_REFUSED);
+	assert_int_equal(conn_admin_check(c, NULL, NULL, "x@example.com", &e), ERR_REFUSED);
+	assert_non_null(strstr(e.msg, "OPTSYNC_ADMIN"));
+	conn_close(c);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	assert_int_equal(system(text), 0);
+}
+
+static void test_facts_valid(void **state)
+{
+	struct ledger_facts f;
+	char why[200];
+	int64_t now = time_now_ms();
+	ledger_facts_init(&f);
+	f.mask = LEDGER_F_AUTH_TYPE;
+	f.auth_type = LEDGER_AUTH_CONSENT;
+	assert_false(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)));
+	f.mask |= LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE;
+	f.consent_date = now - 1000;
+	snprintf(f.purpose, sizeof(f.purpose), "Newsletter");
+	assert_true(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)));
+	f.consent_date = now + 86400000;
+	assert_false(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)));
+	assert_non_null(strstr(why, "future"));
+	f.auth_type = LEDGER_AUTH_CONTRACT;
+	f.consent_date = now - 1000;
+	assert_false(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)));
+	ledger_facts_init(&f);
+	f.mask = LEDGER_F_SOURCE_TYPE;
+	f.source_type = LEDGER_SOURCE_OTHER;
+	assert_false(facts_valid(&f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why)));
+	f.mask |= LEDGER_F_SOURCE_OTHER;
+	snprintf(f.source_other, sizeof(f.source_other), "a trade fair");
+	assert_true(facts_valid(&f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_email_normalize),
+	    cmocka_unit_test(test_admin_hash_format),
+	    cmocka_unit_test(test_admin_check),
+	    cmocka_unit_test(test_facts_valid),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
