@@ -126,6 +126,12 @@ int conn_status(struct conn *c, cJSON **out, struct err *e);
 /* ERR_INVALID when the history chain is broken; *out describes the check. */
 int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
 
+/* Whether each email is suppressed (known and opted out): one read
+ * transaction for all. out[i] for emails[i]; ERR_INVALID names the first
+ * email that is not one. */
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out,
+		    struct err *e);
+
 /* ---- the change feed (local API) ---- */
 int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e);
 

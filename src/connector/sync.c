@@ -36,7 +36,7 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < pl->n && rc == 0; i++) {
-		if (i % 256 == 255)
+		if (i % 64 == 63)
 			ledger_trim(pl->c->l); /* a page touches many ledger pages */
 		rc = apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, &pl->recs[i], &pl->page,
 		                     e);
