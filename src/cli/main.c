@@ -7,6 +7,7 @@
 #include "util/log.h"
 
 static const struct cli_cmd *const commands[] = {
+    &cmd_run,
     &cmd_sync,
     &cmd_status,
     &cmd_optout,

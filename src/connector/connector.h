@@ -133,6 +133,11 @@ int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *o
 		    struct err *e);
 
 /* ---- the change feed (local API) ---- */
+
+/* The webhook's durable position in the feed (0 when nothing was
+ * delivered yet), and its advance. */
+int conn_webhook_position(struct conn *c, uint64_t *seq, struct err *e);
+int conn_webhook_advance(struct conn *c, uint64_t seq, struct err *e);
 int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e);
 
 #endif

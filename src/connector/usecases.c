@@ -1110,8 +1110,7 @@ static int supp_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return 0;
 }
 
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out,
-		    struct err *e)
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e)
 {
 	struct supp *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -1129,4 +1128,46 @@ int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *o
 	free(s->norm);
 	free(s);
 	return rc;
+}
+
+/* ---- webhook position ---- */
+
+struct wpos {
+	uint64_t seq;
+	int write;
+};
+
+static int wpos_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct wpos *p = ctx;
+	char b[33];
+	if (p->write) {
+		int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)p->seq);
+		return ledger_meta_put(t, "webhook_delivered", b, (size_t)n, e);
+	}
+	size_t n;
+	int rc = ledger_meta_get(t, "webhook_delivered", b, sizeof(b) - 1, &n, e);
+	if (rc == ERR_NOTFOUND) {
+		p->seq = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	b[n] = '\0';
+	p->seq = strtoull(b, NULL, 10);
+	return 0;
+}
+
+int conn_webhook_position(struct conn *c, uint64_t *seq, struct err *e)
+{
+	struct wpos p = {0, 0};
+	int rc = ledger_read(c->l, wpos_txn, &p, e);
+	*seq = p.seq;
+	return rc;
+}
+
+int conn_webhook_advance(struct conn *c, uint64_t seq, struct err *e)
+{
+	struct wpos p = {seq, 1};
+	return ledger_write(c->l, wpos_txn, &p, e);
 }

@@ -1,0 +1,53 @@
+/* Internal to src/api. */
+#ifndef OPTSYNC_API_INTERNAL_H
+#define OPTSYNC_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "connector/connector.h"
+
+#define API_BODY_MAX (64u << 10)
+#define N_BUCKETS    10
+
+/* Counters for /metrics, guarded by the sidecar's mutex. */
+struct metrics {
+	uint64_t cycles_ok, cycles_failed;
+	uint64_t pulled[3], pushed; /* pulled by object (LEDGER_OBJ_*) */
+	uint64_t requests[16][6];   /* by route, by status class index */
+	uint64_t latency[N_BUCKETS + 1];
+	double latency_sum;
+	uint64_t latency_count;
+	uint64_t webhook_ok, webhook_failed;
+};
+
+struct sidecar {
+	const struct config *cfg;
+	struct conn *conn;
+	volatile sig_atomic_t *stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int kick;                       /* a local change wants an early push */
+	int64_t last_ok, failing_since; /* readiness */
+	struct metrics m;
+	char *token; /* the API bearer token */
+	size_t token_len;
+	char *webhook_secret;
+	size_t webhook_secret_len;
+};
+
+struct api;
+int api_start(struct api **out, struct sidecar *s, struct err *e);
+void api_stop(struct api *a);
+
+/* Ask the scheduler for an early cycle (after a local opt-out). */
+void sidecar_kick(struct sidecar *s);
+/* 1 when ready: the ledger answers and cycles have not failed for long. */
+int sidecar_ready(struct sidecar *s, char *why, size_t cap);
+
+/* The webhook deliverer; runs until *stop. */
+void *webhook_main(void *arg);
+
+#endif

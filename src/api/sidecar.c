@@ -1,0 +1,293 @@
+/* optsync run: the scheduler, readiness, and the webhook deliverer. */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/internal.h"
+#include "state/ledger.h"
+#include "util/fileio.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+/* Readiness: not ready when cycles have failed for longer than this. */
+#define READY_FAIL_WINDOW_MS (10 * 60 * 1000)
+
+void sidecar_kick(struct sidecar *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->kick = 1;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int sidecar_ready(struct sidecar *s, char *why, size_t cap)
+{
+	cJSON *st = NULL;
+	struct err e;
+	if (conn_status(s->conn, &st, &e)) {
+		snprintf(why, cap, "the ledger does not answer: %s", e.msg);
+		return 0;
+	}
+	cJSON_Delete(st);
+	pthread_mutex_lock(&s->mu);
+	int64_t since = s->failing_since;
+	pthread_mutex_unlock(&s->mu);
+	if (since && time_now_ms() - since > READY_FAIL_WINDOW_MS) {
+		snprintf(why, cap, "sync cycles have failed for %lld s",
+		         (long long)((time_now_ms() - since) / 1000));
+		return 0;
+	}
+	return 1;
+}
+
+static void note_cycle(struct sidecar *s, int rc, const cJSON *report)
+{
+	pthread_mutex_lock(&s->mu);
+	if (rc == 0) {
+		s->m.cycles_ok++;
+		s->last_ok = time_now_ms();
+		s->failing_since = 0;
+	} else {
+		s->m.cycles_failed++;
+		if (s->failing_since == 0)
+			s->failing_since = time_now_ms();
+	}
+	const cJSON *pulled = cJSON_GetObjectItem(report, "pulled");
+	s->m.pulled[LEDGER_OBJ_CONTACT] += (uint64_t)cJSON_GetNumberValue(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Contact"), "records"));
+	s->m.pulled[LEDGER_OBJ_LEAD] += (uint64_t)cJSON_GetNumberValue(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Lead"), "records"));
+	s->m.pushed += (uint64_t)cJSON_GetNumberValue(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(report, "pushes"), "succeeded"));
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait up to ms for a kick or a stop; the kick waits one more second so
+ * that a burst of opt-outs goes out together. */
+static void wait_next(struct sidecar *s, int64_t ms)
+{
+	int64_t until = time_now_ms() + ms;
+	pthread_mutex_lock(&s->mu);
+	while (!*s->stop && !s->kick) {
+		int64_t left = until - time_now_ms();
+		if (left <= 0)
+			break;
+		if (left > 200)
+			left = 200; /* check the stop flag often */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	int kicked = s->kick;
+	s->kick = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (kicked && !*s->stop) {
+		struct timespec d = {1, 0};
+		nanosleep(&d, NULL);
+	}
+}
+
+static uint32_t jitter(void)
+{
+	uint32_t r = 0;
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	return r;
+}
+
+int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+{
+	struct sidecar s = {0};
+	s.cfg = cfg;
+	s.stop = stop;
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	struct api *api = NULL;
+	pthread_t wh;
+	int wh_started = 0;
+	int rc = config_secret(cfg, CONFIG_SECRET_API_TOKEN, &s.token, &s.token_len, e);
+	if (rc) {
+		err_prefix(e, "optsync run needs an API token: ");
+		goto out;
+	}
+	if (cfg->webhook.enabled &&
+	    (rc = config_secret(cfg, CONFIG_SECRET_WEBHOOK_SECRET, &s.webhook_secret,
+	                        &s.webhook_secret_len, e)))
+		goto out;
+	if ((rc = conn_open(&s.conn, cfg, true, stop, e)))
+		goto out;
+	if ((rc = api_start(&api, &s, e)))
+		goto out;
+	if (cfg->webhook.enabled) {
+		if (pthread_create(&wh, NULL, webhook_main, &s) != 0) {
+			rc = err_set(e, ERR_INTERNAL, "cannot start the webhook thread");
+			goto out;
+		}
+		wh_started = 1;
+	}
+	log_info("run.start", "optsync %s running: sync every %lld s", OPTSYNC_VERSION,
+	         (long long)(cfg->sync.interval_ms / 1000));
+	int failures = 0;
+	while (!*stop) {
+		struct conn_sync_opts o = {false, false, false};
+		cJSON *report = NULL;
+		struct err ce = {0};
+		int crc = conn_sync_once(s.conn, &o, &report, &ce);
+		note_cycle(&s, crc, report);
+		cJSON_Delete(report);
+		if (crc) {
+			failures++;
+			log_error("run.cycle", "sync cycle failed (%d in a row): %s", failures,
+			          ce.msg);
+		} else {
+			failures = 0;
+		}
+		/* the interval with +-10% jitter; failures back off up to 10 intervals */
+		int64_t wait = cfg->sync.interval_ms;
+		for (int i = 0; i < failures && i < 4; i++)
+			wait *= 2;
+		if (wait > cfg->sync.interval_ms * 10)
+			wait = cfg->sync.interval_ms * 10;
+		wait += (int64_t)(jitter() % (uint32_t)(wait / 5 + 1)) - wait / 10;
+		wait_next(&s, wait);
+	}
+	log_info("run.stop", "stopping: no new requests; finishing what is in flight");
+out:
+	api_stop(api);
+	if (wh_started) {
+		pthread_cond_broadcast(&s.cv);
+		pthread_join(wh, NULL);
+	}
+	conn_close(s.conn);
+	secret_free(s.token, s.token_len);
+	secret_free(s.webhook_secret, s.webhook_secret_len);
+	pthread_cond_destroy(&s.cv);
+	pthread_mutex_destroy(&s.mu);
+	return rc;
+}
+
+/* ---- webhook ---- */
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * n;
+}
+
+/* POST one change; 0 when the application acknowledged it with a 2xx. */
+static int deliver(struct sidecar *s, CURL *h, const char *body, struct err *e)
+{
+	unsigned char mac[32];
+	unsigned int ml = 0;
+	HMAC(EVP_sha256(), s->webhook_secret, (int)s->webhook_secret_len,
+	     (const unsigned char *)body, strlen(body), mac, &ml);
+	char sig[128] = "X-Optsync-Signature: sha256=";
+	size_t o = strlen(sig);
+	for (unsigned i = 0; i < ml; i++)
+		o += (size_t)snprintf(sig + o, sizeof(sig) - o, "%02x", mac[i]);
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, sig);
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, s->cfg->webhook.url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "optsync/" OPTSYNC_VERSION);
+	CURLcode cc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdrs);
+	if (cc != CURLE_OK)
+		return err_set(e, ERR_RETRY, "webhook %s: %s", s->cfg->webhook.url,
+		               curl_easy_strerror(cc));
+	if (status < 200 || status >= 300)
+		return err_set(e, ERR_RETRY, "webhook %s answered HTTP %ld", s->cfg->webhook.url,
+		               status);
+	return 0;
+}
+
+/* Sleep ms in slices, ending early on stop. */
+static void nap(struct sidecar *s, int64_t ms)
+{
+	for (int64_t slept = 0; slept < ms && !*s->stop; slept += 100) {
+		struct timespec t = {0, 100000000L};
+		nanosleep(&t, NULL);
+	}
+}
+
+void *webhook_main(void *arg)
+{
+	struct sidecar *s = arg;
+	CURL *h = curl_easy_init();
+	struct err e;
+	uint64_t pos = 0;
+	int64_t backoff = 1000;
+	if (h == NULL)
+		return NULL;
+	/* the position lives in the ledger: a restart neither loses nor
+	 * reorders deliveries (a change may be delivered twice, never skipped) */
+	if (conn_webhook_position(s->conn, &pos, &e))
+		log_error("webhook", "cannot read the delivery position: %s", e.msg);
+	while (!*s->stop) {
+		cJSON *page = NULL;
+		if (conn_changes(s->conn, pos, 100, &page, &e)) {
+			log_error("webhook", "cannot read the change feed: %s", e.msg);
+			nap(s, 5000);
+			continue;
+		}
+		const cJSON *ch;
+		int delivered = 0, failed = 0;
+		cJSON_ArrayForEach(ch, cJSON_GetObjectItem(page, "changes"))
+		{
+			if (*s->stop)
+				break;
+			char *body = cJSON_PrintUnformatted(ch);
+			int rc = body ? deliver(s, h, body, &e)
+			              : err_set(&e, ERR_NOMEM, "out of memory");
+			free(body);
+			pthread_mutex_lock(&s->mu);
+			if (rc == 0)
+				s->m.webhook_ok++;
+			else
+				s->m.webhook_failed++;
+			pthread_mutex_unlock(&s->mu);
+			if (rc) {
+				log_warn("webhook", "%s; trying again in %lld ms", e.msg,
+				         (long long)backoff);
+				failed = 1;
+				break;
+			}
+			pos = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(ch, "seq"));
+			if (conn_webhook_advance(s->conn, pos, &e))
+				log_error("webhook", "cannot save the delivery position: %s",
+				          e.msg);
+			delivered++;
+			backoff = 1000;
+		}
+		cJSON_Delete(page);
+		if (failed) {
+			nap(s, backoff);
+			backoff = backoff * 2 > 300000 ? 300000 : backoff * 2;
+		} else if (!delivered) {
+			nap(s, 500);
+		}
+	}
+	curl_easy_cleanup(h);
+	return NULL;
+}
