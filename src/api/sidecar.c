@@ -15,9 +15,6 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-/* Readiness: not ready when cycles have failed for longer than this. */
-#define READY_FAIL_WINDOW_MS (10 * 60 * 1000)
-
 void sidecar_kick(struct sidecar *s)
 {
 	pthread_mutex_lock(&s->mu);
@@ -38,7 +35,7 @@ int sidecar_ready(struct sidecar *s, char *why, size_t cap)
 	pthread_mutex_lock(&s->mu);
 	int64_t since = s->failing_since;
 	pthread_mutex_unlock(&s->mu);
-	if (since && time_now_ms() - since > READY_FAIL_WINDOW_MS) {
+	if (since && time_now_ms() - since > s->cfg->sync.unready_after_ms) {
 		snprintf(why, cap, "sync cycles have failed for %lld s",
 		         (long long)((time_now_ms() - since) / 1000));
 		return 0;

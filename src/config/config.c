@@ -102,6 +102,7 @@ static const struct keyspec key_table[] = {
     {"sync", "interval", K_DURATION, OFF(sync.interval_ms), "60s", 0, -1},
     {"sync", "overlap", K_DURATION, OFF(sync.overlap_ms), "5m", 0, -1},
     {"sync", "resubscribe_policy", K_RESUB, OFF(sync.resubscribe_policy), "revert", 0, -1},
+    {"sync", "unready_after", K_DURATION, OFF(sync.unready_after_ms), "10m", 0, -1},
     {"state", "path", K_PATH, OFF(state.path), "./optsync-state", 0, -1},
     {"state", "map_size", K_SIZE, OFF(state.map_size), "1GiB", 0, -1},
     {"state", "max_map_size", K_SIZE, OFF(state.max_map_size), "64GiB", 0, -1},

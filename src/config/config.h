@@ -57,6 +57,7 @@ struct config {
 	} salesforce;
 	struct {
 		int64_t interval_ms, overlap_ms;
+		int64_t unready_after_ms; /* /readyz says 503 once cycles fail this long */
 		enum config_resubscribe resubscribe_policy;
 	} sync;
 	struct {

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""The local HTTP API of a real `optsync run`, against the fake Salesforce:
+every route, auth failures, bad and oversized bodies, idempotent opt-outs,
+admin actions, the change feed, the webhook with its signature checked,
+readiness while Salesforce is down, and a clean SIGTERM.
+
+Usage: test_api.py OPTSYNC FAKE_SF_PY"""
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OPTSYNC = FAKE = None
+TOKEN = "api-token-for-tests-0123456789"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+ADMIN_HASH = None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """The application's webhook endpoint: keeps what it gets, can refuse."""
+    got = []
+    refuse = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if Receiver.refuse > 0:
+            Receiver.refuse -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        Receiver.got.append((body, self.headers.get("X-Optsync-Signature")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+class Sidecar:
+    def __init__(self, extra="", contacts=30):
+        self.tmp = tempfile.TemporaryDirectory()
+        d = self.tmp.name
+        portfile = os.path.join(d, "port")
+        self.fake_log = open(os.path.join(d, "fake.log"), "w")
+        self.fake = subprocess.Popen([sys.executable, FAKE, "--port-file", portfile,
+                                      "--contacts", str(contacts)],
+                                     stdout=self.fake_log, stderr=self.fake_log)
+        while not os.path.exists(portfile):
+            time.sleep(0.05)
+        self.sf_port = int(open(portfile).read())
+        self.hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=self.hook.serve_forever, daemon=True).start()
+        Receiver.got, Receiver.refuse = [], 0
+        self.port = free_port()
+        self.config = os.path.join(d, "optsync.toml")
+        with open(self.config, "w") as f:
+            f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
+                    'client_id = "fake-client-id"\n[state]\npath = "%s/state"\nmap_size = "16MiB"\n'
+                    '[api]\nlisten = "127.0.0.1:%d"\n[webhook]\nurl = "http://127.0.0.1:%d/hook"\n'
+                    '[[admins]]\nname = "alice"\ntoken_hash = "%s"\n[log]\nformat = "text"\n%s'
+                    % (self.sf_port, d, self.port, self.hook.server_address[1], ADMIN_HASH, extra))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+        env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret", OPTSYNC_API_TOKEN=TOKEN,
+                   OPTSYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        self.log = open(os.path.join(d, "optsync.log"), "w")
+        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=env,
+                                     stdout=self.log, stderr=self.log)
+        for _ in range(100):
+            try:
+                if self.get("/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+
+    def request(self, method, path, body=None, token=TOKEN, admin=None, raw=None):
+        headers = {}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        if admin:
+            headers["X-Optsync-Admin"] = admin
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                text = r.read()
+                ctype = r.headers.get("Content-Type", "")
+                return r.status, json.loads(text) if "json" in ctype else text.decode()
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            return e.code, json.loads(text) if text else None
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def ctl(self, method, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (self.sf_port, path),
+                                     method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+    def wait(self, cond, secs=20):
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(15)
+        self.fake.terminate()
+        self.fake.wait(10)
+        self.hook.shutdown()
+        self.log.close()
+        self.fake_log.close()
+        self.tmp.cleanup()
+
+
+def q(email):
+    return urllib.parse.quote(email, safe="")
+
+
+class Api(unittest.TestCase):
+    def setUp(self):
+        self.s = Sidecar()
+        self.assertTrue(self.s.wait(lambda: self.s.get("/v1/changes")[1].get("next_after", 0) > 0
+                                    or self.s.get("/readyz")[0] == 200))
+
+    def tearDown(self):
+        self.s.close()
+
+    def any_email(self, opted_out=False):
+        recs = self.s.ctl("GET", "records?object=Contact")["records"]
+        return [r for r in recs if r["HasOptedOutOfEmail"] == opted_out][0]
+
+    def test_health_ready_metrics_need_no_token(self):
+        self.assertEqual(self.s.get("/healthz", token=None)[0], 200)
+        self.assertEqual(self.s.get("/readyz", token=None)[0], 200)
+        st, text = self.s.get("/metrics", token=None)
+        self.assertEqual(st, 200)
+        self.assertIn("optsync_sync_cycles_total{result=\"ok\"}", text)
+        self.assertIn("optsync_http_request_duration_seconds_bucket", text)
+
+    def test_auth_failures(self):
+        st, body = self.s.get("/v1/changes", token=None)
+        self.assertEqual(st, 401)
+        self.assertEqual(body["error"]["code"], "unauthorized")
+        self.assertEqual(self.s.get("/v1/changes", token="wrong")[0], 401)
+        self.assertEqual(self.s.get("/v1/changes", token=TOKEN + "x")[0], 401)
+        email = self.any_email()["Email"]
+        st, body = self.s.request("DELETE", "/v1/contacts/" + q(email))
+        self.assertEqual(st, 403)
+        st, _ = self.s.request("DELETE", "/v1/contacts/" + q(email), admin="alice:wrong-token")
+        self.assertEqual(st, 403)
+
+    def test_bad_input(self):
+        st, body = self.s.request("POST", "/v1/optouts", raw=b"{not json")
+        self.assertEqual(st, 400)
+        self.assertIn("error", body)
+        self.assertEqual(self.s.request("POST", "/v1/optouts", {"email": "nope"})[0], 422)
+        self.assertEqual(self.s.request("POST", "/v1/optouts", {"emial": "a@b.org"})[0], 422)
+        self.assertEqual(self.s.request("POST", "/v1/optouts", raw=b"x" * 70000)[0], 413)
+        big = {"emails": ["u%d@example.com" % i for i in range(1001)]}
+        self.assertEqual(self.s.request("POST", "/v1/suppression/check", big)[0], 413)
+        self.assertEqual(self.s.get("/v1/nowhere")[0], 404)
+        self.assertEqual(self.s.get("/v1/changes?limit=0")[0], 400)
+        self.assertEqual(self.s.request("PUT", "/v1/contacts/a%40b.org/authorization",
+                                        {"type": "consent"})[0], 422)
+
+    def test_unknown_email(self):
+        st, body = self.s.get("/v1/contacts/" + q("nobody@example.com"))
+        self.assertEqual(st, 404)
+        self.assertEqual(body["error"]["code"], "not_found")
+        st, body = self.s.request("POST", "/v1/suppression/check",
+                                  {"emails": ["Nobody@Example.com"]})
+        self.assertEqual((st, body["results"]["Nobody@Example.com"]), (200, False))
+
+    def test_optout_idempotent_and_pushed(self):
+        rec = self.any_email()
+        body = {"email": rec["Email"], "idempotency_key": "req-1", "reason": "link"}
+        st, r1 = self.s.request("POST", "/v1/optouts", body)
+        self.assertEqual(st, 202)
+        self.assertFalse(r1["already"])
+        st, r2 = self.s.request("POST", "/v1/optouts", body)
+        self.assertEqual(st, 202)
+        self.assertTrue(r2["already"])
+        self.assertEqual(r1["event_seq"], r2["event_seq"])
+        hist = self.s.get("/v1/contacts/%s/history" % q(rec["Email"]))[1]
+        self.assertEqual(sum(1 for h in hist if h["kind"] == "optout"), 1)
+        # pushed early, without waiting for the 60 s interval
+        self.assertTrue(self.s.wait(lambda: self.s.ctl(
+            "GET", "records?object=Contact&id=" + rec["Id"])["records"][0]["HasOptedOutOfEmail"], 10))
+        st, r = self.s.request("POST", "/v1/suppression/check", {"emails": [rec["Email"].upper()]})
+        self.assertTrue(r["results"][rec["Email"].upper()])
+
+    def test_compliance_fields_and_batch(self):
+        rec = self.any_email()
+        path = "/v1/contacts/%s" % q(rec["Email"])
+        st, p = self.s.request("PUT", path + "/authorization",
+                               {"type": "consent", "consent_date": "2026-11-01T00:00:00Z",
+                                "purpose": "Newsletter"})
+        self.assertEqual(st, 200, p)
+        self.assertEqual(p["authorization"]["type"], "consent")
+        st, p = self.s.request("PUT", path + "/source", {"type": "other", "other": "a fair"})
+        self.assertEqual((st, p["source"]["other"]), (200, "a fair"))
+        st, r = self.s.request("POST", "/v1/contacts:batch", {"updates": [
+            {"email": rec["Email"], "source": {"type": "import"}},
+            {"email": "bad", "source": {"type": "import"}},
+            {"email": "x@example.org", "authorization": {"type": "friendship"}}]})
+        self.assertEqual(st, 200)
+        self.assertEqual([x["ok"] for x in r["results"]], [True, False, False])
+
+    def test_admin_resubscribe_export_erase(self):
+        rec = self.any_email()
+        email = rec["Email"]
+        self.s.request("POST", "/v1/optouts", {"email": email})
+        path = "/v1/contacts/%s" % q(email)
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        evidence = {"consent_date": later, "purpose": "Newsletter", "evidence_ref": "form-9"}
+        self.assertEqual(self.s.request("POST", path + "/resubscribe", evidence)[0], 403)
+        st, body = self.s.request("POST", path + "/resubscribe", {"purpose": "x"},
+                                  admin="alice:" + ADMIN_TOKEN)
+        self.assertEqual(st, 422)
+        time.sleep(3)
+        st, p = self.s.request("POST", path + "/resubscribe", evidence, admin="alice:" + ADMIN_TOKEN)
+        self.assertEqual(st, 200, p)
+        self.assertFalse(p["opted_out"])
+        st, x = self.s.get(path + "/export")
+        self.assertEqual(st, 200)
+        self.assertEqual(x["email"], email.lower())
+        self.assertTrue(any(h["kind"] == "optin" and h["actor"] == "alice" for h in x["history"]))
+        st, csv = self.s.get(path + "/export?format=csv")
+        self.assertTrue(csv.startswith("first_name,last_name"))
+        st, p = self.s.request("DELETE", path, admin="alice:" + ADMIN_TOKEN)
+        self.assertEqual((st, p["email"]), (200, None))
+        self.assertNotIn(email.lower(), json.dumps(self.s.get(path + "/export")[1]))
+
+    def test_conflict_resolution(self):
+        rec = self.any_email(opted_out=True)
+        time.sleep(1.1)
+        self.s.ctl("POST", "config", {})
+        self.s.ctl("POST", "records", {"object": "Contact",
+                                       "records": [{"Id": rec["Id"], "HasOptedOutOfEmail": False}]})
+        self.s.request("POST", "/v1/optouts", {"email": "kick@example.com"})  # run a cycle soon
+        self.assertTrue(self.s.wait(lambda: self.s.get("/v1/conflicts")[1]["conflicts"], 15))
+        c = self.s.get("/v1/conflicts?status=open")[1]["conflicts"][0]
+        self.assertEqual(c["kind"], "resubscribe")
+        url = "/v1/conflicts/%d/resolve" % c["id"]
+        self.assertEqual(self.s.request("POST", url, {"action": "keep_optout"})[0], 403)
+        self.assertEqual(self.s.request("POST", url, {"action": "take_salesforce"},
+                                        admin="alice:" + ADMIN_TOKEN)[0], 403)
+        st, r = self.s.request("POST", url, {"action": "keep_optout"}, admin="alice:" + ADMIN_TOKEN)
+        self.assertEqual((st, r["status"]), (200, "resolved"))
+        self.assertEqual(self.s.get("/v1/conflicts?status=open")[1]["conflicts"], [])
+
+    def test_change_feed_and_webhook(self):
+        Receiver.refuse = 2  # the application is down for a moment
+        for i in range(3):
+            self.s.request("POST", "/v1/optouts", {"email": "feed%d@example.com" % i})
+        st, feed = self.s.get("/v1/changes?after=0&limit=1000")
+        self.assertEqual(st, 200)
+        seqs = [c["seq"] for c in feed["changes"]]
+        self.assertEqual(seqs, sorted(seqs))
+        mine = [c for c in feed["changes"] if (c["email"] or "").startswith("feed")]
+        self.assertEqual([c["email"] for c in mine],
+                         ["feed0@example.com", "feed1@example.com", "feed2@example.com"])
+        page = self.s.get("/v1/changes?after=%d&limit=1" % seqs[0])[1]
+        self.assertEqual([c["seq"] for c in page["changes"]], [seqs[1]])
+        self.assertEqual(page["next_after"], seqs[1])
+        # every change reaches the webhook, in order, signed, despite the refusals
+        self.assertTrue(self.s.wait(lambda: len(Receiver.got) >= len(seqs), 30))
+        got = [json.loads(b) for b, _ in Receiver.got]
+        self.assertEqual([c["seq"] for c in got][:len(seqs)], seqs)
+        for body, sig in Receiver.got:
+            want = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            self.assertTrue(hmac.compare_digest(sig, want))
+
+    def test_readiness_while_salesforce_is_down(self):
+        self.s.close()
+        self.s = Sidecar(extra='[sync]\ninterval = "1s"\nunready_after = "1s"\n')
+        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200))
+        self.s.ctl("POST", "faults", {"faults": [{"route": "query", "kind": "status",
+                                                  "status": 503, "count": 100000}]})
+        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 503, 60))
+        self.assertEqual(self.s.get("/healthz")[0], 200)  # alive, not ready
+        self.assertEqual(self.s.request("POST", "/v1/optouts", {"email": "x@example.com"})[0], 202)
+        self.s.ctl("DELETE", "faults")
+        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200, 60))
+
+    def test_clean_sigterm(self):
+        t = time.monotonic()
+        self.s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.s.proc.wait(15), 0)
+        self.assertLess(time.monotonic() - t, 10)
+        with self.assertRaises(OSError):
+            self.s.get("/healthz")
+
+
+def main():
+    global OPTSYNC, FAKE, ADMIN_HASH
+    OPTSYNC, FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    p = subprocess.run([OPTSYNC, "admin", "hash-token"], input=ADMIN_TOKEN + "\n",
+                       capture_output=True, text=True, check=True)
+    ADMIN_HASH = p.stdout.split('"')[1]
+    prog = unittest.main(argv=sys.argv[:1], verbosity=2, exit=False)
+    r = prog.result
+    print("%d passed, %d failed" % (r.testsRun - len(r.failures) - len(r.errors),
+                                    len(r.failures) + len(r.errors)))
+    sys.exit(0 if r.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
