@@ -431,23 +431,28 @@ static enum MHD_Result suppression_check(struct ctx *c)
 	return reply(c, rc, doc, 200);
 }
 
+int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e)
+{
+	static const char *const keys[] = {"email",  "occurred_at",     "source",
+	                                   "reason", "idempotency_key", NULL};
+	memset(o, 0, sizeof(*o));
+	int rc = check_keys(body, keys, e);
+	if (rc)
+		return rc;
+	o->email = jstr(body, "email");
+	o->source = jstr(body, "source");
+	o->reason = jstr(body, "reason");
+	o->idempotency_key = jstr(body, "idempotency_key");
+	if (o->email == NULL)
+		return err_set(e, ERR_INVALID, "email is required");
+	return jtime(body, "occurred_at", &o->occurred_at, e);
+}
+
 static enum MHD_Result optouts(struct ctx *c)
 {
 	c->route = R_OPTOUTS;
-	static const char *const keys[] = {"email",  "occurred_at",     "source",
-	                                   "reason", "idempotency_key", NULL};
-	struct conn_optout o = {0};
-	int rc = check_keys(c->body, keys, &c->e);
-	if (rc == 0) {
-		o.email = jstr(c->body, "email");
-		o.source = jstr(c->body, "source");
-		o.reason = jstr(c->body, "reason");
-		o.idempotency_key = jstr(c->body, "idempotency_key");
-		if (o.email == NULL)
-			rc = err_set(&c->e, ERR_INVALID, "email is required");
-	}
-	if (rc == 0)
-		rc = jtime(c->body, "occurred_at", &o.occurred_at, &c->e);
+	struct conn_optout o;
+	int rc = api_optout_parse(c->body, &o, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0)
 		rc = conn_optout(c->s->conn, &api_actor, &o, &doc, &c->e);
@@ -810,6 +815,7 @@ static void on_done(void *cls, struct MHD_Connection *con, void **con_cls,
 	*con_cls = NULL;
 }
 
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) ERR_PRINTF(2, 0);
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;

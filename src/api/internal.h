@@ -2,6 +2,7 @@
 #ifndef OPTSYNC_API_INTERNAL_H
 #define OPTSYNC_API_INTERNAL_H
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,6 +47,10 @@ void api_stop(struct api *a);
 void sidecar_kick(struct sidecar *s);
 /* 1 when ready: the ledger answers and cycles have not failed for long. */
 int sidecar_ready(struct sidecar *s, char *why, size_t cap);
+
+/* The body of POST /v1/optouts: only known fields, strings, a valid
+ * occurred_at. Strings point into body. */
+int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e);
 
 /* The webhook deliverer; runs until *stop. */
 void *webhook_main(void *arg);
