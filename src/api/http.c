@@ -55,7 +55,9 @@ static const char *const route_names[] = {
     "healthz",       "readyz",  "metrics",   "contact",     "suppression_check", "optouts",
     "authorization", "source",  "batch",     "resubscribe", "history",           "export",
     "erase",         "changes", "conflicts", "other"};
-static const int status_classes[] = {200, 202, 400, 401, 403, 0}; /* 0: any other */
+/* the statuses the API answers with; anything else counts as "other" */
+static const unsigned statuses[N_STATUS - 1] = {200, 202, 400, 401, 403, 404,
+                                                405, 409, 413, 422, 500, 503};
 
 static int64_t now_us(void)
 {
@@ -69,9 +71,9 @@ static void count(struct sidecar *s, enum route r, unsigned status, int64_t star
 	static const double bounds[N_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01,
 	                                         0.025,  0.05,  0.1,   0.5,   1.0};
 	double secs = (double)(now_us() - start) / 1e6;
-	int ci = 5;
-	for (int i = 0; i < 5; i++)
-		if ((unsigned)status_classes[i] == status)
+	int ci = N_STATUS - 1;
+	for (int i = 0; i < N_STATUS - 1; i++)
+		if (statuses[i] == status)
 			ci = i;
 	pthread_mutex_lock(&s->mu);
 	s->m.requests[r][ci]++;
@@ -650,6 +652,16 @@ static enum MHD_Result route(struct ctx *c)
 
 /* ---- metrics ---- */
 
+static const char *status_name(int k)
+{
+	static char names[N_STATUS][8];
+	if (k == N_STATUS - 1)
+		return "other";
+	if (names[k][0] == '\0')
+		snprintf(names[k], sizeof(names[k]), "%u", statuses[k]);
+	return names[k];
+}
+
 static enum MHD_Result metrics(struct ctx *c)
 {
 	struct sidecar *s = c->s;
@@ -669,17 +681,20 @@ static enum MHD_Result metrics(struct ctx *c)
 	           "# TYPE optsync_records_pulled_total counter\n"
 	           "optsync_records_pulled_total{object=\"Contact\"} %llu\n"
 	           "optsync_records_pulled_total{object=\"Lead\"} %llu\n"
-	           "# HELP optsync_records_pushed_total Salesforce records written.\n"
+	           "# HELP optsync_records_pushed_total Salesforce records written, by object.\n"
 	           "# TYPE optsync_records_pushed_total counter\n"
-	           "optsync_records_pushed_total %llu\n"
+	           "optsync_records_pushed_total{object=\"Contact\"} %llu\n"
+	           "optsync_records_pushed_total{object=\"Lead\"} %llu\n"
 	           "# HELP optsync_webhook_deliveries_total Webhook deliveries by result.\n"
 	           "# TYPE optsync_webhook_deliveries_total counter\n"
 	           "optsync_webhook_deliveries_total{result=\"ok\"} %llu\n"
 	           "optsync_webhook_deliveries_total{result=\"failed\"} %llu\n",
 	           (unsigned long long)m.cycles_ok, (unsigned long long)m.cycles_failed,
 	           (unsigned long long)m.pulled[LEDGER_OBJ_CONTACT],
-	           (unsigned long long)m.pulled[LEDGER_OBJ_LEAD], (unsigned long long)m.pushed,
-	           (unsigned long long)m.webhook_ok, (unsigned long long)m.webhook_failed);
+	           (unsigned long long)m.pulled[LEDGER_OBJ_LEAD],
+	           (unsigned long long)m.pushed[LEDGER_OBJ_CONTACT],
+	           (unsigned long long)m.pushed[LEDGER_OBJ_LEAD], (unsigned long long)m.webhook_ok,
+	           (unsigned long long)m.webhook_failed);
 	cJSON *st = NULL;
 	if (conn_status(s->conn, &st, &e) == 0) {
 		const cJSON *p = cJSON_GetObjectItem(st, "pushes");
@@ -722,19 +737,13 @@ static enum MHD_Result metrics(struct ctx *c)
 	           "# HELP optsync_http_requests_total API requests by route and status.\n"
 	           "# TYPE optsync_http_requests_total counter\n");
 	for (int r = 0; r <= R_OTHER; r++)
-		for (int k = 0; k < 6; k++)
+		for (int k = 0; k < N_STATUS; k++)
 			if (m.requests[r][k])
 				buf_printf(
 				    &b, &e,
 				    "optsync_http_requests_total{route=\"%s\",status=\"%s\"} "
 				    "%llu\n",
-				    route_names[r],
-				    k == 5   ? "other"
-				    : k == 0 ? "200"
-				    : k == 1 ? "202"
-				    : k == 2 ? "400"
-				    : k == 3 ? "401"
-				             : "403",
+				    route_names[r], status_name(k),
 				    (unsigned long long)m.requests[r][k]);
 	static const char *const le[N_BUCKETS] = {"0.0005", "0.001", "0.002", "0.005", "0.01",
 	                                          "0.025",  "0.05",  "0.1",   "0.5",   "1"};

@@ -12,12 +12,13 @@
 
 #define API_BODY_MAX (64u << 10)
 #define N_BUCKETS    10
+#define N_STATUS     13 /* 12 known statuses and "other" */
 
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
 	uint64_t cycles_ok, cycles_failed;
-	uint64_t pulled[3], pushed; /* pulled by object (LEDGER_OBJ_*) */
-	uint64_t requests[16][6];   /* by route, by status class index */
+	uint64_t pulled[3], pushed[3];   /* by object (LEDGER_OBJ_*) */
+	uint64_t requests[16][N_STATUS]; /* by route, by status */
 	uint64_t latency[N_BUCKETS + 1];
 	double latency_sum;
 	uint64_t latency_count;

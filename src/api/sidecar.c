@@ -60,8 +60,11 @@ static void note_cycle(struct sidecar *s, int rc, const cJSON *report)
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Contact"), "records"));
 	s->m.pulled[LEDGER_OBJ_LEAD] += (uint64_t)cJSON_GetNumberValue(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Lead"), "records"));
-	s->m.pushed += (uint64_t)cJSON_GetNumberValue(
-	    cJSON_GetObjectItem(cJSON_GetObjectItem(report, "pushes"), "succeeded"));
+	const cJSON *by = cJSON_GetObjectItem(cJSON_GetObjectItem(report, "pushes"), "by_object");
+	s->m.pushed[LEDGER_OBJ_CONTACT] +=
+	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Contact"));
+	s->m.pushed[LEDGER_OBJ_LEAD] +=
+	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Lead"));
 	pthread_mutex_unlock(&s->mu);
 }
 

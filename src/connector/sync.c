@@ -248,6 +248,7 @@ struct results {
 	const char *request_error;
 	int64_t now;
 	size_t ok, retry, parked;
+	size_t ok_by_object[3];
 };
 
 static int64_t push_backoff(uint32_t attempts)
@@ -262,6 +263,7 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct results *r = ctx;
 	r->ok = r->retry = r->parked = 0;
+	memset(r->ok_by_object, 0, sizeof(r->ok_by_object));
 	struct ledger_push *cur = malloc(sizeof(*cur));
 	struct ledger_record *rec = malloc(sizeof(*rec));
 	int rc = cur && rec ? 0 : err_set(e, ERR_NOMEM, "out of memory");
@@ -295,6 +297,8 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			if (rc == 0 && cur->version == s->version)
 				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
 			r->ok++;
+			if (s->record.object < 3)
+				r->ok_by_object[s->record.object]++;
 			continue;
 		}
 		cur->attempts++;
@@ -367,7 +371,7 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	struct sf_value(*vals)[8] = malloc(d.cap * sizeof(*vals));
 	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
 	struct sf_result *res = malloc(d.cap * sizeof(*res));
-	size_t calls = 0, ok = 0, retry = 0, parked = 0;
+	size_t calls = 0, ok = 0, retry = 0, parked = 0, by_object[3] = {0, 0, 0};
 	int rc = d.items && up && vals && dates && res ? 0 : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
 		d.list = cJSON_AddArrayToObject(report, "would_push");
@@ -388,9 +392,12 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		calls++;
 		struct err se = {0};
 		int src = sf_update(sf, up, d.n, res, &se);
-		struct results r = {d.items, res, d.n, src != 0, se.msg, time_now_ms(), 0, 0, 0};
+		struct results r = {d.items,       res, d.n, src != 0, se.msg,
+		                    time_now_ms(), 0,   0,   0,        {0, 0, 0}};
 		rc = ledger_write(c->l, results_txn, &r, e);
 		ok += r.ok;
+		for (int k = 0; k < 3; k++)
+			by_object[k] += r.ok_by_object[k];
 		retry += r.retry;
 		parked += r.parked;
 		if (rc == 0 && src) {
@@ -407,6 +414,9 @@ out:;
 	cJSON *p = cJSON_AddObjectToObject(report, "pushes");
 	cJSON_AddNumberToObject(p, "collection_calls", (double)calls);
 	cJSON_AddNumberToObject(p, "succeeded", (double)ok);
+	cJSON *by = cJSON_AddObjectToObject(p, "by_object");
+	cJSON_AddNumberToObject(by, "Contact", (double)by_object[LEDGER_OBJ_CONTACT]);
+	cJSON_AddNumberToObject(by, "Lead", (double)by_object[LEDGER_OBJ_LEAD]);
 	cJSON_AddNumberToObject(p, "retrying", (double)retry);
 	cJSON_AddNumberToObject(p, "parked_now", (double)parked);
 	free(d.items);

@@ -58,7 +58,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 class Sidecar:
-    def __init__(self, extra="", contacts=30):
+    def __init__(self, extra="", contacts=30, listen=None):
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -73,13 +73,14 @@ class Sidecar:
         threading.Thread(target=self.hook.serve_forever, daemon=True).start()
         Receiver.got, Receiver.refuse = [], 0
         self.port = free_port()
+        self.listen = listen or "127.0.0.1:%d" % self.port
         self.config = os.path.join(d, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
                     'client_id = "fake-client-id"\n[state]\npath = "%s/state"\nmap_size = "16MiB"\n'
-                    '[api]\nlisten = "127.0.0.1:%d"\n[webhook]\nurl = "http://127.0.0.1:%d/hook"\n'
+                    '[api]\nlisten = "%s"\n[webhook]\nurl = "http://127.0.0.1:%d/hook"\n'
                     '[[admins]]\nname = "alice"\ntoken_hash = "%s"\n[log]\nformat = "text"\n%s'
-                    % (self.sf_port, d, self.port, self.hook.server_address[1], ADMIN_HASH, extra))
+                    % (self.sf_port, d, self.listen, self.hook.server_address[1], ADMIN_HASH, extra))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
         env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret", OPTSYNC_API_TOKEN=TOKEN,
                    OPTSYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
@@ -88,7 +89,7 @@ class Sidecar:
                                      stdout=self.log, stderr=self.log)
         for _ in range(100):
             try:
-                if self.get("/healthz")[0] == 200:
+                if listen or self.get("/healthz")[0] == 200:
                     break
             except OSError:
                 time.sleep(0.1)
@@ -165,6 +166,33 @@ class Api(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn("optsync_sync_cycles_total{result=\"ok\"}", text)
         self.assertIn("optsync_http_request_duration_seconds_bucket", text)
+        self.assertIn('optsync_records_pushed_total{object="Lead"}', text)
+        self.s.get("/v1/contacts/" + q("nobody@example.com"))
+        text = self.s.get("/metrics", token=None)[1]
+        self.assertIn('optsync_http_requests_total{route="contact",status="404"} 1', text)
+
+    def test_unix_socket(self):
+        import http.client
+        path = os.path.join(self.s.tmp.name, "api.sock")
+        other = Sidecar(listen="unix:" + path)
+        try:
+            self.assertTrue(other.wait(lambda: os.path.exists(path)))
+            self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o660")
+
+            class UnixConn(http.client.HTTPConnection):
+                def connect(self):
+                    self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    self.sock.connect(path)
+
+            for token, want in ((None, 401), (TOKEN, 200)):
+                conn = UnixConn("localhost")
+                conn.request("GET", "/v1/changes",
+                             headers={"Authorization": "Bearer " + token} if token else {})
+                self.assertEqual(conn.getresponse().status, want)
+                conn.close()
+        finally:
+            other.close()
+        self.assertFalse(os.path.exists(path))  # removed on a clean stop
 
     def test_auth_failures(self):
         st, body = self.s.get("/v1/changes", token=None)
