@@ -80,7 +80,7 @@ struct conn_bulk_result {
 	cJSON *bad;
 };
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
-		     size_t n, const char *reason, struct conn_bulk_result *res, struct err *e);
+                     size_t n, const char *reason, struct conn_bulk_result *res, struct err *e);
 
 struct conn_facts_change {
 	const char *authorization; /* type name, NULL: unchanged */
@@ -129,8 +129,7 @@ int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
 /* Whether each email is suppressed (known and opted out): one read
  * transaction for all. out[i] for emails[i]; ERR_INVALID names the first
  * email that is not one. */
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out,
-		    struct err *e);
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e);
 
 /* ---- the change feed (local API) ---- */
 

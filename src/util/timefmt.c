@@ -122,13 +122,15 @@ static struct civil split(int64_t ms)
 	int64_t rem = secs - days * 86400, y;
 	unsigned mo, d;
 	time_civil_from_days(days, &y, &mo, &d);
-	struct civil c = {(int)(y < 0 ? 0 : y > 9999 ? 9999 : y),
-			  (unsigned char)mo,
-			  (unsigned char)d,
-			  (unsigned char)(rem / 3600),
-			  (unsigned char)(rem % 3600 / 60),
-			  (unsigned char)(rem % 60),
-			  (unsigned short)(ms - secs * 1000)};
+	struct civil c = {(int)(y < 0      ? 0
+	                        : y > 9999 ? 9999
+	                                   : y),
+	                  (unsigned char)mo,
+	                  (unsigned char)d,
+	                  (unsigned char)(rem / 3600),
+	                  (unsigned char)(rem % 3600 / 60),
+	                  (unsigned char)(rem % 60),
+	                  (unsigned short)(ms - secs * 1000)};
 	return c;
 }
 
@@ -136,18 +138,18 @@ void time_format(int64_t ms, char out[TIME_STR_MAX])
 {
 	struct civil c = split(ms);
 	if (c.frac)
-		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02u.%03uZ", c.year, c.mo, c.d,
-			 c.h, c.mi, c.s, c.frac);
+		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02u.%03uZ", c.year, c.mo,
+		         c.d, c.h, c.mi, c.s, c.frac);
 	else
-		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02uZ", c.year, c.mo, c.d, c.h,
-			 c.mi, c.s);
+		snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02uZ", c.year, c.mo, c.d,
+		         c.h, c.mi, c.s);
 }
 
 void time_format_sf(int64_t ms, char out[TIME_STR_MAX])
 {
 	struct civil c = split(ms);
 	snprintf(out, TIME_STR_MAX, "%04d-%02u-%02uT%02u:%02u:%02u.%03u+0000", c.year, c.mo, c.d,
-		 c.h, c.mi, c.s, c.frac);
+	         c.h, c.mi, c.s, c.frac);
 }
 
 int64_t time_now_ms(void)
