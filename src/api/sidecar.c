@@ -146,6 +146,8 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 		int crc = conn_sync_once(s.conn, &o, &report, &ce);
 		note_cycle(&s, crc, report);
 		cJSON_Delete(report);
+		if (crc && *stop)
+			break; /* stopped mid-cycle: what was committed stays */
 		if (crc) {
 			failures++;
 			log_error("run.cycle", "sync cycle failed (%d in a row): %s", failures,

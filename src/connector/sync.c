@@ -78,6 +78,9 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 		return rc;
 	add_stats(&pl->total, &pl->page);
 	pl->pages++;
+	if (pl->c->stop && *pl->c->stop)
+		return err_set(e, ERR_RETRY, "stopped by a signal after page %llu (committed)",
+		               (unsigned long long)pl->pages);
 	ledger_trim(pl->c->l); /* keep a long pull's resident memory flat */
 	log_debug("sync.page", "%s page %llu: %zu records applied", ledger_object_name(pl->object),
 	          (unsigned long long)pl->pages, n);
@@ -379,7 +382,7 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		rc = ledger_read(c->l, read_due, &d, e);
 		goto out;
 	}
-	for (int round = 0; rc == 0 && round < 100000; round++) {
+	for (int round = 0; rc == 0 && round < 100000 && !(c->stop && *c->stop); round++) {
 		d.now = time_now_ms();
 		if ((rc = ledger_read(c->l, read_due, &d, e)) || d.n == 0)
 			break;

@@ -340,6 +340,15 @@ class Api(unittest.TestCase):
         self.s.ctl("DELETE", "faults")
         self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200, 60))
 
+    def test_sigterm_during_a_long_pull(self):
+        self.s.close()
+        self.s = Sidecar(contacts=300000)
+        time.sleep(3)  # the first cycle is pulling 300,000 Contacts (~15 s in all)
+        t = time.monotonic()
+        self.s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.s.proc.wait(15), 0)
+        self.assertLess(time.monotonic() - t, 10)
+
     def test_clean_sigterm(self):
         t = time.monotonic()
         self.s.proc.send_signal(signal.SIGTERM)
