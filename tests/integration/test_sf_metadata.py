@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The Salesforce metadata in salesforce/ matches what optsync expects: every
+field of the default [salesforce.fields] mapping exists on Contact and Lead,
+the picklists hold exactly the default [salesforce.values], the permission
+set lets the integration user read and edit each field, and every file is
+well-formed XML.
+
+Usage: test_sf_metadata.py SOURCE_DIR OPTSYNC"""
+import json
+import os
+import subprocess
+import sys
+import unittest
+import xml.etree.ElementTree as ET
+
+NS = {"m": "http://soap.sforce.com/2006/04/metadata"}
+SRC = OPTSYNC = None
+
+
+class Metadata(unittest.TestCase):
+    def setUp(self):
+        cfg = json.loads(subprocess.run([OPTSYNC, "-c", os.path.join(SRC, "config.example.toml"),
+                                         "config", "check", "--json"], capture_output=True,
+                                        text=True).stdout)
+        sf = cfg["settings"]["salesforce"]
+        self.fields = {k: v for k, v in sf["fields"].items() if k != "opted_out"}
+        v = sf["values"]
+        self.auth = [v[k] for k in ("consent", "legitimate_interest", "contract",
+                                    "legal_obligation", "vital_interests", "public_interest",
+                                    "other")]
+        self.source = [v[k] for k in ("crm_sync", "import", "manual_upload",
+                                      "browser_extension", "other")]
+        self.root = os.path.join(SRC, "salesforce", "force-app", "main", "default")
+
+    def test_fields_and_picklists(self):
+        for obj in ("Contact", "Lead"):
+            for key, api in self.fields.items():
+                path = os.path.join(self.root, "objects", obj, "fields", api + ".field-meta.xml")
+                self.assertTrue(os.path.exists(path), path)
+                doc = ET.parse(path).getroot()
+                self.assertEqual(doc.find("m:fullName", NS).text, api)
+                typ = doc.find("m:type", NS).text
+                if key in ("authorization_type", "source_type"):
+                    self.assertEqual(typ, "Picklist")
+                    values = [v.find("m:fullName", NS).text
+                              for v in doc.iterfind(".//m:value", NS)]
+                    self.assertEqual(values, self.auth if key == "authorization_type" else self.source)
+                    self.assertEqual(doc.find(".//m:restricted", NS).text, "true")
+                elif key == "consent_date":
+                    self.assertEqual(typ, "DateTime")
+                else:
+                    self.assertEqual(typ, "Text")
+
+    def test_permission_set(self):
+        path = os.path.join(self.root, "permissionsets", "Optsync_Integration.permissionset-meta.xml")
+        doc = ET.parse(path).getroot()
+        granted = {(p.find("m:field", NS).text, p.find("m:editable", NS).text)
+                   for p in doc.iterfind("m:fieldPermissions", NS)}
+        for obj in ("Contact", "Lead"):
+            for api in self.fields.values():
+                self.assertIn(("%s.%s" % (obj, api), "true"), granted)
+        self.assertIn("ApiEnabled", [u.find("m:name", NS).text
+                                     for u in doc.iterfind("m:userPermissions", NS)])
+
+
+if __name__ == "__main__":
+    SRC, OPTSYNC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    prog = unittest.main(argv=sys.argv[:1], verbosity=2, exit=False)
+    r = prog.result
+    print("%d passed, %d failed" % (r.testsRun - len(r.failures) - len(r.errors),
+                                    len(r.failures) + len(r.errors)))
+    sys.exit(0 if r.wasSuccessful() else 1)
