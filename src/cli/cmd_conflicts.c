@@ -61,7 +61,7 @@ static int exec_show(struct cli *c, int argc, char **argv, struct err *e)
 	char *pos[1];
 	const struct cli_opt opts[] = {{"json", NULL, &json}, {0}};
 	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
-	uint64_t id;
+	uint64_t id = 0;
 	if (rc == 0 && npos != 1)
 		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
 	if (rc == 0)
@@ -100,7 +100,7 @@ static int exec_resolve(struct cli *c, int argc, char **argv, struct err *e)
 	    {"purpose", &ev.purpose, NULL}, {"evidence-ref", &ev.evidence_ref, NULL},
 	    {"json", NULL, &json},          {0}};
 	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
-	uint64_t id;
+	uint64_t id = 0;
 	if (rc == 0 && npos != 1)
 		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
 	if (rc == 0)

@@ -1,0 +1,37 @@
+# optsync container image: a build stage with the -dev packages, a runtime
+# stage on debian:bookworm-slim with only the runtime libraries.
+# Build: scripts/container.sh (podman), or: podman build -t optsync .
+
+FROM debian:bookworm-slim AS build
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends build-essential cmake pkg-config libcurl4-openssl-dev \
+      libcjson-dev liblmdb-dev libssl-dev libmicrohttpd-dev ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY src ./src
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOPTSYNC_WERROR=ON -DOPTSYNC_TESTS=OFF -DOPTSYNC_BENCH=OFF \
+    && cmake --build build -j"$(nproc)" --target optsync \
+    && strip build/optsync
+
+FROM debian:bookworm-slim
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends libcurl4 libcjson1 liblmdb0 libssl3 libmicrohttpd12 \
+      ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 optsync \
+    && useradd --system --uid 10001 --gid optsync --home-dir /var/lib/optsync \
+       --shell /usr/sbin/nologin optsync \
+    && install -d -o optsync -g optsync -m 0700 /var/lib/optsync \
+    && install -d -o optsync -g optsync -m 0750 /run/optsync
+COPY --from=build /src/build/optsync /usr/local/bin/optsync
+# The ledger lives on a volume; config and secrets are mounted read-only.
+VOLUME ["/var/lib/optsync"]
+ENV OPTSYNC_CONFIG=/etc/optsync/optsync.toml
+USER 10001:10001
+EXPOSE 8425
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
+  CMD curl -fsS "http://127.0.0.1:${OPTSYNC_HEALTH_PORT:-8425}/healthz" || exit 1
+ENTRYPOINT ["/usr/local/bin/optsync"]
+CMD ["run"]
