@@ -6,8 +6,11 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libcurl4-openssl-dev libcjson-dev liblmdb-dev lmdb-utils libssl-dev libmicrohttpd-dev
-  libcmocka-dev python3 ca-certificates openssl
+  libcmocka-dev python3 ca-certificates openssl curl yamllint
 )
+# Node.js validates the Kubernetes manifests; machines that have it already
+# (from elsewhere than Debian) keep theirs
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 if [ "${OPTSYNC_FUZZ_DEPS:-0}" = 1 ]; then
   packages+=(clang libclang-rt-14-dev)
 fi

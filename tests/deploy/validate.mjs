@@ -1,0 +1,68 @@
+// Validates every manifest in deploy/kubernetes against the Kubernetes object
+// schemas of npm's kubernetes-models, and checks that no unknown field slipped
+// in (the schemas there do not forbid extra fields).
+//
+// The unknown-field check watches the compiled validator: every object is
+// wrapped in a Proxy that records which properties the validator reads. A
+// validator that enumerates an object's keys treats it as a map (labels,
+// ConfigMap data), where any key is fine; otherwise a key it never read is
+// not in the schema.
+//
+// usage: node validate.mjs DIR
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+
+const kinds = {
+  "v1/ConfigMap": "kubernetes-models/v1/ConfigMap",
+  "v1/Secret": "kubernetes-models/v1/Secret",
+  "v1/PersistentVolumeClaim": "kubernetes-models/v1/PersistentVolumeClaim",
+  "apps/v1/Deployment": "kubernetes-models/apps/v1/Deployment",
+  "batch/v1/CronJob": "kubernetes-models/batch/v1/CronJob",
+};
+
+function watch(value, path, seen) {
+  if (value === null || typeof value !== "object") return value;
+  const rec = { read: new Set(), enumerated: false, keys: Object.keys(value) };
+  seen.set(path, rec);
+  const target = Array.isArray(value) ? [] : {};
+  for (const k of Object.keys(value)) target[k] = watch(value[k], path + "/" + k, seen);
+  return new Proxy(target, {
+    get(t, k) { if (typeof k === "string") rec.read.add(k); return t[k]; },
+    has(t, k) { if (typeof k === "string") rec.read.add(k); return k in t; },
+    ownKeys(t) { rec.enumerated = true; return Reflect.ownKeys(t); },
+  });
+}
+
+let failures = 0, checked = 0;
+const dir = process.argv[2];
+for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
+  for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
+    const obj = doc.toJS();
+    if (!obj) continue;
+    const name = `${file}: ${obj.kind} ${obj.metadata?.name}`;
+    const mod = kinds[`${obj.apiVersion}/${obj.kind}`];
+    if (!mod) { console.log(`FAIL ${name}: no schema for ${obj.apiVersion} ${obj.kind}`); failures++; continue; }
+    const Model = Object.values(await import(mod)).find((v) => typeof v === "function");
+    try {
+      new Model(obj).validate();
+    } catch (e) {
+      console.log(`FAIL ${name}: ${e.message}`); failures++; continue;
+    }
+    const seen = new Map();
+    const watched = watch(obj, "", seen);
+    const m = new Model({});
+    Object.assign(m, watched);
+    try { m.validate(); } catch { /* reported above */ }
+    const unknown = [];
+    for (const [path, rec] of seen) {
+      if (rec.enumerated || Array.isArray(obj)) continue;
+      for (const k of rec.keys) if (!rec.read.has(k) && !/^\d+$/.test(k)) unknown.push(`${path}/${k}`);
+    }
+    if (unknown.length) { console.log(`FAIL ${name}: unknown fields ${unknown.join(", ")}`); failures++; continue; }
+    console.log(`ok   ${name}`);
+    checked++;
+  }
+}
+console.log(`${checked} passed, ${failures} failed`);
+process.exit(failures ? 1 : 0);
