@@ -292,6 +292,8 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		}
 	}
 	const char *email = rest;
+	if (strchr(email, '/'))
+		return send_error(c->con, 404, "no such resource"); /* an unknown sub-path */
 	cJSON *doc = NULL;
 	int rc;
 	const char *m = c->method;
