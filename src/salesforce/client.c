@@ -293,6 +293,11 @@ int sf_http(struct sf_client *c, const char *method, const char *url, const char
 		if (c->body_overflow)
 			rc = err_set(e, ERR_LIMIT, "Salesforce response larger than %zu bytes",
 			             c->body.max);
+		else if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ||
+		         cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR)
+			/* trying again cannot make a certificate trustworthy */
+			rc = err_set(e, ERR_REMOTE, "TLS with %s failed: %s", url,
+			             curl_easy_strerror(cc));
 		else
 			rc = err_set(e, ERR_RETRY, "Salesforce request failed: %s",
 			             curl_easy_strerror(cc));

@@ -141,6 +141,8 @@ int main(int argc, char **argv)
 			o.backoff_base_ms = atol(v);
 		else if (strcmp(k, "timeout") == 0)
 			o.timeout_ms = atol(v);
+		else if (strcmp(k, "ca") == 0)
+			o.ca_file = v;
 		else {
 			fprintf(stderr, "sfcli: unknown option --%s\n", k);
 			return 2;

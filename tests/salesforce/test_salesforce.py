@@ -313,6 +313,39 @@ class SalesforceClient(unittest.TestCase):
         reqs = [r for r in self.fake.ctl("GET", "requests")["requests"] if r["route"] == "query"]
         self.assertGreater(len(reqs), 3)
 
+    # ---- TLS ----
+    def test_tls_verification_refuses_self_signed(self):
+        cert, key = os.path.join(TMP, "self.pem"), os.path.join(TMP, "self.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", cert,
+                                   "-key", key, "-www", "-quiet"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            url = "https://127.0.0.1:%d" % port
+            p = subprocess.run([SFCLI, "--login-url", url, "--auth", "jwt", "--key", KEY,
+                                "--attempts", "3", "--backoff", "20", "login"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 2, p.stderr)  # permanent: no retries
+            self.assertIn("TLS with", p.stderr)
+            self.assertIn("retries=0", p.stderr)
+            # trusting that certificate explicitly (salesforce.ca_file) gets past TLS
+            p = subprocess.run([SFCLI, "--login-url", url, "--auth", "jwt", "--key", KEY,
+                                "--ca", cert, "--attempts", "1", "--timeout", "2000", "login"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0)  # s_server is no Salesforce...
+            self.assertNotIn("TLS with", p.stderr)  # ...but TLS itself succeeded
+        finally:
+            server.terminate()
+            server.wait(10)
+
     # ---- secrets ----
     def test_no_secret_in_debug_log(self):
         p, st = sfcli(self.fake, "--debug", "query", "SELECT Id, Email FROM Lead")
