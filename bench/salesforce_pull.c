@@ -7,7 +7,10 @@
  * record's fields are read as the sync engine does. Target (issue 4):
  * under 0.5 CPU seconds per 100,000 records.
  *
- * usage: salesforce-pull [N] */
+ * usage: salesforce-pull [N [OUTFILE]]
+ * With OPTSYNC_BENCH_SF_URL set, it uses that fake instead of starting one,
+ * and with OUTFILE it writes each record there as a JSON line (for the
+ * comparison with jsforce, bench/compare_jsforce.py). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +40,23 @@ static double cpu(void)
 struct tally {
 	size_t records, opted_out, pages;
 	size_t bytes;
+	FILE *out;
 };
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
 
 static int on_page(void *ctx, const struct sf_record *r, size_t n, struct err *e)
 {
@@ -49,6 +68,22 @@ static int on_page(void *ctx, const struct sf_record *r, size_t n, struct err *e
 		const struct sf_value *em = sf_record_get(&r[i], "Email");
 		const struct sf_value *ms = sf_record_get(&r[i], "SystemModstamp");
 		t->opted_out += o && o->type == SF_BOOL && o->b;
+		if (t->out) {
+			fputc('{', t->out);
+			for (size_t k = 0; k < r[i].nvalues; k++) {
+				const struct sf_value *v = &r[i].values[k];
+				fprintf(t->out, "%s\"%s\":", k ? "," : "", v->name);
+				if (v->type == SF_STRING)
+					json_str(t->out, v->str);
+				else if (v->type == SF_BOOL)
+					fputs(v->b ? "true" : "false", t->out);
+				else if (v->type == SF_NUMBER)
+					fprintf(t->out, "%.17g", v->num);
+				else
+					fputs("null", t->out);
+			}
+			fputs("}\n", t->out);
+		}
 		t->bytes +=
 		    (em && em->str ? strlen(em->str) : 0) + (ms && ms->str ? strlen(ms->str) : 0);
 		t->records++;
@@ -59,36 +94,43 @@ static int on_page(void *ctx, const struct sf_record *r, size_t n, struct err *e
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
+	const char *given = getenv("OPTSYNC_BENCH_SF_URL");
 	char dir[] = "/tmp/optsync-bench-sf-XXXXXX";
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	char portfile[128], count[32];
 	snprintf(portfile, sizeof(portfile), "%s/port", dir);
 	snprintf(count, sizeof(count), "%ld", n);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("python3", "python3", OPTSYNC_SOURCE_DIR "/tests/fake_salesforce/fake_sf.py",
-		       "--port-file", portfile, "--contacts", count, (char *)NULL);
-		_exit(127);
-	}
+	pid_t pid = 0;
 	int port = 0;
-	for (int i = 0; i < 1200 && port == 0; i++) {
-		FILE *f = fopen(portfile, "r");
-		if (f) {
-			if (fscanf(f, "%d", &port) != 1)
-				port = 0;
-			fclose(f);
+	char url[256];
+	if (given) {
+		snprintf(url, sizeof(url), "%s", given);
+	} else {
+		pid = fork();
+		if (pid == 0) {
+			execlp("python3", "python3",
+			       OPTSYNC_SOURCE_DIR "/tests/fake_salesforce/fake_sf.py", "--port-file",
+			       portfile, "--contacts", count, (char *)NULL);
+			_exit(127);
 		}
-		if (port == 0)
-			usleep(100000);
+		for (int i = 0; i < 1200 && port == 0; i++) {
+			FILE *f = fopen(portfile, "r");
+			if (f) {
+				if (fscanf(f, "%d", &port) != 1)
+					port = 0;
+				fclose(f);
+			}
+			if (port == 0)
+				usleep(100000);
+		}
+		if (port == 0) {
+			fprintf(stderr, "the fake Salesforce did not start\n");
+			kill(pid, SIGTERM);
+			return 1;
+		}
+		snprintf(url, sizeof(url), "http://localhost:%d", port); /* its My Domain host */
 	}
-	if (port == 0) {
-		fprintf(stderr, "the fake Salesforce did not start\n");
-		kill(pid, SIGTERM);
-		return 1;
-	}
-	char url[64];
-	snprintf(url, sizeof(url), "http://localhost:%d", port); /* its My Domain host */
 	struct sf_options o = {0};
 	o.login_url = url;
 	o.api_version = "62.0";
@@ -98,6 +140,10 @@ int main(int argc, char **argv)
 	struct sf_client *c;
 	struct err e = {0};
 	struct tally t = {0};
+	if (argc > 2 && (t.out = fopen(argv[2], "w")) == NULL) {
+		perror(argv[2]);
+		return 1;
+	}
 	int rc = sf_client_new(&c, &o, &e);
 	if (rc == 0)
 		rc = sf_login(c, &e);
@@ -112,8 +158,12 @@ int main(int argc, char **argv)
 		    false, on_page, &t, &e);
 	double w1 = now(), c1 = cpu();
 	sf_client_free(c);
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
+	if (t.out)
+		fclose(t.out);
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
 	unlink(portfile);
 	rmdir(dir);
 	if (rc) {
