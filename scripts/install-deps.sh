@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libcurl4-openssl-dev libcjson-dev liblmdb-dev lmdb-utils libssl-dev libmicrohttpd-dev
-  libcmocka-dev python3 ca-certificates openssl curl yamllint groff-base
+  libcmocka-dev python3 ca-certificates openssl curl yamllint groff-base valgrind
 )
 # Node.js validates the Kubernetes manifests; machines that have it already
 # (from elsewhere than Debian) keep theirs

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is needed, build, and run every test: first a normal build,
-# then the same tests under AddressSanitizer and UndefinedBehaviorSanitizer.
-# OPTSYNC_TEST_SANITIZE=0 skips the sanitizer pass.
+# then the same tests under AddressSanitizer and UndefinedBehaviorSanitizer,
+# then the unit tests and fuzz-corpus runners under valgrind memcheck.
+# OPTSYNC_TEST_SANITIZE=0 / OPTSYNC_TEST_VALGRIND=0 skip those passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -14,4 +15,28 @@ if [ "${OPTSYNC_TEST_SANITIZE:-1}" = 1 ]; then
   bash scripts/build.sh build-asan -DOPTSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 ctest --output-on-failure -j"$jobs")
+fi
+
+if [ "${OPTSYNC_TEST_VALGRIND:-1}" = 1 ]; then
+  # no leak, no invalid access: every cmocka test and fuzz corpus runner
+  vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect
+      --errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+  failed=0 passed=0
+  for t in build/tests/test_*; do
+    if CMOCKA_MESSAGE_OUTPUT=stdout "${vg[@]}" "$t" >/tmp/optsync-vg.log 2>&1; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1)); echo "valgrind: $t failed"; tail -30 /tmp/optsync-vg.log
+    fi
+  done
+  for t in build/tests/fuzz_*_corpus; do
+    name=$(basename "$t" _corpus); name=${name#fuzz_}
+    if "${vg[@]}" "$t" "tests/fuzz/corpus/$name" >/tmp/optsync-vg.log 2>&1; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1)); echo "valgrind: $t failed"; tail -30 /tmp/optsync-vg.log
+    fi
+  done
+  echo "valgrind memcheck: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
 fi
