@@ -110,8 +110,8 @@ int main(int argc, char **argv)
 		pid = fork();
 		if (pid == 0) {
 			execlp("python3", "python3",
-			       OPTSYNC_SOURCE_DIR "/tests/fake_salesforce/fake_sf.py", "--port-file",
-			       portfile, "--contacts", count, (char *)NULL);
+			       OPTSYNC_SOURCE_DIR "/tests/fake_salesforce/fake_sf.py",
+			       "--port-file", portfile, "--contacts", count, (char *)NULL);
 			_exit(127);
 		}
 		for (int i = 0; i < 1200 && port == 0; i++) {
