@@ -235,45 +235,9 @@ static int update_once(struct sf_client *c, const struct sf_update *recs, size_t
 	free(body);
 	if (rc)
 		return rc;
-	if (!cJSON_IsArray(j) || (size_t)cJSON_GetArraySize(j) != n) {
-		cJSON_Delete(j);
-		return err_set(e, ERR_RETRY,
-		               "Salesforce collections answer has %d results for %zu records",
-		               cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1, n);
-	}
-	size_t i = 0;
-	const cJSON *r;
-	cJSON_ArrayForEach(r, j)
-	{
-		struct sf_result *res = &results[i++];
-		memset(res, 0, sizeof(*res));
-		res->success = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "success"));
-		if (res->success)
-			continue;
-		const cJSON *errs = cJSON_GetObjectItemCaseSensitive(r, "errors");
-		const cJSON *first = cJSON_GetArrayItem(errs, 0);
-		const cJSON *sc = cJSON_GetObjectItemCaseSensitive(first, "statusCode");
-		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(first, "message");
-		const cJSON *fields = cJSON_GetObjectItemCaseSensitive(first, "fields");
-		snprintf(res->status_code, sizeof(res->status_code), "%s",
-		         cJSON_IsString(sc) ? sc->valuestring : "UNKNOWN_ERROR");
-		snprintf(res->message, sizeof(res->message), "%s",
-		         cJSON_IsString(msg) ? msg->valuestring : "");
-		size_t o = 0;
-		const cJSON *fld;
-		cJSON_ArrayForEach(fld, fields)
-		{
-			if (!cJSON_IsString(fld) || o >= sizeof(res->fields) - 1)
-				continue;
-			int w = snprintf(res->fields + o, sizeof(res->fields) - o, "%s%s",
-			                 o ? "," : "", fld->valuestring);
-			if (w > 0)
-				o += (size_t)w;
-		}
-		res->retryable = sf_classify(400, res->status_code) == SF_RETRY;
-	}
+	rc = sf_collection_results(j, n, results, e);
 	cJSON_Delete(j);
-	return 0;
+	return rc;
 }
 
 int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,

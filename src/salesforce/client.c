@@ -454,23 +454,6 @@ const char *sf_auth_name(enum sf_auth a)
 
 /* ---- a REST call with retries ---- */
 
-/* Salesforce error bodies are [{"message":..,"errorCode":..}]. */
-static void error_of(const cJSON *j, char *code, size_t ccap, char *msg, size_t mcap)
-{
-	code[0] = msg[0] = '\0';
-	const cJSON *first = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, 0) : j;
-	const cJSON *ec = cJSON_GetObjectItemCaseSensitive(first, "errorCode");
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(first, "message");
-	if (cJSON_IsString(ec))
-		snprintf(code, ccap, "%s", ec->valuestring);
-	if (cJSON_IsString(m)) {
-		snprintf(msg, mcap, "%s", m->valuestring);
-		for (char *p = msg; *p; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
-	}
-}
-
 int sf_parse_json(struct sf_client *c, void *ctx, struct err *e)
 {
 	cJSON **out = ctx;
@@ -512,10 +495,8 @@ int sf_call(struct sf_client *c, const char *method, const char *url_or_path, co
 				if (rc == 0)
 					return 0;
 			} else {
-				cJSON *j = cJSON_ParseWithLength(c->body.data ? c->body.data : "",
-				                                 c->body.len);
-				error_of(j, code, sizeof(code), msg, sizeof(msg));
-				cJSON_Delete(j);
+				sf_error_of(c->body.data, c->body.len, code, sizeof(code), msg,
+				            sizeof(msg));
 				enum sf_verdict v = sf_classify(status, code[0] ? code : NULL);
 				if (v == SF_REAUTH && !reauthed) {
 					reauthed = 1; /* a new token, then the same request */

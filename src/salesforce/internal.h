@@ -57,6 +57,12 @@ int sf_http(struct sf_client *c, const char *method, const char *url, const char
 int sf_call(struct sf_client *c, const char *method, const char *url_or_path, const char *ctype,
             const char *body, size_t blen, sf_parse_fn parse, void *pctx, struct err *e);
 const char *sf_auth_name(enum sf_auth a);
+
+/* errors.c: the errorCode and message of a REST error body (either may be
+ * left ""), and the per-record outcome of an sObject Collections answer
+ * (ERR_RETRY unless j is an array of exactly n results). */
+void sf_error_of(const char *body, size_t len, char *code, size_t ccap, char *msg, size_t mcap);
+int sf_collection_results(const cJSON *j, size_t n, struct sf_result *results, struct err *e);
 uint32_t sf_next_random(struct sf_client *c);
 /* Sleep ms in slices; -1 when the stop flag ended it early. */
 int sf_sleep(struct sf_client *c, long ms);

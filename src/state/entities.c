@@ -939,3 +939,26 @@ int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, si
 		return err_set(e, ERR_LIMIT, "meta value %s larger than 4 KiB", name);
 	return db_put(t, t->l->meta, k, (size_t)kl, data, len, 0, name, e);
 }
+
+/* The fuzz target's way in: decode (k, v) as every kind of stored value.
+ * Returns how many kinds accepted it. */
+int ledger_probe_entities(const void *k, size_t kl, const void *v, size_t vl)
+{
+	MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+	struct ledger_person *p = malloc(sizeof(*p));
+	struct ledger_record *r = malloc(sizeof(*r));
+	struct ledger_change *c = malloc(sizeof(*c));
+	struct ledger_conflict *f = malloc(sizeof(*f));
+	struct ledger_push *q = malloc(sizeof(*q));
+	int ok = 0;
+	if (p && r && c && f && q)
+		ok = (person_decode(&val, p) == 0) + (record_decode(&val, r) == 0) +
+		     (change_decode(&key, &val, c) == 0) + (conflict_decode(&key, &val, f) == 0) +
+		     (push_decode(&key, &val, q) == 0);
+	free(p);
+	free(r);
+	free(c);
+	free(f);
+	free(q);
+	return ok;
+}

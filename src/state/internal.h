@@ -56,4 +56,9 @@ size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id);
  * ends at last_event (history.c). */
 int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct err *e);
 
+/* For the ledger codec fuzz target: decode arbitrary bytes as stored
+ * values (entities.c, history.c); the number of kinds that accepted them. */
+int ledger_probe_entities(const void *k, size_t kl, const void *v, size_t vl);
+int ledger_probe_event(const void *k, size_t kl, const void *v, size_t vl);
+
 #endif

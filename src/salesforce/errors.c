@@ -1,0 +1,69 @@
+/* Salesforce's error answers, parsed without any network: the REST error
+ * body and the per-record results of an sObject Collections call. Kept
+ * apart from the client so that the fuzz target reaches them directly. */
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "salesforce/internal.h"
+
+/* Salesforce error bodies are [{"message":..,"errorCode":..}]; a login
+ * or proxy error may be an object or not JSON at all. */
+void sf_error_of(const char *body, size_t len, char *code, size_t ccap, char *msg, size_t mcap)
+{
+	code[0] = msg[0] = '\0';
+	cJSON *j = cJSON_ParseWithLength(body ? body : "", body ? len : 0);
+	const cJSON *first = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, 0) : j;
+	const cJSON *ec = cJSON_GetObjectItemCaseSensitive(first, "errorCode");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(first, "message");
+	if (cJSON_IsString(ec))
+		snprintf(code, ccap, "%s", ec->valuestring);
+	if (cJSON_IsString(m)) {
+		snprintf(msg, mcap, "%s", m->valuestring);
+		for (char *p = msg; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+	}
+	cJSON_Delete(j);
+}
+
+int sf_collection_results(const cJSON *j, size_t n, struct sf_result *results, struct err *e)
+{
+	if (!cJSON_IsArray(j) || (size_t)cJSON_GetArraySize(j) != n)
+		return err_set(e, ERR_RETRY,
+		               "Salesforce collections answer has %d results for %zu records",
+		               cJSON_IsArray(j) ? cJSON_GetArraySize(j) : -1, n);
+	size_t i = 0;
+	const cJSON *r;
+	cJSON_ArrayForEach(r, j)
+	{
+		struct sf_result *res = &results[i++];
+		memset(res, 0, sizeof(*res));
+		res->success = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "success"));
+		if (res->success)
+			continue;
+		const cJSON *errs = cJSON_GetObjectItemCaseSensitive(r, "errors");
+		const cJSON *first = cJSON_GetArrayItem(errs, 0);
+		const cJSON *sc = cJSON_GetObjectItemCaseSensitive(first, "statusCode");
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(first, "message");
+		const cJSON *fields = cJSON_GetObjectItemCaseSensitive(first, "fields");
+		snprintf(res->status_code, sizeof(res->status_code), "%s",
+		         cJSON_IsString(sc) ? sc->valuestring : "UNKNOWN_ERROR");
+		snprintf(res->message, sizeof(res->message), "%s",
+		         cJSON_IsString(msg) ? msg->valuestring : "");
+		size_t o = 0;
+		const cJSON *fld;
+		cJSON_ArrayForEach(fld, fields)
+		{
+			if (!cJSON_IsString(fld) || o >= sizeof(res->fields) - 1)
+				continue;
+			int w = snprintf(res->fields + o, sizeof(res->fields) - o, "%s%s",
+			                 o ? "," : "", fld->valuestring);
+			if (w > 0)
+				o += (size_t)w;
+		}
+		res->retryable = sf_classify(400, res->status_code) == SF_RETRY;
+	}
+	return 0;
+}
