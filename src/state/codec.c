@@ -188,6 +188,9 @@ int dec_facts(const struct field *f, struct ledger_facts *out)
 {
 	if (f->wire != W_BYTES)
 		return -1;
+	/* whole facts, never merged with what *out held (a repeated field
+	 * replaces the earlier one entirely) */
+	ledger_facts_init(out);
 	struct dec d = {f->data, f->data + f->len, 0};
 	struct field g;
 	int r;

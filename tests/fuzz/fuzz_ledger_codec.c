@@ -26,7 +26,11 @@ static void facts_roundtrip(const struct field *f)
 		return;
 	struct dec d;
 	struct field g;
-	if (dec_init(&d, one, e1.len) || dec_next(&d, &g) != 1 || dec_facts(&g, &b))
+	/* empty facts encode to no field at all (zeros are left out) */
+	int r = dec_init(&d, one, e1.len) ? -1 : dec_next(&d, &g);
+	if (r == 0)
+		ledger_facts_init(&b);
+	else if (r != 1 || dec_facts(&g, &b))
 		abort(); /* what we wrote we cannot read back */
 	enc_init(&e2, two, sizeof(two));
 	enc_facts(&e2, 1, &b, 1);
