@@ -277,23 +277,48 @@ static enum MHD_Result reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_stat
 	return send_json(c->con, ok_status, doc);
 }
 
-static enum MHD_Result contact_routes(struct ctx *c, char *rest)
+int api_contact_path(char *rest, const char **email, const char **sub)
 {
 	static const char *const subs[] = {"/authorization", "/source", "/resubscribe",
 	                                   "/history",       "/export", NULL};
-	const char *sub = "";
+	*sub = "";
 	size_t rl = strlen(rest);
 	for (const char *const *p = subs; *p; p++) {
 		size_t sl = strlen(*p);
 		if (rl > sl && strcmp(rest + rl - sl, *p) == 0) {
-			sub = *p;
+			*sub = *p;
 			rest[rl - sl] = '\0';
 			break;
 		}
 	}
-	const char *email = rest;
-	if (strchr(email, '/'))
-		return send_error(c->con, 404, "no such resource"); /* an unknown sub-path */
+	*email = rest;
+	return rest[0] == '\0' || strchr(rest, '/') ? -1 : 0; /* an unknown sub-path */
+}
+
+int api_conflict_path(const char *rest, uint64_t *id)
+{
+	*id = 0;
+	if (*rest == '\0')
+		return API_CONFLICTS_LIST;
+	if (*rest++ != '/' || *rest < '1' || *rest > '9')
+		return -1;
+	uint64_t v = 0;
+	for (; *rest >= '0' && *rest <= '9'; rest++) {
+		if (v > (UINT64_MAX - (uint64_t)(*rest - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*rest - '0');
+	}
+	*id = v;
+	if (*rest == '\0')
+		return API_CONFLICT_SHOW;
+	return strcmp(rest, "/resolve") == 0 ? API_CONFLICT_RESOLVE : -1;
+}
+
+static enum MHD_Result contact_routes(struct ctx *c, char *rest)
+{
+	const char *email, *sub;
+	if (api_contact_path(rest, &email, &sub))
+		return send_error(c->con, 404, "no such resource");
 	cJSON *doc = NULL;
 	int rc;
 	const char *m = c->method;
@@ -516,7 +541,9 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 	c->route = R_CONFLICTS;
 	cJSON *doc = NULL;
 	int rc;
-	if (*rest == '\0' && strcmp(c->method, "GET") == 0) {
+	uint64_t id;
+	int kind = api_conflict_path(rest, &id);
+	if (kind == API_CONFLICTS_LIST && strcmp(c->method, "GET") == 0) {
 		const char *st =
 		    MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "status");
 		enum conn_conflict_filter f = CONN_CONFLICTS_OPEN;
@@ -534,10 +561,7 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 		}
 		return reply(c, rc, doc, 200);
 	}
-	char *end;
-	unsigned long long id = strtoull(rest + (*rest == '/'), &end, 10);
-	if (*rest == '/' && id > 0 && strcmp(end, "/resolve") == 0 &&
-	    strcmp(c->method, "POST") == 0) {
+	if (kind == API_CONFLICT_RESOLVE && strcmp(c->method, "POST") == 0) {
 		static const char *const keys[] = {"action",       "consent_date",    "purpose",
 		                                   "evidence_ref", "evidence_sha256", NULL};
 		struct conn_actor who;
@@ -575,7 +599,7 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 			sidecar_kick(c->s);
 		return reply(c, rc, doc, 200);
 	}
-	if (*rest == '/' && id > 0 && *end == '\0' && strcmp(c->method, "GET") == 0) {
+	if (kind == API_CONFLICT_SHOW && strcmp(c->method, "GET") == 0) {
 		rc = conn_conflict_show(c->s->conn, id, &doc, &c->e);
 		return reply(c, rc, doc, 200);
 	}

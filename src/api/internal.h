@@ -53,6 +53,16 @@ int sidecar_ready(struct sidecar *s, char *why, size_t cap);
  * occurred_at. Strings point into body. */
 int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e);
 
+/* Paths, after MHD has unescaped them. api_contact_path splits
+ * "EMAIL[/sub]" (the part after /v1/contacts/) in place: sub is "" or one
+ * of "/authorization", "/source", "/resubscribe", "/history", "/export";
+ * -1 for an empty email or an unknown sub-path. api_conflict_path reads
+ * what follows /v1/conflicts: "", "/ID" or "/ID/resolve", with ID a
+ * decimal 1..2^64-1 without sign, space or leading zero; -1 otherwise. */
+enum { API_CONFLICTS_LIST, API_CONFLICT_SHOW, API_CONFLICT_RESOLVE };
+int api_contact_path(char *rest, const char **email, const char **sub);
+int api_conflict_path(const char *rest, uint64_t *id);
+
 /* The webhook deliverer; runs until *stop. */
 void *webhook_main(void *arg);
 

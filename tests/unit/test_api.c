@@ -1,0 +1,74 @@
+/* The local API's path parsing (api_contact_path, api_conflict_path). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api/internal.h"
+
+static void contact(const char *path, int want_rc, const char *want_email, const char *want_sub)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", path);
+	const char *email = NULL, *sub = NULL;
+	assert_int_equal(api_contact_path(buf, &email, &sub), want_rc);
+	if (want_rc == 0) {
+		assert_string_equal(email, want_email);
+		assert_string_equal(sub, want_sub);
+	}
+}
+
+static void test_contact_paths(void **state)
+{
+	(void)state;
+	contact("ann@example.com", 0, "ann@example.com", "");
+	contact("ann@example.com/history", 0, "ann@example.com", "/history");
+	contact("ann@example.com/export", 0, "ann@example.com", "/export");
+	contact("ann@example.com/authorization", 0, "ann@example.com", "/authorization");
+	contact("ann@example.com/source", 0, "ann@example.com", "/source");
+	contact("ann@example.com/resubscribe", 0, "ann@example.com", "/resubscribe");
+	contact("ann@example.com/unknown", -1, NULL, NULL);
+	contact("ann@example.com/x/history", -1, NULL, NULL);
+	contact("/history", -1, NULL, NULL); /* no email */
+	contact("", -1, NULL, NULL);
+}
+
+static void conflict(const char *path, int want, uint64_t want_id)
+{
+	uint64_t id = 99;
+	assert_int_equal(api_conflict_path(path, &id), want);
+	if (want >= 0)
+		assert_true(id == want_id);
+}
+
+static void test_conflict_paths(void **state)
+{
+	(void)state;
+	conflict("", API_CONFLICTS_LIST, 0);
+	conflict("/7", API_CONFLICT_SHOW, 7);
+	conflict("/7/resolve", API_CONFLICT_RESOLVE, 7);
+	conflict("/18446744073709551615", API_CONFLICT_SHOW, UINT64_MAX);
+	conflict("/18446744073709551616", -1, 0); /* overflow */
+	conflict("/0", -1, 0);
+	conflict("/007", -1, 0);
+	conflict("/-1", -1, 0); /* strtoull would have wrapped it */
+	conflict("/ 7", -1, 0);
+	conflict("/+7", -1, 0);
+	conflict("/7/", -1, 0);
+	conflict("/7/resolved", -1, 0);
+	conflict("7", -1, 0);
+	conflict("/", -1, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_contact_paths),
+	    cmocka_unit_test(test_conflict_paths),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
