@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what is needed, build, and run every test: first a normal build,
 # then the same tests under AddressSanitizer and UndefinedBehaviorSanitizer,
-# then the unit tests and fuzz-corpus runners under valgrind memcheck.
-# OPTSYNC_TEST_SANITIZE=0 / OPTSYNC_TEST_VALGRIND=0 skip those passes.
+# then the unit tests and fuzz-corpus runners under valgrind memcheck,
+# then every libFuzzer target for 10 s (OPTSYNC_TEST_FUZZ_SECONDS).
+# OPTSYNC_TEST_SANITIZE=0 / OPTSYNC_TEST_VALGRIND=0 / OPTSYNC_TEST_FUZZ=0
+# skip those passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -39,4 +41,10 @@ if [ "${OPTSYNC_TEST_VALGRIND:-1}" = 1 ]; then
   done
   echo "valgrind memcheck: $passed passed, $failed failed"
   [ "$failed" = 0 ]
+fi
+
+if [ "${OPTSYNC_TEST_FUZZ:-1}" = 1 ]; then
+  # the CI mode of the fuzz targets: each for a short time (scripts/fuzz.sh
+  # with a longer time, or -runs=10000000 by hand, for the long runs)
+  bash scripts/fuzz.sh "${OPTSYNC_TEST_FUZZ_SECONDS:-10}"
 fi
