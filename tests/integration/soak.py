@@ -103,7 +103,12 @@ def main():
                     ctl("POST", "records", {"object": "Contact",
                                             "records": [{"Id": r["Id"], "HasOptedOutOfEmail": True}]})
                     sf_out.add(r["Email"].lower())
-                else:  # a re-subscribe attempt without evidence
+                elif api("POST", "/v1/suppression/check",
+                         {"emails": [r["Email"]]})["results"][r["Email"]]:
+                    # a re-subscribe attempt without evidence, on a person
+                    # optsync knows opted out (an opt-out undone in
+                    # Salesforce before any poll saw it leaves no trace that
+                    # the REST API can show, so nothing could restore it)
                     ctl("POST", "records", {"object": "Contact",
                                             "records": [{"Id": r["Id"], "HasOptedOutOfEmail": False}]})
                 if rng.random() < 0.2:
