@@ -265,7 +265,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		rc = ledger_mdb_error(NULL, rc, "create environment", e);
 		goto out;
 	}
-	rc = mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD, 0600);
+	rc = mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP, 0600);
 	if (rc) {
 		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
 			rc = err_set(e, ERR_LEDGER,
