@@ -490,50 +490,124 @@ static enum MHD_Result optouts(struct ctx *c)
 	return reply(c, rc, doc, 202); /* durable in the ledger */
 }
 
+/* One update of POST /v1/contacts:batch into r; a row that cannot be read
+ * gets r->error (msg holds it). */
+static void batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t cap)
+{
+	static const char *const row_keys[] = {"email", "authorization", "source", NULL};
+	static const char *const auth_keys[] = {"type", "consent_date", "purpose", "other", NULL};
+	static const char *const src_keys[] = {"type", "other", NULL};
+	struct err e = {0};
+	if (!cJSON_IsObject(it)) {
+		snprintf(msg, cap, "an update must be a JSON object");
+		r->error = msg;
+		return;
+	}
+	const cJSON *auth = cJSON_GetObjectItemCaseSensitive(it, "authorization");
+	const cJSON *src = cJSON_GetObjectItemCaseSensitive(it, "source");
+	const cJSON *k;
+	int rc = 0;
+	cJSON_ArrayForEach(k, it)
+	{
+		int known = 0;
+		for (const char *const *a = row_keys; *a; a++)
+			known |= strcmp(*a, k->string) == 0;
+		if (!known && rc == 0)
+			rc = err_set(&e, ERR_INVALID, "unknown field '%.60s'", k->string);
+	}
+	r->email = jstr(it, "email");
+	if (rc == 0 && auth && (rc = check_keys(auth, auth_keys, &e)) == 0) {
+		r->ch.authorization = jstr(auth, "type");
+		r->ch.purpose = jstr(auth, "purpose");
+		r->ch.other = jstr(auth, "other");
+		if (r->ch.authorization == NULL)
+			rc = err_set(&e, ERR_INVALID, "authorization needs a type");
+		else
+			rc = jtime(auth, "consent_date", &r->ch.consent_date, &e);
+	}
+	if (rc == 0 && src && (rc = check_keys(src, src_keys, &e)) == 0) {
+		r->ch.source = jstr(src, "type");
+		r->ch.source_other = jstr(src, "other");
+		if (r->ch.source == NULL)
+			rc = err_set(&e, ERR_INVALID, "source needs a type");
+	}
+	if (rc) {
+		snprintf(msg, cap, "%.150s", e.msg);
+		r->error = msg;
+	}
+}
+
 static enum MHD_Result batch(struct ctx *c)
 {
+	enum { MSG = 160 };
 	c->route = R_BATCH;
 	const cJSON *rows = cJSON_GetObjectItemCaseSensitive(c->body, "updates");
+	const cJSON *aon = cJSON_GetObjectItemCaseSensitive(c->body, "all_or_none");
 	if (!cJSON_IsArray(rows))
 		return send_error(c->con, 400, "the body must be {\"updates\": [...]}");
-	if (cJSON_GetArraySize(rows) > 1000)
+	if (aon && !cJSON_IsBool(aon))
+		return send_error(c->con, 400, "all_or_none must be true or false");
+	int n = cJSON_GetArraySize(rows);
+	if (n > 1000)
 		return send_error(c->con, 413, "at most 1,000 updates per call");
-	cJSON *doc = cJSON_CreateObject(), *res = cJSON_AddArrayToObject(doc, "results");
-	int row = 0;
+	struct conn_set_row *in = calloc((size_t)n + 1, sizeof(*in));
+	char *msgs = malloc(((size_t)n + 1) * MSG);
+	if (in == NULL || msgs == NULL) {
+		free(in);
+		free(msgs);
+		return send_error(c->con, 503, "out of memory");
+	}
+	int i = 0;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, rows)
 	{
-		struct err e = {0};
-		struct conn_facts_change ch = {0};
-		const cJSON *auth = cJSON_GetObjectItemCaseSensitive(it, "authorization");
-		const cJSON *src = cJSON_GetObjectItemCaseSensitive(it, "source");
-		const char *email = jstr(it, "email");
-		int rc = email ? 0 : err_set(&e, ERR_INVALID, "email is required");
-		if (rc == 0 && auth) {
-			ch.authorization = jstr(auth, "type");
-			ch.purpose = jstr(auth, "purpose");
-			ch.other = jstr(auth, "other");
-			rc = jtime(auth, "consent_date", &ch.consent_date, &e);
-		}
-		if (rc == 0 && src) {
-			ch.source = jstr(src, "type");
-			ch.source_other = jstr(src, "other");
-		}
-		cJSON *out = NULL;
-		if (rc == 0)
-			rc = conn_contact_set(c->s->conn, &api_actor, email, &ch, &out, &e);
-		cJSON_Delete(out);
-		cJSON *r = cJSON_CreateObject();
-		cJSON_AddNumberToObject(r, "row", row++);
-		if (email)
-			cJSON_AddStringToObject(r, "email", email);
-		cJSON_AddBoolToObject(r, "ok", rc == 0);
-		if (rc)
-			cJSON_AddStringToObject(r, "error", e.msg);
-		cJSON_AddItemToArray(res, r);
+		in[i].row = (size_t)i;
+		batch_row(it, &in[i], msgs + (size_t)i * MSG, MSG);
+		i++;
 	}
-	sidecar_kick(c->s);
-	return send_json(c->con, 200, doc);
+	struct conn_set_opts o = {cJSON_IsTrue(aon), NULL, NULL};
+	struct conn_set_result res;
+	int rc = conn_contact_set_many(c->s->conn, &api_actor, in, (size_t)n, &o, &res, &c->e);
+	cJSON *doc = NULL;
+	if (rc == 0 || rc == ERR_INVALID) {
+		doc = cJSON_CreateObject();
+		if (rc) {
+			cJSON *er = cJSON_AddObjectToObject(doc, "error");
+			cJSON_AddStringToObject(er, "code", code_of(422));
+			cJSON_AddStringToObject(er, "message", c->e.msg);
+		}
+		cJSON *out = cJSON_AddArrayToObject(doc, "results");
+		const cJSON *bad = res.bad ? res.bad->child : NULL;
+		for (int k = 0; k < n; k++) {
+			cJSON *r = cJSON_CreateObject();
+			cJSON_AddNumberToObject(r, "row", k);
+			if (in[k].email)
+				cJSON_AddStringToObject(r, "email", in[k].email);
+			cJSON_AddBoolToObject(r, "ok", res.ok[k]);
+			const cJSON *brow =
+			    bad ? cJSON_GetObjectItemCaseSensitive(bad, "row") : NULL;
+			if (brow && (int)brow->valuedouble == k) {
+				cJSON_AddStringToObject(r, "error", jstr(bad, "error"));
+				bad = bad->next;
+			} else if (!res.ok[k]) {
+				cJSON_AddStringToObject(r, "error",
+				                        "not applied: another row is invalid");
+			}
+			cJSON_AddItemToArray(out, r);
+		}
+		cJSON_AddNumberToObject(doc, "applied", (double)res.applied);
+		cJSON_AddNumberToObject(doc, "unchanged", (double)res.unchanged);
+		cJSON_AddNumberToObject(doc, "invalid", (double)res.invalid);
+	}
+	size_t applied = res.applied;
+	conn_set_result_free(&res);
+	free(in);
+	free(msgs);
+	if (doc == NULL)
+		return send_error(c->con, status_of(rc), c->e.msg);
+	if (applied)
+		sidecar_kick(c->s);
+	return send_json(c->con, rc ? 422 : 200, doc);
 }
 
 static enum MHD_Result conflicts(struct ctx *c, const char *rest)

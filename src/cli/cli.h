@@ -56,9 +56,11 @@ void cli_print(struct cli *c, int json, const cJSON *doc);
  * given, is where a refusal is recorded. */
 int cli_admin(struct cli *c, struct conn *conn, const char *email, struct conn_actor *who,
               char *namebuf, size_t cap, struct err *e);
-/* optout --from FILE (bulk.c). */
+/* optout --from FILE and contact set --from FILE (bulk.c). */
 int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *path,
                     const char *reason, int json, struct err *e);
+int cli_contact_set_file(struct cli *c, const struct conn_actor *who, const char *path,
+                         int all_or_none, int json, struct err *e);
 /* The SHA-256 of a file, as 64 hex digits. */
 int cli_sha256_file(const char *path, char out[65], struct err *e);
 /* An RFC 3339 date-time or a plain date; ERR_USAGE naming the option. */

@@ -199,8 +199,8 @@ const struct cli_cmd cmd_contact_erase = {
 
 static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
 {
-	int json = 0;
-	const char *email = NULL, *date = NULL;
+	int json = 0, aon = 0;
+	const char *date = NULL, *from = NULL;
 	struct conn_facts_change ch = {0};
 	const struct cli_opt opts[] = {{"authorization", &ch.authorization, NULL},
 	                               {"consent-date", &date, NULL},
@@ -208,11 +208,28 @@ static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
 	                               {"other", &ch.other, NULL},
 	                               {"source", &ch.source, NULL},
 	                               {"source-other", &ch.source_other, NULL},
+	                               {"from", &from, NULL},
+	                               {"all-or-none", NULL, &aon},
 	                               {"json", NULL, &json},
 	                               {0}};
-	int rc = one_email(argc, argv, opts, &email, e);
+	char *pos[1];
+	int npos;
+	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
 	if (rc)
 		return rc;
+	if (from) {
+		if (npos || ch.authorization || date || ch.purpose || ch.other || ch.source ||
+		    ch.source_other)
+			return err_set(e, ERR_USAGE,
+			               "--from FILE takes the values from the file: give no EMAIL "
+			               "and no field options");
+		return cli_contact_set_file(c, &cli_actor, from, aon, json, e);
+	}
+	if (aon)
+		return err_set(e, ERR_USAGE, "--all-or-none goes with --from FILE");
+	if (npos != 1)
+		return err_set(e, ERR_USAGE, "an EMAIL (or --from FILE) is needed");
+	const char *email = pos[0];
 	if (date && (rc = cli_date("consent-date", date, &ch.consent_date, e)))
 		return rc;
 	/* --other goes with the source when only a source is given */
@@ -232,15 +249,24 @@ static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
 const struct cli_cmd cmd_contact_set = {
     .name = "contact set",
     .usage = "EMAIL --authorization TYPE [--consent-date D --purpose P] [--other T] "
-             "[--source TYPE] [--json]",
-    .summary = "change a person's compliance fields",
+             "[--source TYPE] [--json]\n"
+             "       | --from FILE [--all-or-none] [--json]",
+    .summary = "change a person's compliance fields (one, or many from a CSV file)",
     .help = "TYPE (lawful basis): consent, legitimate_interest, contract,\n"
             "legal_obligation, vital_interests, public_interest, other.\n"
             "consent needs --consent-date (RFC 3339, or a date meaning 00:00 UTC, not in\n"
             "the future) and --purpose; other needs --other TEXT.\n"
             "--source TYPE: crm_sync, import, manual_upload, browser_extension, other\n"
             "(other needs --source-other TEXT, or --other when no authorization is given).\n"
-            "The change is queued for every Salesforce record of the person.\n",
+            "The change is queued for every Salesforce record of the person; values the\n"
+            "person holds already change nothing.\n"
+            "\n"
+            "--from FILE (- for standard input): a CSV file (RFC 4180) whose first line\n"
+            "names the columns: email, and any of authorization, consent_date, purpose,\n"
+            "other, source, source_other (an empty cell: not given). Every row is\n"
+            "checked as a single update is; the good rows are applied in ledger\n"
+            "transactions of 2,000 and the bad ones listed with their line and error.\n"
+            "With --all-or-none one bad row applies nothing (exit status 2).\n",
     .exec = exec_set,
 };
 

@@ -53,6 +53,9 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 /* Copy the fields of group (LEDGER_F_* bits) from src to dst; absent
  * values become empty. */
 void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group);
+/* Whether a and b hold the same values in the groups of group
+ * (LEDGER_F_AUTH_TYPE, LEDGER_F_SOURCE_TYPE). */
+int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group);
 /* The facts a Salesforce record holds; invalid gets the groups
  * (LEDGER_F_AUTH_TYPE.. / LEDGER_F_SOURCE_TYPE..) whose values are not
  * valid, raw the offending value. */

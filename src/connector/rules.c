@@ -36,6 +36,12 @@ static int source_equal(const struct ledger_facts *a, const struct ledger_facts 
 	return ta == tb && strcmp(oa, ob) == 0;
 }
 
+int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group)
+{
+	return ((group & LEDGER_F_AUTH_TYPE) == 0 || auth_equal(a, b)) &&
+	       ((group & LEDGER_F_SOURCE_TYPE) == 0 || source_equal(a, b));
+}
+
 void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group)
 {
 	dst->mask = (dst->mask & ~group) | (src->mask & group) | group;

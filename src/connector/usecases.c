@@ -211,7 +211,9 @@ static int bulk_txn(struct ledger_txn *t, void *ctx, struct err *e)
 }
 
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
-                     size_t n, const char *reason, struct conn_bulk_result *res, struct err *e)
+                     const size_t *rownums, size_t n, const char *reason,
+                     void (*progress)(size_t done, size_t total, void *arg), void *arg,
+                     struct conn_bulk_result *res, struct err *e)
 {
 	memset(res, 0, sizeof(*res));
 	res->bad = cJSON_CreateArray();
@@ -231,7 +233,8 @@ int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *c
 			if (conn_email_normalize(emails[i], norm, &ie)) {
 				res->invalid++;
 				cJSON *o = cJSON_CreateObject();
-				cJSON_AddNumberToObject(o, "row", (double)(i + 1));
+				cJSON_AddNumberToObject(o, "row",
+				                        (double)(rownums ? rownums[i] : i + 1));
 				cJSON_AddStringToObject(o, "email", emails[i]);
 				cJSON_AddStringToObject(o, "error", ie.msg);
 				cJSON_AddItemToArray(res->bad, o);
@@ -243,6 +246,8 @@ int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *c
 		rc = ledger_write(c->l, bulk_txn, &b, e);
 		res->applied += b.applied;
 		res->already += b.already;
+		if (rc == 0 && progress)
+			progress(end, n, arg);
 	}
 	free(rows);
 	free(u);
@@ -265,9 +270,14 @@ static int facts_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		int kind;
 	} g[] = {{LEDGER_F_AUTH_TYPE, AUTH_GROUP, LEDGER_EV_AUTHORIZATION},
 	         {LEDGER_F_SOURCE_TYPE, SOURCE_GROUP, LEDGER_EV_SOURCE}};
+	u->already = 1; /* until a group changes */
 	for (size_t i = 0; i < 2 && rc == 0; i++) {
 		if (!(u->groups & g[i].tb))
 			continue;
+		if (u->found && (p->facts.mask & g[i].tb) &&
+		    facts_group_equal(&p->facts, &u->want, g[i].tb))
+			continue; /* the person holds these values already */
+		u->already = 0;
 		facts_copy_group(&p->facts, &u->want, g[i].group);
 		if (g[i].tb == LEDGER_F_AUTH_TYPE)
 			p->auth_changed_at = now;
@@ -364,6 +374,122 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
 	*result = render_person(c->cfg, &u->p);
 	free(u);
 	return 0;
+}
+
+/* ---- many compliance updates ---- */
+
+struct set_batch {
+	struct uc *u;
+	const struct conn_set_row *rows;
+	const size_t *idx; /* the valid rows of this batch */
+	size_t n, applied, unchanged;
+};
+
+/* Validate row r into u (email, key, want, groups). */
+static int set_row_prepare(struct uc *u, const struct conn_set_row *r, struct err *e)
+{
+	if (r->error)
+		return err_set(e, ERR_INVALID, "%s", r->error);
+	if (r->email == NULL)
+		return err_set(e, ERR_INVALID, "email is required");
+	int rc = conn_email_normalize(r->email, u->email, e);
+	if (rc == 0)
+		rc = validate_change(&r->ch, &u->want, &u->groups, e);
+	if (rc == 0)
+		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
+	return rc;
+}
+
+static int set_batch_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct set_batch *b = ctx;
+	struct uc *u = b->u;
+	b->applied = b->unchanged = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct err ie;
+		if (set_row_prepare(u, &b->rows[b->idx[i]], &ie))
+			return err_set(e, ERR_INTERNAL, "a row valid before is not: %s", ie.msg);
+		int rc = facts_txn(t, u, e);
+		if (rc)
+			return rc;
+		if (u->already)
+			b->unchanged++;
+		else
+			b->applied++;
+	}
+	return 0;
+}
+
+static void bad_row(struct conn_set_result *res, const struct conn_set_row *r, const char *msg)
+{
+	res->invalid++;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "row", (double)r->row);
+	cJSON_AddStringToObject(o, "email", r->email ? r->email : "");
+	cJSON_AddStringToObject(o, "error", msg);
+	cJSON_AddItemToArray(res->bad, o);
+}
+
+void conn_set_result_free(struct conn_set_result *res)
+{
+	cJSON_Delete(res->bad);
+	free(res->ok);
+	memset(res, 0, sizeof(*res));
+}
+
+int conn_contact_set_many(struct conn *c, const struct conn_actor *who,
+                          const struct conn_set_row *rows, size_t n, const struct conn_set_opts *o,
+                          struct conn_set_result *res, struct err *e)
+{
+	enum { BATCH = 2000 };
+	memset(res, 0, sizeof(*res));
+	size_t m = n ? n : 1;
+	struct uc *u = uc_new(c, who, NULL, e);
+	res->bad = cJSON_CreateArray();
+	res->ok = calloc(m, sizeof(*res->ok));
+	size_t *idx = malloc((n < BATCH ? m : BATCH) * sizeof(*idx));
+	int rc = 0;
+	if (u == NULL || res->bad == NULL || res->ok == NULL || idx == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* validate every row first: all_or_none must know before writing */
+	for (size_t i = 0; i < n; i++) {
+		struct err ie = {0};
+		if (set_row_prepare(u, &rows[i], &ie))
+			bad_row(res, &rows[i], ie.msg);
+		else
+			res->ok[i] = true;
+	}
+	if (o && o->all_or_none && res->invalid) {
+		rc = err_set(e, ERR_INVALID,
+		             "%zu of %zu rows are invalid; nothing applied (all or none)",
+		             res->invalid, n);
+		memset(res->ok, 0, m * sizeof(*res->ok));
+		goto out;
+	}
+	for (size_t start = 0; rc == 0 && start < n; start += BATCH) {
+		size_t end = start + BATCH < n ? start + BATCH : n, k = 0;
+		for (size_t i = start; i < end; i++)
+			if (res->ok[i])
+				idx[k++] = i;
+		struct set_batch b = {u, rows, idx, k, 0, 0};
+		if (k > 0 && (rc = ledger_write(c->l, set_batch_txn, &b, e))) {
+			for (size_t i = start; i < n; i++)
+				res->ok[i] = false; /* this batch and the rest were not applied */
+			break;
+		}
+		res->applied += b.applied;
+		res->unchanged += b.unchanged;
+		if (o && o->progress)
+			o->progress(end, n, o->arg);
+	}
+	log_info("contact.set_many", "%zu persons changed, %zu unchanged, %zu invalid rows",
+	         res->applied, res->unchanged, res->invalid);
+out:
+	free(u);
+	free(idx);
+	return rc;
 }
 
 /* ---- re-subscribe ---- */

@@ -262,6 +262,23 @@ class Api(unittest.TestCase):
             {"email": "x@example.org", "authorization": {"type": "friendship"}}]})
         self.assertEqual(st, 200)
         self.assertEqual([x["ok"] for x in r["results"]], [True, False, False])
+        self.assertIn("not an email", r["results"][1]["error"])
+        self.assertIn("friendship", r["results"][2]["error"])
+        # all or none: one bad row applies nothing, every row says why
+        rows = [{"email": "aon%d@example.org" % i, "source": {"type": "import"}} for i in range(3)]
+        rows.append({"email": "aon9@example.org", "source": {"type": "import"}, "colour": "red"})
+        st, r = self.s.request("POST", "/v1/contacts:batch", {"updates": rows, "all_or_none": True})
+        self.assertEqual(st, 422, r)
+        self.assertEqual(r["error"]["code"], "invalid")
+        self.assertEqual([x["ok"] for x in r["results"]], [False] * 4)
+        self.assertIn("unknown field 'colour'", r["results"][3]["error"])
+        self.assertEqual(self.s.get("/v1/contacts/aon0%40example.org")[0], 404)
+        st, r = self.s.request("POST", "/v1/contacts:batch", {"updates": rows[:3]})
+        self.assertEqual((st, r["applied"], r["invalid"]), (200, 3, 0))
+        st, r = self.s.request("POST", "/v1/contacts:batch", {"updates": rows[:3]})
+        self.assertEqual((r["applied"], r["unchanged"]), (0, 3))  # idempotent
+        st, r = self.s.request("POST", "/v1/contacts:batch", {"updates": [{}] * 1001})
+        self.assertEqual(st, 413)
 
     def test_admin_resubscribe_export_erase(self):
         rec = self.any_email()

@@ -373,6 +373,107 @@ class Rules(unittest.TestCase):
         e.run("conflicts", "show", "abc", check=2)
 
 
+class Bulk(unittest.TestCase):
+    """contact set --from FILE and optout --from FILE."""
+
+    def test_100000_rows_with_1_percent_bad(self):
+        e = Env(contacts=20000)
+        try:
+            e.sync()
+            known = [r["Email"] for r in e.ctl("GET", "records?object=Contact")["records"]]
+            self.assertEqual(len(known), 20000)
+            path = os.path.join(e.dir, "bulk.csv")
+            bad_lines = []
+            with open(path, "w") as f:
+                f.write("email,authorization,consent_date,purpose,source\r\n")
+                for i in range(100000):
+                    email = known[i] if i < len(known) else "new%d@bulk.example" % i
+                    line = i + 2
+                    if i % 100 == 7:  # 1%: each a different kind of bad row
+                        bad_lines.append(line)
+                        row = [("not-an-email-%d" % i, "contract", "", "", "import"),
+                               (email, "friendship", "", "", "import"),
+                               (email, "consent", "2026-01-01", "", "import"),
+                               (email, "contract", "", "", "nowhere")][(i // 100) % 4]
+                    elif i % 3 == 0:
+                        row = (email, "consent", "2025-06-01", "Newsletter, monthly", "import")
+                    else:
+                        row = (email, "legitimate_interest", "", "", "import")
+                    f.write(",".join('"%s"' % c if "," in c else c for c in row) + "\r\n")
+            r = e.json("contact", "set", "--from", path)
+            self.assertEqual(r["rows"], 100000)
+            self.assertEqual(r["changed"] + r["unchanged"], 99000)
+            self.assertEqual(r["invalid"], 1000)
+            self.assertEqual([b["row"] for b in r["invalid_rows"]], bad_lines)
+            errors = {b["error"].split(" ")[0] for b in r["invalid_rows"]}
+            self.assertTrue(len(errors) >= 3, errors)
+            p = e.json("contact", "show", "new20050@bulk.example")
+            self.assertEqual(p["authorization"]["type"], "legitimate_interest")
+            p = e.json("contact", "show", "new20001@bulk.example")
+            self.assertEqual(p["authorization"]["purpose"], "Newsletter, monthly")
+            # the same file again changes nothing
+            again = e.json("contact", "set", "--from", path)
+            self.assertEqual((again["changed"], again["unchanged"]), (0, 99000))
+            e.reset_calls()
+            s = e.sync()
+            changed = s["pushes"]["succeeded"]
+            self.assertTrue(changed >= 19000, s["pushes"])  # the known records, less bad rows
+            calls = e.calls().get("collections", 0)
+            limit = 1.1 * -(-changed // 200)
+            print("bulk: %d rows, %d invalid; %d Salesforce records changed in %d collection "
+                  "calls (limit %.1f)" % (r["rows"], r["invalid"], changed, calls, limit))
+            self.assertLessEqual(calls, limit)
+            rec = e.ctl("GET", "records?object=Contact")["records"][0]
+            self.assertEqual(rec["Source_Type__c"], "Import")
+            self.assertTrue(e.json("audit", "verify")["ok"])
+        finally:
+            e.close()
+
+    def test_all_or_none_and_file_errors(self):
+        e = Env()
+        try:
+            path = os.path.join(e.dir, "few.csv")
+            with open(path, "w") as f:
+                f.write('Email,Authorization,Other\n'
+                        'one@example.com,other,"met at a fair, 2026"\n'
+                        'two@example.com,contract,\n'
+                        'three@example.com,other,\n')
+            p = e.run("contact", "set", "--from", path, "--all-or-none", "--json", check=2)
+            self.assertIn("nothing applied", p.stderr)
+            self.assertEqual(json.loads(p.stdout)["invalid_rows"][0]["row"], 4)
+            e.run("contact", "show", "one@example.com", check=1)  # not applied
+            r = e.json("contact", "set", "--from", path)
+            self.assertEqual((r["changed"], r["invalid"]), (2, 1))
+            self.assertEqual(e.json("contact", "show", "one@example.com")
+                             ["authorization"]["other"], "met at a fair, 2026")
+            with open(path, "w") as f:
+                f.write("email,lawful_basis\nx@example.com,contract\n")
+            p = e.run("contact", "set", "--from", path, check=2)
+            self.assertIn("unknown column 'lawful_basis'", p.stderr)
+            with open(path, "w") as f:
+                f.write('email,authorization\n"x@example.com,contract\n')
+            p = e.run("contact", "set", "--from", path, check=2)
+            self.assertIn(":2: a quoted field is not closed", p.stderr)
+            e.run("contact", "set", "--from", path, "x@example.com", check=2)
+        finally:
+            e.close()
+
+    def test_optout_list_from_another_tool(self):
+        e = Env()
+        try:
+            path = os.path.join(e.dir, "list.csv")
+            with open(path, "w") as f:  # a CSV export with more columns than we need
+                f.write('name,email,unsubscribed\n"Doe, Jane",jane@example.com,2026-01-01\n'
+                        'Bob,not an email,2026-01-02\nAl,AL@example.com,x\n')
+            r = e.json("optout", "--from", path)
+            self.assertEqual((r["rows"], r["opted_out"], r["invalid"]), (3, 2, 1))
+            self.assertEqual(r["invalid_rows"][0]["row"], 3)
+            self.assertTrue(e.json("contact", "show", "al@example.com")["opted_out"])
+            self.assertEqual(e.json("optout", "--from", path)["already_opted_out"], 2)
+        finally:
+            e.close()
+
+
 def main():
     global OPTSYNC, FAKE, ADMIN_HASH
     OPTSYNC, FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])

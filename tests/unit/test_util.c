@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/csv.h"
 #include "util/err.h"
 #include "util/fileio.h"
 #include "util/timefmt.h"
@@ -105,12 +106,64 @@ static void test_atomic_write(void **state)
 	rmdir(dir);
 }
 
+struct rows {
+	char out[1024];
+	size_t len, lines[8], nrec;
+};
+
+static int collect(char **f, size_t n, size_t line, void *ctx)
+{
+	struct rows *r = ctx;
+	if (r->nrec < 8)
+		r->lines[r->nrec] = line;
+	r->nrec++;
+	for (size_t i = 0; i < n; i++)
+		r->len += (size_t)snprintf(r->out + r->len, sizeof(r->out) - r->len, "%s[%s]",
+		                           i ? "" : "|", f[i]);
+	return 0;
+}
+
+static int parse(const char *in, struct rows *r, struct err *e)
+{
+	memset(r, 0, sizeof(*r));
+	return csv_parse_buffer(in, strlen(in), collect, r, e);
+}
+
+static void test_csv(void **state)
+{
+	(void)state;
+	struct rows r;
+	struct err e = {0};
+	assert_int_equal(parse("email,source\r\na@x.org,import\n", &r, &e), 0);
+	assert_string_equal(r.out, "|[email][source]|[a@x.org][import]");
+	assert_int_equal(r.nrec, 2);
+	assert_int_equal(r.lines[1], 2);
+	/* quotes: commas, doubled quotes, line breaks inside; empty fields */
+	assert_int_equal(parse("\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\"\n,,\nlast", &r, &e), 0);
+	assert_string_equal(r.out, "|[a,b][say \"hi\"][two\nlines]|[][][]|[last]");
+	assert_int_equal(r.lines[1], 3); /* the record after a quoted line break */
+	assert_int_equal(r.lines[2], 4);
+	/* a byte order mark is skipped; a lone quote inside a field is data */
+	assert_int_equal(parse("\xEF\xBB\xBF"
+	                       "email\nab\"c\n",
+	                       &r, &e),
+	                 0);
+	assert_string_equal(r.out, "|[email]|[ab\"c]");
+	/* errors name the line */
+	assert_int_equal(parse("a\nb\n\"open,\n", &r, &e), ERR_INVALID);
+	assert_string_equal(e.msg, "input:3: a quoted field is not closed");
+	assert_int_equal(parse("a\n\"x\"y,z\n", &r, &e), ERR_INVALID);
+	assert_string_equal(e.msg, "input:2: text after a closing quote");
+	assert_int_equal(parse("", &r, &e), 0);
+	assert_int_equal(r.nrec, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_err_truncation),
 	    cmocka_unit_test(test_time_parse),   cmocka_unit_test(test_time_format),
-	    cmocka_unit_test(test_atomic_write),
+	    cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_csv),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
