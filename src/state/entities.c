@@ -20,7 +20,7 @@ static const char *const source_names[] = {
 static const char *const object_names[] = {NULL, "Contact", "Lead"};
 static const char *const origin_names[] = {NULL, "salesforce", "local", "admin"};
 static const char *const kind_names[] = {
-    NULL, "optout", "optin", "authorization", "source", "conflict", "erasure", "refused", "record"};
+    NULL, "optout", "optin", "authorization", "source", "conflict", "erasure", "refused", "record", "retention"};
 static const char *const conflict_kind_names[] = {NULL, "resubscribe", "invalid_value",
                                                   "concurrent_edit"};
 
@@ -589,6 +589,18 @@ static int conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_con
 			return -1;
 	}
 	return r;
+}
+
+int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	return db_del(t, t->l->conflicts, k, 8, NULL, "delete conflict", e);
+}
+
+int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e)
+{
+	return db_del(t, t->l->persons, key, LEDGER_KEY_LEN, NULL, "delete person", e);
 }
 
 int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)

@@ -8,7 +8,13 @@
  * personal part (free texts and evidence). Erasure drops the personal part
  * but stores its digest in its place, so every H(i) is unchanged and the
  * chain still verifies. meta "chain_head" holds (seq, H(seq)) of the last
- * event, so that removing events from the end is caught too. */
+ * event, so that removing events from the end is caught too.
+ *
+ * Retention replaces an event by a stub: the key, field 9 (prev_hash),
+ * field 14 (the event's own hash H(i)) and field 15 (the seq of the
+ * retention event that purged it). Verification takes H(i) from the stub,
+ * checks its link to the event before, and counts the stubs of each
+ * retention event against the count that event holds (field 13). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +39,14 @@ void ledger_event_init(struct ledger_event *ev)
 	ev->reason[0] = ev->evidence_ref[0] = ev->evidence_sha256[0] = '\0';
 	ev->erased = false;
 	memset(ev->prev_hash, 0, sizeof(ev->prev_hash));
+	ev->count = 0;
+	ev->purged = false;
+	ev->purged_by = 0;
 }
 
 /* public fields: 1 at, 2 kind, 3 origin, 4 person, 5 actor, 6 record,
- * 7 conflict_id, 8 facts (enums only), 12 person_prev */
+ * 7 conflict_id, 8 facts (enums only), 12 person_prev, 13 count (0, and so
+ * absent, in every event but a retention run's) */
 static void encode_public(struct enc *en, const struct ledger_event *ev)
 {
 	uint8_t k[1 + LEDGER_ID_MAX];
@@ -50,6 +60,7 @@ static void encode_public(struct enc *en, const struct ledger_event *ev)
 	enc_uint(en, 7, ev->conflict_id);
 	enc_facts(en, 8, &ev->facts, 0);
 	enc_uint(en, 12, ev->person_prev);
+	enc_uint(en, 13, ev->count);
 }
 
 /* personal fields: 1 purpose, 2 auth_other, 3 source_other, 4 reason,
@@ -221,6 +232,19 @@ static int event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event 
 		case 12:
 			ev->person_prev = f.u;
 			break;
+		case 13:
+			ev->count = f.u;
+			break;
+		case 14: /* a stub: its hash */
+			bad = f.wire != W_HASH;
+			if (!bad) {
+				ev->purged = true;
+				memcpy(stored_digest, f.data, 32);
+			}
+			break;
+		case 15:
+			ev->purged_by = f.u;
+			break;
 		default:
 			break;
 		}
@@ -309,7 +333,6 @@ static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size
 			*out = grown;
 			cap *= 2;
 		}
-		(*out)[(*n)++] = seq;
 		uint8_t kb[8];
 		be64_put(kb, seq);
 		MDB_val k = {8, kb}, v;
@@ -319,6 +342,9 @@ static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size
 			rc = corrupt(t, "a history event", e);
 			break;
 		}
+		if (ev->purged)
+			break; /* retention removed it and everything older */
+		(*out)[(*n)++] = seq;
 		if (ev->person_prev >= seq) {
 			rc = corrupt(t, "a person's history list (a loop)", e);
 			break;
@@ -391,7 +417,7 @@ static int scrub_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
 	if (rc == 0 && event_decode(&k, &v, ev, pd))
 		rc = corrupt(t, "a history event", e);
-	if (rc == 0 && !ev->erased) {
+	if (rc == 0 && !ev->erased && !ev->purged) {
 		if (personal_digest(ev, pd)) {
 			rc = err_set(e, ERR_INTERNAL, "cannot hash event %llu",
 			             (unsigned long long)seq);
@@ -410,6 +436,255 @@ static int scrub_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct err *e)
 {
 	return each_seq_of(t, last_event, scrub_one, e, e);
+}
+
+/* Replace event seq by a stub naming run; *was set to 1 when it was an
+ * event (0: a stub already). */
+static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *was,
+                       struct err *e)
+{
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	uint8_t kb[8], pd[32], h[32];
+	be64_put(kb, seq);
+	MDB_val k = {8, kb}, v;
+	*was = 0;
+	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
+	if (rc == 0 && event_decode(&k, &v, ev, pd))
+		rc = corrupt(t, "a history event", e);
+	if (rc == 0 && !ev->purged) {
+		if ((!ev->erased && personal_digest(ev, pd)) || event_hash(ev, pd, h)) {
+			rc = err_set(e, ERR_INTERNAL, "cannot hash event %llu",
+			             (unsigned long long)seq);
+		} else {
+			uint8_t buf[128];
+			struct enc en;
+			enc_init(&en, buf, sizeof(buf));
+			enc_hash(&en, 9, ev->prev_hash);
+			enc_hash(&en, 14, h);
+			enc_uint(&en, 15, run);
+			rc = db_put(t, t->l->history, kb, 8, buf, en.len, 0, "purge history event", e);
+			*was = rc == 0;
+		}
+	}
+	free(ev);
+	return rc;
+}
+
+struct purge_ctx {
+	uint64_t run;
+	uint64_t n;
+	struct err *e;
+};
+
+static int purge_one(struct ledger_txn *t, uint64_t seq, void *ctx)
+{
+	struct purge_ctx *p = ctx;
+	int was = 0;
+	int rc = event_purge(t, seq, p->run, &was, p->e);
+	p->n += (uint64_t)was;
+	return rc;
+}
+
+/* The events of a person's list (from last) older than before (all when
+ * before is INT64_MAX), oldest first: *out malloc'ed. */
+static int old_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out,
+                    size_t *n, struct err *e)
+{
+	int rc = person_seqs(t, last, out, n, e);
+	if (rc || before == INT64_MAX)
+		return rc;
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	size_t keep = 0;
+	for (size_t i = 0; rc == 0 && i < *n; i++) {
+		if ((rc = ledger_event_get(t, (*out)[i], ev, e)))
+			break;
+		if (ev->at >= before)
+			break; /* a person's events are in time order: the rest are newer */
+		keep++;
+	}
+	free(ev);
+	*n = keep;
+	return rc;
+}
+
+struct cand {
+	uint8_t key[LEDGER_KEY_LEN];
+	uint64_t last;
+	bool stale; /* the person goes too */
+};
+
+struct scan {
+	const struct ledger_retention *r;
+	struct cand *c;
+	size_t n, cap;
+	int oom;
+};
+
+static int scan_person(const struct ledger_person *p, void *ctx)
+{
+	struct scan *s = ctx;
+	if (p->facts.opted_out)
+		return 0; /* an opt-out outlives every rule */
+	bool stale = s->r->persons_before && p->nrecords == 0 && p->updated_at < s->r->persons_before;
+	if (!stale && (s->r->events_before == 0 || p->last_event == 0))
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		struct cand *g = realloc(s->c, cap * sizeof(*g));
+		if (g == NULL) {
+			s->oom = 1;
+			return 1;
+		}
+		s->c = g;
+		s->cap = cap;
+	}
+	memcpy(s->c[s->n].key, p->key, LEDGER_KEY_LEN);
+	s->c[s->n].last = p->last_event;
+	s->c[s->n].stale = stale;
+	s->n++;
+	return 0;
+}
+
+struct old_conflicts {
+	int64_t before;
+	uint64_t *ids;
+	size_t n, cap;
+	int oom;
+};
+
+static int scan_conflict(const struct ledger_conflict *c, void *ctx)
+{
+	struct old_conflicts *o = ctx;
+	if (c->status != LEDGER_CONFLICT_RESOLVED || c->resolved_at >= o->before)
+		return 0;
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? o->cap * 2 : 64;
+		uint64_t *g = realloc(o->ids, cap * sizeof(*g));
+		if (g == NULL) {
+			o->oom = 1;
+			return 1;
+		}
+		o->ids = g;
+		o->cap = cap;
+	}
+	o->ids[o->n++] = c->id;
+	return 0;
+}
+
+int ledger_retention_run(struct ledger_txn *t, const struct ledger_retention *r,
+                         struct ledger_retention_report *rep, struct err *e)
+{
+	memset(rep, 0, sizeof(*rep));
+	if (!r->dry_run && !t->write)
+		return err_set(e, ERR_INTERNAL, "a retention run needs a write transaction");
+	struct scan s = {r, NULL, 0, 0, 0};
+	struct old_conflicts oc = {r->conflicts_before, NULL, 0, 0, 0};
+	uint64_t **lists = NULL;
+	size_t *lens = NULL;
+	int rc = ledger_person_each(t, scan_person, &s, e);
+	if (rc == 0 && s.oom)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0 && r->conflicts_before &&
+	    (rc = ledger_conflict_each(t, scan_conflict, &oc, e)) == 0 && oc.oom)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	lists = calloc(s.n ? s.n : 1, sizeof(*lists));
+	lens = calloc(s.n ? s.n : 1, sizeof(*lens));
+	if (rc == 0 && (lists == NULL || lens == NULL))
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	/* what goes: counted before anything is written, since the run's
+	 * event (appended first) holds the count its stubs are checked against */
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		int64_t before = s.c[i].stale ? INT64_MAX : r->events_before;
+		rc = old_seqs(t, s.c[i].last, before, &lists[i], &lens[i], e);
+		rep->events += lens[i];
+		rep->persons += s.c[i].stale;
+	}
+	rep->conflicts = oc.n;
+	if (rc || r->dry_run || rep->events + rep->persons + rep->conflicts == 0)
+		goto out;
+	struct ledger_event *ev = malloc(sizeof(*ev));
+	if (ev == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	ledger_event_init(ev);
+	ev->kind = LEDGER_EV_RETENTION;
+	ev->origin = LEDGER_ORIGIN_LOCAL;
+	ev->at = r->now;
+	ev->count = rep->events;
+	snprintf(ev->actor, sizeof(ev->actor), "%s", r->actor ? r->actor : "retention");
+	snprintf(ev->reason, sizeof(ev->reason),
+	         "purged %llu events, %llu resolved conflicts, %llu stale persons",
+	         (unsigned long long)rep->events, (unsigned long long)rep->conflicts,
+	         (unsigned long long)rep->persons);
+	rc = ledger_event_append(t, NULL, ev, e);
+	rep->event_seq = ev->seq;
+	free(ev);
+	struct purge_ctx pc = {rep->event_seq, 0, e};
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		for (size_t j = 0; rc == 0 && j < lens[i]; j++)
+			rc = purge_one(t, lists[i][j], &pc);
+		if (rc == 0 && s.c[i].stale)
+			rc = ledger_person_delete(t, s.c[i].key, e);
+	}
+	if (rc == 0 && pc.n != rep->events)
+		rc = err_set(e, ERR_INTERNAL, "retention: %llu events counted, %llu purged",
+		             (unsigned long long)rep->events, (unsigned long long)pc.n);
+	for (size_t i = 0; rc == 0 && i < oc.n; i++)
+		rc = ledger_conflict_delete(t, oc.ids[i], e);
+out:
+	for (size_t i = 0; lists && i < s.n; i++)
+		free(lists[i]);
+	free(lists);
+	free(lens);
+	free(s.c);
+	free(oc.ids);
+	return rc;
+}
+
+/* Stubs per retention event: an open-addressing table run -> count. */
+struct tally {
+	uint64_t *run, *n;
+	size_t cap, used;
+};
+
+static uint64_t *tally_slot(struct tally *t, uint64_t run)
+{
+	if (t->used * 2 >= t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		uint64_t *r = calloc(cap, sizeof(*r)), *n = calloc(cap, sizeof(*n));
+		if (r == NULL || n == NULL) {
+			free(r);
+			free(n);
+			return NULL;
+		}
+		for (size_t i = 0; i < t->cap; i++) {
+			if (t->run[i] == 0)
+				continue;
+			size_t j = (size_t)(t->run[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
+			while (r[j])
+				j = (j + 1) & (cap - 1);
+			r[j] = t->run[i];
+			n[j] = t->n[i];
+		}
+		free(t->run);
+		free(t->n);
+		t->run = r;
+		t->n = n;
+		t->cap = cap;
+	}
+	size_t j = (size_t)(run * 0x9E3779B97F4A7C15ull) & (t->cap - 1);
+	while (t->run[j] && t->run[j] != run)
+		j = (j + 1) & (t->cap - 1);
+	if (t->run[j] == 0) {
+		t->run[j] = run;
+		t->used++;
+	}
+	return &t->n[j];
 }
 
 /* ---- verification ---- */
@@ -439,6 +714,8 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	uint8_t running[32] = {0}, pd[32], h[32];
 	uint64_t expect = 1;
+	struct tally tl = {0};
+	char msg[160];
 	MDB_val k, v;
 	int op = MDB_FIRST, bad = 0;
 	while (!bad && (rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
@@ -458,6 +735,22 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			                "in the next event (or that link was altered)");
 			break;
 		}
+		if (ev->purged) {
+			uint64_t *n = ev->purged_by > ev->seq ? tally_slot(&tl, ev->purged_by) : NULL;
+			if (n == NULL) {
+				bad = bad_event(rep, ev->seq,
+				                ev->purged_by > ev->seq
+				                    ? "out of memory"
+				                    : "a purged event names no later retention run");
+				break;
+			}
+			(*n)++;
+			memcpy(running, pd, 32); /* the stub keeps the event's hash */
+			rep->purged++;
+			rep->events++;
+			expect++;
+			continue;
+		}
 		if (!ev->erased && personal_digest(ev, pd)) {
 			bad = bad_event(rep, ev->seq, "event too large");
 			break;
@@ -466,10 +759,29 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			bad = bad_event(rep, ev->seq, "event too large");
 			break;
 		}
+		if (ev->kind == LEDGER_EV_RETENTION) {
+			uint64_t *n = tally_slot(&tl, ev->seq);
+			if (n == NULL || *n != ev->count) {
+				snprintf(msg, sizeof(msg),
+				         "retention run purged %llu events, but %llu purged events "
+				         "name it",
+				         (unsigned long long)ev->count,
+				         (unsigned long long)(n ? *n : 0));
+				bad = bad_event(rep, ev->seq, msg);
+				break;
+			}
+			*n = UINT64_MAX; /* matched */
+		}
 		memcpy(running, h, 32);
 		rep->events++;
 		expect++;
 	}
+	for (size_t i = 0; !bad && i < tl.cap; i++)
+		if (tl.run[i] && tl.n[i] != UINT64_MAX)
+			bad = bad_event(rep, tl.run[i],
+			                "purged events name this event, which is not a retention run");
+	free(tl.run);
+	free(tl.n);
 	mdb_cursor_close(c);
 	free(ev);
 	if (rc && rc != MDB_NOTFOUND && !bad)

@@ -80,6 +80,7 @@ enum ledger_event_kind {
 	LEDGER_EV_ERASURE = 6,
 	LEDGER_EV_REFUSED = 7, /* an admin action refused (bad credentials or evidence) */
 	LEDGER_EV_RECORD = 8,  /* a Salesforce record linked to the person */
+	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
 };
 
 /* Names as SPEC spells them ("legitimate_interest", "crm_sync", "Lead",
@@ -180,6 +181,9 @@ struct ledger_event {
 	char evidence_sha256[64 + 1];
 	bool erased; /* the personal part was removed */
 	uint8_t prev_hash[32];
+	uint64_t count;     /* LEDGER_EV_RETENTION: the events it purged */
+	bool purged;        /* only a stub is left (seq, prev_hash and hash) */
+	uint64_t purged_by; /* the stub's retention event */
 };
 
 void ledger_event_init(struct ledger_event *ev);
@@ -294,6 +298,8 @@ int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struc
  * values of its conflicts) and keep the key, the opt-out, the facts'
  * enums and the history chain. */
 int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e);
+/* Remove a person record (retention of stale persons; never an opt-out). */
+int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e);
 
 /* ---- history ---- */
 
@@ -310,12 +316,39 @@ int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_L
 
 struct ledger_verify_report {
 	uint64_t events;    /* events checked */
+	uint64_t purged;    /* of those, stubs left by retention runs */
 	uint64_t first_bad; /* seq of the first event that fails, 0 if none */
 	char why[200];
 };
 /* Recompute the chain from the first event; ERR_INVALID (with report) when
- * any event was altered, removed or reordered. */
+ * any event was altered, removed or reordered. A stub left by retention
+ * keeps its link and hash, so the events around it are still checked, and
+ * the stubs that name a retention event must be exactly as many as that
+ * event (itself in the chain) says it purged. */
 int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e);
+
+/* ---- retention ---- */
+
+/* What a retention run may remove; a cutoff of 0 disables its rule. An
+ * opted-out person, their events and their suppression are never removed. */
+struct ledger_retention {
+	int64_t conflicts_before; /* resolved conflicts resolved before this */
+	int64_t events_before;    /* events older than this, of persons not opted out */
+	int64_t persons_before;   /* persons with no Salesforce record, not opted out,
+	                             not updated since this (with all their events) */
+	bool dry_run;             /* count only; write nothing */
+	int64_t now;              /* the retention event's time */
+	const char *actor;
+};
+struct ledger_retention_report {
+	uint64_t conflicts, events, persons;
+	uint64_t event_seq; /* the run's history event; 0 when nothing was removed */
+};
+/* One run in t (a write transaction unless dry_run): removes what r
+ * allows, replaces each removed event with a stub, and appends one
+ * LEDGER_EV_RETENTION event counting them, when anything was removed. */
+int ledger_retention_run(struct ledger_txn *t, const struct ledger_retention *r,
+                         struct ledger_retention_report *rep, struct err *e);
 
 /* ---- change feed ---- */
 
@@ -337,6 +370,7 @@ int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct 
 int ledger_conflict_get(struct ledger_txn *t, uint64_t id, struct ledger_conflict *out,
                         struct err *e);
 int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e);
+int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e);
 int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_conflict *, void *),
                          void *ctx, struct err *e);
 

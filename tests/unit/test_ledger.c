@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "state/codec.h"
 #include "state/ledger.h"
 
 static char dir[64];
@@ -727,6 +728,198 @@ static void test_enum_names(void **state)
 	assert_string_equal(ledger_event_kind_name(LEDGER_EV_ERASURE), "erasure");
 }
 
+/* ---- retention ---- */
+
+struct ret_ctx {
+	struct ledger *l;
+	struct ledger_retention r;
+	struct ledger_retention_report rep;
+	int n;                  /* events listed */
+	int64_t at[8];
+	int found[4];           /* persons present after the run */
+	uint64_t conflicts;     /* conflicts left */
+};
+
+static int ret_person(struct ledger_txn *t, struct ledger *l, const char *email, int opted_out,
+                      int records, int64_t updated, const int64_t *times, int ntimes,
+                      struct err *e)
+{
+	struct ledger_person *p = calloc(1, sizeof(*p));
+	struct ledger_event *ev = calloc(1, sizeof(*ev));
+	ledger_person_key(l, email, strlen(email), p->key);
+	snprintf(p->email, sizeof(p->email), "%s", email);
+	ledger_facts_init(&p->facts);
+	p->facts.mask = LEDGER_F_OPTED_OUT;
+	p->facts.opted_out = opted_out;
+	p->updated_at = updated;
+	p->nrecords = (uint32_t)records;
+	if (records) {
+		p->records[0].object = LEDGER_OBJ_CONTACT;
+		snprintf(p->records[0].id, sizeof(p->records[0].id), "003%s", email);
+	}
+	int rc = ledger_person_put(t, p, e);
+	for (int i = 0; rc == 0 && i < ntimes; i++) {
+		ledger_event_init(ev);
+		ev->at = times[i];
+		ev->kind = LEDGER_EV_AUTHORIZATION;
+		ev->origin = LEDGER_ORIGIN_LOCAL;
+		snprintf(ev->reason, sizeof(ev->reason), "event %d of %s", i, email);
+		rc = ledger_event_append(t, p, ev, e);
+	}
+	free(p);
+	free(ev);
+	return rc;
+}
+
+static int ret_setup(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger *l = ((struct ret_ctx *)ctx)->l;
+	static const int64_t t_out[] = {1000, 2000}, t_in[] = {1000, 2000, 9000}, t_stale[] = {1000},
+	                     t_fresh[] = {1500};
+	int rc = ret_person(t, l, "out@x.org", 1, 0, 1000, t_out, 2, e);
+	if (rc == 0)
+		rc = ret_person(t, l, "in@x.org", 0, 1, 9000, t_in, 3, e);
+	if (rc == 0)
+		rc = ret_person(t, l, "stale@x.org", 0, 0, 1000, t_stale, 1, e);
+	if (rc == 0)
+		rc = ret_person(t, l, "fresh@x.org", 0, 0, 9000, t_fresh, 1, e);
+	static const struct {
+		uint8_t status;
+		int64_t resolved;
+	} cs[] = {{LEDGER_CONFLICT_RESOLVED, 1000},
+	          {LEDGER_CONFLICT_RESOLVED, 9000},
+	          {LEDGER_CONFLICT_OPEN, 0}};
+	for (size_t i = 0; rc == 0 && i < 3; i++) {
+		struct ledger_conflict *c = calloc(1, sizeof(*c));
+		c->kind = LEDGER_CONFLICT_CONCURRENT;
+		c->status = cs[i].status;
+		c->detected_at = 1000;
+		c->resolved_at = cs[i].resolved;
+		rc = ledger_conflict_add(t, c, e);
+		free(c);
+	}
+	return rc;
+}
+
+static int ret_run(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ret_ctx *c = ctx;
+	return ledger_retention_run(t, &c->r, &c->rep, e);
+}
+
+static int ret_collect(const struct ledger_event *ev, void *ctx)
+{
+	struct ret_ctx *c = ctx;
+	c->at[c->n++] = ev->at;
+	return 0;
+}
+
+static int ret_count_conflict(const struct ledger_conflict *cf, void *ctx)
+{
+	(void)cf;
+	((struct ret_ctx *)ctx)->conflicts++;
+	return 0;
+}
+
+static int ret_check(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ret_ctx *c = ctx;
+	static const char *const emails[] = {"out@x.org", "in@x.org", "stale@x.org", "fresh@x.org"};
+	struct ledger_person *p = malloc(sizeof(*p));
+	uint8_t key[32];
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 4; i++) {
+		ledger_person_key(c->l, emails[i], strlen(emails[i]), key);
+		rc = ledger_person_get(t, key, p, e);
+		c->found[i] = rc == 0;
+		if (rc == ERR_NOTFOUND)
+			rc = 0;
+	}
+	c->n = 0;
+	if (rc == 0) {
+		ledger_person_key(c->l, "in@x.org", 8, key);
+		rc = ledger_event_each_of(t, key, ret_collect, c, e);
+	}
+	c->conflicts = 0;
+	if (rc == 0)
+		rc = ledger_conflict_each(t, ret_count_conflict, c, e);
+	free(p);
+	return rc;
+}
+
+/* Turn event 1 (kept: an opted-out person's) into a well-formed stub of
+ * the retention run: only the count in the run's event can tell. */
+static uint64_t forged_run;
+static uint8_t forged_hash[32];
+static void forge_stub(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	(void)v;
+	uint8_t buf[128];
+	struct enc en;
+	enc_init(&en, buf, sizeof(buf));
+	enc_hash(&en, 14, forged_hash);
+	enc_uint(&en, 15, forged_run);
+	MDB_val nv = {en.len, buf};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+}
+
+static void grab_prev_hash(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	(void)txn, (void)dbi, (void)k;
+	struct dec d;
+	struct field f;
+	assert_int_equal(dec_init(&d, v->mv_data, v->mv_size), 0);
+	while (dec_next(&d, &f) == 1)
+		if (f.num == 9)
+			memcpy(forged_hash, f.data, 32); /* H(1), as event 2 links to it */
+}
+
+static void test_retention(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct ret_ctx *c = calloc(1, sizeof(*c));
+	c->l = l;
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, ret_setup, c, &e), 0);
+	verify_ok(l, 7);
+	c->r = (struct ledger_retention){5000, 5000, 5000, true, 10000, "test"};
+	assert_int_equal(ledger_read(l, ret_run, c, &e), 0); /* a dry run reads only */
+	assert_true(c->rep.events == 4 && c->rep.persons == 1 && c->rep.conflicts == 1);
+	assert_true(c->rep.event_seq == 0);
+	verify_ok(l, 7);
+	assert_int_equal(ledger_read(l, ret_check, c, &e), 0);
+	assert_int_equal(c->n, 3);
+	c->r.dry_run = false;
+	assert_int_equal(ledger_write(l, ret_run, c, &e), 0);
+	assert_true(c->rep.events == 4 && c->rep.persons == 1 && c->rep.conflicts == 1);
+	assert_true(c->rep.event_seq == 8);
+	struct ledger_verify_report rep;
+	assert_int_equal(ledger_verify(l, &rep, &e), 0);
+	assert_true(rep.events == 8 && rep.purged == 4);
+	assert_int_equal(ledger_read(l, ret_check, c, &e), 0);
+	assert_true(c->found[0] && c->found[1] && !c->found[2] && c->found[3]);
+	assert_int_equal(c->n, 1); /* in@x.org keeps its newer event only */
+	assert_true(c->at[0] == 9000);
+	assert_true(c->conflicts == 2); /* the open one and the recent one */
+	/* (the opted-out person's two old events are among the 8 verified,
+	 * not among the 4 purged) a second run finds nothing and writes no event */
+	assert_int_equal(ledger_write(l, ret_run, c, &e), 0);
+	assert_true(c->rep.events == 0 && c->rep.persons == 0 && c->rep.event_seq == 0);
+	verify_ok(l, 8);
+	ledger_close(l);
+	/* a kept event turned into a stub naming the run is caught by the count */
+	uint8_t k1[8] = {0, 0, 0, 0, 0, 0, 0, 1}, k2[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+	forged_run = 8;
+	raw_edit("history", k2, 8, grab_prev_hash);
+	raw_edit("history", k1, 8, forge_stub);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_true(rep.first_bad == 8);
+	assert_non_null(strstr(e.msg, "purged 4 events, but 5 purged events name it"));
+	ledger_close(l);
+	free(c);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -743,6 +936,7 @@ int main(void)
 	    T(test_map_growth_and_limit),
 	    T(test_sync_lock),
 	    T(test_enum_names),
+	    T(test_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
