@@ -809,6 +809,20 @@ static enum MHD_Result metrics(struct ctx *c)
 		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "queued")),
 		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "parked")),
 		           cJSON_GetNumberValue(cJSON_GetObjectItem(st, "open_conflicts")));
+		const cJSON *ret =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(st, "retention"), "purged_total");
+		if (ret)
+			buf_printf(
+			    &b, &e,
+			    "# HELP optsync_retention_purged_total What retention runs "
+			    "removed, by kind.\n"
+			    "# TYPE optsync_retention_purged_total counter\n"
+			    "optsync_retention_purged_total{what=\"events\"} %.0f\n"
+			    "optsync_retention_purged_total{what=\"persons\"} %.0f\n"
+			    "optsync_retention_purged_total{what=\"resolved_conflicts\"} %.0f\n",
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "events")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "persons")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "resolved_conflicts")));
 		const cJSON *api = cJSON_GetObjectItem(st, "salesforce_api");
 		if (api)
 			buf_printf(&b, &e,

@@ -71,6 +71,6 @@ extern const struct cli_cmd cmd_run, cmd_sync, cmd_status;
 extern const struct cli_cmd cmd_optout, cmd_contact_show, cmd_contact_history, cmd_contact_export,
     cmd_contact_erase, cmd_contact_set, cmd_resubscribe;
 extern const struct cli_cmd cmd_conflicts_list, cmd_conflicts_show, cmd_conflicts_resolve;
-extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify;
+extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify, cmd_retention_run;
 
 #endif

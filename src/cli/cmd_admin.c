@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
+#include "state/ledger.h"
 
 static int exec_hash(struct cli *c, int argc, char **argv, struct err *e)
 {
@@ -74,4 +75,41 @@ const struct cli_cmd cmd_audit_verify = {
             "it holds, 5 when an event was altered, removed or reordered (the output\n"
             "names the first bad event).\n",
     .exec = exec_verify,
+};
+
+static int exec_retention(struct cli *c, int argc, char **argv, struct err *e)
+{
+	static const struct conn_actor actor = {LEDGER_ORIGIN_LOCAL, "cli"};
+	int json = 0, dry = 0, npos;
+	char *pos[1];
+	const struct cli_opt opts[] = {{"dry-run", NULL, &dry}, {"json", NULL, &json}, {0}};
+	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
+	if (rc)
+		return rc;
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	cJSON *out = NULL;
+	rc = conn_retention_run(conn, &actor, dry != 0, &out, e);
+	conn_close(conn);
+	if (rc == 0)
+		cli_print(c, json, out);
+	cJSON_Delete(out);
+	return rc;
+}
+
+const struct cli_cmd cmd_retention_run = {
+    .name = "retention run",
+    .usage = "[--dry-run] [--json]",
+    .summary = "purge what [retention] allows; never an opt-out",
+    .help = "Removes resolved conflicts older than retention.resolved_conflicts, history\n"
+            "events older than retention.history of persons who are not opted out, and\n"
+            "persons with no Salesforce record and no opt-out not updated for\n"
+            "retention.stale_persons (with their events). A removed event leaves a stub\n"
+            "that keeps the history chain verifiable, and the run records one history\n"
+            "event with the counts. Opted-out persons, their events and the hashed\n"
+            "suppression are never removed. A sync cycle runs this every retention.every.\n"
+            "\n"
+            "  --dry-run   count what would go; change nothing\n",
+    .exec = exec_retention,
 };

@@ -22,6 +22,7 @@ static const struct cli_cmd *const commands[] = {
     &cmd_conflicts_resolve,
     &cmd_admin_hash_token,
     &cmd_audit_verify,
+    &cmd_retention_run,
     &cmd_config_check,
     NULL,
 };

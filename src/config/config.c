@@ -111,6 +111,11 @@ static const struct keyspec key_table[] = {
     {"webhook", "url", K_URL, OFF(webhook.url), NULL, 0, -1},
     {"webhook", "secret_file", K_PATH, OFF(webhook.secret_file), NULL, F_SECRET,
      CONFIG_SECRET_WEBHOOK_SECRET},
+    {"retention", "resolved_conflicts", K_DURATION, OFF(retention.resolved_conflicts_ms), "0s", 0,
+     -1},
+    {"retention", "history", K_DURATION, OFF(retention.history_ms), "0s", 0, -1},
+    {"retention", "stale_persons", K_DURATION, OFF(retention.stale_persons_ms), "0s", 0, -1},
+    {"retention", "every", K_DURATION, OFF(retention.every_ms), "1h", 0, -1},
     {"log", "level", K_LOGLEVEL, OFF(log.level), "info", 0, -1},
     {"log", "format", K_LOGFMT, OFF(log.format), "json", 0, -1},
 };
@@ -118,8 +123,8 @@ static const struct keyspec key_table[] = {
 #define NKEYS (sizeof(key_table) / sizeof(key_table[0]))
 
 /* The sections a file may have; "admins" is the [[admins]] array. */
-static const char *const sections[] = {"salesforce", "sync",   "state", "api",
-                                       "webhook",    "admins", "log",   NULL};
+static const char *const sections[] = {"salesforce", "sync",      "state", "api", "webhook",
+                                       "admins",     "retention", "log",   NULL};
 
 static const char *const secret_env[CONFIG_SECRET_COUNT] = {
     "OPTSYNC_SALESFORCE_PRIVATE_KEY", "OPTSYNC_SALESFORCE_CLIENT_SECRET",
@@ -685,6 +690,9 @@ static void check_required(struct loader *L, const struct toml_value *root)
 		cfg_error(L, state_line, "state.map_size: must be at least 1MiB");
 	if (cfg->state.max_map_size < cfg->state.map_size)
 		cfg_error(L, state_line, "state.max_map_size: must be at least state.map_size");
+	if (cfg->retention.every_ms < 60000)
+		cfg_error(L, section_line(root, "retention"),
+		          "retention.every: must be at least 1m");
 	if (cfg->salesforce.connect_timeout_ms < 1000 || cfg->salesforce.timeout_ms < 1000)
 		cfg_error(L, sf_line, "salesforce.connect_timeout and timeout: at least 1s each");
 

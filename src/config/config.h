@@ -73,6 +73,11 @@ struct config {
 		char *url;
 		char *secret_file;
 	} webhook;
+	struct {
+		/* how long to keep; 0: forever (the rule is off) */
+		int64_t resolved_conflicts_ms, history_ms, stale_persons_ms;
+		int64_t every_ms; /* how often a sync cycle runs retention */
+	} retention;
 	struct config_admin *admins;
 	size_t nadmins;
 	struct {

@@ -157,6 +157,13 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
                           struct err *e);
 
 int conn_status(struct conn *c, cJSON **out, struct err *e);
+
+/* Retention ([retention]): purge what it allows, never an opt-out.
+ * *report: {"configured","dry_run","purged"|"would_purge":{events,persons,
+ * resolved_conflicts},"event_seq"?}. Nothing configured: a report that
+ * says so, and nothing done. */
+int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
+                       struct err *e);
 /* ERR_INVALID when the history chain is broken; *out describes the check. */
 int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
 

@@ -27,6 +27,15 @@ int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
  * why gets the reason. */
 int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
 
+/* Retention (retention.c). */
+bool conn_retention_configured(const struct conn *c);
+/* Run retention when [retention] is set and retention.every has passed
+ * since the last run; *report stays NULL when it did not run. */
+int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e);
+/* status: the "retention" object. */
+int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out,
+                          struct err *e);
+
 /* Rendering (the contract's JSON shapes). */
 cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
 cJSON *render_event(const struct ledger_event *ev);

@@ -467,6 +467,18 @@ int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **repor
 		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, objs, e);
 	if (rc == 0)
 		rc = drain(c, sf, o, r, e);
+	if (rc == 0 && !o->dry_run) {
+		/* housekeeping: a failure is reported, the cycle itself succeeded */
+		cJSON *ret = NULL;
+		struct err re = {0};
+		if (conn_retention_if_due(c, &ret, &re)) {
+			log_warn("retention.run", "retention failed: %s", re.msg);
+			ret = cJSON_CreateObject();
+			cJSON_AddStringToObject(ret, "error", re.msg);
+		}
+		if (ret)
+			cJSON_AddItemToObject(r, "retention", ret);
+	}
 	if (!o->dry_run)
 		ledger_sync_unlock(c->l);
 	add_time(r, "finished_at", time_now_ms());

@@ -1110,7 +1110,7 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	cJSON_AddNumberToObject(lg, "used_bytes", (double)st.used_bytes);
 	cJSON_AddNumberToObject(lg, "map_size", (double)st.map_size);
 	cJSON_AddNumberToObject(lg, "schema_version", st.schema_version);
-	return 0;
+	return conn_retention_status(t, s->cfg, o, e);
 }
 
 int conn_status(struct conn *c, cJSON **out, struct err *e)
@@ -1132,6 +1132,7 @@ int conn_audit_verify(struct conn *c, cJSON **out, struct err *e)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", rc == 0);
 	cJSON_AddNumberToObject(o, "events_checked", (double)rep.events);
+	cJSON_AddNumberToObject(o, "purged_events", (double)rep.purged);
 	if (rc == ERR_INVALID) {
 		cJSON_AddNumberToObject(o, "first_bad_event", (double)rep.first_bad);
 		cJSON_AddStringToObject(o, "why", rep.why);

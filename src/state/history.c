@@ -440,8 +440,7 @@ int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct er
 
 /* Replace event seq by a stub naming run; *was set to 1 when it was an
  * event (0: a stub already). */
-static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *was,
-                       struct err *e)
+static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *was, struct err *e)
 {
 	struct ledger_event *ev = malloc(sizeof(*ev));
 	if (ev == NULL)
@@ -464,7 +463,8 @@ static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *wa
 			enc_hash(&en, 9, ev->prev_hash);
 			enc_hash(&en, 14, h);
 			enc_uint(&en, 15, run);
-			rc = db_put(t, t->l->history, kb, 8, buf, en.len, 0, "purge history event", e);
+			rc = db_put(t, t->l->history, kb, 8, buf, en.len, 0, "purge history event",
+			            e);
 			*was = rc == 0;
 		}
 	}
@@ -489,8 +489,8 @@ static int purge_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 
 /* The events of a person's list (from last) older than before (all when
  * before is INT64_MAX), oldest first: *out malloc'ed. */
-static int old_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out,
-                    size_t *n, struct err *e)
+static int old_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out, size_t *n,
+                    struct err *e)
 {
 	int rc = person_seqs(t, last, out, n, e);
 	if (rc || before == INT64_MAX)
@@ -529,7 +529,8 @@ static int scan_person(const struct ledger_person *p, void *ctx)
 	struct scan *s = ctx;
 	if (p->facts.opted_out)
 		return 0; /* an opt-out outlives every rule */
-	bool stale = s->r->persons_before && p->nrecords == 0 && p->updated_at < s->r->persons_before;
+	bool stale =
+	    s->r->persons_before && p->nrecords == 0 && p->updated_at < s->r->persons_before;
 	if (!stale && (s->r->events_before == 0 || p->last_event == 0))
 		return 0;
 	if (s->n == s->cap) {
@@ -736,12 +737,14 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			break;
 		}
 		if (ev->purged) {
-			uint64_t *n = ev->purged_by > ev->seq ? tally_slot(&tl, ev->purged_by) : NULL;
+			uint64_t *n =
+			    ev->purged_by > ev->seq ? tally_slot(&tl, ev->purged_by) : NULL;
 			if (n == NULL) {
-				bad = bad_event(rep, ev->seq,
-				                ev->purged_by > ev->seq
-				                    ? "out of memory"
-				                    : "a purged event names no later retention run");
+				bad =
+				    bad_event(rep, ev->seq,
+				              ev->purged_by > ev->seq
+				                  ? "out of memory"
+				                  : "a purged event names no later retention run");
 				break;
 			}
 			(*n)++;
@@ -778,8 +781,9 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	for (size_t i = 0; !bad && i < tl.cap; i++)
 		if (tl.run[i] && tl.n[i] != UINT64_MAX)
-			bad = bad_event(rep, tl.run[i],
-			                "purged events name this event, which is not a retention run");
+			bad = bad_event(
+			    rep, tl.run[i],
+			    "purged events name this event, which is not a retention run");
 	free(tl.run);
 	free(tl.n);
 	mdb_cursor_close(c);

@@ -78,8 +78,8 @@ enum ledger_event_kind {
 	LEDGER_EV_SOURCE = 4,
 	LEDGER_EV_CONFLICT = 5,
 	LEDGER_EV_ERASURE = 6,
-	LEDGER_EV_REFUSED = 7, /* an admin action refused (bad credentials or evidence) */
-	LEDGER_EV_RECORD = 8,  /* a Salesforce record linked to the person */
+	LEDGER_EV_REFUSED = 7,   /* an admin action refused (bad credentials or evidence) */
+	LEDGER_EV_RECORD = 8,    /* a Salesforce record linked to the person */
 	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
 };
 

@@ -474,6 +474,86 @@ class Bulk(unittest.TestCase):
             e.close()
 
 
+class Retention(unittest.TestCase):
+    """[retention]: each rule purges what it should, never an opt-out."""
+
+    def test_rules_dry_run_chain_and_status(self):
+        e = Env(extra='[retention]\nresolved_conflicts = "3s"\nhistory = "3s"\n'
+                      'stale_persons = "3s"\nevery = "1m"\n')
+        try:
+            kept = e.sf_put("Contact", Email="kept@example.com", LastName="K")
+            rid = e.sf_put("Contact", Email="carol@example.com", LastName="C",
+                           HasOptedOutOfEmail=True)
+            first = e.sync()
+            self.assertEqual(first["retention"]["purged"],  # the first cycle runs it
+                             {"events": 0, "persons": 0, "resolved_conflicts": 0})
+            time.sleep(1.1)
+            e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)  # a re-subscribe attempt
+            e.sync()
+            cid = str(e.json("conflicts", "list")[0]["id"])
+            e.run("conflicts", "resolve", cid, "--keep-optout", admin=True, check=0)
+            e.json("contact", "set", "kept@example.com", "--authorization", "contract")
+            e.json("contact", "set", "stale@example.com", "--source", "import")
+            e.json("optout", "local-out@example.com", "--reason", "asked by phone")
+            self.assertIsNone(e.sync().get("retention"))  # retention.every has not passed
+            time.sleep(3.5)
+            e.json("contact", "set", "fresh@example.com", "--source", "import")
+            before = e.json("audit", "verify")
+            old = (len(e.json("contact", "history", "kept@example.com")) +
+                   len(e.json("contact", "history", "stale@example.com")))
+            self.assertGreaterEqual(old, 2)
+            dry = e.json("retention", "run", "--dry-run")
+            would = dry["would_purge"]
+            # every event of kept (not opted out) and of stale (which goes)
+            self.assertEqual((would["events"], would["persons"], would["resolved_conflicts"]),
+                             (old, 1, 1), dry)
+            after_dry = e.json("audit", "verify")
+            self.assertEqual(after_dry, before)  # a dry run writes nothing
+            self.assertEqual(len(e.json("conflicts", "list", "--status", "all")), 1)
+            r = e.json("retention", "run")
+            self.assertEqual(r["purged"], {"events": old, "persons": 1, "resolved_conflicts": 1})
+            v = e.json("audit", "verify")
+            self.assertTrue(v["ok"])
+            self.assertEqual(v["purged_events"], old)
+            self.assertEqual(v["events_checked"], before["events_checked"] + 1)
+            e.run("contact", "show", "stale@example.com", check=1)  # gone
+            self.assertEqual(e.json("contact", "history", "kept@example.com"), [])
+            self.assertEqual(e.json("contact", "show", "kept@example.com")
+                             ["authorization"]["type"], "contract")  # the state stays
+            self.assertEqual(len(e.json("contact", "history", "fresh@example.com")), 1)
+            # opt-outs outlive every rule: persons, events, suppression
+            for email in ("carol@example.com", "local-out@example.com"):
+                self.assertTrue(e.json("contact", "show", email)["opted_out"])
+                self.assertTrue(e.json("contact", "history", email))
+            self.assertEqual(e.json("conflicts", "list", "--status", "all"), [])
+            st = e.json("status")["retention"]
+            self.assertEqual(st["purged_total"],
+                             {"events": old, "persons": 1, "resolved_conflicts": 1})
+            self.assertIsNotNone(st["last_run_at"])
+            # the run is in the history (the chain counts it), once
+            again = e.json("retention", "run")
+            self.assertNotIn("event_seq", again)
+            self.assertEqual(e.json("audit", "verify")["events_checked"],
+                             v["events_checked"])
+            # a sync after the purge: the Salesforce side is unaffected
+            self.assertEqual(e.sync()["result"], "ok")
+            self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+            self.assertFalse(e.sf_get("Contact", kept)["HasOptedOutOfEmail"])
+        finally:
+            e.close()
+
+    def test_nothing_configured(self):
+        e = Env()
+        try:
+            e.json("optout", "x@example.com")
+            r = e.json("retention", "run")
+            self.assertFalse(r["configured"])
+            self.assertEqual(r["purged"]["events"], 0)
+            self.assertIsNone(e.sync().get("retention"))
+        finally:
+            e.close()
+
+
 def main():
     global OPTSYNC, FAKE, ADMIN_HASH
     OPTSYNC, FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])

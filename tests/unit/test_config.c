@@ -96,7 +96,7 @@ static void test_unknown_key(void **state)
 {
 	expect_errors(BASE "[sync]\nintervall = \"5s\"\n", 1,
 	              "bad.toml:6:", "unknown key 'intervall' in [sync]");
-	expect_errors(BASE "[retention]\nx = 1\n", 1, "bad.toml:5:", "unknown section [retention]");
+	expect_errors(BASE "[archive]\nx = 1\n", 1, "bad.toml:5:", "unknown section [archive]");
 	expect_errors("top = 1\n" BASE, 1, "bad.toml:1:", "unknown key 'top'");
 }
 

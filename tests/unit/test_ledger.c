@@ -734,15 +734,14 @@ struct ret_ctx {
 	struct ledger *l;
 	struct ledger_retention r;
 	struct ledger_retention_report rep;
-	int n;                  /* events listed */
+	int n; /* events listed */
 	int64_t at[8];
-	int found[4];           /* persons present after the run */
-	uint64_t conflicts;     /* conflicts left */
+	int found[4];       /* persons present after the run */
+	uint64_t conflicts; /* conflicts left */
 };
 
 static int ret_person(struct ledger_txn *t, struct ledger *l, const char *email, int opted_out,
-                      int records, int64_t updated, const int64_t *times, int ntimes,
-                      struct err *e)
+                      int records, int64_t updated, const int64_t *times, int ntimes, struct err *e)
 {
 	struct ledger_person *p = calloc(1, sizeof(*p));
 	struct ledger_event *ev = calloc(1, sizeof(*ev));
@@ -774,8 +773,8 @@ static int ret_person(struct ledger_txn *t, struct ledger *l, const char *email,
 static int ret_setup(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct ledger *l = ((struct ret_ctx *)ctx)->l;
-	static const int64_t t_out[] = {1000, 2000}, t_in[] = {1000, 2000, 9000}, t_stale[] = {1000},
-	                     t_fresh[] = {1500};
+	static const int64_t t_out[] = {1000, 2000}, t_in[] = {1000, 2000, 9000},
+	                     t_stale[] = {1000}, t_fresh[] = {1500};
 	int rc = ret_person(t, l, "out@x.org", 1, 0, 1000, t_out, 2, e);
 	if (rc == 0)
 		rc = ret_person(t, l, "in@x.org", 0, 1, 9000, t_in, 3, e);

@@ -1,0 +1,171 @@
+/* Retention: data kept no longer than [retention] allows. The ledger does
+ * the removal (ledger_retention_run); this file turns the configuration
+ * into cutoffs, runs it from the CLI and from sync cycles, and keeps the
+ * totals that status and /metrics show (meta "retention", JSON). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/internal.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+struct ret_txn {
+	struct ledger_retention r;
+	struct ledger_retention_report rep;
+};
+
+bool conn_retention_configured(const struct conn *c)
+{
+	return c->cfg->retention.resolved_conflicts_ms > 0 || c->cfg->retention.history_ms > 0 ||
+	       c->cfg->retention.stale_persons_ms > 0;
+}
+
+static cJSON *load_meta(struct ledger_txn *t, struct err *e, int *rc)
+{
+	char buf[1025];
+	size_t n;
+	*rc = ledger_meta_get(t, "retention", buf, sizeof(buf) - 1, &n, e);
+	if (*rc == ERR_NOTFOUND) {
+		*rc = 0;
+		return cJSON_CreateObject();
+	}
+	if (*rc)
+		return NULL;
+	buf[n] = '\0';
+	cJSON *o = cJSON_Parse(buf);
+	return o ? o : cJSON_CreateObject(); /* unreadable totals start again */
+}
+
+static void add_count(cJSON *o, const char *k, uint64_t v)
+{
+	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, k);
+	double total = (cJSON_IsNumber(old) ? old->valuedouble : 0) + (double)v;
+	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+	cJSON_AddNumberToObject(o, k, total);
+}
+
+static int run_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ret_txn *x = ctx;
+	int rc = ledger_retention_run(t, &x->r, &x->rep, e);
+	if (rc || x->r.dry_run)
+		return rc;
+	cJSON *m = load_meta(t, e, &rc);
+	if (m == NULL)
+		return rc;
+	cJSON_DeleteItemFromObjectCaseSensitive(m, "last_run_at");
+	cJSON_AddNumberToObject(m, "last_run_at", (double)x->r.now);
+	cJSON *tot = cJSON_GetObjectItemCaseSensitive(m, "purged_total");
+	if (!cJSON_IsObject(tot)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(m, "purged_total");
+		tot = cJSON_AddObjectToObject(m, "purged_total");
+	}
+	add_count(tot, "events", x->rep.events);
+	add_count(tot, "persons", x->rep.persons);
+	add_count(tot, "conflicts", x->rep.conflicts);
+	char *text = cJSON_PrintUnformatted(m);
+	cJSON_Delete(m);
+	if (text == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	rc = ledger_meta_put(t, "retention", text, strlen(text), e);
+	free(text);
+	return rc;
+}
+
+int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
+                       struct err *e)
+{
+	*report = NULL;
+	const struct config *cfg = c->cfg;
+	struct ret_txn x;
+	memset(&x, 0, sizeof(x));
+	int64_t now = time_now_ms();
+	x.r.now = now;
+	x.r.dry_run = dry_run;
+	x.r.actor = who->name;
+	if (cfg->retention.resolved_conflicts_ms > 0)
+		x.r.conflicts_before = now - cfg->retention.resolved_conflicts_ms;
+	if (cfg->retention.history_ms > 0)
+		x.r.events_before = now - cfg->retention.history_ms;
+	if (cfg->retention.stale_persons_ms > 0)
+		x.r.persons_before = now - cfg->retention.stale_persons_ms;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "configured", conn_retention_configured(c));
+	cJSON_AddBoolToObject(o, "dry_run", dry_run);
+	int rc = 0;
+	if (conn_retention_configured(c))
+		rc = dry_run ? ledger_read(c->l, run_txn, &x, e)
+		             : ledger_write(c->l, run_txn, &x, e);
+	if (rc) {
+		cJSON_Delete(o);
+		return rc;
+	}
+	cJSON *p = cJSON_AddObjectToObject(o, dry_run ? "would_purge" : "purged");
+	cJSON_AddNumberToObject(p, "events", (double)x.rep.events);
+	cJSON_AddNumberToObject(p, "persons", (double)x.rep.persons);
+	cJSON_AddNumberToObject(p, "resolved_conflicts", (double)x.rep.conflicts);
+	if (x.rep.event_seq)
+		cJSON_AddNumberToObject(o, "event_seq", (double)x.rep.event_seq);
+	*report = o;
+	if (!dry_run && x.rep.event_seq)
+		log_info("retention.run",
+		         "purged %llu history events, %llu stale persons, %llu resolved conflicts",
+		         (unsigned long long)x.rep.events, (unsigned long long)x.rep.persons,
+		         (unsigned long long)x.rep.conflicts);
+	return 0;
+}
+
+static int due_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	int64_t *last = ctx;
+	int rc;
+	cJSON *m = load_meta(t, e, &rc);
+	if (m == NULL)
+		return rc;
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(m, "last_run_at");
+	*last = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
+	cJSON_Delete(m);
+	return 0;
+}
+
+int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e)
+{
+	static const struct conn_actor sync_actor = {LEDGER_ORIGIN_LOCAL, "retention"};
+	*report = NULL;
+	if (!conn_retention_configured(c))
+		return 0;
+	int64_t last = 0;
+	int rc = ledger_read(c->l, due_txn, &last, e);
+	if (rc || (last && time_now_ms() - last < c->cfg->retention.every_ms))
+		return rc;
+	return conn_retention_run(c, &sync_actor, false, report, e);
+}
+
+int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out, struct err *e)
+{
+	int rc;
+	cJSON *m = load_meta(t, e, &rc);
+	if (m == NULL)
+		return rc;
+	cJSON *o = cJSON_AddObjectToObject(out, "retention");
+	cJSON_AddBoolToObject(o, "configured",
+	                      cfg->retention.resolved_conflicts_ms > 0 ||
+	                          cfg->retention.history_ms > 0 ||
+	                          cfg->retention.stale_persons_ms > 0);
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(m, "last_run_at");
+	if (cJSON_IsNumber(at))
+		add_time(o, "last_run_at", (int64_t)at->valuedouble);
+	else
+		cJSON_AddNullToObject(o, "last_run_at");
+	const cJSON *tot = cJSON_GetObjectItemCaseSensitive(m, "purged_total");
+	cJSON *t2 = cJSON_AddObjectToObject(o, "purged_total");
+	static const char *const keys[] = {"events", "persons", "conflicts"};
+	static const char *const names[] = {"events", "persons", "resolved_conflicts"};
+	for (int i = 0; i < 3; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(tot, keys[i]);
+		cJSON_AddNumberToObject(t2, names[i], cJSON_IsNumber(v) ? v->valuedouble : 0);
+	}
+	cJSON_Delete(m);
+	return 0;
+}
