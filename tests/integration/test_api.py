@@ -167,6 +167,7 @@ class Api(unittest.TestCase):
         self.assertIn("optsync_sync_cycles_total{result=\"ok\"}", text)
         self.assertIn("optsync_http_request_duration_seconds_bucket", text)
         self.assertIn('optsync_records_pushed_total{object="Lead"}', text)
+        self.assertIn('optsync_retention_purged_total{what="events"} 0', text)
         self.s.get("/v1/contacts/" + q("nobody@example.com"))
         text = self.s.get("/metrics", token=None)[1]
         self.assertIn('optsync_http_requests_total{route="contact",status="404"} 1', text)
