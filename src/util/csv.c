@@ -12,12 +12,15 @@ struct csv {
 	size_t *offs;  /* where each field starts in buf */
 	char **fields; /* offs turned into pointers for the caller */
 	size_t nf, fcap;
-	size_t line; /* the line of the next character */
-	int started; /* the byte order mark check is done */
+	size_t line;        /* the line of the next character */
+	int started;        /* the byte order mark check is done */
+	int pend[3], npend; /* bytes read ahead, handed out first (a stack) */
 };
 
 static int get(struct csv *r)
 {
+	if (r->npend)
+		return r->pend[--r->npend];
 	if (r->f)
 		return getc_unlocked(r->f);
 	return r->p < r->end ? (unsigned char)*r->p++ : EOF;
@@ -25,12 +28,8 @@ static int get(struct csv *r)
 
 static void unget(struct csv *r, int c)
 {
-	if (c == EOF)
-		return;
-	if (r->f)
-		ungetc(c, r->f);
-	else
-		r->p--;
+	if (c != EOF && r->npend < 3)
+		r->pend[r->npend++] = c;
 }
 
 struct csv *csv_new(FILE *f, const char *name)
@@ -96,9 +95,12 @@ int csv_next(struct csv *r, char ***fields, size_t *n, size_t *line, struct err 
 		r->started = 1;
 		if (c == 0xEF) {
 			int c2 = get(r), c3 = c2 == 0xBB ? get(r) : EOF;
-			if (c2 != 0xBB || c3 != 0xBF)
-				return err_set(e, ERR_INVALID, "%s:1: not UTF-8 text", r->name);
-			c = get(r);
+			if (c2 == 0xBB && c3 == 0xBF) {
+				c = get(r); /* a byte order mark: skipped */
+			} else {            /* text that starts with U+Fxxx: keep it */
+				unget(r, c3);
+				unget(r, c2);
+			}
 		}
 	}
 	if (c == EOF)

@@ -149,6 +149,13 @@ static void test_csv(void **state)
 	                       &r, &e),
 	                 0);
 	assert_string_equal(r.out, "|[email]|[ab\"c]");
+	/* a first character in U+FXXX is text, not a broken byte order mark */
+	assert_int_equal(parse("\xEF\xBC\x81"
+	                       "a,b\n\xEF",
+	                       &r, &e),
+	                 0);
+	assert_string_equal(r.out, "|[\xEF\xBC\x81"
+	                           "a][b]|[\xEF]");
 	/* errors name the line */
 	assert_int_equal(parse("a\nb\n\"open,\n", &r, &e), ERR_INVALID);
 	assert_string_equal(e.msg, "input:3: a quoted field is not closed");
