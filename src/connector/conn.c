@@ -22,10 +22,15 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 		return err_set(e, ERR_NOMEM, "out of memory");
 	c->cfg = cfg;
 	c->stop = stop;
+	if ((c->supp = supp_index_new()) == NULL) {
+		free(c);
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
 	struct ledger_options o = {cfg->state.path, cfg->state.map_size, cfg->state.max_map_size,
 	                           create};
 	int rc = ledger_open(&c->l, &o, e);
 	if (rc) {
+		supp_index_free(c->supp);
 		free(c);
 		return rc;
 	}
@@ -38,6 +43,7 @@ void conn_close(struct conn *c)
 	if (c == NULL)
 		return;
 	sf_client_free(c->sf);
+	supp_index_free(c->supp);
 	ledger_close(c->l);
 	free(c);
 }

@@ -6,12 +6,23 @@
 #include "salesforce/sf.h"
 #include "state/ledger.h"
 
+struct supp_index;
+
 struct conn {
 	const struct config *cfg;
 	struct ledger *l;
 	struct sf_client *sf; /* made on first use */
 	volatile sig_atomic_t *stop;
+	struct supp_index *supp; /* the suppression check's index (suppress.c) */
 };
+
+/* The opted-out persons in memory (suppress.c), built on the first check
+ * and kept current from the change feed; thread-safe. */
+struct supp_index *supp_index_new(void);
+void supp_index_free(struct supp_index *x);
+/* out[i]: whether the person with key keys[i] is opted out. */
+int supp_index_check(struct supp_index *x, struct ledger *l, const uint8_t (*keys)[LEDGER_KEY_LEN],
+                     size_t n, bool *out, struct err *e);
 
 int conn_sf(struct conn *c, struct sf_client **out, struct err *e);
 

@@ -1215,45 +1215,22 @@ int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, stru
 
 /* ---- suppression check ---- */
 
-struct supp {
-	struct ledger *l;
-	char (*norm)[LEDGER_EMAIL_MAX + 1];
-	size_t n;
-	bool *out;
-	struct ledger_person p;
-};
-
-static int supp_txn(struct ledger_txn *t, void *ctx, struct err *e)
-{
-	struct supp *s = ctx;
-	for (size_t i = 0; i < s->n; i++) {
-		uint8_t key[LEDGER_KEY_LEN];
-		ledger_person_key(s->l, s->norm[i], strlen(s->norm[i]), key);
-		int rc = ledger_person_get(t, key, &s->p, e);
-		if (rc && rc != ERR_NOTFOUND)
-			return rc;
-		s->out[i] = rc == 0 && s->p.facts.opted_out;
-	}
-	return 0;
-}
-
 int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e)
 {
-	struct supp *s = calloc(1, sizeof(*s));
-	if (s == NULL)
+	uint8_t(*keys)[LEDGER_KEY_LEN] = malloc((n ? n : 1) * sizeof(*keys));
+	if (keys == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	s->norm = malloc((n ? n : 1) * sizeof(*s->norm));
-	int rc = s->norm ? 0 : err_set(e, ERR_NOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = conn_email_normalize(emails[i], s->norm[i], e);
-	if (rc == 0) {
-		s->l = c->l;
-		s->n = n;
-		s->out = out;
-		rc = ledger_read(c->l, supp_txn, s, e);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char norm[LEDGER_EMAIL_MAX + 1];
+		rc = conn_email_normalize(emails[i], norm, e);
+		if (rc == 0)
+			ledger_person_key(c->l, norm, strlen(norm), keys[i]);
 	}
-	free(s->norm);
-	free(s);
+	if (rc == 0)
+		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, n, out,
+		                      e);
+	free(keys);
 	return rc;
 }
 

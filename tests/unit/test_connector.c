@@ -129,13 +129,101 @@ static void test_facts_valid(void **state)
 	assert_true(facts_valid(&f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why)));
 }
 
+/* The suppression check answers from its in-memory index: it must agree
+ * with the ledger through opt-outs, re-subscribes and opt-outs again, also
+ * when another process (here: another connector) writes them. */
+static void check_all(struct conn *c, char (*emails)[40], size_t n, const bool *want)
+{
+	const char **list = malloc(n * sizeof(*list));
+	bool *got = malloc(n * sizeof(*got));
+	struct err e = {0};
+	for (size_t i = 0; i < n; i++)
+		list[i] = emails[i];
+	if (conn_suppressed(c, list, n, got, &e))
+		fail_msg("%s", e.msg);
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != want[i])
+			fail_msg("%s: suppressed %d, wanted %d", emails[i], got[i], want[i]);
+	free(list);
+	free(got);
+}
+
+static void test_suppression_index(void **state)
+{
+	enum { N = 2000, UNKNOWN = 500 };
+	char dir[] = "/tmp/optsync-test-supp-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[128], text[512];
+	struct err e = {0};
+	snprintf(path, sizeof(path), "%s/optsync.toml", dir);
+	snprintf(text, sizeof(text),
+	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
+	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n",
+	         dir);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	struct config *cfg;
+	if (config_load(&cfg, path, NULL, &e))
+		fail_msg("%s", e.msg);
+	struct conn *a, *b;
+	assert_int_equal(conn_open(&a, cfg, true, NULL, &e), 0);
+	assert_int_equal(conn_open(&b, cfg, true, NULL, &e), 0);
+	char(*emails)[40] = calloc(N + UNKNOWN, sizeof(*emails));
+	bool *want = calloc(N + UNKNOWN, sizeof(*want));
+	const char **list = calloc(N, sizeof(*list));
+	for (size_t i = 0; i < N + UNKNOWN; i++)
+		snprintf(emails[i], sizeof(emails[i]), "Person%zu@Example.org", i);
+	check_all(a, emails, N + UNKNOWN, want); /* builds the (empty) index */
+	static const struct conn_actor cli = {LEDGER_ORIGIN_LOCAL, "test"};
+	static const struct conn_actor admin = {LEDGER_ORIGIN_ADMIN, "alice"};
+	for (size_t i = 0; i < N; i++) {
+		list[i] = emails[i];
+		want[i] = true;
+	}
+	struct conn_bulk_result res;
+	assert_int_equal(conn_optout_many(b, &cli, list, NULL, N, NULL, NULL, NULL, &res, &e), 0);
+	cJSON_Delete(res.bad);
+	check_all(a, emails, N + UNKNOWN, want); /* b's writes, through the feed */
+	usleep(5000);
+	struct conn_evidence ev = {time_now_ms() - 1, "newsletter", "form-1", NULL};
+	for (size_t i = 0; i < N; i += 3) { /* every third: scattered removals */
+		cJSON *r = NULL;
+		if (conn_resubscribe(b, &admin, emails[i], &ev, &r, &e))
+			fail_msg("%s", e.msg);
+		cJSON_Delete(r);
+		want[i] = false;
+	}
+	check_all(a, emails, N + UNKNOWN, want);
+	for (size_t i = 0; i < N; i += 6) {
+		struct conn_optout o = {.email = emails[i]};
+		cJSON *r = NULL;
+		assert_int_equal(conn_optout(b, &cli, &o, &r, &e), 0);
+		cJSON_Delete(r);
+		want[i] = true;
+	}
+	check_all(a, emails, N + UNKNOWN, want);
+	/* a new connector builds its index from the persons: the same answers */
+	struct conn *c;
+	assert_int_equal(conn_open(&c, cfg, false, NULL, &e), 0);
+	check_all(c, emails, N + UNKNOWN, want);
+	conn_close(c);
+	conn_close(a);
+	conn_close(b);
+	config_free(cfg);
+	free(emails);
+	free(want);
+	free(list);
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	assert_int_equal(system(text), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_email_normalize),
-	    cmocka_unit_test(test_admin_hash_format),
-	    cmocka_unit_test(test_admin_check),
-	    cmocka_unit_test(test_facts_valid),
+	    cmocka_unit_test(test_email_normalize),   cmocka_unit_test(test_admin_hash_format),
+	    cmocka_unit_test(test_admin_check),       cmocka_unit_test(test_facts_valid),
+	    cmocka_unit_test(test_suppression_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
