@@ -67,25 +67,37 @@ static void test_admin_hash_format(void **state)
 	assert_string_not_equal(line, again); /* salted */
 }
 
-static void test_admin_check(void **state)
+/* A configuration in dir (no Salesforce calls are made) with a small
+ * ledger map (valgrind checks msync'ed ranges slowly) and extra lines. */
+static struct config *test_config(const char *dir, const char *extra)
 {
-	char dir[] = "/tmp/optsync-test-conn-XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char line[256], path[128], text[1024];
+	char path[128], text[1024];
 	struct err e = {0};
-	assert_int_equal(conn_admin_hash("alice-token-0123456789", 22, line, sizeof(line), &e), 0);
 	snprintf(path, sizeof(path), "%s/optsync.toml", dir);
 	snprintf(text, sizeof(text),
 	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
 	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
-	         "map_size = \"1MiB\"\n[[admins]]\nname = \"alice\"\ntoken_hash = \"%s\"\n",
-	         dir, line);
+	         "map_size = \"16MiB\"\n%s",
+	         dir, extra);
 	FILE *f = fopen(path, "w");
+	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
 	struct config *cfg;
 	if (config_load(&cfg, path, NULL, &e))
 		fail_msg("%s", e.msg);
+	return cfg;
+}
+
+static void test_admin_check(void **state)
+{
+	char dir[] = "/tmp/optsync-test-conn-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char line[256], text[512];
+	struct err e = {0};
+	assert_int_equal(conn_admin_hash("alice-token-0123456789", 22, line, sizeof(line), &e), 0);
+	snprintf(text, sizeof(text), "[[admins]]\nname = \"alice\"\ntoken_hash = \"%s\"\n", line);
+	struct config *cfg = test_config(dir, text);
 	struct conn *c;
 	assert_int_equal(conn_open(&c, cfg, true, NULL, &e), 0);
 	assert_int_equal(conn_admin_check(c, "alice", "alice-token-0123456789", NULL, &e), 0);
@@ -153,20 +165,9 @@ static void test_suppression_index(void **state)
 	enum { N = 2000, UNKNOWN = 500 };
 	char dir[] = "/tmp/optsync-test-supp-XXXXXX";
 	assert_non_null(mkdtemp(dir));
-	char path[128], text[512];
+	char text[128];
 	struct err e = {0};
-	snprintf(path, sizeof(path), "%s/optsync.toml", dir);
-	snprintf(text, sizeof(text),
-	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
-	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
-	         "map_size = \"16MiB\"\n", /* small: valgrind checks msync'ed ranges slowly */
-	         dir);
-	FILE *f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	struct config *cfg;
-	if (config_load(&cfg, path, NULL, &e))
-		fail_msg("%s", e.msg);
+	struct config *cfg = test_config(dir, "");
 	struct conn *a, *b;
 	assert_int_equal(conn_open(&a, cfg, true, NULL, &e), 0);
 	assert_int_equal(conn_open(&b, cfg, true, NULL, &e), 0);
