@@ -1,5 +1,5 @@
 /* Retention: data kept no longer than [retention] allows. The ledger does
- * the removal (ledger_retention_run); this file turns the configuration
+ * the removal (ledger_retention); this file turns the configuration
  * into cutoffs, runs it from the CLI and from sync cycles, and keeps the
  * totals that status and /metrics show (meta "retention", JSON). */
 #include <stdio.h>
@@ -45,12 +45,12 @@ static void add_count(cJSON *o, const char *k, uint64_t v)
 	cJSON_AddNumberToObject(o, k, total);
 }
 
-static int run_txn(struct ledger_txn *t, void *ctx, struct err *e)
+/* Inside the run's write transaction: the totals status and /metrics show. */
+static int save_totals(struct ledger_txn *t, const struct ledger_retention_report *rep, void *ctx,
+                       struct err *e)
 {
-	struct ret_txn *x = ctx;
-	int rc = ledger_retention_run(t, &x->r, &x->rep, e);
-	if (rc || x->r.dry_run)
-		return rc;
+	const struct ret_txn *x = ctx;
+	int rc;
 	cJSON *m = load_meta(t, e, &rc);
 	if (m == NULL)
 		return rc;
@@ -61,9 +61,9 @@ static int run_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		cJSON_DeleteItemFromObjectCaseSensitive(m, "purged_total");
 		tot = cJSON_AddObjectToObject(m, "purged_total");
 	}
-	add_count(tot, "events", x->rep.events);
-	add_count(tot, "persons", x->rep.persons);
-	add_count(tot, "conflicts", x->rep.conflicts);
+	add_count(tot, "events", rep->events);
+	add_count(tot, "persons", rep->persons);
+	add_count(tot, "conflicts", rep->conflicts);
 	char *text = cJSON_PrintUnformatted(m);
 	cJSON_Delete(m);
 	if (text == NULL)
@@ -95,8 +95,7 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 	cJSON_AddBoolToObject(o, "dry_run", dry_run);
 	int rc = 0;
 	if (conn_retention_configured(c))
-		rc = dry_run ? ledger_read(c->l, run_txn, &x, e)
-		             : ledger_write(c->l, run_txn, &x, e);
+		rc = ledger_retention(c->l, &x.r, save_totals, &x, &x.rep, e);
 	if (rc) {
 		cJSON_Delete(o);
 		return rc;

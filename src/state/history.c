@@ -576,21 +576,63 @@ static int scan_conflict(const struct ledger_conflict *c, void *ctx)
 	return 0;
 }
 
-int ledger_retention_run(struct ledger_txn *t, const struct ledger_retention *r,
-                         struct ledger_retention_report *rep, struct err *e)
+/* What one run would remove: the persons with something to purge (their
+ * keys) and the conflicts. */
+struct plan {
+	uint8_t (*keys)[LEDGER_KEY_LEN];
+	size_t nkeys;
+	uint64_t *conflicts;
+	size_t nconflicts;
+};
+
+static void plan_free(struct plan *p)
+{
+	free(p->keys);
+	free(p->conflicts);
+	memset(p, 0, sizeof(*p));
+}
+
+/* One run in t. only == NULL: look at every person and conflict, and fill
+ * out (when given) with what would go. only != NULL: look again at just
+ * those (state may have changed since they were picked). Writes only when
+ * !dry_run. */
+static int retention_in(struct ledger_txn *t, const struct ledger_retention *r, bool dry_run,
+                        const struct plan *only, struct plan *out,
+                        struct ledger_retention_report *rep, struct err *e)
 {
 	memset(rep, 0, sizeof(*rep));
-	if (!r->dry_run && !t->write)
-		return err_set(e, ERR_INTERNAL, "a retention run needs a write transaction");
 	struct scan s = {r, NULL, 0, 0, 0};
 	struct old_conflicts oc = {r->conflicts_before, NULL, 0, 0, 0};
 	uint64_t **lists = NULL;
 	size_t *lens = NULL;
-	int rc = ledger_person_each(t, scan_person, &s, e);
-	if (rc == 0 && s.oom)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	if (rc == 0 && r->conflicts_before &&
-	    (rc = ledger_conflict_each(t, scan_conflict, &oc, e)) == 0 && oc.oom)
+	int rc = 0;
+	if (only == NULL) {
+		rc = ledger_person_each(t, scan_person, &s, e);
+		if (rc == 0 && r->conflicts_before)
+			rc = ledger_conflict_each(t, scan_conflict, &oc, e);
+	} else {
+		struct ledger_person *p = malloc(sizeof(*p));
+		struct ledger_conflict *c = malloc(sizeof(*c));
+		if (p == NULL || c == NULL)
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < only->nkeys; i++) {
+			rc = ledger_person_get(t, only->keys[i], p, e);
+			if (rc == 0)
+				scan_person(p, &s);
+			else if (rc == ERR_NOTFOUND)
+				rc = 0;
+		}
+		for (size_t i = 0; rc == 0 && i < only->nconflicts; i++) {
+			rc = ledger_conflict_get(t, only->conflicts[i], c, e);
+			if (rc == 0)
+				scan_conflict(c, &oc);
+			else if (rc == ERR_NOTFOUND)
+				rc = 0;
+		}
+		free(p);
+		free(c);
+	}
+	if (rc == 0 && (s.oom || oc.oom))
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 	lists = calloc(s.n ? s.n : 1, sizeof(*lists));
 	lens = calloc(s.n ? s.n : 1, sizeof(*lens));
@@ -605,7 +647,18 @@ int ledger_retention_run(struct ledger_txn *t, const struct ledger_retention *r,
 		rep->persons += s.c[i].stale;
 	}
 	rep->conflicts = oc.n;
-	if (rc || r->dry_run || rep->events + rep->persons + rep->conflicts == 0)
+	if (rc == 0 && out) {
+		out->keys = malloc((s.n ? s.n : 1) * sizeof(*out->keys));
+		out->conflicts = malloc((oc.n ? oc.n : 1) * sizeof(*out->conflicts));
+		if (out->keys == NULL || out->conflicts == NULL)
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < s.n; i++)
+			if (lens[i] || s.c[i].stale)
+				memcpy(out->keys[out->nkeys++], s.c[i].key, LEDGER_KEY_LEN);
+		for (size_t i = 0; rc == 0 && i < oc.n; i++)
+			out->conflicts[out->nconflicts++] = oc.ids[i];
+	}
+	if (rc || dry_run || rep->events + rep->persons + rep->conflicts == 0)
 		goto out;
 	struct ledger_event *ev = malloc(sizeof(*ev));
 	if (ev == NULL) {
@@ -644,6 +697,44 @@ out:
 	free(lens);
 	free(s.c);
 	free(oc.ids);
+	return rc;
+}
+
+struct retention_ctx {
+	const struct ledger_retention *r;
+	struct plan plan;
+	struct ledger_retention_report rep;
+	ledger_retention_hook hook;
+	void *hook_ctx;
+};
+
+static int plan_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct retention_ctx *x = ctx;
+	plan_free(&x->plan);
+	return retention_in(t, x->r, true, NULL, &x->plan, &x->rep, e);
+}
+
+static int apply_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct retention_ctx *x = ctx;
+	int rc = retention_in(t, x->r, false, &x->plan, NULL, &x->rep, e);
+	if (rc == 0 && x->hook)
+		rc = x->hook(t, &x->rep, x->hook_ctx, e);
+	return rc;
+}
+
+int ledger_retention(struct ledger *l, const struct ledger_retention *r, ledger_retention_hook hook,
+                     void *hook_ctx, struct ledger_retention_report *rep, struct err *e)
+{
+	struct retention_ctx x = {r, {0}, {0}, hook, hook_ctx};
+	/* the scan of every person reads; only what it picked is looked at
+	 * again (and removed) in the write transaction, which stays short */
+	int rc = ledger_read(l, plan_txn, &x, e);
+	if (rc == 0 && !r->dry_run)
+		rc = ledger_write(l, apply_txn, &x, e);
+	*rep = x.rep;
+	plan_free(&x.plan);
 	return rc;
 }
 

@@ -344,11 +344,18 @@ struct ledger_retention_report {
 	uint64_t conflicts, events, persons;
 	uint64_t event_seq; /* the run's history event; 0 when nothing was removed */
 };
-/* One run in t (a write transaction unless dry_run): removes what r
- * allows, replaces each removed event with a stub, and appends one
- * LEDGER_EV_RETENTION event counting them, when anything was removed. */
-int ledger_retention_run(struct ledger_txn *t, const struct ledger_retention *r,
-                         struct ledger_retention_report *rep, struct err *e);
+/* Called inside the run's write transaction, after the removal (also when
+ * nothing was removed): the caller's bookkeeping, atomic with the run. */
+typedef int (*ledger_retention_hook)(struct ledger_txn *t,
+                                     const struct ledger_retention_report *rep, void *ctx,
+                                     struct err *e);
+/* One run: a read transaction scans every person and conflict; a write
+ * transaction looks again at just the ones picked (state may have moved),
+ * replaces each removed event with a stub, removes the persons and
+ * conflicts, and appends one LEDGER_EV_RETENTION event counting the stubs
+ * when anything was removed; then calls hook. dry_run: the scan only. */
+int ledger_retention(struct ledger *l, const struct ledger_retention *r, ledger_retention_hook hook,
+                     void *hook_ctx, struct ledger_retention_report *rep, struct err *e);
 
 /* ---- change feed ---- */
 
