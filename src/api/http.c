@@ -565,8 +565,8 @@ static enum MHD_Result batch(struct ctx *c)
 		batch_row(it, &in[i], msgs + (size_t)i * MSG, MSG);
 		i++;
 	}
-	struct conn_set_opts o = {cJSON_IsTrue(aon), NULL, NULL};
-	struct conn_set_result res;
+	struct conn_bulk_opts o = {cJSON_IsTrue(aon), NULL, NULL};
+	struct conn_bulk_result res;
 	int rc = conn_contact_set_many(c->s->conn, &api_actor, in, (size_t)n, &o, &res, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0 || rc == ERR_INVALID) {
@@ -600,7 +600,7 @@ static enum MHD_Result batch(struct ctx *c)
 		cJSON_AddNumberToObject(doc, "invalid", (double)res.invalid);
 	}
 	size_t applied = res.applied;
-	conn_set_result_free(&res);
+	conn_bulk_result_free(&res);
 	free(in);
 	free(msgs);
 	if (doc == NULL)

@@ -236,15 +236,16 @@ int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *pat
 	}
 	if (rc == 0)
 		rc = cli_conn(c, true, &conn, e);
-	if (rc == 0)
-		rc = conn_optout_many(conn, who, emails, t.lines, t.nrows, reason,
-		                      show_progress(t.nrows) ? progress : NULL, (void *)"optout",
-		                      &res, e);
+	if (rc == 0) {
+		struct conn_bulk_opts o = {false, show_progress(t.nrows) ? progress : NULL,
+		                           (void *)"optout"};
+		rc = conn_optout_many(conn, who, emails, t.lines, t.nrows, reason, &o, &res, e);
+	}
 	conn_close(conn);
 	if (rc == 0)
-		report(c, json, t.nrows, "opted_out", res.applied, "already_opted_out", res.already,
-		       res.invalid, &res.bad);
-	cJSON_Delete(res.bad);
+		report(c, json, t.nrows, "opted_out", res.applied, "already_opted_out",
+		       res.unchanged, res.invalid, &res.bad);
+	conn_bulk_result_free(&res);
 	free(emails);
 	table_free(&t);
 	return rc;
@@ -283,20 +284,20 @@ int cli_contact_set_file(struct cli *c, const struct conn_actor *who, const char
 		}
 	}
 	struct conn *conn = NULL;
-	struct conn_set_result res = {0};
+	struct conn_bulk_result res = {0};
 	if (rc == 0)
 		rc = cli_conn(c, true, &conn, e);
 	if (rc == 0) {
-		struct conn_set_opts o = {all_or_none != 0,
-		                          show_progress(t.nrows) ? progress : NULL,
-		                          (void *)"contact set"};
+		struct conn_bulk_opts o = {all_or_none != 0,
+		                           show_progress(t.nrows) ? progress : NULL,
+		                           (void *)"contact set"};
 		rc = conn_contact_set_many(conn, who, rows, t.nrows, &o, &res, e);
 	}
 	conn_close(conn);
 	if (rc == 0 || (rc == ERR_INVALID && res.bad))
 		report(c, json, t.nrows, "changed", res.applied, "unchanged", res.unchanged,
 		       res.invalid, &res.bad);
-	conn_set_result_free(&res);
+	conn_bulk_result_free(&res);
 	free(rows);
 	free(msgs);
 	table_free(&t);

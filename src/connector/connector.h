@@ -72,19 +72,30 @@ struct conn_optout {
 int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_optout *o,
                 cJSON **result, struct err *e);
 
-/* Many opt-outs (a suppression list from another tool): one ledger
- * transaction per batch of up to 2,000. emails[i] that is not an email is
- * reported in *bad (an array of {"row","email","error"}, row being rows[i],
- * or i + 1 when rows is NULL) and skipped. progress, when set, is called
- * after each batch. */
-struct conn_bulk_result {
-	size_t applied, already, invalid;
-	cJSON *bad;
+/* The bulk use cases (conn_optout_many, conn_contact_set_many): every row
+ * is checked first, then the valid ones are applied in one ledger
+ * transaction per batch of up to 2,000. With all_or_none one invalid row
+ * applies nothing (ERR_INVALID, res->bad still filled). progress, when
+ * set, is called after each batch. */
+struct conn_bulk_opts {
+	bool all_or_none;
+	void (*progress)(size_t done, size_t total, void *arg);
+	void *arg;
 };
+struct conn_bulk_result {
+	size_t applied;   /* persons changed */
+	size_t unchanged; /* already opted out, or already holding the values */
+	size_t invalid;
+	cJSON *bad; /* the invalid rows: {"row","email","error"} */
+	bool *ok;   /* per row (n of them): applied or unchanged */
+};
+void conn_bulk_result_free(struct conn_bulk_result *res);
+
+/* Many opt-outs (a suppression list from another tool). An invalid row is
+ * reported with row rows[i] (i + 1 when rows is NULL). */
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
                      const size_t *rows, size_t n, const char *reason,
-                     void (*progress)(size_t done, size_t total, void *arg), void *arg,
-                     struct conn_bulk_result *res, struct err *e);
+                     const struct conn_bulk_opts *o, struct conn_bulk_result *res, struct err *e);
 
 struct conn_facts_change {
 	const char *authorization; /* type name, NULL: unchanged */
@@ -98,34 +109,19 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
                      const struct conn_facts_change *ch, cJSON **result, struct err *e);
 
 /* Many compliance updates (a CSV file, POST /v1/contacts:batch): each row
- * validated as conn_contact_set does, the valid ones applied in one ledger
- * transaction per batch of up to 2,000, a row whose values the person holds
- * already left alone (no event, no push). rows[i].error, when set by the
+ * checked as conn_contact_set does; a row whose values the person holds
+ * already is left alone (no event, no push). rows[i].error, when set by the
  * adapter (a field it could not read), makes the row invalid with that
- * message. res->bad lists the invalid rows as {"row","email","error"} with
- * rows[i].row; with all_or_none one invalid row applies nothing
- * (ERR_INVALID, res->bad still filled). progress, when set, is called after
- * each batch. */
+ * message; rows[i].row is the row number reports give. */
 struct conn_set_row {
 	size_t row; /* what the adapter reports: a file line, an array index */
 	const char *email;
 	struct conn_facts_change ch;
 	const char *error;
 };
-struct conn_set_opts {
-	bool all_or_none;
-	void (*progress)(size_t done, size_t total, void *arg);
-	void *arg;
-};
-struct conn_set_result {
-	size_t applied, unchanged, invalid;
-	cJSON *bad;
-	bool *ok; /* per row (n of them, malloc'ed), for per-row reports */
-};
 int conn_contact_set_many(struct conn *c, const struct conn_actor *who,
-                          const struct conn_set_row *rows, size_t n, const struct conn_set_opts *o,
-                          struct conn_set_result *res, struct err *e);
-void conn_set_result_free(struct conn_set_result *res);
+                          const struct conn_set_row *rows, size_t n, const struct conn_bulk_opts *o,
+                          struct conn_bulk_result *res, struct err *e);
 
 struct conn_evidence {
 	int64_t consent_date;

@@ -176,80 +176,149 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 	return 0;
 }
 
-struct bulk {
+/* ---- many rows through one use case ---- */
+
+/* A bulk use case over rows: prepare loads row i into u (email, key,
+ * inputs) or says why it is invalid; describe gives the row number and
+ * email a report names; apply (optout_txn, facts_txn) writes the prepared
+ * row in a transaction and sets u->already. */
+struct many {
 	struct uc *u;
-	const char *const *emails;
-	const size_t *rows; /* indexes into emails of the valid ones */
-	size_t n;
-	const char *reason;
-	size_t applied, already;
+	const void *rows;
+	int (*prepare)(struct uc *u, const void *rows, size_t i, struct err *e);
+	size_t (*describe)(const void *rows, size_t i, const char **email);
+	ledger_fn apply;
+	/* the batch in hand */
+	const size_t *idx; /* its valid rows */
+	size_t k, applied, unchanged;
 };
 
-static int bulk_txn(struct ledger_txn *t, void *ctx, struct err *e)
+static int many_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct bulk *b = ctx;
-	struct uc *u = b->u;
-	struct conn_optout o = {0};
-	o.reason = b->reason;
-	u->optout = &o;
-	b->applied = b->already = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		o.email = b->emails[b->rows[i]];
+	struct many *m = ctx;
+	m->applied = m->unchanged = 0;
+	for (size_t i = 0; i < m->k; i++) {
+		/* prepared again rather than kept: a prepared row holds whole
+		 * facts (three 1,000-byte texts), too much to keep per row */
 		struct err ie;
-		if (conn_email_normalize(o.email, u->email, &ie))
-			continue; /* filtered before: cannot happen */
-		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
-		int rc = optout_txn(t, u, e);
+		if (m->prepare(m->u, m->rows, m->idx[i], &ie))
+			return err_set(e, ERR_INTERNAL, "a row valid before is not: %s", ie.msg);
+		int rc = m->apply(t, m->u, e);
 		if (rc)
 			return rc;
-		if (u->already)
-			b->already++;
+		if (m->u->already)
+			m->unchanged++;
 		else
-			b->applied++;
+			m->applied++;
 	}
 	return 0;
 }
 
+void conn_bulk_result_free(struct conn_bulk_result *res)
+{
+	cJSON_Delete(res->bad);
+	free(res->ok);
+	memset(res, 0, sizeof(*res));
+}
+
+/* Check every row (all or none must know before anything is written),
+ * then apply the valid ones in one ledger transaction per 2,000. */
+static int run_many(struct conn *c, struct many *m, size_t n, const struct conn_bulk_opts *o,
+                    struct conn_bulk_result *res, struct err *e)
+{
+	enum { BATCH = 2000 };
+	memset(res, 0, sizeof(*res));
+	size_t cap = n ? n : 1;
+	res->bad = cJSON_CreateArray();
+	res->ok = calloc(cap, sizeof(*res->ok));
+	size_t *idx = malloc((n < BATCH ? cap : BATCH) * sizeof(*idx));
+	int rc = 0;
+	if (res->bad == NULL || res->ok == NULL || idx == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct err ie = {0};
+		if (m->prepare(m->u, m->rows, i, &ie) == 0) {
+			res->ok[i] = true;
+			continue;
+		}
+		const char *email = NULL;
+		size_t row = m->describe(m->rows, i, &email);
+		res->invalid++;
+		cJSON *b = cJSON_CreateObject();
+		cJSON_AddNumberToObject(b, "row", (double)row);
+		cJSON_AddStringToObject(b, "email", email ? email : "");
+		cJSON_AddStringToObject(b, "error", ie.msg);
+		cJSON_AddItemToArray(res->bad, b);
+	}
+	if (o && o->all_or_none && res->invalid) {
+		rc = err_set(e, ERR_INVALID,
+		             "%zu of %zu rows are invalid; nothing applied (all or none)",
+		             res->invalid, n);
+		memset(res->ok, 0, cap * sizeof(*res->ok));
+		goto out;
+	}
+	for (size_t start = 0; start < n; start += BATCH) {
+		size_t end = start + BATCH < n ? start + BATCH : n;
+		m->idx = idx;
+		m->k = 0;
+		for (size_t i = start; i < end; i++)
+			if (res->ok[i])
+				idx[m->k++] = i;
+		if (m->k > 0 && (rc = ledger_write(c->l, many_txn, m, e))) {
+			for (size_t i = start; i < n; i++)
+				res->ok[i] = false; /* this batch and the rest were not applied */
+			break;
+		}
+		res->applied += m->applied;
+		res->unchanged += m->unchanged;
+		m->applied = m->unchanged = 0;
+		if (o && o->progress)
+			o->progress(end, n, o->arg);
+	}
+out:
+	free(idx);
+	return rc;
+}
+
+/* ---- many opt-outs ---- */
+
+struct optout_rows {
+	const char *const *emails;
+	const size_t *rownums;
+	struct conn_optout o; /* what every row shares (the reason) */
+};
+
+static int optout_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
+{
+	const struct optout_rows *r = rows;
+	int rc = conn_email_normalize(r->emails[i], u->email, e);
+	if (rc == 0)
+		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
+	u->optout = &r->o;
+	return rc;
+}
+
+static size_t optout_describe(const void *rows, size_t i, const char **email)
+{
+	const struct optout_rows *r = rows;
+	*email = r->emails[i];
+	return r->rownums ? r->rownums[i] : i + 1;
+}
+
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
                      const size_t *rownums, size_t n, const char *reason,
-                     void (*progress)(size_t done, size_t total, void *arg), void *arg,
-                     struct conn_bulk_result *res, struct err *e)
+                     const struct conn_bulk_opts *o, struct conn_bulk_result *res, struct err *e)
 {
-	memset(res, 0, sizeof(*res));
-	res->bad = cJSON_CreateArray();
+	struct optout_rows rows = {emails, rownums, {.reason = reason}};
 	struct uc *u = uc_new(c, who, NULL, e);
-	size_t *rows = malloc((n ? n : 1) * sizeof(*rows));
-	if (u == NULL || rows == NULL || res->bad == NULL) {
-		free(u);
-		free(rows);
-		return err_set(e, ERR_NOMEM, "out of memory");
+	if (u == NULL) {
+		memset(res, 0, sizeof(*res));
+		return e->code;
 	}
-	int rc = 0;
-	for (size_t start = 0; rc == 0 && start < n; start += 2000) {
-		size_t end = start + 2000 < n ? start + 2000 : n, m = 0;
-		for (size_t i = start; i < end; i++) {
-			char norm[LEDGER_EMAIL_MAX + 1];
-			struct err ie;
-			if (conn_email_normalize(emails[i], norm, &ie)) {
-				res->invalid++;
-				cJSON *o = cJSON_CreateObject();
-				cJSON_AddNumberToObject(o, "row",
-				                        (double)(rownums ? rownums[i] : i + 1));
-				cJSON_AddStringToObject(o, "email", emails[i]);
-				cJSON_AddStringToObject(o, "error", ie.msg);
-				cJSON_AddItemToArray(res->bad, o);
-				continue;
-			}
-			rows[m++] = i;
-		}
-		struct bulk b = {u, emails, rows, m, reason, 0, 0};
-		rc = ledger_write(c->l, bulk_txn, &b, e);
-		res->applied += b.applied;
-		res->already += b.already;
-		if (rc == 0 && progress)
-			progress(end, n, arg);
-	}
-	free(rows);
+	struct many m = {u, &rows, optout_prepare, optout_describe, optout_txn, NULL, 0, 0, 0};
+	int rc = run_many(c, &m, n, o, res, e);
 	free(u);
 	return rc;
 }
@@ -378,16 +447,10 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
 
 /* ---- many compliance updates ---- */
 
-struct set_batch {
-	struct uc *u;
-	const struct conn_set_row *rows;
-	const size_t *idx; /* the valid rows of this batch */
-	size_t n, applied, unchanged;
-};
-
-/* Validate row r into u (email, key, want, groups). */
-static int set_row_prepare(struct uc *u, const struct conn_set_row *r, struct err *e)
+/* Validate row i into u (email, key, want, groups). */
+static int set_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
 {
+	const struct conn_set_row *r = (const struct conn_set_row *)rows + i;
 	if (r->error)
 		return err_set(e, ERR_INVALID, "%s", r->error);
 	if (r->email == NULL)
@@ -400,95 +463,28 @@ static int set_row_prepare(struct uc *u, const struct conn_set_row *r, struct er
 	return rc;
 }
 
-static int set_batch_txn(struct ledger_txn *t, void *ctx, struct err *e)
+static size_t set_describe(const void *rows, size_t i, const char **email)
 {
-	struct set_batch *b = ctx;
-	struct uc *u = b->u;
-	b->applied = b->unchanged = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		struct err ie;
-		if (set_row_prepare(u, &b->rows[b->idx[i]], &ie))
-			return err_set(e, ERR_INTERNAL, "a row valid before is not: %s", ie.msg);
-		int rc = facts_txn(t, u, e);
-		if (rc)
-			return rc;
-		if (u->already)
-			b->unchanged++;
-		else
-			b->applied++;
-	}
-	return 0;
-}
-
-static void bad_row(struct conn_set_result *res, const struct conn_set_row *r, const char *msg)
-{
-	res->invalid++;
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "row", (double)r->row);
-	cJSON_AddStringToObject(o, "email", r->email ? r->email : "");
-	cJSON_AddStringToObject(o, "error", msg);
-	cJSON_AddItemToArray(res->bad, o);
-}
-
-void conn_set_result_free(struct conn_set_result *res)
-{
-	cJSON_Delete(res->bad);
-	free(res->ok);
-	memset(res, 0, sizeof(*res));
+	const struct conn_set_row *r = (const struct conn_set_row *)rows + i;
+	*email = r->email;
+	return r->row;
 }
 
 int conn_contact_set_many(struct conn *c, const struct conn_actor *who,
-                          const struct conn_set_row *rows, size_t n, const struct conn_set_opts *o,
-                          struct conn_set_result *res, struct err *e)
+                          const struct conn_set_row *rows, size_t n, const struct conn_bulk_opts *o,
+                          struct conn_bulk_result *res, struct err *e)
 {
-	enum { BATCH = 2000 };
-	memset(res, 0, sizeof(*res));
-	size_t m = n ? n : 1;
 	struct uc *u = uc_new(c, who, NULL, e);
-	res->bad = cJSON_CreateArray();
-	res->ok = calloc(m, sizeof(*res->ok));
-	size_t *idx = malloc((n < BATCH ? m : BATCH) * sizeof(*idx));
-	int rc = 0;
-	if (u == NULL || res->bad == NULL || res->ok == NULL || idx == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-		goto out;
+	if (u == NULL) {
+		memset(res, 0, sizeof(*res));
+		return e->code;
 	}
-	/* validate every row first: all_or_none must know before writing */
-	for (size_t i = 0; i < n; i++) {
-		struct err ie = {0};
-		if (set_row_prepare(u, &rows[i], &ie))
-			bad_row(res, &rows[i], ie.msg);
-		else
-			res->ok[i] = true;
-	}
-	if (o && o->all_or_none && res->invalid) {
-		rc = err_set(e, ERR_INVALID,
-		             "%zu of %zu rows are invalid; nothing applied (all or none)",
-		             res->invalid, n);
-		memset(res->ok, 0, m * sizeof(*res->ok));
-		goto out;
-	}
-	for (size_t start = 0; rc == 0 && start < n; start += BATCH) {
-		size_t end = start + BATCH < n ? start + BATCH : n, k = 0;
-		for (size_t i = start; i < end; i++)
-			if (res->ok[i])
-				idx[k++] = i;
-		struct set_batch b = {u, rows, idx, k, 0, 0};
-		if (k > 0 && (rc = ledger_write(c->l, set_batch_txn, &b, e))) {
-			for (size_t i = start; i < n; i++)
-				res->ok[i] = false; /* this batch and the rest were not applied */
-			break;
-		}
-		res->applied += b.applied;
-		res->unchanged += b.unchanged;
-		if (o && o->progress)
-			o->progress(end, n, o->arg);
-	}
-	log_info("contact.set_many", "%zu persons changed, %zu unchanged, %zu invalid rows",
-	         res->applied, res->unchanged, res->invalid);
-out:
+	struct many m = {u, rows, set_prepare, set_describe, facts_txn, NULL, 0, 0, 0};
+	int rc = run_many(c, &m, n, o, res, e);
 	free(u);
-	free(idx);
+	if (rc == 0)
+		log_info("contact.set_many", "%zu persons changed, %zu unchanged, %zu invalid rows",
+		         res->applied, res->unchanged, res->invalid);
 	return rc;
 }
 

@@ -184,8 +184,9 @@ static void test_suppression_index(void **state)
 		want[i] = true;
 	}
 	struct conn_bulk_result res;
-	assert_int_equal(conn_optout_many(b, &cli, list, NULL, N, NULL, NULL, NULL, &res, &e), 0);
-	cJSON_Delete(res.bad);
+	assert_int_equal(conn_optout_many(b, &cli, list, NULL, N, NULL, NULL, &res, &e), 0);
+	assert_true(res.applied == N && res.invalid == 0);
+	conn_bulk_result_free(&res);
 	check_all(a, emails, N + UNKNOWN, want); /* b's writes, through the feed */
 	usleep(5000);
 	struct conn_evidence ev = {time_now_ms() - 1, "newsletter", "form-1", NULL};
