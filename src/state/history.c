@@ -307,21 +307,19 @@ int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *ou
 }
 
 /* The seqs of a person's events, oldest first, following person_prev
- * back from last. *out is malloc'ed. */
-static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size_t *n,
-                       struct err *e)
+ * back from last: all of them, or with before < INT64_MAX only the oldest
+ * ones before that time (the run that ends at the first newer event; a
+ * person's events are in time order). *out is malloc'ed. */
+static int person_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out,
+                       size_t *n, struct err *e)
 {
 	size_t cap = 16;
 	*n = 0;
 	*out = malloc(cap * sizeof(**out));
-	if (*out == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
 	uint8_t dig[32];
 	struct ledger_event *ev = malloc(sizeof(*ev));
-	if (ev == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = 0;
-	for (uint64_t seq = last; seq != 0;) {
+	int rc = *out && ev ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	for (uint64_t seq = last; rc == 0 && seq != 0;) {
 		if (*n == cap) {
 			uint64_t *grown = cap > SIZE_MAX / 2 / sizeof(**out)
 			                      ? NULL
@@ -344,7 +342,10 @@ static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size
 		}
 		if (ev->purged)
 			break; /* retention removed it and everything older */
-		(*out)[(*n)++] = seq;
+		if (before != INT64_MAX && ev->at >= before)
+			*n = 0; /* it and everything newer stay */
+		else
+			(*out)[(*n)++] = seq;
 		if (ev->person_prev >= seq) {
 			rc = corrupt(t, "a person's history list (a loop)", e);
 			break;
@@ -360,6 +361,7 @@ static int person_seqs(struct ledger_txn *t, uint64_t last, uint64_t **out, size
 	if (rc) {
 		free(*out);
 		*out = NULL;
+		*n = 0;
 	}
 	return rc;
 }
@@ -369,7 +371,7 @@ static int each_seq_of(struct ledger_txn *t, uint64_t last,
 {
 	uint64_t *seqs;
 	size_t n;
-	int rc = person_seqs(t, last, &seqs, &n, e);
+	int rc = person_seqs(t, last, INT64_MAX, &seqs, &n, e);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = fn(t, seqs[i], ctx);
 	free(seqs);
@@ -484,30 +486,6 @@ static int purge_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 	int was = 0;
 	int rc = event_purge(t, seq, p->run, &was, p->e);
 	p->n += (uint64_t)was;
-	return rc;
-}
-
-/* The events of a person's list (from last) older than before (all when
- * before is INT64_MAX), oldest first: *out malloc'ed. */
-static int old_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out, size_t *n,
-                    struct err *e)
-{
-	int rc = person_seqs(t, last, out, n, e);
-	if (rc || before == INT64_MAX)
-		return rc;
-	struct ledger_event *ev = malloc(sizeof(*ev));
-	if (ev == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	size_t keep = 0;
-	for (size_t i = 0; rc == 0 && i < *n; i++) {
-		if ((rc = ledger_event_get(t, (*out)[i], ev, e)))
-			break;
-		if (ev->at >= before)
-			break; /* a person's events are in time order: the rest are newer */
-		keep++;
-	}
-	free(ev);
-	*n = keep;
 	return rc;
 }
 
@@ -642,7 +620,7 @@ static int retention_in(struct ledger_txn *t, const struct ledger_retention *r, 
 	 * event (appended first) holds the count its stubs are checked against */
 	for (size_t i = 0; rc == 0 && i < s.n; i++) {
 		int64_t before = s.c[i].stale ? INT64_MAX : r->events_before;
-		rc = old_seqs(t, s.c[i].last, before, &lists[i], &lens[i], e);
+		rc = person_seqs(t, s.c[i].last, before, &lists[i], &lens[i], e);
 		rep->events += lens[i];
 		rep->persons += s.c[i].stale;
 	}
