@@ -232,7 +232,7 @@ int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *pat
 	rc = emails ? 0 : err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < t.nrows; i++) {
 		const char *em = cell(&t, i, 0);
-		emails[i] = t.errors[i] ? "" : em ? em : "";
+		emails[i] = em ? em : ""; /* no email: reported as invalid */
 	}
 	if (rc == 0)
 		rc = cli_conn(c, true, &conn, e);

@@ -39,7 +39,6 @@ int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
 int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
 
 /* Retention (retention.c). */
-bool conn_retention_configured(const struct conn *c);
 /* Run retention when [retention] is set and retention.every has passed
  * since the last run; *report stays NULL when it did not run. */
 int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e);

@@ -15,10 +15,10 @@ struct ret_txn {
 	struct ledger_retention_report rep;
 };
 
-bool conn_retention_configured(const struct conn *c)
+static bool configured(const struct config *cfg)
 {
-	return c->cfg->retention.resolved_conflicts_ms > 0 || c->cfg->retention.history_ms > 0 ||
-	       c->cfg->retention.stale_persons_ms > 0;
+	return cfg->retention.resolved_conflicts_ms > 0 || cfg->retention.history_ms > 0 ||
+	       cfg->retention.stale_persons_ms > 0;
 }
 
 static cJSON *load_meta(struct ledger_txn *t, struct err *e, int *rc)
@@ -91,10 +91,10 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 	if (cfg->retention.stale_persons_ms > 0)
 		x.r.persons_before = now - cfg->retention.stale_persons_ms;
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddBoolToObject(o, "configured", conn_retention_configured(c));
+	cJSON_AddBoolToObject(o, "configured", configured(c->cfg));
 	cJSON_AddBoolToObject(o, "dry_run", dry_run);
 	int rc = 0;
-	if (conn_retention_configured(c))
+	if (configured(c->cfg))
 		rc = ledger_retention(c->l, &x.r, save_totals, &x, &x.rep, e);
 	if (rc) {
 		cJSON_Delete(o);
@@ -132,7 +132,7 @@ int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e)
 {
 	static const struct conn_actor sync_actor = {LEDGER_ORIGIN_LOCAL, "retention"};
 	*report = NULL;
-	if (!conn_retention_configured(c))
+	if (!configured(c->cfg))
 		return 0;
 	int64_t last = 0;
 	int rc = ledger_read(c->l, due_txn, &last, e);
@@ -148,10 +148,7 @@ int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON 
 	if (m == NULL)
 		return rc;
 	cJSON *o = cJSON_AddObjectToObject(out, "retention");
-	cJSON_AddBoolToObject(o, "configured",
-	                      cfg->retention.resolved_conflicts_ms > 0 ||
-	                          cfg->retention.history_ms > 0 ||
-	                          cfg->retention.stale_persons_ms > 0);
+	cJSON_AddBoolToObject(o, "configured", configured(cfg));
 	const cJSON *at = cJSON_GetObjectItemCaseSensitive(m, "last_run_at");
 	if (cJSON_IsNumber(at))
 		add_time(o, "last_run_at", (int64_t)at->valuedouble);
