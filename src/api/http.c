@@ -277,6 +277,37 @@ static enum MHD_Result reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_stat
 	return send_json(c->con, ok_status, doc);
 }
 
+/* An authorization object {"type", "consent_date"?, "purpose"?, "other"?}
+ * (PUT /authorization, a batch update's "authorization") into ch;
+ * missing: the message when there is no type. */
+static int parse_authorization(const cJSON *o, struct conn_facts_change *ch, const char *missing,
+                               struct err *e)
+{
+	static const char *const keys[] = {"type", "consent_date", "purpose", "other", NULL};
+	int rc = check_keys(o, keys, e);
+	if (rc)
+		return rc;
+	ch->authorization = jstr(o, "type");
+	ch->purpose = jstr(o, "purpose");
+	ch->other = jstr(o, "other");
+	if (ch->authorization == NULL)
+		return err_set(e, ERR_INVALID, "%s", missing);
+	return jtime(o, "consent_date", &ch->consent_date, e);
+}
+
+/* A source object {"type", "other"?} into ch, likewise. */
+static int parse_source(const cJSON *o, struct conn_facts_change *ch, const char *missing,
+                        struct err *e)
+{
+	static const char *const keys[] = {"type", "other", NULL};
+	int rc = check_keys(o, keys, e);
+	if (rc)
+		return rc;
+	ch->source = jstr(o, "type");
+	ch->source_other = jstr(o, "other");
+	return ch->source ? 0 : err_set(e, ERR_INVALID, "%s", missing);
+}
+
 int api_contact_path(char *rest, const char **email, const char **sub)
 {
 	static const char *const subs[] = {"/authorization", "/source", "/resubscribe",
@@ -361,19 +392,8 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 	}
 	if (strcmp(sub, "/authorization") == 0 && strcmp(m, "PUT") == 0) {
 		c->route = R_AUTH;
-		static const char *const keys[] = {"type", "consent_date", "purpose", "other",
-		                                   NULL};
 		struct conn_facts_change ch = {0};
-		rc = check_keys(c->body, keys, &c->e);
-		if (rc == 0) {
-			ch.authorization = jstr(c->body, "type");
-			ch.purpose = jstr(c->body, "purpose");
-			ch.other = jstr(c->body, "other");
-			if (ch.authorization == NULL)
-				rc = err_set(&c->e, ERR_INVALID, "type is required");
-		}
-		if (rc == 0)
-			rc = jtime(c->body, "consent_date", &ch.consent_date, &c->e);
+		rc = parse_authorization(c->body, &ch, "type is required", &c->e);
 		if (rc == 0)
 			rc = conn_contact_set(c->s->conn, &api_actor, email, &ch, &doc, &c->e);
 		if (rc == 0)
@@ -382,15 +402,8 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 	}
 	if (strcmp(sub, "/source") == 0 && strcmp(m, "PUT") == 0) {
 		c->route = R_SOURCE;
-		static const char *const keys[] = {"type", "other", NULL};
 		struct conn_facts_change ch = {0};
-		rc = check_keys(c->body, keys, &c->e);
-		if (rc == 0) {
-			ch.source = jstr(c->body, "type");
-			ch.source_other = jstr(c->body, "other");
-			if (ch.source == NULL)
-				rc = err_set(&c->e, ERR_INVALID, "type is required");
-		}
+		rc = parse_source(c->body, &ch, "type is required", &c->e);
 		if (rc == 0)
 			rc = conn_contact_set(c->s->conn, &api_actor, email, &ch, &doc, &c->e);
 		if (rc == 0)
@@ -495,8 +508,6 @@ static enum MHD_Result optouts(struct ctx *c)
 static void batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t cap)
 {
 	static const char *const row_keys[] = {"email", "authorization", "source", NULL};
-	static const char *const auth_keys[] = {"type", "consent_date", "purpose", "other", NULL};
-	static const char *const src_keys[] = {"type", "other", NULL};
 	struct err e = {0};
 	if (!cJSON_IsObject(it)) {
 		snprintf(msg, cap, "an update must be a JSON object");
@@ -516,21 +527,10 @@ static void batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t
 			rc = err_set(&e, ERR_INVALID, "unknown field '%.60s'", k->string);
 	}
 	r->email = jstr(it, "email");
-	if (rc == 0 && auth && (rc = check_keys(auth, auth_keys, &e)) == 0) {
-		r->ch.authorization = jstr(auth, "type");
-		r->ch.purpose = jstr(auth, "purpose");
-		r->ch.other = jstr(auth, "other");
-		if (r->ch.authorization == NULL)
-			rc = err_set(&e, ERR_INVALID, "authorization needs a type");
-		else
-			rc = jtime(auth, "consent_date", &r->ch.consent_date, &e);
-	}
-	if (rc == 0 && src && (rc = check_keys(src, src_keys, &e)) == 0) {
-		r->ch.source = jstr(src, "type");
-		r->ch.source_other = jstr(src, "other");
-		if (r->ch.source == NULL)
-			rc = err_set(&e, ERR_INVALID, "source needs a type");
-	}
+	if (rc == 0 && auth)
+		rc = parse_authorization(auth, &r->ch, "authorization needs a type", &e);
+	if (rc == 0 && src)
+		rc = parse_source(src, &r->ch, "source needs a type", &e);
 	if (rc) {
 		snprintf(msg, cap, "%.150s", e.msg);
 		r->error = msg;
