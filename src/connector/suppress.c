@@ -40,6 +40,7 @@ static size_t home(const struct supp_index *x, const uint64_t k[2])
 
 static int find(const struct supp_index *x, const uint64_t k[2], size_t *at)
 {
+	*at = 0;
 	if (x->cap == 0)
 		return 0;
 	for (size_t i = home(x, k);; i = (i + 1) & (x->cap - 1)) {
