@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install what is needed, build, and run every test: first a normal build,
+# then the Release binary the container ships (warnings as errors),
 # then the same tests under AddressSanitizer and UndefinedBehaviorSanitizer,
 # then the unit tests and fuzz-corpus runners under valgrind memcheck,
 # then every libFuzzer target for 10 s (OPTSYNC_TEST_FUZZ_SECONDS).
@@ -12,6 +13,12 @@ jobs="$(nproc)"
 
 bash scripts/build.sh build
 (cd build && ctest --output-on-failure -j"$jobs")
+
+# the binary as the image ships it (Release, -O3): the optimizer sees more
+# there and -Werror must hold for it too
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DOPTSYNC_WERROR=ON -DOPTSYNC_TESTS=OFF \
+  -DOPTSYNC_BENCH=OFF >/dev/null
+cmake --build build-release -j"$jobs" --target optsync
 
 if [ "${OPTSYNC_TEST_SANITIZE:-1}" = 1 ]; then
   bash scripts/build.sh build-asan -DOPTSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
