@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what is needed, build, and run every test: first a normal build,
+# Check that the repository stands alone, install what is needed, build, and
+# run every test: first a normal build,
 # then the Release binary the container ships (warnings as errors),
 # then the same tests under AddressSanitizer and UndefinedBehaviorSanitizer,
 # then the unit tests and fuzz-corpus runners under valgrind memcheck,
@@ -8,6 +9,9 @@
 # skip those passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# nothing tracked may name a path outside the repository (a fresh clone has
+# nothing beside it)
+bash scripts/check-standalone.sh
 bash scripts/install-deps.sh
 jobs="$(nproc)"
 

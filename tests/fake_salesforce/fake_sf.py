@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A fake Salesforce for optsync's tests and demo (Python 3 standard library).
 
-It behaves like the real REST API on the routes optsync uses, after the wire
-facts in shared/salesforce-notes.md:
+It behaves like the real REST API on the routes optsync uses, as Salesforce's
+REST API documentation describes them (status codes, error bodies, paging):
 
   POST /services/oauth2/token                 jwt-bearer (RS256 verified with
                                               --jwt-public-key), client_credentials

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Run toml-decoder over the toml-test cases that apply to TOML 1.0.0.
 
-Usage: run_toml_test.py DECODER TOML_TEST_DIR [--min-percent 98]
+Usage: run_toml_test.py DECODER TOML_TEST_DIR [--min-percent 100] [--cases 709]
 
 Valid cases must decode to the expected tagged JSON (floats and date-times
 compared by value); invalid cases must be rejected with exit status 1.
 Prints the pass figures and every failing case; exits 1 when either figure
-is under the minimum."""
+is under the minimum, or when the list does not hold the expected number of
+cases (a shortened copy must not pass unnoticed)."""
 import argparse
 import datetime
 import json
@@ -76,10 +77,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("decoder")
     ap.add_argument("suite")
-    ap.add_argument("--min-percent", type=float, default=98.0)
+    ap.add_argument("--min-percent", type=float, default=100.0)
+    ap.add_argument("--cases", type=int, default=709)
     args = ap.parse_args()
     with open(os.path.join(args.suite, "files-toml-1.0.0")) as f:
         files = [l.strip() for l in f if l.strip().endswith(".toml")]
+    if len(files) != args.cases:
+        print("toml-test: the list names %d cases, expected %d" % (len(files), args.cases))
+        return 1
     results = {"valid": [0, 0, []], "invalid": [0, 0, []]}
     for rel in files:
         kind = rel.split("/")[0]
