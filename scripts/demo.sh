@@ -96,7 +96,7 @@ for h in json.load(sys.stdin):
                                             h.get("reason", "")[:60]))'
 
 bold "6. Status"
-optsync status | sed -n '1,200p' | grep -v '^    ' | head -40
+optsync status
 
 bold "Done"
 say "The ledger and the configuration are in demo/. To keep playing, start the fake again and point optsync at it:"

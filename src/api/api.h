@@ -1,4 +1,4 @@
-/* The sidecar: the local HTTP API (SPEC section 5) on libmicrohttpd, the
+/* The sidecar: the local HTTP API (README, "The local API") on libmicrohttpd, the
  * sync scheduler and the webhook, around one connector. A thin adapter:
  * every route calls a src/connector/ use case. */
 #ifndef OPTSYNC_API_API_H

@@ -167,19 +167,25 @@ static const char *code_of(unsigned status)
 	}
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *msg)
+/* An error document; header/value, when set, go with it (WWW-Authenticate
+ * on 401, Allow on 405). */
+static enum MHD_Result send_error_with(struct MHD_Connection *con, unsigned status, const char *msg,
+                                       const char *header, const char *value)
 {
 	cJSON *doc = cJSON_CreateObject(), *er = cJSON_AddObjectToObject(doc, "error");
 	cJSON_AddStringToObject(er, "code", code_of(status));
 	cJSON_AddStringToObject(er, "message", msg);
-	if (status == 401) {
-		char *text = cJSON_PrintUnformatted(doc);
-		cJSON_Delete(doc);
-		return text ? send_text(con, status, "application/json", text, strlen(text),
-		                        "WWW-Authenticate", "Bearer")
-		            : MHD_NO;
-	}
-	return send_json(con, status, doc);
+	char *text = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	return text ? send_text(con, status, "application/json", text, strlen(text), header, value)
+	            : MHD_NO;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *msg)
+{
+	if (status == 401)
+		return send_error_with(con, status, msg, "WWW-Authenticate", "Bearer");
+	return send_error_with(con, status, msg, NULL, NULL);
 }
 
 /* ---- authentication ---- */
@@ -699,9 +705,74 @@ static enum MHD_Result changes(struct ctx *c)
 
 static enum MHD_Result metrics(struct ctx *c);
 
+const char *api_allowed_methods(const char *url)
+{
+	static const struct {
+		const char *path, *allow;
+	} fixed[] = {
+	    {"/healthz", "GET"},     {"/readyz", "GET"},
+	    {"/metrics", "GET"},     {"/v1/suppression/check", "POST"},
+	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
+	    {"/v1/changes", "GET"},
+	};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (strcmp(url, fixed[i].path) == 0)
+			return fixed[i].allow;
+	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/')) {
+		uint64_t id;
+		int kind = api_conflict_path(url + 13, &id);
+		return kind < 0 ? NULL : kind == API_CONFLICT_RESOLVE ? "POST" : "GET";
+	}
+	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {
+		/* the email part may be anything up to the request's size limit; an
+		 * invalid one is the handler's 422, not a routing matter */
+		static const struct {
+			const char *sub, *allow;
+		} subs[] = {{"", "GET, DELETE"}, {"/authorization", "PUT"},
+		            {"/source", "PUT"},  {"/resubscribe", "POST"},
+		            {"/history", "GET"}, {"/export", "GET"}};
+		char *rest = strdup(url + 13);
+		const char *email, *sub, *allow = NULL;
+		if (rest && api_contact_path(rest, &email, &sub) == 0)
+			for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+				if (strcmp(sub, subs[i].sub) == 0)
+					allow = subs[i].allow;
+		free(rest);
+		return allow;
+	}
+	return NULL;
+}
+
+/* Whether method is one of allow's comma-separated methods. */
+static int method_allowed(const char *allow, const char *method)
+{
+	size_t ml = strlen(method);
+	for (const char *p = allow; *p;) {
+		size_t wl = strcspn(p, ",");
+		if (wl == ml && strncmp(p, method, ml) == 0)
+			return 1;
+		p += wl;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	return 0;
+}
+
 static enum MHD_Result route(struct ctx *c)
 {
 	const char *url = c->url, *m = c->method;
+	/* /v1 asks for the token first, whatever the path or method */
+	if (strncmp(url, "/v1/", 4) == 0 && !bearer_ok(c->s, c->con))
+		return send_error(c->con, 401, "missing or wrong bearer token");
+	/* a known path with another method: 405 naming the methods it takes */
+	const char *allow = api_allowed_methods(url);
+	if (allow == NULL)
+		return send_error(c->con, 404, "no such resource");
+	if (!method_allowed(allow, m)) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "%s is not allowed here; use %s", m, allow);
+		return send_error_with(c->con, 405, msg, "Allow", allow);
+	}
 	if (strcmp(url, "/healthz") == 0) {
 		c->route = R_HEALTH;
 		cJSON *doc = cJSON_CreateObject();
@@ -722,10 +793,6 @@ static enum MHD_Result route(struct ctx *c)
 		c->route = R_METRICS;
 		return metrics(c);
 	}
-	if (strncmp(url, "/v1/", 4) != 0)
-		return send_error(c->con, 404, "no such resource");
-	if (!bearer_ok(c->s, c->con))
-		return send_error(c->con, 401, "missing or wrong bearer token");
 	int has_body = strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0;
 	if (has_body && c->body == NULL)
 		return send_error(c->con, 400, "the body is not valid JSON");

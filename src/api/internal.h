@@ -62,6 +62,10 @@ int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e);
 enum { API_CONFLICTS_LIST, API_CONFLICT_SHOW, API_CONFLICT_RESOLVE };
 int api_contact_path(char *rest, const char **email, const char **sub);
 int api_conflict_path(const char *rest, uint64_t *id);
+/* The methods a known path takes, as an Allow header value ("GET, DELETE");
+ * NULL for a path the API does not have. Routing answers 404 for NULL and
+ * 405 with this Allow for any other method, before any handler runs. */
+const char *api_allowed_methods(const char *url);
 
 /* The webhook deliverer; runs until *stop. */
 void *webhook_main(void *arg);

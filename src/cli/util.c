@@ -20,34 +20,114 @@ int cli_conn(struct cli *c, bool create, struct conn **out, struct err *e)
 	return conn_open(out, c->cfg, create, NULL, e);
 }
 
-static void print_text(FILE *f, const cJSON *v, int indent)
+/* A number as people read it: integers whole, others with up to six
+ * decimals, never in exponent form. */
+static void print_number(FILE *f, double d)
+{
+	if (d == (double)(long long)d && d > -9007199254740992.0 && d < 9007199254740992.0) {
+		fprintf(f, "%lld", (long long)d);
+		return;
+	}
+	char b[64];
+	int n = snprintf(b, sizeof(b), "%.6f", d);
+	if (n < 0 || (size_t)n >= sizeof(b)) {
+		fprintf(f, "%.0f", d);
+		return;
+	}
+	while (n > 0 && b[n - 1] == '0')
+		b[--n] = '\0';
+	if (n > 0 && b[n - 1] == '.')
+		b[--n] = '\0';
+	fputs(b, f);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t sl = strlen(s), xl = strlen(suffix);
+	return sl >= xl && strcmp(s + sl - xl, suffix) == 0;
+}
+
+static bool is_bytes(const char *key)
+{
+	return ends_with(key, "_bytes") || ends_with(key, "_size");
+}
+
+/* A scalar, with its unit where the key names one. */
+static void print_scalar(FILE *f, const char *key, const cJSON *v)
+{
+	if (cJSON_IsString(v)) {
+		fputs(v->valuestring, f);
+	} else if (cJSON_IsNumber(v)) {
+		print_number(f, v->valuedouble);
+		if (key && ends_with(key, "_seconds"))
+			fputs(" s", f);
+		else if (key && is_bytes(key) && v->valuedouble >= 1024.0 * 1024.0)
+			fprintf(f, " bytes (%.1f MiB)", v->valuedouble / (1024.0 * 1024.0));
+		else if (key && is_bytes(key))
+			fputs(" bytes", f);
+	} else if (cJSON_IsBool(v)) {
+		fputs(cJSON_IsTrue(v) ? "yes" : "no", f);
+	} else {
+		fputs("-", f);
+	}
+}
+
+static void print_array(FILE *f, const cJSON *a, int indent);
+
+/* An object's members as aligned "key: value" lines at indent; the first
+ * line starts with first (the "- " of a list item) when given. */
+static void print_object(FILE *f, const cJSON *o, int indent, const char *first)
+{
+	int width = 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, o)
+	{
+		int kl = (int)strlen(it->string);
+		if (kl > width)
+			width = kl;
+	}
+	int i = 0;
+	cJSON_ArrayForEach(it, o)
+	{
+		if (i++ == 0 && first)
+			fprintf(f, "%*s%s", indent - (int)strlen(first), "", first);
+		else
+			fprintf(f, "%*s", indent, "");
+		fprintf(f, "%s:", it->string);
+		bool nested = cJSON_IsObject(it) || cJSON_IsArray(it);
+		if (nested && cJSON_GetArraySize(it) == 0) {
+			fprintf(f, "%*s (none)\n", width - (int)strlen(it->string), "");
+		} else if (cJSON_IsObject(it)) {
+			fputc('\n', f);
+			print_object(f, it, indent + 2, NULL);
+		} else if (cJSON_IsArray(it)) {
+			fputc('\n', f);
+			print_array(f, it, indent + 2);
+		} else {
+			fprintf(f, "%*s ", width - (int)strlen(it->string), "");
+			print_scalar(f, it->string, it);
+			fputc('\n', f);
+		}
+	}
+}
+
+/* An array as "- item" lines; objects in it as aligned blocks. */
+static void print_array(FILE *f, const cJSON *a, int indent)
 {
 	const cJSON *it;
-	cJSON_ArrayForEach(it, v)
+	cJSON_ArrayForEach(it, a)
 	{
-		if (cJSON_IsArray(v))
-			fprintf(f, "%*s-", indent, "");
-		else
-			fprintf(f, "%*s%s:", indent, "", it->string);
-		if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
-			if (cJSON_GetArraySize(it) == 0) {
-				fprintf(f, " %s\n", cJSON_IsArray(it) ? "(none)" : "{}");
-				continue;
-			}
-			fputc('\n', f);
-			print_text(f, it, indent + 2);
-		} else if (cJSON_IsString(it)) {
-			fprintf(f, " %s\n", it->valuestring);
-		} else if (cJSON_IsNumber(it)) {
-			double d = it->valuedouble;
-			if (d == (double)(long long)d)
-				fprintf(f, " %lld\n", (long long)d);
-			else
-				fprintf(f, " %g\n", d);
-		} else if (cJSON_IsBool(it)) {
-			fprintf(f, " %s\n", cJSON_IsTrue(it) ? "yes" : "no");
+		if (cJSON_IsObject(it) && cJSON_GetArraySize(it) > 0) {
+			print_object(f, it, indent + 2, "- ");
+		} else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) > 0) {
+			fprintf(f, "%*s-\n", indent, "");
+			print_array(f, it, indent + 2);
+		} else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+			fprintf(f, "%*s- (none)\n", indent, "");
 		} else {
-			fprintf(f, " -\n");
+			fprintf(f, "%*s- ", indent, "");
+			print_scalar(f, NULL, it);
+			fputc('\n', f);
 		}
 	}
 }
@@ -64,11 +144,16 @@ void cli_print(struct cli *c, int json, const cJSON *doc)
 		}
 		return;
 	}
-	if (cJSON_IsArray(doc) && cJSON_GetArraySize(doc) == 0) {
+	if ((cJSON_IsArray(doc) || cJSON_IsObject(doc)) && cJSON_GetArraySize(doc) == 0)
 		fprintf(c->out, "(none)\n");
-		return;
+	else if (cJSON_IsArray(doc))
+		print_array(c->out, doc, 0);
+	else if (cJSON_IsObject(doc))
+		print_object(c->out, doc, 0, NULL);
+	else {
+		print_scalar(c->out, NULL, doc);
+		fputc('\n', c->out);
 	}
-	print_text(c->out, doc, 0);
 }
 
 static int prompt(const char *what, int echo, char *buf, size_t cap)

@@ -1,4 +1,4 @@
-/* optsync's configuration: SPEC section 4, loaded from TOML and validated.
+/* optsync's configuration (README, "Configuration"), loaded from TOML and validated.
  *
  * struct config is plain data, read-only after config_load(); it is public
  * so that every module can read its own section without an accessor per
@@ -18,13 +18,13 @@
 enum config_auth { CONFIG_AUTH_JWT = 0, CONFIG_AUTH_CLIENT_CREDENTIALS, CONFIG_AUTH_REFRESH_TOKEN };
 enum config_resubscribe { CONFIG_RESUB_REVERT = 0, CONFIG_RESUB_HOLD };
 
-/* Salesforce field names of the compliance facts (SPEC [salesforce.fields]). */
+/* Salesforce field names of the compliance facts ([salesforce.fields]). */
 struct config_fields {
 	char *opted_out, *authorization_type, *authorization_other, *consent_date, *purpose,
 	    *source_type, *source_other;
 };
 
-/* Picklist values in Salesforce for each enum (SPEC [salesforce.values]). */
+/* Picklist values in Salesforce for each enum ([salesforce.values]). */
 struct config_values {
 	char *consent, *legitimate_interest, *contract, *legal_obligation, *vital_interests,
 	    *public_interest, *other, *crm_sync, *import, *manual_upload, *browser_extension;

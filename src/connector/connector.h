@@ -1,9 +1,10 @@
-/* The connector: optsync's sync rules (SPEC section 2) and the use cases
+/* The connector: optsync's sync rules (docs/sync-rules.md) and the use cases
  * that the command line and the local HTTP API both call.
  *
  * Results that are shown to people or programs come back as cJSON
- * documents in the contract's shapes (render.c), so that `--json` on the
- * CLI and the HTTP API print the same objects. The caller owns and deletes
+ * documents in the shapes the README and docs/openapi.yaml describe, built
+ * in the use case's own file, so that `--json` on the CLI and the HTTP API
+ * print the same objects. The caller owns and deletes
  * them. */
 #ifndef OPTSYNC_CONNECTOR_CONNECTOR_H
 #define OPTSYNC_CONNECTOR_CONNECTOR_H

@@ -33,7 +33,7 @@ const char *map_auth_to_sf(const struct config *cfg, int v);
 const char *map_source_to_sf(const struct config *cfg, int v);
 int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
 
-/* Check the SPEC rules on one group of facts (mask selects the groups:
+/* Check the rules (docs/sync-rules.md, rule 5) on one group of facts (mask selects the groups:
  * LEDGER_F_AUTH_TYPE for authorization, LEDGER_F_SOURCE_TYPE for source).
  * why gets the reason. */
 int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);

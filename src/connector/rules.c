@@ -1,4 +1,4 @@
-/* The sync rules of SPEC section 2, applied inside ledger transactions. */
+/* The sync rules (docs/sync-rules.md), applied inside ledger transactions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -83,7 +83,7 @@ enum ledger_event_kind {
 	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
 };
 
-/* Names as SPEC spells them ("legitimate_interest", "crm_sync", "Lead",
+/* Names as the README and the API spell them ("legitimate_interest", "crm_sync", "Lead",
  * "salesforce", "optout"); NULL for an unknown number. parse returns -1 for
  * an unknown name. */
 const char *ledger_auth_name(int v);

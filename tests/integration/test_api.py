@@ -207,6 +207,40 @@ class Api(unittest.TestCase):
         st, _ = self.s.request("DELETE", "/v1/contacts/" + q(email), admin="alice:wrong-token")
         self.assertEqual(st, 403)
 
+    def test_wrong_method_is_405_with_allow(self):
+        def call(method, path, token=TOKEN):
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.s.port, path),
+                                         method=method, data=b"{}" if method in ("POST", "PUT")
+                                         else None,
+                                         headers={"Authorization": "Bearer " + token}
+                                         if token else {})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.headers
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers
+        email = q("ann@example.com")
+        for method, path, allow in (
+                ("GET", "/v1/optouts", "POST"),
+                ("DELETE", "/v1/suppression/check", "POST"),
+                ("POST", "/v1/changes", "GET"),
+                ("PUT", "/v1/contacts/%s" % email, "GET, DELETE"),
+                ("GET", "/v1/contacts/%s/authorization" % email, "PUT"),
+                ("GET", "/v1/contacts/%s/resubscribe" % email, "POST"),
+                ("POST", "/v1/contacts/%s/history" % email, "GET"),
+                ("DELETE", "/v1/conflicts", "GET"),
+                ("GET", "/v1/conflicts/1/resolve", "POST"),
+                ("POST", "/healthz", "GET"),
+                ("DELETE", "/metrics", "GET")):
+            st, headers = call(method, path)
+            self.assertEqual(st, 405, (method, path))
+            self.assertEqual(headers.get("Allow"), allow, (method, path))
+        # unknown paths stay 404; /v1 still asks for the token first
+        self.assertEqual(call("GET", "/v1/nothing")[0], 404)
+        self.assertEqual(call("GET", "/v1/contacts/%s/nothing" % email)[0], 404)
+        self.assertEqual(call("GET", "/v1/optouts", token=None)[0], 401)
+        self.assertEqual(call("GET", "/v1/nothing", token=None)[0], 401)
+
     def test_bad_input(self):
         st, body = self.s.request("POST", "/v1/optouts", raw=b"{not json")
         self.assertEqual(st, 400)

@@ -554,6 +554,86 @@ class Retention(unittest.TestCase):
             e.close()
 
 
+def leaves(doc, key=None):
+    """(key, value) for every scalar in a JSON document, nested ones too."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from leaves(v, k)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from leaves(v, key)
+    else:
+        yield key, doc
+
+
+def as_text(v):
+    """How the text form writes a JSON scalar."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and not v.is_integer():
+        return ("%.6f" % v).rstrip("0").rstrip(".")
+    if isinstance(v, (int, float)):
+        return "%d" % v
+    return v
+
+
+class TextOutput(unittest.TestCase):
+    """The text form of a command shows every value its --json form has."""
+
+    def check_complete(self, *args):
+        e = self.env
+        doc = e.json(*args)
+        text = e.run(*args, check=0).stdout
+        lines = [l.strip() for l in text.splitlines()]
+        for key, value in leaves(doc):
+            want = as_text(value)
+            if key is None:  # an item of a list of scalars
+                ok = any(l == "- " + want for l in lines)
+            elif key.endswith("_seconds") and isinstance(value, (int, float)):
+                # measured against the clock when asked: the two calls differ a little
+                ok = any(l.startswith(key + ":") and
+                         abs(float(l.split(":", 1)[1].split()[0]) - value) < 5 for l in lines)
+            else:
+                ok = any(l.lstrip("- ").startswith(key + ":") and
+                         l.split(":", 1)[1].strip().startswith(want) for l in lines)
+            self.assertTrue(ok, "%s: %s = %r is not in the text form:\n%s" % (
+                " ".join(args), key, value, text))
+        self.assertNotRegex(text, r"\d[eE][+-]\d", "a number in exponent form")
+        return doc, text
+
+    def test_status_contact_show_and_conflicts_show(self):
+        self.env = e = Env()
+        try:
+            ok = e.sf_put("Contact", Email="ann@example.com", LastName="A",
+                          Authorization_Type__c="Consent", Consent_Date__c="2026-01-02",
+                          Processing_Purpose__c="newsletter", Source_Type__c="Import")
+            bad = e.sf_put("Contact", Email="bo@example.com", LastName="B")
+            e.sf_put("Lead", Email="ann@example.com", LastName="A", Company="X")
+            e.sync()
+            e.ctl("POST", "faults", {"errors": {bad: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+            e.json("optout", "ann@example.com")
+            e.json("optout", "bo@example.com")
+            e.sync()
+            time.sleep(1)
+            e.ctl("POST", "records", {"object": "Contact",
+                                      "records": [{"Id": ok, "HasOptedOutOfEmail": False}]})
+            e.sync()
+            st, text = self.check_complete("status")
+            self.assertEqual(st["pushes"]["parked"], 1)
+            self.assertIn("parked_records:", text)
+            for obj in ("Contact", "Lead"):
+                self.assertIn(obj + ":", text)
+            show, _ = self.check_complete("contact", "show", "ann@example.com")
+            self.assertEqual(len(show["salesforce_records"]), 2)
+            conflicts = e.json("conflicts", "list", "--status", "all")
+            self.assertTrue(conflicts)
+            self.check_complete("conflicts", "show", str(conflicts[0]["id"]))
+        finally:
+            e.close()
+
+
 def main():
     global OPTSYNC, FAKE, ADMIN_HASH
     OPTSYNC, FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])

@@ -1,4 +1,5 @@
-/* The local API's path parsing (api_contact_path, api_conflict_path). */
+/* The local API's path parsing (api_contact_path, api_conflict_path) and
+ * the methods each path takes (api_allowed_methods). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,11 +65,55 @@ static void test_conflict_paths(void **state)
 	conflict("/", -1, 0);
 }
 
+static void allowed(const char *url, const char *want)
+{
+	const char *got = api_allowed_methods(url);
+	if (want == NULL)
+		assert_null(got);
+	else
+		assert_string_equal(got, want);
+}
+
+/* Every route of the API, with the methods the router accepts; 405's Allow
+ * comes from here, so a route added without a row here cannot be reached. */
+static void test_allowed_methods(void **state)
+{
+	(void)state;
+	allowed("/healthz", "GET");
+	allowed("/readyz", "GET");
+	allowed("/metrics", "GET");
+	allowed("/v1/suppression/check", "POST");
+	allowed("/v1/optouts", "POST");
+	allowed("/v1/contacts:batch", "POST");
+	allowed("/v1/changes", "GET");
+	allowed("/v1/conflicts", "GET");
+	allowed("/v1/conflicts/7", "GET");
+	allowed("/v1/conflicts/7/resolve", "POST");
+	allowed("/v1/contacts/ann@example.com", "GET, DELETE");
+	allowed("/v1/contacts/ann@example.com/authorization", "PUT");
+	allowed("/v1/contacts/ann@example.com/source", "PUT");
+	allowed("/v1/contacts/ann@example.com/resubscribe", "POST");
+	allowed("/v1/contacts/ann@example.com/history", "GET");
+	allowed("/v1/contacts/ann@example.com/export", "GET");
+	/* unknown paths: 404, whatever the method */
+	allowed("/", NULL);
+	allowed("/v1", NULL);
+	allowed("/v1/", NULL);
+	allowed("/v1/contacts", NULL);
+	allowed("/v1/contacts/", NULL);
+	allowed("/v1/contacts/ann@example.com/unknown", NULL);
+	allowed("/v1/conflicts/0", NULL);
+	allowed("/v1/conflicts/7/undo", NULL);
+	allowed("/v1/conflictsx", NULL);
+	allowed("/healthz/", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_contact_paths),
 	    cmocka_unit_test(test_conflict_paths),
+	    cmocka_unit_test(test_allowed_methods),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
