@@ -23,6 +23,8 @@ static const struct cli_cmd *const commands[] = {
     &cmd_admin_hash_token,
     &cmd_audit_verify,
     &cmd_retention_run,
+    &cmd_backup,
+    &cmd_restore,
     &cmd_config_check,
     NULL,
 };

@@ -32,7 +32,10 @@ enum kind {
 	K_LOGLEVEL, /* enum log_level */
 	K_LOGFMT,   /* enum log_format */
 	K_OBJECTS,  /* array of "Contact" | "Lead" */
+	K_COUNT,    /* a TOML integer, 1 to COUNT_MAX, stored as uint32_t */
 };
+
+#define COUNT_MAX 1000
 
 #define F_SECRET 1u /* a *_file key with an environment override */
 
@@ -106,6 +109,9 @@ static const struct keyspec key_table[] = {
     {"state", "path", K_PATH, OFF(state.path), "./optsync-state", 0, -1},
     {"state", "map_size", K_SIZE, OFF(state.map_size), "1GiB", 0, -1},
     {"state", "max_map_size", K_SIZE, OFF(state.max_map_size), "64GiB", 0, -1},
+    {"state", "backup_dir", K_PATH, OFF(state.backup_dir), NULL, 0, -1},
+    {"state", "backup_every", K_DURATION, OFF(state.backup_every_ms), "24h", 0, -1},
+    {"state", "backup_keep", K_COUNT, OFF(state.backup_keep), "7", 0, -1},
     {"api", "listen", K_LISTEN, OFF(api.listen), "127.0.0.1:8425", 0, -1},
     {"api", "token_file", K_PATH, OFF(api.token_file), NULL, F_SECRET, CONFIG_SECRET_API_TOKEN},
     {"webhook", "url", K_URL, OFF(webhook.url), NULL, 0, -1},
@@ -364,6 +370,17 @@ static int apply_text(struct config *cfg, const struct keyspec *k, const char *s
 			return -1;
 		}
 	switch (k->kind) {
+	case K_COUNT: {
+		/* only defaults come here as text; the file's value is an integer */
+		char *end;
+		unsigned long n = strtoul(s, &end, 10);
+		if (*end || n < 1 || n > COUNT_MAX) {
+			*why = "must be a count";
+			return -1;
+		}
+		*(uint32_t *)(base + k->off) = (uint32_t)n;
+		return 0;
+	}
 	case K_DURATION: {
 		int64_t ms;
 		if (config_parse_duration(s, &ms)) {
@@ -528,6 +545,20 @@ static void load_section(struct loader *L, const char *section, const struct tom
 			load_objects(L, v);
 			continue;
 		}
+		if (k->kind == K_COUNT) {
+			if (toml_type_of(v) != TOML_INTEGER) {
+				cfg_error(L, line, "%s.%s: expected an integer, got %s", section,
+				          key, toml_type_name(toml_type_of(v)));
+				continue;
+			}
+			int64_t n = toml_integer(v);
+			if (n < 1 || n > COUNT_MAX)
+				cfg_error(L, line, "%s.%s: must be 1 to %d, got %lld", section, key,
+				          COUNT_MAX, (long long)n);
+			else
+				*(uint32_t *)((char *)L->cfg + k->off) = (uint32_t)n;
+			continue;
+		}
 		if (toml_type_of(v) != TOML_STRING) {
 			cfg_error(L, line, "%s.%s: expected a string, got %s", section, key,
 			          toml_type_name(toml_type_of(v)));
@@ -690,6 +721,8 @@ static void check_required(struct loader *L, const struct toml_value *root)
 		cfg_error(L, state_line, "state.map_size: must be at least 1MiB");
 	if (cfg->state.max_map_size < cfg->state.map_size)
 		cfg_error(L, state_line, "state.max_map_size: must be at least state.map_size");
+	if (cfg->state.backup_every_ms < 60000)
+		cfg_error(L, state_line, "state.backup_every: must be at least 1m");
 	if (cfg->retention.every_ms < 60000)
 		cfg_error(L, section_line(root, "retention"),
 		          "retention.every: must be at least 1m");
@@ -990,6 +1023,9 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 			break;
 		case K_SIZE:
 			format_size(*(const uint64_t *)(base + k->off), val, sizeof(val));
+			break;
+		case K_COUNT:
+			snprintf(val, sizeof(val), "%u", *(const uint32_t *)(base + k->off));
 			break;
 		case K_AUTH:
 		case K_RESUB:

@@ -63,6 +63,9 @@ struct config {
 	struct {
 		char *path;
 		uint64_t map_size, max_map_size;
+		char *backup_dir;        /* NULL: run takes no backups of its own */
+		int64_t backup_every_ms; /* how often run takes one */
+		uint32_t backup_keep;    /* how many of run's backups to keep */
 	} state;
 	struct {
 		char *listen;

@@ -49,6 +49,10 @@ uint64_t be64_get(const uint8_t in[8]);
 int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e);
 int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e);
 
+/* Another process grew the map: take its size (no transaction of this
+ * process may be open; it takes the resize lock exclusively). */
+void ledger_adopt_map_size(struct ledger *l);
+
 /* [object byte][id] keys of records and pushes */
 size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id);
 

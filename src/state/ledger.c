@@ -329,7 +329,7 @@ void ledger_close(struct ledger *l)
 /* ---- transactions ---- */
 
 /* Another process grew the map: adopt its size. */
-static void adopt_map_size(struct ledger *l)
+void ledger_adopt_map_size(struct ledger *l)
 {
 	pthread_rwlock_wrlock(&l->resize);
 	mdb_env_set_mapsize(l->env, 0);
@@ -368,7 +368,7 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 		int rc = mdb_txn_begin(l->env, NULL, write ? 0 : MDB_RDONLY, &t.txn);
 		if (rc == MDB_MAP_RESIZED) {
 			pthread_rwlock_unlock(&l->resize);
-			adopt_map_size(l);
+			ledger_adopt_map_size(l);
 			continue;
 		}
 		if (rc) {

@@ -327,6 +327,42 @@ struct ledger_verify_report {
  * event (itself in the chain) says it purged. */
 int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e);
 
+/* ---- backups (backup.c) ---- */
+
+/* A backup file is LMDB's compacted copy of the ledger followed by a
+ * trailer holding its length, schema version and SHA-256
+ * (docs/ledger-format.md). */
+struct ledger_backup_info {
+	uint64_t bytes;          /* size of the backup file */
+	uint32_t schema_version; /* of the ledger in it */
+	bool compacted;          /* false: LMDB could not compact (page leak), a plain copy */
+	int64_t took_ms;
+};
+
+/* Copy the open ledger to file, consistently (one read transaction: writers
+ * go on meanwhile), into a temporary file beside it (mode 0600), fsynced,
+ * then renamed over file. Errors: ERR_IO naming the file (cannot create,
+ * write, rename), ERR_LEDGER when LMDB cannot copy, ERR_NOMEM. On failure
+ * nothing is left at file or beside it, and *info is zero. */
+int ledger_backup(struct ledger *l, const char *file, struct ledger_backup_info *info,
+                  struct err *e);
+
+/* Check that file is a whole, undamaged backup of a schema this optsync
+ * reads. ERR_LEDGER names what is wrong (cut short, damaged, newer schema,
+ * not a backup); ERR_IO when it cannot be read. */
+int ledger_backup_check(const char *file, struct ledger_backup_info *info, struct err *e);
+
+/* Fill opt->path, which must be missing or empty, from file: the file is
+ * checked (ledger_backup_check), copied into a staging directory inside
+ * opt->path, opened there (an older schema is migrated), and its history
+ * chain verified (*rep); only then does it become opt->path's data.mdb.
+ * ERR_LEDGER when opt->path already holds a ledger or anything else, or
+ * when the backup is bad or does not verify: then opt->path is as it was
+ * (created empty if it was missing). */
+int ledger_restore(const char *file, const struct ledger_options *opt,
+                   struct ledger_backup_info *info, struct ledger_verify_report *rep,
+                   struct err *e);
+
 /* ---- retention ---- */
 
 /* What a retention run may remove; a cutoff of 0 disables its rule. An

@@ -934,6 +934,168 @@ static void test_retention(void **state)
 	free(c);
 }
 
+/* ---- backups ---- */
+
+static void backup_to(struct ledger *l, const char *file)
+{
+	struct ledger_backup_info info;
+	struct err e = {0};
+	if (ledger_backup(l, file, &info, &e))
+		fail_msg("backup: %s", e.msg);
+	assert_true(info.compacted);
+	assert_int_equal(info.schema_version, LEDGER_SCHEMA_VERSION);
+	struct stat st;
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_true((uint64_t)st.st_size == info.bytes);
+}
+
+/* restore file into target; the code it returns, with the message in e */
+static int restore_to(const char *file, const char *target, struct err *e)
+{
+	struct ledger_options o = {target, 1 << 20, 1 << 24, false};
+	struct ledger_backup_info info;
+	struct ledger_verify_report rep;
+	return ledger_restore(file, &o, &info, &rep, e);
+}
+
+static void write_bytes(const char *file, const void *data, size_t len)
+{
+	FILE *f = fopen(file, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+static void *read_bytes(const char *file, size_t *len)
+{
+	FILE *f = fopen(file, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	void *b = malloc(*len);
+	assert_int_equal(fread(b, 1, *len, f), *len);
+	fclose(f);
+	return b;
+}
+
+static void test_backup_restore(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	for (int i = 0; i < 50; i++) {
+		char email[64];
+		snprintf(email, sizeof(email), "p%d@example.com", i);
+		put_person(l, email, i % 3 == 0, "003000000000001AAA", "r");
+	}
+	char file[96], target[sizeof(dir)];
+	snprintf(file, sizeof(file), "%s.backup", dir);
+	snprintf(target, sizeof(target), "%.50s-rs", dir);
+	backup_to(l, file);
+	put_person(l, "after@example.com", 1, "003000000000002AAA", "after the backup");
+	ledger_close(l);
+
+	struct err e = {0};
+	if (restore_to(file, target, &e))
+		fail_msg("restore: %s", e.msg);
+	/* what the backup held, and nothing written after it */
+	char swap[64];
+	snprintf(swap, sizeof(swap), "%s", dir);
+	snprintf(dir, sizeof(dir), "%s", target);
+	l = open_ledger(1 << 20, 1 << 24);
+	verify_ok(l, 50);
+	struct get_ctx *g = calloc(1, sizeof(*g));
+	g->l = l;
+	g->email = "p3@example.com";
+	assert_int_equal(ledger_read(l, get_person, g, &e), 0);
+	assert_int_equal(g->rc, 0);
+	assert_true(g->p.facts.opted_out);
+	g->email = "after@example.com";
+	assert_int_equal(ledger_read(l, get_person, g, &e), 0);
+	assert_int_equal(g->rc, ERR_NOTFOUND);
+	free(g);
+	ledger_close(l);
+	snprintf(dir, sizeof(dir), "%s", swap);
+
+	/* never over a ledger, nor into a folder holding anything */
+	assert_int_equal(restore_to(file, target, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "already holds a ledger"));
+	char other[160];
+	snprintf(other, sizeof(other), "%s-other", dir);
+	assert_int_equal(mkdir(other, 0700), 0);
+	char junk[200];
+	snprintf(junk, sizeof(junk), "%s/notes.txt", other);
+	write_bytes(junk, "x", 1);
+	assert_int_equal(restore_to(file, other, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "not empty"));
+	unlink(junk);
+
+	/* a cut, a damaged, a newer and a foreign file: refused, naming why,
+	 * and the empty target stays empty */
+	size_t len;
+	uint8_t *b = read_bytes(file, &len);
+	char bad[160];
+	snprintf(bad, sizeof(bad), "%s.bad", dir);
+	const struct {
+		size_t len;
+		size_t flip;   /* byte to change, or SIZE_MAX */
+		uint8_t value; /* its new value */
+		const char *why;
+	} cases[] = {
+	    {0, SIZE_MAX, 0, "not whole"},                           /* empty */
+	    {4096, SIZE_MAX, 0, "not whole"},                        /* cut inside the data */
+	    {SIZE_MAX - 1, SIZE_MAX, 0, "not whole"},                /* cut by one byte */
+	    {SIZE_MAX, 5000, 0x5a, "does not match the SHA-256"},    /* a byte of data */
+	    {SIZE_MAX, 0, 0x00, "does not match the SHA-256"},       /* the first byte */
+	    {SIZE_MAX, SIZE_MAX - 64 + 16, 0x7f, "trailer says"},    /* the length */
+	    {SIZE_MAX, SIZE_MAX - 64 + 27, 99, "schema version 99"}, /* the schema */
+	    {SIZE_MAX, SIZE_MAX - 64 + 3, 'x', "not whole"},         /* the magic */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = cases[i].len == SIZE_MAX       ? len
+		           : cases[i].len == SIZE_MAX - 1 ? len - 1
+		                                          : cases[i].len;
+		/* flip counts from the end when it is past len: SIZE_MAX - k is
+		 * the k-th byte before the end */
+		uint8_t *c = malloc(len);
+		memcpy(c, b, len);
+		if (cases[i].flip != SIZE_MAX) {
+			size_t at =
+			    cases[i].flip > len ? len - (SIZE_MAX - cases[i].flip) : cases[i].flip;
+			c[at] = c[at] == cases[i].value ? (uint8_t)(cases[i].value ^ 1)
+			                                : cases[i].value;
+		}
+		write_bytes(bad, c, n);
+		free(c);
+		assert_int_equal(restore_to(bad, other, &e), ERR_LEDGER);
+		if (strstr(e.msg, cases[i].why) == NULL)
+			fail_msg("case %zu: '%s' does not say '%s'", i, e.msg, cases[i].why);
+		struct ledger_backup_info info;
+		assert_int_equal(ledger_backup_check(bad, &info, &e), ERR_LEDGER);
+		char probe[220];
+		snprintf(probe, sizeof(probe), "%s/data.mdb", other);
+		assert_int_equal(access(probe, F_OK), -1);
+		snprintf(probe, sizeof(probe), "%s/restore.tmp", other);
+		assert_int_equal(access(probe, F_OK), -1);
+	}
+	free(b);
+
+	/* a whole backup of a ledger whose history was altered: it does not
+	 * verify, so it is not restored */
+	uint8_t k7[8] = {0, 0, 0, 0, 0, 0, 0, 7};
+	raw_edit("history", k7, 8, flip_byte);
+	l = open_ledger(1 << 20, 1 << 24);
+	backup_to(l, file);
+	ledger_close(l);
+	assert_int_equal(restore_to(file, other, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "does not verify"));
+	assert_non_null(strstr(e.msg, "event 7"));
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s' '%s' '%s'", file, target, other, bad);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -951,6 +1113,7 @@ int main(void)
 	    T(test_sync_lock),
 	    T(test_enum_names),
 	    T(test_retention),
+	    T(test_backup_restore),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
