@@ -855,13 +855,30 @@ static enum MHD_Result metrics(struct ctx *c)
 	           "# HELP optsync_webhook_deliveries_total Webhook deliveries by result.\n"
 	           "# TYPE optsync_webhook_deliveries_total counter\n"
 	           "optsync_webhook_deliveries_total{result=\"ok\"} %llu\n"
-	           "optsync_webhook_deliveries_total{result=\"failed\"} %llu\n",
+	           "optsync_webhook_deliveries_total{result=\"failed\"} %llu\n"
+	           "# HELP optsync_backups_total Backups run took on its own, by result.\n"
+	           "# TYPE optsync_backups_total counter\n"
+	           "optsync_backups_total{result=\"ok\"} %llu\n"
+	           "optsync_backups_total{result=\"failed\"} %llu\n",
 	           (unsigned long long)m.cycles_ok, (unsigned long long)m.cycles_failed,
 	           (unsigned long long)m.pulled[LEDGER_OBJ_CONTACT],
 	           (unsigned long long)m.pulled[LEDGER_OBJ_LEAD],
 	           (unsigned long long)m.pushed[LEDGER_OBJ_CONTACT],
 	           (unsigned long long)m.pushed[LEDGER_OBJ_LEAD], (unsigned long long)m.webhook_ok,
-	           (unsigned long long)m.webhook_failed);
+	           (unsigned long long)m.webhook_failed, (unsigned long long)m.backups_ok,
+	           (unsigned long long)m.backups_failed);
+	if (m.last_backup_at)
+		buf_printf(&b, &e,
+		           "# HELP optsync_last_backup_timestamp_seconds When the newest backup "
+		           "run took started.\n"
+		           "# TYPE optsync_last_backup_timestamp_seconds gauge\n"
+		           "optsync_last_backup_timestamp_seconds %.3f\n"
+		           "# HELP optsync_last_backup_size_bytes Size of the newest backup run "
+		           "took.\n"
+		           "# TYPE optsync_last_backup_size_bytes gauge\n"
+		           "optsync_last_backup_size_bytes %llu\n",
+		           (double)m.last_backup_at / 1000.0,
+		           (unsigned long long)m.last_backup_bytes);
 	cJSON *st = NULL;
 	if (conn_status(s->conn, &st, &e) == 0) {
 		const cJSON *p = cJSON_GetObjectItem(st, "pushes");

@@ -23,6 +23,9 @@ struct metrics {
 	double latency_sum;
 	uint64_t latency_count;
 	uint64_t webhook_ok, webhook_failed;
+	uint64_t backups_ok, backups_failed; /* run's own backups ([state] backup_dir) */
+	int64_t last_backup_at;              /* ms; 0: none by this process */
+	uint64_t last_backup_bytes;
 };
 
 struct sidecar {
@@ -69,5 +72,7 @@ const char *api_allowed_methods(const char *url);
 
 /* The webhook deliverer; runs until *stop. */
 void *webhook_main(void *arg);
+/* The backup taker ([state] backup_dir); runs until *stop. */
+void *backup_main(void *arg);
 
 #endif

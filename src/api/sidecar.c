@@ -114,8 +114,8 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
 	struct api *api = NULL;
-	pthread_t wh;
-	int wh_started = 0;
+	pthread_t wh, bk;
+	int wh_started = 0, bk_started = 0;
 	int rc = config_secret(cfg, CONFIG_SECRET_API_TOKEN, &s.token, &s.token_len, e);
 	if (rc) {
 		err_prefix(e, "optsync run needs an API token: ");
@@ -135,6 +135,13 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 			goto out;
 		}
 		wh_started = 1;
+	}
+	if (cfg->state.backup_dir) {
+		if (pthread_create(&bk, NULL, backup_main, &s) != 0) {
+			rc = err_set(e, ERR_INTERNAL, "cannot start the backup thread");
+			goto out;
+		}
+		bk_started = 1;
 	}
 	log_info("run.start", "optsync %s running: sync every %lld s", OPTSYNC_VERSION,
 	         (long long)(cfg->sync.interval_ms / 1000));
@@ -171,6 +178,8 @@ out:
 		pthread_cond_broadcast(&s.cv);
 		pthread_join(wh, NULL);
 	}
+	if (bk_started)
+		pthread_join(bk, NULL);
 	conn_close(s.conn);
 	secret_free(s.token, s.token_len);
 	secret_free(s.webhook_secret, s.webhook_secret_len);
@@ -291,5 +300,56 @@ void *webhook_main(void *arg)
 		}
 	}
 	curl_easy_cleanup(h);
+	return NULL;
+}
+
+/* ---- backups ---- */
+
+/* A failed backup is tried again after this long (or backup_every, when
+ * that is shorter). */
+#define BACKUP_RETRY_MS (10 * 60 * 1000)
+
+void *backup_main(void *arg)
+{
+	struct sidecar *s = arg;
+	const struct config *cfg = s->cfg;
+	struct err e;
+	int64_t last = 0;
+	/* the newest backup already in the folder sets the first due time, so
+	 * that restarts do not each take one */
+	if (conn_backup_last(cfg, &last, &e))
+		log_warn("backup", "%s", e.msg);
+	while (!*s->stop) {
+		int64_t now = time_now_ms(), due = last + cfg->state.backup_every_ms;
+		if (now < due) {
+			nap(s, due - now < 1000 ? due - now : 1000);
+			continue;
+		}
+		struct conn_backup_result r;
+		int rc = conn_backup_scheduled(s->conn, &r, &e);
+		pthread_mutex_lock(&s->mu);
+		if (rc == 0) {
+			s->m.backups_ok++;
+			s->m.last_backup_at = r.taken_at;
+			s->m.last_backup_bytes = r.bytes;
+		} else {
+			s->m.backups_failed++;
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (rc == 0) {
+			log_info("backup", "backup %s: %llu bytes in %lld ms%s; %u older removed",
+			         r.file, (unsigned long long)r.bytes, (long long)r.took_ms,
+			         r.compacted ? "" : " (not compacted)", r.removed);
+			last = r.taken_at;
+		} else {
+			int64_t retry = cfg->state.backup_every_ms < BACKUP_RETRY_MS
+			                    ? cfg->state.backup_every_ms
+			                    : BACKUP_RETRY_MS;
+			log_error("backup",
+			          "backup failed (the sync goes on; next try in %lld s): %s",
+			          (long long)(retry / 1000), e.msg);
+			last = now - cfg->state.backup_every_ms + retry;
+		}
+	}
 	return NULL;
 }

@@ -16,7 +16,7 @@
  * names sort by time, and rotation touches nothing else in the folder. */
 #define NAME_PREFIX  "optsync-"
 #define NAME_SUFFIX  ".backup"
-#define NAME_LEN     (sizeof(NAME_PREFIX) - 1 + 19 + sizeof(NAME_SUFFIX) - 1)
+#define NAME_LEN     (sizeof(NAME_PREFIX) - 1 + 20 + sizeof(NAME_SUFFIX) - 1) /* stamp: 20 */
 #define STALE_TMP_MS (3600 * 1000)
 
 static void fill(struct conn_backup_result *out, const char *file,

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,7 +59,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 class Sidecar:
-    def __init__(self, extra="", contacts=30, listen=None):
+    def __init__(self, extra="", contacts=30, listen=None, state_extra=""):
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -77,13 +78,15 @@ class Sidecar:
         self.config = os.path.join(d, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
-                    'client_id = "fake-client-id"\n[state]\npath = "%s/state"\nmap_size = "16MiB"\n'
+                    'client_id = "fake-client-id"\n[state]\npath = "%s/state"\nmap_size = "16MiB"\n%s'
                     '[api]\nlisten = "%s"\n[webhook]\nurl = "http://127.0.0.1:%d/hook"\n'
                     '[[admins]]\nname = "alice"\ntoken_hash = "%s"\n[log]\nformat = "text"\n%s'
-                    % (self.sf_port, d, self.listen, self.hook.server_address[1], ADMIN_HASH, extra))
+                    % (self.sf_port, d, state_extra, self.listen, self.hook.server_address[1],
+                       ADMIN_HASH, extra))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
         env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret", OPTSYNC_API_TOKEN=TOKEN,
                    OPTSYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        self.env = env
         self.log = open(os.path.join(d, "optsync.log"), "w")
         self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=env,
                                      stdout=self.log, stderr=self.log)
@@ -115,6 +118,14 @@ class Sidecar:
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
+    def cli(self, *args, config=None, check=None):
+        p = subprocess.run([OPTSYNC, "-c", config or self.config, *args], env=self.env,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+        if check is not None and p.returncode != check:
+            raise AssertionError("optsync %s: exit %d, wanted %d\n%s%s" % (
+                " ".join(args), p.returncode, check, p.stdout, p.stderr))
+        return p
+
     def ctl(self, method, path, body=None):
         req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (self.sf_port, path),
                                      method=method,
@@ -144,6 +155,148 @@ class Sidecar:
 
 def q(email):
     return urllib.parse.quote(email, safe="")
+
+
+class Backup(unittest.TestCase):
+    """optsync backup while optsync run serves and writes; restore; run's own backups."""
+
+    def test_backup_during_writes_then_restore(self):
+        s = Sidecar()
+        try:
+            self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
+            acked = []          # (time acknowledged, email)
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def writer(w):
+                i = 0
+                while not stop.is_set() or i < 300:
+                    email = "w%d-%d@backup.example.com" % (w, i)
+                    st, _ = s.request("POST", "/v1/optouts", {"email": email})
+                    if st == 202:
+                        with lock:
+                            acked.append((time.monotonic(), email))
+                    i += 1
+            threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+            for t in threads:
+                t.start()
+            while len(acked) < 500:
+                time.sleep(0.05)
+            started = time.monotonic()
+            backup = os.path.join(s.tmp.name, "ledger.backup")
+            p = s.cli("backup", backup, "--json", check=0)
+            stop.set()
+            for t in threads:
+                t.join()
+            info = json.loads(p.stdout)
+            self.assertGreaterEqual(len(acked), 1000)
+            before = [e for t, e in acked if t < started]
+            self.assertGreater(len(before), 400)
+            self.assertEqual(oct(os.stat(backup).st_mode & 0o777), "0o600")
+            self.assertEqual(info["size_bytes"], os.path.getsize(backup))
+            self.assertTrue(info["compacted"])
+            self.assertFalse([f for f in os.listdir(s.tmp.name) if ".tmp-" in f])
+
+            # restore into a new state.path, then check every opt-out
+            # acknowledged before the backup started
+            restored = os.path.join(s.tmp.name, "restored")
+            cfg = os.path.join(s.tmp.name, "restored.toml")
+            with open(s.config) as f:
+                text = f.read().replace('path = "%s/state"' % s.tmp.name,
+                                        'path = "%s"' % restored)
+            with open(cfg, "w") as f:
+                f.write(text)
+            r = json.loads(s.cli("restore", backup, "--json", config=cfg, check=0).stdout)
+            self.assertGreater(r["events_verified"], len(before))
+            s.cli("audit", "verify", config=cfg, check=0)
+            missing = []
+
+            def check(emails):
+                for email in emails:
+                    p = s.cli("contact", "show", email, "--json", config=cfg)
+                    if p.returncode != 0 or not json.loads(p.stdout)["opted_out"]:
+                        missing.append(email)
+            chunks = [before[i::4] for i in range(4)]
+            workers = [threading.Thread(target=check, args=(c,)) for c in chunks]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            self.assertEqual(missing, [])
+
+            # never over a ledger; a cut or damaged file is refused, naming why
+            p = s.cli("restore", backup, config=cfg, check=5)
+            self.assertIn("already holds a ledger", p.stderr)
+            empty_cfg = os.path.join(s.tmp.name, "empty.toml")
+            with open(empty_cfg, "w") as f:
+                f.write(text.replace('path = "%s"' % restored,
+                                     'path = "%s/empty"' % s.tmp.name))
+            data = open(backup, "rb").read()
+            cut = os.path.join(s.tmp.name, "cut.backup")
+            with open(cut, "wb") as f:
+                f.write(data[:len(data) // 2])
+            p = s.cli("restore", cut, config=empty_cfg, check=5)
+            self.assertIn("not whole", p.stderr)
+            bad = os.path.join(s.tmp.name, "bad.backup")
+            with open(bad, "wb") as f:
+                f.write(data[:8192] + bytes([data[8192] ^ 0xff]) + data[8193:])
+            p = s.cli("restore", bad, config=empty_cfg, check=5)
+            self.assertIn("damaged", p.stderr)
+            self.assertEqual(os.listdir(os.path.join(s.tmp.name, "empty")), [])
+        finally:
+            s.close()
+
+    def test_run_takes_and_rotates_backups(self):
+        d = tempfile.mkdtemp()
+        try:
+            old = []
+            for day in (1, 2, 3):
+                n = os.path.join(d, "optsync-2026010%dT000000.000Z.backup" % day)
+                with open(n, "w") as f:
+                    f.write("old")
+                os.utime(n, (time.time() - 86400 * 30, time.time() - 86400 * 30))
+                old.append(n)
+            other = os.path.join(d, "keep-me.txt")
+            open(other, "w").close()
+            s = Sidecar(state_extra='backup_dir = "%s"\nbackup_every = "1h"\nbackup_keep = 2\n' % d)
+            try:
+                def taken():
+                    return 'optsync_backups_total{result="ok"} 1' in s.get("/metrics", token=None)[1]
+                self.assertTrue(s.wait(taken, 30), s.get("/metrics", token=None)[1])
+                names = sorted(f for f in os.listdir(d) if f.endswith(".backup"))
+                self.assertEqual(len(names), 2, names)
+                self.assertEqual(names[0], os.path.basename(old[2]))  # the newest old one
+                self.assertTrue(os.path.exists(other))                # not ours: left alone
+                new = os.path.join(d, names[1])
+                self.assertEqual(oct(os.stat(new).st_mode & 0o777), "0o600")
+                metrics = s.get("/metrics", token=None)[1]
+                self.assertIn("optsync_last_backup_size_bytes %d" % os.path.getsize(new), metrics)
+                # a whole backup: restore accepts it
+                cfg = os.path.join(s.tmp.name, "r.toml")
+                with open(s.config) as f:
+                    text = f.read().replace('path = "%s/state"' % s.tmp.name,
+                                            'path = "%s/r"' % s.tmp.name)
+                with open(cfg, "w") as f:
+                    f.write(text)
+                s.cli("restore", new, config=cfg, check=0)
+            finally:
+                s.close()
+            # a backup that fails is logged and counted, and the sync goes on
+            s = Sidecar(state_extra='backup_dir = "%s/missing"\n' % d)
+            try:
+                def failed():
+                    return 'optsync_backups_total{result="failed"} 1' in \
+                        s.get("/metrics", token=None)[1]
+                self.assertTrue(s.wait(failed, 30))
+                self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
+                self.assertTrue(s.wait(lambda: 'optsync_sync_cycles_total{result="ok"} 0'
+                                       not in s.get("/metrics", token=None)[1]))
+                with open(os.path.join(s.tmp.name, "optsync.log")) as f:
+                    self.assertIn("backup failed (the sync goes on", f.read())
+            finally:
+                s.close()
+        finally:
+            shutil.rmtree(d)
 
 
 class Api(unittest.TestCase):
@@ -416,7 +569,7 @@ def main():
     p = subprocess.run([OPTSYNC, "admin", "hash-token"], input=ADMIN_TOKEN + "\n",
                        capture_output=True, text=True, check=True)
     ADMIN_HASH = p.stdout.split('"')[1]
-    prog = unittest.main(argv=sys.argv[:1], verbosity=2, exit=False)
+    prog = unittest.main(argv=sys.argv[:1] + sys.argv[3:], verbosity=2, exit=False)
     r = prog.result
     print("%d passed, %d failed" % (r.testsRun - len(r.failures) - len(r.errors),
                                     len(r.failures) + len(r.errors)))

@@ -640,7 +640,7 @@ def main():
     p = subprocess.run([OPTSYNC, "admin", "hash-token"], input=ADMIN_TOKEN + "\n",
                        capture_output=True, text=True, check=True)
     ADMIN_HASH = p.stdout.split('"')[1]
-    prog = unittest.main(argv=sys.argv[:1], verbosity=2, exit=False)
+    prog = unittest.main(argv=sys.argv[:1] + sys.argv[3:], verbosity=2, exit=False)
     r = prog.result
     print("%d passed, %d failed" % (r.testsRun - len(r.failures) - len(r.errors),
                                     len(r.failures) + len(r.errors)))
