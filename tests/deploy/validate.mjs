@@ -8,8 +8,14 @@
 // ConfigMap data), where any key is fine; otherwise a key it never read is
 // not in the schema.
 //
-// usage: node validate.mjs DIR
-import { readFileSync, readdirSync } from "node:fs";
+// With OPTSYNC set to the optsync binary, every ConfigMap's optsync.toml is
+// also checked with `optsync config check` (secrets from the environment, as
+// the manifests give them).
+//
+// usage: node validate.mjs DIR...   (each DIR's *.yaml, not its subfolders)
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 
@@ -19,6 +25,9 @@ const kinds = {
   "v1/PersistentVolumeClaim": "kubernetes-models/v1/PersistentVolumeClaim",
   "apps/v1/Deployment": "kubernetes-models/apps/v1/Deployment",
   "batch/v1/CronJob": "kubernetes-models/batch/v1/CronJob",
+  "apps/v1/StatefulSet": "kubernetes-models/apps/v1/StatefulSet",
+  "v1/Service": "kubernetes-models/v1/Service",
+  "networking.k8s.io/v1/NetworkPolicy": "kubernetes-models/networking.k8s.io/v1/NetworkPolicy",
 };
 
 function watch(value, path, seen) {
@@ -35,7 +44,7 @@ function watch(value, path, seen) {
 }
 
 let failures = 0, checked = 0;
-const dir = process.argv[2];
+for (const dir of process.argv.slice(2))
 for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
   for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
     const obj = doc.toJS();
@@ -60,6 +69,18 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
       for (const k of rec.keys) if (!rec.read.has(k) && !/^\d+$/.test(k)) unknown.push(`${path}/${k}`);
     }
     if (unknown.length) { console.log(`FAIL ${name}: unknown fields ${unknown.join(", ")}`); failures++; continue; }
+    const toml = obj.kind === "ConfigMap" ? obj.data?.["optsync.toml"] : undefined;
+    if (toml !== undefined && process.env.OPTSYNC) {
+      const tmp = mkdtempSync(join(tmpdir(), "optsync-manifest-"));
+      writeFileSync(join(tmp, "optsync.toml"), toml);
+      const p = spawnSync(process.env.OPTSYNC, ["-c", join(tmp, "optsync.toml"), "config", "check"], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, OPTSYNC_SALESFORCE_PRIVATE_KEY: "k", OPTSYNC_API_TOKEN: "t",
+               OPTSYNC_WEBHOOK_SECRET: "w" },
+      });
+      rmSync(tmp, { recursive: true });
+      if (p.status !== 0) { console.log(`FAIL ${name}: optsync config check: ${p.stderr.trim()}`); failures++; continue; }
+    }
     console.log(`ok   ${name}`);
     checked++;
   }
