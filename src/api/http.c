@@ -49,12 +49,15 @@ enum route {
 	R_ERASE,
 	R_CHANGES,
 	R_CONFLICTS,
+	R_PUSHES,
 	R_OTHER
 };
+_Static_assert(R_OTHER + 1 == N_ROUTES, "N_ROUTES counts the routes");
 static const char *const route_names[] = {
-    "healthz",       "readyz",  "metrics",   "contact",     "suppression_check", "optouts",
-    "authorization", "source",  "batch",     "resubscribe", "history",           "export",
-    "erase",         "changes", "conflicts", "other"};
+    "healthz",      "readyz",        "metrics", "contact", "suppression_check",
+    "optouts",      "authorization", "source",  "batch",   "resubscribe",
+    "history",      "export",        "erase",   "changes", "conflicts",
+    "pushes_retry", "other"};
 /* the statuses the API answers with; anything else counts as "other" */
 static const unsigned statuses[N_STATUS - 1] = {200, 202, 400, 401, 403, 404,
                                                 405, 409, 413, 422, 500, 503};
@@ -703,6 +706,34 @@ static enum MHD_Result changes(struct ctx *c)
 	return reply(c, rc, doc, 200);
 }
 
+/* POST /v1/pushes:retry {"record_id": ID} or {"all": true} */
+static enum MHD_Result pushes_retry(struct ctx *c)
+{
+	c->route = R_PUSHES;
+	static const char *const keys[] = {"record_id", NULL};
+	/* "all" is the one boolean: checked here, the rest must be strings */
+	cJSON *all = cJSON_DetachItemFromObjectCaseSensitive(c->body, "all");
+	int rc = all && !cJSON_IsBool(all)
+	             ? err_set(&c->e, ERR_INVALID, "field 'all' must be true or false")
+	             : check_keys(c->body, keys, &c->e);
+	const char *id = rc == 0 ? jstr(c->body, "record_id") : NULL;
+	int want_all = cJSON_IsTrue(all);
+	cJSON_Delete(all);
+	if (rc == 0 && (id != NULL) == want_all)
+		rc = err_set(&c->e, ERR_INVALID, "give \"record_id\", or \"all\": true");
+	size_t n = 0;
+	if (rc == 0)
+		rc = conn_pushes_retry(c->s->conn, id, &n, &c->e);
+	if (rc == 0 && n)
+		sidecar_kick(c->s);
+	cJSON *doc = NULL;
+	if (rc == 0) {
+		doc = cJSON_CreateObject();
+		cJSON_AddNumberToObject(doc, "released", (double)n);
+	}
+	return reply(c, rc, doc, 200);
+}
+
 static enum MHD_Result metrics(struct ctx *c);
 
 const char *api_allowed_methods(const char *url)
@@ -713,7 +744,7 @@ const char *api_allowed_methods(const char *url)
 	    {"/healthz", "GET"},     {"/readyz", "GET"},
 	    {"/metrics", "GET"},     {"/v1/suppression/check", "POST"},
 	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
-	    {"/v1/changes", "GET"},
+	    {"/v1/changes", "GET"},  {"/v1/pushes:retry", "POST"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (strcmp(url, fixed[i].path) == 0)
@@ -804,6 +835,8 @@ static enum MHD_Result route(struct ctx *c)
 		return batch(c);
 	if (strcmp(url, "/v1/changes") == 0 && strcmp(m, "GET") == 0)
 		return changes(c);
+	if (strcmp(url, "/v1/pushes:retry") == 0)
+		return pushes_retry(c);
 	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/'))
 		return conflicts(c, url + 13);
 	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {

@@ -13,12 +13,13 @@
 #define API_BODY_MAX (64u << 10)
 #define N_BUCKETS    10
 #define N_STATUS     13 /* 12 known statuses and "other" */
+#define N_ROUTES     17 /* enum route in http.c, "other" included */
 
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
 	uint64_t cycles_ok, cycles_failed;
-	uint64_t pulled[3], pushed[3];   /* by object (LEDGER_OBJ_*) */
-	uint64_t requests[16][N_STATUS]; /* by route, by status */
+	uint64_t pulled[3], pushed[3];         /* by object (LEDGER_OBJ_*) */
+	uint64_t requests[N_ROUTES][N_STATUS]; /* by route, by status */
 	uint64_t latency[N_BUCKETS + 1];
 	double latency_sum;
 	uint64_t latency_count;

@@ -41,7 +41,7 @@ static int one_file(struct cli *c, int argc, char **argv, int *json, char **file
 static int exec_backup(struct cli *c, int argc, char **argv, struct err *e)
 {
 	int json = 0;
-	char *file;
+	char *file = NULL;
 	int rc = one_file(c, argc, argv, &json, &file, e);
 	if (rc)
 		return rc;
@@ -83,7 +83,7 @@ const struct cli_cmd cmd_backup = {
 static int exec_restore(struct cli *c, int argc, char **argv, struct err *e)
 {
 	int json = 0;
-	char *file;
+	char *file = NULL;
 	int rc = one_file(c, argc, argv, &json, &file, e);
 	if (rc)
 		return rc;

@@ -20,6 +20,7 @@ static const struct cli_cmd *const commands[] = {
     &cmd_conflicts_list,
     &cmd_conflicts_show,
     &cmd_conflicts_resolve,
+    &cmd_pushes_retry,
     &cmd_admin_hash_token,
     &cmd_audit_verify,
     &cmd_retention_run,

@@ -169,6 +169,17 @@ int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
  * email that is not one. */
 int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e);
 
+/* ---- parked pushes (pushes.c) ---- */
+
+/* Put parked pushes (writes Salesforce refused for good: a validation rule,
+ * a deleted record) back in the queue, to be tried on the next cycle: the
+ * one of record_id (a Contact or Lead id), or every one when record_id is
+ * NULL. *released: how many. ERR_INVALID when record_id is not a record id,
+ * ERR_NOTFOUND when it has no parked push. Parked pushes are also tried
+ * again when their record changes in Salesforce, and by themselves after
+ * 1 h, doubling up to 24 h. */
+int conn_pushes_retry(struct conn *c, const char *record_id, size_t *released, struct err *e);
+
 /* ---- backups (backup.c) ---- */
 
 struct conn_backup_result {

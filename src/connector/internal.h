@@ -54,6 +54,12 @@ cJSON *render_record(const struct ledger_record *r);
 void hex32(const uint8_t in[32], char out[65]);
 int add_time(cJSON *o, const char *name, int64_t ms);
 
+/* A parked push (a permanent failure) is tried again by itself after
+ * push_park_backoff(attempts): 1 h, doubling per attempt, at most 24 h. */
+#define PUSH_PARK_FIRST_MS (3600 * 1000LL)
+#define PUSH_PARK_MAX_MS   (24 * 3600 * 1000LL)
+int64_t push_park_backoff(uint32_t attempts);
+
 /* Rules (rules.c), inside a write transaction. */
 struct apply_stats {
 	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
@@ -65,6 +71,10 @@ struct apply_stats {
 int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
                  const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
                  struct apply_stats *st, struct err *e);
+/* Put the parked push of ref, if any, back in the queue (next_try 0);
+ * *released is set when there was one. */
+int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
+                 struct err *e);
 /* Queue mask to every record of p that does not already hold the values. */
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,

@@ -255,6 +255,26 @@ int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
 	return rc;
 }
 
+int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
+                 struct err *e)
+{
+	*released = false;
+	struct ledger_push *q = malloc(sizeof(*q));
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_push_get(t, ref->object, ref->id, q, e);
+	if (rc == ERR_NOTFOUND) {
+		rc = 0;
+	} else if (rc == 0 && q->parked) {
+		q->parked = false;
+		q->next_try = 0;
+		rc = ledger_push_put(t, q, e);
+		*released = rc == 0;
+	}
+	free(q);
+	return rc;
+}
+
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
                 struct err *e)
@@ -605,6 +625,12 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		facts_copy_group(sf, seen, AUTH_GROUP);
 	if (invalid & SOURCE_GROUP)
 		facts_copy_group(sf, seen, SOURCE_GROUP);
+	/* the record changed in Salesforce since it was last read (an edit, a
+	 * validation rule fixed): a push parked on it may go through now, so
+	 * this cycle's drain tries it again */
+	bool released;
+	if (!is_new && modstamp > rec->modstamp && (rc = push_release(t, &ref, &released, e)))
+		goto out;
 	rec->seen = *sf;
 	memcpy(rec->person, p->key, LEDGER_KEY_LEN);
 	rec->modstamp = modstamp;

@@ -225,8 +225,11 @@ static int collect_due(const struct ledger_push *q, void *ctx)
 	struct due *d = ctx;
 	d->total++;
 	if (q->parked) {
+		/* failed permanently: tried again at next_try (push_park_backoff),
+		 * when its record changes in Salesforce, or on `pushes retry` */
 		d->parked++;
-		return 0;
+		if (q->next_try > d->now)
+			return 0;
 	}
 	if (d->list)
 		cJSON_AddItemToArray(d->list, push_json(d->cfg, q));
@@ -260,6 +263,14 @@ static int64_t push_backoff(uint32_t attempts)
 	for (uint32_t i = 1; i < attempts && ms < 3600000; i++)
 		ms *= 2;
 	return ms > 3600000 ? 3600000 : ms;
+}
+
+int64_t push_park_backoff(uint32_t attempts)
+{
+	int64_t ms = PUSH_PARK_FIRST_MS;
+	for (uint32_t i = 1; i < attempts && ms < PUSH_PARK_MAX_MS; i++)
+		ms *= 2;
+	return ms > PUSH_PARK_MAX_MS ? PUSH_PARK_MAX_MS : ms;
 }
 
 static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
@@ -312,6 +323,7 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			r->retry++;
 		} else {
 			cur->parked = true;
+			cur->next_try = r->now + push_park_backoff(cur->attempts);
 			const struct sf_result *x = &r->res[i];
 			snprintf(cur->last_error, sizeof(cur->last_error), "%.63s: %.180s%s%.40s%s",
 			         x->status_code, x->message, x->fields[0] ? " (fields " : "",
@@ -409,8 +421,9 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		}
 		if (r.parked)
 			log_warn("sync.parked",
-			         "%zu push(es) failed permanently and wait for an operator "
-			         "(see optsync status)",
+			         "%zu push(es) failed permanently: parked, tried again when "
+			         "the record changes in Salesforce, on `optsync pushes retry`, or "
+			         "by themselves after a backoff (see optsync status)",
 			         r.parked);
 	}
 out:;

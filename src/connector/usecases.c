@@ -1013,6 +1013,8 @@ struct status_ctx {
 	cJSON *out;
 	uint64_t queued, parked;
 	cJSON *parked_list;
+	struct ledger_txn *t;
+	struct ledger_person *p; /* scratch: the person of a parked push */
 };
 
 static int count_push(const struct ledger_push *q, void *ctx)
@@ -1022,10 +1024,17 @@ static int count_push(const struct ledger_push *q, void *ctx)
 		s->parked++;
 		if (cJSON_GetArraySize(s->parked_list) < 100) {
 			cJSON *o = cJSON_CreateObject();
+			struct err pe;
 			cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
 			cJSON_AddStringToObject(o, "id", q->record.id);
+			if (ledger_person_get(s->t, q->person, s->p, &pe) == 0 &&
+			    !(s->p->flags & LEDGER_PERSON_ERASED))
+				cJSON_AddStringToObject(o, "email", s->p->email);
+			else
+				cJSON_AddStringToObject(o, "email", "erased");
 			cJSON_AddStringToObject(o, "error", q->last_error);
 			cJSON_AddNumberToObject(o, "attempts", q->attempts);
+			add_time(o, "next_try", q->next_try);
 			cJSON_AddItemToArray(s->parked_list, o);
 		}
 	} else {
@@ -1071,7 +1080,12 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return rc;
 	}
 	s->parked_list = cJSON_CreateArray();
-	if ((rc = ledger_push_each(t, count_push, s, e))) {
+	s->t = t;
+	s->p = malloc(sizeof(*s->p));
+	rc = s->p ? ledger_push_each(t, count_push, s, e) : err_set(e, ERR_NOMEM, "out of memory");
+	free(s->p);
+	s->p = NULL;
+	if (rc) {
 		cJSON_Delete(s->parked_list);
 		return rc;
 	}
@@ -1111,7 +1125,7 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 
 int conn_status(struct conn *c, cJSON **out, struct err *e)
 {
-	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL};
+	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL, NULL, NULL};
 	int rc = ledger_read(c->l, status_txn, &s, e);
 	if (rc) {
 		cJSON_Delete(s.out);

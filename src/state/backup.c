@@ -286,7 +286,7 @@ static int sha_matches(const struct trailer *t, const uint8_t got[32], const cha
 int ledger_backup_check(const char *file, struct ledger_backup_info *info, struct err *e)
 {
 	memset(info, 0, sizeof(*info));
-	struct trailer t;
+	struct trailer t = {0};
 	int fd, rc = check_file(file, &fd, &t, e);
 	if (rc)
 		return rc;
@@ -357,7 +357,7 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 {
 	memset(info, 0, sizeof(*info));
 	memset(rep, 0, sizeof(*rep));
-	struct trailer t;
+	struct trailer t = {0};
 	int fd = -1, out = -1, rc;
 	char staging[4096], data[4096], final[4096];
 	if (snprintf(staging, sizeof(staging), "%s/%s", opt->path, STAGING) >=

@@ -511,6 +511,27 @@ class Api(unittest.TestCase):
         self.assertEqual((st, r["status"]), (200, "resolved"))
         self.assertEqual(self.s.get("/v1/conflicts?status=open")[1]["conflicts"], [])
 
+    def test_parked_push_retried_through_the_api(self):
+        rec = self.any_email(opted_out=False)
+        self.s.ctl("POST", "faults", {"errors": {rec["Id"]: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        self.assertEqual(self.s.request("POST", "/v1/optouts", {"email": rec["Email"]})[0], 202)
+        self.assertTrue(self.s.wait(lambda: 'optsync_pushes{state="parked"} 1' in
+                                    self.s.get("/metrics", token=None)[1], 20))
+        self.s.ctl("DELETE", "faults")
+        for body in ({}, {"all": False}, {"record_id": rec["Id"], "all": True},
+                     {"record_id": "short"}, {"other": 1}):
+            self.assertEqual(self.s.request("POST", "/v1/pushes:retry", body)[0], 422, body)
+        st, r = self.s.request("POST", "/v1/pushes:retry", {"record_id": rec["Id"]})
+        self.assertEqual((st, r), (200, {"released": 1}))
+        # released: the kicked cycle writes it
+        self.assertTrue(self.s.wait(lambda: self.s.ctl(
+            "GET", "records?object=Contact&id=%s" % rec["Id"])["records"][0]["HasOptedOutOfEmail"],
+            20))
+        st, r = self.s.request("POST", "/v1/pushes:retry", {"all": True})
+        self.assertEqual((st, r), (200, {"released": 0}))
+        self.assertEqual(self.s.request("POST", "/v1/pushes:retry", {"record_id": rec["Id"]})[0],
+                         404)
+
     def test_change_feed_and_webhook(self):
         Receiver.refuse = 2  # the application is down for a moment
         for i in range(3):

@@ -314,10 +314,65 @@ class Rules(unittest.TestCase):
         parked = st["pushes"]["parked_records"][0]
         self.assertEqual(parked["id"], bad)
         self.assertIn("FIELD_CUSTOM_VALIDATION_EXCEPTION", parked["error"])
+        self.assertEqual(parked["email"], "mo@example.com")
+        self.assertEqual(parked["attempts"], 1)
+        # tried again by itself, an hour later at first
+        nxt = time.mktime(time.strptime(parked["next_try"][:19], "%Y-%m-%dT%H:%M:%S")) - \
+            time.timezone
+        self.assertAlmostEqual(nxt - time.time(), 3600, delta=120)
         self.assertTrue(e.sf_get("Contact", ok)["HasOptedOutOfEmail"])
         e.reset_calls()
         e.sync()  # a parked push is not retried every cycle
         self.assertEqual(e.calls().get("collections", 0), 0)
+
+        # the cause fixed and the record edited in Salesforce: the next cycle
+        # reads the change and writes the parked opt-out
+        e.ctl("DELETE", "faults")
+        e.sync()
+        self.assertEqual(e.json("status")["pushes"]["parked"], 1)  # nothing changed yet
+        time.sleep(1)
+        e.ctl("POST", "records", {"object": "Contact",
+                                  "records": [{"Id": bad, "Title": "fixed by an admin"}]})
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", bad)["HasOptedOutOfEmail"])
+        st = e.json("status")
+        self.assertEqual(st["pushes"]["parked"], 0)
+        self.assertEqual(st["pushes"]["queued"], 0)
+
+    def test_pushes_retry_on_demand(self):
+        e = self.env
+        a = e.sf_put("Contact", Email="ana@example.com", LastName="A")
+        b = e.sf_put("Lead", Email="ben@example.com", LastName="B", Company="X")
+        c = e.sf_put("Contact", Email="cy@example.com", LastName="C")
+        e.sync()
+        e.ctl("POST", "faults", {"errors": {a: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                                            b: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                                            c: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        for m in ("ana@example.com", "ben@example.com", "cy@example.com"):
+            e.json("optout", m)
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 3)
+        e.ctl("DELETE", "faults")
+        # nothing changed in Salesforce, and no hour has passed: still parked
+        e.sync("--full")
+        self.assertEqual(e.json("status")["pushes"]["parked"], 3)
+        # one record by id, then the rest
+        self.assertEqual(e.json("pushes", "retry", a)["released"], 1)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", a)["HasOptedOutOfEmail"])
+        self.assertFalse(e.sf_get("Contact", c)["HasOptedOutOfEmail"])
+        self.assertEqual(e.json("pushes", "retry", "--all")["released"], 2)
+        self.assertEqual(e.sync()["pushes"]["succeeded"], 2)
+        self.assertTrue(e.sf_get("Lead", b)["HasOptedOutOfEmail"])
+        self.assertTrue(e.sf_get("Contact", c)["HasOptedOutOfEmail"])
+        self.assertEqual(e.json("status")["pushes"]["parked"], 0)
+        # what it refuses
+        p = e.run("pushes", "retry", a, check=1)  # nothing parked for it any more
+        self.assertIn("no parked push", p.stderr)
+        e.run("pushes", "retry", "not-an-id", check=2)
+        e.run("pushes", "retry", check=2)
+        e.run("pushes", "retry", a, "--all", check=2)
 
     def test_dry_run_touches_nothing(self):
         e = self.env
