@@ -1,4 +1,5 @@
 /* One sync cycle: pull every object from its cursor, then drain the outbox. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,12 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-#define DRY_ABORT 1 /* a callback's way to abort a dry-run transaction */
-
 struct pull {
 	struct conn *c;
 	int object;
 	const struct sf_record *recs;
 	size_t n;
-	bool dry, full;
+	bool full;
 	struct apply_stats page, total;
 	uint64_t pages;
 	int64_t started;
@@ -53,9 +52,7 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return rc;
 	cur.pulled += pl->n;
 	cur.updated_at = time_now_ms();
-	if ((rc = ledger_cursor_put(t, pl->object, &cur, e)))
-		return rc;
-	return pl->dry ? DRY_ABORT : 0;
+	return ledger_cursor_put(t, pl->object, &cur, e);
 }
 
 static void add_stats(struct apply_stats *a, const struct apply_stats *b)
@@ -72,8 +69,6 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 	pl->recs = recs;
 	pl->n = n;
 	int rc = ledger_write(pl->c->l, page_txn, pl, e);
-	if (rc == DRY_ABORT)
-		rc = 0;
 	if (rc)
 		return rc;
 	add_stats(&pl->total, &pl->page);
@@ -161,7 +156,6 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	rc = build_soql(c->cfg, object, since, &q, e);
 	struct pull pl = {.c = c,
 	                  .object = object,
-	                  .dry = o->dry_run,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress};
@@ -184,12 +178,15 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 
 /* ---- drain ---- */
 
+#define DRY_LIST_MAX 10000
+
 struct due {
 	struct ledger_push *items;
 	size_t n, cap;
 	int64_t now;
 	size_t total, parked;
-	cJSON *list; /* dry run: everything queued */
+	cJSON *list; /* dry run: the due pushes (the first DRY_LIST_MAX) */
+	size_t due_total, due_by_object[3];
 	const struct config *cfg;
 };
 
@@ -231,9 +228,18 @@ static int collect_due(const struct ledger_push *q, void *ctx)
 		if (q->next_try > d->now)
 			return 0;
 	}
-	if (d->list)
-		cJSON_AddItemToArray(d->list, push_json(d->cfg, q));
-	if (q->next_try > d->now || d->n == d->cap)
+	if (q->next_try > d->now)
+		return 0;
+	if (d->list) {
+		/* a dry run: what the drain would write now, every one counted */
+		d->due_total++;
+		if (q->record.object < 3)
+			d->due_by_object[q->record.object]++;
+		if (cJSON_GetArraySize(d->list) < DRY_LIST_MAX)
+			cJSON_AddItemToArray(d->list, push_json(d->cfg, q));
+		return 0;
+	}
+	if (d->n == d->cap)
 		return 0;
 	d->items[d->n++] = *q;
 	return 0;
@@ -392,6 +398,8 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		d.list = cJSON_AddArrayToObject(report, "would_push");
 		d.now = time_now_ms();
 		rc = ledger_read(c->l, read_due, &d, e);
+		calls = (d.due_total + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX;
+		memcpy(by_object, d.due_by_object, sizeof(by_object));
 		goto out;
 	}
 	for (int round = 0; rc == 0 && round < 100000 && !(c->stop && *c->stop); round++) {
@@ -428,6 +436,8 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	}
 out:;
 	cJSON *p = cJSON_AddObjectToObject(report, "pushes");
+	if (o->dry_run) /* by_object and collection_calls: what the real cycle would do */
+		cJSON_AddNumberToObject(p, "would_push", (double)d.due_total);
 	cJSON_AddNumberToObject(p, "collection_calls", (double)calls);
 	cJSON_AddNumberToObject(p, "succeeded", (double)ok);
 	cJSON *by = cJSON_AddObjectToObject(p, "by_object");
@@ -463,10 +473,10 @@ static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc;
 }
 
-int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e)
+/* One cycle on c; a dry run (o->dry_run) is this on a copy of the ledger
+ * (conn_sync_once), where it writes nothing to Salesforce. */
+static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struct err *e)
 {
-	*report = cJSON_CreateObject();
-	cJSON *r = *report;
 	int64_t started = time_now_ms();
 	add_time(r, "started_at", started);
 	cJSON_AddBoolToObject(r, "dry_run", o->dry_run);
@@ -522,4 +532,62 @@ int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **repor
 	log_info("sync.cycle", "cycle %s in %lld ms%s%s", rc ? "failed" : "done",
 	         (long long)(time_now_ms() - started), rc ? ": " : "", rc ? e->msg : "");
 	return rc;
+}
+
+/* Remove a ledger directory made for a dry run. */
+static void remove_copy(const char *dir)
+{
+	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock"};
+	char p[4096];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		int n = snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		if (n > 0 && (size_t)n < sizeof(p))
+			unlink(p);
+	}
+	if (rmdir(dir) != 0)
+		log_warn("sync.dry_run", "could not remove the dry run's copy %s", dir);
+}
+
+/* A dry run: the real cycle on a compacted copy of the ledger, beside it,
+ * with Salesforce writes left out. Page after page the copy changes as the
+ * ledger would, so the report names every write the real cycle would make,
+ * those the pull itself queues included. */
+static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struct err *e)
+{
+	size_t pl = strlen(c->cfg->state.path);
+	char *dir = malloc(pl + 32);
+	if (dir == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	snprintf(dir, pl + 32, "%s.dry-run-XXXXXX", c->cfg->state.path);
+	if (mkdtemp(dir) == NULL) {
+		int rc =
+		    err_sys(e, ERR_IO, errno,
+		            "a dry run works on a copy of the ledger, and cannot make %s", dir);
+		free(dir);
+		return rc;
+	}
+	struct sf_client *sf = NULL;
+	struct conn *copy = NULL;
+	struct config cfg = *c->cfg;
+	cfg.state.path = dir;
+	int rc = conn_sf(c, &sf, e);
+	if (rc == 0)
+		rc = ledger_copy(c->l, dir, e);
+	if (rc == 0)
+		rc = conn_open(&copy, &cfg, false, c->stop, e);
+	if (rc == 0) {
+		copy->sf = sf; /* borrowed: one login for both */
+		rc = cycle(copy, o, r, e);
+		copy->sf = NULL;
+	}
+	conn_close(copy);
+	remove_copy(dir);
+	free(dir);
+	return rc;
+}
+
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e)
+{
+	*report = cJSON_CreateObject();
+	return o->dry_run ? dry_cycle(c, o, *report, e) : cycle(c, o, *report, e);
 }

@@ -224,6 +224,24 @@ out:
 	return rc;
 }
 
+int ledger_copy(struct ledger *l, const char *dir, struct err *e)
+{
+	char data[4096];
+	int n = snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	if (n < 0 || (size_t)n >= sizeof(data))
+		return err_set(e, ERR_LEDGER, "path too long: %s", dir);
+	int fd = open(data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, ERR_IO, errno, "cannot create %s", data);
+	bool compacted;
+	int rc = copy_env(l, fd, &compacted, e);
+	if (close(fd) != 0 && rc == 0)
+		rc = err_sys(e, ERR_IO, errno, "cannot write %s", data);
+	if (rc)
+		unlink(data);
+	return rc;
+}
+
 /* Open file and check its trailer and size; *fd_out is open on success. */
 static int check_file(const char *file, int *fd_out, struct trailer *t, struct err *e)
 {

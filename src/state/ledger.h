@@ -347,6 +347,11 @@ struct ledger_backup_info {
 int ledger_backup(struct ledger *l, const char *file, struct ledger_backup_info *info,
                   struct err *e);
 
+/* A compacted copy of the open ledger as dir/data.mdb (dir exists, holds
+ * no ledger), to be opened as a ledger of its own: what a dry run works on.
+ * Not synced to disk. ERR_IO naming the file, ERR_LEDGER. */
+int ledger_copy(struct ledger *l, const char *dir, struct err *e);
+
 /* Check that file is a whole, undamaged backup of a schema this optsync
  * reads. ERR_LEDGER names what is wrong (cut short, damaged, newer schema,
  * not a backup); ERR_IO when it cannot be read. */

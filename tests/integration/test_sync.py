@@ -392,6 +392,54 @@ class Rules(unittest.TestCase):
         st = e.json("status")
         self.assertEqual(st["pushes"]["queued"], 0)  # the dry run queued nothing
 
+    def test_dry_run_reports_what_the_real_run_does(self):
+        def compare(e, label):
+            before = e.run("audit", "verify", "--json").stdout
+            dry = e.sync("--dry-run")
+            self.assertEqual(e.run("audit", "verify", "--json").stdout, before, label)
+            self.assertFalse([f for f in os.listdir(e.dir) if ".dry-run-" in f], label)
+            e.reset_calls()
+            real = e.sync()
+            for obj in ("Contact", "Lead"):
+                self.assertEqual(dry["pushes"]["by_object"][obj],
+                                 real["pushes"]["by_object"][obj], "%s: %s" % (label, obj))
+                for k in ("optouts_from_salesforce", "resubscribe_conflicts",
+                          "new_records_suppressed", "pushes_queued", "facts_applied"):
+                    self.assertEqual(dry["pulled"][obj][k], real["pulled"][obj][k],
+                                     "%s: %s %s" % (label, obj, k))
+            self.assertEqual(dry["pushes"]["would_push"], real["pushes"]["succeeded"], label)
+            self.assertEqual(dry["pushes"]["collection_calls"],
+                             real["pushes"]["collection_calls"], label)
+            self.assertEqual(len(dry["would_push"]), dry["pushes"]["would_push"], label)
+            return dry
+        # a fresh ledger over a seeded org: shared emails, opt-outs on one of
+        # several records, GDPR fields on some; the pull itself queues writes
+        e = Env(contacts=300, leads=120)
+        try:
+            dry = compare(e, "first sync")
+            self.assertGreater(dry["pushes"]["would_push"], 0)
+            # an existing ledger: local opt-outs queued, a re-subscribe to
+            # revert, a new Lead of a suppressed person, a new opt-out in
+            # Salesforce on a record whose email another record shares
+            recs = e.ctl("GET", "records?object=Contact")["records"]
+            ins = [r for r in recs if not r["HasOptedOutOfEmail"]]
+            outs = [r for r in recs if r["HasOptedOutOfEmail"]]
+            for r in ins[:5]:
+                e.json("optout", r["Email"])
+            time.sleep(1)
+            e.ctl("POST", "records", {"object": "Contact", "records": [
+                {"Id": outs[0]["Id"], "HasOptedOutOfEmail": False},
+                {"Id": ins[10]["Id"], "HasOptedOutOfEmail": True}]})
+            e.sf_put("Lead", Email=outs[1]["Email"], LastName="L", Company="C")
+            e.sf_put("Contact", Email=ins[10]["Email"], LastName="Twin")
+            dry = compare(e, "existing ledger")
+            self.assertGreaterEqual(dry["pushes"]["would_push"], 8)
+            # nothing to do
+            dry = compare(e, "quiet")
+            self.assertEqual(dry["pushes"]["would_push"], 0)
+        finally:
+            e.close()
+
     # operator commands
     def test_export_erase_and_audit(self):
         e = self.env
