@@ -127,6 +127,9 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 		goto out;
 	if ((rc = conn_open(&s.conn, cfg, true, stop, e)))
 		goto out;
+	/* one run per ledger, for its whole life */
+	if ((rc = conn_own_ledger(s.conn, e)))
+		goto out;
 	if ((rc = api_start(&api, &s, e)))
 		goto out;
 	if (cfg->webhook.enabled) {

@@ -56,7 +56,14 @@ struct conn_sync_opts {
 	bool progress; /* a progress line on stderr while pulling (terminals) */
 };
 
-/* One pull+push cycle. *report describes what happened (or would). */
+/* Take the ledger's sync lock for as long as c is open (optsync run): no
+ * other run or sync --once can sync this ledger meanwhile. ERR_LEDGER
+ * naming the holder's kind and pid when another has it. */
+int conn_own_ledger(struct conn *c, struct err *e);
+
+/* One pull+push cycle. *report describes what happened (or would). A cycle
+ * takes the sync lock unless c owns the ledger, and refuses (ERR_LEDGER)
+ * when another process holds it. */
 int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e);
 
 /* ---- use cases ---- */

@@ -14,6 +14,7 @@ struct conn {
 	struct sf_client *sf; /* made on first use */
 	volatile sig_atomic_t *stop;
 	struct supp_index *supp; /* the suppression check's index (suppress.c) */
+	bool owns_ledger;        /* conn_own_ledger: the sync lock is held for life */
 };
 
 /* The opted-out persons in memory (suppress.c), built on the first check

@@ -481,7 +481,7 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 	add_time(r, "started_at", started);
 	cJSON_AddBoolToObject(r, "dry_run", o->dry_run);
 	cJSON_AddBoolToObject(r, "full", o->full);
-	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, e);
+	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, "optsync sync", e);
 	struct sf_client *sf = NULL;
 	if (rc == 0)
 		rc = conn_sf(c, &sf, e);
@@ -502,7 +502,7 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 		if (ret)
 			cJSON_AddItemToObject(r, "retention", ret);
 	}
-	if (!o->dry_run)
+	if (!o->dry_run && !c->owns_ledger)
 		ledger_sync_unlock(c->l);
 	add_time(r, "finished_at", time_now_ms());
 	cJSON_AddStringToObject(r, "result", rc ? "failed" : "ok");
@@ -531,6 +531,14 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 	}
 	log_info("sync.cycle", "cycle %s in %lld ms%s%s", rc ? "failed" : "done",
 	         (long long)(time_now_ms() - started), rc ? ": " : "", rc ? e->msg : "");
+	return rc;
+}
+
+int conn_own_ledger(struct conn *c, struct err *e)
+{
+	int rc = ledger_sync_lock(c->l, "optsync run", e);
+	if (rc == 0)
+		c->owns_ledger = true;
 	return rc;
 }
 

@@ -447,7 +447,7 @@ void ledger_trim(struct ledger *l)
 
 /* ---- sync lock ---- */
 
-int ledger_sync_lock(struct ledger *l, struct err *e)
+int ledger_sync_lock(struct ledger *l, const char *who, struct err *e)
 {
 	if (l->lock_fd >= 0)
 		return 0;
@@ -460,24 +460,30 @@ int ledger_sync_lock(struct ledger *l, struct err *e)
 		return err_sys(e, ERR_LEDGER, errno, "cannot open %s", path);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int saved = errno;
-		char pid[32] = "";
-		ssize_t r = pread(fd, pid, sizeof(pid) - 1, 0);
+		char holder[96] = "";
+		ssize_t r = pread(fd, holder, sizeof(holder) - 1, 0);
 		close(fd);
 		if (saved == EWOULDBLOCK) {
-			pid[r > 0 ? r : 0] = '\0';
-			pid[strcspn(pid, "\n")] = '\0';
-			return err_set(
-			    e, ERR_LEDGER,
-			    "ledger %s is locked by another sync (pid %s); try again when "
-			    "it has finished",
-			    l->path, pid[0] ? pid : "unknown");
+			/* "PID WHO\n", as the holder wrote it */
+			holder[r > 0 ? r : 0] = '\0';
+			holder[strcspn(holder, "\n")] = '\0';
+			char *sp = strchr(holder, ' ');
+			if (sp)
+				*sp++ = '\0';
+			return err_set(e, ERR_LEDGER,
+			               "ledger %s is locked by another sync: %s (pid %s) holds it; "
+			               "only one may run per ledger, try again when it has "
+			               "stopped",
+			               l->path, sp && *sp ? sp : "another optsync",
+			               holder[0] ? holder : "unknown");
 		}
 		return err_sys(e, ERR_LEDGER, saved, "cannot lock %s", path);
 	}
-	char pid[32];
-	int pl = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pl, 0) != pl) {
-		/* the pid is only informative */
+	char line[96];
+	int pl = snprintf(line, sizeof(line), "%ld %s\n", (long)getpid(), who);
+	if (pl < 0 || (size_t)pl >= sizeof(line) || ftruncate(fd, 0) != 0 ||
+	    pwrite(fd, line, (size_t)pl, 0) != pl) {
+		/* the holder's name is only informative */
 	}
 	l->lock_fd = fd;
 	return 0;

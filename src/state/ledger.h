@@ -275,9 +275,11 @@ int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
  * place (writes go to new pages through the file). */
 void ledger_trim(struct ledger *l);
 
-/* Serialize sync cycles across processes (the daemon and a scheduled
- * `sync --once`): ERR_LEDGER naming the holder when another has it. */
-int ledger_sync_lock(struct ledger *l, struct err *e);
+/* Serialize sync cycles across processes: `optsync run` holds it for its
+ * whole life, a `sync --once` for its cycle. who ("optsync run") is written
+ * with the pid into sync.lock for the refusal others get: ERR_LEDGER naming
+ * the holder and its pid. Held already by this handle: 0. */
+int ledger_sync_lock(struct ledger *l, const char *who, struct err *e);
 void ledger_sync_unlock(struct ledger *l);
 
 /* ---- persons and records ---- */

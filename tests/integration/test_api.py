@@ -511,6 +511,27 @@ class Api(unittest.TestCase):
         self.assertEqual((st, r["status"]), (200, "resolved"))
         self.assertEqual(self.s.get("/v1/conflicts?status=open")[1]["conflicts"], [])
 
+    def test_one_run_per_ledger(self):
+        pid = self.s.proc.pid
+        # a second run on the same ledger refuses at once, naming the holder
+        p = self.s.cli("run")
+        self.assertEqual(p.returncode, 5, p.stderr)
+        self.assertIn("optsync run (pid %d)" % pid, p.stderr)
+        # so does a scheduled sync --once while run owns the ledger, cycle
+        # after cycle (run holds the lock between its cycles too)
+        for _ in range(3):
+            p = self.s.cli("sync", "--once")
+            self.assertEqual(p.returncode, 5, p.stderr)
+            self.assertIn("optsync run (pid %d)" % pid, p.stderr)
+            time.sleep(0.5)
+        # reads and local writes beside run still work
+        self.s.cli("status", check=0)
+        self.s.cli("optout", "beside-run@example.com", check=0)
+        # once run has stopped, the ledger is free
+        self.s.proc.send_signal(signal.SIGTERM)
+        self.s.proc.wait(15)
+        self.s.cli("sync", "--once", check=0)
+
     def test_parked_push_retried_through_the_api(self):
         rec = self.any_email(opted_out=False)
         self.s.ctl("POST", "faults", {"errors": {rec["Id"]: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})

@@ -703,13 +703,24 @@ static void test_sync_lock(void **state)
 	snprintf(path, sizeof(path), "%s/sync.lock", dir);
 	int fd = open(path, O_RDWR | O_CREAT, 0600);
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "4242\n", 5), 5);
+	assert_int_equal(write(fd, "4242\n", 5), 5); /* as an older optsync wrote it */
 	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
 	struct err e = {0};
-	assert_int_equal(ledger_sync_lock(l, &e), ERR_LEDGER);
-	assert_non_null(strstr(e.msg, "locked by another sync (pid 4242)"));
+	assert_int_equal(ledger_sync_lock(l, "optsync sync", &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "locked by another sync: another optsync (pid 4242)"));
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, "4343 optsync run\n", 17, 0), 17);
+	assert_int_equal(ledger_sync_lock(l, "optsync sync", &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "locked by another sync: optsync run (pid 4343)"));
 	close(fd);
-	assert_int_equal(ledger_sync_lock(l, &e), 0);
+	assert_int_equal(ledger_sync_lock(l, "optsync run", &e), 0);
+	/* the holder names itself for the next one to be refused */
+	char buf[64] = "", want[64];
+	fd = open(path, O_RDONLY);
+	assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
+	close(fd);
+	snprintf(want, sizeof(want), "%ld optsync run\n", (long)getpid());
+	assert_string_equal(buf, want);
 	ledger_sync_unlock(l);
 	ledger_close(l);
 }
