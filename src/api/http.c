@@ -951,8 +951,10 @@ static enum MHD_Result metrics(struct ctx *c)
 			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_used")),
 			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_max")));
 		buf_printf(&b, &e,
-		           "# HELP optsync_cursor_lag_seconds Age of the newest SystemModstamp "
-		           "applied, by object.\n# TYPE optsync_cursor_lag_seconds gauge\n");
+		           "# HELP optsync_cursor_lag_seconds Time since the last pull that "
+		           "read everything started, by object: every change in Salesforce "
+		           "before that is in the ledger.\n"
+		           "# TYPE optsync_cursor_lag_seconds gauge\n");
 		const cJSON *cur;
 		cJSON_ArrayForEach(cur, cJSON_GetObjectItem(st, "cursors"))
 		{
@@ -962,6 +964,24 @@ static enum MHD_Result metrics(struct ctx *c)
 				           "optsync_cursor_lag_seconds{object=\"%s\"} %.0f\n",
 				           cur->string, lag->valuedouble);
 		}
+	}
+	const cJSON *h = cJSON_GetObjectItem(st, "health");
+	if (h) {
+		const char *ok = cJSON_GetStringValue(cJSON_GetObjectItem(h, "last_success_at"));
+		int64_t ms;
+		if (ok && time_parse(ok, &ms) == 0)
+			buf_printf(&b, &e,
+			           "# HELP optsync_last_success_timestamp_seconds When the last "
+			           "sync cycle that succeeded started.\n"
+			           "# TYPE optsync_last_success_timestamp_seconds gauge\n"
+			           "optsync_last_success_timestamp_seconds %.3f\n",
+			           (double)ms / 1000.0);
+		buf_printf(&b, &e,
+		           "# HELP optsync_sync_failures_in_a_row Sync cycles failed since the "
+		           "last one that succeeded.\n"
+		           "# TYPE optsync_sync_failures_in_a_row gauge\n"
+		           "optsync_sync_failures_in_a_row %.0f\n",
+		           cJSON_GetNumberValue(cJSON_GetObjectItem(h, "failures_in_a_row")));
 	}
 	cJSON_Delete(st);
 	buf_printf(&b, &e,

@@ -39,6 +39,16 @@ int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
  * why gets the reason. */
 int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
 
+/* The sync's health (health.c), in the ledger's meta. */
+struct conn_health {
+	int64_t last_success_at;    /* start of the last cycle that succeeded (ms) */
+	uint64_t failures_in_a_row; /* cycles failed since then */
+	int64_t last_error_at;      /* start of the last cycle that failed */
+	char last_error[ERR_MSG_MAX];
+};
+int health_get(struct ledger_txn *t, struct conn_health *h, struct err *e);
+int health_put(struct ledger_txn *t, const struct conn_health *h, struct err *e);
+
 /* Retention (retention.c). */
 /* Run retention when [retention] is set and retention.every has passed
  * since the last run; *report stays NULL when it did not run. */

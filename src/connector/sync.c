@@ -103,6 +103,28 @@ static int read_cursor(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc == ERR_NOTFOUND ? 0 : rc;
 }
 
+struct caught_up {
+	int object;
+	int64_t at;
+};
+
+/* A pull read to the end: every change made before it started is in. */
+static int mark_caught_up(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct caught_up *cu = ctx;
+	struct ledger_cursor cur;
+	int rc = ledger_cursor_get(t, cu->object, &cur, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(&cur, 0, sizeof(cur));
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	cur.caught_up_at = cu->at;
+	cur.updated_at = time_now_ms();
+	return ledger_cursor_put(t, cu->object, &cur, e);
+}
+
 static int build_soql(const struct config *cfg, int object, int64_t since, struct buf *q,
                       struct err *e)
 {
@@ -162,6 +184,9 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	if (rc == 0)
 		rc = sf_query(sf, q.data, false, on_page, &pl, e);
 	buf_free(&q);
+	struct caught_up cu = {object, pl.started};
+	if (rc == 0)
+		rc = ledger_write(c->l, mark_caught_up, &cu, e);
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
 	cJSON *st = stats_json(&pl.total, pl.pages);
@@ -456,19 +481,39 @@ out:;
 /* ---- the cycle ---- */
 
 struct save_report {
-	const char *json;
-	struct sf_stats st;
+	const char *json;   /* the cycle's report, NULL when there is none */
+	struct sf_stats st; /* api_max 0: no Salesforce usage known */
+	int rc;             /* the cycle's result */
+	const char *error;  /* its message when it failed */
+	int64_t started;
 };
 
 static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct save_report *s = ctx;
-	size_t n = strlen(s->json);
-	int rc = ledger_meta_put(t, "last_cycle", s->json, n > 4096 ? 4096 : n, e);
+	int rc = 0;
+	if (s->json) {
+		size_t n = strlen(s->json);
+		rc = ledger_meta_put(t, "last_cycle", s->json, n > 4096 ? 4096 : n, e);
+	}
 	if (rc == 0 && s->st.api_max > 0) {
 		char u[64];
 		int l = snprintf(u, sizeof(u), "%ld/%ld", s->st.api_used, s->st.api_max);
 		rc = ledger_meta_put(t, "api_usage", u, (size_t)l, e);
+	}
+	struct conn_health h;
+	if (rc == 0)
+		rc = health_get(t, &h, e);
+	if (rc == 0) {
+		if (s->rc == 0) {
+			h.last_success_at = s->started;
+			h.failures_in_a_row = 0;
+		} else {
+			h.failures_in_a_row++;
+			h.last_error_at = s->started;
+			snprintf(h.last_error, sizeof(h.last_error), "%s", s->error);
+		}
+		rc = health_put(t, &h, e);
 	}
 	return rc;
 }
@@ -519,15 +564,17 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 			cJSON_AddNumberToObject(api, "daily_used", (double)st.api_used);
 			cJSON_AddNumberToObject(api, "daily_max", (double)st.api_max);
 		}
-		if (!o->dry_run && rc != ERR_LEDGER) {
-			char *json = cJSON_PrintUnformatted(r);
-			struct save_report s = {json ? json : "{}", st};
-			struct err se;
-			if (ledger_write(c->l, save_report, &s, &se))
-				log_warn("sync.report", "could not save the cycle report: %s",
-				         se.msg);
-			free(json);
-		}
+	}
+	if (!o->dry_run && rc != ERR_LEDGER) {
+		/* the report, the API usage and the health every status reads */
+		char *json = cJSON_PrintUnformatted(r);
+		struct save_report s = {json, {0}, rc, e->msg, started};
+		if (sf)
+			sf_stats_get(sf, &s.st);
+		struct err se;
+		if (ledger_write(c->l, save_report, &s, &se))
+			log_warn("sync.report", "could not save the cycle report: %s", se.msg);
+		free(json);
 	}
 	log_info("sync.cycle", "cycle %s in %lld ms%s%s", rc ? "failed" : "done",
 	         (long long)(time_now_ms() - started), rc ? ": " : "", rc ? e->msg : "");

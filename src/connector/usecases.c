@@ -1063,10 +1063,26 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		cJSON_AddStringToObject(c, "last_id", cur.last_id);
 		cJSON_AddNumberToObject(c, "records_pulled", (double)cur.pulled);
 		add_time(c, "updated_at", cur.updated_at);
-		if (cur.modstamp)
-			cJSON_AddNumberToObject(c, "lag_seconds",
-			                        (double)(time_now_ms() - cur.modstamp) / 1000.0);
+		/* how far behind Salesforce optsync may be: every change made
+		 * before the last complete pull started has been read, so a quiet
+		 * Salesforce does not make this grow; failing cycles do */
+		add_time(c, "caught_up_at", cur.caught_up_at);
+		if (cur.caught_up_at)
+			cJSON_AddNumberToObject(
+			    c, "lag_seconds", (double)(time_now_ms() - cur.caught_up_at) / 1000.0);
 	}
+	struct conn_health h;
+	int hrc = health_get(t, &h, e);
+	if (hrc)
+		return hrc;
+	cJSON *hj = cJSON_AddObjectToObject(o, "health");
+	add_time(hj, "last_success_at", h.last_success_at);
+	cJSON_AddNumberToObject(hj, "failures_in_a_row", (double)h.failures_in_a_row);
+	add_time(hj, "last_error_at", h.last_error_at);
+	if (h.last_error[0])
+		cJSON_AddStringToObject(hj, "last_error", h.last_error);
+	else
+		cJSON_AddNullToObject(hj, "last_error");
 	char buf[4097];
 	size_t n;
 	int rc = ledger_meta_get(t, "last_cycle", buf, sizeof(buf) - 1, &n, e);

@@ -505,6 +505,9 @@ int ledger_cursor_get(struct ledger_txn *t, int object, struct ledger_cursor *ou
 		case 5:
 			out->full_done = f.u != 0;
 			break;
+		case 6:
+			out->caught_up_at = f.s;
+			break;
 		default:
 			break;
 		}
@@ -523,6 +526,7 @@ int ledger_cursor_put(struct ledger_txn *t, int object, const struct ledger_curs
 	enc_sint(&en, 3, c->updated_at);
 	enc_uint(&en, 4, c->pulled);
 	enc_uint(&en, 5, c->full_done);
+	enc_sint(&en, 6, c->caught_up_at);
 	return db_put(t, t->l->cursors, &k, 1, buf, en.len, 0, "put sync cursor", e);
 }
 

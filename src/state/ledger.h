@@ -240,8 +240,10 @@ struct ledger_cursor {
 	int64_t modstamp; /* greatest SystemModstamp applied */
 	char last_id[LEDGER_ID_MAX + 1];
 	int64_t updated_at;
-	uint64_t pulled; /* records applied since the cursor was created */
-	bool full_done;  /* a first full read completed */
+	uint64_t pulled;      /* records applied since the cursor was created */
+	bool full_done;       /* a first full read completed */
+	int64_t caught_up_at; /* start of the last pull that read to the end: every
+	                         change made before it has been read */
 };
 
 /* ---- opening ---- */

@@ -321,6 +321,9 @@ class Api(unittest.TestCase):
         self.assertIn("optsync_http_request_duration_seconds_bucket", text)
         self.assertIn('optsync_records_pushed_total{object="Lead"}', text)
         self.assertIn('optsync_retention_purged_total{what="events"} 0', text)
+        self.assertIn("optsync_sync_failures_in_a_row 0", text)
+        self.assertRegex(text, r"optsync_last_success_timestamp_seconds \d{10}\.\d{3}\n")
+        self.assertRegex(text, r'optsync_cursor_lag_seconds\{object="Contact"\} \d+\n')
         self.s.get("/v1/contacts/" + q("nobody@example.com"))
         text = self.s.get("/metrics", token=None)[1]
         self.assertIn('optsync_http_requests_total{route="contact",status="404"} 1', text)

@@ -440,6 +440,43 @@ class Rules(unittest.TestCase):
         finally:
             e.close()
 
+    def test_health_and_lag_that_tell_the_truth(self):
+        e = self.env
+        e.sf_put("Contact", Email="h1@example.com", LastName="H")
+        e.sf_put("Lead", Email="h2@example.com", LastName="H", Company="C")
+        e.sync()
+        st = e.json("status")
+        self.assertEqual(st["health"]["failures_in_a_row"], 0)
+        self.assertIsNotNone(st["health"]["last_success_at"])
+        self.assertIsNone(st["health"]["last_error"])
+        # Salesforce quiet for a while: the lag stays within a cycle, it does
+        # not count the time since the newest change
+        time.sleep(4)
+        e.sync()
+        st = e.json("status")
+        for obj in ("Contact", "Lead"):
+            self.assertLess(st["cursors"][obj]["lag_seconds"], 2.5, st["cursors"][obj])
+        ok_at = st["health"]["last_success_at"]
+        # two failed cycles: counted, the error kept, the last success unchanged
+        e.ctl("POST", "faults", {"faults": [{"route": "token", "kind": "status",
+                                             "status": 503, "count": 1000}]})
+        for n in (1, 2):
+            e.run("sync", "--once", check=1)
+            h = e.json("status")["health"]
+            self.assertEqual(h["failures_in_a_row"], n)
+            self.assertEqual(h["last_success_at"], ok_at)
+            self.assertIn("503", h["last_error"])
+        time.sleep(3)
+        lag = e.json("status")["cursors"]["Contact"]["lag_seconds"]
+        self.assertGreater(lag, 3)  # failing cycles do make it grow
+        e.ctl("DELETE", "faults")
+        e.sync()
+        h = e.json("status")["health"]
+        self.assertEqual(h["failures_in_a_row"], 0)
+        self.assertGreater(h["last_success_at"], ok_at)
+        self.assertIn("503", h["last_error"])  # the last error stays, with its time
+        self.assertIsNotNone(h["last_error_at"])
+
     # operator commands
     def test_export_erase_and_audit(self):
         e = self.env

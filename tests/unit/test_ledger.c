@@ -462,7 +462,7 @@ struct misc_ctx {
 
 static int fill_misc(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct ledger_cursor c = {1700000000000, "003000000000009AAA", 5, 42, true};
+	struct ledger_cursor c = {1700000000000, "003000000000009AAA", 5, 42, true, 1700000000500};
 	int rc = ledger_cursor_put(t, LEDGER_OBJ_LEAD, &c, e);
 	for (int i = 0; rc == 0 && i < 3; i++) {
 		struct ledger_change ch;
@@ -554,6 +554,7 @@ static void test_feed_cursors_conflicts_outbox(void **state)
 	assert_true(m->cur.modstamp == 1700000000000);
 	assert_string_equal(m->cur.last_id, "003000000000009AAA");
 	assert_true(m->cur.full_done);
+	assert_true(m->cur.caught_up_at == 1700000000500);
 	assert_true(m->cur.pulled == 42);
 	assert_int_equal(m->nchanges, 2); /* after 1 */
 	assert_true(m->changes[0] == 2 && m->changes[1] == 3);
@@ -571,7 +572,7 @@ static void test_feed_cursors_conflicts_outbox(void **state)
 
 static int write_then_fail(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct ledger_cursor c = {123, "", 0, 0, false};
+	struct ledger_cursor c = {123, "", 0, 0, false, 0};
 	int rc = ledger_cursor_put(t, LEDGER_OBJ_CONTACT, &c, e);
 	if (rc)
 		return rc;
