@@ -17,7 +17,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOPTSYNC_WERROR=ON -DOPTSYNC
 FROM debian:bookworm-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends libcurl4 libcjson1 liblmdb0 libssl3 libmicrohttpd12 \
-      ca-certificates curl \
+      ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 optsync \
     && useradd --system --uid 10001 --gid optsync --home-dir /var/lib/optsync \
@@ -31,7 +31,9 @@ ENV OPTSYNC_CONFIG=/etc/optsync/optsync.toml
 USER 10001:10001
 EXPOSE 8425
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
-  CMD curl -fsS "http://127.0.0.1:${OPTSYNC_HEALTH_PORT:-8425}/healthz" || exit 1
+# optsync healthcheck asks api.listen itself (TCP or a unix: socket);
+# OPTSYNC_HEALTH_PORT, when set, makes it ask 127.0.0.1 on that port instead
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+  CMD ["/usr/local/bin/optsync", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/optsync"]
 CMD ["run"]

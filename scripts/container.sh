@@ -31,7 +31,7 @@ if ! "${podman[@]}" image exists debian:bookworm-slim; then
 	echo "== making debian:bookworm-slim with debootstrap (a few minutes, once)"
 	rootfs="${OPTSYNC_ROOTFS:-$(mktemp -d /var/tmp/optsync-rootfs.XXXXXX)}"
 	[ -x "$rootfs/usr/bin/apt-get" ] ||
-		debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+		debootstrap --variant=minbase bookworm "$rootfs" >/dev/null
 	tar -C "$rootfs" -c . | "${podman[@]}" import - debian:bookworm-slim >/dev/null
 fi
 
@@ -77,11 +77,11 @@ chmod 644 "$tmp/optsync.toml"
 "${podman[@]}" run -d "${limits[@]}" --health-interval disable --name "$name" --network host \
 	-v "$tmp/optsync.toml:/etc/optsync/optsync.toml:ro" \
 	-v optsync-check-state:/var/lib/optsync \
-	-e OPTSYNC_HEALTH_PORT="$port" \
 	-e OPTSYNC_SALESFORCE_CLIENT_SECRET=fake-client-secret \
 	-e OPTSYNC_API_TOKEN=container-check-token-0123 \
 	"$tag" run >/dev/null
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+# the image's HEALTHCHECK (optsync healthcheck) reads api.listen from the config
 "${podman[@]}" healthcheck run "$name" && echo "health check: healthy"
 "${podman[@]}" exec "$name" optsync status | grep -E "result|persons" || true
 "${podman[@]}" stop -t 10 "$name" >/dev/null

@@ -50,6 +50,7 @@ enum route {
 	R_CHANGES,
 	R_CONFLICTS,
 	R_PUSHES,
+	R_STATUS,
 	R_OTHER
 };
 _Static_assert(R_OTHER + 1 == N_ROUTES, "N_ROUTES counts the routes");
@@ -57,7 +58,7 @@ static const char *const route_names[] = {
     "healthz",      "readyz",        "metrics", "contact", "suppression_check",
     "optouts",      "authorization", "source",  "batch",   "resubscribe",
     "history",      "export",        "erase",   "changes", "conflicts",
-    "pushes_retry", "other"};
+    "pushes_retry", "status",        "other"};
 /* the statuses the API answers with; anything else counts as "other" */
 static const unsigned statuses[N_STATUS - 1] = {200, 202, 400, 401, 403, 404,
                                                 405, 409, 413, 422, 500, 503};
@@ -745,6 +746,7 @@ const char *api_allowed_methods(const char *url)
 	    {"/metrics", "GET"},     {"/v1/suppression/check", "POST"},
 	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
 	    {"/v1/changes", "GET"},  {"/v1/pushes:retry", "POST"},
+	    {"/v1/status", "GET"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (strcmp(url, fixed[i].path) == 0)
@@ -837,6 +839,12 @@ static enum MHD_Result route(struct ctx *c)
 		return changes(c);
 	if (strcmp(url, "/v1/pushes:retry") == 0)
 		return pushes_retry(c);
+	if (strcmp(url, "/v1/status") == 0) {
+		c->route = R_STATUS;
+		cJSON *doc = NULL;
+		int rc = conn_status(c->s->conn, &doc, &c->e);
+		return reply(c, rc, doc, 200);
+	}
 	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/'))
 		return conflicts(c, url + 13);
 	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {

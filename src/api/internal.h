@@ -13,7 +13,7 @@
 #define API_BODY_MAX (64u << 10)
 #define N_BUCKETS    10
 #define N_STATUS     13 /* 12 known statuses and "other" */
-#define N_ROUTES     17 /* enum route in http.c, "other" included */
+#define N_ROUTES     18 /* enum route in http.c, "other" included */
 
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
@@ -35,8 +35,7 @@ struct sidecar {
 	volatile sig_atomic_t *stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int kick;                       /* a local change wants an early push */
-	int64_t last_ok, failing_since; /* readiness */
+	int kick; /* a local change wants an early push */
 	struct metrics m;
 	char *token; /* the API bearer token */
 	size_t token_len;
@@ -50,7 +49,7 @@ void api_stop(struct api *a);
 
 /* Ask the scheduler for an early cycle (after a local opt-out). */
 void sidecar_kick(struct sidecar *s);
-/* 1 when ready: the ledger answers and cycles have not failed for long. */
+/* 1 when ready: the ledger answers (Salesforce's state does not count). */
 int sidecar_ready(struct sidecar *s, char *why, size_t cap);
 
 /* The body of POST /v1/optouts: only known fields, strings, a valid

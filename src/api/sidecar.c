@@ -25,19 +25,13 @@ void sidecar_kick(struct sidecar *s)
 
 int sidecar_ready(struct sidecar *s, char *why, size_t cap)
 {
-	cJSON *st = NULL;
+	/* ready means the local API can answer the application: its ledger
+	 * answers. A Salesforce outage does not make the application's Pod
+	 * unready (suppression checks still work); it shows in /v1/status,
+	 * `optsync status` and /metrics instead. */
 	struct err e;
-	if (conn_status(s->conn, &st, &e)) {
+	if (conn_ping(s->conn, &e)) {
 		snprintf(why, cap, "the ledger does not answer: %s", e.msg);
-		return 0;
-	}
-	cJSON_Delete(st);
-	pthread_mutex_lock(&s->mu);
-	int64_t since = s->failing_since;
-	pthread_mutex_unlock(&s->mu);
-	if (since && time_now_ms() - since > s->cfg->sync.unready_after_ms) {
-		snprintf(why, cap, "sync cycles have failed for %lld s",
-		         (long long)((time_now_ms() - since) / 1000));
 		return 0;
 	}
 	return 1;
@@ -46,15 +40,10 @@ int sidecar_ready(struct sidecar *s, char *why, size_t cap)
 static void note_cycle(struct sidecar *s, int rc, const cJSON *report)
 {
 	pthread_mutex_lock(&s->mu);
-	if (rc == 0) {
+	if (rc == 0)
 		s->m.cycles_ok++;
-		s->last_ok = time_now_ms();
-		s->failing_since = 0;
-	} else {
+	else
 		s->m.cycles_failed++;
-		if (s->failing_since == 0)
-			s->failing_since = time_now_ms();
-	}
 	const cJSON *pulled = cJSON_GetObjectItem(report, "pulled");
 	s->m.pulled[LEDGER_OBJ_CONTACT] += (uint64_t)cJSON_GetNumberValue(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Contact"), "records"));
@@ -355,4 +344,57 @@ void *backup_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* ---- the health probe (optsync healthcheck) ---- */
+
+int api_probe(const struct config *cfg, bool ready, struct err *e)
+{
+	const char *path = ready ? "/readyz" : "/healthz";
+	const char *listen = cfg->api.listen, *port_env = getenv("OPTSYNC_HEALTH_PORT");
+	char url[512];
+	const char *sock = NULL;
+	if (port_env && *port_env) {
+		char *end;
+		unsigned long port = strtoul(port_env, &end, 10);
+		if (*end || port == 0 || port > 65535)
+			return err_set(e, ERR_CONFIG, "OPTSYNC_HEALTH_PORT '%.20s' is not a port",
+			               port_env);
+		snprintf(url, sizeof(url), "http://127.0.0.1:%lu%s", port, path);
+	} else if (strncmp(listen, "unix:", 5) == 0) {
+		sock = listen + 5;
+		snprintf(url, sizeof(url), "http://localhost%s", path);
+	} else {
+		/* a wildcard address is probed on loopback */
+		const char *colon = strrchr(listen, ':');
+		int hl = (int)(colon - listen);
+		const char *host = listen;
+		if ((hl == 7 && strncmp(listen, "0.0.0.0", 7) == 0) || hl == 0) {
+			host = "127.0.0.1";
+			hl = 9;
+		} else if (hl == 4 && strncmp(listen, "[::]", 4) == 0) {
+			host = "[::1]";
+			hl = 5;
+		}
+		snprintf(url, sizeof(url), "http://%.*s%s%s", hl, host, colon, path);
+	}
+	CURL *h = curl_easy_init();
+	if (h == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	if (sock)
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	CURLcode cc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	if (cc != CURLE_OK)
+		return err_set(e, ERR_RETRY, "%s%s%s: %s", url, sock ? " on " : "",
+		               sock ? sock : "", curl_easy_strerror(cc));
+	if (status != 200)
+		return err_set(e, ERR_RETRY, "%s answered HTTP %ld", url, status);
+	return 0;
 }

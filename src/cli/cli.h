@@ -67,7 +67,7 @@ int cli_sha256_file(const char *path, char out[65], struct err *e);
 int cli_date(const char *opt, const char *s, int64_t *ms, struct err *e);
 
 extern const struct cli_cmd cmd_config_check;
-extern const struct cli_cmd cmd_run, cmd_sync, cmd_status;
+extern const struct cli_cmd cmd_run, cmd_sync, cmd_status, cmd_healthcheck;
 extern const struct cli_cmd cmd_optout, cmd_contact_show, cmd_contact_history, cmd_contact_export,
     cmd_contact_erase, cmd_contact_set, cmd_resubscribe;
 extern const struct cli_cmd cmd_conflicts_list, cmd_conflicts_show, cmd_conflicts_resolve;

@@ -10,6 +10,7 @@ static const struct cli_cmd *const commands[] = {
     &cmd_run,
     &cmd_sync,
     &cmd_status,
+    &cmd_healthcheck,
     &cmd_optout,
     &cmd_contact_show,
     &cmd_contact_history,

@@ -160,7 +160,13 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
                           enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
                           struct err *e);
 
+/* Cursors, the last cycle, health (health.healthy is false once cycles have
+ * failed for longer than sync.unready_after), pushes, conflicts, API usage,
+ * the ledger's size and retention: what `optsync status` and GET /v1/status
+ * show. */
 int conn_status(struct conn *c, cJSON **out, struct err *e);
+/* 0 when the ledger answers a read (readiness). */
+int conn_ping(struct conn *c, struct err *e);
 
 /* Retention ([retention]): purge what it allows, never an opt-out.
  * *report: {"configured","dry_run","purged"|"would_purge":{events,persons,

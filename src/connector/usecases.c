@@ -1079,6 +1079,11 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	add_time(hj, "last_success_at", h.last_success_at);
 	cJSON_AddNumberToObject(hj, "failures_in_a_row", (double)h.failures_in_a_row);
 	add_time(hj, "last_error_at", h.last_error_at);
+	/* unhealthy: cycles have failed for longer than sync.unready_after */
+	int64_t failing_since = h.last_success_at > 0 ? h.last_success_at : h.last_error_at;
+	cJSON_AddBoolToObject(hj, "healthy",
+	                      h.failures_in_a_row == 0 ||
+	                          time_now_ms() - failing_since <= s->cfg->sync.unready_after_ms);
 	if (h.last_error[0])
 		cJSON_AddStringToObject(hj, "last_error", h.last_error);
 	else
@@ -1149,6 +1154,18 @@ int conn_status(struct conn *c, cJSON **out, struct err *e)
 	}
 	*out = s.out;
 	return 0;
+}
+
+static int ping_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	(void)ctx;
+	struct ledger_stats st;
+	return ledger_stats(t, &st, e);
+}
+
+int conn_ping(struct conn *c, struct err *e)
+{
+	return ledger_read(c->l, ping_txn, NULL, e);
 }
 
 int conn_audit_verify(struct conn *c, cJSON **out, struct err *e)

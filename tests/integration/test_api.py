@@ -341,6 +341,9 @@ class Api(unittest.TestCase):
                     self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     self.sock.connect(path)
 
+            # the image's health check speaks to the socket too
+            self.assertEqual(other.cli("healthcheck").returncode, 0)
+            self.assertEqual(other.cli("healthcheck", "--ready").returncode, 0)
             for token, want in ((None, 401), (TOKEN, 200)):
                 conn = UnixConn("localhost")
                 conn.request("GET", "/v1/changes",
@@ -584,11 +587,52 @@ class Api(unittest.TestCase):
         self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200))
         self.s.ctl("POST", "faults", {"faults": [{"route": "query", "kind": "status",
                                                   "status": 503, "count": 100000}]})
-        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 503, 60))
-        self.assertEqual(self.s.get("/healthz")[0], 200)  # alive, not ready
+
+        def status():
+            return self.s.get("/v1/status")[1]
+        self.assertTrue(self.s.wait(lambda: status()["health"]["failures_in_a_row"] >= 2, 60))
+        # the sync is unhealthy, and says so; the local API stays ready: the
+        # application's suppression checks and opt-outs still work
+        self.assertTrue(self.s.wait(lambda: not status()["health"]["healthy"], 30))
+        h = status()["health"]
+        self.assertIn("503", h["last_error"])
+        self.assertEqual(self.s.get("/readyz")[0], 200)
+        self.assertEqual(self.s.cli("healthcheck", "--ready").returncode, 0)
+        self.assertEqual(self.s.get("/healthz")[0], 200)
         self.assertEqual(self.s.request("POST", "/v1/optouts", {"email": "x@example.com"})[0], 202)
+        st, r = self.s.request("POST", "/v1/suppression/check", {"emails": ["x@example.com"]})
+        self.assertEqual((st, r["results"]["x@example.com"]), (200, True))
+        text = self.s.get("/metrics", token=None)[1]
+        self.assertRegex(text, r"optsync_sync_failures_in_a_row [1-9]\d*\n")
         self.s.ctl("DELETE", "faults")
-        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200, 60))
+        self.assertTrue(self.s.wait(lambda: status()["health"]["healthy"], 60))
+        self.assertEqual(status()["health"]["failures_in_a_row"], 0)
+
+    def test_status_route_and_healthcheck(self):
+        st, api = self.s.get("/v1/status")
+        self.assertEqual(st, 200)
+        cli = json.loads(self.s.cli("status", "--json", check=0).stdout)
+        self.assertEqual(sorted(api.keys()), sorted(cli.keys()))
+        self.assertEqual(api["ledger"]["persons"], cli["ledger"]["persons"])
+        self.assertEqual(api["pushes"], cli["pushes"])
+        self.assertEqual(self.s.get("/v1/status", token=None)[0], 401)
+        # the probe the image and the manifests run
+        self.assertEqual(self.s.cli("healthcheck").returncode, 0)
+        self.assertEqual(self.s.cli("healthcheck", "--ready").returncode, 0)
+        env = dict(self.s.env, OPTSYNC_HEALTH_PORT=str(free_port()))
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "healthcheck"], env=env,
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("127.0.0.1:%s" % env["OPTSYNC_HEALTH_PORT"], p.stderr)
+        env["OPTSYNC_HEALTH_PORT"] = str(self.s.port)
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "healthcheck"], env=env,
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.s.proc.send_signal(signal.SIGTERM)
+        self.s.proc.wait(15)
+        p = self.s.cli("healthcheck")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("/healthz", p.stderr)
 
     def test_sigterm_during_a_long_pull(self):
         self.s.close()

@@ -87,6 +87,7 @@ static void test_allowed_methods(void **state)
 	allowed("/v1/contacts:batch", "POST");
 	allowed("/v1/changes", "GET");
 	allowed("/v1/pushes:retry", "POST");
+	allowed("/v1/status", "GET");
 	allowed("/v1/conflicts", "GET");
 	allowed("/v1/conflicts/7", "GET");
 	allowed("/v1/conflicts/7/resolve", "POST");
