@@ -76,12 +76,12 @@ say "A sales rep unticks 'Email Opt Out' on that Contact. GDPR does not allow a 
 sleep 1
 ctl POST records "{\"object\":\"Contact\",\"records\":[{\"Id\":\"$id\",\"HasOptedOutOfEmail\":false}]}" >/dev/null
 optsync sync --once >/dev/null
-optsync conflicts list --json | python3 -c '
+optsync conflicts list --status all --json | python3 -c '
 import json, sys
-for c in json.load(sys.stdin):
-    print("  conflict %d: %s on %s %s, Salesforce said %s, optsync keeps %s" % (
-        c["id"], c["kind"], c["record"]["object"], c["record"]["id"], c["salesforce_value"],
-        c["local_value"]))'
+for c in json.load(sys.stdin)["conflicts"]:
+    print("  conflict %d (%s): %s on %s %s of %s, Salesforce said %s, optsync keeps %s" % (
+        c["id"], c["status"], c["kind"], c["record"]["object"], c["record"]["id"], c["email"],
+        c["salesforce_value"], c["local_value"]))'
 ctl GET "records?object=Contact&id=$id" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["records"][0]

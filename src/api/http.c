@@ -638,11 +638,6 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 		else if (st && strcmp(st, "open") != 0)
 			return send_error(c->con, 400, "status must be open, resolved or all");
 		rc = conn_conflicts_list(c->s->conn, f, &doc, &c->e);
-		if (rc == 0) {
-			cJSON *wrap = cJSON_CreateObject();
-			cJSON_AddItemToObject(wrap, "conflicts", doc);
-			doc = wrap;
-		}
 		return reply(c, rc, doc, 200);
 	}
 	if (kind == API_CONFLICT_RESOLVE && strcmp(c->method, "POST") == 0) {

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "connector/connector.h"
 #include "state/ledger.h"
+#include "util/timefmt.h"
 
 static int parse_id(const char *s, uint64_t *id, struct err *e)
 {
@@ -17,6 +18,51 @@ static int parse_id(const char *s, uint64_t *id, struct err *e)
 		return err_set(e, ERR_USAGE, "'%s' is not a conflict ID", s);
 	*id = v;
 	return 0;
+}
+
+/* "3h" / "2d" / "40s": how long ago at was. */
+static void age(const char *at, char *out, size_t cap)
+{
+	int64_t ms;
+	if (at == NULL || time_parse(at, &ms)) {
+		snprintf(out, cap, "-");
+		return;
+	}
+	int64_t s = (time_now_ms() - ms) / 1000;
+	if (s < 120)
+		snprintf(out, cap, "%llds", (long long)s);
+	else if (s < 7200)
+		snprintf(out, cap, "%lldm", (long long)(s / 60));
+	else if (s < 172800)
+		snprintf(out, cap, "%lldh", (long long)(s / 3600));
+	else
+		snprintf(out, cap, "%lldd", (long long)(s / 86400));
+}
+
+/* One line per conflict: who and what, not a hash (conflicts show has all). */
+static void print_table(struct cli *c, const cJSON *list)
+{
+	if (cJSON_GetArraySize(list) == 0) {
+		fprintf(c->out, "(none)\n");
+		return;
+	}
+	fprintf(c->out, "%-6s %-9s %-14s %-32s %-8s %-18s %s\n", "ID", "STATUS", "KIND", "EMAIL",
+	        "OBJECT", "RECORD", "AGE");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, list)
+	{
+		const cJSON *rec = cJSON_GetObjectItem(it, "record");
+		const char *obj = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "object"));
+		const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "id"));
+		char ago[32];
+		age(cJSON_GetStringValue(cJSON_GetObjectItem(it, "detected_at")), ago, sizeof(ago));
+		fprintf(c->out, "%-6.0f %-9s %-14s %-32s %-8s %-18s %s\n",
+		        cJSON_GetNumberValue(cJSON_GetObjectItem(it, "id")),
+		        cJSON_GetStringValue(cJSON_GetObjectItem(it, "status")),
+		        cJSON_GetStringValue(cJSON_GetObjectItem(it, "kind")),
+		        cJSON_GetStringValue(cJSON_GetObjectItem(it, "email")), obj ? obj : "-",
+		        id ? id : "-", ago);
+	}
 }
 
 static int exec_list(struct cli *c, int argc, char **argv, struct err *e)
@@ -40,8 +86,10 @@ static int exec_list(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	cJSON *doc = NULL;
 	rc = conn_conflicts_list(conn, f, &doc, e);
-	if (rc == 0)
+	if (rc == 0 && json)
 		cli_print(c, json, doc);
+	else if (rc == 0)
+		print_table(c, cJSON_GetObjectItem(doc, "conflicts"));
 	cJSON_Delete(doc);
 	conn_close(conn);
 	return rc;

@@ -513,8 +513,12 @@ cJSON *render_conflict(const struct ledger_conflict *cf)
 	cJSON_AddStringToObject(
 	    o, "kind",
 	    ledger_conflict_kind_name(cf->kind) ? ledger_conflict_kind_name(cf->kind) : "?");
+	/* reverted: closed by optsync itself once Salesforce holds the opt-out
+	 * again (resubscribe_policy = "revert"); open: a human must decide */
 	cJSON_AddStringToObject(o, "status",
-	                        cf->status == LEDGER_CONFLICT_OPEN ? "open" : "resolved");
+	                        cf->status == LEDGER_CONFLICT_OPEN               ? "open"
+	                        : strcmp(cf->resolution, CONFLICT_REVERTED) == 0 ? "reverted"
+	                                                                         : "resolved");
 	cJSON_AddStringToObject(o, "field", field_name(cf->field));
 	char key[65];
 	hex32(cf->person, key);

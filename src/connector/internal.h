@@ -57,6 +57,10 @@ int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e);
 int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out,
                           struct err *e);
 
+/* The resolution of a resubscribe conflict that optsync closed itself when
+ * its revert landed in Salesforce (shown as status "reverted"). */
+#define CONFLICT_REVERTED "reverted"
+
 /* Rendering (the contract's JSON shapes). */
 cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
 cJSON *render_event(const struct ledger_event *ev);

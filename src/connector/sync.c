@@ -286,7 +286,59 @@ struct results {
 	int64_t now;
 	size_t ok, retry, parked;
 	size_t ok_by_object[3];
+	struct ledger_recref *reverted_refs; /* opt-outs that landed (n of them at most) */
+	size_t nreverted, conflicts_reverted;
 };
+
+struct revert_scan {
+	const struct results *r;
+	uint64_t *ids;
+	size_t n;
+};
+
+static int find_reverted(const struct ledger_conflict *cf, void *ctx)
+{
+	struct revert_scan *rs = ctx;
+	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE)
+		return 0;
+	for (size_t i = 0; i < rs->r->nreverted; i++)
+		if (rs->r->reverted_refs[i].object == cf->record.object &&
+		    strcmp(rs->r->reverted_refs[i].id, cf->record.id) == 0) {
+			rs->ids[rs->n++] = cf->id;
+			break;
+		}
+	return rs->n == rs->r->nreverted ? 1 : 0; /* each record has one open conflict at most */
+}
+
+/* Rule 2 under "revert": once Salesforce holds the opt-out again, the
+ * re-subscribe conflicts of those records are settled: closed as reverted,
+ * so that open conflicts are the ones a human must decide. */
+static int close_reverted(struct ledger_txn *t, struct results *r, struct err *e)
+{
+	struct revert_scan rs = {r, malloc(r->nreverted * sizeof(uint64_t)), 0};
+	if (rs.ids == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_conflict_each(t, find_reverted, &rs, e);
+	if (rc > 0)
+		rc = 0; /* stopped early: all found */
+	struct ledger_conflict *cf = malloc(sizeof(*cf));
+	if (rc == 0 && cf == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < rs.n; i++) {
+		if ((rc = ledger_conflict_get(t, rs.ids[i], cf, e)))
+			break;
+		cf->status = LEDGER_CONFLICT_RESOLVED;
+		cf->auto_resolved = true;
+		cf->resolved_at = r->now;
+		snprintf(cf->resolution, sizeof(cf->resolution), "%s", CONFLICT_REVERTED);
+		snprintf(cf->resolved_by, sizeof(cf->resolved_by), "optsync");
+		if ((rc = ledger_conflict_put(t, cf, e)) == 0)
+			r->conflicts_reverted++;
+	}
+	free(cf);
+	free(rs.ids);
+	return rc;
+}
 
 static int64_t push_backoff(uint32_t attempts)
 {
@@ -308,6 +360,7 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct results *r = ctx;
 	r->ok = r->retry = r->parked = 0;
+	r->nreverted = r->conflicts_reverted = 0; /* the callback may run again */
 	memset(r->ok_by_object, 0, sizeof(r->ok_by_object));
 	struct ledger_push *cur = malloc(sizeof(*cur));
 	struct ledger_record *rec = malloc(sizeof(*rec));
@@ -341,6 +394,8 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			}
 			if (rc == 0 && cur->version == s->version)
 				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
+			if (rc == 0 && (s->want.mask & LEDGER_F_OPTED_OUT) && s->want.opted_out)
+				r->reverted_refs[r->nreverted++] = s->record;
 			r->ok++;
 			if (s->record.object < 3)
 				r->ok_by_object[s->record.object]++;
@@ -363,6 +418,8 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		}
 		rc = ledger_push_put(t, cur, e);
 	}
+	if (rc == 0 && r->nreverted)
+		rc = close_reverted(t, r, e);
 	free(cur);
 	free(rec);
 	return rc;
@@ -417,8 +474,11 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	struct sf_value(*vals)[8] = malloc(d.cap * sizeof(*vals));
 	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
 	struct sf_result *res = malloc(d.cap * sizeof(*res));
-	size_t calls = 0, ok = 0, retry = 0, parked = 0, by_object[3] = {0, 0, 0};
-	int rc = d.items && up && vals && dates && res ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	struct ledger_recref *refs = malloc(d.cap * sizeof(*refs));
+	size_t calls = 0, ok = 0, retry = 0, parked = 0, reverted = 0, by_object[3] = {0, 0, 0};
+	int rc = d.items && up && vals && dates && res && refs
+	             ? 0
+	             : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
 		d.list = cJSON_AddArrayToObject(report, "would_push");
 		d.now = time_now_ms();
@@ -440,10 +500,11 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		calls++;
 		struct err se = {0};
 		int src = sf_update(sf, up, d.n, res, &se);
-		struct results r = {d.items,       res, d.n, src != 0, se.msg,
-		                    time_now_ms(), 0,   0,   0,        {0, 0, 0}};
+		struct results r = {d.items, res,       d.n,  src != 0, se.msg, time_now_ms(), 0, 0,
+		                    0,       {0, 0, 0}, refs, 0,        0};
 		rc = ledger_write(c->l, results_txn, &r, e);
 		ok += r.ok;
+		reverted += r.conflicts_reverted;
 		for (int k = 0; k < 3; k++)
 			by_object[k] += r.ok_by_object[k];
 		retry += r.retry;
@@ -470,6 +531,8 @@ out:;
 	cJSON_AddNumberToObject(by, "Lead", (double)by_object[LEDGER_OBJ_LEAD]);
 	cJSON_AddNumberToObject(p, "retrying", (double)retry);
 	cJSON_AddNumberToObject(p, "parked_now", (double)parked);
+	cJSON_AddNumberToObject(p, "conflicts_reverted", (double)reverted);
+	free(refs);
 	free(d.items);
 	free(up);
 	free(vals);

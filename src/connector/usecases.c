@@ -801,6 +801,8 @@ struct list_ctx {
 	enum conn_conflict_filter f;
 	cJSON *arr;
 	uint64_t open;
+	struct ledger_txn *t;
+	struct ledger_person *p; /* scratch: the conflict's person, for the email */
 };
 
 static int list_conflict(const struct ledger_conflict *cf, void *ctx)
@@ -810,24 +812,36 @@ static int list_conflict(const struct ledger_conflict *cf, void *ctx)
 	if (l->arr == NULL || (l->f == CONN_CONFLICTS_OPEN && cf->status != LEDGER_CONFLICT_OPEN) ||
 	    (l->f == CONN_CONFLICTS_RESOLVED && cf->status != LEDGER_CONFLICT_RESOLVED))
 		return 0;
-	cJSON_AddItemToArray(l->arr, render_conflict(cf));
+	cJSON *o = render_conflict(cf);
+	struct err pe;
+	if (l->p && ledger_person_get(l->t, cf->person, l->p, &pe) == 0 &&
+	    !(l->p->flags & LEDGER_PERSON_ERASED))
+		cJSON_AddStringToObject(o, "email", l->p->email);
+	else
+		cJSON_AddStringToObject(o, "email", "erased");
+	cJSON_AddItemToArray(l->arr, o);
 	return 0;
 }
 
 static int list_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
+	struct list_ctx *l = ctx;
+	l->t = t;
 	return ledger_conflict_each(t, list_conflict, ctx, e);
 }
 
 int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e)
 {
-	struct list_ctx l = {f, cJSON_CreateArray(), 0};
-	int rc = ledger_read(c->l, list_txn, &l, e);
+	*out = NULL;
+	struct list_ctx l = {f, cJSON_CreateArray(), 0, NULL, malloc(sizeof(struct ledger_person))};
+	int rc = l.p ? ledger_read(c->l, list_txn, &l, e) : err_set(e, ERR_NOMEM, "out of memory");
+	free(l.p);
 	if (rc) {
 		cJSON_Delete(l.arr);
 		return rc;
 	}
-	*out = l.arr;
+	*out = cJSON_CreateObject();
+	cJSON_AddItemToObject(*out, "conflicts", l.arr);
 	return 0;
 }
 
@@ -1114,7 +1128,7 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	cJSON_AddNumberToObject(p, "queued", (double)s->queued);
 	cJSON_AddNumberToObject(p, "parked", (double)s->parked);
 	cJSON_AddItemToObject(p, "parked_records", s->parked_list);
-	struct list_ctx l = {CONN_CONFLICTS_OPEN, NULL, 0};
+	struct list_ctx l = {CONN_CONFLICTS_OPEN, NULL, 0, NULL, NULL};
 	if ((rc = ledger_conflict_each(t, list_conflict, &l, e)))
 		return rc;
 	cJSON_AddNumberToObject(o, "open_conflicts", (double)l.open);

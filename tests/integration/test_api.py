@@ -499,13 +499,35 @@ class Api(unittest.TestCase):
         self.assertEqual((st, p["email"]), (200, None))
         self.assertNotIn(email.lower(), json.dumps(self.s.get(path + "/export")[1]))
 
-    def test_conflict_resolution(self):
+    def resubscribe_in_salesforce(self):
         rec = self.any_email(opted_out=True)
         time.sleep(1.1)
         self.s.ctl("POST", "config", {})
         self.s.ctl("POST", "records", {"object": "Contact",
                                        "records": [{"Id": rec["Id"], "HasOptedOutOfEmail": False}]})
         self.s.request("POST", "/v1/optouts", {"email": "kick@example.com"})  # run a cycle soon
+        return rec
+
+    def test_conflict_reverted_under_revert(self):
+        rec = self.resubscribe_in_salesforce()
+
+        def reverted():
+            cs = self.s.get("/v1/conflicts?status=all")[1]["conflicts"]
+            return cs and cs[0]["status"] == "reverted"
+        self.assertTrue(self.s.wait(reverted, 20))
+        c = self.s.get("/v1/conflicts?status=all")[1]["conflicts"][0]
+        self.assertEqual((c["kind"], c["email"], c["record"]["id"]),
+                         ("resubscribe", rec["Email"].lower(), rec["Id"]))
+        self.assertEqual(self.s.get("/v1/conflicts")[1]["conflicts"], [])  # nothing open
+        self.assertIn("optsync_open_conflicts 0", self.s.get("/metrics", token=None)[1])
+        self.assertEqual(self.s.get("/v1/conflicts/%d" % c["id"])[1]["status"], "reverted")
+
+    def test_conflict_resolution(self):
+        self.s.close()
+        self.s = Sidecar(extra='[sync]\nresubscribe_policy = "hold"\n')
+        self.assertTrue(self.s.wait(lambda: self.s.get("/readyz")[0] == 200))
+        self.assertTrue(self.s.wait(lambda: self.s.get("/v1/status")[1]["last_cycle"]))
+        self.resubscribe_in_salesforce()
         self.assertTrue(self.s.wait(lambda: self.s.get("/v1/conflicts")[1]["conflicts"], 15))
         c = self.s.get("/v1/conflicts?status=open")[1]["conflicts"][0]
         self.assertEqual(c["kind"], "resubscribe")

@@ -151,10 +151,22 @@ class Rules(unittest.TestCase):
         self.assertEqual(r["pulled"]["Contact"]["resubscribe_conflicts"], 1)
         self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])  # reverted
         self.assertTrue(e.json("contact", "show", "carol@example.com")["opted_out"])
-        conflicts = e.json("conflicts", "list")
+        # the revert landed: settled by optsync, so nothing waits for a human
+        self.assertEqual(r["pushes"]["conflicts_reverted"], 1)
+        self.assertEqual(e.json("conflicts", "list")["conflicts"], [])
+        conflicts = e.json("conflicts", "list", "--status", "all")["conflicts"]
         self.assertEqual(len(conflicts), 1)
-        self.assertEqual(conflicts[0]["kind"], "resubscribe")
-        self.assertEqual(conflicts[0]["record"]["id"], rid)
+        c = conflicts[0]
+        self.assertEqual((c["kind"], c["status"], c["resolution"], c["resolved_by"]),
+                         ("resubscribe", "reverted", "reverted", "optsync"))
+        self.assertEqual(c["record"]["id"], rid)
+        self.assertEqual(c["email"], "carol@example.com")
+        self.assertEqual(e.json("status")["open_conflicts"], 0)
+        # the text form: who and what, not a hash
+        text = e.run("conflicts", "list", "--status", "all", check=0).stdout
+        self.assertRegex(text, r"%d +reverted +resubscribe +carol@example.com +Contact +%s +\d+s"
+                         % (c["id"], rid))
+        self.assertNotIn(c["person"], text)
 
     def test_resubscribe_held_under_hold_policy(self):
         self.env.close()
@@ -166,13 +178,13 @@ class Rules(unittest.TestCase):
         e.sync()
         self.assertFalse(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])  # left alone
         self.assertTrue(e.json("contact", "show", "dan@example.com")["opted_out"])
-        cid = str(e.json("conflicts", "list")[0]["id"])
+        cid = str(e.json("conflicts", "list")["conflicts"][0]["id"])
         # an admin keeps the opt-out: then Salesforce is set back
         e.run("conflicts", "resolve", cid, "--keep-optout", check=4)
         e.run("conflicts", "resolve", cid, "--keep-optout", admin=True, check=0)
         e.sync()
         self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
-        self.assertEqual(e.json("conflicts", "list", "--status", "resolved")[0]["resolved_by"], "alice")
+        self.assertEqual(e.json("conflicts", "list", "--status", "resolved")["conflicts"][0]["resolved_by"], "alice")
 
     def test_resubscribe_needs_admin_and_evidence(self):
         e = self.env
@@ -229,7 +241,7 @@ class Rules(unittest.TestCase):
         r = e.sync()
         self.assertEqual(e.calls().get("collections", 0), 0)
         self.assertEqual(r["pulled"]["Contact"]["facts_applied"], 0)
-        self.assertEqual(len(e.json("conflicts", "list", "--status", "all")), 0)
+        self.assertEqual(len(e.json("conflicts", "list", "--status", "all")["conflicts"]), 0)
 
     # Rule 5: validation and concurrent edits
     def test_invalid_values_from_salesforce_become_conflicts(self):
@@ -240,11 +252,11 @@ class Rules(unittest.TestCase):
         e.sf_put("Contact", Id=rid, Authorization_Type__c="Because We Can")
         e.sync()
         self.assertIsNone(e.json("contact", "show", "hal@example.com")["authorization"]["type"])
-        c = e.json("conflicts", "list")
+        c = e.json("conflicts", "list")["conflicts"]
         self.assertEqual(c[0]["kind"], "invalid_value")
         self.assertIn("Because We Can", c[0]["salesforce_value"])
         e.sync()  # raised once, not every cycle
-        self.assertEqual(len(e.json("conflicts", "list")), 1)
+        self.assertEqual(len(e.json("conflicts", "list")["conflicts"]), 1)
         time.sleep(1.1)
         e.sf_put("Contact", Id=rid, Authorization_Type__c="Consent")  # consent without date
         e.sync()
@@ -272,7 +284,7 @@ class Rules(unittest.TestCase):
         e.sync()
         self.assertEqual(e.json("contact", "show", "jo@example.com")["source"]["type"], "manual_upload")
         self.assertEqual(e.sf_get("Contact", rid)["Source_Type__c"], "Manual Upload")
-        c = e.json("conflicts", "list", "--status", "resolved")
+        c = e.json("conflicts", "list", "--status", "resolved")["conflicts"]
         self.assertEqual(c[0]["kind"], "concurrent_edit")
         self.assertEqual(c[0]["resolution"], "salesforce_newer")
         self.assertTrue(c[0]["auto_resolved"])
@@ -630,8 +642,9 @@ class Retention(unittest.TestCase):
             time.sleep(1.1)
             e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)  # a re-subscribe attempt
             e.sync()
-            cid = str(e.json("conflicts", "list")[0]["id"])
-            e.run("conflicts", "resolve", cid, "--keep-optout", admin=True, check=0)
+            # closed as reverted once the revert landed: a resolved conflict
+            c = e.json("conflicts", "list", "--status", "resolved")["conflicts"][0]
+            self.assertEqual(c["status"], "reverted")
             e.json("contact", "set", "kept@example.com", "--authorization", "contract")
             e.json("contact", "set", "stale@example.com", "--source", "import")
             e.json("optout", "local-out@example.com", "--reason", "asked by phone")
@@ -649,7 +662,7 @@ class Retention(unittest.TestCase):
                              (old, 1, 1), dry)
             after_dry = e.json("audit", "verify")
             self.assertEqual(after_dry, before)  # a dry run writes nothing
-            self.assertEqual(len(e.json("conflicts", "list", "--status", "all")), 1)
+            self.assertEqual(len(e.json("conflicts", "list", "--status", "all")["conflicts"]), 1)
             r = e.json("retention", "run")
             self.assertEqual(r["purged"], {"events": old, "persons": 1, "resolved_conflicts": 1})
             v = e.json("audit", "verify")
@@ -665,7 +678,7 @@ class Retention(unittest.TestCase):
             for email in ("carol@example.com", "local-out@example.com"):
                 self.assertTrue(e.json("contact", "show", email)["opted_out"])
                 self.assertTrue(e.json("contact", "history", email))
-            self.assertEqual(e.json("conflicts", "list", "--status", "all"), [])
+            self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
             st = e.json("status")["retention"]
             self.assertEqual(st["purged_total"],
                              {"events": old, "persons": 1, "resolved_conflicts": 1})
@@ -767,7 +780,7 @@ class TextOutput(unittest.TestCase):
                 self.assertIn(obj + ":", text)
             show, _ = self.check_complete("contact", "show", "ann@example.com")
             self.assertEqual(len(show["salesforce_records"]), 2)
-            conflicts = e.json("conflicts", "list", "--status", "all")
+            conflicts = e.json("conflicts", "list", "--status", "all")["conflicts"]
             self.assertTrue(conflicts)
             self.check_complete("conflicts", "show", str(conflicts[0]["id"]))
         finally:
