@@ -5,12 +5,14 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/internal.h"
@@ -60,8 +62,8 @@ static const char *const route_names[] = {
     "history",      "export",        "erase",   "changes", "conflicts",
     "pushes_retry", "status",        "other"};
 /* the statuses the API answers with; anything else counts as "other" */
-static const unsigned statuses[N_STATUS - 1] = {200, 202, 400, 401, 403, 404,
-                                                405, 409, 413, 422, 500, 503};
+static const unsigned statuses[N_STATUS - 1] = {200, 202, 400, 401, 403, 404, 405,
+                                                409, 413, 422, 429, 500, 503};
 
 static int64_t now_us(void)
 {
@@ -139,7 +141,10 @@ static unsigned status_of(int code)
 	case ERR_LIMIT:
 		return 413;
 	case ERR_LEDGER:
+	case ERR_BUSY:
 		return 503;
+	case ERR_RATE:
+		return 429;
 	default:
 		return 500;
 	}
@@ -164,6 +169,8 @@ static const char *code_of(unsigned status)
 		return "too_large";
 	case 422:
 		return "invalid";
+	case 429:
+		return "rate_limited";
 	case 503:
 		return "unavailable";
 	default:
@@ -208,18 +215,72 @@ static int bearer_ok(struct sidecar *s, struct MHD_Connection *con)
 	return CRYPTO_memcmp(tok, s->token, n) == 0;
 }
 
-static int admin_of(struct sidecar *s, struct MHD_Connection *con, const char *email,
-                    struct conn_actor *who, char *name, size_t cap, struct err *e)
+/* The client's address as a rate-limit key (all unix-socket clients are
+ * one); its length. */
+static size_t client_key(struct MHD_Connection *con, uint8_t key[RATELIMIT_KEY_MAX])
 {
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	if (sa && sa->sa_family == AF_INET) {
+		memcpy(key, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return 4;
+	}
+	if (sa && sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		return 16;
+	}
+	memcpy(key, "unix", 4);
+	return 4;
+}
+
+/* Admin credentials from X-Optsync-Admin, checked with scrypt (~60 ms and
+ * 32 MiB each, on purpose). At most ADMIN_CHECKS_MAX run at once, so they
+ * bound the memory they cost and leave the other requests their cores;
+ * a request that finds no free slot soon gets ERR_BUSY. A client with
+ * ADMIN_FAILS_PER_MINUTE refusals in its minute gets ERR_RATE, and no
+ * scrypt runs for it. *retry_after: the seconds to tell the client. */
+static int admin_of(struct sidecar *s, struct MHD_Connection *con, const char *email,
+                    struct conn_actor *who, char *name, size_t cap, int *retry_after, struct err *e)
+{
+	uint8_t key[RATELIMIT_KEY_MAX];
+	size_t kl = client_key(con, key);
+	int64_t now = time_now_ms();
+	int wait = ratelimit_blocked(s->admin_fails, key, kl, now);
+	if (wait) {
+		*retry_after = wait;
+		return err_set(
+		    e, ERR_RATE,
+		    "too many refused admin attempts from this client; try again in %d s", wait);
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += ADMIN_SLOT_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	int got;
+	while ((got = sem_timedwait(&s->admin_slots, &until)) != 0 && errno == EINTR)
+		;
+	if (got != 0) {
+		*retry_after = 1;
+		return err_set(e, ERR_BUSY, "admin checks are all in use; try again in 1 s");
+	}
 	const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Optsync-Admin");
 	const char *colon = h ? strchr(h, ':') : NULL;
+	int rc;
 	if (colon == NULL || (size_t)(colon - h) >= cap) {
 		conn_admin_check(s->conn, NULL, NULL, email, e);
-		return err_set(e, ERR_REFUSED, "this route needs X-Optsync-Admin: NAME:TOKEN");
+		rc = err_set(e, ERR_REFUSED, "this route needs X-Optsync-Admin: NAME:TOKEN");
+	} else {
+		memcpy(name, h, (size_t)(colon - h));
+		name[colon - h] = '\0';
+		rc = conn_admin_check(s->conn, name, colon + 1, email, e);
 	}
-	memcpy(name, h, (size_t)(colon - h));
-	name[colon - h] = '\0';
-	int rc = conn_admin_check(s->conn, name, colon + 1, email, e);
+	sem_post(&s->admin_slots);
+	if (rc == ERR_REFUSED)
+		ratelimit_hit(s->admin_fails, key, kl, now);
 	if (rc)
 		return rc;
 	who->origin = LEDGER_ORIGIN_ADMIN;
@@ -274,6 +335,7 @@ struct ctx {
 	cJSON *body;
 	struct err e;
 	enum route route;
+	int retry_after; /* seconds, for a 429 or 503 that says when to come back */
 };
 
 static const struct conn_actor api_actor = {LEDGER_ORIGIN_LOCAL, "api"};
@@ -282,6 +344,11 @@ static enum MHD_Result reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_stat
 {
 	if (rc) {
 		cJSON_Delete(doc);
+		if (c->retry_after > 0) {
+			char ra[16];
+			snprintf(ra, sizeof(ra), "%d", c->retry_after);
+			return send_error_with(c->con, status_of(rc), c->e.msg, "Retry-After", ra);
+		}
 		return send_error(c->con, status_of(rc), c->e.msg);
 	}
 	return send_json(c->con, ok_status, doc);
@@ -372,7 +439,8 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		c->route = R_ERASE;
 		struct conn_actor who;
 		char name[128];
-		rc = admin_of(c->s, c->con, email, &who, name, sizeof(name), &c->e);
+		rc =
+		    admin_of(c->s, c->con, email, &who, name, sizeof(name), &c->retry_after, &c->e);
 		if (rc == 0)
 			rc = conn_contact_erase(c->s->conn, &who, email, &doc, &c->e);
 		return reply(c, rc, doc, 200);
@@ -427,7 +495,8 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		struct conn_evidence ev = {0};
 		struct conn_actor who;
 		char name[128];
-		rc = admin_of(c->s, c->con, email, &who, name, sizeof(name), &c->e);
+		rc =
+		    admin_of(c->s, c->con, email, &who, name, sizeof(name), &c->retry_after, &c->e);
 		if (rc == 0)
 			rc = check_keys(c->body, keys, &c->e);
 		if (rc == 0)
@@ -646,7 +715,7 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 		struct conn_actor who;
 		char name[128];
 		struct conn_evidence ev = {0};
-		rc = admin_of(c->s, c->con, NULL, &who, name, sizeof(name), &c->e);
+		rc = admin_of(c->s, c->con, NULL, &who, name, sizeof(name), &c->retry_after, &c->e);
 		if (rc == 0)
 			rc = check_keys(c->body, keys, &c->e);
 		const char *action = rc == 0 ? jstr(c->body, "action") : NULL;
@@ -1046,7 +1115,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	struct ctx c = {a->s, con, method, url, NULL, {0}, R_OTHER};
+	struct ctx c = {a->s, con, method, url, NULL, {0}, R_OTHER, 0};
 	enum MHD_Result res;
 	if (r->too_big) {
 		res = send_error(con, 413, "the request body is larger than 64 KiB");
@@ -1157,13 +1226,17 @@ int api_start(struct api **out, struct sidecar *s, struct err *e)
 		free(a);
 		return e->code;
 	}
+	/* a thread per connection: a slow request (an admin check, an export,
+	 * a bulk batch) holds up only its own connection, never the
+	 * application's suppression checks on the others */
 	a->d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
-	    NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED, on_done, a,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	        MHD_USE_ITC | MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd,
+	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)API_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED,
+	    on_done, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
 	if (a->d == NULL) {
 		close(a->fd);
 		free(a->unix_path);

@@ -4,16 +4,22 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "api/api.h"
 #include "connector/connector.h"
 
-#define API_BODY_MAX (64u << 10)
-#define N_BUCKETS    10
-#define N_STATUS     13 /* 12 known statuses and "other" */
-#define N_ROUTES     18 /* enum route in http.c, "other" included */
+#define API_BODY_MAX           (64u << 10)
+#define API_CONNECTIONS_MAX    1024       /* each has a thread while it is open */
+#define API_THREAD_STACK       (1u << 20) /* bytes, per connection thread */
+#define ADMIN_CHECKS_MAX       2          /* scrypt checks at once: 32 MiB each */
+#define ADMIN_SLOT_WAIT_MS     250        /* then 503 with Retry-After */
+#define ADMIN_FAILS_PER_MINUTE 10         /* refusals per client, then 429 */
+#define N_BUCKETS              10
+#define N_STATUS               14 /* 13 known statuses and "other" */
+#define N_ROUTES               18 /* enum route in http.c, "other" included */
 
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
@@ -41,7 +47,20 @@ struct sidecar {
 	size_t token_len;
 	char *webhook_secret;
 	size_t webhook_secret_len;
+	sem_t admin_slots;             /* ADMIN_CHECKS_MAX scrypt checks at once */
+	struct ratelimit *admin_fails; /* refused admin attempts per client */
 };
+
+/* Failures per client in one-minute windows (ratelimit.c); thread-safe.
+ * Keys are client addresses (at most RATELIMIT_KEY_MAX bytes). */
+#define RATELIMIT_KEY_MAX 16
+struct ratelimit;
+struct ratelimit *ratelimit_new(uint32_t per_minute, size_t slots);
+void ratelimit_free(struct ratelimit *r); /* NULL is fine */
+/* 0 when key may go on; else the seconds until its window ends. */
+int ratelimit_blocked(struct ratelimit *r, const void *key, size_t klen, int64_t now_ms);
+/* Count one failure of key. */
+void ratelimit_hit(struct ratelimit *r, const void *key, size_t klen, int64_t now_ms);
 
 struct api;
 int api_start(struct api **out, struct sidecar *s, struct err *e);

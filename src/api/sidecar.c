@@ -105,6 +105,12 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	struct api *api = NULL;
 	pthread_t wh, bk;
 	int wh_started = 0, bk_started = 0;
+	sem_init(&s.admin_slots, 0, ADMIN_CHECKS_MAX);
+	s.admin_fails = ratelimit_new(ADMIN_FAILS_PER_MINUTE, 4096);
+	if (s.admin_fails == NULL) {
+		sem_destroy(&s.admin_slots);
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
 	int rc = config_secret(cfg, CONFIG_SECRET_API_TOKEN, &s.token, &s.token_len, e);
 	if (rc) {
 		err_prefix(e, "optsync run needs an API token: ");
@@ -177,6 +183,8 @@ out:
 	secret_free(s.webhook_secret, s.webhook_secret_len);
 	pthread_cond_destroy(&s.cv);
 	pthread_mutex_destroy(&s.mu);
+	ratelimit_free(s.admin_fails);
+	sem_destroy(&s.admin_slots);
 	return rc;
 }
 

@@ -91,6 +91,10 @@ const char *err_code_name(int code)
 		return "retryable";
 	case ERR_LIMIT:
 		return "limit";
+	case ERR_BUSY:
+		return "busy";
+	case ERR_RATE:
+		return "rate";
 	case ERR_INTERNAL:
 		return "internal";
 	default:

@@ -23,6 +23,8 @@ enum err_code {
 	ERR_RETRY = -11,    /* Salesforce or network failure, retryable */
 	ERR_LIMIT = -12,    /* a hard cap was reached (size, count) */
 	ERR_INTERNAL = -13, /* a bug: an invariant did not hold */
+	ERR_BUSY = -14,     /* a bounded resource is in use; try again shortly */
+	ERR_RATE = -15,     /* too many failures from one client; try again later */
 };
 
 #define ERR_MSG_MAX 512

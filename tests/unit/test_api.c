@@ -110,12 +110,39 @@ static void test_allowed_methods(void **state)
 	allowed("/healthz/", NULL);
 }
 
+/* The per-client failure limit: a window of one minute, keys apart. */
+static void test_ratelimit(void **state)
+{
+	(void)state;
+	struct ratelimit *r = ratelimit_new(3, 64);
+	assert_non_null(r);
+	const uint8_t a[4] = {127, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+	int64_t t = 1699999980000; /* a minute boundary: a multiple of 60,000 ms */
+	assert_int_equal(ratelimit_blocked(r, a, 4, t), 0);
+	for (int i = 0; i < 3; i++)
+		ratelimit_hit(r, a, 4, t + i * 1000);
+	assert_int_equal(ratelimit_blocked(r, a, 4, t + 3000), 57); /* seconds left */
+	assert_int_equal(ratelimit_blocked(r, b, 4, t + 3000), 0);  /* another client */
+	assert_int_equal(ratelimit_blocked(r, a, 4, t + 59999), 1);
+	assert_int_equal(ratelimit_blocked(r, a, 4, t + 60000), 0); /* the next minute */
+	ratelimit_hit(r, a, 4, t + 60000);
+	assert_int_equal(ratelimit_blocked(r, a, 4, t + 60001), 0);
+	/* many clients in a small table: no growth, and nobody is wrongly blocked */
+	for (uint32_t i = 0; i < 10000; i++)
+		ratelimit_hit(r, &i, sizeof(i), t + 61000);
+	for (uint32_t i = 0; i < 10000; i++)
+		assert_int_equal(ratelimit_blocked(r, &i, sizeof(i), t + 61000), 0);
+	ratelimit_free(r);
+	ratelimit_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_contact_paths),
 	    cmocka_unit_test(test_conflict_paths),
 	    cmocka_unit_test(test_allowed_methods),
+	    cmocka_unit_test(test_ratelimit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
