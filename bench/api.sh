@@ -79,3 +79,43 @@ echo "  optsync: $orate requests/s, p99 $(p99 <<<"$o")   target: p99 < 2ms"
 echo "  nginx:   $nrate requests/s, p99 $(p99 <<<"$n") (static file of the same size)"
 python3 -c "print('  ratio:   %.2f of nginx   target >= 0.5' % ($orate / $nrate))"
 [ -z "$errors" ] || echo "  optsync errors: $errors"
+
+# the mixed run (issue 13): suppression checks beside slow requests
+cat >"$tmp/check.lua" <<EOF
+math.randomseed(7)
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local i = math.random(0, $persons - 1)
+  return wrk.format(nil, "/v1/suppression/check", nil,
+    '{"emails": ["person.number' .. i .. '@company' .. (i % 5000) .. '.example"]}')
+end
+EOF
+cat >"$tmp/slow.lua" <<EOF
+math.randomseed(9)
+local n = 0
+request = function()
+  n = n + 1
+  local i = math.random(0, $persons - 1)
+  local who = "person.number" .. i .. "%40company" .. (i % 5000) .. ".example"
+  if n % 2 == 0 then
+    return wrk.format("GET", "/v1/contacts/" .. who .. "/export")
+  end
+  return wrk.format("POST", "/v1/contacts/" .. who .. "/resubscribe",
+    {["X-Optsync-Admin"] = "alice:wrong-token-" .. n, ["Content-Type"] = "application/json"},
+    '{"consent_date": "2026-01-01T00:00:00Z", "purpose": "p", "evidence_ref": "r"}')
+end
+EOF
+auth=(-H "Authorization: Bearer $OPTSYNC_API_TOKEN")
+wrk -t1 -c4 -d"$((secs + 2))s" --latency "${auth[@]}" -s "$tmp/slow.lua" \
+	"http://127.0.0.1:$port" >"$tmp/slow.out" 2>&1 &
+slow=$!
+sleep 1
+m=$(run "${auth[@]}" -s "$tmp/check.lua" "http://127.0.0.1:$port")
+wait "$slow"
+s=$(cat "$tmp/slow.out")
+echo "bench/api mixed: POST /v1/suppression/check (1 email), wrk -t2 -c$conns ${secs}s, beside wrk -t1 -c4 of wrong-token admin requests and exports"
+echo "  checks: $(rate <<<"$m") requests/s, p99 $(p99 <<<"$m")   target: p99 < 2ms"
+echo "  slow:   $(rate <<<"$s") requests/s, $(grep -E 'requests in' <<<"$s" | awk '{print $1}') requests, $(grep -E 'Non-2xx' <<<"$s" || echo 'no non-2xx') (403, 429 and 503 expected)"
+merr=$(grep -E "Non-2xx|Socket errors" <<<"$m" || true)
+[ -z "$merr" ] || echo "  check errors: $merr"
