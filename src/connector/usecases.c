@@ -505,11 +505,15 @@ static int resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (!u->found || !p->facts.opted_out)
 		return err_set(e, ERR_CONFLICT, "%s is not opted out: nothing to re-subscribe",
 		               u->email);
-	if (ev->consent_date <= p->opted_out_at)
+	if (ev->consent_date <= p->opted_out_at) {
+		char out_at[TIME_STR_MAX], given[TIME_STR_MAX];
+		time_format(p->opted_out_at, out_at);
+		time_format(ev->consent_date, given);
 		return err_set(e, ERR_REFUSED,
-		               "the consent date must be later than the opt-out (%lld ms since the "
-		               "epoch); this evidence predates it",
-		               (long long)p->opted_out_at);
+		               "the consent date %s is not later than the opt-out of %s; evidence "
+		               "of consent given before the opt-out cannot re-subscribe",
+		               given, out_at);
+	}
 	int64_t now = time_now_ms();
 	p->facts.opted_out = false;
 	p->opted_out_at = 0;

@@ -199,7 +199,9 @@ class Rules(unittest.TestCase):
         self.assertIn("admin", p.stderr)
         e.run(*args, admin=True, token="wrong-token-wrong-token", check=4)
         p = e.run(*args, admin=True, check=4)  # consent predates the opt-out
-        self.assertIn("later than the opt-out", p.stderr)
+        self.assertIn("is not later than the opt-out of 20", p.stderr)
+        self.assertRegex(p.stderr, r"consent date 2026-11-20T14:05:00Z is not later than the "
+                         r"opt-out of \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
         args[3] = future
         e.run(*args, admin=True, check=4)  # in the future
         args[3] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
