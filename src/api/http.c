@@ -1232,11 +1232,13 @@ int api_start(struct api **out, struct sidecar *s, struct err *e)
 	a->d = MHD_start_daemon(
 	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 	        MHD_USE_ITC | MHD_USE_ERROR_LOG,
-	    0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd,
-	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)API_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED,
-	    on_done, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+	    0, NULL, NULL, on_request, a,
+	    /* the logger first: options before it would log through MHD's own */
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+	    (MHD_socket)a->fd, MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED, on_done, a, MHD_OPTION_END);
 	if (a->d == NULL) {
 		close(a->fd);
 		free(a->unix_path);

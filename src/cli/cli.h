@@ -17,6 +17,7 @@ struct cli {
 	struct config *cfg;        /* loaded on demand by cli_config() */
 	FILE *out;                 /* data goes here */
 	FILE *errs;                /* messages go here */
+	bool daemon;               /* optsync run: logs as configured */
 };
 
 struct cli_cmd {

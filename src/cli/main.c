@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/log.h"
@@ -120,7 +121,16 @@ int cli_config(struct cli *c, struct err *e)
 		e->msg[0] = '\0'; /* printed already */
 		return rc;
 	}
-	log_setup(c->cfg->log.level, c->cfg->log.format, 2);
+	/* optsync run logs as configured. A command run by hand logs warnings
+	 * and errors only, as text on a terminal, unless the file says
+	 * otherwise: its output is the result, not a stream of events. */
+	enum log_level level = c->cfg->log.level;
+	enum log_format format = c->cfg->log.format;
+	if (!c->daemon && !c->cfg->log.level_set && level > LOG_WARN)
+		level = LOG_WARN;
+	if (!c->daemon && !c->cfg->log.format_set && isatty(2))
+		format = LOG_FORMAT_TEXT;
+	log_setup(level, format, 2);
 	return 0;
 }
 
@@ -195,6 +205,7 @@ int main(int argc, char **argv)
 			        argv[i]);
 		return 2;
 	}
+	c.daemon = cmd == &cmd_run;
 	int cargc = argc - i - words;
 	char **cargv = argv + i + words;
 	for (int k = 0; k < cargc; k++) {

@@ -757,6 +757,10 @@ static void apply_defaults(struct loader *L)
 	struct config *cfg = L->cfg;
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct keyspec *k = &key_table[i];
+		if (L->set[i] && k->off == OFF(log.level))
+			cfg->log.level_set = true;
+		if (L->set[i] && k->off == OFF(log.format))
+			cfg->log.format_set = true;
 		if (L->set[i] || k->def == NULL)
 			continue;
 		const char *why;

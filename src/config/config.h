@@ -86,6 +86,7 @@ struct config {
 	struct {
 		enum log_level level;
 		enum log_format format;
+		bool level_set, format_set; /* given in the file, not defaults */
 	} log;
 };
 

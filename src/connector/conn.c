@@ -4,9 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "connector/internal.h"
 #include "util/fileio.h"
@@ -28,7 +30,18 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 	}
 	struct ledger_options o = {cfg->state.path, cfg->state.map_size, cfg->state.max_map_size,
 	                           create};
-	int rc = ledger_open(&c->l, &o, e);
+	char data[4096];
+	int n = snprintf(data, sizeof(data), "%s/data.mdb", cfg->state.path);
+	int rc = 0;
+	if (!create && n > 0 && (size_t)n < sizeof(data) && access(data, F_OK) != 0 &&
+	    errno == ENOENT)
+		rc = err_set(e, ERR_LEDGER,
+		             "no ledger at %s (state.path): nothing has created one there yet; run "
+		             "optsync sync --once (or optsync run) first, or check that state.path "
+		             "points where the ledger is",
+		             cfg->state.path);
+	if (rc == 0)
+		rc = ledger_open(&c->l, &o, e);
 	if (rc) {
 		supp_index_free(c->supp);
 		free(c);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "connector/internal.h"
@@ -163,6 +164,53 @@ static cJSON *stats_json(const struct apply_stats *s, uint64_t pages)
 	return o;
 }
 
+/* An unknown field in the query: say which key names it and what to do,
+ * in place of Salesforce's words (kept at the end). */
+static void explain_invalid_field(const struct config *cfg, int object, struct err *e)
+{
+	const char *q = strstr(e->msg, "No such column '");
+	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_FIELD") == NULL || q == NULL)
+		return;
+	char field[128];
+	q += 16;
+	size_t n = strcspn(q, "'");
+	if (n == 0 || n >= sizeof(field))
+		return;
+	memcpy(field, q, n);
+	field[n] = '\0';
+	const struct config_fields *f = &cfg->salesforce.fields;
+	const struct {
+		const char *key, *value;
+	} keys[] = {{"opted_out", f->opted_out},
+	            {"authorization_type", f->authorization_type},
+	            {"authorization_other", f->authorization_other},
+	            {"consent_date", f->consent_date},
+	            {"purpose", f->purpose},
+	            {"source_type", f->source_type},
+	            {"source_other", f->source_other}};
+	const char *key = NULL;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i].value && strcasecmp(keys[i].value, field) == 0)
+			key = keys[i].key;
+	char orig[ERR_MSG_MAX];
+	snprintf(orig, sizeof(orig), "%s", e->msg);
+	if (key)
+		err_set(e, ERR_REMOTE,
+		        "Salesforce has no field %s on %s, or the integration user cannot see it "
+		        "(salesforce.fields.%s names it): deploy the fields and the permission set "
+		        "optsync ships (its salesforce/ folder: sf project deploy start "
+		        "--source-dir salesforce/force-app) and assign the permission set to the "
+		        "integration user, or set salesforce.fields.%s to the field's API name. "
+		        "Salesforce said: %s",
+		        field, ledger_object_name(object), key, key, orig);
+	else
+		err_set(e, ERR_REMOTE,
+		        "Salesforce has no field %s on %s, or the integration user cannot see it; "
+		        "optsync always reads it: give the integration user read access to it. "
+		        "Salesforce said: %s",
+		        field, ledger_object_name(object), orig);
+}
+
 static int pull_object(struct conn *c, struct sf_client *sf, int object,
                        const struct conn_sync_opts *o, cJSON *report, struct err *e)
 {
@@ -181,8 +229,8 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress};
-	if (rc == 0)
-		rc = sf_query(sf, q.data, false, on_page, &pl, e);
+	if (rc == 0 && (rc = sf_query(sf, q.data, false, on_page, &pl, e)))
+		explain_invalid_field(c->cfg, object, e);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
 	if (rc == 0)
@@ -639,8 +687,12 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 			log_warn("sync.report", "could not save the cycle report: %s", se.msg);
 		free(json);
 	}
-	log_info("sync.cycle", "cycle %s in %lld ms%s%s", rc ? "failed" : "done",
-	         (long long)(time_now_ms() - started), rc ? ": " : "", rc ? e->msg : "");
+	if (rc)
+		log_warn("sync.cycle", "cycle failed after %lld ms: %s",
+		         (long long)(time_now_ms() - started), e->msg);
+	else
+		log_info("sync.cycle", "cycle done in %lld ms",
+		         (long long)(time_now_ms() - started));
 	return rc;
 }
 

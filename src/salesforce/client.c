@@ -382,11 +382,30 @@ static int token_once(struct sf_client *c, struct err *e)
 		const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
 		const cJSON *desc = cJSON_GetObjectItemCaseSensitive(j, "error_description");
 		int retry = status >= 500 || status == 429 || status == 0;
-		rc = err_set(
-		    e, retry ? ERR_RETRY : ERR_REMOTE,
-		    "Salesforce login (%s) refused: HTTP %ld %s%s%s", sf_auth_name(c->auth), status,
-		    cJSON_IsString(err) ? err->valuestring : "", cJSON_IsString(desc) ? ": " : "",
-		    cJSON_IsString(desc) ? desc->valuestring : "");
+		/* what to check, by flow: the refusals that come from setup */
+		const char *hint = "";
+		if (!retry && c->auth == SF_AUTH_CLIENT_CREDENTIALS)
+			hint = " (the client credentials flow works only on your org's My Domain: "
+			       "set salesforce.login_url to https://YOUR-DOMAIN.my.salesforce.com, "
+			       "and on the Connected App enable the flow and set its run-as user; "
+			       "check client_id and the client secret)";
+		else if (!retry && c->auth == SF_AUTH_JWT)
+			hint =
+			    " (check that the Connected App has the certificate of "
+			    "salesforce.private_key_file, that salesforce.username is "
+			    "pre-authorized "
+			    "for it, and that salesforce.login_url is login or test.salesforce.com "
+			    "as the org is production or a sandbox)";
+		else if (!retry && c->auth == SF_AUTH_REFRESH_TOKEN)
+			hint =
+			    " (the refresh token was revoked or expired: issue a new one for the "
+			    "Connected App)";
+		rc = err_set(e, retry ? ERR_RETRY : ERR_REMOTE,
+		             "Salesforce login (%s) refused: HTTP %ld %s%s%s%s",
+		             sf_auth_name(c->auth), status,
+		             cJSON_IsString(err) ? err->valuestring : "",
+		             cJSON_IsString(desc) ? ": " : "",
+		             cJSON_IsString(desc) ? desc->valuestring : "", hint);
 		cJSON_Delete(j);
 		return rc;
 	}

@@ -20,7 +20,21 @@ void sf_error_of(const char *body, size_t len, char *code, size_t ccap, char *ms
 	if (cJSON_IsString(ec))
 		snprintf(code, ccap, "%s", ec->valuestring);
 	if (cJSON_IsString(m)) {
-		snprintf(msg, mcap, "%s", m->valuestring);
+		/* a SOQL error echoes the whole query before what went wrong
+		 * ("SELECT ... ^ ERROR at Row:1:Column:123 No such column ..."):
+		 * keep what went wrong, so that no cap cuts it off */
+		const char *text = m->valuestring, *at = strstr(text, "ERROR at Row:");
+		if (at) {
+			const char *p = strstr(at, "Column:");
+			p = p ? p + 7 : at + 13;
+			while (*p >= '0' && *p <= '9')
+				p++;
+			while (*p == ' ' || *p == '\n' || *p == '\r')
+				p++;
+			if (*p)
+				text = p;
+		}
+		snprintf(msg, mcap, "%s", text);
 		for (char *p = msg; *p; p++)
 			if (*p == '\n' || *p == '\r')
 				*p = ' ';

@@ -207,7 +207,11 @@ size_t log_redact(char *s, size_t len)
 			size_t nl = strlen(*n);
 			if (!ci_prefix(s + i, len - i, *n))
 				continue;
-			if (i > 0 && (isalnum((unsigned char)s[i - 1])))
+			/* a whole word only: "api-token: mode 644" names a file
+			 * (its path ends in a secret's name), "x_token" is another
+			 * name; those are not credentials to mask */
+			if (i > 0 && (isalnum((unsigned char)s[i - 1]) || s[i - 1] == '_' ||
+			              s[i - 1] == '-' || s[i - 1] == '/' || s[i - 1] == '.'))
 				continue;
 			size_t j = i + nl;
 			if (j < len && s[j] == '"')

@@ -322,6 +322,9 @@ class Api(unittest.TestCase):
         self.assertIn('optsync_records_pushed_total{object="Lead"}', text)
         self.assertIn('optsync_retention_purged_total{what="events"} 0', text)
         self.assertIn("optsync_sync_failures_in_a_row 0", text)
+        # a clean start: no warning from libmicrohttpd about its options
+        with open(os.path.join(self.s.tmp.name, "optsync.log")) as f:
+            self.assertNotIn("api.http", f.read())
         self.assertRegex(text, r"optsync_last_success_timestamp_seconds \d{10}\.\d{3}\n")
         self.assertRegex(text, r'optsync_cursor_lag_seconds\{object="Contact"\} \d+\n')
         self.s.get("/v1/contacts/" + q("nobody@example.com"))

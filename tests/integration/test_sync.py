@@ -516,15 +516,57 @@ class Rules(unittest.TestCase):
 
     def test_status_and_exit_codes(self):
         e = self.env
-        e.run("status", check=5)  # no ledger yet
+        p = e.run("status", check=5)  # no ledger yet: says what to do
+        self.assertIn("no ledger at %s/state (state.path)" % e.dir, p.stderr)
+        self.assertIn("run optsync sync --once", p.stderr)
         e.run("contact", "show", "x@example.com", check=5)
-        e.sync()
+        p = e.run("sync", "--once")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # a command by hand logs warnings and errors only (the file sets no level)
+        self.assertNotIn(" info ", p.stderr)
+        self.assertNotIn("sync.pull", p.stderr)
         st = e.json("status")
         self.assertEqual(st["last_cycle"]["result"], "ok")
         self.assertIn("Contact", st["cursors"])
         e.run("contact", "show", "nobody@example.com", check=1)
         e.run("sync", check=2)  # --once is required
         e.run("conflicts", "show", "abc", check=2)
+
+
+class Messages(unittest.TestCase):
+    """Errors that say what to do, whole."""
+
+    def test_unknown_field_names_the_key_and_the_metadata(self):
+        e = Env(contacts=3, extra='[salesforce.fields]\nconsent_date = "Consent_Dat__c"\n')
+        try:
+            p = e.run("sync", "--once", check=1)
+            msg = p.stderr
+            self.assertIn("Salesforce has no field Consent_Dat__c on Contact", msg)
+            self.assertIn("salesforce.fields.consent_date names it", msg)
+            self.assertIn("sf project deploy start", msg)
+            # Salesforce's own words, from what went wrong on, not the echoed query
+            self.assertIn("No such column 'Consent_Dat__c' on entity 'Contact'", msg)
+            self.assertNotIn("SELECT Id", msg)
+            # the cycle failed at warn, and health has the whole message too
+            self.assertIn("warn  sync.cycle: cycle failed", msg)
+            self.assertIn("salesforce.fields.consent_date",
+                          e.json("status")["health"]["last_error"])
+        finally:
+            e.close()
+
+    def test_login_refusal_hints_my_domain(self):
+        e = Env(contacts=1)
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+            env["OPTSYNC_SALESFORCE_CLIENT_SECRET"] = "wrong-secret"
+            p = subprocess.run([OPTSYNC, "-c", e.config, "sync", "--once"], env=env,
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("login (client_credentials) refused", p.stderr)
+            self.assertIn("My Domain", p.stderr)
+            self.assertIn("salesforce.login_url", p.stderr)
+        finally:
+            e.close()
 
 
 class Bulk(unittest.TestCase):

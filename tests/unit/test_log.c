@@ -42,6 +42,8 @@ static void test_patterns(void **state)
 	expect_masked("client_secret=ABCDEF123456&client_id=visible", "ABCDEF123456",
 	              "client_id=visible");
 	expect_masked("refresh_token: 5Aep861TSESvWeug_x", "5Aep861TSESvWeug_x", NULL);
+	expect_masked("token: 5Aep861TSESvWeug_y", "5Aep861TSESvWeug_y", NULL);
+	expect_masked("{\"token\": \"Zq8-very-secret\"}", "Zq8-very-secret", NULL);
 	expect_masked("X-Optsync-Admin: alice:tok-12345678", "tok-12345678", "X-Optsync-Admin");
 	expect_masked("key -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0\n-----END PRIVATE "
 	              "KEY----- after",
@@ -70,7 +72,11 @@ static void test_plain_text_untouched(void **state)
 {
 	const char *msgs[] = {
 	    "pulled 2000 Contact records in 0.4s", "token endpoint answered 400 invalid_grant",
-	    "secret_file /run/secrets/x is group-readable", "config.toml:3: unknown key 'token'"};
+	    "secret_file /run/secrets/x is group-readable", "config.toml:3: unknown key 'token'",
+	    /* file names that end in a secret's name are not credentials */
+	    "secret file /run/secrets/optsync-api-token: mode 644 lets group or others read it",
+	    "cannot read /etc/optsync/webhook.secret: permission denied",
+	    "the file sf_token: mode 640", "x-signature: not a header we mask"};
 	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
 		char *out = redacted(msgs[i]);
 		assert_string_equal(out, msgs[i]);
