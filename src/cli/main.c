@@ -134,10 +134,109 @@ int cli_config(struct cli *c, struct err *e)
 	return 0;
 }
 
+/* Take -c FILE, --config FILE and --config=FILE out of argv wherever they
+ * stand before "--" (optsync status -c FILE works as optsync -c FILE
+ * status). Returns 0, or 2 when -c has no file name. */
+static int take_config(int *argc, char **argv, struct cli *c)
+{
+	int o = 1;
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			while (i < *argc)
+				argv[o++] = argv[i++];
+			break;
+		}
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "optsync: %s needs a file name\n", a);
+				return 2;
+			}
+			c->config_path = argv[++i];
+			c->config_origin = "-c";
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0) {
+			c->config_path = a + 9;
+			c->config_origin = "-c";
+			continue;
+		}
+		argv[o++] = argv[i];
+	}
+	*argc = o;
+	argv[o] = NULL;
+	return 0;
+}
+
+/* Edit distance of a and b (both short: command words). */
+static size_t distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* The command whose name is nearest to what was typed (the words of argv
+ * that could name one), when it is near enough to be a typo. */
+static const struct cli_cmd *nearest(int argc, char **argv)
+{
+	const struct cli_cmd *best = NULL;
+	size_t best_d = 3; /* at most two edits */
+	for (const struct cli_cmd *const *p = commands; *p; p++) {
+		char typed[128] = "";
+		int words = 1 + (strchr((*p)->name, ' ') != NULL);
+		for (int k = 0; k < words && k < argc; k++) {
+			size_t tl = strlen(typed);
+			snprintf(typed + tl, sizeof(typed) - tl, "%s%s", k ? " " : "", argv[k]);
+		}
+		size_t d = distance(typed, (*p)->name);
+		if (d < best_d) {
+			best_d = d;
+			best = *p;
+		}
+	}
+	return best;
+}
+
+/* "optsync contact": the group's commands, to out (NULL: only count them). */
+static int list_group(FILE *out, const char *group)
+{
+	int n = 0;
+	size_t gl = strlen(group);
+	for (const struct cli_cmd *const *p = commands; *p; p++)
+		if (strncmp((*p)->name, group, gl) == 0 && (*p)->name[gl] == ' ') {
+			if (out == NULL) {
+				n++;
+				continue;
+			}
+			if (!n++)
+				fprintf(out, "usage: optsync [-c FILE] %s SUBCOMMAND ...\n\n",
+				        group);
+			fprintf(out, "  %-28s %s\n", (*p)->name, (*p)->summary);
+		}
+	if (n && out)
+		fprintf(out, "\noptsync %s SUBCOMMAND --help tells more.\n", group);
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.out = stdout, .errs = stderr};
 	struct err e = {0};
+	if (take_config(&argc, argv, &c))
+		return 2;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
@@ -148,20 +247,6 @@ int main(int argc, char **argv)
 		if (strcmp(a, "--version") == 0) {
 			printf("optsync %s\n", OPTSYNC_VERSION);
 			return 0;
-		}
-		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "optsync: %s needs a file name\n", a);
-				return 2;
-			}
-			c.config_path = argv[++i];
-			c.config_origin = "-c";
-			continue;
-		}
-		if (strncmp(a, "--config=", 9) == 0) {
-			c.config_path = a + 9;
-			c.config_origin = "-c";
-			continue;
 		}
 		fprintf(stderr, "optsync: unknown option '%s' (see optsync --help)\n", a);
 		return 2;
@@ -190,19 +275,24 @@ int main(int argc, char **argv)
 		}
 	}
 	if (cmd == NULL) {
-		/* A group name alone ("config") lists its commands. */
-		int group = 0;
-		size_t gl = strlen(argv[i]);
-		for (const struct cli_cmd *const *p = commands; *p; p++)
-			if (strncmp((*p)->name, argv[i], gl) == 0 && (*p)->name[gl] == ' ') {
-				if (!group++)
-					fprintf(stderr, "optsync: '%s' needs a subcommand:\n",
-					        argv[i]);
-				fprintf(stderr, "  %-28s %s\n", (*p)->name, (*p)->summary);
-			}
-		if (!group)
+		/* a group name: with --help (or -h) its commands, exit 0 */
+		int help = i + 1 < argc &&
+		           (strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0);
+		if (help && list_group(stdout, argv[i]))
+			return 0;
+		const struct cli_cmd *near = nearest(argc - i, argv + i);
+		int group = list_group(NULL, argv[i]);
+		int two = near && strchr(near->name, ' ') && i + 1 < argc;
+		if (group && (i + 1 >= argc || argv[i + 1][0] == '-'))
+			fprintf(stderr, "optsync: '%s' needs a subcommand\n", argv[i]);
+		else if (near)
+			fprintf(stderr, "optsync: unknown command '%s%s%s'; did you mean '%s'?\n",
+			        argv[i], two ? " " : "", two ? argv[i + 1] : "", near->name);
+		else
 			fprintf(stderr, "optsync: unknown command '%s' (see optsync --help)\n",
 			        argv[i]);
+		if (group)
+			list_group(stderr, argv[i]);
 		return 2;
 	}
 	c.daemon = cmd == &cmd_run;

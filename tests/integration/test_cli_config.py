@@ -55,6 +55,38 @@ class Cli(unittest.TestCase):
         self.assertIn("usage: optsync [-c FILE] config check", p.stdout)
         self.assertIn("--strict", p.stdout)
 
+    def test_global_options_anywhere_and_typos(self):
+        cfg = self.write("c.toml", BASE)
+        for args in (("-c", cfg, "config", "check"), ("config", "check", "-c", cfg),
+                     ("config", "-c", cfg, "check"), ("config", "check", "--config=" + cfg),
+                     ("config", "check", "--config", cfg)):
+            p = run(*args)
+            self.assertEqual(p.returncode, 0, (args, p.stderr))
+            self.assertIn(cfg + ": valid", p.stdout, args)
+        p = run("config", "check", "-c")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("-c needs a file name", p.stderr)
+        for typed, meant in ((["stauts"], "status"), (["contact", "shwo", "x"], "contact show"),
+                             (["conflicts", "lst"], "conflicts list"), (["sycn"], "sync")):
+            p = run(*typed)
+            self.assertEqual(p.returncode, 2, typed)
+            self.assertIn("did you mean '%s'?" % meant, p.stderr)
+        p = run("frobnicate")
+        self.assertNotIn("did you mean", p.stderr)  # nothing near: no guess
+
+    def test_group_help(self):
+        for group, subs in (("contact", ("contact show", "contact erase", "contact set")),
+                            ("conflicts", ("conflicts list", "conflicts resolve")),
+                            ("config", ("config check",))):
+            p = run(group, "--help")
+            self.assertEqual(p.returncode, 0, group)
+            for sub in subs:
+                self.assertIn(sub, p.stdout)
+            p = run(group)  # alone: a usage error that lists what it takes
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("'%s' needs a subcommand" % group, p.stderr)
+            self.assertIn(subs[0], p.stderr)
+
     def test_usage_errors(self):
         self.assertEqual(run().returncode, 2)
         p = run("frobnicate")
