@@ -183,7 +183,7 @@ static int suppression(const char *dir, uint64_t persons)
 	uint64_t total = persons < 2000000 ? 2000000 : persons, hits = 0;
 	uint64_t x = 88172645463325252ull;
 	double t0 = now();
-	if (conn_suppressed(c, list, 0, out, &e)) { /* the first check builds the index */
+	if (conn_suppressed(c, list, 0, out, NULL, &e)) { /* the first check builds the index */
 		fprintf(stderr, "suppression: %s\n", e.msg);
 		return 1;
 	}
@@ -195,7 +195,7 @@ static int suppression(const char *dir, uint64_t persons)
 			emails[i][n] = '\0';
 			list[i] = emails[i];
 		}
-		if (conn_suppressed(c, list, PER_CALL, out, &e)) {
+		if (conn_suppressed(c, list, PER_CALL, out, NULL, &e)) {
 			fprintf(stderr, "suppression: %s\n", e.msg);
 			return 1;
 		}

@@ -528,7 +528,8 @@ static enum MHD_Result suppression_check(struct ctx *c)
 		return send_error(c->con, 413, "at most 1,000 emails per check");
 	const char **emails = malloc((size_t)(n ? n : 1) * sizeof(*emails));
 	bool *out = malloc((size_t)(n ? n : 1) * sizeof(*out));
-	int rc = emails && out ? 0 : err_set(&c->e, ERR_NOMEM, "out of memory");
+	bool *valid = malloc((size_t)(n ? n : 1) * sizeof(*valid));
+	int rc = emails && out && valid ? 0 : err_set(&c->e, ERR_NOMEM, "out of memory");
 	int i = 0;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, arr)
@@ -539,16 +540,22 @@ static enum MHD_Result suppression_check(struct ctx *c)
 			emails[i++] = it->valuestring;
 	}
 	if (rc == 0)
-		rc = conn_suppressed(c->s->conn, emails, (size_t)n, out, &c->e);
+		rc = conn_suppressed(c->s->conn, emails, (size_t)n, out, valid, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0) {
+		/* one malformed address does not cost the others their answer */
 		doc = cJSON_CreateObject();
 		cJSON *res = cJSON_AddObjectToObject(doc, "results");
+		cJSON *bad = cJSON_AddArrayToObject(doc, "invalid");
 		for (int k = 0; k < n; k++)
-			cJSON_AddBoolToObject(res, emails[k], out[k]);
+			if (valid[k])
+				cJSON_AddBoolToObject(res, emails[k], out[k]);
+			else
+				cJSON_AddItemToArray(bad, cJSON_CreateString(emails[k]));
 	}
 	free(emails);
 	free(out);
+	free(valid);
 	return reply(c, rc, doc, 200);
 }
 

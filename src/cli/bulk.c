@@ -213,40 +213,56 @@ static void report(struct cli *c, int json, size_t rows, const char *k1, size_t 
 	cJSON_Delete(doc);
 }
 
+/* Exit 1 when rows were rejected: the valid ones are in, the report
+ * printed above lists the others. */
+static int rejected(size_t invalid, size_t rows, struct err *e)
+{
+	return err_set(e, ERR_PARTIAL,
+	               "%zu of %zu rows were rejected (listed above by line); the others were "
+	               "applied",
+	               invalid, rows);
+}
+
 static int show_progress(size_t n)
 {
 	return n >= 2000 && isatty(2);
 }
 
 int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *path,
-                    const char *reason, int json, struct err *e)
+                    const char *source, const char *reason, int json, struct err *e)
 {
-	static const char *const names[] = {"email", NULL};
+	static const char *const names[] = {"email", "source", NULL};
 	struct table t;
 	int rc = read_table(path, names, 0, &t, e);
 	if (rc)
 		return rc;
 	const char **emails = malloc((t.nrows ? t.nrows : 1) * sizeof(*emails));
+	const char **sources = malloc((t.nrows ? t.nrows : 1) * sizeof(*sources));
 	struct conn *conn = NULL;
 	struct conn_bulk_result res = {0};
-	rc = emails ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	rc = emails && sources ? 0 : err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < t.nrows; i++) {
 		const char *em = cell(&t, i, 0);
 		emails[i] = em ? em : ""; /* no email: reported as invalid */
+		sources[i] = cell(&t, i, 1) ? cell(&t, i, 1) : source; /* --source: the default */
 	}
 	if (rc == 0)
 		rc = cli_conn(c, true, &conn, e);
 	if (rc == 0) {
 		struct conn_bulk_opts o = {false, show_progress(t.nrows) ? progress : NULL,
 		                           (void *)"optout"};
-		rc = conn_optout_many(conn, who, emails, t.lines, t.nrows, reason, &o, &res, e);
+		rc = conn_optout_many(conn, who, emails, sources, t.lines, t.nrows, reason, &o,
+		                      &res, e);
 	}
 	conn_close(conn);
 	if (rc == 0)
 		report(c, json, t.nrows, "opted_out", res.applied, "already_opted_out",
 		       res.unchanged, res.invalid, &res.bad);
+	if (rc == 0 && res.invalid)
+		rc = rejected(res.invalid, t.nrows, e);
 	conn_bulk_result_free(&res);
 	free(emails);
+	free(sources);
 	table_free(&t);
 	return rc;
 }
@@ -297,6 +313,8 @@ int cli_contact_set_file(struct cli *c, const struct conn_actor *who, const char
 	if (rc == 0 || (rc == ERR_INVALID && res.bad))
 		report(c, json, t.nrows, "changed", res.applied, "unchanged", res.unchanged,
 		       res.invalid, &res.bad);
+	if (rc == 0 && res.invalid)
+		rc = rejected(res.invalid, t.nrows, e);
 	conn_bulk_result_free(&res);
 	free(rows);
 	free(msgs);

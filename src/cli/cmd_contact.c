@@ -54,7 +54,7 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 	if (from && npos)
 		return err_set(e, ERR_USAGE, "give an EMAIL or --from FILE, not both");
 	if (from)
-		return cli_optout_file(c, &cli_actor, from, o.reason, json, e);
+		return cli_optout_file(c, &cli_actor, from, o.source, o.reason, json, e);
 	if (npos != 1)
 		return err_set(e, ERR_USAGE, "an EMAIL (or --from FILE) is needed");
 	o.email = pos[0];
@@ -81,9 +81,14 @@ const struct cli_cmd cmd_optout = {
             "                  manual_upload, browser_extension\n"
             "  --reason TEXT   kept in the history\n"
             "  --from FILE     many: one email per line, or a CSV file with an email\n"
-            "                  column (- for standard input); idempotent; bad rows are\n"
-            "                  listed and skipped\n"
-            "  --json          print the result as JSON\n",
+            "                  column and optionally a source column (- for standard\n"
+            "                  input); idempotent. --source is the source of rows\n"
+            "                  without one. Bad rows are listed by line and skipped,\n"
+            "                  and the exit status is then 1\n"
+            "  --json          print the result as JSON\n"
+            "\n"
+            "Exit status: 0 ok, 1 rows of the file were rejected, 2 usage or an invalid\n"
+            "value, 3 config, 5 ledger.\n",
     .exec = exec_optout,
 };
 
@@ -266,7 +271,8 @@ const struct cli_cmd cmd_contact_set = {
             "other, source, source_other (an empty cell: not given). Every row is\n"
             "checked as a single update is; the good rows are applied in ledger\n"
             "transactions of 2,000 and the bad ones listed with their line and error.\n"
-            "With --all-or-none one bad row applies nothing (exit status 2).\n",
+            "Bad rows make the exit status 1 (the others are applied); with\n"
+            "--all-or-none one bad row applies nothing (exit status 2).\n",
     .exec = exec_set,
 };
 

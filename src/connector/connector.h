@@ -99,10 +99,12 @@ struct conn_bulk_result {
 };
 void conn_bulk_result_free(struct conn_bulk_result *res);
 
-/* Many opt-outs (a suppression list from another tool). An invalid row is
- * reported with row rows[i] (i + 1 when rows is NULL). */
+/* Many opt-outs (a suppression list from another tool). sources, when
+ * given, holds each row's source type (NULL or "": none), checked as
+ * conn_optout checks it. An invalid row is reported with row rows[i]
+ * (i + 1 when rows is NULL). */
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
-                     const size_t *rows, size_t n, const char *reason,
+                     const char *const *sources, const size_t *rows, size_t n, const char *reason,
                      const struct conn_bulk_opts *o, struct conn_bulk_result *res, struct err *e);
 
 struct conn_facts_change {
@@ -178,9 +180,12 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
 
 /* Whether each email is suppressed (known and opted out): one read
- * transaction for all. out[i] for emails[i]; ERR_INVALID names the first
- * email that is not one. */
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e);
+ * transaction for all. out[i] for emails[i]. With valid NULL, an input that
+ * is not an email fails the whole check (ERR_INVALID naming it); with
+ * valid, valid[i] says whether emails[i] is one, and the others are
+ * answered (out[i] false for an invalid one). */
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, bool *valid,
+                    struct err *e);
 
 /* ---- parked pushes (pushes.c) ---- */
 

@@ -143,15 +143,23 @@ static int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc;
 }
 
+/* An opt-out's own source type: one that needs no free text. */
+static int optout_source_check(const char *source, struct err *e)
+{
+	if (source && (ledger_source_parse(source) < 0 || strcmp(source, "other") == 0))
+		return err_set(e, ERR_INVALID,
+		               "source '%.40s' is not one of crm_sync, import, manual_upload, "
+		               "browser_extension (use contact set for other)",
+		               source);
+	return 0;
+}
+
 int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_optout *o,
                 cJSON **result, struct err *e)
 {
 	*result = NULL;
-	if (o->source && (ledger_source_parse(o->source) < 0 || strcmp(o->source, "other") == 0))
-		return err_set(e, ERR_INVALID,
-		               "source '%s' is not one of crm_sync, import, manual_upload, "
-		               "browser_extension (use contact set for other)",
-		               o->source);
+	if (optout_source_check(o->source, e))
+		return e->code;
 	if (o->occurred_at > time_now_ms() + 5 * 60 * 1000)
 		return err_set(e, ERR_INVALID, "occurred_at is in the future");
 	if (o->reason && strlen(o->reason) > LEDGER_TEXT_MAX)
@@ -286,17 +294,23 @@ out:
 
 struct optout_rows {
 	const char *const *emails;
+	const char *const *sources; /* per row, NULL: none */
 	const size_t *rownums;
-	struct conn_optout o; /* what every row shares (the reason) */
+	struct conn_optout o;    /* what every row shares (the reason) */
+	struct conn_optout *row; /* the row in hand: o with its source */
 };
 
 static int optout_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
 {
 	const struct optout_rows *r = rows;
+	*r->row = r->o;
+	r->row->source = r->sources && r->sources[i] && r->sources[i][0] ? r->sources[i] : NULL;
 	int rc = conn_email_normalize(r->emails[i], u->email, e);
 	if (rc == 0)
+		rc = optout_source_check(r->row->source, e);
+	if (rc == 0)
 		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
-	u->optout = &r->o;
+	u->optout = r->row;
 	return rc;
 }
 
@@ -308,10 +322,12 @@ static size_t optout_describe(const void *rows, size_t i, const char **email)
 }
 
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
-                     const size_t *rownums, size_t n, const char *reason,
-                     const struct conn_bulk_opts *o, struct conn_bulk_result *res, struct err *e)
+                     const char *const *sources, const size_t *rownums, size_t n,
+                     const char *reason, const struct conn_bulk_opts *o,
+                     struct conn_bulk_result *res, struct err *e)
 {
-	struct optout_rows rows = {emails, rownums, {.reason = reason}};
+	struct conn_optout row;
+	struct optout_rows rows = {emails, sources, rownums, {.reason = reason}, &row};
 	struct uc *u = uc_new(c, who, NULL, e);
 	if (u == NULL) {
 		memset(res, 0, sizeof(*res));
@@ -1276,22 +1292,38 @@ int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, stru
 
 /* ---- suppression check ---- */
 
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, struct err *e)
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, bool *valid,
+                    struct err *e)
 {
 	uint8_t(*keys)[LEDGER_KEY_LEN] = malloc((n ? n : 1) * sizeof(*keys));
-	if (keys == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = 0;
+	size_t *at = malloc((n ? n : 1) * sizeof(*at));
+	bool *hit = malloc((n ? n : 1) * sizeof(*hit));
+	int rc = keys && at && hit ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	size_t k = 0; /* the valid ones, in keys[0..k) */
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char norm[LEDGER_EMAIL_MAX + 1];
-		rc = conn_email_normalize(emails[i], norm, e);
-		if (rc == 0)
-			ledger_person_key(c->l, norm, strlen(norm), keys[i]);
+		struct err ie;
+		out[i] = false;
+		if (conn_email_normalize(emails[i], norm, valid ? &ie : e)) {
+			if (valid == NULL)
+				rc = ERR_INVALID;
+			else
+				valid[i] = false;
+			continue;
+		}
+		if (valid)
+			valid[i] = true;
+		ledger_person_key(c->l, norm, strlen(norm), keys[k]);
+		at[k++] = i;
 	}
 	if (rc == 0)
-		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, n, out,
+		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, k, hit,
 		                      e);
+	for (size_t j = 0; rc == 0 && j < k; j++)
+		out[at[j]] = hit[j];
 	free(keys);
+	free(at);
+	free(hit);
 	return rc;
 }
 

@@ -95,6 +95,8 @@ const char *err_code_name(int code)
 		return "busy";
 	case ERR_RATE:
 		return "rate";
+	case ERR_PARTIAL:
+		return "partial";
 	case ERR_INTERNAL:
 		return "internal";
 	default:

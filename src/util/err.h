@@ -25,6 +25,7 @@ enum err_code {
 	ERR_INTERNAL = -13, /* a bug: an invariant did not hold */
 	ERR_BUSY = -14,     /* a bounded resource is in use; try again shortly */
 	ERR_RATE = -15,     /* too many failures from one client; try again later */
+	ERR_PARTIAL = -16,  /* a bulk run applied the valid rows and rejected others */
 };
 
 #define ERR_MSG_MAX 512

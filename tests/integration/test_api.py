@@ -424,6 +424,17 @@ class Api(unittest.TestCase):
         st, body = self.s.request("POST", "/v1/suppression/check",
                                   {"emails": ["Nobody@Example.com"]})
         self.assertEqual((st, body["results"]["Nobody@Example.com"]), (200, False))
+        self.assertEqual(body["invalid"], [])
+        # one malformed address: the others are answered, the bad one listed
+        out = self.any_email(opted_out=True)["Email"]
+        st, body = self.s.request("POST", "/v1/suppression/check",
+                                  {"emails": [out, "not an email", "nobody@example.com", "@x"]})
+        self.assertEqual(st, 200)
+        self.assertEqual(body["results"], {out: True, "nobody@example.com": False})
+        self.assertEqual(body["invalid"], ["not an email", "@x"])
+        # a value that is not a string is a malformed body, not an address
+        self.assertEqual(self.s.request("POST", "/v1/suppression/check",
+                                        {"emails": ["a@example.com", 7]})[0], 422)
 
     def test_optout_idempotent_and_pushed(self):
         rec = self.any_email()

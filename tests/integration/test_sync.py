@@ -70,8 +70,8 @@ class Env:
                 " ".join(args), p.returncode, check, p.stdout, p.stderr))
         return p
 
-    def json(self, *args, admin=False):
-        p = self.run(*args, "--json", admin=admin, check=0)
+    def json(self, *args, admin=False, check=0):
+        p = self.run(*args, "--json", admin=admin, check=check)
         return json.loads(p.stdout)
 
     def sync(self, *extra):
@@ -596,7 +596,8 @@ class Bulk(unittest.TestCase):
                     else:
                         row = (email, "legitimate_interest", "", "", "import")
                     f.write(",".join('"%s"' % c if "," in c else c for c in row) + "\r\n")
-            r = e.json("contact", "set", "--from", path)
+            # exit 1: rows were rejected; the summary lists them
+            r = e.json("contact", "set", "--from", path, check=1)
             self.assertEqual(r["rows"], 100000)
             self.assertEqual(r["changed"] + r["unchanged"], 99000)
             self.assertEqual(r["invalid"], 1000)
@@ -608,7 +609,7 @@ class Bulk(unittest.TestCase):
             p = e.json("contact", "show", "new20001@bulk.example")
             self.assertEqual(p["authorization"]["purpose"], "Newsletter, monthly")
             # the same file again changes nothing
-            again = e.json("contact", "set", "--from", path)
+            again = e.json("contact", "set", "--from", path, check=1)
             self.assertEqual((again["changed"], again["unchanged"]), (0, 99000))
             e.reset_calls()
             s = e.sync()
@@ -638,7 +639,9 @@ class Bulk(unittest.TestCase):
             self.assertIn("nothing applied", p.stderr)
             self.assertEqual(json.loads(p.stdout)["invalid_rows"][0]["row"], 4)
             e.run("contact", "show", "one@example.com", check=1)  # not applied
-            r = e.json("contact", "set", "--from", path)
+            p = e.run("contact", "set", "--from", path, "--json", check=1)
+            self.assertIn("1 of 3 rows were rejected", p.stderr)
+            r = json.loads(p.stdout)
             self.assertEqual((r["changed"], r["invalid"]), (2, 1))
             self.assertEqual(e.json("contact", "show", "one@example.com")
                              ["authorization"]["other"], "met at a fair, 2026")
@@ -661,11 +664,35 @@ class Bulk(unittest.TestCase):
             with open(path, "w") as f:  # a CSV export with more columns than we need
                 f.write('name,email,unsubscribed\n"Doe, Jane",jane@example.com,2026-01-01\n'
                         'Bob,not an email,2026-01-02\nAl,AL@example.com,x\n')
-            r = e.json("optout", "--from", path)
+            r = e.json("optout", "--from", path, check=1)  # a row was rejected
             self.assertEqual((r["rows"], r["opted_out"], r["invalid"]), (3, 2, 1))
             self.assertEqual(r["invalid_rows"][0]["row"], 3)
             self.assertTrue(e.json("contact", "show", "al@example.com")["opted_out"])
-            self.assertEqual(e.json("optout", "--from", path)["already_opted_out"], 2)
+            self.assertEqual(e.json("optout", "--from", path, check=1)["already_opted_out"], 2)
+            # a source column sets each person's source, checked like --source
+            with open(path, "w") as f:
+                f.write('email,source\nsue@example.com,import\nsam@example.com,\n'
+                        'sid@example.com,nowhere\nsal@example.com,other\n')
+            r = e.json("optout", "--from", path, check=1)
+            self.assertEqual((r["opted_out"], r["invalid"]), (2, 2))
+            self.assertEqual([b["row"] for b in r["invalid_rows"]], [4, 5])
+            self.assertIn("source 'nowhere'", r["invalid_rows"][0]["error"])
+            self.assertEqual(e.json("contact", "show", "sue@example.com")["source"]["type"],
+                             "import")
+            self.assertIsNone(e.json("contact", "show", "sam@example.com")["source"]["type"])
+            e.run("contact", "show", "sid@example.com", check=1)  # not applied
+            # --source is the default of rows without one
+            with open(path, "w") as f:
+                f.write('email,source\nsy@example.com,\nsoo@example.com,import\n')
+            e.json("optout", "--from", path, "--source", "manual_upload")
+            self.assertEqual(e.json("contact", "show", "sy@example.com")["source"]["type"],
+                             "manual_upload")
+            self.assertEqual(e.json("contact", "show", "soo@example.com")["source"]["type"],
+                             "import")
+            # all rows good: exit 0
+            with open(path, "w") as f:
+                f.write("email\nok1@example.com\nok2@example.com\n")
+            self.assertEqual(e.json("optout", "--from", path)["opted_out"], 2)
         finally:
             e.close()
 

@@ -151,7 +151,7 @@ static void check_all(struct conn *c, char (*emails)[40], size_t n, const bool *
 	struct err e = {0};
 	for (size_t i = 0; i < n; i++)
 		list[i] = emails[i];
-	if (conn_suppressed(c, list, n, got, &e))
+	if (conn_suppressed(c, list, n, got, NULL, &e))
 		fail_msg("%s", e.msg);
 	for (size_t i = 0; i < n; i++)
 		if (got[i] != want[i])
@@ -184,7 +184,7 @@ static void test_suppression_index(void **state)
 		want[i] = true;
 	}
 	struct conn_bulk_result res;
-	assert_int_equal(conn_optout_many(b, &cli, list, NULL, N, NULL, NULL, &res, &e), 0);
+	assert_int_equal(conn_optout_many(b, &cli, list, NULL, NULL, N, NULL, NULL, &res, &e), 0);
 	assert_true(res.applied == N && res.invalid == 0);
 	conn_bulk_result_free(&res);
 	check_all(a, emails, N + UNKNOWN, want); /* b's writes, through the feed */
