@@ -61,11 +61,28 @@ int file_read_secret(const char *path, size_t max, char **out, size_t *len, stru
 	close(fd);
 	if (!S_ISREG(st.st_mode))
 		return err_set(e, ERR_CONFIG, "secret file %s: not a regular file", path);
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
+	/* PostgreSQL's rule for key files: others never; the group may read
+	 * when root owns the file (a Kubernetes secret volume with defaultMode
+	 * 0440 and the Pod's fsGroup, a Docker secret made 0440); nobody but
+	 * the owner may write */
+	unsigned mode = (unsigned)(st.st_mode & 0777);
+	if (st.st_mode & S_IRWXO)
 		return err_set(e, ERR_CONFIG,
-		               "secret file %s: mode %03o lets group or others read it; "
-		               "chmod 600 it",
-		               path, (unsigned)(st.st_mode & 0777));
+		               "secret file %s: mode %03o lets others read it; chmod 600 it (for "
+		               "a Kubernetes secret volume set defaultMode: 0440 and the Pod's "
+		               "fsGroup; for a Docker secret, mode 0440)",
+		               path, mode);
+	if (st.st_mode & (S_IWGRP | S_IXGRP))
+		return err_set(e, ERR_CONFIG,
+		               "secret file %s: mode %03o lets the group write it; chmod 600 it (or "
+		               "0440 when root owns it)",
+		               path, mode);
+	if ((st.st_mode & S_IRGRP) && st.st_uid != 0)
+		return err_set(e, ERR_CONFIG,
+		               "secret file %s: mode %03o lets the group read it, and root does not "
+		               "own it; chmod 600 it (a group-readable secret must belong to root, "
+		               "as secret volumes do)",
+		               path, mode);
 	struct buf b;
 	int rc = file_read_all(path, max, &b, e);
 	if (rc) {

@@ -13,8 +13,10 @@
 int file_read_all(const char *path, size_t max, struct buf *out, struct err *e);
 
 /* Read a secret (token, key, password) from path. Refuses a file that is
- * not a regular file or that group or others can read or write (the
- * OpenSMTPD rule). Trailing CR/LF are removed. The caller wipes and frees
+ * not a regular file, that others may read, write or run, that the group
+ * may write, or that the group may read while root does not own it
+ * (PostgreSQL's rule for key files: it admits secret volumes, root-owned
+ * with mode 0440). Trailing CR/LF are removed. The caller wipes and frees
  * *out (secret_free). */
 int file_read_secret(const char *path, size_t max, char **out, size_t *len, struct err *e);
 void secret_free(char *s, size_t len);

@@ -175,8 +175,35 @@ class Cli(unittest.TestCase):
         path = self.write("c.toml", BASE.replace("/nonexistent/key.pem", key))
         p = run("-c", path, "config", "check", "--strict")
         self.assertEqual(p.returncode, 3)
-        self.assertIn("chmod 600", p.stderr)
+        self.assertIn("lets others read it; chmod 600", p.stderr)
+        self.assertIn("defaultMode: 0440", p.stderr)
         self.assertNotIn("KEYDATA-XYZ", p.stdout + p.stderr)
+
+    def test_secret_file_modes(self):
+        """PostgreSQL's rule: others never, the group may read a root-owned file."""
+        token = self.write("api-token", "token-value-0123456789\n", 0o600)
+        path = self.write("c.toml", BASE + '[api]\ntoken_file = "%s"\n' % token)
+
+        def check(mode, owner=None):
+            os.chmod(token, mode)
+            if owner is not None:
+                os.chown(token, owner, -1)
+            p = run("-c", path, "config", "check", "--strict")
+            self.assertNotIn("token-value-0123456789", p.stdout + p.stderr)
+            return [l for l in p.stderr.splitlines() if "api-token" in l]
+        self.assertEqual(check(0o600), [])
+        self.assertEqual(check(0o400), [])
+        self.assertIn("lets others read it", check(0o604)[0])
+        self.assertIn("lets the group write it", check(0o660)[0])
+        if os.geteuid() == 0:
+            # a secret volume: root owns it, its group may read it
+            self.assertEqual(check(0o440, 0), [])
+            self.assertEqual(check(0o640, 0), [])
+            # group-readable and not root's: refused
+            msg = check(0o640, 65534)
+            self.assertIn("root does not own it", msg[0])
+            # the message never calls a file name a secret to mask
+            self.assertIn("api-token: mode 640", msg[0])
 
 
 if __name__ == "__main__":
