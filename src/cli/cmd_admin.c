@@ -49,8 +49,9 @@ const struct cli_cmd cmd_admin_hash_token = {
 static int exec_verify(struct cli *c, int argc, char **argv, struct err *e)
 {
 	int json = 0, npos;
+	const char *expect = NULL;
 	char *pos[1];
-	const struct cli_opt opts[] = {{"json", NULL, &json}, {0}};
+	const struct cli_opt opts[] = {{"json", NULL, &json}, {"expect", &expect, NULL}, {0}};
 	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
 	if (rc)
 		return rc;
@@ -58,7 +59,7 @@ static int exec_verify(struct cli *c, int argc, char **argv, struct err *e)
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
 	cJSON *out = NULL;
-	rc = conn_audit_verify(conn, &out, e);
+	rc = conn_audit_verify(conn, expect, &out, e);
 	cli_print(c, json, out);
 	cJSON_Delete(out);
 	conn_close(conn);
@@ -69,11 +70,21 @@ static int exec_verify(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_audit_verify = {
     .name = "audit verify",
-    .usage = "[--json]",
+    .usage = "[--expect SEQ:HASH] [--json]",
     .summary = "check the ledger's history chain; non-zero exit if it was altered",
-    .help = "Recomputes the SHA-256 chain over every history event. Exit status 0 when\n"
-            "it holds, 5 when an event was altered, removed or reordered (the output\n"
-            "names the first bad event).\n",
+    .help = "Recomputes the SHA-256 chain over every history event and prints its head:\n"
+            "the last event's sequence number and hash. Record the head somewhere the\n"
+            "ledger's host cannot write (a ticket, a log service): a ledger rewritten\n"
+            "from the start would verify on its own, but not against a recorded head.\n"
+            "\n"
+            "Options:\n"
+            "  --expect SEQ:HASH   also check that event SEQ is still in the chain with\n"
+            "                      that hash (head.expect of an earlier run)\n"
+            "  --json              print as JSON\n"
+            "\n"
+            "Exit status 0 when it holds, 5 when an event was altered, removed or\n"
+            "reordered, or the expected head is not in the chain (the output says\n"
+            "which), 2 for a malformed --expect.\n",
     .exec = exec_verify,
 };
 

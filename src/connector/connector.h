@@ -176,8 +176,11 @@ int conn_ping(struct conn *c, struct err *e);
  * says so, and nothing done. */
 int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
                        struct err *e);
-/* ERR_INVALID when the history chain is broken; *out describes the check. */
-int conn_audit_verify(struct conn *c, cJSON **out, struct err *e);
+/* ERR_INVALID when the history chain is broken, or when expect ("SEQ:HASH",
+ * a head recorded from an earlier check) is not in the chain with that
+ * hash; ERR_USAGE when expect is malformed. *out describes the check, with
+ * the head (seq, hash) to record; it is set on ERR_INVALID too. */
+int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct err *e);
 
 /* Whether each email is suppressed (known and opted out): one read
  * transaction for all. out[i] for emails[i]. With valid NULL, an input that

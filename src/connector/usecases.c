@@ -1,5 +1,7 @@
 /* The use cases the CLI and the local API share. */
 #include <ctype.h>
+#include <openssl/crypto.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1202,15 +1204,70 @@ int conn_ping(struct conn *c, struct err *e)
 	return ledger_read(c->l, ping_txn, NULL, e);
 }
 
-int conn_audit_verify(struct conn *c, cJSON **out, struct err *e)
+int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct err *e)
 {
+	*out = NULL;
+	uint64_t at = 0;
+	uint8_t want[32];
+	if (expect) {
+		/* SEQ:HASH, as a previous audit verify printed it */
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(expect, &end, 10);
+		int ok = expect[0] >= '1' && expect[0] <= '9' && errno == 0 && *end == ':' &&
+		         strlen(end + 1) == 64;
+		for (int i = 0; ok && i < 32; i++) {
+			unsigned b;
+			ok = sscanf(end + 1 + 2 * i, "%2x", &b) == 1 &&
+			     strchr("0123456789abcdefABCDEF", end[1 + 2 * i]) &&
+			     strchr("0123456789abcdefABCDEF", end[2 + 2 * i]);
+			want[i] = (uint8_t)b;
+		}
+		if (!ok)
+			return err_set(
+			    e, ERR_USAGE,
+			    "--expect '%.80s' is not SEQ:HASH (a sequence number and 64 hex "
+			    "digits, as audit verify prints the head)",
+			    expect);
+		at = v;
+	}
 	struct ledger_verify_report rep;
-	int rc = ledger_verify(c->l, &rep, e);
+	int rc = ledger_verify_at(c->l, at, &rep, e);
+	char hex[65];
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", rc == 0);
 	cJSON_AddNumberToObject(o, "events_checked", (double)rep.events);
 	cJSON_AddNumberToObject(o, "purged_events", (double)rep.purged);
-	if (rc == ERR_INVALID) {
+	if (rc == 0) {
+		/* record it elsewhere; audit verify --expect checks it later */
+		cJSON *h = cJSON_AddObjectToObject(o, "head");
+		hex32(rep.head_hash, hex);
+		cJSON_AddNumberToObject(h, "seq", (double)rep.events);
+		cJSON_AddStringToObject(h, "hash", hex);
+		char line[96];
+		snprintf(line, sizeof(line), "%llu:%s", (unsigned long long)rep.events, hex);
+		cJSON_AddStringToObject(h, "expect", line);
+	}
+	if (rc == 0 && expect) {
+		cJSON *x = cJSON_AddObjectToObject(o, "expected");
+		cJSON_AddStringToObject(x, "head", expect);
+		if (!rep.at_found)
+			rc = err_set(
+			    e, ERR_INVALID,
+			    "the recorded head %llu is not in the chain, which ends at %llu: "
+			    "events were removed",
+			    (unsigned long long)at, (unsigned long long)rep.events);
+		else if (CRYPTO_memcmp(rep.at_hash, want, 32) != 0)
+			rc = err_set(
+			    e, ERR_INVALID,
+			    "event %llu's hash differs from the recorded head: the chain was "
+			    "rewritten up to there",
+			    (unsigned long long)at);
+		cJSON_AddBoolToObject(x, "found", rc == 0);
+		if (rc)
+			cJSON_ReplaceItemInObject(o, "ok", cJSON_CreateFalse());
+	}
+	if (rc == ERR_INVALID && rep.first_bad) {
 		cJSON_AddNumberToObject(o, "first_bad_event", (double)rep.first_bad);
 		cJSON_AddStringToObject(o, "why", rep.why);
 	}

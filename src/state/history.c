@@ -761,6 +761,7 @@ static uint64_t *tally_slot(struct tally *t, uint64_t run)
 
 struct verify_ctx {
 	struct ledger_verify_report *rep;
+	uint64_t at; /* the event whose hash to report, 0: none */
 };
 
 static int bad_event(struct ledger_verify_report *rep, uint64_t seq, const char *why)
@@ -773,6 +774,7 @@ static int bad_event(struct ledger_verify_report *rep, uint64_t seq, const char 
 static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct ledger_verify_report *rep = ((struct verify_ctx *)ctx)->rep;
+	uint64_t at = ((struct verify_ctx *)ctx)->at;
 	struct ledger_event *ev = malloc(sizeof(*ev));
 	if (ev == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
@@ -818,6 +820,10 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			}
 			(*n)++;
 			memcpy(running, pd, 32); /* the stub keeps the event's hash */
+			if (ev->seq == at) {
+				rep->at_found = true;
+				memcpy(rep->at_hash, running, 32);
+			}
 			rep->purged++;
 			rep->events++;
 			expect++;
@@ -845,9 +851,14 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			*n = UINT64_MAX; /* matched */
 		}
 		memcpy(running, h, 32);
+		if (ev->seq == at) {
+			rep->at_found = true;
+			memcpy(rep->at_hash, running, 32);
+		}
 		rep->events++;
 		expect++;
 	}
+	memcpy(rep->head_hash, running, 32);
 	for (size_t i = 0; !bad && i < tl.cap; i++)
 		if (tl.run[i] && tl.n[i] != UINT64_MAX)
 			bad = bad_event(
@@ -882,11 +893,16 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return 0;
 }
 
-int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e)
+int ledger_verify_at(struct ledger *l, uint64_t at, struct ledger_verify_report *rep, struct err *e)
 {
 	memset(rep, 0, sizeof(*rep));
-	struct verify_ctx v = {rep};
+	struct verify_ctx v = {rep, at};
 	return ledger_read(l, verify_txn, &v, e);
+}
+
+int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e)
+{
+	return ledger_verify_at(l, 0, rep, e);
 }
 
 /* The fuzz target's way in: decode (k, v) as a history event. */

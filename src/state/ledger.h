@@ -319,10 +319,13 @@ int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_L
                          int (*fn)(const struct ledger_event *, void *), void *ctx, struct err *e);
 
 struct ledger_verify_report {
-	uint64_t events;    /* events checked */
+	uint64_t events;    /* events checked: the head's seq when the chain holds */
 	uint64_t purged;    /* of those, stubs left by retention runs */
 	uint64_t first_bad; /* seq of the first event that fails, 0 if none */
 	char why[200];
+	uint8_t head_hash[32]; /* H(events): record it elsewhere to detect a rewrite */
+	bool at_found;         /* ledger_verify_at: event `at` is in the chain */
+	uint8_t at_hash[32];   /* ... and its hash H(at) */
 };
 /* Recompute the chain from the first event; ERR_INVALID (with report) when
  * any event was altered, removed or reordered. A stub left by retention
@@ -330,6 +333,10 @@ struct ledger_verify_report {
  * the stubs that name a retention event must be exactly as many as that
  * event (itself in the chain) says it purged. */
 int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e);
+/* The same, also giving H(at) of event at (rep->at_found, rep->at_hash):
+ * a head recorded elsewhere must still be in the chain with its hash. */
+int ledger_verify_at(struct ledger *l, uint64_t at, struct ledger_verify_report *rep,
+                     struct err *e);
 
 /* ---- backups (backup.c) ---- */
 

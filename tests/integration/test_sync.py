@@ -514,6 +514,33 @@ class Rules(unittest.TestCase):
         self.assertNotIn("told us at the fair", x)
         self.assertTrue(e.json("audit", "verify")["ok"])
 
+    def test_audit_head_and_expect(self):
+        e = self.env
+        e.json("optout", "a@example.com")
+        e.json("optout", "b@example.com")
+        v = e.json("audit", "verify")
+        head = v["head"]
+        self.assertEqual(head["seq"], v["events_checked"])
+        self.assertRegex(head["hash"], r"^[0-9a-f]{64}$")
+        self.assertEqual(head["expect"], "%d:%s" % (head["seq"], head["hash"]))
+        text = e.run("audit", "verify", check=0).stdout
+        self.assertIn(head["hash"], text)
+        # later events: the recorded head is still in the chain
+        e.json("optout", "c@example.com")
+        r = e.json("audit", "verify", "--expect", head["expect"])
+        self.assertTrue(r["expected"]["found"])
+        self.assertGreater(r["head"]["seq"], head["seq"])
+        # a head that is not there: exit 5, saying why
+        wrong = "%d:%s" % (head["seq"], "0" * 64)
+        p = e.run("audit", "verify", "--expect", wrong, "--json", check=5)
+        self.assertIn("hash differs from the recorded head", p.stderr)
+        self.assertFalse(json.loads(p.stdout)["ok"])
+        p = e.run("audit", "verify", "--expect", "999:" + head["hash"], check=5)
+        self.assertIn("not in the chain, which ends at", p.stderr)
+        for bad in ("7", "x:" + head["hash"], "0:" + head["hash"], "3:abc",
+                    "3:" + "g" * 64):
+            e.run("audit", "verify", "--expect", bad, check=2)
+
     def test_status_and_exit_codes(self):
         e = self.env
         p = e.run("status", check=5)  # no ledger yet: says what to do
