@@ -17,6 +17,7 @@ static const struct cli_cmd *const commands[] = {
     &cmd_contact_history,
     &cmd_contact_export,
     &cmd_contact_erase,
+    &cmd_suppressions_export,
     &cmd_contact_set,
     &cmd_resubscribe,
     &cmd_conflicts_list,

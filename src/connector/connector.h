@@ -190,6 +190,21 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
 int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, bool *valid,
                     struct err *e);
 
+/* ---- the suppression list (suppressions.c) ---- */
+
+/* Called for each opted-out person with an address: the normalized email
+ * and when the opt-out took effect (ms). Nonzero stops the walk; a
+ * negative ERR_* is returned as it is. The strings live during the call. */
+typedef int (*conn_suppression_fn)(const char *email, int64_t opted_out_at, void *ctx);
+struct conn_suppressions_stats {
+	uint64_t listed; /* fn was called for these */
+	uint64_t erased; /* opted out and erased: suppressed by their key, no address */
+};
+/* Every opted-out email, in one read transaction (a consistent list while
+ * others write). Errors: fn's code, ERR_LEDGER. */
+int conn_suppressions_each(struct conn *c, conn_suppression_fn fn, void *ctx,
+                           struct conn_suppressions_stats *st, struct err *e);
+
 /* ---- parked pushes (pushes.c) ---- */
 
 /* Put parked pushes (writes Salesforce refused for good: a validation rule,

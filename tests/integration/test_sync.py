@@ -5,6 +5,7 @@ Salesforce, each rule its own test.
 Usage: test_sync.py OPTSYNC FAKE_SF_PY"""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -513,6 +514,32 @@ class Rules(unittest.TestCase):
         self.assertNotIn("Nordmann", x)
         self.assertNotIn("told us at the fair", x)
         self.assertTrue(e.json("audit", "verify")["ok"])
+
+    def test_suppressions_export(self):
+        e = self.env
+        e.sf_put("Contact", Email="Sf.Out@Example.com", LastName="S", HasOptedOutOfEmail=True)
+        e.sf_put("Contact", Email="sf.in@example.com", LastName="I")
+        e.sync()
+        for m in ("local@example.com", "gone@example.com"):
+            e.json("optout", m)
+        e.json("contact", "set", "kept@example.com", "--source", "import")  # not opted out
+        e.run("contact", "erase", "gone@example.com", admin=True, check=0)
+        p = e.run("suppressions", "export", check=0)
+        import csv as csvmod
+        import io
+        rows = list(csvmod.reader(io.StringIO(p.stdout)))
+        self.assertEqual(rows[0], ["email", "opted_out_at"])
+        self.assertEqual(sorted(r[0] for r in rows[1:]), ["local@example.com",
+                                                          "sf.out@example.com"])
+        self.assertTrue(all(re.match(r"\d{4}-\d\d-\d\dT", r[1]) for r in rows[1:]))
+        self.assertIn("2 suppressed emails listed; 1 erased", p.stderr)
+        self.assertNotIn("gone@example.com", p.stdout + p.stderr)
+        j = e.json("suppressions", "export")
+        self.assertEqual((j["listed"], j["erased"]), (2, 1))
+        self.assertEqual(sorted(x["email"] for x in j["suppressions"]),
+                         ["local@example.com", "sf.out@example.com"])
+        self.assertEqual(e.json("suppressions", "export", "--format", "json"), j)
+        e.run("suppressions", "export", "--format", "xml", check=2)
 
     def test_audit_head_and_expect(self):
         e = self.env
