@@ -755,6 +755,9 @@ static const char *str_of(const cJSON *o, const char *name)
 	return s ? s : "";
 }
 
+/* The export as one CSV table: a row per Salesforce record (section
+ * "record", the person's state on each, as a CRM export has it) and a row
+ * per history event (section "event"), every row with the person id. */
 int conn_contact_export_csv(struct conn *c, const char *email, char **out, struct err *e)
 {
 	*out = NULL;
@@ -764,53 +767,97 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 		return rc;
 	struct buf b;
 	buf_init(&b, 64 << 20);
-	static const char *const cols[] = {"first_name",
-	                                   "last_name",
-	                                   "company",
-	                                   "title",
-	                                   "email",
-	                                   "phone",
-	                                   "salesforce_object",
-	                                   "salesforce_id",
-	                                   "created",
-	                                   "updated",
-	                                   "opted_out",
-	                                   "opted_out_at",
-	                                   "authorization_type",
-	                                   "consent_date",
-	                                   "purpose",
-	                                   "source_type",
-	                                   "exported_at"};
-	size_t ncols = sizeof(cols) / sizeof(cols[0]);
-	for (size_t i = 0; i < ncols; i++)
-		csv_field(&b, cols[i], i + 1 == ncols);
+	static const char *const cols[] = {"section",       "person_id",       "first_name",
+	                                   "last_name",     "company",         "title",
+	                                   "email",         "phone",           "salesforce_object",
+	                                   "salesforce_id", "created",         "updated",
+	                                   "opted_out",     "opted_out_at",    "authorization_type",
+	                                   "consent_date",  "purpose",         "source_type",
+	                                   "event_seq",     "event_at",        "event_kind",
+	                                   "event_origin",  "event_actor",     "event_reason",
+	                                   "evidence_ref",  "evidence_sha256", "exported_at"};
+	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
+	for (size_t i = 0; i < NCOLS; i++)
+		csv_field(&b, cols[i], i + 1 == NCOLS);
 	const cJSON *st = cJSON_GetObjectItem(x, "state");
 	const cJSON *auth = cJSON_GetObjectItem(st, "authorization");
 	const cJSON *src = cJSON_GetObjectItem(st, "source");
 	const cJSON *recs = cJSON_GetObjectItem(x, "salesforce_records");
+	const char *person = str_of(st, "key"), *exported = str_of(x, "exported_at");
 	int n = cJSON_GetArraySize(recs);
 	for (int i = 0; i < (n ? n : 1); i++) {
 		const cJSON *r = n ? cJSON_GetArrayItem(recs, i) : NULL;
-		const char *row[] = {str_of(r, "first_name"),
-		                     str_of(r, "last_name"),
-		                     str_of(r, "company"),
-		                     str_of(r, "title"),
-		                     str_of(x, "email"),
-		                     str_of(r, "phone"),
-		                     str_of(r, "object"),
-		                     str_of(r, "id"),
-		                     r ? str_of(r, "created") : str_of(st, "created_at"),
-		                     r ? str_of(r, "modified") : str_of(st, "updated_at"),
-		                     cJSON_IsTrue(cJSON_GetObjectItem(st, "opted_out")) ? "true"
-		                                                                        : "false",
-		                     str_of(st, "opted_out_at"),
-		                     str_of(auth, "type"),
-		                     str_of(auth, "consent_date"),
-		                     str_of(auth, "purpose"),
-		                     str_of(src, "type"),
-		                     str_of(x, "exported_at")};
-		for (size_t k = 0; k < ncols; k++)
-			csv_field(&b, row[k], k + 1 == ncols);
+		const char *row[NCOLS] = {
+		    "record",
+		    person,
+		    str_of(r, "first_name"),
+		    str_of(r, "last_name"),
+		    str_of(r, "company"),
+		    str_of(r, "title"),
+		    str_of(x, "email"),
+		    str_of(r, "phone"),
+		    str_of(r, "object"),
+		    str_of(r, "id"),
+		    r ? str_of(r, "created") : str_of(st, "created_at"),
+		    r ? str_of(r, "modified") : str_of(st, "updated_at"),
+		    cJSON_IsTrue(cJSON_GetObjectItem(st, "opted_out")) ? "true" : "false",
+		    str_of(st, "opted_out_at"),
+		    str_of(auth, "type"),
+		    str_of(auth, "consent_date"),
+		    str_of(auth, "purpose"),
+		    str_of(src, "type"),
+		    "",
+		    "",
+		    "",
+		    "",
+		    "",
+		    "",
+		    "",
+		    "",
+		    exported};
+		for (size_t k = 0; k < NCOLS; k++)
+			csv_field(&b, row[k], k + 1 == NCOLS);
+	}
+	const cJSON *ev;
+	cJSON_ArrayForEach(ev, cJSON_GetObjectItem(x, "history"))
+	{
+		char seq[24];
+		snprintf(seq, sizeof(seq), "%.0f",
+		         cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "seq")));
+		const cJSON *rec = cJSON_GetObjectItem(ev, "record");
+		const cJSON *ea = cJSON_GetObjectItem(ev, "authorization");
+		const cJSON *es = cJSON_GetObjectItem(ev, "source");
+		const cJSON *oo = cJSON_GetObjectItem(ev, "opted_out");
+		const cJSON *evi = cJSON_GetObjectItem(ev, "evidence");
+		const char *row[NCOLS] = {"event",
+		                          person,
+		                          "",
+		                          "",
+		                          "",
+		                          "",
+		                          str_of(x, "email"),
+		                          "",
+		                          str_of(rec, "object"),
+		                          str_of(rec, "id"),
+		                          "",
+		                          "",
+		                          oo ? (cJSON_IsTrue(oo) ? "true" : "false") : "",
+		                          "",
+		                          str_of(ea, "type"),
+		                          str_of(ea, "consent_date"),
+		                          str_of(ea, "purpose"),
+		                          str_of(es, "type"),
+		                          seq,
+		                          str_of(ev, "at"),
+		                          str_of(ev, "kind"),
+		                          str_of(ev, "origin"),
+		                          str_of(ev, "actor"),
+		                          str_of(ev, "reason"),
+		                          str_of(evi, "ref"),
+		                          str_of(evi, "sha256"),
+		                          exported};
+		for (size_t k = 0; k < NCOLS; k++)
+			csv_field(&b, row[k], k + 1 == NCOLS);
 	}
 	cJSON_Delete(x);
 	*out = buf_detach(&b, NULL);

@@ -502,9 +502,22 @@ class Rules(unittest.TestCase):
         x = e.json("contact", "export", "ola@example.com")
         self.assertEqual(x["salesforce_records"][0]["first_name"], "Ola")
         self.assertTrue(any(h.get("reason") == "told us at the fair" for h in x["history"]))
-        csv = e.run("contact", "export", "ola@example.com", "--format", "csv", check=0).stdout
-        self.assertTrue(csv.startswith("first_name,last_name,company,title,email,phone"))
-        self.assertIn("Ola,Nordmann", csv)
+        text = e.run("contact", "export", "ola@example.com", "--format", "csv", check=0).stdout
+        self.assertTrue(text.startswith("section,person_id,first_name,last_name,company,title,"
+                                        "email,phone"))
+        self.assertIn("Ola,Nordmann", text)
+        # one table: a row per record and a row per event, each with the person id
+        import csv as csvmod
+        import io
+        rows = list(csvmod.DictReader(io.StringIO(text)))
+        records = [r for r in rows if r["section"] == "record"]
+        events = [r for r in rows if r["section"] == "event"]
+        self.assertEqual(len(records), len(x["salesforce_records"]))
+        self.assertEqual(len(events), len(x["history"]))
+        self.assertEqual({r["person_id"] for r in rows}, {x["state"]["key"]})
+        self.assertEqual([r["event_seq"] for r in events], [str(h["seq"]) for h in x["history"]])
+        self.assertIn("told us at the fair", [r["event_reason"] for r in events])
+        self.assertEqual(records[0]["phone"], "'+47 22 00 00 00")  # no formula in a spreadsheet
         e.run("contact", "erase", "ola@example.com", check=4)
         e.run("contact", "erase", "ola@example.com", admin=True, check=0)
         shown = e.json("contact", "show", "ola@example.com")
