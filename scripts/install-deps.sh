@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages optsync needs to build, test and run.
+# Install the Debian 12 packages optsync needs to build, test and run
+# (prometheus brings promtool, which checks the alert rules in the tests).
 # Idempotent and non-interactive; does nothing when all are present.
 set -euo pipefail
 
@@ -7,6 +8,7 @@ packages=(
   build-essential cmake pkg-config git
   libcurl4-openssl-dev libcjson-dev liblmdb-dev lmdb-utils libssl-dev libmicrohttpd-dev
   libcmocka-dev python3 ca-certificates openssl curl yamllint groff-base valgrind
+  prometheus
 )
 # Node.js validates the Kubernetes manifests; machines that have it already
 # (from elsewhere than Debian) keep theirs
