@@ -25,6 +25,10 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && install -d -o optsync -g optsync -m 0700 /var/lib/optsync \
     && install -d -o optsync -g optsync -m 0750 /run/optsync
 COPY --from=build /src/build/optsync /usr/local/bin/optsync
+# shell completion for operators who exec into the container
+RUN install -d /usr/share/bash-completion/completions /usr/share/zsh/vendor-completions \
+    && /usr/local/bin/optsync completion bash > /usr/share/bash-completion/completions/optsync \
+    && /usr/local/bin/optsync completion zsh > /usr/share/zsh/vendor-completions/_optsync
 # The ledger lives on a volume; config and secrets are mounted read-only.
 VOLUME ["/var/lib/optsync"]
 ENV OPTSYNC_CONFIG=/etc/optsync/optsync.toml

@@ -7,7 +7,7 @@
 #include "cli/cli.h"
 #include "util/log.h"
 
-static const struct cli_cmd *const commands[] = {
+const struct cli_cmd *const cli_commands[] = {
     &cmd_run,
     &cmd_sync,
     &cmd_status,
@@ -30,8 +30,10 @@ static const struct cli_cmd *const commands[] = {
     &cmd_backup,
     &cmd_restore,
     &cmd_config_check,
+    &cmd_completion,
     NULL,
 };
+#define commands cli_commands
 
 static void usage(FILE *f)
 {

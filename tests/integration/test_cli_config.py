@@ -87,6 +87,38 @@ class Cli(unittest.TestCase):
             self.assertIn("'%s' needs a subcommand" % group, p.stderr)
             self.assertIn(subs[0], p.stderr)
 
+    def test_shell_completion(self):
+        script = run("completion", "bash").stdout
+        path = self.write("optsync.bash", script)
+        self.assertEqual(subprocess.run(["bash", "-n", path]).returncode, 0)
+
+        def complete(*words):
+            """What bash offers for `optsync WORDS...` (the last word being typed)."""
+            w = " ".join("'%s'" % x for x in ("optsync",) + words)
+            p = subprocess.run(["bash", "-c", 'source %s; COMP_WORDS=(%s); '
+                                'COMP_CWORD=%d; _optsync; printf "%%s\\n" "${COMPREPLY[@]}"'
+                                % (path, w, len(words))], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return set(p.stdout.split())
+        self.assertEqual(complete("con"), {"contact", "conflicts", "config"})
+        self.assertEqual(complete("contact", "sh"), {"show"})
+        self.assertEqual(complete("sync", "--"), {"--once", "--dry-run", "--full", "--json",
+                                                  "--help"})
+        self.assertIn("--expect", complete("audit", "verify", "--e"))
+        self.assertIn("--from", complete("-c", "x.toml", "optout", "a@b.org", "--f"))
+        self.assertEqual(complete("conflicts", "list", "--status", "open", "--j"), {"--json"})
+        # every command of optsync --help can be completed
+        out = run("--help").stdout
+        block = out[out.index("Commands:"):].split("\n\n")[0].splitlines()[1:]
+        names = [l.split()[0] for l in block]
+        self.assertIn("completion", names)
+        for first in set(names):
+            self.assertIn(first, complete(first[:2]) | complete(first))
+        zsh = run("completion", "zsh").stdout
+        self.assertTrue(zsh.startswith("#compdef optsync"))
+        self.assertIn("bashcompinit", zsh)
+        self.assertEqual(run("completion", "fish").returncode, 2)
+
     def test_usage_errors(self):
         self.assertEqual(run().returncode, 2)
         p = run("frobnicate")
