@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "connector/connector.h"
 #include "util/fileio.h"
 
 struct dump {
@@ -71,20 +72,29 @@ static const char check_help[] =
     "  --strict   also fail when a configured secret cannot be read (missing file,\n"
     "             wrong mode); without it, unreadable secrets are warnings, so that\n"
     "             a config can be checked where its secrets are not mounted\n"
+    "  --connect  also log in to Salesforce and describe each configured object:\n"
+    "             every field optsync reads must be visible to the integration\n"
+    "             user, every field it writes writable, every value of\n"
+    "             [salesforce.values] an active picklist value; each problem is\n"
+    "             said in plain words with what to change (implies --strict)\n"
     "\n"
-    "Exit status: 0 valid; 3 invalid (every error is printed as FILE:LINE: KEY: what).\n";
+    "Exit status: 0 valid; 3 invalid (every error is printed as FILE:LINE: KEY: what);\n"
+    "1 --connect: the login failed or Salesforce lacks what optsync needs.\n";
 
 static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 {
-	int json = 0, strict = 0, npos;
+	int json = 0, strict = 0, connect = 0, npos;
 	char *pos[1];
-	const struct cli_opt opts[] = {{"json", NULL, &json}, {"strict", NULL, &strict}, {0}};
+	const struct cli_opt opts[] = {
+	    {"json", NULL, &json}, {"strict", NULL, &strict}, {"connect", NULL, &connect}, {0}};
 	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
 	if (rc)
 		return rc;
 	rc = cli_config(c, e);
 	if (rc)
 		return rc;
+	if (connect)
+		strict = 1;
 	struct dump d = {.f = c->out, .index = -1};
 	cJSON *root = NULL, *secrets = NULL;
 	if (json) {
@@ -129,7 +139,38 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		if (src_rc)
 			fprintf(c->errs, "optsync: %s: %s\n", strict ? "error" : "warning", se.msg);
 	}
+	cJSON *sf = NULL;
+	int sfrc = 0;
+	struct err sfe = {0};
+	if (connect && !bad)
+		sfrc = conn_check_salesforce(c->cfg, &sf, &sfe);
+	if (connect && !bad && !json) {
+		fprintf(c->out, "\n# salesforce\n");
+		if (sfrc) {
+			fprintf(c->out, "# login: FAILED\n");
+		} else {
+			fprintf(c->out, "# login: ok\n");
+			const cJSON *o;
+			cJSON_ArrayForEach(o, cJSON_GetObjectItem(sf, "objects"))
+			{
+				fprintf(
+				    c->out, "# %s: %.0f fields checked, %.0f problems\n", o->string,
+				    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "fields_checked")),
+				    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "problems")));
+			}
+		}
+	}
+	const cJSON *p;
+	cJSON_ArrayForEach(p, cJSON_GetObjectItem(sf, "problems"))
+	    fprintf(c->errs, "optsync: %s\n", p->valuestring);
+	int sf_problems = sf ? cJSON_GetArraySize(cJSON_GetObjectItem(sf, "problems")) : 0;
 	if (json) {
+		if (sf)
+			cJSON_AddItemToObject(root, "salesforce", sf);
+		else if (sfrc)
+			cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "salesforce"),
+			                        "login", sfe.msg);
+		sf = NULL;
 		cJSON_AddBoolToObject(root, "valid", !(strict && bad));
 		char *text = cJSON_Print(root);
 		if (text) {
@@ -138,14 +179,24 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		}
 		cJSON_Delete(root);
 	}
+	cJSON_Delete(sf);
 	if (strict && bad)
 		return err_set(e, ERR_CONFIG, "%d secret(s) cannot be read (--strict)", bad);
+	if (sfrc) {
+		*e = sfe;
+		return sfrc;
+	}
+	if (sf_problems)
+		return err_set(e, ERR_REMOTE,
+		               "%d problem(s) with what Salesforce offers the integration user "
+		               "(listed above)",
+		               sf_problems);
 	return 0;
 }
 
 const struct cli_cmd cmd_config_check = {
     .name = "config check",
-    .usage = "[--json] [--strict]",
+    .usage = "[--json] [--strict] [--connect]",
     .summary = "validate the configuration and print it with secrets redacted",
     .help = check_help,
     .exec = exec_check,

@@ -61,13 +61,10 @@ void conn_close(struct conn *c)
 	free(c);
 }
 
-int conn_sf(struct conn *c, struct sf_client **out, struct err *e)
+int sf_client_of(const struct config *cfg, volatile sig_atomic_t *stop, struct sf_client **out,
+                 struct err *e)
 {
-	if (c->sf) {
-		*out = c->sf;
-		return 0;
-	}
-	const struct config *cfg = c->cfg;
+	*out = NULL;
 	struct sf_options o = {0};
 	o.login_url = cfg->salesforce.login_url;
 	o.audience = cfg->salesforce.audience;
@@ -81,7 +78,7 @@ int conn_sf(struct conn *c, struct sf_client **out, struct err *e)
 	o.ca_file = cfg->salesforce.ca_file;
 	o.connect_timeout_ms = (long)cfg->salesforce.connect_timeout_ms;
 	o.timeout_ms = (long)cfg->salesforce.timeout_ms;
-	o.stop = c->stop;
+	o.stop = stop;
 	char *key = NULL, *secret = NULL, *refresh = NULL;
 	size_t kl = 0, sl = 0, rl = 0;
 	int rc = 0;
@@ -98,12 +95,22 @@ int conn_sf(struct conn *c, struct sf_client **out, struct err *e)
 	o.client_secret = secret;
 	o.refresh_token = refresh;
 	if (rc == 0)
-		rc = sf_client_new(&c->sf, &o, e);
+		rc = sf_client_new(out, &o, e);
 	secret_free(key, kl);
 	secret_free(secret, sl);
 	secret_free(refresh, rl);
-	*out = c->sf;
 	return rc;
+}
+
+int conn_sf(struct conn *c, struct sf_client **out, struct err *e)
+{
+	if (c->sf == NULL) {
+		int rc = sf_client_of(c->cfg, c->stop, &c->sf, e);
+		if (rc)
+			return rc;
+	}
+	*out = c->sf;
+	return 0;
 }
 
 /* ---- emails ---- */

@@ -48,6 +48,16 @@ int conn_admin_check(struct conn *c, const char *name, const char *token, const 
  * email address. out has LEDGER_EMAIL_MAX + 1 bytes. */
 int conn_email_normalize(const char *in, char *out, struct err *e);
 
+/* ---- the connection check (check.c) ---- */
+
+/* Log in to Salesforce with cfg and describe each configured object: every
+ * field optsync reads must be visible to the integration user, every field
+ * it writes visible and writable, every configured picklist value active.
+ * *out: {"login","objects":{...},"problems":[plain-word strings],"ok"}.
+ * Returns 0 with the problems in *out; an error (and *out NULL) when the
+ * login itself fails (its message says what to check). Needs no ledger. */
+int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e);
+
 /* ---- sync ---- */
 
 struct conn_sync_opts {

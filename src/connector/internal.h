@@ -26,6 +26,10 @@ int supp_index_check(struct supp_index *x, struct ledger *l, const uint8_t (*key
                      size_t n, bool *out, struct err *e);
 
 int conn_sf(struct conn *c, struct sf_client **out, struct err *e);
+/* A Salesforce client for cfg, its secrets read now (conn_sf's, and the
+ * connection check's, which has no ledger). */
+int sf_client_of(const struct config *cfg, volatile sig_atomic_t *stop, struct sf_client **out,
+                 struct err *e);
 
 /* Salesforce picklist value <-> enum, through [salesforce.values]. */
 int map_auth_from_sf(const struct config *cfg, const char *s);

@@ -288,3 +288,82 @@ int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
 	free(where);
 	return rc;
 }
+
+/* ---- metadata ---- */
+
+struct sf_describe {
+	cJSON *root; /* the describe answer: {"name", "fields": [...]} */
+};
+
+int sf_describe(struct sf_client *c, const char *object, struct sf_describe **out, struct err *e)
+{
+	*out = NULL;
+	for (const char *p = object; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_'))
+			return err_set(e, ERR_INVALID, "'%.60s' is not an object name", object);
+	char path[256];
+	int n = snprintf(path, sizeof(path), "/services/data/v%s/sobjects/%s/describe",
+	                 c->api_version, object);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return err_set(e, ERR_INVALID, "object name too long: %.60s", object);
+	cJSON *root = NULL;
+	int rc = sf_call(c, "GET", path, NULL, NULL, 0, sf_parse_json, &root, e);
+	if (rc == 0 && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "fields")))
+		rc = err_set(e, ERR_RETRY, "Salesforce's describe of %s has no field list", object);
+	struct sf_describe *d = rc == 0 ? malloc(sizeof(*d)) : NULL;
+	if (rc == 0 && d == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	if (rc) {
+		cJSON_Delete(root);
+		return rc;
+	}
+	d->root = root;
+	*out = d;
+	return 0;
+}
+
+void sf_describe_free(struct sf_describe *d)
+{
+	if (d == NULL)
+		return;
+	cJSON_Delete(d->root);
+	free(d);
+}
+
+static const cJSON *describe_field(const struct sf_describe *d, const char *field)
+{
+	const cJSON *f;
+	cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(d->root, "fields"))
+	{
+		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+		if (name && strcasecmp(name, field) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+bool sf_describe_field(const struct sf_describe *d, const char *field, bool *updateable)
+{
+	const cJSON *f = describe_field(d, field);
+	if (updateable)
+		*updateable = f && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "updateable"));
+	return f != NULL;
+}
+
+int sf_describe_picklist_has(const struct sf_describe *d, const char *field, const char *value)
+{
+	const cJSON *f = describe_field(d, field);
+	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "type"));
+	if (f == NULL || type == NULL || strcmp(type, "picklist") != 0)
+		return -1;
+	const cJSON *v;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(f, "picklistValues"))
+	{
+		const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "value"));
+		if (s && strcmp(s, value) == 0 &&
+		    !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(v, "active")))
+			return 1;
+	}
+	return 0;
+}

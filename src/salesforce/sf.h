@@ -120,6 +120,23 @@ struct sf_result {
 int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
               struct sf_result *results, struct err *e);
 
+/* ---- metadata ---- */
+
+/* An object's describe: the fields the integration user can see. */
+struct sf_describe;
+/* GET sobjects/OBJECT/describe. ERR_REMOTE when Salesforce refuses it (no
+ * such object, no access: NOT_FOUND, INVALID_TYPE); ERR_INVALID for a name
+ * that is not an object name. *out is NULL on failure. */
+int sf_describe(struct sf_client *c, const char *object, struct sf_describe **out,
+                struct err *e);
+void sf_describe_free(struct sf_describe *d); /* NULL is fine */
+/* Whether the user sees field (case-insensitive, as Salesforce names are);
+ * *updateable, when given, whether the user may write it. */
+bool sf_describe_field(const struct sf_describe *d, const char *field, bool *updateable);
+/* 1 when field is a picklist with value among its active values, 0 when it
+ * is a picklist without it, -1 when it is not a picklist (or not seen). */
+int sf_describe_picklist_has(const struct sf_describe *d, const char *field, const char *value);
+
 /* ---- usage ---- */
 
 struct sf_stats {

@@ -11,6 +11,7 @@ REST API documentation describes them (status codes, error bodies, paging):
   GET  /services/data/vNN.N/query/<id>-<n>    the following pages
   PATCH /services/data/vNN.N/composite/sobjects   sObject Collections update
   GET  /services/data/vNN.N/limits
+  GET  /services/data/vNN.N/sobjects/OBJECT/describe   the fields the user sees
 
 with Sforce-Limit-Info on every data response, sessions that expire, and a
 SOQL subset: SELECT fields FROM object [WHERE conditions joined by AND/OR,
@@ -153,10 +154,10 @@ class Parser:
             break
         self.expect_kw("FROM")
         k, obj = self.take()
-        if obj not in FIELDS:
+        if obj not in self.fields_of:
             raise SoqlError("INVALID_TYPE", "sObject type '%s' is not supported." % obj)
         self.obj = obj
-        self.fields = FIELDS[obj]
+        self.fields = self.fields_of[obj]
         sel = [self.field(n) for n in names]
         where = None
         if self.peek()[1] == "WHERE":
@@ -330,6 +331,15 @@ class State:
         self.rotate_refresh = False
         self.now_offset = 0.0
         self.last_stamp = 0
+        # field-level security of the integration user: fields it cannot see
+        # (absent from describe, "No such column" in queries) or not write
+        self.hidden_fields = {}    # object -> [field]
+        self.readonly_fields = {}  # object -> [field]
+
+    def visible_fields(self):
+        return {obj: {f: t for f, t in fields.items()
+                      if f not in self.hidden_fields.get(obj, ())}
+                for obj, fields in FIELDS.items()}
 
     def now(self):
         return time.time() + self.now_offset
@@ -552,6 +562,8 @@ class Handler(BaseHTTPRequestHandler):
             route = "collections"
         elif re.match(r"^/services/data/v\d+\.\d+/limits/?$", path):
             route = "limits"
+        elif re.match(r"^/services/data/v\d+\.\d+/sobjects/[A-Za-z0-9_]+/describe/?$", path):
+            route = "describe"
         else:
             self.send(404, [{"message": "The requested resource does not exist",
                              "errorCode": "NOT_FOUND"}])
@@ -578,10 +590,32 @@ class Handler(BaseHTTPRequestHandler):
                 return self.query_more(path.rsplit("/", 1)[1])
             if route == "collections":
                 return self.collections(raw)
+            if route == "describe":
+                return self.describe(path.split("/")[5])
             if route == "limits":
                 return self.send(200, {"DailyApiRequests": {"Max": st.api_max,
                                                             "Remaining": st.api_max - st.api_used}},
                                  limit_info=True)
+
+    def describe(self, obj):
+        """sobjects/OBJECT/describe: the fields the user sees, as Salesforce
+        describes them (name, type, updateable, picklistValues)."""
+        st = self.server.state
+        fields = st.visible_fields().get(obj)
+        if fields is None:
+            return self.sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        out = []
+        for name, ftype in fields.items():
+            f = {"name": name, "type": ftype, "label": name.replace("__c", "").replace("_", " "),
+                 "custom": name.endswith("__c"), "nillable": name not in READONLY,
+                 "updateable": name not in READONLY and
+                 name not in st.readonly_fields.get(obj, ()),
+                 "picklistValues": [{"value": v, "label": v, "active": True,
+                                     "defaultValue": False} for v in PICKLISTS.get(name, [])]}
+            out.append(f)
+        return self.send(200, {"name": obj, "label": obj, "keyPrefix": PREFIX[obj],
+                               "queryable": True, "updateable": True, "custom": False,
+                               "fields": out}, limit_info=True)
 
     def check_session(self):
         st = self.server.state
@@ -649,7 +683,7 @@ class Handler(BaseHTTPRequestHandler):
         qs = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
         soql = qs.get("q", [""])[0]
         try:
-            obj, sel, where, order, limit = Parser(soql, FIELDS).parse()
+            obj, sel, where, order, limit = Parser(soql, st.visible_fields()).parse()
         except SoqlError as e:
             return self.sf_error(400, e.code, str(e))
         fields = FIELDS[obj]
@@ -750,9 +784,9 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in r.items():
             if k in ("attributes", "id", "Id"):
                 continue
-            if k not in FIELDS[obj]:
+            if k not in FIELDS[obj] or k in st.hidden_fields.get(obj, ()):
                 return ("INVALID_FIELD", "No such column '%s' on sobject of type %s" % (k, obj), [k])
-            if k in READONLY:
+            if k in READONLY or k in st.readonly_fields.get(obj, ()):
                 return ("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: %s" % k, [k])
             if k in PICKLISTS and v is not None and v not in PICKLISTS[k]:
                 return ("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
@@ -806,7 +840,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {"ok": True})
             if path == "/__control/config":
                 for k in ("api_max", "api_used", "session_idle_s", "short_pages", "locator_ttl_s",
-                          "rotate_refresh", "now_offset"):
+                          "rotate_refresh", "now_offset", "hidden_fields", "readonly_fields"):
                     if k in req:
                         setattr(st, k, req[k])
                 if req.get("revoke"):

@@ -621,6 +621,43 @@ class Messages(unittest.TestCase):
         finally:
             e.close()
 
+    def test_config_check_connect(self):
+        e = Env(contacts=1)
+        try:
+            p = e.run("config", "check", "--connect", check=0)
+            self.assertIn("# login: ok", p.stdout)
+            self.assertRegex(p.stdout, r"# Contact: \d+ fields checked, 0 problems")
+            j = e.json("config", "check", "--connect")
+            self.assertTrue(j["salesforce"]["ok"])
+            # what a real org gets wrong: field-level security, a read-only
+            # field, a picklist value named differently
+            e.ctl("POST", "config", {"hidden_fields": {"Contact": ["Consent_Date__c", "Phone"]},
+                                     "readonly_fields": {"Lead": ["HasOptedOutOfEmail"]}})
+            with open(e.config, "a") as f:
+                f.write('[salesforce.values]\nconsent = "Consented"\n')
+            p = e.run("config", "check", "--connect", check=1)
+            err = p.stderr
+            self.assertIn("cannot see Contact.Phone, which optsync reads", err)
+            self.assertIn("Contact has no field Consent_Date__c that the integration user can "
+                          "see (salesforce.fields.consent_date names it)", err)
+            self.assertIn("can read Lead.HasOptedOutOfEmail (salesforce.fields.opted_out) but "
+                          "not write it", err)
+            self.assertIn("Contact.Authorization_Type__c has no active picklist value "
+                          "'Consented' (salesforce.values.consent)", err)
+            self.assertIn("problem(s) with what Salesforce offers", err)
+            j = json.loads(e.run("config", "check", "--connect", "--json", check=1).stdout)
+            self.assertEqual(len(j["salesforce"]["problems"]), 5)  # Lead has the value too
+            # a refused login: exit 1, with the hint
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+            env["OPTSYNC_SALESFORCE_CLIENT_SECRET"] = "wrong"
+            p = subprocess.run([OPTSYNC, "-c", e.config, "config", "check", "--connect"],
+                               env=env, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("# login: FAILED", p.stdout)
+            self.assertIn("My Domain", p.stderr)
+        finally:
+            e.close()
+
     def test_login_refusal_hints_my_domain(self):
         e = Env(contacts=1)
         try:

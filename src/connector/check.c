@@ -1,0 +1,147 @@
+/* optsync config check --connect: log in, describe each configured object,
+ * and say in plain words what is missing: a field, the right to read or
+ * write it, a picklist value. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "connector/internal.h"
+
+struct check {
+	cJSON *problems; /* strings */
+	size_t fields;   /* fields checked */
+};
+
+static void problem(struct check *k, const char *fmt, ...) ERR_PRINTF(2, 3);
+static void problem(struct check *k, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cJSON_AddItemToArray(k->problems, cJSON_CreateString(msg));
+}
+
+/* A field optsync only reads. */
+static void need_read(struct check *k, const struct sf_describe *d, const char *obj,
+                      const char *field)
+{
+	k->fields++;
+	if (!sf_describe_field(d, field, NULL))
+		problem(k,
+		        "the integration user cannot see %s.%s, which optsync reads: give it read "
+		        "access (field-level security, or the optsync Integration permission set)",
+		        obj, field);
+}
+
+/* A field optsync reads and writes, named by salesforce.fields.KEY. */
+static void need_write(struct check *k, const struct sf_describe *d, const char *obj,
+                       const char *field, const char *key)
+{
+	k->fields++;
+	bool updateable = false;
+	if (!sf_describe_field(d, field, &updateable))
+		problem(k,
+		        "%s has no field %s that the integration user can see "
+		        "(salesforce.fields.%s names it): deploy the fields and the permission "
+		        "set optsync ships (its salesforce/ folder) and assign the permission set, "
+		        "or set salesforce.fields.%s to the field's API name",
+		        obj, field, key, key);
+	else if (!updateable)
+		problem(
+		    k,
+		    "the integration user can read %s.%s (salesforce.fields.%s) but not write "
+		    "it, so optsync cannot push opt-outs or compliance facts to it: give it edit "
+		    "access",
+		    obj, field, key);
+}
+
+/* Each enum's configured picklist value is an active value of the field. */
+static void need_values(struct check *k, const struct sf_describe *d, const char *obj,
+                        const char *field, const char *const *keys, const char *const *values,
+                        size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int has = sf_describe_picklist_has(d, field, values[i]);
+		if (has < 0)
+			return; /* not a picklist (a text field), or reported missing above */
+		if (has == 0)
+			problem(k,
+			        "%s.%s has no active picklist value '%s' (salesforce.values.%s): "
+			        "add it "
+			        "to the picklist, or set salesforce.values.%s to the value it has",
+			        obj, field, values[i], keys[i], keys[i]);
+	}
+}
+
+int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
+{
+	*out = NULL;
+	struct sf_client *sf = NULL;
+	int rc = sf_client_of(cfg, NULL, &sf, e);
+	if (rc == 0)
+		rc = sf_login(sf, e);
+	if (rc) {
+		sf_client_free(sf);
+		return rc;
+	}
+	cJSON *doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "login", "ok");
+	cJSON *objs = cJSON_AddObjectToObject(doc, "objects");
+	struct check k = {cJSON_AddArrayToObject(doc, "problems"), 0};
+	const struct config_fields *f = &cfg->salesforce.fields;
+	const struct config_values *v = &cfg->salesforce.values;
+	static const char *const auth_keys[] = {
+	    "consent",         "legitimate_interest", "contract", "legal_obligation",
+	    "vital_interests", "public_interest",     "other"};
+	const char *const auth_values[] = {
+	    v->consent,         v->legitimate_interest, v->contract, v->legal_obligation,
+	    v->vital_interests, v->public_interest,     v->other};
+	static const char *const source_keys[] = {"crm_sync", "import", "manual_upload",
+	                                          "browser_extension", "other"};
+	const char *const source_values[] = {v->crm_sync, v->import, v->manual_upload,
+	                                     v->browser_extension, v->other};
+	for (size_t i = 0; i < cfg->salesforce.nobjects; i++) {
+		const char *obj = cfg->salesforce.objects[i];
+		size_t before = (size_t)cJSON_GetArraySize(k.problems), fields_before = k.fields;
+		struct sf_describe *d = NULL;
+		struct err de = {0};
+		if (sf_describe(sf, obj, &d, &de)) {
+			problem(&k, "cannot describe %s: %s", obj, de.msg);
+			cJSON_AddStringToObject(objs, obj, "cannot describe");
+			continue;
+		}
+		static const char *const read[] = {
+		    "Email", "FirstName",   "LastName",         "Title",
+		    "Phone", "CreatedDate", "LastModifiedDate", "SystemModstamp"};
+		for (size_t j = 0; j < sizeof(read) / sizeof(read[0]); j++)
+			need_read(&k, d, obj, read[j]);
+		if (strcmp(obj, "Lead") == 0) {
+			need_read(&k, d, obj, "Company");
+			need_read(&k, d, obj, "IsConverted");
+		}
+		const struct {
+			const char *key, *field;
+		} written[] = {{"opted_out", f->opted_out},
+		               {"authorization_type", f->authorization_type},
+		               {"authorization_other", f->authorization_other},
+		               {"consent_date", f->consent_date},
+		               {"purpose", f->purpose},
+		               {"source_type", f->source_type},
+		               {"source_other", f->source_other}};
+		for (size_t j = 0; j < sizeof(written) / sizeof(written[0]); j++)
+			need_write(&k, d, obj, written[j].field, written[j].key);
+		need_values(&k, d, obj, f->authorization_type, auth_keys, auth_values, 7);
+		need_values(&k, d, obj, f->source_type, source_keys, source_values, 5);
+		sf_describe_free(d);
+		cJSON *o = cJSON_AddObjectToObject(objs, obj);
+		cJSON_AddNumberToObject(o, "fields_checked", (double)(k.fields - fields_before));
+		cJSON_AddNumberToObject(o, "problems",
+		                        (double)((size_t)cJSON_GetArraySize(k.problems) - before));
+	}
+	sf_client_free(sf);
+	cJSON_AddBoolToObject(doc, "ok", cJSON_GetArraySize(k.problems) == 0);
+	*out = doc;
+	return 0;
+}
