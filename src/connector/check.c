@@ -121,16 +121,9 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 			need_read(&k, d, obj, "Company");
 			need_read(&k, d, obj, "IsConverted");
 		}
-		const struct {
-			const char *key, *field;
-		} written[] = {{"opted_out", f->opted_out},
-		               {"authorization_type", f->authorization_type},
-		               {"authorization_other", f->authorization_other},
-		               {"consent_date", f->consent_date},
-		               {"purpose", f->purpose},
-		               {"source_type", f->source_type},
-		               {"source_other", f->source_other}};
-		for (size_t j = 0; j < sizeof(written) / sizeof(written[0]); j++)
+		struct field_key written[CONFIG_FIELD_KEYS];
+		config_field_keys(cfg, written);
+		for (size_t j = 0; j < CONFIG_FIELD_KEYS; j++)
 			need_write(&k, d, obj, written[j].field, written[j].key);
 		need_values(&k, d, obj, f->authorization_type, auth_keys, auth_values, 7);
 		need_values(&k, d, obj, f->source_type, source_keys, source_values, 5);

@@ -279,6 +279,20 @@ int conn_admin_check(struct conn *c, const char *name, const char *token, const 
 
 /* ---- mapping ---- */
 
+void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIELD_KEYS])
+{
+	const struct config_fields *f = &cfg->salesforce.fields;
+	const struct field_key keys[CONFIG_FIELD_KEYS] = {
+	    {"opted_out", f->opted_out},
+	    {"authorization_type", f->authorization_type},
+	    {"authorization_other", f->authorization_other},
+	    {"consent_date", f->consent_date},
+	    {"purpose", f->purpose},
+	    {"source_type", f->source_type},
+	    {"source_other", f->source_other}};
+	memcpy(out, keys, sizeof(keys));
+}
+
 static int map_from(const char *const *vals, int n, const char *s)
 {
 	for (int i = 0; i < n; i++)

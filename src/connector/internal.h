@@ -31,6 +31,15 @@ int conn_sf(struct conn *c, struct sf_client **out, struct err *e);
 int sf_client_of(const struct config *cfg, volatile sig_atomic_t *stop, struct sf_client **out,
                  struct err *e);
 
+/* The [salesforce.fields] keys with the API names they hold, in order:
+ * the fields optsync reads and writes on every record. */
+#define CONFIG_FIELD_KEYS 7
+struct field_key {
+	const char *key;   /* "consent_date" */
+	const char *field; /* "Consent_Date__c" */
+};
+void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIELD_KEYS]);
+
 /* Salesforce picklist value <-> enum, through [salesforce.values]. */
 int map_auth_from_sf(const struct config *cfg, const char *s);
 int map_source_from_sf(const struct config *cfg, const char *s);

@@ -178,19 +178,11 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 		return;
 	memcpy(field, q, n);
 	field[n] = '\0';
-	const struct config_fields *f = &cfg->salesforce.fields;
-	const struct {
-		const char *key, *value;
-	} keys[] = {{"opted_out", f->opted_out},
-	            {"authorization_type", f->authorization_type},
-	            {"authorization_other", f->authorization_other},
-	            {"consent_date", f->consent_date},
-	            {"purpose", f->purpose},
-	            {"source_type", f->source_type},
-	            {"source_other", f->source_other}};
+	struct field_key keys[CONFIG_FIELD_KEYS];
+	config_field_keys(cfg, keys);
 	const char *key = NULL;
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (keys[i].value && strcasecmp(keys[i].value, field) == 0)
+	for (size_t i = 0; i < CONFIG_FIELD_KEYS; i++)
+		if (keys[i].field && strcasecmp(keys[i].field, field) == 0)
 			key = keys[i].key;
 	char orig[ERR_MSG_MAX];
 	snprintf(orig, sizeof(orig), "%s", e->msg);
@@ -704,20 +696,6 @@ int conn_own_ledger(struct conn *c, struct err *e)
 	return rc;
 }
 
-/* Remove a ledger directory made for a dry run. */
-static void remove_copy(const char *dir)
-{
-	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock"};
-	char p[4096];
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		int n = snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-		if (n > 0 && (size_t)n < sizeof(p))
-			unlink(p);
-	}
-	if (rmdir(dir) != 0)
-		log_warn("sync.dry_run", "could not remove the dry run's copy %s", dir);
-}
-
 /* A dry run: the real cycle on a compacted copy of the ledger, beside it,
  * with Salesforce writes left out. Page after page the copy changes as the
  * ledger would, so the report names every write the real cycle would make,
@@ -751,7 +729,8 @@ static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, s
 		copy->sf = NULL;
 	}
 	conn_close(copy);
-	remove_copy(dir);
+	if (ledger_remove_dir(dir))
+		log_warn("sync.dry_run", "could not remove the dry run's copy %s", dir);
 	free(dir);
 	return rc;
 }

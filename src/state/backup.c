@@ -320,17 +320,16 @@ int ledger_backup_check(const char *file, struct ledger_backup_info *info, struc
 	return rc;
 }
 
-/* Remove the staging directory of an earlier, interrupted restore. */
-static void remove_staging(const char *staging)
+int ledger_remove_dir(const char *dir)
 {
 	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock"};
 	char p[4096];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		int n = snprintf(p, sizeof(p), "%s/%s", staging, files[i]);
+		int n = snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
 		if (n > 0 && (size_t)n < sizeof(p))
 			unlink(p);
 	}
-	rmdir(staging);
+	return rmdir(dir) == 0 || errno == ENOENT ? 0 : -1;
 }
 
 /* state.path must be missing or empty (a volume's lost+found, and what an
@@ -388,7 +387,7 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 		return rc;
 	if ((rc = check_target(opt->path, e)))
 		goto out;
-	remove_staging(staging);
+	ledger_remove_dir(staging);
 	if (mkdir(staging, 0700) != 0) {
 		rc = err_sys(e, ERR_IO, errno, "cannot create %s", staging);
 		goto out;
@@ -438,6 +437,6 @@ out:
 		close(out);
 	if (fd >= 0)
 		close(fd);
-	remove_staging(staging);
+	ledger_remove_dir(staging);
 	return rc;
 }

@@ -363,6 +363,12 @@ int ledger_backup(struct ledger *l, const char *file, struct ledger_backup_info 
  * Not synced to disk. ERR_IO naming the file, ERR_LEDGER. */
 int ledger_copy(struct ledger *l, const char *dir, struct err *e);
 
+/* Remove a closed ledger's directory (what a dry run's copy or a restore's
+ * staging leaves): its files, then the directory. -1 when the directory
+ * stays (it held something else, or could not be removed); a missing one
+ * is fine. */
+int ledger_remove_dir(const char *dir);
+
 /* Check that file is a whole, undamaged backup of a schema this optsync
  * reads. ERR_LEDGER names what is wrong (cut short, damaged, newer schema,
  * not a backup); ERR_IO when it cannot be read. */
