@@ -26,6 +26,7 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 	struct conn *conn;
 	struct config scratch = *c->cfg;
 	char tmp[] = "/tmp/optsync-dry-run-XXXXXX";
+	char path[64]; /* scratch.state.path: lives as long as the connector */
 	int temporary = 0;
 	rc = conn_open(&conn, c->cfg, !dry, NULL, e);
 	if (rc == ERR_LEDGER && dry && access(c->cfg->state.path, F_OK) != 0) {
@@ -33,7 +34,6 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 		 * so that the real state path is not even created */
 		if (mkdtemp(tmp) == NULL)
 			return err_set(e, ERR_IO, "cannot make a temporary directory");
-		char path[64];
 		snprintf(path, sizeof(path), "%s/ledger", tmp);
 		scratch.state.path = path;
 		temporary = 1;
