@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "api/internal.h"
-#include "state/ledger.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/timefmt.h"
@@ -125,10 +124,12 @@ static enum MHD_Result send_json(struct MHD_Connection *con, unsigned status, cJ
 	return send_text(con, status, "application/json", text, strlen(text), NULL, NULL);
 }
 
+/* The one table from error codes to HTTP statuses. */
 static unsigned status_of(int code)
 {
 	switch (code) {
 	case ERR_INVALID:
+	case ERR_EVIDENCE: /* a body without enough evidence, whatever the route */
 		return 422;
 	case ERR_USAGE:
 		return 400;
@@ -142,6 +143,7 @@ static unsigned status_of(int code)
 		return 413;
 	case ERR_LEDGER:
 	case ERR_BUSY:
+	case ERR_NOMEM: /* passing: worth trying again */
 		return 503;
 	case ERR_RATE:
 		return 429;
@@ -268,24 +270,11 @@ static int admin_of(struct sidecar *s, struct MHD_Connection *con, const char *e
 		return err_set(e, ERR_BUSY, "admin checks are all in use; try again in 1 s");
 	}
 	const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Optsync-Admin");
-	const char *colon = h ? strchr(h, ':') : NULL;
-	int rc;
-	if (colon == NULL || (size_t)(colon - h) >= cap) {
-		conn_admin_check(s->conn, NULL, NULL, email, e);
-		rc = err_set(e, ERR_REFUSED, "this route needs X-Optsync-Admin: NAME:TOKEN");
-	} else {
-		memcpy(name, h, (size_t)(colon - h));
-		name[colon - h] = '\0';
-		rc = conn_admin_check(s->conn, name, colon + 1, email, e);
-	}
+	int rc = conn_admin_actor_header(s->conn, h, email, who, name, cap, e);
 	sem_post(&s->admin_slots);
 	if (rc == ERR_REFUSED)
 		ratelimit_hit(s->admin_fails, key, kl, now);
-	if (rc)
-		return rc;
-	who->origin = LEDGER_ORIGIN_ADMIN;
-	who->name = name;
-	return 0;
+	return rc;
 }
 
 /* ---- request bodies ---- */
@@ -338,7 +327,7 @@ struct ctx {
 	int retry_after; /* seconds, for a 429 or 503 that says when to come back */
 };
 
-static const struct conn_actor api_actor = {LEDGER_ORIGIN_LOCAL, "api"};
+static const struct conn_actor api_actor = {CONN_ORIGIN_LOCAL, "api"};
 
 static enum MHD_Result reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status)
 {
@@ -408,18 +397,15 @@ int api_conflict_path(const char *rest, uint64_t *id)
 	*id = 0;
 	if (*rest == '\0')
 		return API_CONFLICTS_LIST;
-	if (*rest++ != '/' || *rest < '1' || *rest > '9')
+	if (*rest++ != '/')
 		return -1;
-	uint64_t v = 0;
-	for (; *rest >= '0' && *rest <= '9'; rest++) {
-		if (v > (UINT64_MAX - (uint64_t)(*rest - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*rest - '0');
-	}
-	*id = v;
-	if (*rest == '\0')
+	size_t n = strcspn(rest, "/");
+	struct err e;
+	if (conn_conflict_id_parse(rest, n, id, &e))
+		return -1;
+	if (rest[n] == '\0')
 		return API_CONFLICT_SHOW;
-	return strcmp(rest, "/resolve") == 0 ? API_CONFLICT_RESOLVE : -1;
+	return strcmp(rest + n, "/resolve") == 0 ? API_CONFLICT_RESOLVE : -1;
 }
 
 static enum MHD_Result contact_routes(struct ctx *c, char *rest)
@@ -506,9 +492,6 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 			ev.evidence_ref = jstr(c->body, "evidence_ref");
 			ev.evidence_sha256 = jstr(c->body, "evidence_sha256");
 			rc = conn_resubscribe(c->s->conn, &who, email, &ev, &doc, &c->e);
-			/* missing evidence is a bad request body, not a bad credential */
-			if (rc == ERR_REFUSED)
-				rc = ERR_INVALID;
 		}
 		if (rc == 0)
 			sidecar_kick(c->s);
@@ -641,7 +624,7 @@ static enum MHD_Result batch(struct ctx *c)
 	if (in == NULL || msgs == NULL) {
 		free(in);
 		free(msgs);
-		return send_error(c->con, 503, "out of memory");
+		return send_error(c->con, status_of(ERR_NOMEM), "out of memory");
 	}
 	int i = 0;
 	const cJSON *it;
@@ -707,13 +690,9 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 		const char *st =
 		    MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "status");
 		enum conn_conflict_filter f = CONN_CONFLICTS_OPEN;
-		if (st && strcmp(st, "resolved") == 0)
-			f = CONN_CONFLICTS_RESOLVED;
-		else if (st && strcmp(st, "all") == 0)
-			f = CONN_CONFLICTS_ALL;
-		else if (st && strcmp(st, "open") != 0)
-			return send_error(c->con, 400, "status must be open, resolved or all");
-		rc = conn_conflicts_list(c->s->conn, f, &doc, &c->e);
+		rc = st ? conn_conflict_filter_parse(st, &f, &c->e) : 0;
+		if (rc == 0)
+			rc = conn_conflicts_list(c->s->conn, f, &doc, &c->e);
 		return reply(c, rc, doc, 200);
 	}
 	if (kind == API_CONFLICT_RESOLVE && strcmp(c->method, "POST") == 0) {
@@ -725,23 +704,9 @@ static enum MHD_Result conflicts(struct ctx *c, const char *rest)
 		rc = admin_of(c->s, c->con, NULL, &who, name, sizeof(name), &c->retry_after, &c->e);
 		if (rc == 0)
 			rc = check_keys(c->body, keys, &c->e);
-		const char *action = rc == 0 ? jstr(c->body, "action") : NULL;
 		enum conn_resolution how = CONN_KEEP_OPTOUT;
-		if (rc == 0) {
-			if (action && strcmp(action, "keep_optout") == 0)
-				how = CONN_KEEP_OPTOUT;
-			else if (action && strcmp(action, "resubscribe") == 0)
-				how = CONN_RESUBSCRIBE;
-			else if (action && strcmp(action, "take_salesforce") == 0)
-				how = CONN_TAKE_SALESFORCE;
-			else if (action && strcmp(action, "take_local") == 0)
-				how = CONN_TAKE_LOCAL;
-			else
-				rc = err_set(
-				    &c->e, ERR_INVALID,
-				    "action must be keep_optout, resubscribe, take_salesforce "
-				    "or take_local");
-		}
+		if (rc == 0)
+			rc = conn_resolution_parse(jstr(c->body, "action"), &how, &c->e);
 		if (rc == 0)
 			rc = jtime(c->body, "consent_date", &ev.consent_date, &c->e);
 		if (rc == 0) {
@@ -973,10 +938,10 @@ static enum MHD_Result metrics(struct ctx *c)
 	           "optsync_backups_total{result=\"ok\"} %llu\n"
 	           "optsync_backups_total{result=\"failed\"} %llu\n",
 	           (unsigned long long)m.cycles_ok, (unsigned long long)m.cycles_failed,
-	           (unsigned long long)m.pulled[LEDGER_OBJ_CONTACT],
-	           (unsigned long long)m.pulled[LEDGER_OBJ_LEAD],
-	           (unsigned long long)m.pushed[LEDGER_OBJ_CONTACT],
-	           (unsigned long long)m.pushed[LEDGER_OBJ_LEAD], (unsigned long long)m.webhook_ok,
+	           (unsigned long long)m.pulled[CONN_OBJ_CONTACT],
+	           (unsigned long long)m.pulled[CONN_OBJ_LEAD],
+	           (unsigned long long)m.pushed[CONN_OBJ_CONTACT],
+	           (unsigned long long)m.pushed[CONN_OBJ_LEAD], (unsigned long long)m.webhook_ok,
 	           (unsigned long long)m.webhook_failed, (unsigned long long)m.backups_ok,
 	           (unsigned long long)m.backups_failed);
 	if (m.last_backup_at)

@@ -24,7 +24,7 @@
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
 	uint64_t cycles_ok, cycles_failed;
-	uint64_t pulled[3], pushed[3];         /* by object (LEDGER_OBJ_*) */
+	uint64_t pulled[3], pushed[3];         /* by object (enum conn_object) */
 	uint64_t requests[N_ROUTES][N_STATUS]; /* by route, by status */
 	uint64_t latency[N_BUCKETS + 1];
 	double latency_sum;

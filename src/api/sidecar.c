@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "api/internal.h"
-#include "state/ledger.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/timefmt.h"
@@ -45,14 +44,14 @@ static void note_cycle(struct sidecar *s, int rc, const cJSON *report)
 	else
 		s->m.cycles_failed++;
 	const cJSON *pulled = cJSON_GetObjectItem(report, "pulled");
-	s->m.pulled[LEDGER_OBJ_CONTACT] += (uint64_t)cJSON_GetNumberValue(
+	s->m.pulled[CONN_OBJ_CONTACT] += (uint64_t)cJSON_GetNumberValue(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Contact"), "records"));
-	s->m.pulled[LEDGER_OBJ_LEAD] += (uint64_t)cJSON_GetNumberValue(
+	s->m.pulled[CONN_OBJ_LEAD] += (uint64_t)cJSON_GetNumberValue(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Lead"), "records"));
 	const cJSON *by = cJSON_GetObjectItem(cJSON_GetObjectItem(report, "pushes"), "by_object");
-	s->m.pushed[LEDGER_OBJ_CONTACT] +=
+	s->m.pushed[CONN_OBJ_CONTACT] +=
 	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Contact"));
-	s->m.pushed[LEDGER_OBJ_LEAD] +=
+	s->m.pushed[CONN_OBJ_LEAD] +=
 	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Lead"));
 	pthread_mutex_unlock(&s->mu);
 }

@@ -12,7 +12,6 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
-#include "state/ledger.h"
 #include "util/csv.h"
 #include "util/timefmt.h"
 

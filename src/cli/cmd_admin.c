@@ -7,7 +7,6 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
-#include "state/ledger.h"
 
 static int exec_hash(struct cli *c, int argc, char **argv, struct err *e)
 {
@@ -63,9 +62,7 @@ static int exec_verify(struct cli *c, int argc, char **argv, struct err *e)
 	cli_print(c, json, out);
 	cJSON_Delete(out);
 	conn_close(conn);
-	if (rc == ERR_INVALID)
-		rc = ERR_LEDGER; /* exit 5: the ledger was tampered with */
-	return rc;
+	return rc; /* ERR_LEDGER, exit 5: the ledger was tampered with */
 }
 
 const struct cli_cmd cmd_audit_verify = {
@@ -90,7 +87,7 @@ const struct cli_cmd cmd_audit_verify = {
 
 static int exec_retention(struct cli *c, int argc, char **argv, struct err *e)
 {
-	static const struct conn_actor actor = {LEDGER_ORIGIN_LOCAL, "cli"};
+	static const struct conn_actor actor = {CONN_ORIGIN_LOCAL, "cli"};
 	int json = 0, dry = 0, npos;
 	char *pos[1];
 	const struct cli_opt opts[] = {{"dry-run", NULL, &dry}, {"json", NULL, &json}, {0}};

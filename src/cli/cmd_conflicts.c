@@ -1,24 +1,11 @@
 /* optsync conflicts list|show|resolve */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "connector/connector.h"
-#include "state/ledger.h"
 #include "util/timefmt.h"
-
-static int parse_id(const char *s, uint64_t *id, struct err *e)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *s == '\0' || *end != '\0' || v == 0 || s[0] == '-')
-		return err_set(e, ERR_USAGE, "'%s' is not a conflict ID", s);
-	*id = v;
-	return 0;
-}
 
 /* "3h" / "2d" / "40s": how long ago at was. */
 static void age(const char *at, char *out, size_t cap)
@@ -74,13 +61,9 @@ static int exec_list(struct cli *c, int argc, char **argv, struct err *e)
 	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
 	if (rc)
 		return rc;
-	enum conn_conflict_filter f = strcmp(status, "open") == 0       ? CONN_CONFLICTS_OPEN
-	                              : strcmp(status, "resolved") == 0 ? CONN_CONFLICTS_RESOLVED
-	                              : strcmp(status, "all") == 0
-	                                  ? CONN_CONFLICTS_ALL
-	                                  : (enum conn_conflict_filter) - 1;
-	if ((int)f < 0)
-		return err_set(e, ERR_USAGE, "--status must be open, resolved or all");
+	enum conn_conflict_filter f;
+	if ((rc = conn_conflict_filter_parse(status, &f, e)))
+		return rc;
 	struct conn *conn;
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
@@ -113,7 +96,7 @@ static int exec_show(struct cli *c, int argc, char **argv, struct err *e)
 	if (rc == 0 && npos != 1)
 		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
 	if (rc == 0)
-		rc = parse_id(pos[0], &id, e);
+		rc = conn_conflict_id_parse(pos[0], strlen(pos[0]), &id, e);
 	if (rc)
 		return rc;
 	struct conn *conn;
@@ -152,25 +135,26 @@ static int exec_resolve(struct cli *c, int argc, char **argv, struct err *e)
 	if (rc == 0 && npos != 1)
 		rc = err_set(e, ERR_USAGE, "a conflict ID is needed");
 	if (rc == 0)
-		rc = parse_id(pos[0], &id, e);
+		rc = conn_conflict_id_parse(pos[0], strlen(pos[0]), &id, e);
 	if (rc)
 		return rc;
 	if (keep + resub + (take != NULL) != 1)
 		return err_set(
 		    e, ERR_USAGE,
 		    "give one of --keep-optout, --resubscribe or --take salesforce|local");
-	enum conn_resolution how = keep    ? CONN_KEEP_OPTOUT
-	                           : resub ? CONN_RESUBSCRIBE
-	                                   : CONN_TAKE_LOCAL;
-	if (take) {
-		if (strcmp(take, "salesforce") == 0)
-			how = CONN_TAKE_SALESFORCE;
-		else if (strcmp(take, "local") != 0)
-			return err_set(e, ERR_USAGE, "--take must be salesforce or local");
-	}
+	/* the flags name the API's actions: one parser serves both */
+	char action[64];
+	snprintf(action, sizeof(action), "%s%.20s",
+	         keep    ? "keep_optout"
+	         : resub ? "resubscribe"
+	                 : "take_",
+	         take ? take : "");
+	enum conn_resolution how;
+	if (conn_resolution_parse(action, &how, e))
+		return err_set(e, ERR_USAGE, "--take must be salesforce or local");
 	if (resub) {
 		if (date == NULL || ev.purpose == NULL || ev.evidence_ref == NULL)
-			return err_set(e, ERR_REFUSED,
+			return err_set(e, ERR_EVIDENCE,
 			               "--resubscribe needs --consent-date, --purpose "
 			               "and --evidence-ref");
 		if ((rc = cli_date("consent-date", date, &ev.consent_date, e)))
@@ -189,7 +173,7 @@ static int exec_resolve(struct cli *c, int argc, char **argv, struct err *e)
 		cli_print(c, json, doc);
 	cJSON_Delete(doc);
 	conn_close(conn);
-	return rc == ERR_INVALID ? ERR_USAGE : rc;
+	return rc;
 }
 
 const struct cli_cmd cmd_conflicts_resolve = {

@@ -5,9 +5,8 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
-#include "state/ledger.h"
 
-static const struct conn_actor cli_actor = {LEDGER_ORIGIN_LOCAL, "cli"};
+static const struct conn_actor cli_actor = {CONN_ORIGIN_LOCAL, "cli"};
 
 static int one_email(int argc, char **argv, const struct cli_opt *opts, const char **email,
                      struct err *e)
@@ -291,7 +290,7 @@ static int exec_resubscribe(struct cli *c, int argc, char **argv, struct err *e)
 	if (rc)
 		return rc;
 	if (date == NULL || ev.purpose == NULL || ev.evidence_ref == NULL)
-		return err_set(e, ERR_REFUSED,
+		return err_set(e, ERR_EVIDENCE,
 		               "a re-subscribe needs --consent-date, --purpose and --evidence-ref");
 	if ((rc = cli_date("consent-date", date, &ev.consent_date, e)))
 		return rc;

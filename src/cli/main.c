@@ -77,6 +77,7 @@ static int exit_code(int code)
 	case ERR_CONFIG:
 		return 3;
 	case ERR_REFUSED:
+	case ERR_EVIDENCE:
 		return 4;
 	case ERR_LEDGER:
 		return 5;

@@ -9,7 +9,6 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
-#include "state/ledger.h"
 #include "util/timefmt.h"
 
 int cli_conn(struct cli *c, bool create, struct conn **out, struct err *e)
@@ -194,15 +193,9 @@ int cli_admin(struct cli *c, struct conn *conn, const char *email, struct conn_a
 		if (token == NULL && prompt("admin token", 0, tokbuf, sizeof(tokbuf)) == 0)
 			token = tokbuf;
 	}
-	if (name != namebuf && name)
-		snprintf(namebuf, cap, "%s", name);
-	int rc = conn_admin_check(conn, name, token, email, e);
+	int rc = conn_admin_actor(conn, name, token, email, who, namebuf, cap, e);
 	OPENSSL_cleanse(tokbuf, sizeof(tokbuf));
-	if (rc)
-		return rc;
-	who->origin = LEDGER_ORIGIN_ADMIN;
-	who->name = namebuf;
-	return 0;
+	return rc;
 }
 
 int cli_date(const char *opt, const char *s, int64_t *ms, struct err *e)

@@ -26,9 +26,14 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
               struct err *e);
 void conn_close(struct conn *c);
 
+/* Where a change comes from, as the history records it. */
+enum conn_origin { CONN_ORIGIN_LOCAL = 2, CONN_ORIGIN_ADMIN = 3 };
+/* The Salesforce objects optsync syncs, as reports count them. */
+enum conn_object { CONN_OBJ_CONTACT = 1, CONN_OBJ_LEAD = 2 };
+
 /* Who acts: shown in the history. */
 struct conn_actor {
-	int origin;       /* LEDGER_ORIGIN_LOCAL or LEDGER_ORIGIN_ADMIN */
+	int origin;       /* enum conn_origin */
 	const char *name; /* admin name, or "cli" / "api" */
 };
 
@@ -41,6 +46,16 @@ int conn_admin_hash(const char *token, size_t len, char *out, size_t cap, struct
  * person. */
 int conn_admin_check(struct conn *c, const char *name, const char *token, const char *email,
                      struct err *e);
+
+/* An admin as the actor of what follows: name and token checked as
+ * conn_admin_check does; on success who->name is namebuf (cap bytes, which
+ * receives the name). ERR_REFUSED otherwise (recorded, as there). */
+int conn_admin_actor(struct conn *c, const char *name, const char *token, const char *email,
+                     struct conn_actor *who, char *namebuf, size_t cap, struct err *e);
+/* The same from "NAME:TOKEN" (the X-Optsync-Admin header); a missing or
+ * malformed value is ERR_REFUSED. */
+int conn_admin_actor_header(struct conn *c, const char *header, const char *email,
+                            struct conn_actor *who, char *namebuf, size_t cap, struct err *e);
 
 /* ---- emails ---- */
 
@@ -164,10 +179,18 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 int conn_contact_export_csv(struct conn *c, const char *email, char **out, struct err *e);
 
 enum conn_conflict_filter { CONN_CONFLICTS_OPEN, CONN_CONFLICTS_RESOLVED, CONN_CONFLICTS_ALL };
+/* What both adapters take: a conflict id (s[0..len): digits only, from 1,
+ * no sign, space or leading zero, at most 2^64-1) and a filter ("open",
+ * "resolved", "all"): ERR_USAGE naming the input; a resolution
+ * ("keep_optout", "resubscribe", "take_salesforce", "take_local"):
+ * ERR_INVALID. */
+int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e);
+int conn_conflict_filter_parse(const char *s, enum conn_conflict_filter *f, struct err *e);
 int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e);
 int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e);
 
 enum conn_resolution { CONN_KEEP_OPTOUT, CONN_RESUBSCRIBE, CONN_TAKE_SALESFORCE, CONN_TAKE_LOCAL };
+int conn_resolution_parse(const char *s, enum conn_resolution *how, struct err *e);
 int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t id,
                           enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
                           struct err *e);
@@ -186,10 +209,10 @@ int conn_ping(struct conn *c, struct err *e);
  * says so, and nothing done. */
 int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
                        struct err *e);
-/* ERR_INVALID when the history chain is broken, or when expect ("SEQ:HASH",
+/* ERR_LEDGER when the history chain is broken, or when expect ("SEQ:HASH",
  * a head recorded from an earlier check) is not in the chain with that
  * hash; ERR_USAGE when expect is malformed. *out describes the check, with
- * the head (seq, hash) to record; it is set on ERR_INVALID too. */
+ * the head (seq, hash) to record; it is set on ERR_LEDGER too. */
 int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct err *e);
 
 /* Whether each email is suppressed (known and opted out): one read

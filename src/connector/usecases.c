@@ -527,7 +527,7 @@ static int resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		char out_at[TIME_STR_MAX], given[TIME_STR_MAX];
 		time_format(p->opted_out_at, out_at);
 		time_format(ev->consent_date, given);
-		return err_set(e, ERR_REFUSED,
+		return err_set(e, ERR_EVIDENCE,
 		               "the consent date %s is not later than the opt-out of %s; evidence "
 		               "of consent given before the opt-out cannot re-subscribe",
 		               given, out_at);
@@ -561,11 +561,11 @@ static int check_evidence(const struct conn_evidence *ev, struct err *e)
 {
 	if (ev->consent_date == 0 || ev->purpose == NULL || !*ev->purpose ||
 	    ev->evidence_ref == NULL || !*ev->evidence_ref)
-		return err_set(e, ERR_REFUSED,
+		return err_set(e, ERR_EVIDENCE,
 		               "a re-subscribe needs new consent evidence: a consent date, a "
 		               "purpose and an evidence reference");
 	if (ev->consent_date > time_now_ms() + 5 * 60 * 1000)
-		return err_set(e, ERR_REFUSED, "the consent date is in the future");
+		return err_set(e, ERR_EVIDENCE, "the consent date is in the future");
 	if (strlen(ev->purpose) > LEDGER_TEXT_MAX || strlen(ev->evidence_ref) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "purpose or evidence reference longer than %d bytes",
 		               LEDGER_TEXT_MAX);
@@ -1048,7 +1048,7 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	case CONN_TAKE_SALESFORCE:
 		if (cf->kind == LEDGER_CONFLICT_RESUBSCRIBE)
 			rc = err_set(
-			    e, ERR_REFUSED,
+			    e, ERR_EVIDENCE,
 			    "taking Salesforce's opt-in would re-subscribe without evidence; "
 			    "use --resubscribe with new consent evidence, or --keep-optout");
 		else if (cf->kind == LEDGER_CONFLICT_INVALID_VALUE)
@@ -1314,7 +1314,7 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
 		if (rc)
 			cJSON_ReplaceItemInObject(o, "ok", cJSON_CreateFalse());
 	}
-	if (rc == ERR_INVALID && rep.first_bad) {
+	if (rc == ERR_LEDGER && rep.first_bad) {
 		cJSON_AddNumberToObject(o, "first_bad_event", (double)rep.first_bad);
 		cJSON_AddStringToObject(o, "why", rep.why);
 	}

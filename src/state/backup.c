@@ -419,9 +419,6 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 	ledger_close(l);
 	if (rc) {
 		err_prefix(e, "the backup %s does not verify, nothing was restored: ", file);
-		rc = ERR_LEDGER;
-		if (e)
-			e->code = rc;
 		goto out;
 	}
 	if (rename(data, final) != 0) {

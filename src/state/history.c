@@ -888,7 +888,7 @@ static int verify_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		}
 	}
 	if (bad)
-		return err_set(e, ERR_INVALID, "history chain broken at event %llu: %s",
+		return err_set(e, ERR_LEDGER, "history chain broken at event %llu: %s",
 		               (unsigned long long)rep->first_bad, rep->why);
 	return 0;
 }

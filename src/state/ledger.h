@@ -327,7 +327,7 @@ struct ledger_verify_report {
 	bool at_found;         /* ledger_verify_at: event `at` is in the chain */
 	uint8_t at_hash[32];   /* ... and its hash H(at) */
 };
-/* Recompute the chain from the first event; ERR_INVALID (with report) when
+/* Recompute the chain from the first event; ERR_LEDGER (with report) when
  * any event was altered, removed or reordered. A stub left by retention
  * keeps its link and hash, so the events around it are still checked, and
  * the stubs that name a retention event must be exactly as many as that

@@ -97,6 +97,8 @@ const char *err_code_name(int code)
 		return "rate";
 	case ERR_PARTIAL:
 		return "partial";
+	case ERR_EVIDENCE:
+		return "evidence";
 	case ERR_INTERNAL:
 		return "internal";
 	default:

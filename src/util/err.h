@@ -26,6 +26,7 @@ enum err_code {
 	ERR_BUSY = -14,     /* a bounded resource is in use; try again shortly */
 	ERR_RATE = -15,     /* too many failures from one client; try again later */
 	ERR_PARTIAL = -16,  /* a bulk run applied the valid rows and rejected others */
+	ERR_EVIDENCE = -17, /* consent evidence missing or not enough (exit 4, HTTP 422) */
 };
 
 #define ERR_MSG_MAX 512

@@ -550,8 +550,19 @@ class Api(unittest.TestCase):
         self.assertEqual(c["kind"], "resubscribe")
         url = "/v1/conflicts/%d/resolve" % c["id"]
         self.assertEqual(self.s.request("POST", url, {"action": "keep_optout"})[0], 403)
+        # not enough evidence: 422 on this route as on /resubscribe (one status
+        # table); wrong credentials stay 403
         self.assertEqual(self.s.request("POST", url, {"action": "take_salesforce"},
-                                        admin="alice:" + ADMIN_TOKEN)[0], 403)
+                                        admin="alice:" + ADMIN_TOKEN)[0], 422)
+        st, r = self.s.request("POST", url, {"action": "resubscribe"},
+                               admin="alice:" + ADMIN_TOKEN)
+        self.assertEqual((st, r["error"]["code"]), (422, "invalid"))
+        self.assertEqual(self.s.request("POST", url, {"action": "keep_optout"},
+                                        admin="alice:wrong-token")[0], 403)
+        self.assertEqual(self.s.request("POST", url, {"action": "discard"},
+                                        admin="alice:" + ADMIN_TOKEN)[0], 422)
+        self.assertEqual(self.s.get("/v1/conflicts?status=closed")[0], 400)
+        self.assertEqual(self.s.get("/v1/conflicts/+7")[0], 404)
         st, r = self.s.request("POST", url, {"action": "keep_optout"}, admin="alice:" + ADMIN_TOKEN)
         self.assertEqual((st, r["status"]), (200, "resolved"))
         self.assertEqual(self.s.get("/v1/conflicts?status=open")[1]["conflicts"], [])

@@ -598,6 +598,15 @@ class Rules(unittest.TestCase):
         e.run("contact", "show", "nobody@example.com", check=1)
         e.run("sync", check=2)  # --once is required
         e.run("conflicts", "show", "abc", check=2)
+        # one parser for the CLI and the API: what the path refuses, the CLI
+        # refuses too (" -1" used to become 18446744073709551615)
+        for bad in ("+7", " -1", "007", "0", "7 ", "18446744073709551616"):
+            p = e.run("conflicts", "show", bad, check=2)
+            self.assertIn("is not a conflict ID", p.stderr)
+        e.run("conflicts", "show", "-1", check=2)  # an unknown option
+        e.run("conflicts", "show", "18446744073709551615", check=1)  # valid, not there
+        e.run("conflicts", "list", "--status", "closed", check=2)
+        e.run("conflicts", "resolve", "1", "--take", "remote", check=2)
 
 
 class Messages(unittest.TestCase):

@@ -313,7 +313,7 @@ static void test_tamper_detected(void **state)
 	l = open_ledger(1 << 20, 1 << 24);
 	struct ledger_verify_report rep;
 	struct err e = {0};
-	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
 	assert_true(rep.first_bad == 3);
 	assert_non_null(strstr(e.msg, "event 3"));
 	ledger_close(l);
@@ -331,20 +331,20 @@ static void test_tamper_last_and_removed(void **state)
 	l = open_ledger(1 << 20, 1 << 24);
 	struct ledger_verify_report rep;
 	struct err e = {0};
-	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
 	assert_true(rep.first_bad == 4);
 	ledger_close(l);
 	/* removing the last event */
 	raw_edit("history", k4, 8, delete_it);
 	l = open_ledger(1 << 20, 1 << 24);
-	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
 	assert_non_null(strstr(rep.why, "missing at the end"));
 	ledger_close(l);
 	/* removing one in the middle */
 	uint8_t k2[8] = {0, 0, 0, 0, 0, 0, 0, 2};
 	raw_edit("history", k2, 8, delete_it);
 	l = open_ledger(1 << 20, 1 << 24);
-	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
 	assert_true(rep.first_bad == 2);
 	assert_non_null(strstr(rep.why, "gap"));
 	ledger_close(l);
@@ -939,7 +939,7 @@ static void test_retention(void **state)
 	raw_edit("history", k2, 8, grab_prev_hash);
 	raw_edit("history", k1, 8, forge_stub);
 	l = open_ledger(1 << 20, 1 << 24);
-	assert_int_equal(ledger_verify(l, &rep, &e), ERR_INVALID);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
 	assert_true(rep.first_bad == 8);
 	assert_non_null(strstr(e.msg, "purged 4 events, but 5 purged events name it"));
 	ledger_close(l);
