@@ -57,13 +57,15 @@ static void need_write(struct check *k, const struct sf_describe *d, const char 
 		    obj, field, key);
 }
 
-/* Each enum's configured picklist value is an active value of the field. */
-static void need_values(struct check *k, const struct sf_describe *d, const char *obj,
-                        const char *field, const char *const *keys, const char *const *values,
-                        size_t n)
+/* Each enum member's configured picklist value is an active value of the
+ * field (typebit: which enum). */
+static void need_values(struct check *k, const struct config *cfg, const struct sf_describe *d,
+                        const char *obj, const char *field, uint32_t typebit)
 {
+	struct picklist_entry t[PICKLIST_MAX];
+	size_t n = picklist_of(cfg, typebit, t);
 	for (size_t i = 0; i < n; i++) {
-		int has = sf_describe_picklist_has(d, field, values[i]);
+		int has = sf_describe_picklist_has(d, field, t[i].value);
 		if (has < 0)
 			return; /* not a picklist (a text field), or reported missing above */
 		if (has == 0)
@@ -71,7 +73,7 @@ static void need_values(struct check *k, const struct sf_describe *d, const char
 			        "%s.%s has no active picklist value '%s' (salesforce.values.%s): "
 			        "add it "
 			        "to the picklist, or set salesforce.values.%s to the value it has",
-			        obj, field, values[i], keys[i], keys[i]);
+			        obj, field, t[i].value, t[i].key, t[i].key);
 	}
 }
 
@@ -91,17 +93,6 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 	cJSON *objs = cJSON_AddObjectToObject(doc, "objects");
 	struct check k = {cJSON_AddArrayToObject(doc, "problems"), 0};
 	const struct config_fields *f = &cfg->salesforce.fields;
-	const struct config_values *v = &cfg->salesforce.values;
-	static const char *const auth_keys[] = {
-	    "consent",         "legitimate_interest", "contract", "legal_obligation",
-	    "vital_interests", "public_interest",     "other"};
-	const char *const auth_values[] = {
-	    v->consent,         v->legitimate_interest, v->contract, v->legal_obligation,
-	    v->vital_interests, v->public_interest,     v->other};
-	static const char *const source_keys[] = {"crm_sync", "import", "manual_upload",
-	                                          "browser_extension", "other"};
-	const char *const source_values[] = {v->crm_sync, v->import, v->manual_upload,
-	                                     v->browser_extension, v->other};
 	for (size_t i = 0; i < cfg->salesforce.nobjects; i++) {
 		const char *obj = cfg->salesforce.objects[i];
 		size_t before = (size_t)cJSON_GetArraySize(k.problems), fields_before = k.fields;
@@ -125,8 +116,8 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 		config_field_keys(cfg, written);
 		for (size_t j = 0; j < CONFIG_FIELD_KEYS; j++)
 			need_write(&k, d, obj, written[j].field, written[j].key);
-		need_values(&k, d, obj, f->authorization_type, auth_keys, auth_values, 7);
-		need_values(&k, d, obj, f->source_type, source_keys, source_values, 5);
+		need_values(&k, cfg, d, obj, f->authorization_type, LEDGER_F_AUTH_TYPE);
+		need_values(&k, cfg, d, obj, f->source_type, LEDGER_F_SOURCE_TYPE);
 		sf_describe_free(d);
 		cJSON *o = cJSON_AddObjectToObject(objs, obj);
 		cJSON_AddNumberToObject(o, "fields_checked", (double)(k.fields - fields_before));

@@ -293,48 +293,6 @@ void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIE
 	memcpy(out, keys, sizeof(keys));
 }
 
-static int map_from(const char *const *vals, int n, const char *s)
-{
-	for (int i = 0; i < n; i++)
-		if (vals[i] && strcmp(vals[i], s) == 0)
-			return i + 1;
-	return -1;
-}
-
-int map_auth_from_sf(const struct config *cfg, const char *s)
-{
-	const struct config_values *v = &cfg->salesforce.values;
-	const char *const vals[] = {
-	    v->consent,         v->legitimate_interest, v->contract, v->legal_obligation,
-	    v->vital_interests, v->public_interest,     v->other};
-	return map_from(vals, 7, s);
-}
-
-int map_source_from_sf(const struct config *cfg, const char *s)
-{
-	const struct config_values *v = &cfg->salesforce.values;
-	const char *const vals[] = {v->crm_sync, v->import, v->manual_upload, v->browser_extension,
-	                            v->other};
-	return map_from(vals, 5, s);
-}
-
-const char *map_auth_to_sf(const struct config *cfg, int x)
-{
-	const struct config_values *v = &cfg->salesforce.values;
-	const char *const vals[] = {
-	    v->consent,         v->legitimate_interest, v->contract, v->legal_obligation,
-	    v->vital_interests, v->public_interest,     v->other};
-	return x >= 1 && x <= 7 ? vals[x - 1] : NULL;
-}
-
-const char *map_source_to_sf(const struct config *cfg, int x)
-{
-	const struct config_values *v = &cfg->salesforce.values;
-	const char *const vals[] = {v->crm_sync, v->import, v->manual_upload, v->browser_extension,
-	                            v->other};
-	return x >= 1 && x <= 5 ? vals[x - 1] : NULL;
-}
-
 int object_of(const char *name)
 {
 	int o = ledger_object_parse(name);
@@ -360,7 +318,7 @@ int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char
 			         "type consent");
 			return 0;
 		}
-		if (has_date && f->consent_date > now + 5 * 60 * 1000) {
+		if (has_date && f->consent_date > now + FUTURE_TOLERANCE_MS) {
 			snprintf(why, cap, "the consent date is in the future");
 			return 0;
 		}

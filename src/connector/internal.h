@@ -40,6 +40,29 @@ struct field_key {
 };
 void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIELD_KEYS]);
 
+/* The groups of facts that change together. */
+#define AUTH_GROUP                                                                                 \
+	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
+#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
+
+/* How far in the future a date given to optsync may lie (clock skew between
+ * the application, Salesforce and optsync): a consent date, an opt-out's
+ * occurred_at. */
+#define FUTURE_TOLERANCE_MS (5 * 60 * 1000LL)
+
+/* The picklist enums: their members are 1..AUTH_TYPES and 1..SOURCE_TYPES. */
+#define AUTH_TYPES   LEDGER_AUTH_OTHER
+#define SOURCE_TYPES LEDGER_SOURCE_OTHER
+#define PICKLIST_MAX AUTH_TYPES
+struct picklist_entry {
+	const char *key;   /* the member's name and its [salesforce.values] key */
+	const char *value; /* the Salesforce picklist value */
+};
+/* The table of the enum of typebit (LEDGER_F_AUTH_TYPE or
+ * LEDGER_F_SOURCE_TYPE), member i + 1 at out[i]; its length. */
+size_t picklist_of(const struct config *cfg, uint32_t typebit,
+                   struct picklist_entry out[PICKLIST_MAX]);
+
 /* Salesforce picklist value <-> enum, through [salesforce.values]. */
 int map_auth_from_sf(const struct config *cfg, const char *s);
 int map_source_from_sf(const struct config *cfg, const char *s);

@@ -7,10 +7,6 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-#define AUTH_GROUP                                                                                 \
-	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
-#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
-
 /* ---- fact groups ---- */
 
 static int auth_equal(const struct ledger_facts *a, const struct ledger_facts *b)

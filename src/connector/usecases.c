@@ -11,10 +11,6 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-#define AUTH_GROUP                                                                                 \
-	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
-#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
-
 /* Scratch space for one use case; everything a write callback needs, so
  * that the callback can run again from the same inputs. */
 struct uc {
@@ -33,6 +29,7 @@ struct uc {
 	const struct conn_evidence *evidence;
 	uint64_t conflict_id;
 	enum conn_resolution how;
+	bool full; /* reads: the records in full and the history */
 	/* outputs */
 	int found, already;
 	uint64_t event_seq;
@@ -162,7 +159,7 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 	*result = NULL;
 	if (optout_source_check(o->source, e))
 		return e->code;
-	if (o->occurred_at > time_now_ms() + 5 * 60 * 1000)
+	if (o->occurred_at > time_now_ms() + FUTURE_TOLERANCE_MS)
 		return err_set(e, ERR_INVALID, "occurred_at is in the future");
 	if (o->reason && strlen(o->reason) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "reason longer than %d bytes", LEDGER_TEXT_MAX);
@@ -564,7 +561,7 @@ static int check_evidence(const struct conn_evidence *ev, struct err *e)
 		return err_set(e, ERR_EVIDENCE,
 		               "a re-subscribe needs new consent evidence: a consent date, a "
 		               "purpose and an evidence reference");
-	if (ev->consent_date > time_now_ms() + 5 * 60 * 1000)
+	if (ev->consent_date > time_now_ms() + FUTURE_TOLERANCE_MS)
 		return err_set(e, ERR_EVIDENCE, "the consent date is in the future");
 	if (strlen(ev->purpose) > LEDGER_TEXT_MAX || strlen(ev->evidence_ref) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "purpose or evidence reference longer than %d bytes",
@@ -652,7 +649,7 @@ static int show_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return rc;
 	cJSON *o = render_person(u->c->cfg, &u->p);
 	u->out = o;
-	if (u->how == 0)
+	if (!u->full)
 		return 0;
 	/* export and history: the records in full and the history */
 	cJSON *recs = cJSON_GetObjectItemCaseSensitive(o, "salesforce_records");
@@ -678,11 +675,11 @@ static int show_txn(struct ledger_txn *t, void *ctx, struct err *e)
 static int read_person(struct conn *c, const char *email, int full, cJSON **out, struct err *e)
 {
 	*out = NULL;
-	struct conn_actor none = {LEDGER_ORIGIN_LOCAL, "cli"};
+	struct conn_actor none = {CONN_ORIGIN_LOCAL, "cli"};
 	struct uc *u = uc_new(c, &none, email, e);
 	if (u == NULL)
 		return e->code;
-	u->how = (enum conn_resolution)full;
+	u->full = full != 0;
 	int rc = ledger_read(c->l, show_txn, u, e);
 	if (rc) {
 		cJSON_Delete(u->out);
@@ -962,33 +959,48 @@ static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conf
 
 struct resub_scan {
 	const uint8_t *person;
-	uint64_t ids[64];
-	size_t n;
+	uint64_t *ids; /* every open resubscribe conflict of the person */
+	size_t n, cap;
+	int nomem;
 };
 
 static int find_resub(const struct ledger_conflict *cf, void *ctx)
 {
 	struct resub_scan *s = ctx;
-	if (cf->status == LEDGER_CONFLICT_OPEN && cf->kind == LEDGER_CONFLICT_RESUBSCRIBE &&
-	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) == 0 && s->n < 64)
-		s->ids[s->n++] = cf->id;
+	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE ||
+	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) != 0)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		uint64_t *g = realloc(s->ids, cap * sizeof(*g));
+		if (g == NULL) {
+			s->nomem = 1;
+			return 1; /* stop */
+		}
+		s->ids = g;
+		s->cap = cap;
+	}
+	s->ids[s->n++] = cf->id;
 	return 0;
 }
 
 static int resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
                                          struct err *e)
 {
-	struct resub_scan s = {u->key, {0}, 0};
+	struct resub_scan s = {u->key, NULL, 0, 0, 0};
 	int rc = ledger_conflict_each(t, find_resub, &s, e);
-	struct ledger_conflict *cf = malloc(sizeof(*cf));
-	if (cf == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
+	if (s.nomem)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	struct ledger_conflict *cf = rc == 0 ? malloc(sizeof(*cf)) : NULL;
+	if (rc == 0 && cf == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < s.n; i++) {
 		rc = ledger_conflict_get(t, s.ids[i], cf, e);
 		if (rc == 0)
 			rc = close_conflict(t, u, cf, how, e);
 	}
 	free(cf);
+	free(s.ids);
 	return rc;
 }
 
@@ -1300,13 +1312,13 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
 		cJSON_AddStringToObject(x, "head", expect);
 		if (!rep.at_found)
 			rc = err_set(
-			    e, ERR_INVALID,
+			    e, ERR_LEDGER,
 			    "the recorded head %llu is not in the chain, which ends at %llu: "
 			    "events were removed",
 			    (unsigned long long)at, (unsigned long long)rep.events);
 		else if (CRYPTO_memcmp(rep.at_hash, want, 32) != 0)
 			rc = err_set(
-			    e, ERR_INVALID,
+			    e, ERR_LEDGER,
 			    "event %llu's hash differs from the recorded head: the chain was "
 			    "rewritten up to there",
 			    (unsigned long long)at);
