@@ -9,6 +9,7 @@
 #include "connector/internal.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/csv.h"
 #include "util/timefmt.h"
 
 /* Scratch space for one use case; everything a write callback needs, so
@@ -726,25 +727,7 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 	return 0;
 }
 
-static void csv_field(struct buf *b, const char *s, int last)
-{
-	struct err e;
-	int quote = strpbrk(s, ",\"\r\n") != NULL;
-	/* a leading = + - @ would run as a formula in a spreadsheet */
-	int formula = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@';
-	if (quote || formula)
-		buf_putc(b, '"', &e);
-	if (formula)
-		buf_putc(b, '\'', &e);
-	for (const char *p = s; *p; p++) {
-		if (*p == '"')
-			buf_putc(b, '"', &e);
-		buf_putc(b, *p, &e);
-	}
-	if (quote || formula)
-		buf_putc(b, '"', &e);
-	buf_putc(b, last ? '\n' : ',', &e);
-}
+#define EXPORT_CSV_MAX (64 << 20) /* bytes: one person's export */
 
 static const char *str_of(const cJSON *o, const char *name)
 {
@@ -763,7 +746,7 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 	if (rc)
 		return rc;
 	struct buf b;
-	buf_init(&b, 64 << 20);
+	buf_init(&b, EXPORT_CSV_MAX);
 	static const char *const cols[] = {"section",       "person_id",       "first_name",
 	                                   "last_name",     "company",         "title",
 	                                   "email",         "phone",           "salesforce_object",
@@ -774,8 +757,8 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 	                                   "event_origin",  "event_actor",     "event_reason",
 	                                   "evidence_ref",  "evidence_sha256", "exported_at"};
 	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
-	for (size_t i = 0; i < NCOLS; i++)
-		csv_field(&b, cols[i], i + 1 == NCOLS);
+	for (size_t i = 0; rc == 0 && i < NCOLS; i++)
+		rc = csv_write_field(&b, cols[i], i + 1 == NCOLS, e);
 	const cJSON *st = cJSON_GetObjectItem(x, "state");
 	const cJSON *auth = cJSON_GetObjectItem(st, "authorization");
 	const cJSON *src = cJSON_GetObjectItem(st, "source");
@@ -812,8 +795,8 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 		    "",
 		    "",
 		    exported};
-		for (size_t k = 0; k < NCOLS; k++)
-			csv_field(&b, row[k], k + 1 == NCOLS);
+		for (size_t k = 0; rc == 0 && k < NCOLS; k++)
+			rc = csv_write_field(&b, row[k], k + 1 == NCOLS, e);
 	}
 	const cJSON *ev;
 	cJSON_ArrayForEach(ev, cJSON_GetObjectItem(x, "history"))
@@ -853,10 +836,18 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 		                          str_of(evi, "ref"),
 		                          str_of(evi, "sha256"),
 		                          exported};
-		for (size_t k = 0; k < NCOLS; k++)
-			csv_field(&b, row[k], k + 1 == NCOLS);
+		for (size_t k = 0; rc == 0 && k < NCOLS; k++)
+			rc = csv_write_field(&b, row[k], k + 1 == NCOLS, e);
 	}
 	cJSON_Delete(x);
+	if (rc) {
+		/* never a cut export handed out as whole */
+		buf_free(&b);
+		if (rc == ERR_LIMIT)
+			err_set(e, ERR_LIMIT, "the export of %s is larger than %d MiB", email,
+			        EXPORT_CSV_MAX >> 20);
+		return rc;
+	}
 	*out = buf_detach(&b, NULL);
 	return 0;
 }

@@ -192,3 +192,26 @@ int csv_parse_buffer(const char *data, size_t len,
 	csv_free(r);
 	return rc < 0 ? rc : 0;
 }
+
+int csv_write_field(struct buf *b, const char *s, int last, struct err *e)
+{
+	int quote = strpbrk(s, ",\"\r\n") != NULL;
+	/* a leading = + - @ would run as a formula in a spreadsheet */
+	int formula = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@';
+	int rc = 0;
+	if (quote || formula)
+		rc = buf_putc(b, '"', e);
+	if (rc == 0 && formula)
+		rc = buf_putc(b, '\'', e);
+	for (const char *p = s; rc == 0 && *p; p++) {
+		if (*p == '"')
+			rc = buf_putc(b, '"', e);
+		if (rc == 0)
+			rc = buf_putc(b, *p, e);
+	}
+	if (rc == 0 && (quote || formula))
+		rc = buf_putc(b, '"', e);
+	if (rc == 0)
+		rc = buf_putc(b, last ? '\n' : ',', e);
+	return rc;
+}

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 
 #define CSV_RECORD_MAX (1u << 20) /* bytes in one record */
@@ -29,5 +30,13 @@ int csv_next(struct csv *r, char ***fields, size_t *n, size_t *line, struct err 
 int csv_parse_buffer(const char *data, size_t len,
                      int (*fn)(char **fields, size_t n, size_t line, void *ctx), void *ctx,
                      struct err *e);
+
+/* Append s to b as one CSV field, followed by "," or, when last, "\n":
+ * quoted when it holds a comma, a quote or a line break (quotes doubled),
+ * and, when it starts with = + - or @, quoted with a ' before it, so that
+ * a spreadsheet shows it as text instead of running it as a formula.
+ * ERR_LIMIT when b's cap is reached (b then holds a cut record: the caller
+ * must not hand it out). */
+int csv_write_field(struct buf *b, const char *s, int last, struct err *e);
 
 #endif

@@ -165,12 +165,52 @@ static void test_csv(void **state)
 	assert_int_equal(r.nrec, 0);
 }
 
+static void csv_is(const char *in, int last, const char *want)
+{
+	struct buf b;
+	struct err e;
+	buf_init(&b, 1024);
+	assert_int_equal(csv_write_field(&b, in, last, &e), 0);
+	assert_int_equal(buf_putc(&b, '\0', &e), 0);
+	assert_string_equal(b.data, want);
+	buf_free(&b);
+}
+
+/* CSV cells: quoted when needed, and never a formula in a spreadsheet. */
+static void test_csv_write(void **state)
+{
+	(void)state;
+	csv_is("plain", 0, "plain,");
+	csv_is("plain", 1, "plain\n");
+	csv_is("", 0, ",");
+	csv_is("a,b", 0, "\"a,b\",");
+	csv_is("say \"hi\"", 0, "\"say \"\"hi\"\"\",");
+	csv_is("two\nlines", 1, "\"two\nlines\"\n");
+	/* formulas: = + - @ at the start are shown as text */
+	csv_is("=HYPERLINK(\"http://x\")", 0, "\"'=HYPERLINK(\"\"http://x\"\")\",");
+	csv_is("+47 22 00 00 00", 0, "\"'+47 22 00 00 00\",");
+	csv_is("-2+3", 0, "\"'-2+3\",");
+	csv_is("@SUM(A1)", 0, "\"'@SUM(A1)\",");
+	csv_is("a=b", 0, "a=b,"); /* not at the start: as it is */
+	/* a cap reached is an error, never a silent cut */
+	struct buf b;
+	struct err e;
+	buf_init(&b, 8);
+	assert_int_equal(csv_write_field(&b, "1234567", 0, &e), 0);
+	assert_int_equal(csv_write_field(&b, "more", 1, &e), ERR_LIMIT);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_err_truncation),
-	    cmocka_unit_test(test_time_parse),   cmocka_unit_test(test_time_format),
-	    cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_csv),
+	    cmocka_unit_test(test_csv_write),
+	    cmocka_unit_test(test_buf_cap),
+	    cmocka_unit_test(test_err_truncation),
+	    cmocka_unit_test(test_time_parse),
+	    cmocka_unit_test(test_time_format),
+	    cmocka_unit_test(test_atomic_write),
+	    cmocka_unit_test(test_csv),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
