@@ -1,5 +1,8 @@
 /* Runs a fuzz target over every file of a corpus directory, so that each
- * fuzz target is also an ordinary test (libgit2's fuzzers do the same). */
+ * fuzz target is also an ordinary test (libgit2's fuzzers do the same).
+ * Besides "it did not crash", an oracle: a file named ok_* must be
+ * accepted by the parser under test (fuzz_accepts() says 1) and a file
+ * named bad_* refused (0). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +13,8 @@
 #include "util/fileio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Each target: 1 when the parser it fuzzes accepts data, 0 when not. */
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 int main(int argc, char **argv)
 {
@@ -39,6 +44,19 @@ int main(int argc, char **argv)
 			continue;
 		}
 		LLVMFuzzerTestOneInput((const uint8_t *)b.data, b.len);
+		if (getenv("FUZZ_ORACLE_LIST")) /* what the parser makes of each file */
+			printf("%s %s\n",
+			       fuzz_accepts((const uint8_t *)b.data, b.len) ? "accepted"
+			                                                    : "refused ",
+			       de->d_name);
+		int want = strncmp(de->d_name, "ok_", 3) == 0    ? 1
+		           : strncmp(de->d_name, "bad_", 4) == 0 ? 0
+		                                                 : -1;
+		if (want >= 0 && fuzz_accepts((const uint8_t *)b.data, b.len) != want) {
+			fprintf(stderr, "%s: %s, but it is named %s\n", path,
+			        want ? "refused" : "accepted", want ? "ok_*" : "bad_*");
+			failed++;
+		}
 		buf_free(&b);
 		n++;
 	}

@@ -7,6 +7,7 @@
 #include "state/ledger.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -22,4 +23,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	cJSON_Delete(body);
 	return 0;
+}
+
+/* The oracle: whether the body is a valid POST /v1/optouts body. */
+int fuzz_accepts(const uint8_t *data, size_t size)
+{
+	cJSON *body = cJSON_ParseWithLength((const char *)data, size);
+	if (body == NULL)
+		return 0;
+	struct conn_optout o;
+	struct err e;
+	int ok = api_optout_parse(body, &o, &e) == 0;
+	cJSON_Delete(body);
+	return ok;
 }

@@ -9,6 +9,7 @@
 #include "state/ledger.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -32,4 +33,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(path);
 	return 0;
+}
+
+/* The oracle: whether the text is a path tail the API routes: what
+ * follows /v1/conflicts, or what follows /v1/contacts/. */
+int fuzz_accepts(const uint8_t *data, size_t size)
+{
+	char *path = malloc(size + 1);
+	if (path == NULL)
+		return 0;
+	memcpy(path, data, size);
+	path[size] = '\0';
+	uint64_t id;
+	const char *email, *sub;
+	int ok = api_conflict_path(path, &id) >= 0 || api_contact_path(path, &email, &sub) == 0;
+	free(path);
+	return ok;
 }

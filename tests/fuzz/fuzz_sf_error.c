@@ -9,6 +9,7 @@
 #include "salesforce/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,4 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	cJSON_Delete(j);
 	return 0;
+}
+
+/* The oracle: whether an errorCode is found in the body. */
+int fuzz_accepts(const uint8_t *data, size_t size)
+{
+	char code[128], msg[512];
+	sf_error_of((const char *)data, size, code, sizeof(code), msg, sizeof(msg));
+	return code[0] != '\0';
 }

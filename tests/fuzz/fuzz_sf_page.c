@@ -6,6 +6,7 @@
 #include "salesforce/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -26,4 +27,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sf_page_free(&pg);
 	free(buf);
 	return 0;
+}
+
+/* The oracle: whether the page parses. */
+int fuzz_accepts(const uint8_t *data, size_t size)
+{
+	char *buf = malloc(size ? size : 1);
+	if (buf == NULL)
+		return 0;
+	memcpy(buf, data, size);
+	struct sf_page pg = {0};
+	struct err e;
+	int ok = sf_page_parse(buf, size, &pg, &e) == 0;
+	sf_page_free(&pg);
+	free(buf);
+	return ok;
 }

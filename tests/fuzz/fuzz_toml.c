@@ -6,6 +6,7 @@
 #include "config/toml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_accepts(const uint8_t *data, size_t size);
 
 static size_t walk(const struct toml_value *v, int depth)
 {
@@ -39,4 +40,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		toml_free(root);
 	}
 	return 0;
+}
+
+/* The oracle: whether the document parses. */
+int fuzz_accepts(const uint8_t *data, size_t size)
+{
+	struct toml_value *root;
+	struct err e;
+	if (toml_parse(&root, (const char *)data, size, "fuzz", &e))
+		return 0;
+	toml_free(root);
+	return 1;
 }
