@@ -6,7 +6,6 @@
 
 #include "connector/internal.h"
 
-#define HEALTH_KEY "health"
 #define HEALTH_MAX (64 + sizeof(((struct conn_health *)0)->last_error))
 
 /* meta "health": "1 LAST_SUCCESS FAILURES LAST_ERROR_AT\nLAST_ERROR" */
@@ -15,7 +14,7 @@ int health_get(struct ledger_txn *t, struct conn_health *h, struct err *e)
 	memset(h, 0, sizeof(*h));
 	char buf[HEALTH_MAX + 1];
 	size_t n;
-	int rc = ledger_meta_get(t, HEALTH_KEY, buf, sizeof(buf) - 1, &n, e);
+	int rc = ledger_meta_get(t, META_HEALTH, buf, sizeof(buf) - 1, &n, e);
 	if (rc == ERR_NOTFOUND)
 		return 0;
 	if (rc)
@@ -42,5 +41,5 @@ int health_put(struct ledger_txn *t, const struct conn_health *h, struct err *e)
 	                 h->last_success_at, h->failures_in_a_row, h->last_error_at, h->last_error);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return err_set(e, ERR_INTERNAL, "health record too long");
-	return ledger_meta_put(t, HEALTH_KEY, buf, (size_t)n, e);
+	return ledger_meta_put(t, META_HEALTH, buf, (size_t)n, e);
 }

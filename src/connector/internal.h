@@ -75,6 +75,13 @@ int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
  * why gets the reason. */
 int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
 
+/* The connector's values in the ledger's meta (ledger_meta_get/put). */
+#define META_LAST_CYCLE        "last_cycle"        /* the last cycle's report, JSON */
+#define META_API_USAGE         "api_usage"         /* "USED/MAX" daily API requests */
+#define META_HEALTH            "health"            /* health.c */
+#define META_RETENTION         "retention"         /* retention.c: the runs, JSON */
+#define META_WEBHOOK_DELIVERED "webhook_delivered" /* the feed seq delivered */
+
 /* The sync's health (health.c), in the ledger's meta. */
 struct conn_health {
 	int64_t last_success_at;    /* start of the last cycle that succeeded (ms) */

@@ -25,7 +25,7 @@ static cJSON *load_meta(struct ledger_txn *t, struct err *e, int *rc)
 {
 	char buf[1025];
 	size_t n;
-	*rc = ledger_meta_get(t, "retention", buf, sizeof(buf) - 1, &n, e);
+	*rc = ledger_meta_get(t, META_RETENTION, buf, sizeof(buf) - 1, &n, e);
 	if (*rc == ERR_NOTFOUND) {
 		*rc = 0;
 		return cJSON_CreateObject();
@@ -68,7 +68,7 @@ static int save_totals(struct ledger_txn *t, const struct ledger_retention_repor
 	cJSON_Delete(m);
 	if (text == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	rc = ledger_meta_put(t, "retention", text, strlen(text), e);
+	rc = ledger_meta_put(t, META_RETENTION, text, strlen(text), e);
 	free(text);
 	return rc;
 }

@@ -595,14 +595,12 @@ static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct save_report *s = ctx;
 	int rc = 0;
-	if (s->json) {
-		size_t n = strlen(s->json);
-		rc = ledger_meta_put(t, "last_cycle", s->json, n > 4096 ? 4096 : n, e);
-	}
+	if (s->json)
+		rc = ledger_meta_put(t, META_LAST_CYCLE, s->json, strlen(s->json), e);
 	if (rc == 0 && s->st.api_max > 0) {
 		char u[64];
 		int l = snprintf(u, sizeof(u), "%ld/%ld", s->st.api_used, s->st.api_max);
-		rc = ledger_meta_put(t, "api_usage", u, (size_t)l, e);
+		rc = ledger_meta_put(t, META_API_USAGE, u, (size_t)l, e);
 	}
 	struct conn_health h;
 	if (rc == 0)
@@ -669,8 +667,30 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 		}
 	}
 	if (!o->dry_run && rc != ERR_LEDGER) {
-		/* the report, the API usage and the health every status reads */
+		/* the report, the API usage and the health every status reads; a
+		 * report too large to keep is kept as a summary that says so, never
+		 * cut (cut JSON would read back as nothing) */
 		char *json = cJSON_PrintUnformatted(r);
+		if (json && strlen(json) > LEDGER_META_MAX) {
+			log_warn("sync.report",
+			         "the cycle report is %zu bytes, more than the ledger keeps (%u); "
+			         "keeping its summary",
+			         strlen(json), LEDGER_META_MAX);
+			cJSON *sum = cJSON_CreateObject();
+			static const char *const keep[] = {"started_at", "finished_at", "dry_run",
+			                                   "full",       "result",      "error"};
+			for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+				const cJSON *it = cJSON_GetObjectItem(r, keep[i]);
+				if (it)
+					cJSON_AddItemToObject(sum, keep[i], cJSON_Duplicate(it, 1));
+			}
+			cJSON_AddNumberToObject(sum, "report_bytes", (double)strlen(json));
+			cJSON_AddStringToObject(
+			    sum, "note", "the whole report was larger than the ledger keeps");
+			free(json);
+			json = cJSON_PrintUnformatted(sum);
+			cJSON_Delete(sum);
+		}
 		struct save_report s = {json, {0}, rc, e->msg, started};
 		if (sf)
 			sf_stats_get(sf, &s.st);

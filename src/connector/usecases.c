@@ -1174,18 +1174,25 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		cJSON_AddStringToObject(hj, "last_error", h.last_error);
 	else
 		cJSON_AddNullToObject(hj, "last_error");
-	char buf[4097];
+	char *buf = malloc(LEDGER_META_MAX + 1);
 	size_t n;
-	int rc = ledger_meta_get(t, "last_cycle", buf, sizeof(buf) - 1, &n, e);
+	int rc = buf ? ledger_meta_get(t, META_LAST_CYCLE, buf, LEDGER_META_MAX, &n, e)
+	             : err_set(e, ERR_NOMEM, "out of memory");
+	cJSON *last = NULL;
 	if (rc == 0) {
 		buf[n] = '\0';
-		cJSON *last = cJSON_Parse(buf);
-		cJSON_AddItemToObject(o, "last_cycle", last ? last : cJSON_CreateNull());
-	} else if (rc == ERR_NOTFOUND) {
-		cJSON_AddNullToObject(o, "last_cycle");
-	} else {
-		return rc;
+		if ((last = cJSON_Parse(buf)) == NULL)
+			rc = err_set(e, ERR_LEDGER,
+			             "the saved report of the last cycle is not JSON");
 	}
+	free(buf);
+	if (rc == 0)
+		cJSON_AddItemToObject(o, "last_cycle", last);
+	else if (rc == ERR_NOTFOUND)
+		cJSON_AddNullToObject(o, "last_cycle");
+	else
+		return rc;
+	char usage[64];
 	s->parked_list = cJSON_CreateArray();
 	s->t = t;
 	s->p = malloc(sizeof(*s->p));
@@ -1204,12 +1211,12 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if ((rc = ledger_conflict_each(t, list_conflict, &l, e)))
 		return rc;
 	cJSON_AddNumberToObject(o, "open_conflicts", (double)l.open);
-	rc = ledger_meta_get(t, "api_usage", buf, sizeof(buf) - 1, &n, e);
+	rc = ledger_meta_get(t, META_API_USAGE, usage, sizeof(usage) - 1, &n, e);
 	if (rc == 0) {
-		buf[n] = '\0';
+		usage[n] = '\0';
 		long used, max;
 		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
-		if (sscanf(buf, "%ld/%ld", &used, &max) == 2) {
+		if (sscanf(usage, "%ld/%ld", &used, &max) == 2) {
 			cJSON_AddNumberToObject(api, "daily_used", (double)used);
 			cJSON_AddNumberToObject(api, "daily_max", (double)max);
 		}
@@ -1447,10 +1454,10 @@ static int wpos_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	char b[33];
 	if (p->write) {
 		int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)p->seq);
-		return ledger_meta_put(t, "webhook_delivered", b, (size_t)n, e);
+		return ledger_meta_put(t, META_WEBHOOK_DELIVERED, b, (size_t)n, e);
 	}
 	size_t n;
-	int rc = ledger_meta_get(t, "webhook_delivered", b, sizeof(b) - 1, &n, e);
+	int rc = ledger_meta_get(t, META_WEBHOOK_DELIVERED, b, sizeof(b) - 1, &n, e);
 	if (rc == ERR_NOTFOUND) {
 		p->seq = 0;
 		return 0;

@@ -952,8 +952,9 @@ int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, si
 	int kl = app_key(k, name, e);
 	if (kl < 0)
 		return kl;
-	if (len > 4096)
-		return err_set(e, ERR_LIMIT, "meta value %s larger than 4 KiB", name);
+	if (len > LEDGER_META_MAX)
+		return err_set(e, ERR_LIMIT, "meta value %s is %zu bytes, more than %u", name, len,
+		               LEDGER_META_MAX);
 	return db_put(t, t->l->meta, k, (size_t)kl, data, len, 0, name, e);
 }
 

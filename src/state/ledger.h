@@ -456,8 +456,11 @@ int ledger_idem_put(struct ledger_txn *t, const char *key, uint64_t event_seq, i
 
 /* ---- small named values for the layers above (last cycle report, ...) ---- */
 
-/* name is 1-64 bytes; values up to 4 KiB. get copies into buf (cap bytes)
- * and sets *len; ERR_NOTFOUND when absent. */
+/* name is 1-64 bytes; values up to LEDGER_META_MAX bytes. put refuses a
+ * larger value with ERR_LIMIT (nothing is cut). get copies into buf (cap
+ * bytes) and sets *len; ERR_NOTFOUND when absent, ERR_LIMIT when the value
+ * is larger than cap. */
+#define LEDGER_META_MAX (16u << 10)
 int ledger_meta_get(struct ledger_txn *t, const char *name, void *buf, size_t cap, size_t *len,
                     struct err *e);
 int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, size_t len,

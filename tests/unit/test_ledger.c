@@ -946,6 +946,40 @@ static void test_retention(void **state)
 	free(c);
 }
 
+/* ---- meta values: a cap, never a cut ---- */
+
+static int meta_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	size_t len = *(size_t *)ctx;
+	char *v = malloc(len + 1);
+	memset(v, 'x', len);
+	int rc = ledger_meta_put(t, "big", v, len, e);
+	free(v);
+	return rc;
+}
+
+static int meta_get_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	char buf[100];
+	size_t n;
+	(void)ctx;
+	return ledger_meta_get(t, "big", buf, sizeof(buf), &n, e);
+}
+
+static void test_meta_cap(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct err e = {0};
+	size_t len = LEDGER_META_MAX + 1;
+	assert_int_equal(ledger_write(l, meta_txn, &len, &e), ERR_LIMIT);
+	assert_non_null(strstr(e.msg, "more than"));
+	len = LEDGER_META_MAX;
+	assert_int_equal(ledger_write(l, meta_txn, &len, &e), 0);
+	/* a buffer too small for the value: refused, not filled with a part */
+	assert_int_equal(ledger_read(l, meta_get_txn, NULL, &e), ERR_LIMIT);
+	ledger_close(l);
+}
+
 /* ---- backups ---- */
 
 static void backup_to(struct ledger *l, const char *file)
@@ -1126,6 +1160,7 @@ int main(void)
 	    T(test_enum_names),
 	    T(test_retention),
 	    T(test_backup_restore),
+	    T(test_meta_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
