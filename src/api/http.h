@@ -1,0 +1,94 @@
+/* Internal to src/api: what the HTTP API's files share (responses.c,
+ * bodies.c, routes.c, metrics.c, server.c). */
+#ifndef OPTSYNC_API_HTTP_H
+#define OPTSYNC_API_HTTP_H
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "api/internal.h"
+
+/* Routes, for metrics. */
+enum route {
+	R_HEALTH,
+	R_READY,
+	R_METRICS,
+	R_CONTACT,
+	R_SUPPRESSION,
+	R_OPTOUTS,
+	R_AUTH,
+	R_SOURCE,
+	R_BATCH,
+	R_RESUB,
+	R_HISTORY,
+	R_EXPORT,
+	R_ERASE,
+	R_CHANGES,
+	R_CONFLICTS,
+	R_PUSHES,
+	R_STATUS,
+	R_OTHER
+};
+_Static_assert(R_OTHER + 1 == N_ROUTES, "N_ROUTES counts the routes");
+
+/* One request being answered. */
+struct ctx {
+	struct sidecar *s;
+	struct MHD_Connection *con;
+	const char *method, *url;
+	cJSON *body;
+	struct err e;
+	enum route route;
+	int retry_after; /* seconds, for a 429 or 503 that says when to come back */
+};
+
+/* ---- responses (responses.c) ---- */
+
+/* The statuses the API answers with, counted by /metrics; anything else
+ * counts as "other". */
+extern const unsigned http_statuses[N_STATUS - 1];
+
+int64_t http_now_us(void);
+/* Count a request of route r answered with status, begun at start (us). */
+void http_count(struct sidecar *s, enum route r, unsigned status, int64_t start);
+/* text is malloc'ed and handed over; header/value, when set, go with it. */
+enum MHD_Result http_send_text(struct MHD_Connection *con, unsigned status, const char *ctype,
+                               char *text, size_t len, const char *header, const char *value);
+/* doc is handed over. */
+enum MHD_Result http_send_json(struct MHD_Connection *con, unsigned status, cJSON *doc);
+/* The one table from error codes to HTTP statuses, and their codes. */
+unsigned http_status_of(int code);
+const char *http_code_of(unsigned status);
+enum MHD_Result http_send_error_with(struct MHD_Connection *con, unsigned status, const char *msg,
+                                     const char *header, const char *value);
+enum MHD_Result http_send_error(struct MHD_Connection *con, unsigned status, const char *msg);
+/* doc (handed over) with ok_status, or c->e as the error rc gives. */
+enum MHD_Result http_reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status);
+
+/* ---- authentication (routes.c) ---- */
+
+int http_bearer_ok(struct sidecar *s, struct MHD_Connection *con);
+size_t http_client_key(struct MHD_Connection *con, uint8_t key[RATELIMIT_KEY_MAX]);
+int http_admin_of(struct sidecar *s, struct MHD_Connection *con, const char *email,
+                  struct conn_actor *who, char *name, size_t cap, int *retry_after, struct err *e);
+
+/* ---- request bodies (bodies.c) ---- */
+
+/* A string member of o, or NULL. */
+const char *http_jstr(const cJSON *o, const char *k);
+/* An RFC 3339 member of o into *ms (0 when absent); ERR_INVALID naming k. */
+int http_jtime(const cJSON *o, const char *k, int64_t *ms, struct err *e);
+/* o is an object with only the allowed members, each a string or null. */
+int http_check_keys(const cJSON *o, const char *const *allowed, struct err *e);
+int http_parse_authorization(const cJSON *o, struct conn_facts_change *ch, const char *missing,
+                             struct err *e);
+int http_parse_source(const cJSON *o, struct conn_facts_change *ch, const char *missing,
+                      struct err *e);
+void http_batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t cap);
+
+/* ---- routing (routes.c) and metrics (metrics.c) ---- */
+
+enum MHD_Result http_route(struct ctx *c);
+enum MHD_Result http_metrics(struct ctx *c);
+
+#endif

@@ -1,0 +1,196 @@
+/* GET /metrics: the Prometheus text format. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+static const char *const route_names[] = {
+    "healthz",      "readyz",        "metrics", "contact", "suppression_check",
+    "optouts",      "authorization", "source",  "batch",   "resubscribe",
+    "history",      "export",        "erase",   "changes", "conflicts",
+    "pushes_retry", "status",        "other"};
+_Static_assert(sizeof(route_names) / sizeof(route_names[0]) == N_ROUTES, "a name per route");
+
+/* ---- metrics ---- */
+
+static const char *status_name(int k)
+{
+	static char names[N_STATUS][8];
+	if (k == N_STATUS - 1)
+		return "other";
+	if (names[k][0] == '\0')
+		snprintf(names[k], sizeof(names[k]), "%u", http_statuses[k]);
+	return names[k];
+}
+
+enum MHD_Result http_metrics(struct ctx *c)
+{
+	struct sidecar *s = c->s;
+	struct buf b;
+	struct err e;
+	buf_init(&b, 1 << 20);
+	struct metrics m;
+	pthread_mutex_lock(&s->mu);
+	m = s->m;
+	pthread_mutex_unlock(&s->mu);
+	buf_printf(&b, &e,
+	           "# HELP optsync_sync_cycles_total Sync cycles by result.\n"
+	           "# TYPE optsync_sync_cycles_total counter\n"
+	           "optsync_sync_cycles_total{result=\"ok\"} %llu\n"
+	           "optsync_sync_cycles_total{result=\"failed\"} %llu\n"
+	           "# HELP optsync_records_pulled_total Salesforce records read, by object.\n"
+	           "# TYPE optsync_records_pulled_total counter\n"
+	           "optsync_records_pulled_total{object=\"Contact\"} %llu\n"
+	           "optsync_records_pulled_total{object=\"Lead\"} %llu\n"
+	           "# HELP optsync_records_pushed_total Salesforce records written, by object.\n"
+	           "# TYPE optsync_records_pushed_total counter\n"
+	           "optsync_records_pushed_total{object=\"Contact\"} %llu\n"
+	           "optsync_records_pushed_total{object=\"Lead\"} %llu\n"
+	           "# HELP optsync_webhook_deliveries_total Webhook deliveries by result.\n"
+	           "# TYPE optsync_webhook_deliveries_total counter\n"
+	           "optsync_webhook_deliveries_total{result=\"ok\"} %llu\n"
+	           "optsync_webhook_deliveries_total{result=\"failed\"} %llu\n"
+	           "# HELP optsync_backups_total Backups run took on its own, by result.\n"
+	           "# TYPE optsync_backups_total counter\n"
+	           "optsync_backups_total{result=\"ok\"} %llu\n"
+	           "optsync_backups_total{result=\"failed\"} %llu\n",
+	           (unsigned long long)m.cycles_ok, (unsigned long long)m.cycles_failed,
+	           (unsigned long long)m.pulled[CONN_OBJ_CONTACT],
+	           (unsigned long long)m.pulled[CONN_OBJ_LEAD],
+	           (unsigned long long)m.pushed[CONN_OBJ_CONTACT],
+	           (unsigned long long)m.pushed[CONN_OBJ_LEAD], (unsigned long long)m.webhook_ok,
+	           (unsigned long long)m.webhook_failed, (unsigned long long)m.backups_ok,
+	           (unsigned long long)m.backups_failed);
+	if (m.last_backup_at)
+		buf_printf(&b, &e,
+		           "# HELP optsync_last_backup_timestamp_seconds When the newest backup "
+		           "run took started.\n"
+		           "# TYPE optsync_last_backup_timestamp_seconds gauge\n"
+		           "optsync_last_backup_timestamp_seconds %.3f\n"
+		           "# HELP optsync_last_backup_size_bytes Size of the newest backup run "
+		           "took.\n"
+		           "# TYPE optsync_last_backup_size_bytes gauge\n"
+		           "optsync_last_backup_size_bytes %llu\n",
+		           (double)m.last_backup_at / 1000.0,
+		           (unsigned long long)m.last_backup_bytes);
+	cJSON *st = NULL;
+	if (conn_status(s->conn, &st, &e) == 0) {
+		const cJSON *p = cJSON_GetObjectItem(st, "pushes");
+		buf_printf(&b, &e,
+		           "# HELP optsync_pushes Salesforce writes waiting, by state.\n"
+		           "# TYPE optsync_pushes gauge\n"
+		           "optsync_pushes{state=\"queued\"} %.0f\n"
+		           "optsync_pushes{state=\"parked\"} %.0f\n"
+		           "# HELP optsync_open_conflicts Conflicts waiting for an admin.\n"
+		           "# TYPE optsync_open_conflicts gauge\n"
+		           "optsync_open_conflicts %.0f\n",
+		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "queued")),
+		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "parked")),
+		           cJSON_GetNumberValue(cJSON_GetObjectItem(st, "open_conflicts")));
+		const cJSON *ret =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(st, "retention"), "purged_total");
+		if (ret)
+			buf_printf(
+			    &b, &e,
+			    "# HELP optsync_retention_purged_total What retention runs "
+			    "removed, by kind.\n"
+			    "# TYPE optsync_retention_purged_total counter\n"
+			    "optsync_retention_purged_total{what=\"events\"} %.0f\n"
+			    "optsync_retention_purged_total{what=\"persons\"} %.0f\n"
+			    "optsync_retention_purged_total{what=\"resolved_conflicts\"} %.0f\n",
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "events")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "persons")),
+			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "resolved_conflicts")));
+		const cJSON *api = cJSON_GetObjectItem(st, "salesforce_api");
+		if (api)
+			buf_printf(&b, &e,
+			           "# HELP optsync_salesforce_api_requests Daily API requests used "
+			           "and allowed (Sforce-Limit-Info).\n"
+			           "# TYPE optsync_salesforce_api_requests gauge\n"
+			           "optsync_salesforce_api_requests{kind=\"used\"} %.0f\n"
+			           "optsync_salesforce_api_requests{kind=\"limit\"} %.0f\n",
+			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_used")),
+			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_max")));
+		buf_printf(&b, &e,
+		           "# HELP optsync_cursor_lag_seconds Time since the last pull that "
+		           "read everything started, by object: every change in Salesforce "
+		           "before that is in the ledger.\n"
+		           "# TYPE optsync_cursor_lag_seconds gauge\n");
+		const cJSON *cur;
+		cJSON_ArrayForEach(cur, cJSON_GetObjectItem(st, "cursors"))
+		{
+			const cJSON *lag = cJSON_GetObjectItem(cur, "lag_seconds");
+			if (cJSON_IsNumber(lag))
+				buf_printf(&b, &e,
+				           "optsync_cursor_lag_seconds{object=\"%s\"} %.0f\n",
+				           cur->string, lag->valuedouble);
+		}
+	}
+	const cJSON *h = cJSON_GetObjectItem(st, "health");
+	if (h) {
+		const char *ok = cJSON_GetStringValue(cJSON_GetObjectItem(h, "last_success_at"));
+		int64_t ms;
+		if (ok && time_parse(ok, &ms) == 0)
+			buf_printf(&b, &e,
+			           "# HELP optsync_last_success_timestamp_seconds When the last "
+			           "sync cycle that succeeded started.\n"
+			           "# TYPE optsync_last_success_timestamp_seconds gauge\n"
+			           "optsync_last_success_timestamp_seconds %.3f\n",
+			           (double)ms / 1000.0);
+		buf_printf(&b, &e,
+		           "# HELP optsync_sync_failures_in_a_row Sync cycles failed since the "
+		           "last one that succeeded.\n"
+		           "# TYPE optsync_sync_failures_in_a_row gauge\n"
+		           "optsync_sync_failures_in_a_row %.0f\n",
+		           cJSON_GetNumberValue(cJSON_GetObjectItem(h, "failures_in_a_row")));
+	}
+	cJSON_Delete(st);
+	buf_printf(&b, &e,
+	           "# HELP optsync_http_requests_total API requests by route and status.\n"
+	           "# TYPE optsync_http_requests_total counter\n");
+	for (int r = 0; r <= R_OTHER; r++)
+		for (int k = 0; k < N_STATUS; k++)
+			if (m.requests[r][k])
+				buf_printf(
+				    &b, &e,
+				    "optsync_http_requests_total{route=\"%s\",status=\"%s\"} "
+				    "%llu\n",
+				    route_names[r], status_name(k),
+				    (unsigned long long)m.requests[r][k]);
+	static const char *const le[N_BUCKETS] = {"0.0005", "0.001", "0.002", "0.005", "0.01",
+	                                          "0.025",  "0.05",  "0.1",   "0.5",   "1"};
+	buf_printf(&b, &e,
+	           "# HELP optsync_http_request_duration_seconds API request latency.\n"
+	           "# TYPE optsync_http_request_duration_seconds histogram\n");
+	uint64_t cum = 0;
+	for (int i = 0; i < N_BUCKETS; i++) {
+		cum += m.latency[i];
+		buf_printf(&b, &e, "optsync_http_request_duration_seconds_bucket{le=\"%s\"} %llu\n",
+		           le[i], (unsigned long long)cum);
+	}
+	buf_printf(&b, &e,
+	           "optsync_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	           "optsync_http_request_duration_seconds_sum %.6f\n"
+	           "optsync_http_request_duration_seconds_count %llu\n",
+	           (unsigned long long)(cum + m.latency[N_BUCKETS]), m.latency_sum,
+	           (unsigned long long)m.latency_count);
+	size_t len;
+	char *text = buf_detach(&b, &len);
+	return http_send_text(c->con, 200, "text/plain; version=0.0.4", text, len, NULL, NULL);
+}

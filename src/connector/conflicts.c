@@ -1,0 +1,250 @@
+/* The conflict use cases: list, show and resolve. */
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/usecase.h"
+#include "util/csv.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+/* ---- conflicts ---- */
+
+struct list_ctx {
+	enum conn_conflict_filter f;
+	cJSON *arr;
+	struct ledger_txn *t;
+	struct ledger_person *p; /* scratch: the conflict's person, for the email */
+};
+
+static int list_conflict(const struct ledger_conflict *cf, void *ctx)
+{
+	struct list_ctx *l = ctx;
+	if ((l->f == CONN_CONFLICTS_OPEN && cf->status != LEDGER_CONFLICT_OPEN) ||
+	    (l->f == CONN_CONFLICTS_RESOLVED && cf->status != LEDGER_CONFLICT_RESOLVED))
+		return 0;
+	cJSON *o = render_conflict(cf);
+	struct err pe;
+	if (l->p && ledger_person_get(l->t, cf->person, l->p, &pe) == 0 &&
+	    !(l->p->flags & LEDGER_PERSON_ERASED))
+		cJSON_AddStringToObject(o, "email", l->p->email);
+	else
+		cJSON_AddStringToObject(o, "email", "erased");
+	cJSON_AddItemToArray(l->arr, o);
+	return 0;
+}
+
+static int list_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct list_ctx *l = ctx;
+	l->t = t;
+	return ledger_conflict_each(t, list_conflict, ctx, e);
+}
+
+int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e)
+{
+	*out = NULL;
+	struct list_ctx l = {f, cJSON_CreateArray(), NULL, malloc(sizeof(struct ledger_person))};
+	int rc = l.p ? ledger_read(c->l, list_txn, &l, e) : err_set(e, ERR_NOMEM, "out of memory");
+	free(l.p);
+	if (rc) {
+		cJSON_Delete(l.arr);
+		return rc;
+	}
+	*out = cJSON_CreateObject();
+	cJSON_AddItemToObject(*out, "conflicts", l.arr);
+	return 0;
+}
+
+struct one_conflict {
+	uint64_t id;
+	struct ledger_conflict cf;
+	struct ledger_person p;
+	int person_found;
+};
+
+static int conflict_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct one_conflict *o = ctx;
+	int rc = ledger_conflict_get(t, o->id, &o->cf, e);
+	if (rc == ERR_NOTFOUND)
+		return err_set(e, ERR_NOTFOUND, "no conflict %llu", (unsigned long long)o->id);
+	if (rc)
+		return rc;
+	rc = ledger_person_get(t, o->cf.person, &o->p, e);
+	o->person_found = rc == 0;
+	return rc == ERR_NOTFOUND ? 0 : rc;
+}
+
+int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
+{
+	struct one_conflict *o = calloc(1, sizeof(*o));
+	if (o == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	o->id = id;
+	int rc = ledger_read(c->l, conflict_txn, o, e);
+	if (rc == 0) {
+		*out = render_conflict(&o->cf);
+		if (o->person_found)
+			cJSON_AddItemToObject(*out, "person_state", render_person(c->cfg, &o->p));
+	}
+	free(o);
+	return rc;
+}
+
+static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conflict *cf,
+                          const char *how, struct err *e)
+{
+	cf->status = LEDGER_CONFLICT_RESOLVED;
+	cf->resolved_at = time_now_ms();
+	snprintf(cf->resolution, sizeof(cf->resolution), "%s", how);
+	snprintf(cf->resolved_by, sizeof(cf->resolved_by), "%s", u->who->name);
+	return ledger_conflict_put(t, cf, e);
+}
+
+struct resub_scan {
+	const uint8_t *person;
+	uint64_t *ids; /* every open resubscribe conflict of the person */
+	size_t n, cap;
+	int nomem;
+};
+
+static int find_resub(const struct ledger_conflict *cf, void *ctx)
+{
+	struct resub_scan *s = ctx;
+	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE ||
+	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) != 0)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		uint64_t *g = realloc(s->ids, cap * sizeof(*g));
+		if (g == NULL) {
+			s->nomem = 1;
+			return 1; /* stop */
+		}
+		s->ids = g;
+		s->cap = cap;
+	}
+	s->ids[s->n++] = cf->id;
+	return 0;
+}
+
+int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
+                                     struct err *e)
+{
+	struct resub_scan s = {u->key, NULL, 0, 0, 0};
+	int rc = ledger_conflict_each(t, find_resub, &s, e);
+	if (s.nomem)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	struct ledger_conflict *cf = rc == 0 ? malloc(sizeof(*cf)) : NULL;
+	if (rc == 0 && cf == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		rc = ledger_conflict_get(t, s.ids[i], cf, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, how, e);
+	}
+	free(cf);
+	free(s.ids);
+	return rc;
+}
+
+static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct uc *u = ctx;
+	memset(&u->st, 0, sizeof(u->st));
+	struct ledger_conflict *cf = malloc(sizeof(*cf));
+	if (cf == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_conflict_get(t, u->conflict_id, cf, e);
+	if (rc == ERR_NOTFOUND)
+		rc = err_set(e, ERR_NOTFOUND, "no conflict %llu",
+		             (unsigned long long)u->conflict_id);
+	if (rc == 0 && cf->status != LEDGER_CONFLICT_OPEN)
+		rc = err_set(e, ERR_CONFLICT, "conflict %llu is already resolved (%s)",
+		             (unsigned long long)u->conflict_id, cf->resolution);
+	if (rc == 0) {
+		memcpy(u->key, cf->person, LEDGER_KEY_LEN);
+		rc = ledger_person_get(t, u->key, &u->p, e);
+	}
+	if (rc) {
+		free(cf);
+		return rc;
+	}
+	memcpy(u->email, u->p.email, sizeof(u->email));
+	switch (u->how) {
+	case CONN_KEEP_OPTOUT:
+		if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE) {
+			rc = err_set(e, ERR_INVALID,
+			             "--keep-optout resolves re-subscribe conflicts");
+			break;
+		}
+		/* Salesforce goes back to opted out (what "hold" left alone) */
+		rc = push_enqueue(t, &u->p, &cf->record, LEDGER_F_OPTED_OUT, true, &u->st, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, "keep_optout", e);
+		break;
+	case CONN_RESUBSCRIBE:
+		if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE) {
+			rc = err_set(e, ERR_INVALID,
+			             "--resubscribe resolves re-subscribe conflicts");
+			break;
+		}
+		rc = uc_resub_txn(t, u, e); /* closes this conflict too */
+		break;
+	case CONN_TAKE_LOCAL: {
+		/* write optsync's value over Salesforce's */
+		uint32_t mask = cf->field == LEDGER_F_OPTED_OUT   ? LEDGER_F_OPTED_OUT
+		                : cf->field == LEDGER_F_AUTH_TYPE ? AUTH_GROUP
+		                                                  : SOURCE_GROUP;
+		rc = push_enqueue(t, &u->p, &cf->record, mask, u->p.facts.opted_out, &u->st, e);
+		if (rc == 0)
+			rc = close_conflict(t, u, cf, "take_local", e);
+		break;
+	}
+	case CONN_TAKE_SALESFORCE:
+		if (cf->kind == LEDGER_CONFLICT_RESUBSCRIBE)
+			rc = err_set(
+			    e, ERR_EVIDENCE,
+			    "taking Salesforce's opt-in would re-subscribe without evidence; "
+			    "use --resubscribe with new consent evidence, or --keep-optout");
+		else if (cf->kind == LEDGER_CONFLICT_INVALID_VALUE)
+			rc = err_set(
+			    e, ERR_INVALID,
+			    "Salesforce's value is not valid and cannot be taken; fix it in "
+			    "Salesforce (the next sync applies it) or use --take local");
+		else
+			rc = close_conflict(t, u, cf, "take_salesforce", e);
+		break;
+	}
+	free(cf);
+	return rc;
+}
+
+int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t id,
+                          enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
+                          struct err *e)
+{
+	*result = NULL;
+	if (who->origin != LEDGER_ORIGIN_ADMIN)
+		return err_set(e, ERR_REFUSED, "resolving a conflict needs admin credentials");
+	if (how == CONN_RESUBSCRIBE) {
+		int rc = uc_check_evidence(ev, e);
+		if (rc)
+			return rc;
+	}
+	struct uc *u = uc_new(c, who, NULL, e);
+	if (u == NULL)
+		return e->code;
+	u->conflict_id = id;
+	u->how = how;
+	u->evidence = ev;
+	int rc = ledger_write(c->l, resolve_txn, u, e);
+	if (rc)
+		return uc_fail(u, rc);
+	free(u);
+	return conn_conflict_show(c, id, result, e);
+}

@@ -1,0 +1,62 @@
+/* The use cases' shared context (usecase.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/usecase.h"
+#include "util/csv.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+struct uc *uc_new(struct conn *c, const struct conn_actor *who, const char *email, struct err *e)
+{
+	struct uc *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	u->c = c;
+	u->who = who;
+	if (email) {
+		if (conn_email_normalize(email, u->email, e)) {
+			free(u);
+			return NULL;
+		}
+		ledger_person_key(c->l, u->email, strlen(u->email), u->key);
+	}
+	return u;
+}
+
+int uc_fail(struct uc *u, int rc)
+{
+	free(u);
+	return rc;
+}
+
+/* Load the person (or a fresh one): u->found says which. */
+int uc_load_person(struct ledger_txn *t, struct uc *u, struct err *e)
+{
+	int rc = ledger_person_get(t, u->key, &u->p, e);
+	u->found = rc == 0;
+	if (rc == ERR_NOTFOUND) {
+		memset(&u->p, 0, sizeof(u->p));
+		memcpy(u->p.key, u->key, LEDGER_KEY_LEN);
+		ledger_facts_init(&u->p.facts);
+		snprintf(u->p.email, sizeof(u->p.email), "%s", u->email);
+		u->p.created_at = time_now_ms();
+		rc = 0;
+	}
+	return rc;
+}
+
+void uc_event_by(struct ledger_event *ev, const struct conn_actor *who, int kind)
+{
+	ledger_event_init(ev);
+	ev->kind = (uint8_t)kind;
+	ev->origin = (uint8_t)who->origin;
+	ev->at = time_now_ms();
+	snprintf(ev->actor, sizeof(ev->actor), "%s", who->name);
+}
