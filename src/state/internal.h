@@ -56,8 +56,72 @@ void ledger_adopt_map_size(struct ledger *l);
 /* [object byte][id] keys of records and pushes */
 size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id);
 
+/* Walk a database whose entries one decoder turns into T. */
+#define EACH(t, dbi, T, decode, fn, ctx, what, e)                                                  \
+	do {                                                                                       \
+		MDB_cursor *cur_;                                                                  \
+		int rc_ = mdb_cursor_open((t)->txn, (dbi), &cur_), ret_ = 0, op_ = MDB_FIRST;      \
+		if (rc_)                                                                           \
+			return ledger_mdb_error((t), rc_, what, (e));                              \
+		MDB_val k_, v_;                                                                    \
+		T *item_ = malloc(sizeof(T));                                                      \
+		if (item_ == NULL) {                                                               \
+			mdb_cursor_close(cur_);                                                    \
+			return err_set((e), ERR_NOMEM, "out of memory");                           \
+		}                                                                                  \
+		while ((rc_ = mdb_cursor_get(cur_, &k_, &v_, op_)) == 0) {                         \
+			op_ = MDB_NEXT;                                                            \
+			if (decode(&k_, &v_, item_)) {                                             \
+				ret_ = corrupt((t), what, (e));                                    \
+				break;                                                             \
+			}                                                                          \
+			if ((ret_ = fn(item_, ctx)) != 0)                                          \
+				break;                                                             \
+		}                                                                                  \
+		if (rc_ && rc_ != MDB_NOTFOUND && ret_ == 0)                                       \
+			ret_ = ledger_mdb_error((t), rc_, what, (e));                              \
+		free(item_);                                                                       \
+		mdb_cursor_close(cur_);                                                            \
+		return ret_;                                                                       \
+	} while (0)
+
+/* ---- the entities' encodings, shared by their files (entities.c, feed.c,
+ * conflicts.c, outbox.c) and the fuzz probe ---- */
+
+void ent_enc_recref(struct enc *en, unsigned field, const struct ledger_recref *r);
+int ent_dec_recref(const struct field *f, struct ledger_recref *r);
+int ent_dec_hash(const struct field *f, uint8_t out[32]);
+int ent_person_decode(const MDB_val *v, struct ledger_person *p);
+int ent_record_decode(const MDB_val *v, struct ledger_record *r);
+int ent_change_decode(const MDB_val *k, const MDB_val *v, struct ledger_change *c);
+int ent_conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_conflict *c);
+int ent_push_decode(const MDB_val *k, const MDB_val *v, struct ledger_push *p);
+
+/* ---- the history's encoding and hash (chain.c), for retention.c and
+ * verify.c ---- */
+
+/* SHA-256 of the encoding of ev's personal part (free texts, evidence). */
+int hist_personal_digest(const struct ledger_event *ev, uint8_t out[32]);
+/* H(seq) of ev: the domain, seq, prev_hash, the public encoding and the
+ * personal digest. */
+int hist_event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32]);
+/* Store ev under its seq with its personal part or, when erased, pdigest. */
+int hist_event_store(struct ledger_txn *t, const struct ledger_event *ev, const uint8_t pdigest[32],
+                     unsigned put_flags, struct err *e);
+/* Decode a stored event; stored_digest gets the digest an erased or purged
+ * event carries in place of its personal part (a stub: its own hash). */
+int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *ev,
+                      uint8_t stored_digest[32]);
+/* The seqs of the person's list ending at last (oldest first), those older
+ * than before; *out malloc'ed. */
+int hist_person_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out, size_t *n,
+                     struct err *e);
+/* fn for each seq of the list ending at last. */
+int hist_each_seq_of(struct ledger_txn *t, uint64_t last,
+                     int (*fn)(struct ledger_txn *, uint64_t, void *), void *ctx, struct err *e);
+
 /* Erasure of the personal part of every event in the person's list that
- * ends at last_event (history.c). */
+ * ends at last_event (chain.c). */
 int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct err *e);
 
 /* For the ledger codec fuzz target: decode arbitrary bytes as stored
