@@ -89,78 +89,62 @@ enum MHD_Result http_metrics(struct ctx *c)
 		           "optsync_last_backup_size_bytes %llu\n",
 		           (double)m.last_backup_at / 1000.0,
 		           (unsigned long long)m.last_backup_bytes);
-	cJSON *st = NULL;
-	if (conn_status(s->conn, &st, &e) == 0) {
-		const cJSON *p = cJSON_GetObjectItem(st, "pushes");
+	/* the ledger's numbers, typed: nothing read back from JSON */
+	struct conn_status_info in;
+	if (conn_status_info(s->conn, &in, &e) == 0) {
 		buf_printf(&b, &e,
 		           "# HELP optsync_pushes Salesforce writes waiting, by state.\n"
 		           "# TYPE optsync_pushes gauge\n"
-		           "optsync_pushes{state=\"queued\"} %.0f\n"
-		           "optsync_pushes{state=\"parked\"} %.0f\n"
+		           "optsync_pushes{state=\"queued\"} %llu\n"
+		           "optsync_pushes{state=\"parked\"} %llu\n"
 		           "# HELP optsync_open_conflicts Conflicts waiting for an admin.\n"
 		           "# TYPE optsync_open_conflicts gauge\n"
-		           "optsync_open_conflicts %.0f\n",
-		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "queued")),
-		           cJSON_GetNumberValue(cJSON_GetObjectItem(p, "parked")),
-		           cJSON_GetNumberValue(cJSON_GetObjectItem(st, "open_conflicts")));
-		const cJSON *ret =
-		    cJSON_GetObjectItem(cJSON_GetObjectItem(st, "retention"), "purged_total");
-		if (ret)
-			buf_printf(
-			    &b, &e,
-			    "# HELP optsync_retention_purged_total What retention runs "
-			    "removed, by kind.\n"
-			    "# TYPE optsync_retention_purged_total counter\n"
-			    "optsync_retention_purged_total{what=\"events\"} %.0f\n"
-			    "optsync_retention_purged_total{what=\"persons\"} %.0f\n"
-			    "optsync_retention_purged_total{what=\"resolved_conflicts\"} %.0f\n",
-			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "events")),
-			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "persons")),
-			    cJSON_GetNumberValue(cJSON_GetObjectItem(ret, "resolved_conflicts")));
-		const cJSON *api = cJSON_GetObjectItem(st, "salesforce_api");
-		if (api)
+		           "optsync_open_conflicts %llu\n"
+		           "# HELP optsync_retention_purged_total What retention runs removed, by "
+		           "kind.\n"
+		           "# TYPE optsync_retention_purged_total counter\n"
+		           "optsync_retention_purged_total{what=\"events\"} %llu\n"
+		           "optsync_retention_purged_total{what=\"persons\"} %llu\n"
+		           "optsync_retention_purged_total{what=\"resolved_conflicts\"} %llu\n",
+		           (unsigned long long)in.pushes_queued,
+		           (unsigned long long)in.pushes_parked,
+		           (unsigned long long)in.open_conflicts,
+		           (unsigned long long)in.retention_purged[0],
+		           (unsigned long long)in.retention_purged[1],
+		           (unsigned long long)in.retention_purged[2]);
+		if (in.api_max >= 0)
 			buf_printf(&b, &e,
 			           "# HELP optsync_salesforce_api_requests Daily API requests used "
 			           "and allowed (Sforce-Limit-Info).\n"
 			           "# TYPE optsync_salesforce_api_requests gauge\n"
-			           "optsync_salesforce_api_requests{kind=\"used\"} %.0f\n"
-			           "optsync_salesforce_api_requests{kind=\"limit\"} %.0f\n",
-			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_used")),
-			           cJSON_GetNumberValue(cJSON_GetObjectItem(api, "daily_max")));
+			           "optsync_salesforce_api_requests{kind=\"used\"} %ld\n"
+			           "optsync_salesforce_api_requests{kind=\"limit\"} %ld\n",
+			           in.api_used, in.api_max);
 		buf_printf(&b, &e,
 		           "# HELP optsync_cursor_lag_seconds Time since the last pull that "
 		           "read everything started, by object: every change in Salesforce "
 		           "before that is in the ledger.\n"
 		           "# TYPE optsync_cursor_lag_seconds gauge\n");
-		const cJSON *cur;
-		cJSON_ArrayForEach(cur, cJSON_GetObjectItem(st, "cursors"))
-		{
-			const cJSON *lag = cJSON_GetObjectItem(cur, "lag_seconds");
-			if (cJSON_IsNumber(lag))
+		static const char *const objects[3] = {NULL, "Contact", "Lead"};
+		for (int o = CONN_OBJ_CONTACT; o <= CONN_OBJ_LEAD; o++)
+			if (in.lag[o].known)
 				buf_printf(&b, &e,
 				           "optsync_cursor_lag_seconds{object=\"%s\"} %.0f\n",
-				           cur->string, lag->valuedouble);
-		}
-	}
-	const cJSON *h = cJSON_GetObjectItem(st, "health");
-	if (h) {
-		const char *ok = cJSON_GetStringValue(cJSON_GetObjectItem(h, "last_success_at"));
-		int64_t ms;
-		if (ok && time_parse(ok, &ms) == 0)
+				           objects[o], in.lag[o].lag_seconds);
+		if (in.last_success_at)
 			buf_printf(&b, &e,
 			           "# HELP optsync_last_success_timestamp_seconds When the last "
 			           "sync cycle that succeeded started.\n"
 			           "# TYPE optsync_last_success_timestamp_seconds gauge\n"
 			           "optsync_last_success_timestamp_seconds %.3f\n",
-			           (double)ms / 1000.0);
+			           (double)in.last_success_at / 1000.0);
 		buf_printf(&b, &e,
 		           "# HELP optsync_sync_failures_in_a_row Sync cycles failed since the "
 		           "last one that succeeded.\n"
 		           "# TYPE optsync_sync_failures_in_a_row gauge\n"
-		           "optsync_sync_failures_in_a_row %.0f\n",
-		           cJSON_GetNumberValue(cJSON_GetObjectItem(h, "failures_in_a_row")));
+		           "optsync_sync_failures_in_a_row %llu\n",
+		           (unsigned long long)in.failures_in_a_row);
 	}
-	cJSON_Delete(st);
 	buf_printf(&b, &e,
 	           "# HELP optsync_http_requests_total API requests by route and status.\n"
 	           "# TYPE optsync_http_requests_total counter\n");

@@ -36,23 +36,17 @@ int sidecar_ready(struct sidecar *s, char *why, size_t cap)
 	return 1;
 }
 
-static void note_cycle(struct sidecar *s, int rc, const cJSON *report)
+static void note_cycle(struct sidecar *s, int rc, const struct conn_cycle_counts *n)
 {
 	pthread_mutex_lock(&s->mu);
 	if (rc == 0)
 		s->m.cycles_ok++;
 	else
 		s->m.cycles_failed++;
-	const cJSON *pulled = cJSON_GetObjectItem(report, "pulled");
-	s->m.pulled[CONN_OBJ_CONTACT] += (uint64_t)cJSON_GetNumberValue(
-	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Contact"), "records"));
-	s->m.pulled[CONN_OBJ_LEAD] += (uint64_t)cJSON_GetNumberValue(
-	    cJSON_GetObjectItem(cJSON_GetObjectItem(pulled, "Lead"), "records"));
-	const cJSON *by = cJSON_GetObjectItem(cJSON_GetObjectItem(report, "pushes"), "by_object");
-	s->m.pushed[CONN_OBJ_CONTACT] +=
-	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Contact"));
-	s->m.pushed[CONN_OBJ_LEAD] +=
-	    (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(by, "Lead"));
+	for (int o = CONN_OBJ_CONTACT; o <= CONN_OBJ_LEAD; o++) {
+		s->m.pulled[o] += n->pulled[o];
+		s->m.pushed[o] += n->pushed[o];
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -147,8 +141,9 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 		struct conn_sync_opts o = {false, false, false};
 		cJSON *report = NULL;
 		struct err ce = {0};
-		int crc = conn_sync_once(s.conn, &o, &report, &ce);
-		note_cycle(&s, crc, report);
+		struct conn_cycle_counts counts;
+		int crc = conn_sync_once(s.conn, &o, &counts, &report, &ce);
+		note_cycle(&s, crc, &counts);
 		cJSON_Delete(report);
 		if (crc && *stop)
 			break; /* stopped mid-cycle: what was committed stays */

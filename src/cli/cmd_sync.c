@@ -43,7 +43,7 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	struct conn_sync_opts o = {dry, full, isatty(2) && !json};
 	cJSON *report = NULL;
-	rc = conn_sync_once(conn, &o, &report, e);
+	rc = conn_sync_once(conn, &o, NULL, &report, e);
 	cli_print(c, json, report);
 	cJSON_Delete(report);
 	conn_close(conn);

@@ -81,6 +81,7 @@ static int conflict_txn(struct ledger_txn *t, void *ctx, struct err *e)
 
 int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
 {
+	*out = NULL;
 	struct one_conflict *o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");

@@ -1,11 +1,24 @@
-/* The connector: optsync's sync rules (docs/sync-rules.md) and the use cases
- * that the command line and the local HTTP API both call.
+/* The connector: optsync's sync rules (docs/sync-rules.md) and the use
+ * cases that the command line and the local HTTP API both call.
  *
- * Results that are shown to people or programs come back as cJSON
- * documents in the shapes the README and docs/openapi.yaml describe, built
- * in the use case's own file, so that `--json` on the CLI and the HTTP API
- * print the same objects. The caller owns and deletes
- * them. */
+ * The contract, for every function here unless it says otherwise:
+ * - Errors: 0, or a negative ERR_* code (util/err.h) with the message set
+ *   where the failure was found, naming the input; pass it on unchanged.
+ *   Codes the use cases return: ERR_INVALID (input that fails the rules,
+ *   naming the field), ERR_EVIDENCE (consent evidence missing or not
+ *   enough), ERR_REFUSED (admin credentials), ERR_NOTFOUND (no such person,
+ *   conflict or push), ERR_CONFLICT (the state does not allow it),
+ *   ERR_LEDGER (missing, locked, corrupt or full ledger), ERR_NOMEM; the
+ *   sync adds ERR_REMOTE and ERR_RETRY from Salesforce.
+ * - Results: a cJSON document (in the shapes the README and
+ *   docs/openapi.yaml describe) or a malloc'ed string is the caller's to
+ *   delete or free. On failure *out (or *result, *report) is NULL, except
+ *   where a function says it still describes the failure (the sync report,
+ *   audit verify).
+ * - Writes are durable (one fsynced ledger commit) when a use case returns
+ *   0; on failure nothing of the call was written.
+ * - A struct conn may be used by many threads at once (the API's
+ *   connection threads); its ledger serializes writers. */
 #ifndef OPTSYNC_CONNECTOR_CONNECTOR_H
 #define OPTSYNC_CONNECTOR_CONNECTOR_H
 
@@ -86,10 +99,17 @@ struct conn_sync_opts {
  * naming the holder's kind and pid when another has it. */
 int conn_own_ledger(struct conn *c, struct err *e);
 
-/* One pull+push cycle. *report describes what happened (or would). A cycle
- * takes the sync lock unless c owns the ledger, and refuses (ERR_LEDGER)
- * when another process holds it. */
-int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e);
+/* One pull+push cycle. *report describes what happened (or would), as the
+ * contract's JSON (the caller deletes it; set on failure too, with the
+ * error). counts, when given, receives the records read and written per
+ * object (enum conn_object), typed. A cycle takes the sync lock unless c
+ * owns the ledger, and refuses (ERR_LEDGER) when another process holds it.
+ * Errors: ERR_REMOTE / ERR_RETRY from Salesforce, ERR_LEDGER, ERR_NOMEM. */
+struct conn_cycle_counts {
+	uint64_t pulled[3], pushed[3]; /* by enum conn_object */
+};
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_counts *counts,
+                   cJSON **report, struct err *e);
 
 /* ---- use cases ---- */
 
@@ -140,6 +160,10 @@ struct conn_facts_change {
 	const char *source;        /* source type name, NULL: unchanged */
 	const char *source_other;  /* with source "other" */
 };
+/* Change a person's compliance facts (a missing person is created), the
+ * change queued for every Salesforce record. *result: the person's state.
+ * ERR_INVALID for a fact that breaks rule 5 (consent without a date or a
+ * purpose, other without its text, a date in the future). */
 int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *email,
                      const struct conn_facts_change *ch, cJSON **result, struct err *e);
 
@@ -164,13 +188,21 @@ struct conn_evidence {
 	const char *evidence_ref;
 	const char *evidence_sha256; /* hex, optional */
 };
-/* Admin only (who->origin must be LEDGER_ORIGIN_ADMIN, checked before). */
+/* Admin only (who->origin must be CONN_ORIGIN_ADMIN, checked before:
+ * ERR_REFUSED otherwise). Rule 2: ERR_EVIDENCE when the evidence is missing,
+ * predates the opt-out or lies in the future; ERR_CONFLICT when the person
+ * is not opted out; ERR_NOTFOUND when unknown. *result: the person's state.
+ * conn_contact_erase (admin too): the personal data removed, the hashed
+ * suppression kept. */
 int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *email,
                      const struct conn_evidence *ev, cJSON **result, struct err *e);
 int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char *email,
                        cJSON **result, struct err *e);
 
-/* ERR_NOTFOUND when the person is unknown. */
+/* A person: the state (show), the events oldest first (history), or both
+ * with the records in full (export, JSON or CSV: one table, a section
+ * column). ERR_INVALID for an input that is not an email, ERR_NOTFOUND
+ * when the person is unknown; ERR_LIMIT when the CSV would exceed 64 MiB. */
 int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e);
 int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e);
 /* Right of access: state, Salesforce records and full history. */
@@ -186,11 +218,17 @@ enum conn_conflict_filter { CONN_CONFLICTS_OPEN, CONN_CONFLICTS_RESOLVED, CONN_C
  * ERR_INVALID. */
 int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e);
 int conn_conflict_filter_parse(const char *s, enum conn_conflict_filter *f, struct err *e);
+/* {"conflicts": [...]} (each with the person's email or "erased"); one
+ * conflict with both sides' values and the person's state (ERR_NOTFOUND). */
 int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e);
 int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e);
 
 enum conn_resolution { CONN_KEEP_OPTOUT, CONN_RESUBSCRIBE, CONN_TAKE_SALESFORCE, CONN_TAKE_LOCAL };
 int conn_resolution_parse(const char *s, enum conn_resolution *how, struct err *e);
+/* Admin only. ERR_NOTFOUND for no such conflict, ERR_CONFLICT when it is
+ * closed already, ERR_EVIDENCE when a re-subscribe lacks evidence (or
+ * taking Salesforce's opt-in would be one), ERR_INVALID when the action does
+ * not fit the conflict's kind. *result: the conflict, closed. */
 int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t id,
                           enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
                           struct err *e);
@@ -200,6 +238,21 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
  * the ledger's size and retention: what `optsync status` and GET /v1/status
  * show. */
 int conn_status(struct conn *c, cJSON **out, struct err *e);
+/* The numbers of status that /metrics shows, typed (no JSON in between). */
+struct conn_status_info {
+	uint64_t pushes_queued, pushes_parked, open_conflicts;
+	long api_used, api_max; /* the last Sforce-Limit-Info; -1 when not seen */
+	struct {
+		bool known;         /* a pull of the object read to the end */
+		double lag_seconds; /* since the start of that pull */
+	} lag[3];                   /* by enum conn_object */
+	int64_t last_success_at;    /* ms, 0: none */
+	uint64_t failures_in_a_row;
+	uint64_t retention_purged[3]; /* events, persons, resolved conflicts */
+};
+/* One read of the ledger. Errors: ERR_LEDGER, ERR_NOMEM; *out is zero
+ * then. */
+int conn_status_info(struct conn *c, struct conn_status_info *out, struct err *e);
 /* 0 when the ledger answers a read (readiness). */
 int conn_ping(struct conn *c, struct err *e);
 

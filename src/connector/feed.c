@@ -63,6 +63,7 @@ static int feed_txn(struct ledger_txn *t, void *ctx, struct err *e)
 
 int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e)
 {
+	*out = NULL;
 	struct feed_ctx *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");

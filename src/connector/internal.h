@@ -96,6 +96,10 @@ int health_put(struct ledger_txn *t, const struct conn_health *h, struct err *e)
 /* Run retention when [retention] is set and retention.every has passed
  * since the last run; *report stays NULL when it did not run. */
 int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e);
+/* The retention totals (events, persons, resolved conflicts) and the last
+ * run's time (ms, 0: none). */
+int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *last_run,
+                          struct err *e);
 /* status: the "retention" object. */
 int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out,
                           struct err *e);

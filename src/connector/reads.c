@@ -89,6 +89,7 @@ int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct 
 
 int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e)
 {
+	*out = NULL;
 	cJSON *full;
 	int rc = read_person(c, email, 1, &full, e);
 	if (rc)

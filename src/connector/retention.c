@@ -141,27 +141,38 @@ int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e)
 	return conn_retention_run(c, &sync_actor, false, report, e);
 }
 
-int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out, struct err *e)
+int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *last_run,
+                          struct err *e)
 {
 	int rc;
 	cJSON *m = load_meta(t, e, &rc);
 	if (m == NULL)
 		return rc;
-	cJSON *o = cJSON_AddObjectToObject(out, "retention");
-	cJSON_AddBoolToObject(o, "configured", configured(cfg));
 	const cJSON *at = cJSON_GetObjectItemCaseSensitive(m, "last_run_at");
-	if (cJSON_IsNumber(at))
-		add_time(o, "last_run_at", (int64_t)at->valuedouble);
-	else
-		cJSON_AddNullToObject(o, "last_run_at");
+	*last_run = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
 	const cJSON *tot = cJSON_GetObjectItemCaseSensitive(m, "purged_total");
-	cJSON *t2 = cJSON_AddObjectToObject(o, "purged_total");
 	static const char *const keys[] = {"events", "persons", "conflicts"};
-	static const char *const names[] = {"events", "persons", "resolved_conflicts"};
 	for (int i = 0; i < 3; i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(tot, keys[i]);
-		cJSON_AddNumberToObject(t2, names[i], cJSON_IsNumber(v) ? v->valuedouble : 0);
+		totals[i] = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
 	}
 	cJSON_Delete(m);
+	return 0;
+}
+
+int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out, struct err *e)
+{
+	uint64_t totals[3];
+	int64_t last_run;
+	int rc = conn_retention_totals(t, totals, &last_run, e);
+	if (rc)
+		return rc;
+	cJSON *o = cJSON_AddObjectToObject(out, "retention");
+	cJSON_AddBoolToObject(o, "configured", configured(cfg));
+	add_time(o, "last_run_at", last_run);
+	cJSON *t2 = cJSON_AddObjectToObject(o, "purged_total");
+	static const char *const names[] = {"events", "persons", "resolved_conflicts"};
+	for (int i = 0; i < 3; i++)
+		cJSON_AddNumberToObject(t2, names[i], (double)totals[i]);
 	return 0;
 }

@@ -162,8 +162,77 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return conn_retention_status(t, s->cfg, o, e);
 }
 
+/* ---- the typed numbers /metrics shows ---- */
+
+static int count_pushes(const struct ledger_push *q, void *ctx)
+{
+	struct conn_status_info *in = ctx;
+	if (q->parked)
+		in->pushes_parked++;
+	else
+		in->pushes_queued++;
+	return 0;
+}
+
+struct info_ctx {
+	const struct config *cfg;
+	struct conn_status_info *in;
+};
+
+static int info_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct info_ctx *x = ctx;
+	struct conn_status_info *in = x->in;
+	memset(in, 0, sizeof(*in)); /* a re-run starts over */
+	in->api_used = in->api_max = -1;
+	int rc = ledger_push_each(t, count_pushes, in, e);
+	if (rc == 0)
+		rc = ledger_conflict_each(t, count_open, &in->open_conflicts, e);
+	char usage[64];
+	size_t n;
+	if (rc == 0 &&
+	    (rc = ledger_meta_get(t, META_API_USAGE, usage, sizeof(usage) - 1, &n, e)) == 0) {
+		usage[n] = '\0';
+		if (sscanf(usage, "%ld/%ld", &in->api_used, &in->api_max) != 2)
+			in->api_used = in->api_max = -1;
+	} else if (rc == ERR_NOTFOUND) {
+		rc = 0;
+	}
+	for (size_t i = 0; rc == 0 && i < x->cfg->salesforce.nobjects; i++) {
+		int obj = object_of(x->cfg->salesforce.objects[i]);
+		struct ledger_cursor cur;
+		int crc = ledger_cursor_get(t, obj, &cur, e);
+		if (crc == 0 && cur.caught_up_at && obj > 0 && obj < 3) {
+			in->lag[obj].known = true;
+			in->lag[obj].lag_seconds =
+			    (double)(time_now_ms() - cur.caught_up_at) / 1000.0;
+		} else if (crc && crc != ERR_NOTFOUND) {
+			rc = crc;
+		}
+	}
+	struct conn_health h;
+	if (rc == 0 && (rc = health_get(t, &h, e)) == 0) {
+		in->last_success_at = h.last_success_at;
+		in->failures_in_a_row = h.failures_in_a_row;
+	}
+	int64_t last_run;
+	if (rc == 0)
+		rc = conn_retention_totals(t, in->retention_purged, &last_run, e);
+	return rc;
+}
+
+int conn_status_info(struct conn *c, struct conn_status_info *out, struct err *e)
+{
+	struct info_ctx x = {c->cfg, out};
+	int rc = ledger_read(c->l, info_txn, &x, e);
+	if (rc)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
 int conn_status(struct conn *c, cJSON **out, struct err *e)
 {
+	*out = NULL;
 	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL, NULL, NULL};
 	int rc = ledger_read(c->l, status_txn, &s, e);
 	if (rc) {

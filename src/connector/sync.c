@@ -204,7 +204,8 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 }
 
 static int pull_object(struct conn *c, struct sf_client *sf, int object,
-                       const struct conn_sync_opts *o, cJSON *report, struct err *e)
+                       const struct conn_sync_opts *o, cJSON *report,
+                       struct conn_cycle_counts *counts, struct err *e)
 {
 	struct cursor_read cr = {object, {0}, 0};
 	int rc = ledger_read(c->l, read_cursor, &cr, e);
@@ -233,6 +234,8 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	if (since)
 		add_time(st, "since", since);
 	cJSON_AddItemToObject(report, ledger_object_name(object), st);
+	if (object > 0 && object < 3)
+		counts->pulled[object] += pl.total.records;
 	log_info("sync.pull",
 	         "%s: %llu records in %llu pages, %llu opt-outs in, %llu pushes queued%s",
 	         ledger_object_name(object), (unsigned long long)pl.total.records,
@@ -504,7 +507,7 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 }
 
 static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
-                 cJSON *report, struct err *e)
+                 cJSON *report, struct conn_cycle_counts *counts, struct err *e)
 {
 	struct due d = {0};
 	d.cap = SF_COLLECTION_MAX;
@@ -547,6 +550,8 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		reverted += r.conflicts_reverted;
 		for (int k = 0; k < 3; k++)
 			by_object[k] += r.ok_by_object[k];
+		for (int k = 1; k < 3; k++)
+			counts->pushed[k] += r.ok_by_object[k];
 		retry += r.retry;
 		parked += r.parked;
 		if (rc == 0 && src) {
@@ -621,7 +626,8 @@ static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
 
 /* One cycle on c; a dry run (o->dry_run) is this on a copy of the ledger
  * (conn_sync_once), where it writes nothing to Salesforce. */
-static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struct err *e)
+static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
+                 struct conn_cycle_counts *counts, struct err *e)
 {
 	int64_t started = time_now_ms();
 	add_time(r, "started_at", started);
@@ -633,9 +639,10 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struc
 		rc = conn_sf(c, &sf, e);
 	cJSON *objs = cJSON_AddObjectToObject(r, "pulled");
 	for (size_t i = 0; rc == 0 && i < c->cfg->salesforce.nobjects; i++)
-		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, objs, e);
+		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, objs, counts,
+		                 e);
 	if (rc == 0)
-		rc = drain(c, sf, o, r, e);
+		rc = drain(c, sf, o, r, counts, e);
 	if (rc == 0 && !o->dry_run) {
 		/* housekeeping: a failure is reported, the cycle itself succeeded */
 		cJSON *ret = NULL;
@@ -720,7 +727,8 @@ int conn_own_ledger(struct conn *c, struct err *e)
  * with Salesforce writes left out. Page after page the copy changes as the
  * ledger would, so the report names every write the real cycle would make,
  * those the pull itself queues included. */
-static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, struct err *e)
+static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
+                     struct conn_cycle_counts *counts, struct err *e)
 {
 	size_t pl = strlen(c->cfg->state.path);
 	char *dir = malloc(pl + 32);
@@ -745,7 +753,7 @@ static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, s
 		rc = conn_open(&copy, &cfg, false, c->stop, e);
 	if (rc == 0) {
 		copy->sf = sf; /* borrowed: one login for both */
-		rc = cycle(copy, o, r, e);
+		rc = cycle(copy, o, r, counts, e);
 		copy->sf = NULL;
 	}
 	conn_close(copy);
@@ -755,8 +763,13 @@ static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r, s
 	return rc;
 }
 
-int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, cJSON **report, struct err *e)
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_counts *counts,
+                   cJSON **report, struct err *e)
 {
+	struct conn_cycle_counts none;
+	if (counts == NULL)
+		counts = &none;
+	memset(counts, 0, sizeof(*counts));
 	*report = cJSON_CreateObject();
-	return o->dry_run ? dry_cycle(c, o, *report, e) : cycle(c, o, *report, e);
+	return o->dry_run ? dry_cycle(c, o, *report, counts, e) : cycle(c, o, *report, counts, e);
 }
