@@ -60,3 +60,25 @@ const char *map_source_to_sf(const struct config *cfg, int v)
 {
 	return to_sf(cfg, LEDGER_F_SOURCE_TYPE, v);
 }
+
+/* ---- field keys and objects ---- */
+
+void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIELD_KEYS])
+{
+	const struct config_fields *f = &cfg->salesforce.fields;
+	const struct field_key keys[CONFIG_FIELD_KEYS] = {
+	    {"opted_out", f->opted_out},
+	    {"authorization_type", f->authorization_type},
+	    {"authorization_other", f->authorization_other},
+	    {"consent_date", f->consent_date},
+	    {"purpose", f->purpose},
+	    {"source_type", f->source_type},
+	    {"source_other", f->source_other}};
+	memcpy(out, keys, sizeof(keys));
+}
+
+int object_of(const char *name)
+{
+	int o = ledger_object_parse(name);
+	return o < 0 ? 0 : o;
+}

@@ -1,226 +1,345 @@
 /* The use cases that read a person: show, history and the export (JSON and
- * CSV). */
-#include <ctype.h>
-#include <errno.h>
-#include <openssl/crypto.h>
+ * CSV). Each reads a typed view of the person in one read transaction; JSON
+ * and CSV are both rendered from that view, never one from the other. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "connector/usecase.h"
+#include "connector/internal.h"
 #include "util/csv.h"
-#include "util/log.h"
 #include "util/timefmt.h"
 
-/* ---- reading ---- */
+/* What is read: the person always, the records in full and the history
+ * when asked. */
+enum view_part { VIEW_PERSON = 0, VIEW_RECORDS = 1, VIEW_HISTORY = 2 };
+
+struct person_view {
+	struct conn *c;
+	unsigned parts; /* enum view_part bits */
+	char email[LEDGER_EMAIL_MAX + 1];
+	uint8_t key[LEDGER_KEY_LEN];
+	struct ledger_person p;
+	struct ledger_record *recs; /* VIEW_RECORDS: the person's live records */
+	uint32_t nrecs;
+	struct ledger_event *evs; /* VIEW_HISTORY: oldest first */
+	size_t nevs, capevs;
+	struct err *e; /* for the event collector */
+};
+
+static void view_free(struct person_view *v)
+{
+	if (v == NULL)
+		return;
+	free(v->recs);
+	free(v->evs);
+	free(v);
+}
 
 static int collect_event(const struct ledger_event *ev, void *ctx)
 {
-	cJSON_AddItemToArray((cJSON *)ctx, render_event(ev));
+	struct person_view *v = ctx;
+	if (v->nevs == v->capevs) {
+		size_t cap = v->capevs ? 2 * v->capevs : 16;
+		struct ledger_event *n = realloc(v->evs, cap * sizeof(*n));
+		if (n == NULL)
+			return err_set(v->e, ERR_NOMEM, "out of memory");
+		v->evs = n;
+		v->capevs = cap;
+	}
+	v->evs[v->nevs++] = *ev;
 	return 0;
 }
 
-static int show_txn(struct ledger_txn *t, void *ctx, struct err *e)
+static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct uc *u = ctx;
-	int rc = ledger_person_get(t, u->key, &u->p, e);
+	struct person_view *v = ctx;
+	int rc = ledger_person_get(t, v->key, &v->p, e);
 	if (rc == ERR_NOTFOUND)
-		return err_set(e, ERR_NOTFOUND, "no person with email %s", u->email);
+		return err_set(e, ERR_NOTFOUND, "no person with email %s", v->email);
 	if (rc)
 		return rc;
-	cJSON *o = render_person(u->c->cfg, &u->p);
-	u->out = o;
-	if (!u->full)
-		return 0;
-	/* export and history: the records in full and the history */
-	cJSON *recs = cJSON_GetObjectItemCaseSensitive(o, "salesforce_records");
-	struct ledger_record *r = malloc(sizeof(*r));
-	if (r == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	while (cJSON_GetArraySize(recs) > 0)
-		cJSON_DeleteItemFromArray(recs, 0);
-	for (uint32_t i = 0; rc == 0 && i < u->p.nrecords; i++) {
-		rc = ledger_record_get(t, u->p.records[i].object, u->p.records[i].id, r, e);
-		if (rc == 0)
-			cJSON_AddItemToArray(recs, render_record(r));
-		else if (rc == ERR_NOTFOUND)
-			rc = 0;
+	if ((v->parts & VIEW_RECORDS) && v->p.nrecords > 0) {
+		v->recs = calloc(v->p.nrecords, sizeof(*v->recs));
+		if (v->recs == NULL)
+			return err_set(e, ERR_NOMEM, "out of memory");
+		for (uint32_t i = 0; i < v->p.nrecords; i++) {
+			rc = ledger_record_get(t, v->p.records[i].object, v->p.records[i].id,
+			                       &v->recs[v->nrecs], e);
+			if (rc == 0)
+				v->nrecs++;
+			else if (rc != ERR_NOTFOUND)
+				return rc;
+		}
 	}
-	free(r);
-	if (rc == 0)
-		rc = ledger_event_each_of(t, u->key, collect_event,
-		                          cJSON_AddArrayToObject(o, "history"), e);
+	if (v->parts & VIEW_HISTORY) {
+		v->e = e;
+		rc = ledger_event_each_of(t, v->key, collect_event, v, e);
+	}
 	return rc;
 }
 
-static int read_person(struct conn *c, const char *email, int full, cJSON **out, struct err *e)
+/* The view of email's person; *out is NULL on failure. */
+static int view_read(struct conn *c, const char *email, unsigned parts, struct person_view **out,
+                     struct err *e)
 {
 	*out = NULL;
-	struct conn_actor none = {CONN_ORIGIN_LOCAL, "cli"};
-	struct uc *u = uc_new(c, &none, email, e);
-	if (u == NULL)
-		return e->code;
-	u->full = full != 0;
-	int rc = ledger_read(c->l, show_txn, u, e);
-	if (rc) {
-		cJSON_Delete(u->out);
-		return uc_fail(u, rc);
+	struct person_view *v = calloc(1, sizeof(*v));
+	if (v == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	v->c = c;
+	v->parts = parts;
+	int rc = conn_email_normalize(email, v->email, e);
+	if (rc == 0) {
+		ledger_person_key(c->l, v->email, strlen(v->email), v->key);
+		rc = ledger_read(c->l, view_txn, v, e);
 	}
-	*out = u->out;
-	free(u);
+	if (rc) {
+		view_free(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+static cJSON *render_history(const struct person_view *v)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t i = 0; a && i < v->nevs; i++)
+		cJSON_AddItemToArray(a, render_event(&v->evs[i]));
+	return a;
+}
+
+/* cJSON reports allocation failure only as NULLs and missing members: a
+ * rendered document is checked once, at the end. */
+static int rendered(cJSON *o, int complete, cJSON **out, struct err *e)
+{
+	if (o == NULL || !complete) {
+		cJSON_Delete(o);
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	*out = o;
 	return 0;
 }
 
 int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e)
 {
-	return read_person(c, email, 0, out, e);
+	*out = NULL;
+	struct person_view *v;
+	int rc = view_read(c, email, VIEW_PERSON, &v, e);
+	if (rc)
+		return rc;
+	cJSON *o = render_person(c->cfg, &v->p);
+	view_free(v);
+	return rendered(o, o != NULL, out, e);
 }
 
 int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e)
 {
-	cJSON *full;
-	int rc = read_person(c, email, 1, &full, e);
+	*out = NULL;
+	struct person_view *v;
+	int rc = view_read(c, email, VIEW_HISTORY, &v, e);
 	if (rc)
 		return rc;
-	*out = cJSON_DetachItemFromObject(full, "history");
-	cJSON_Delete(full);
-	return 0;
+	cJSON *a = render_history(v);
+	int whole = a && (size_t)cJSON_GetArraySize(a) == v->nevs;
+	view_free(v);
+	return rendered(a, whole, out, e);
 }
 
 int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e)
 {
 	*out = NULL;
-	cJSON *full;
-	int rc = read_person(c, email, 1, &full, e);
+	struct person_view *v;
+	int rc = view_read(c, email, VIEW_RECORDS | VIEW_HISTORY, &v, e);
 	if (rc)
 		return rc;
+	/* {email, exported_at, salesforce_records (in full), history, state
+	 * (the person without its record references)} */
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "email",
-	                        cJSON_GetStringValue(cJSON_GetObjectItem(full, "email"))
-	                            ? cJSON_GetStringValue(cJSON_GetObjectItem(full, "email"))
-	                            : "");
-	add_time(o, "exported_at", time_now_ms());
-	cJSON_AddItemToObject(o, "salesforce_records",
-	                      cJSON_DetachItemFromObject(full, "salesforce_records"));
-	cJSON_AddItemToObject(o, "history", cJSON_DetachItemFromObject(full, "history"));
-	cJSON_AddItemToObject(o, "state", full);
-	*out = o;
-	return 0;
+	int whole = o != NULL;
+	whole = whole && cJSON_AddStringToObject(
+	                     o, "email", (v->p.flags & LEDGER_PERSON_ERASED) ? "" : v->p.email);
+	whole = whole && add_time(o, "exported_at", time_now_ms());
+	cJSON *recs = whole ? cJSON_AddArrayToObject(o, "salesforce_records") : NULL;
+	whole = whole && recs;
+	for (uint32_t i = 0; whole && i < v->nrecs; i++)
+		whole = cJSON_AddItemToArray(recs, render_record(&v->recs[i]));
+	cJSON *hist = whole ? render_history(v) : NULL;
+	whole = whole && hist && (size_t)cJSON_GetArraySize(hist) == v->nevs &&
+	        cJSON_AddItemToObject(o, "history", hist);
+	if (!whole || cJSON_GetObjectItemCaseSensitive(o, "history") == NULL)
+		cJSON_Delete(hist);
+	cJSON *st = whole ? render_person(c->cfg, &v->p) : NULL;
+	if (st)
+		cJSON_DeleteItemFromObjectCaseSensitive(st, "salesforce_records");
+	whole = whole && st && cJSON_AddItemToObject(o, "state", st);
+	if (!whole || cJSON_GetObjectItemCaseSensitive(o, "state") == NULL)
+		cJSON_Delete(st);
+	view_free(v);
+	return rendered(o, whole, out, e);
 }
 
 #define EXPORT_CSV_MAX (64 << 20) /* bytes: one person's export */
 
-static const char *str_of(const cJSON *o, const char *name)
+/* The export's CSV columns, in order. */
+enum col {
+	C_SECTION,
+	C_PERSON,
+	C_FIRST,
+	C_LAST,
+	C_COMPANY,
+	C_TITLE,
+	C_EMAIL,
+	C_PHONE,
+	C_OBJECT,
+	C_ID,
+	C_CREATED,
+	C_UPDATED,
+	C_OPTED_OUT,
+	C_OPTED_OUT_AT,
+	C_AUTH,
+	C_CONSENT_DATE,
+	C_PURPOSE,
+	C_SOURCE,
+	C_SEQ,
+	C_AT,
+	C_KIND,
+	C_ORIGIN,
+	C_ACTOR,
+	C_REASON,
+	C_EVIDENCE_REF,
+	C_EVIDENCE_SHA,
+	C_EXPORTED,
+	NCOLS
+};
+
+static const char *const col_names[NCOLS] = {
+    "section",         "person_id",    "first_name",  "last_name",         "company",
+    "title",           "email",        "phone",       "salesforce_object", "salesforce_id",
+    "created",         "updated",      "opted_out",   "opted_out_at",      "authorization_type",
+    "consent_date",    "purpose",      "source_type", "event_seq",         "event_at",
+    "event_kind",      "event_origin", "event_actor", "event_reason",      "evidence_ref",
+    "evidence_sha256", "exported_at"};
+
+/* Time cells: one buffer per column that can hold a time. */
+struct csv_row {
+	const char *cell[NCOLS];
+	char created[TIME_STR_MAX], updated[TIME_STR_MAX], opted_out_at[TIME_STR_MAX];
+	char consent[TIME_STR_MAX], at[TIME_STR_MAX], seq[24];
+};
+
+static const char *time_cell(int64_t ms, char buf[TIME_STR_MAX])
 {
-	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
-	return s ? s : "";
+	if (ms == 0)
+		return "";
+	time_format(ms, buf);
+	return buf;
+}
+
+/* The authorization and source cells of a set of facts, as the JSON shows
+ * them: a consent date and purpose only with type consent. */
+static void facts_cells(struct csv_row *r, const struct ledger_facts *f, int auth, int source)
+{
+	int type = (f->mask & LEDGER_F_AUTH_TYPE) ? f->auth_type : 0;
+	if (auth && type) {
+		r->cell[C_AUTH] = ledger_auth_name(type);
+		if (type == LEDGER_AUTH_CONSENT) {
+			r->cell[C_CONSENT_DATE] = time_cell(f->consent_date, r->consent);
+			r->cell[C_PURPOSE] = f->purpose;
+		}
+	}
+	int st = (f->mask & LEDGER_F_SOURCE_TYPE) ? f->source_type : 0;
+	if (source && st)
+		r->cell[C_SOURCE] = ledger_source_name(st);
+}
+
+static int write_row(struct buf *b, struct csv_row *r, struct err *e)
+{
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < NCOLS; k++)
+		rc = csv_write_field(b, r->cell[k] ? r->cell[k] : "", k + 1 == NCOLS, e);
+	return rc;
 }
 
 /* The export as one CSV table: a row per Salesforce record (section
- * "record", the person's state on each, as a CRM export has it) and a row
- * per history event (section "event"), every row with the person id. */
+ * "record", the person's state on each, as a CRM export has it; one row
+ * without a record when there is none) and a row per history event
+ * (section "event"), every row with the person id. */
+static int export_csv(const struct person_view *v, struct buf *b, struct err *e)
+{
+	const struct ledger_person *p = &v->p;
+	char person[65], exported[TIME_STR_MAX];
+	hex32(p->key, person);
+	time_format(time_now_ms(), exported);
+	const char *email = (p->flags & LEDGER_PERSON_ERASED) ? "" : p->email;
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < NCOLS; k++)
+		rc = csv_write_field(b, col_names[k], k + 1 == NCOLS, e);
+	for (uint32_t i = 0; rc == 0 && i < (v->nrecs ? v->nrecs : 1); i++) {
+		const struct ledger_record *rec = v->nrecs ? &v->recs[i] : NULL;
+		struct csv_row r = {.cell = {[C_SECTION] = "record",
+		                             [C_PERSON] = person,
+		                             [C_EMAIL] = email,
+		                             [C_EXPORTED] = exported}};
+		if (rec) {
+			r.cell[C_FIRST] = rec->first_name;
+			r.cell[C_LAST] = rec->last_name;
+			r.cell[C_COMPANY] = rec->company;
+			r.cell[C_TITLE] = rec->title;
+			r.cell[C_PHONE] = rec->phone;
+			r.cell[C_OBJECT] = ledger_object_name(rec->object);
+			r.cell[C_ID] = rec->id;
+		}
+		r.cell[C_CREATED] = time_cell(rec ? rec->sf_created : p->created_at, r.created);
+		r.cell[C_UPDATED] = time_cell(rec ? rec->sf_modified : p->updated_at, r.updated);
+		r.cell[C_OPTED_OUT] = p->facts.opted_out ? "true" : "false";
+		r.cell[C_OPTED_OUT_AT] =
+		    time_cell(p->facts.opted_out ? p->opted_out_at : 0, r.opted_out_at);
+		facts_cells(&r, &p->facts, 1, 1);
+		rc = write_row(b, &r, e);
+	}
+	for (size_t i = 0; rc == 0 && i < v->nevs; i++) {
+		const struct ledger_event *ev = &v->evs[i];
+		const char *kind = ledger_event_kind_name(ev->kind);
+		const char *origin = ledger_origin_name(ev->origin);
+		struct csv_row r = {.cell = {[C_SECTION] = "event",
+		                             [C_PERSON] = person,
+		                             [C_EMAIL] = email,
+		                             [C_KIND] = kind ? kind : "?",
+		                             [C_ORIGIN] = origin ? origin : "?",
+		                             [C_ACTOR] = ev->actor,
+		                             [C_REASON] = ev->reason,
+		                             [C_EVIDENCE_REF] = ev->evidence_ref,
+		                             [C_EVIDENCE_SHA] = ev->evidence_sha256,
+		                             [C_EXPORTED] = exported}};
+		snprintf(r.seq, sizeof(r.seq), "%" PRIu64, ev->seq);
+		r.cell[C_SEQ] = r.seq;
+		r.cell[C_AT] = time_cell(ev->at, r.at);
+		if (ev->record.object) {
+			r.cell[C_OBJECT] = ledger_object_name(ev->record.object);
+			r.cell[C_ID] = ev->record.id;
+		}
+		if (ev->facts.mask & LEDGER_F_OPTED_OUT)
+			r.cell[C_OPTED_OUT] = ev->facts.opted_out ? "true" : "false";
+		facts_cells(&r, &ev->facts, (ev->facts.mask & LEDGER_F_AUTH_TYPE) != 0,
+		            (ev->facts.mask & LEDGER_F_SOURCE_TYPE) != 0);
+		rc = write_row(b, &r, e);
+	}
+	return rc;
+}
+
 int conn_contact_export_csv(struct conn *c, const char *email, char **out, struct err *e)
 {
 	*out = NULL;
-	cJSON *x;
-	int rc = conn_contact_export(c, email, &x, e);
+	struct person_view *v;
+	int rc = view_read(c, email, VIEW_RECORDS | VIEW_HISTORY, &v, e);
 	if (rc)
 		return rc;
 	struct buf b;
 	buf_init(&b, EXPORT_CSV_MAX);
-	static const char *const cols[] = {"section",       "person_id",       "first_name",
-	                                   "last_name",     "company",         "title",
-	                                   "email",         "phone",           "salesforce_object",
-	                                   "salesforce_id", "created",         "updated",
-	                                   "opted_out",     "opted_out_at",    "authorization_type",
-	                                   "consent_date",  "purpose",         "source_type",
-	                                   "event_seq",     "event_at",        "event_kind",
-	                                   "event_origin",  "event_actor",     "event_reason",
-	                                   "evidence_ref",  "evidence_sha256", "exported_at"};
-	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
-	for (size_t i = 0; rc == 0 && i < NCOLS; i++)
-		rc = csv_write_field(&b, cols[i], i + 1 == NCOLS, e);
-	const cJSON *st = cJSON_GetObjectItem(x, "state");
-	const cJSON *auth = cJSON_GetObjectItem(st, "authorization");
-	const cJSON *src = cJSON_GetObjectItem(st, "source");
-	const cJSON *recs = cJSON_GetObjectItem(x, "salesforce_records");
-	const char *person = str_of(st, "key"), *exported = str_of(x, "exported_at");
-	int n = cJSON_GetArraySize(recs);
-	for (int i = 0; i < (n ? n : 1); i++) {
-		const cJSON *r = n ? cJSON_GetArrayItem(recs, i) : NULL;
-		const char *row[NCOLS] = {
-		    "record",
-		    person,
-		    str_of(r, "first_name"),
-		    str_of(r, "last_name"),
-		    str_of(r, "company"),
-		    str_of(r, "title"),
-		    str_of(x, "email"),
-		    str_of(r, "phone"),
-		    str_of(r, "object"),
-		    str_of(r, "id"),
-		    r ? str_of(r, "created") : str_of(st, "created_at"),
-		    r ? str_of(r, "modified") : str_of(st, "updated_at"),
-		    cJSON_IsTrue(cJSON_GetObjectItem(st, "opted_out")) ? "true" : "false",
-		    str_of(st, "opted_out_at"),
-		    str_of(auth, "type"),
-		    str_of(auth, "consent_date"),
-		    str_of(auth, "purpose"),
-		    str_of(src, "type"),
-		    "",
-		    "",
-		    "",
-		    "",
-		    "",
-		    "",
-		    "",
-		    "",
-		    exported};
-		for (size_t k = 0; rc == 0 && k < NCOLS; k++)
-			rc = csv_write_field(&b, row[k], k + 1 == NCOLS, e);
-	}
-	const cJSON *ev;
-	cJSON_ArrayForEach(ev, cJSON_GetObjectItem(x, "history"))
-	{
-		char seq[24];
-		snprintf(seq, sizeof(seq), "%.0f",
-		         cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "seq")));
-		const cJSON *rec = cJSON_GetObjectItem(ev, "record");
-		const cJSON *ea = cJSON_GetObjectItem(ev, "authorization");
-		const cJSON *es = cJSON_GetObjectItem(ev, "source");
-		const cJSON *oo = cJSON_GetObjectItem(ev, "opted_out");
-		const cJSON *evi = cJSON_GetObjectItem(ev, "evidence");
-		const char *row[NCOLS] = {"event",
-		                          person,
-		                          "",
-		                          "",
-		                          "",
-		                          "",
-		                          str_of(x, "email"),
-		                          "",
-		                          str_of(rec, "object"),
-		                          str_of(rec, "id"),
-		                          "",
-		                          "",
-		                          oo ? (cJSON_IsTrue(oo) ? "true" : "false") : "",
-		                          "",
-		                          str_of(ea, "type"),
-		                          str_of(ea, "consent_date"),
-		                          str_of(ea, "purpose"),
-		                          str_of(es, "type"),
-		                          seq,
-		                          str_of(ev, "at"),
-		                          str_of(ev, "kind"),
-		                          str_of(ev, "origin"),
-		                          str_of(ev, "actor"),
-		                          str_of(ev, "reason"),
-		                          str_of(evi, "ref"),
-		                          str_of(evi, "sha256"),
-		                          exported};
-		for (size_t k = 0; rc == 0 && k < NCOLS; k++)
-			rc = csv_write_field(&b, row[k], k + 1 == NCOLS, e);
-	}
-	cJSON_Delete(x);
+	rc = export_csv(v, &b, e);
+	view_free(v);
 	if (rc) {
 		/* never a cut export handed out as whole */
 		buf_free(&b);
@@ -230,5 +349,7 @@ int conn_contact_export_csv(struct conn *c, const char *email, char **out, struc
 		return rc;
 	}
 	*out = buf_detach(&b, NULL);
+	if (*out == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
 	return 0;
 }

@@ -648,3 +648,54 @@ out:
 	free(w);
 	return rc;
 }
+
+/* ---- validity of a set of facts ---- */
+
+int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap)
+{
+	if (groups & LEDGER_F_AUTH_TYPE) {
+		int type = (f->mask & LEDGER_F_AUTH_TYPE) ? f->auth_type : 0;
+		int has_date = (f->mask & LEDGER_F_CONSENT_DATE) && f->consent_date != 0;
+		int has_purpose = (f->mask & LEDGER_F_PURPOSE) && f->purpose[0];
+		int has_other = (f->mask & LEDGER_F_AUTH_OTHER) && f->auth_other[0];
+		if (type == LEDGER_AUTH_CONSENT && (!has_date || !has_purpose)) {
+			snprintf(why, cap,
+			         "authorization type consent needs a consent date and a "
+			         "purpose");
+			return 0;
+		}
+		if (type != LEDGER_AUTH_CONSENT && (has_date || has_purpose)) {
+			snprintf(why, cap,
+			         "a consent date and a purpose go only with authorization "
+			         "type consent");
+			return 0;
+		}
+		if (has_date && f->consent_date > now + FUTURE_TOLERANCE_MS) {
+			snprintf(why, cap, "the consent date is in the future");
+			return 0;
+		}
+		if (type == LEDGER_AUTH_OTHER && !has_other) {
+			snprintf(why, cap, "authorization type other needs a description (other)");
+			return 0;
+		}
+		if (type != LEDGER_AUTH_OTHER && has_other) {
+			snprintf(why, cap,
+			         "an authorization description (other) goes only with "
+			         "type other");
+			return 0;
+		}
+	}
+	if (groups & LEDGER_F_SOURCE_TYPE) {
+		int type = (f->mask & LEDGER_F_SOURCE_TYPE) ? f->source_type : 0;
+		int has_other = (f->mask & LEDGER_F_SOURCE_OTHER) && f->source_other[0];
+		if (type == LEDGER_SOURCE_OTHER && !has_other) {
+			snprintf(why, cap, "source type other needs a description");
+			return 0;
+		}
+		if (type != LEDGER_SOURCE_OTHER && has_other) {
+			snprintf(why, cap, "a source description goes only with source type other");
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -23,11 +23,9 @@ struct uc {
 	const struct conn_evidence *evidence;
 	uint64_t conflict_id;
 	enum conn_resolution how;
-	bool full; /* reads: the records in full and the history */
 	/* outputs */
 	int found, already;
 	uint64_t event_seq;
-	cJSON *out;
 };
 
 /* A context for the person of email (when given: normalized and keyed;

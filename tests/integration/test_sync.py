@@ -518,6 +518,23 @@ class Rules(unittest.TestCase):
         self.assertEqual([r["event_seq"] for r in events], [str(h["seq"]) for h in x["history"]])
         self.assertIn("told us at the fair", [r["event_reason"] for r in events])
         self.assertEqual(records[0]["phone"], "'+47 22 00 00 00")  # no formula in a spreadsheet
+        # the CSV says what the JSON says, cell by cell
+        rec, st = x["salesforce_records"][0], x["state"]
+        self.assertEqual((records[0]["salesforce_object"], records[0]["salesforce_id"],
+                          records[0]["created"], records[0]["updated"]),
+                         (rec["object"], rec["id"], rec["created"] or "", rec["modified"] or ""))
+        self.assertEqual((records[0]["opted_out"], records[0]["opted_out_at"],
+                          records[0]["authorization_type"], records[0]["source_type"]),
+                         ("true", st["opted_out_at"], st["authorization"]["type"] or "",
+                          st["source"]["type"] or ""))
+        for r, h in zip(events, x["history"]):
+            self.assertEqual((r["event_at"], r["event_kind"], r["event_origin"], r["event_actor"],
+                              r["event_reason"], r["opted_out"]),
+                             (h["at"], h["kind"], h["origin"], h["actor"], h.get("reason", ""),
+                              {True: "true", False: "false", None: ""}[h.get("opted_out")]))
+            self.assertEqual((r["salesforce_object"], r["salesforce_id"]),
+                             (h["record"]["object"], h["record"]["id"]) if "record" in h
+                             else ("", ""))
         e.run("contact", "erase", "ola@example.com", check=4)
         e.run("contact", "erase", "ola@example.com", admin=True, check=0)
         shown = e.json("contact", "show", "ola@example.com")
