@@ -20,7 +20,7 @@ static void problem(struct check *k, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	cJSON_AddItemToArray(k->problems, cJSON_CreateString(msg));
+	json_append(k->problems, cJSON_CreateString(msg));
 }
 
 /* A field optsync only reads. */

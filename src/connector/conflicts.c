@@ -33,7 +33,7 @@ static int list_conflict(const struct ledger_conflict *cf, void *ctx)
 		cJSON_AddStringToObject(o, "email", l->p->email);
 	else
 		cJSON_AddStringToObject(o, "email", "erased");
-	cJSON_AddItemToArray(l->arr, o);
+	json_append(l->arr, o);
 	return 0;
 }
 
@@ -47,16 +47,13 @@ static int list_txn(struct ledger_txn *t, void *ctx, struct err *e)
 int conn_conflicts_list(struct conn *c, enum conn_conflict_filter f, cJSON **out, struct err *e)
 {
 	*out = NULL;
+	json_mark();
 	struct list_ctx l = {f, cJSON_CreateArray(), NULL, malloc(sizeof(struct ledger_person))};
 	int rc = l.p ? ledger_read(c->l, list_txn, &l, e) : err_set(e, ERR_NOMEM, "out of memory");
 	free(l.p);
-	if (rc) {
-		cJSON_Delete(l.arr);
-		return rc;
-	}
-	*out = cJSON_CreateObject();
-	cJSON_AddItemToObject(*out, "conflicts", l.arr);
-	return 0;
+	cJSON *o = rc == 0 ? cJSON_CreateObject() : NULL;
+	json_attach(o, "conflicts", l.arr);
+	return json_result(o, rc, out, e);
 }
 
 struct one_conflict {
@@ -86,14 +83,16 @@ int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
 	if (o == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	o->id = id;
+	json_mark();
 	int rc = ledger_read(c->l, conflict_txn, o, e);
+	cJSON *r = NULL;
 	if (rc == 0) {
-		*out = render_conflict(&o->cf);
+		r = render_conflict(&o->cf);
 		if (o->person_found)
-			cJSON_AddItemToObject(*out, "person_state", render_person(c->cfg, &o->p));
+			json_attach(r, "person_state", render_person(c->cfg, &o->p));
 	}
 	free(o);
-	return rc;
+	return json_result(r, rc, out, e);
 }
 
 static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conflict *cf,

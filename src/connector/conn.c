@@ -13,6 +13,7 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
               struct err *e)
 {
 	*out = NULL;
+	json_init();
 	struct conn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");

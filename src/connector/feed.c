@@ -30,8 +30,12 @@ static int feed_one(const struct ledger_change *ch, void *ctx)
 	add_time(o, "at", ch->at);
 	cJSON_AddStringToObject(o, "kind", ledger_event_kind_name(ch->kind));
 	cJSON_AddStringToObject(o, "origin", ledger_origin_name(ch->origin));
-	if (ledger_person_get(f->t, ch->person, &f->p, f->e) == 0 &&
-	    !(f->p.flags & LEDGER_PERSON_ERASED))
+	int rc = ledger_person_get(f->t, ch->person, &f->p, f->e);
+	if (rc && rc != ERR_NOTFOUND) {
+		cJSON_Delete(o);
+		return rc;
+	}
+	if (rc == 0 && !(f->p.flags & LEDGER_PERSON_ERASED))
 		cJSON_AddStringToObject(o, "email", f->p.email);
 	else
 		cJSON_AddNullToObject(o, "email");
@@ -48,7 +52,7 @@ static int feed_one(const struct ledger_change *ch, void *ctx)
 		cJSON_AddStringToObject(s, "type", ledger_source_name(ch->source_type));
 	else
 		cJSON_AddNullToObject(s, "type");
-	cJSON_AddItemToArray(f->arr, o);
+	json_append(f->arr, o);
 	f->last = ch->seq;
 	return 0;
 }
@@ -67,21 +71,17 @@ int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, stru
 	struct feed_ctx *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
+	json_mark();
 	f->arr = cJSON_CreateArray();
 	f->last = after;
 	f->limit = limit ? limit : 100;
-	int rc = ledger_read(c->l, feed_txn, f, e);
-	if (rc) {
-		cJSON_Delete(f->arr);
-		free(f);
-		return rc;
-	}
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "changes", f->arr);
-	cJSON_AddNumberToObject(o, "next_after", (double)f->last);
-	*out = o;
+	int rc = f->arr ? ledger_read(c->l, feed_txn, f, e) : 0;
+	cJSON *o = rc == 0 ? cJSON_CreateObject() : NULL;
+	if (json_attach(o, "changes", f->arr))
+		cJSON_AddNumberToObject(o, "next_after", (double)f->last);
 	free(f);
-	return 0;
+	/* a change missing from a page would be skipped for good */
+	return json_result(o, rc, out, e);
 }
 
 /* ---- suppression check ---- */

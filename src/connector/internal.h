@@ -108,6 +108,21 @@ int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON 
  * its revert landed in Salesforce (shown as status "reverted"). */
 #define CONFLICT_REVERTED "reverted"
 
+/* cJSON's allocation failures (json.c): json_init (once, from conn_open)
+ * hooks its allocator; json_mark starts a rendering on this thread;
+ * json_result hands o out as *out when rc is 0 and nothing failed since
+ * the mark, and otherwise frees it and returns rc (ERR_NOMEM when only an
+ * allocation failed), *out NULL. */
+void json_init(void);
+void json_mark(void);
+int json_result(cJSON *o, int rc, cJSON **out, struct err *e);
+/* item added to o as name, or to arr; on failure item is freed (an
+ * allocation failure, noted for json_result). */
+bool json_attach(cJSON *o, const char *name, cJSON *item);
+bool json_append(cJSON *arr, cJSON *item);
+/* An allocation failed since json_mark (on this thread). */
+bool json_failed(void);
+
 /* Rendering (the contract's JSON shapes). */
 cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
 cJSON *render_event(const struct ledger_event *ev);

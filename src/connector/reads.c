@@ -106,20 +106,8 @@ static cJSON *render_history(const struct person_view *v)
 {
 	cJSON *a = cJSON_CreateArray();
 	for (size_t i = 0; a && i < v->nevs; i++)
-		cJSON_AddItemToArray(a, render_event(&v->evs[i]));
+		json_append(a, render_event(&v->evs[i]));
 	return a;
-}
-
-/* cJSON reports allocation failure only as NULLs and missing members: a
- * rendered document is checked once, at the end. */
-static int rendered(cJSON *o, int complete, cJSON **out, struct err *e)
-{
-	if (o == NULL || !complete) {
-		cJSON_Delete(o);
-		return err_set(e, ERR_NOMEM, "out of memory");
-	}
-	*out = o;
-	return 0;
 }
 
 int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e)
@@ -129,9 +117,10 @@ int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err
 	int rc = view_read(c, email, VIEW_PERSON, &v, e);
 	if (rc)
 		return rc;
+	json_mark();
 	cJSON *o = render_person(c->cfg, &v->p);
 	view_free(v);
-	return rendered(o, o != NULL, out, e);
+	return json_result(o, 0, out, e);
 }
 
 int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e)
@@ -141,10 +130,10 @@ int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct 
 	int rc = view_read(c, email, VIEW_HISTORY, &v, e);
 	if (rc)
 		return rc;
+	json_mark();
 	cJSON *a = render_history(v);
-	int whole = a && (size_t)cJSON_GetArraySize(a) == v->nevs;
 	view_free(v);
-	return rendered(a, whole, out, e);
+	return json_result(a, 0, out, e);
 }
 
 int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e)
@@ -156,28 +145,20 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 		return rc;
 	/* {email, exported_at, salesforce_records (in full), history, state
 	 * (the person without its record references)} */
+	json_mark();
 	cJSON *o = cJSON_CreateObject();
-	int whole = o != NULL;
-	whole = whole && cJSON_AddStringToObject(
-	                     o, "email", (v->p.flags & LEDGER_PERSON_ERASED) ? "" : v->p.email);
-	whole = whole && add_time(o, "exported_at", time_now_ms());
-	cJSON *recs = whole ? cJSON_AddArrayToObject(o, "salesforce_records") : NULL;
-	whole = whole && recs;
-	for (uint32_t i = 0; whole && i < v->nrecs; i++)
-		whole = cJSON_AddItemToArray(recs, render_record(&v->recs[i]));
-	cJSON *hist = whole ? render_history(v) : NULL;
-	whole = whole && hist && (size_t)cJSON_GetArraySize(hist) == v->nevs &&
-	        cJSON_AddItemToObject(o, "history", hist);
-	if (!whole || cJSON_GetObjectItemCaseSensitive(o, "history") == NULL)
-		cJSON_Delete(hist);
-	cJSON *st = whole ? render_person(c->cfg, &v->p) : NULL;
-	if (st)
-		cJSON_DeleteItemFromObjectCaseSensitive(st, "salesforce_records");
-	whole = whole && st && cJSON_AddItemToObject(o, "state", st);
-	if (!whole || cJSON_GetObjectItemCaseSensitive(o, "state") == NULL)
-		cJSON_Delete(st);
+	cJSON_AddStringToObject(o, "email", (v->p.flags & LEDGER_PERSON_ERASED) ? "" : v->p.email);
+	add_time(o, "exported_at", time_now_ms());
+	cJSON *recs = cJSON_AddArrayToObject(o, "salesforce_records");
+	for (uint32_t i = 0; i < v->nrecs; i++)
+		json_append(recs, render_record(&v->recs[i]));
+	cJSON *hist = render_history(v);
+	json_attach(o, "history", hist);
+	cJSON *st = render_person(c->cfg, &v->p);
+	cJSON_DeleteItemFromObjectCaseSensitive(st, "salesforce_records");
+	json_attach(o, "state", st);
 	view_free(v);
-	return rendered(o, whole, out, e);
+	return json_result(o, 0, out, e);
 }
 
 #define EXPORT_CSV_MAX (64 << 20) /* bytes: one person's export */

@@ -68,14 +68,14 @@ cJSON *render_person(const struct config *cfg, const struct ledger_person *p)
 	cJSON_AddStringToObject(o, "key", key);
 	cJSON_AddBoolToObject(o, "opted_out", p->facts.opted_out);
 	add_time(o, "opted_out_at", p->facts.opted_out ? p->opted_out_at : 0);
-	cJSON_AddItemToObject(o, "authorization", render_auth(&p->facts));
-	cJSON_AddItemToObject(o, "source", render_source(&p->facts));
+	json_attach(o, "authorization", render_auth(&p->facts));
+	json_attach(o, "source", render_source(&p->facts));
 	cJSON *recs = cJSON_AddArrayToObject(o, "salesforce_records");
 	for (uint32_t i = 0; i < p->nrecords; i++) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "object", ledger_object_name(p->records[i].object));
 		cJSON_AddStringToObject(r, "id", p->records[i].id);
-		cJSON_AddItemToArray(recs, r);
+		json_append(recs, r);
 	}
 	cJSON_AddBoolToObject(o, "erased", (p->flags & LEDGER_PERSON_ERASED) != 0);
 	add_time(o, "created_at", p->created_at);
@@ -89,8 +89,8 @@ cJSON *render_record(const struct ledger_record *r)
 	cJSON_AddStringToObject(o, "object", ledger_object_name(r->object));
 	cJSON_AddStringToObject(o, "id", r->id);
 	cJSON_AddBoolToObject(o, "opted_out", r->seen.opted_out);
-	cJSON_AddItemToObject(o, "authorization", render_auth(&r->seen));
-	cJSON_AddItemToObject(o, "source", render_source(&r->seen));
+	json_attach(o, "authorization", render_auth(&r->seen));
+	json_attach(o, "source", render_source(&r->seen));
 	cJSON_AddStringToObject(o, "first_name", r->first_name);
 	cJSON_AddStringToObject(o, "last_name", r->last_name);
 	cJSON_AddStringToObject(o, "company", r->company);
@@ -122,9 +122,9 @@ cJSON *render_event(const struct ledger_event *ev)
 	if (ev->facts.mask & LEDGER_F_OPTED_OUT)
 		cJSON_AddBoolToObject(o, "opted_out", ev->facts.opted_out);
 	if (ev->facts.mask & LEDGER_F_AUTH_TYPE)
-		cJSON_AddItemToObject(o, "authorization", render_auth(&ev->facts));
+		json_attach(o, "authorization", render_auth(&ev->facts));
 	if (ev->facts.mask & LEDGER_F_SOURCE_TYPE)
-		cJSON_AddItemToObject(o, "source", render_source(&ev->facts));
+		json_attach(o, "source", render_source(&ev->facts));
 	if (ev->conflict_id)
 		cJSON_AddNumberToObject(o, "conflict_id", (double)ev->conflict_id);
 	if (ev->reason[0])

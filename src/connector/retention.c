@@ -90,6 +90,7 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 		x.r.events_before = now - cfg->retention.history_ms;
 	if (cfg->retention.stale_persons_ms > 0)
 		x.r.persons_before = now - cfg->retention.stale_persons_ms;
+	json_mark();
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "configured", configured(c->cfg));
 	cJSON_AddBoolToObject(o, "dry_run", dry_run);
@@ -106,13 +107,12 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 	cJSON_AddNumberToObject(p, "resolved_conflicts", (double)x.rep.conflicts);
 	if (x.rep.event_seq)
 		cJSON_AddNumberToObject(o, "event_seq", (double)x.rep.event_seq);
-	*report = o;
 	if (!dry_run && x.rep.event_seq)
 		log_info("retention.run",
 		         "purged %llu history events, %llu stale persons, %llu resolved conflicts",
 		         (unsigned long long)x.rep.events, (unsigned long long)x.rep.persons,
 		         (unsigned long long)x.rep.conflicts);
-	return 0;
+	return json_result(o, 0, report, e);
 }
 
 static int due_txn(struct ledger_txn *t, void *ctx, struct err *e)

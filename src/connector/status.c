@@ -40,7 +40,7 @@ static int count_push(const struct ledger_push *q, void *ctx)
 			cJSON_AddStringToObject(o, "error", q->last_error);
 			cJSON_AddNumberToObject(o, "attempts", q->attempts);
 			add_time(o, "next_try", q->next_try);
-			cJSON_AddItemToArray(s->parked_list, o);
+			json_append(s->parked_list, o);
 		}
 	} else {
 		s->queued++;
@@ -112,7 +112,7 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	free(buf);
 	if (rc == 0)
-		cJSON_AddItemToObject(o, "last_cycle", last);
+		json_attach(o, "last_cycle", last);
 	else if (rc == ERR_NOTFOUND)
 		cJSON_AddNullToObject(o, "last_cycle");
 	else
@@ -131,7 +131,7 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	cJSON *p = cJSON_AddObjectToObject(o, "pushes");
 	cJSON_AddNumberToObject(p, "queued", (double)s->queued);
 	cJSON_AddNumberToObject(p, "parked", (double)s->parked);
-	cJSON_AddItemToObject(p, "parked_records", s->parked_list);
+	json_attach(p, "parked_records", s->parked_list);
 	uint64_t open = 0;
 	if ((rc = ledger_conflict_each(t, count_open, &open, e)))
 		return rc;
@@ -233,14 +233,10 @@ int conn_status_info(struct conn *c, struct conn_status_info *out, struct err *e
 int conn_status(struct conn *c, cJSON **out, struct err *e)
 {
 	*out = NULL;
+	json_mark();
 	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL, NULL, NULL};
-	int rc = ledger_read(c->l, status_txn, &s, e);
-	if (rc) {
-		cJSON_Delete(s.out);
-		return rc;
-	}
-	*out = s.out;
-	return 0;
+	int rc = s.out ? ledger_read(c->l, status_txn, &s, e) : 0;
+	return json_result(s.out, rc, out, e);
 }
 
 static int ping_txn(struct ledger_txn *t, void *ctx, struct err *e)
@@ -284,7 +280,10 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
 	}
 	struct ledger_verify_report rep;
 	int rc = ledger_verify_at(c->l, at, &rep, e);
+	if (rc && rc != ERR_LEDGER)
+		return rc; /* not a verdict on the chain */
 	char hex[65];
+	json_mark();
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", rc == 0);
 	cJSON_AddNumberToObject(o, "events_checked", (double)rep.events);
@@ -322,6 +321,7 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
 		cJSON_AddNumberToObject(o, "first_bad_event", (double)rep.first_bad);
 		cJSON_AddStringToObject(o, "why", rep.why);
 	}
-	*out = o;
-	return rc;
+	/* a broken chain is reported with its description */
+	int drc = json_result(o, 0, out, e);
+	return drc ? drc : rc;
 }

@@ -177,15 +177,17 @@ static int check_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		if (x->slot)
 			memset(x->slot, 0, x->cap * sizeof(*x->slot));
 		struct build b = {x, 0};
+		/* add_person stops the walk with 1 when out of memory */
 		rc = ledger_person_each(t, add_person, &b, e);
-		if (rc == 0 && (b.oom || (x->cap == 0 && grow(x))))
+		if (b.oom || (rc == 0 && x->cap == 0 && grow(x)))
 			rc = err_set(e, ERR_NOMEM, "out of memory (suppression index)");
 		x->seq = last;
 		x->built = rc == 0;
 	} else if (last > x->seq) {
 		uint64_t from = x->seq;
+		/* apply_change stops the walk with 1 when out of memory */
 		rc = ledger_change_list(t, from, (size_t)(last - from), apply_change, x, e);
-		if (rc == 0 && x->seq != last)
+		if (rc == 1 || (rc == 0 && x->seq != last))
 			rc = err_set(e, ERR_NOMEM, "out of memory (suppression index)");
 		if (rc)
 			x->built = 0; /* rebuilt at the next check */

@@ -233,7 +233,7 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	cJSON *st = stats_json(&pl.total, pl.pages);
 	if (since)
 		add_time(st, "since", since);
-	cJSON_AddItemToObject(report, ledger_object_name(object), st);
+	json_attach(report, ledger_object_name(object), st);
 	if (object > 0 && object < 3)
 		counts->pulled[object] += pl.total.records;
 	log_info("sync.pull",
@@ -269,13 +269,12 @@ static cJSON *push_json(const struct config *cfg, const struct ledger_push *q)
 		cJSON_AddBoolToObject(set, f->opted_out, q->want.opted_out);
 	if (q->want.mask & LEDGER_F_AUTH_TYPE) {
 		const char *v = map_auth_to_sf(cfg, q->want.auth_type);
-		cJSON_AddItemToObject(set, f->authorization_type,
-		                      v ? cJSON_CreateString(v) : cJSON_CreateNull());
+		json_attach(set, f->authorization_type,
+		            v ? cJSON_CreateString(v) : cJSON_CreateNull());
 	}
 	if (q->want.mask & LEDGER_F_SOURCE_TYPE) {
 		const char *v = map_source_to_sf(cfg, q->want.source_type);
-		cJSON_AddItemToObject(set, f->source_type,
-		                      v ? cJSON_CreateString(v) : cJSON_CreateNull());
+		json_attach(set, f->source_type, v ? cJSON_CreateString(v) : cJSON_CreateNull());
 	}
 	cJSON_AddNumberToObject(o, "attempts", q->attempts);
 	if (q->parked)
@@ -304,7 +303,7 @@ static int collect_due(const struct ledger_push *q, void *ctx)
 		if (q->record.object < 3)
 			d->due_by_object[q->record.object]++;
 		if (cJSON_GetArraySize(d->list) < DRY_LIST_MAX)
-			cJSON_AddItemToArray(d->list, push_json(d->cfg, q));
+			json_append(d->list, push_json(d->cfg, q));
 		return 0;
 	}
 	if (d->n == d->cap)
@@ -653,7 +652,7 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
 			cJSON_AddStringToObject(ret, "error", re.msg);
 		}
 		if (ret)
-			cJSON_AddItemToObject(r, "retention", ret);
+			json_attach(r, "retention", ret);
 	}
 	if (!o->dry_run && !c->owns_ledger)
 		ledger_sync_unlock(c->l);
@@ -689,7 +688,7 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
 			for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
 				const cJSON *it = cJSON_GetObjectItem(r, keep[i]);
 				if (it)
-					cJSON_AddItemToObject(sum, keep[i], cJSON_Duplicate(it, 1));
+					json_attach(sum, keep[i], cJSON_Duplicate(it, 1));
 			}
 			cJSON_AddNumberToObject(sum, "report_bytes", (double)strlen(json));
 			cJSON_AddStringToObject(

@@ -95,17 +95,17 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 	int rc = ledger_write(c->l, optout_txn, u, e);
 	if (rc)
 		return uc_fail(u, rc);
+	json_mark();
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "email", u->email);
 	cJSON_AddBoolToObject(r, "opted_out", true);
 	cJSON_AddBoolToObject(r, "already", u->already);
 	cJSON_AddNumberToObject(r, "event_seq", (double)u->event_seq);
 	cJSON_AddNumberToObject(r, "pushes_queued", (double)u->st.pushes_queued);
-	*result = r;
 	log_info("contact.optout", "opt-out recorded%s (%llu Salesforce writes queued)",
 	         u->already ? " (already opted out)" : "", (unsigned long long)u->st.pushes_queued);
 	free(u);
-	return 0;
+	return json_result(r, 0, result, e);
 }
 
 /* ---- many rows through one use case ---- */
@@ -161,6 +161,7 @@ static int run_many(struct conn *c, struct many *m, size_t n, const struct conn_
 	enum { BATCH = 2000 };
 	memset(res, 0, sizeof(*res));
 	size_t cap = n ? n : 1;
+	json_mark();
 	res->bad = cJSON_CreateArray();
 	res->ok = calloc(cap, sizeof(*res->ok));
 	size_t *idx = malloc((n < BATCH ? cap : BATCH) * sizeof(*idx));
@@ -182,7 +183,12 @@ static int run_many(struct conn *c, struct many *m, size_t n, const struct conn_
 		cJSON_AddNumberToObject(b, "row", (double)row);
 		cJSON_AddStringToObject(b, "email", email ? email : "");
 		cJSON_AddStringToObject(b, "error", ie.msg);
-		cJSON_AddItemToArray(res->bad, b);
+		json_append(res->bad, b);
+	}
+	if (json_failed()) { /* the report of the invalid rows would be cut */
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		memset(res->ok, 0, cap * sizeof(*res->ok));
+		goto out;
 	}
 	if (o && o->all_or_none && res->invalid) {
 		rc = err_set(e, ERR_INVALID,
@@ -380,9 +386,10 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
 		rc = ledger_write(c->l, facts_txn, u, e);
 	if (rc)
 		return uc_fail(u, rc);
-	*result = render_person(c->cfg, &u->p);
+	json_mark();
+	cJSON *r = render_person(c->cfg, &u->p);
 	free(u);
-	return 0;
+	return json_result(r, 0, result, e);
 }
 
 /* ---- many compliance updates ---- */
@@ -515,9 +522,10 @@ int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *e
 	rc = ledger_write(c->l, uc_resub_txn, u, e);
 	if (rc)
 		return uc_fail(u, rc);
-	*result = render_person(c->cfg, &u->p);
+	json_mark();
+	cJSON *r = render_person(c->cfg, &u->p);
 	free(u);
-	return 0;
+	return json_result(r, 0, result, e);
 }
 
 /* ---- erasure ---- */
@@ -548,7 +556,8 @@ int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char 
 		rc = err_set(e, ERR_NOTFOUND, "no person with email %s", u->email);
 	if (rc)
 		return uc_fail(u, rc);
-	*result = render_person(c->cfg, &u->p);
+	json_mark();
+	cJSON *r = render_person(c->cfg, &u->p);
 	free(u);
-	return 0;
+	return json_result(r, 0, result, e);
 }

@@ -1,0 +1,440 @@
+/* Allocation-failure runs in the style of curl's "torture": each use case
+ * is first run to count its allocations, then run again with the first,
+ * the second, ... allocation failing, until a run no longer reaches the
+ * failing one. Every failed run must return an error with its code set
+ * and *out NULL, and must neither crash nor leak (LeakSanitizer checks the
+ * latter in the sanitizer build). The ledger's chain must verify after all
+ * of it.
+ *
+ * A run that succeeds although an allocation failed must give the same
+ * result as the unbroken run (for the reads, whose result does not depend
+ * on the run): a result with a member missing is an error, not a success.
+ *
+ * The allocator is wrapped at link time (-Wl,--wrap=malloc,...): optsync's
+ * own code and cJSON (through the hooks conn_open installs) are covered;
+ * LMDB, OpenSSL and libc allocate outside it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connector/connector.h"
+#include "util/timefmt.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+
+static unsigned long allocs;  /* allocations since the counter was reset */
+static unsigned long fail_at; /* the allocation that fails (0: none) */
+static int failed;            /* the failing allocation was reached */
+
+static int fail_now(void)
+{
+	if (fail_at == 0)
+		return 0;
+	if (++allocs == fail_at) {
+		failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return fail_now() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return fail_now() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return fail_now() ? NULL : __real_realloc(p, n);
+}
+
+char *__wrap_strdup(const char *s)
+{
+	return fail_now() ? NULL : __real_strdup(s);
+}
+
+char *__wrap_strndup(const char *s, size_t n)
+{
+	return fail_now() ? NULL : __real_strndup(s, n);
+}
+
+/* ---- the fixture: a ledger with a person, history, a record-less
+ * conflict-free state (no Salesforce is called) ---- */
+
+struct fixture {
+	char dir[64];
+	struct config *cfg;
+	struct conn *c;
+};
+
+static const struct conn_actor cli = {CONN_ORIGIN_LOCAL, "torture"};
+static const struct conn_actor admin = {CONN_ORIGIN_ADMIN, "alice"};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/optsync-torture-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	char path[128], text[512];
+	snprintf(path, sizeof(path), "%s/optsync.toml", f->dir);
+	snprintf(text, sizeof(text),
+	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
+	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
+	         "map_size = \"16MiB\"\n",
+	         f->dir);
+	FILE *fp = fopen(path, "w");
+	if (fp == NULL)
+		return -1;
+	fputs(text, fp);
+	fclose(fp);
+	struct err e = {0};
+	if (config_load(&f->cfg, path, NULL, &e) || conn_open(&f->c, f->cfg, true, NULL, &e)) {
+		fprintf(stderr, "setup: %s\n", e.msg);
+		return -1;
+	}
+	/* someone with a history: an opt-out, facts, a re-subscribe */
+	cJSON *r = NULL;
+	struct conn_optout o = {.email = "ada@example.com", .reason = "asked"};
+	struct conn_facts_change ch = {.authorization = "legitimate_interest", .source = "import"};
+	struct conn_evidence ev = {time_now_ms() - 1000, "newsletter", "form-7", NULL};
+	if (conn_contact_set(f->c, &cli, "ada@example.com", &ch, &r, &e))
+		return -1;
+	cJSON_Delete(r);
+	if (conn_optout(f->c, &cli, &o, &r, &e))
+		return -1;
+	cJSON_Delete(r);
+	usleep(2000);
+	ev.consent_date = time_now_ms() - 1;
+	if (conn_resubscribe(f->c, &admin, "ada@example.com", &ev, &r, &e))
+		return -1;
+	cJSON_Delete(r);
+	if (conn_optout(f->c, &cli, &o, &r, &e))
+		return -1;
+	cJSON_Delete(r);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	fail_at = 0;
+	cJSON *v = NULL;
+	struct err e = {0};
+	int rc = conn_audit_verify(f->c, NULL, &v, &e);
+	cJSON_Delete(v);
+	conn_close(f->c);
+	config_free(f->cfg);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0 || rc != 0) {
+		fprintf(stderr, "teardown: the chain does not verify: %s\n", e.msg);
+		return -1;
+	}
+	free(f);
+	return 0;
+}
+
+/* One use case: run(f, i, &out, e) for the i-th run; *out is checked to be
+ * NULL on failure and freed on success. */
+typedef int (*use_case)(struct fixture *f, unsigned long i, void **out, struct err *e);
+
+/* A result as comparable text (malloc'ed), what varies between runs left
+ * out. */
+typedef char *(*as_text)(void *out);
+
+static void torture(struct fixture *f, const char *name, use_case run, void (*free_out)(void *),
+                    as_text text)
+{
+	unsigned long runs = 0, errors = 0, tolerated = 0;
+	char *want = NULL;
+	if (text) {
+		struct err e = {0};
+		void *out = NULL;
+		fail_at = 0;
+		if (run(f, 0, &out, &e))
+			fail_msg("%s: the unbroken run failed: %s", name, e.msg);
+		want = text(out);
+		if (free_out)
+			free_out(out);
+	}
+	for (unsigned long n = 1;; n++) {
+		struct err e = {0};
+		void *out = (void *)&e; /* must be set to NULL or a result */
+		allocs = 0;
+		failed = 0;
+		fail_at = n;
+		int rc = run(f, n, &out, &e);
+		fail_at = 0;
+		runs++;
+		if (rc != 0) {
+			errors++;
+			if (e.code != rc)
+				fail_msg(
+				    "%s, allocation %lu failing: returned %d, error code %d (%s)",
+				    name, n, rc, e.code, e.msg);
+			if (e.msg[0] == '\0')
+				fail_msg("%s, allocation %lu failing: error %d without a message",
+				         name, n, rc);
+			if (out != NULL)
+				fail_msg("%s, allocation %lu failing: *out set on failure", name,
+				         n);
+			if (!failed)
+				fail_msg("%s: failed (%d: %s) without an allocation failing", name,
+				         rc, e.msg);
+		} else {
+			if (failed && want) {
+				char *got = text(out);
+				if (strcmp(got, want) != 0)
+					fail_msg("%s, allocation %lu failing: a success with a "
+					         "different "
+					         "result:\n%s\ninstead of\n%s",
+					         name, n, got, want);
+				free(got);
+			}
+			tolerated += failed;
+			if (out != NULL && free_out)
+				free_out(out);
+		}
+		if (!failed) {
+			if (rc != 0)
+				fail_msg("%s: the unbroken run failed: %s", name, e.msg);
+			break; /* the run no longer reaches the failing allocation */
+		}
+	}
+	if (runs < 2 || errors == 0)
+		fail_msg("%s: %lu runs, %lu errors: the allocator wrap is not in effect", name,
+		         runs, errors);
+	free(want);
+	printf("%s: %lu allocations failed in turn: %lu runs returned an error, %lu did "
+	       "without\n",
+	       name, runs - 1, errors, tolerated);
+}
+
+static void free_json(void *p)
+{
+	cJSON_Delete(p);
+}
+
+static char *json_text(void *out)
+{
+	cJSON *o = cJSON_Duplicate(out, 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "exported_at");
+	char *s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+/* the CSV export without its last column (exported_at) */
+static char *csv_text(void *out)
+{
+	const char *in = out;
+	char *s = malloc(strlen(in) + 1), *w = s;
+	while (*in) {
+		const char *nl = strchr(in, '\n'), *end = nl ? nl : in + strlen(in);
+		const char *comma = end;
+		while (comma > in && *comma != ',')
+			comma--;
+		memcpy(w, in, (size_t)(comma - in));
+		w += comma - in;
+		*w++ = '\n';
+		in = nl ? nl + 1 : end;
+	}
+	*w = '\0';
+	return s;
+}
+
+static int uc_show(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_contact_show(f->c, "ada@example.com", (cJSON **)out, e);
+}
+
+static int uc_history(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_contact_history(f->c, "ada@example.com", (cJSON **)out, e);
+}
+
+static int uc_export(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_contact_export(f->c, "ada@example.com", (cJSON **)out, e);
+}
+
+static int uc_export_csv(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_contact_export_csv(f->c, "ada@example.com", (char **)out, e);
+}
+
+static int uc_optout(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	char email[64];
+	snprintf(email, sizeof(email), "optout-%lu@example.com", i);
+	struct conn_optout o = {.email = email, .source = "manual_upload", .reason = "torture"};
+	return conn_optout(f->c, &cli, &o, (cJSON **)out, e);
+}
+
+static int uc_set(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	char email[64];
+	snprintf(email, sizeof(email), "set-%lu@example.com", i);
+	struct conn_facts_change ch = {.authorization = "consent",
+	                               .consent_date = time_now_ms() - 5000,
+	                               .purpose = "events",
+	                               .source = "other",
+	                               .source_other = "a fair"};
+	return conn_contact_set(f->c, &cli, email, &ch, (cJSON **)out, e);
+}
+
+static int uc_resubscribe(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	/* a person opted out for this run (unbroken), then the re-subscribe
+	 * under test */
+	char email[64];
+	snprintf(email, sizeof(email), "resub-%lu@example.com", i);
+	unsigned long keep = fail_at;
+	fail_at = 0;
+	cJSON *r = NULL;
+	struct conn_optout o = {.email = email};
+	int rc = conn_optout(f->c, &cli, &o, &r, e);
+	cJSON_Delete(r);
+	usleep(1000);
+	allocs = 0;
+	fail_at = keep;
+	if (rc)
+		return rc;
+	struct conn_evidence ev = {time_now_ms(), "newsletter", "form-9", NULL};
+	return conn_resubscribe(f->c, &admin, email, &ev, (cJSON **)out, e);
+}
+
+static int uc_erase(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	char email[64];
+	snprintf(email, sizeof(email), "erase-%lu@example.com", i);
+	unsigned long keep = fail_at;
+	fail_at = 0;
+	cJSON *r = NULL;
+	struct conn_optout o = {.email = email, .reason = "gone"};
+	int rc = conn_optout(f->c, &cli, &o, &r, e);
+	cJSON_Delete(r);
+	allocs = 0;
+	fail_at = keep;
+	if (rc)
+		return rc;
+	return conn_contact_erase(f->c, &admin, email, (cJSON **)out, e);
+}
+
+static int uc_conflicts(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_conflicts_list(f->c, CONN_CONFLICTS_ALL, (cJSON **)out, e);
+}
+
+static int uc_status(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_status(f->c, (cJSON **)out, e);
+}
+
+static int uc_changes(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_changes(f->c, 0, 100, (cJSON **)out, e);
+}
+
+static int uc_audit(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	int rc = conn_audit_verify(f->c, NULL, (cJSON **)out, e);
+	/* out of memory is not a broken chain */
+	if (rc == ERR_LEDGER)
+		fail_msg("audit verify: ERR_LEDGER under allocation failure: %s", e->msg);
+	return rc;
+}
+
+static int uc_suppressed(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	static const char *const emails[] = {"ada@example.com", "nobody@example.com",
+	                                     "not an email"};
+	bool got[3], valid[3];
+	int rc = conn_suppressed(f->c, emails, 3, got, valid, e);
+	*out = NULL;
+	if (rc == 0 && !(got[0] && !got[1] && valid[0] && !valid[2]))
+		fail_msg("suppression check: a wrong answer after allocation failures");
+	return rc;
+}
+
+static int uc_optout_many(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	char a[64], b[64];
+	snprintf(a, sizeof(a), "many-a-%lu@example.com", i);
+	snprintf(b, sizeof(b), "many-b-%lu@example.com", i);
+	const char *const emails[] = {a, "bad address", b};
+	struct conn_bulk_result res = {0};
+	int rc = conn_optout_many(f->c, &cli, emails, NULL, NULL, 3, "torture", NULL, &res, e);
+	*out = NULL;
+	if (rc == 0 || rc == ERR_PARTIAL) {
+		conn_bulk_result_free(&res);
+		return rc == ERR_PARTIAL && res.invalid == 1 && !failed ? 0 : rc;
+	}
+	conn_bulk_result_free(&res);
+	return rc;
+}
+
+#define TORTURE(fn, free_out, text)                                                                \
+	static void test_##fn(void **state)                                                        \
+	{                                                                                          \
+		torture(*state, #fn, uc_##fn, free_out, text);                                     \
+	}
+
+TORTURE(show, free_json, json_text)
+TORTURE(history, free_json, json_text)
+TORTURE(export, free_json, json_text)
+TORTURE(export_csv, free, csv_text)
+TORTURE(optout, free_json, NULL)
+TORTURE(set, free_json, NULL)
+TORTURE(resubscribe, free_json, NULL)
+TORTURE(erase, free_json, NULL)
+TORTURE(conflicts, free_json, json_text)
+TORTURE(status, free_json, NULL)
+TORTURE(changes, free_json, json_text)
+TORTURE(audit, free_json, json_text)
+TORTURE(suppressed, NULL, NULL)
+TORTURE(optout_many, NULL, NULL)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_show),        cmocka_unit_test(test_history),
+	    cmocka_unit_test(test_export),      cmocka_unit_test(test_export_csv),
+	    cmocka_unit_test(test_optout),      cmocka_unit_test(test_set),
+	    cmocka_unit_test(test_resubscribe), cmocka_unit_test(test_erase),
+	    cmocka_unit_test(test_conflicts),   cmocka_unit_test(test_status),
+	    cmocka_unit_test(test_changes),     cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
