@@ -20,7 +20,7 @@ struct loader {
 	struct err *e;
 	int nerr;
 	unsigned char *set;
-	    /* per key of key_table: given in the file */ /* keys given in the file */
+	/* per key of key_table: given in the file */ /* keys given in the file */
 };
 
 static int cfg_error(struct loader *L, int line, const char *fmt, ...) ERR_PRINTF(3, 4);

@@ -336,7 +336,8 @@ static const cJSON *describe_field(const struct sf_describe *d, const char *fiel
 	const cJSON *f;
 	cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(d->root, "fields"))
 	{
-		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+		const char *name =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
 		if (name && strcasecmp(name, field) == 0)
 			return f;
 	}

@@ -127,8 +127,7 @@ struct sf_describe;
 /* GET sobjects/OBJECT/describe. ERR_REMOTE when Salesforce refuses it (no
  * such object, no access: NOT_FOUND, INVALID_TYPE); ERR_INVALID for a name
  * that is not an object name. *out is NULL on failure. */
-int sf_describe(struct sf_client *c, const char *object, struct sf_describe **out,
-                struct err *e);
+int sf_describe(struct sf_client *c, const char *object, struct sf_describe **out, struct err *e);
 void sf_describe_free(struct sf_describe *d); /* NULL is fine */
 /* Whether the user sees field (case-insensitive, as Salesforce names are);
  * *updateable, when given, whether the user may write it. */

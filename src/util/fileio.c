@@ -73,16 +73,18 @@ int file_read_secret(const char *path, size_t max, char **out, size_t *len, stru
 		               "fsGroup; for a Docker secret, mode 0440)",
 		               path, mode);
 	if (st.st_mode & (S_IWGRP | S_IXGRP))
-		return err_set(e, ERR_CONFIG,
-		               "secret file %s: mode %03o lets the group write it; chmod 600 it (or "
-		               "0440 when root owns it)",
-		               path, mode);
+		return err_set(
+		    e, ERR_CONFIG,
+		    "secret file %s: mode %03o lets the group write it; chmod 600 it (or "
+		    "0440 when root owns it)",
+		    path, mode);
 	if ((st.st_mode & S_IRGRP) && st.st_uid != 0)
-		return err_set(e, ERR_CONFIG,
-		               "secret file %s: mode %03o lets the group read it, and root does not "
-		               "own it; chmod 600 it (a group-readable secret must belong to root, "
-		               "as secret volumes do)",
-		               path, mode);
+		return err_set(
+		    e, ERR_CONFIG,
+		    "secret file %s: mode %03o lets the group read it, and root does not "
+		    "own it; chmod 600 it (a group-readable secret must belong to root, "
+		    "as secret volumes do)",
+		    path, mode);
 	struct buf b;
 	int rc = file_read_all(path, max, &b, e);
 	if (rc) {
