@@ -36,6 +36,16 @@ int uc_fail(struct uc *u, int rc)
 	return rc;
 }
 
+int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e)
+{
+	if (rc)
+		return uc_fail(u, rc);
+	json_mark();
+	cJSON *r = render_person(u->c->cfg, &u->p);
+	free(u);
+	return json_result(r, 0, result, e);
+}
+
 /* Load the person (or a fresh one): u->found says which. */
 int uc_load_person(struct ledger_txn *t, struct uc *u, struct err *e)
 {

@@ -33,6 +33,10 @@ struct uc {
 struct uc *uc_new(struct conn *c, const struct conn_actor *who, const char *email, struct err *e);
 /* Free u and return rc (a use case's failure path). */
 int uc_fail(struct uc *u, int rc);
+/* The end of a use case that answers with the person's state: on rc 0,
+ * *result is u->p rendered (ERR_NOMEM when rendering ran out of memory);
+ * u is freed either way, *result NULL on failure. */
+int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e);
 /* Load the person (or a fresh one): u->found says which. */
 int uc_load_person(struct ledger_txn *t, struct uc *u, struct err *e);
 /* An event of kind by who, now. */

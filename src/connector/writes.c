@@ -384,12 +384,7 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
 	int rc = validate_change(ch, &u->want, &u->groups, e);
 	if (rc == 0)
 		rc = ledger_write(c->l, facts_txn, u, e);
-	if (rc)
-		return uc_fail(u, rc);
-	json_mark();
-	cJSON *r = render_person(c->cfg, &u->p);
-	free(u);
-	return json_result(r, 0, result, e);
+	return uc_person_result(u, rc, result, e);
 }
 
 /* ---- many compliance updates ---- */
@@ -520,12 +515,7 @@ int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *e
 		return e->code;
 	u->evidence = ev;
 	rc = ledger_write(c->l, uc_resub_txn, u, e);
-	if (rc)
-		return uc_fail(u, rc);
-	json_mark();
-	cJSON *r = render_person(c->cfg, &u->p);
-	free(u);
-	return json_result(r, 0, result, e);
+	return uc_person_result(u, rc, result, e);
 }
 
 /* ---- erasure ---- */
@@ -554,10 +544,5 @@ int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char 
 	int rc = ledger_write(c->l, erase_txn, u, e);
 	if (rc == ERR_NOTFOUND)
 		rc = err_set(e, ERR_NOTFOUND, "no person with email %s", u->email);
-	if (rc)
-		return uc_fail(u, rc);
-	json_mark();
-	cJSON *r = render_person(c->cfg, &u->p);
-	free(u);
-	return json_result(r, 0, result, e);
+	return uc_person_result(u, rc, result, e);
 }
