@@ -152,20 +152,28 @@ int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const c
 	return rc;
 }
 
+/* Resolving a conflict: a re-subscribe's context (for --resubscribe) and
+ * the conflict with the action. */
+struct resolve_uc {
+	struct resub_uc r;
+	uint64_t id;
+	enum conn_resolution how;
+};
+
 static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct uc *u = ctx;
+	struct resolve_uc *x = ctx;
+	struct uc *u = &x->r.u;
 	memset(&u->st, 0, sizeof(u->st));
 	struct ledger_conflict *cf = malloc(sizeof(*cf));
 	if (cf == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_conflict_get(t, u->conflict_id, cf, e);
+	int rc = ledger_conflict_get(t, x->id, cf, e);
 	if (rc == ERR_NOTFOUND)
-		rc = err_set(e, ERR_NOTFOUND, "no conflict %llu",
-		             (unsigned long long)u->conflict_id);
+		rc = err_set(e, ERR_NOTFOUND, "no conflict %llu", (unsigned long long)x->id);
 	if (rc == 0 && cf->status != LEDGER_CONFLICT_OPEN)
 		rc = err_set(e, ERR_CONFLICT, "conflict %llu is already resolved (%s)",
-		             (unsigned long long)u->conflict_id, cf->resolution);
+		             (unsigned long long)x->id, cf->resolution);
 	if (rc == 0) {
 		memcpy(u->key, cf->person, LEDGER_KEY_LEN);
 		rc = ledger_person_get(t, u->key, &u->p, e);
@@ -175,7 +183,7 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return rc;
 	}
 	memcpy(u->email, u->p.email, sizeof(u->email));
-	switch (u->how) {
+	switch (x->how) {
 	case CONN_KEEP_OPTOUT:
 		if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE) {
 			rc = err_set(e, ERR_INVALID,
@@ -193,7 +201,7 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			             "--resubscribe resolves re-subscribe conflicts");
 			break;
 		}
-		rc = uc_resub_txn(t, u, e); /* closes this conflict too */
+		rc = uc_resub_txn(t, &x->r, e); /* closes this conflict too */
 		break;
 	case CONN_TAKE_LOCAL: {
 		/* write optsync's value over Salesforce's */
@@ -236,15 +244,15 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
 		if (rc)
 			return rc;
 	}
-	struct uc *u = uc_new(c, who, NULL, e);
-	if (u == NULL)
+	struct resolve_uc *x = uc_new(c, who, NULL, sizeof(*x), e);
+	if (x == NULL)
 		return e->code;
-	u->conflict_id = id;
-	u->how = how;
-	u->evidence = ev;
-	int rc = ledger_write(c->l, resolve_txn, u, e);
+	x->id = id;
+	x->how = how;
+	x->r.ev = ev;
+	int rc = ledger_write(c->l, resolve_txn, x, e);
+	free(x);
 	if (rc)
-		return uc_fail(u, rc);
-	free(u);
+		return rc;
 	return conn_conflict_show(c, id, result, e);
 }

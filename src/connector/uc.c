@@ -11,9 +11,10 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-struct uc *uc_new(struct conn *c, const struct conn_actor *who, const char *email, struct err *e)
+void *uc_new(struct conn *c, const struct conn_actor *who, const char *email, size_t size,
+             struct err *e)
 {
-	struct uc *u = calloc(1, sizeof(*u));
+	struct uc *u = calloc(1, size < sizeof(*u) ? sizeof(*u) : size);
 	if (u == NULL) {
 		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;

@@ -1,12 +1,15 @@
-/* Internal to src/connector: the scratch context the use cases share
- * (writes.c, reads.c, conflicts.c, status.c, feed.c) and its helpers. */
+/* Internal to src/connector: the person scratch that the write use cases
+ * (writes.c, conflicts.c) build their contexts on, and its helpers. */
 #ifndef OPTSYNC_CONNECTOR_USECASE_H
 #define OPTSYNC_CONNECTOR_USECASE_H
 
 #include "connector/internal.h"
 
-/* Scratch space for one use case; everything a write callback needs, so
- * that the callback can run again from the same inputs. */
+/* The person part of a write use case's context: what every write
+ * callback reads and fills, so that the callback can run again from the
+ * same inputs. Each use case has its own context with a struct uc as its
+ * first member and its inputs after it (struct optout_uc, struct set_uc,
+ * struct resub_uc, struct resolve_uc). */
 struct uc {
 	struct conn *c;
 	const struct conn_actor *who;
@@ -15,22 +18,23 @@ struct uc {
 	struct ledger_person p;
 	struct ledger_event ev;
 	struct apply_stats st;
-	/* inputs */
-	const struct conn_optout *optout;
-	const struct conn_facts_change *change;
-	struct ledger_facts want; /* validated new facts */
-	uint32_t groups;          /* LEDGER_F_AUTH_TYPE and/or LEDGER_F_SOURCE_TYPE */
-	const struct conn_evidence *evidence;
-	uint64_t conflict_id;
-	enum conn_resolution how;
 	/* outputs */
 	int found, already;
 	uint64_t event_seq;
 };
 
-/* A context for the person of email (when given: normalized and keyed;
+/* The context of the re-subscribe, which resolving a conflict with new
+ * evidence runs too. */
+struct resub_uc {
+	struct uc u;
+	const struct conn_evidence *ev;
+};
+
+/* A use case's context of size bytes (a struct with a struct uc first),
+ * zeroed, for the person of email (when given: normalized and keyed;
  * ERR_INVALID naming it otherwise). NULL on failure, e set. */
-struct uc *uc_new(struct conn *c, const struct conn_actor *who, const char *email, struct err *e);
+void *uc_new(struct conn *c, const struct conn_actor *who, const char *email, size_t size,
+             struct err *e);
 /* Free u and return rc (a use case's failure path). */
 int uc_fail(struct uc *u, int rc);
 /* The end of a use case that answers with the person's state: on rc 0,
@@ -46,8 +50,7 @@ int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const c
                                      struct err *e);
 /* The rules of consent evidence (writes.c): ERR_EVIDENCE or ERR_INVALID. */
 int uc_check_evidence(const struct conn_evidence *ev, struct err *e);
-/* The re-subscribe's write transaction (writes.c), which resolving a
- * conflict with new evidence runs too. */
+/* The re-subscribe's write transaction (writes.c) on a struct resub_uc. */
 int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e);
 
 #endif

@@ -14,10 +14,16 @@
 
 /* ---- opt-out ---- */
 
+struct optout_uc {
+	struct uc u;
+	const struct conn_optout *o;
+};
+
 static int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct uc *u = ctx;
-	const struct conn_optout *o = u->optout;
+	struct optout_uc *x = ctx;
+	struct uc *u = &x->u;
+	const struct conn_optout *o = x->o;
 	u->already = 0;
 	memset(&u->st, 0, sizeof(u->st));
 	if (o->idempotency_key) {
@@ -88,11 +94,12 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 		return err_set(e, ERR_INVALID, "occurred_at is in the future");
 	if (o->reason && strlen(o->reason) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "reason longer than %d bytes", LEDGER_TEXT_MAX);
-	struct uc *u = uc_new(c, who, o->email, e);
-	if (u == NULL)
+	struct optout_uc *x = uc_new(c, who, o->email, sizeof(*x), e);
+	if (x == NULL)
 		return e->code;
-	u->optout = o;
-	int rc = ledger_write(c->l, optout_txn, u, e);
+	struct uc *u = &x->u;
+	x->o = o;
+	int rc = ledger_write(c->l, optout_txn, x, e);
 	if (rc)
 		return uc_fail(u, rc);
 	json_mark();
@@ -240,7 +247,7 @@ static int optout_prepare(struct uc *u, const void *rows, size_t i, struct err *
 		rc = optout_source_check(r->row->source, e);
 	if (rc == 0)
 		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
-	u->optout = r->row;
+	((struct optout_uc *)u)->o = r->row;
 	return rc;
 }
 
@@ -258,7 +265,7 @@ int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *c
 {
 	struct conn_optout row;
 	struct optout_rows rows = {emails, sources, rownums, {.reason = reason}, &row};
-	struct uc *u = uc_new(c, who, NULL, e);
+	struct uc *u = uc_new(c, who, NULL, sizeof(struct optout_uc), e);
 	if (u == NULL) {
 		memset(res, 0, sizeof(*res));
 		return e->code;
@@ -271,9 +278,16 @@ int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *c
 
 /* ---- compliance fields ---- */
 
+struct set_uc {
+	struct uc u;
+	struct ledger_facts want; /* validated new facts */
+	uint32_t groups;          /* LEDGER_F_AUTH_TYPE and/or LEDGER_F_SOURCE_TYPE */
+};
+
 static int facts_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct uc *u = ctx;
+	struct set_uc *x = ctx;
+	struct uc *u = &x->u;
 	memset(&u->st, 0, sizeof(u->st));
 	int rc = uc_load_person(t, u, e);
 	if (rc)
@@ -287,20 +301,20 @@ static int facts_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	         {LEDGER_F_SOURCE_TYPE, SOURCE_GROUP, LEDGER_EV_SOURCE}};
 	u->already = 1; /* until a group changes */
 	for (size_t i = 0; i < 2 && rc == 0; i++) {
-		if (!(u->groups & g[i].tb))
+		if (!(x->groups & g[i].tb))
 			continue;
 		if (u->found && (p->facts.mask & g[i].tb) &&
-		    facts_group_equal(&p->facts, &u->want, g[i].tb))
+		    facts_group_equal(&p->facts, &x->want, g[i].tb))
 			continue; /* the person holds these values already */
 		u->already = 0;
-		facts_copy_group(&p->facts, &u->want, g[i].group);
+		facts_copy_group(&p->facts, &x->want, g[i].group);
 		if (g[i].tb == LEDGER_F_AUTH_TYPE)
 			p->auth_changed_at = now;
 		else
 			p->source_changed_at = now;
 		p->updated_at = now;
 		uc_event_by(&u->ev, u->who, g[i].kind);
-		facts_copy_group(&u->ev.facts, &u->want, g[i].group);
+		facts_copy_group(&u->ev.facts, &x->want, g[i].group);
 		if ((rc = event_record(t, p, &u->ev, e)))
 			break;
 		rc = push_spread(t, p, NULL, g[i].tb, &u->st, e);
@@ -378,20 +392,21 @@ int conn_contact_set(struct conn *c, const struct conn_actor *who, const char *e
                      const struct conn_facts_change *ch, cJSON **result, struct err *e)
 {
 	*result = NULL;
-	struct uc *u = uc_new(c, who, email, e);
-	if (u == NULL)
+	struct set_uc *x = uc_new(c, who, email, sizeof(*x), e);
+	if (x == NULL)
 		return e->code;
-	int rc = validate_change(ch, &u->want, &u->groups, e);
+	int rc = validate_change(ch, &x->want, &x->groups, e);
 	if (rc == 0)
-		rc = ledger_write(c->l, facts_txn, u, e);
-	return uc_person_result(u, rc, result, e);
+		rc = ledger_write(c->l, facts_txn, x, e);
+	return uc_person_result(&x->u, rc, result, e);
 }
 
 /* ---- many compliance updates ---- */
 
-/* Validate row i into u (email, key, want, groups). */
+/* Validate row i into u, a struct set_uc (email, key, want, groups). */
 static int set_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
 {
+	struct set_uc *x = (struct set_uc *)u;
 	const struct conn_set_row *r = (const struct conn_set_row *)rows + i;
 	if (r->error)
 		return err_set(e, ERR_INVALID, "%s", r->error);
@@ -399,7 +414,7 @@ static int set_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
 		return err_set(e, ERR_INVALID, "email is required");
 	int rc = conn_email_normalize(r->email, u->email, e);
 	if (rc == 0)
-		rc = validate_change(&r->ch, &u->want, &u->groups, e);
+		rc = validate_change(&r->ch, &x->want, &x->groups, e);
 	if (rc == 0)
 		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
 	return rc;
@@ -416,7 +431,7 @@ int conn_contact_set_many(struct conn *c, const struct conn_actor *who,
                           const struct conn_set_row *rows, size_t n, const struct conn_bulk_opts *o,
                           struct conn_bulk_result *res, struct err *e)
 {
-	struct uc *u = uc_new(c, who, NULL, e);
+	struct uc *u = uc_new(c, who, NULL, sizeof(struct set_uc), e);
 	if (u == NULL) {
 		memset(res, 0, sizeof(*res));
 		return e->code;
@@ -434,13 +449,14 @@ int conn_contact_set_many(struct conn *c, const struct conn_actor *who,
 
 int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
-	struct uc *u = ctx;
+	struct resub_uc *x = ctx;
+	struct uc *u = &x->u;
 	memset(&u->st, 0, sizeof(u->st));
 	int rc = uc_load_person(t, u, e);
 	if (rc)
 		return rc;
 	struct ledger_person *p = &u->p;
-	const struct conn_evidence *ev = u->evidence;
+	const struct conn_evidence *ev = x->ev;
 	if (!u->found || !p->facts.opted_out)
 		return err_set(e, ERR_CONFLICT, "%s is not opted out: nothing to re-subscribe",
 		               u->email);
@@ -510,12 +526,12 @@ int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *e
 	int rc = uc_check_evidence(ev, e);
 	if (rc)
 		return rc;
-	struct uc *u = uc_new(c, who, email, e);
-	if (u == NULL)
+	struct resub_uc *x = uc_new(c, who, email, sizeof(*x), e);
+	if (x == NULL)
 		return e->code;
-	u->evidence = ev;
-	rc = ledger_write(c->l, uc_resub_txn, u, e);
-	return uc_person_result(u, rc, result, e);
+	x->ev = ev;
+	rc = ledger_write(c->l, uc_resub_txn, x, e);
+	return uc_person_result(&x->u, rc, result, e);
 }
 
 /* ---- erasure ---- */
@@ -538,7 +554,7 @@ int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char 
 	*result = NULL;
 	if (who->origin != LEDGER_ORIGIN_ADMIN)
 		return err_set(e, ERR_REFUSED, "an erasure needs admin credentials");
-	struct uc *u = uc_new(c, who, email, e);
+	struct uc *u = uc_new(c, who, email, sizeof(*u), e);
 	if (u == NULL)
 		return e->code;
 	int rc = ledger_write(c->l, erase_txn, u, e);
