@@ -25,34 +25,12 @@ struct feed_ctx {
 static int feed_one(const struct ledger_change *ch, void *ctx)
 {
 	struct feed_ctx *f = ctx;
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "seq", (double)ch->seq);
-	add_time(o, "at", ch->at);
-	cJSON_AddStringToObject(o, "kind", ledger_event_kind_name(ch->kind));
-	cJSON_AddStringToObject(o, "origin", ledger_origin_name(ch->origin));
 	int rc = ledger_person_get(f->t, ch->person, &f->p, f->e);
-	if (rc && rc != ERR_NOTFOUND) {
-		cJSON_Delete(o);
+	if (rc && rc != ERR_NOTFOUND)
 		return rc;
-	}
-	if (rc == 0 && !(f->p.flags & LEDGER_PERSON_ERASED))
-		cJSON_AddStringToObject(o, "email", f->p.email);
-	else
-		cJSON_AddNullToObject(o, "email");
-	cJSON_AddBoolToObject(o, "opted_out", ch->opted_out);
-	cJSON *a = cJSON_AddObjectToObject(o, "authorization");
-	if (ch->auth_type)
-		cJSON_AddStringToObject(a, "type", ledger_auth_name(ch->auth_type));
-	else
-		cJSON_AddNullToObject(a, "type");
-	if (ch->auth_type == LEDGER_AUTH_CONSENT)
-		add_time(a, "consent_date", ch->consent_date);
-	cJSON *s = cJSON_AddObjectToObject(o, "source");
-	if (ch->source_type)
-		cJSON_AddStringToObject(s, "type", ledger_source_name(ch->source_type));
-	else
-		cJSON_AddNullToObject(s, "type");
-	json_append(f->arr, o);
+	/* the email is joined here: the feed itself holds no personal data */
+	const char *email = rc == 0 && !(f->p.flags & LEDGER_PERSON_ERASED) ? f->p.email : NULL;
+	json_append(f->arr, render_change(ch, email));
 	f->last = ch->seq;
 	return 0;
 }

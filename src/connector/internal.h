@@ -128,6 +128,8 @@ cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
 cJSON *render_event(const struct ledger_event *ev);
 cJSON *render_conflict(const struct ledger_conflict *cf);
 cJSON *render_record(const struct ledger_record *r);
+/* A change feed entry, with the person's email (NULL: erased or gone). */
+cJSON *render_change(const struct ledger_change *ch, const char *email);
 void hex32(const uint8_t in[32], char out[65]);
 int add_time(cJSON *o, const char *name, int64_t ms);
 

@@ -187,3 +187,32 @@ cJSON *render_conflict(const struct ledger_conflict *cf)
 	}
 	return o;
 }
+
+cJSON *render_change(const struct ledger_change *ch, const char *email)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return NULL;
+	cJSON_AddNumberToObject(o, "seq", (double)ch->seq);
+	add_time(o, "at", ch->at);
+	cJSON_AddStringToObject(o, "kind", ledger_event_kind_name(ch->kind));
+	cJSON_AddStringToObject(o, "origin", ledger_origin_name(ch->origin));
+	if (email)
+		cJSON_AddStringToObject(o, "email", email);
+	else
+		cJSON_AddNullToObject(o, "email");
+	cJSON_AddBoolToObject(o, "opted_out", ch->opted_out);
+	cJSON *a = cJSON_AddObjectToObject(o, "authorization");
+	if (ch->auth_type)
+		cJSON_AddStringToObject(a, "type", ledger_auth_name(ch->auth_type));
+	else
+		cJSON_AddNullToObject(a, "type");
+	if (ch->auth_type == LEDGER_AUTH_CONSENT)
+		add_time(a, "consent_date", ch->consent_date);
+	cJSON *s = cJSON_AddObjectToObject(o, "source");
+	if (ch->source_type)
+		cJSON_AddStringToObject(s, "type", ledger_source_name(ch->source_type));
+	else
+		cJSON_AddNullToObject(s, "type");
+	return o;
+}
