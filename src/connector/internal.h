@@ -122,6 +122,11 @@ bool json_attach(cJSON *o, const char *name, cJSON *item);
 bool json_append(cJSON *arr, cJSON *item);
 /* An allocation failed since json_mark (on this thread). */
 bool json_failed(void);
+/* A nested check that keeps the enclosing one: was = json_begin(); ...;
+ * json_end(was) says whether an allocation failed in between (a parse
+ * that failed for memory, not for its input). */
+bool json_begin(void);
+bool json_end(bool was);
 
 /* Rendering (the contract's JSON shapes). */
 cJSON *render_person(const struct config *cfg, const struct ledger_person *p);

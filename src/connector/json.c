@@ -71,3 +71,17 @@ bool json_failed(void)
 {
 	return failed;
 }
+
+bool json_begin(void)
+{
+	bool was = failed;
+	failed = false;
+	return was;
+}
+
+bool json_end(bool was)
+{
+	bool now = failed;
+	failed = was || now;
+	return now;
+}

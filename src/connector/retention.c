@@ -26,15 +26,25 @@ static cJSON *load_meta(struct ledger_txn *t, struct err *e, int *rc)
 	char buf[1025];
 	size_t n;
 	*rc = ledger_meta_get(t, META_RETENTION, buf, sizeof(buf) - 1, &n, e);
-	if (*rc == ERR_NOTFOUND) {
-		*rc = 0;
-		return cJSON_CreateObject();
-	}
-	if (*rc)
+	if (*rc && *rc != ERR_NOTFOUND)
 		return NULL;
-	buf[n] = '\0';
-	cJSON *o = cJSON_Parse(buf);
-	return o ? o : cJSON_CreateObject(); /* unreadable totals start again */
+	cJSON *o = NULL;
+	bool was = json_begin();
+	if (*rc == 0) {
+		buf[n] = '\0';
+		o = cJSON_Parse(buf);
+	}
+	/* none yet, or unreadable: the totals start again (not for a parse
+	 * that ran out of memory: that would lose them) */
+	if (o == NULL && !json_failed())
+		o = cJSON_CreateObject();
+	if (json_end(was) || o == NULL) {
+		cJSON_Delete(o);
+		*rc = err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	*rc = 0;
+	return o;
 }
 
 static void add_count(cJSON *o, const char *k, uint64_t v)
@@ -54,6 +64,7 @@ static int save_totals(struct ledger_txn *t, const struct ledger_retention_repor
 	cJSON *m = load_meta(t, e, &rc);
 	if (m == NULL)
 		return rc;
+	bool was = json_begin();
 	cJSON_DeleteItemFromObjectCaseSensitive(m, "last_run_at");
 	cJSON_AddNumberToObject(m, "last_run_at", (double)x->r.now);
 	cJSON *tot = cJSON_GetObjectItemCaseSensitive(m, "purged_total");
@@ -66,8 +77,11 @@ static int save_totals(struct ledger_txn *t, const struct ledger_retention_repor
 	add_count(tot, "conflicts", rep->conflicts);
 	char *text = cJSON_PrintUnformatted(m);
 	cJSON_Delete(m);
-	if (text == NULL)
+	/* totals with a member missing would be saved as the new totals */
+	if (json_end(was) || text == NULL) {
+		free(text);
 		return err_set(e, ERR_NOMEM, "out of memory");
+	}
 	rc = ledger_meta_put(t, META_RETENTION, text, strlen(text), e);
 	free(text);
 	return rc;

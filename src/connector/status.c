@@ -106,7 +106,11 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	cJSON *last = NULL;
 	if (rc == 0) {
 		buf[n] = '\0';
-		if ((last = cJSON_Parse(buf)) == NULL)
+		bool was = json_begin();
+		last = cJSON_Parse(buf);
+		if (json_end(was))
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+		else if (last == NULL)
 			rc = err_set(e, ERR_LEDGER,
 			             "the saved report of the last cycle is not JSON");
 	}

@@ -193,6 +193,9 @@ static void torture(struct fixture *f, const char *name, use_case run, void (*fr
 				fail_msg(
 				    "%s, allocation %lu failing: returned %d, error code %d (%s)",
 				    name, n, rc, e.code, e.msg);
+			if (rc == ERR_LEDGER) /* out of memory is not a damaged ledger */
+				fail_msg("%s, allocation %lu failing: ERR_LEDGER (%s)", name, n,
+				         e.msg);
 			if (e.msg[0] == '\0')
 				fail_msg("%s, allocation %lu failing: error %d without a message",
 				         name, n, rc);
