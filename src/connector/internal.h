@@ -135,6 +135,11 @@ cJSON *render_conflict(const struct ledger_conflict *cf);
 cJSON *render_record(const struct ledger_record *r);
 /* A change feed entry, with the person's email (NULL: erased or gone). */
 cJSON *render_change(const struct ledger_change *ch, const char *email);
+struct apply_stats; /* below */
+/* One object's part of a cycle report: what the pull applied. */
+cJSON *render_pull_stats(const struct apply_stats *s, uint64_t pages);
+/* A bulk report's invalid row. */
+cJSON *render_bad_row(size_t row, const char *email, const char *error);
 void hex32(const uint8_t in[32], char out[65]);
 int add_time(cJSON *o, const char *name, int64_t ms);
 

@@ -216,3 +216,33 @@ cJSON *render_change(const struct ledger_change *ch, const char *email)
 		cJSON_AddNullToObject(s, "type");
 	return o;
 }
+
+cJSON *render_pull_stats(const struct apply_stats *s, uint64_t pages)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return NULL;
+	cJSON_AddNumberToObject(o, "records", (double)s->records);
+	cJSON_AddNumberToObject(o, "pages", (double)pages);
+	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
+	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
+	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
+	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
+	cJSON_AddNumberToObject(o, "concurrent_edit_conflicts", (double)s->concurrent_conflicts);
+	cJSON_AddNumberToObject(o, "new_records_suppressed", (double)s->suppressed_new);
+	cJSON_AddNumberToObject(o, "unchanged", (double)s->echoes);
+	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
+	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
+	return o;
+}
+
+cJSON *render_bad_row(size_t row, const char *email, const char *error)
+{
+	cJSON *b = cJSON_CreateObject();
+	if (b == NULL)
+		return NULL;
+	cJSON_AddNumberToObject(b, "row", (double)row);
+	cJSON_AddStringToObject(b, "email", email ? email : "");
+	cJSON_AddStringToObject(b, "error", error);
+	return b;
+}

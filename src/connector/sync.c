@@ -147,23 +147,6 @@ static int build_soql(const struct config *cfg, int object, int64_t since, struc
 	return rc;
 }
 
-static cJSON *stats_json(const struct apply_stats *s, uint64_t pages)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "records", (double)s->records);
-	cJSON_AddNumberToObject(o, "pages", (double)pages);
-	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
-	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
-	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
-	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
-	cJSON_AddNumberToObject(o, "concurrent_edit_conflicts", (double)s->concurrent_conflicts);
-	cJSON_AddNumberToObject(o, "new_records_suppressed", (double)s->suppressed_new);
-	cJSON_AddNumberToObject(o, "unchanged", (double)s->echoes);
-	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
-	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
-	return o;
-}
-
 /* An unknown field in the query: say which key names it and what to do,
  * in place of Salesforce's words (kept at the end). */
 static void explain_invalid_field(const struct config *cfg, int object, struct err *e)
@@ -230,7 +213,7 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		rc = ledger_write(c->l, mark_caught_up, &cu, e);
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
-	cJSON *st = stats_json(&pl.total, pl.pages);
+	cJSON *st = render_pull_stats(&pl.total, pl.pages);
 	if (since)
 		add_time(st, "since", since);
 	json_attach(report, ledger_object_name(object), st);

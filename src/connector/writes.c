@@ -186,11 +186,7 @@ static int run_many(struct conn *c, struct many *m, size_t n, const struct conn_
 		const char *email = NULL;
 		size_t row = m->describe(m->rows, i, &email);
 		res->invalid++;
-		cJSON *b = cJSON_CreateObject();
-		cJSON_AddNumberToObject(b, "row", (double)row);
-		cJSON_AddStringToObject(b, "email", email ? email : "");
-		cJSON_AddStringToObject(b, "error", ie.msg);
-		json_append(res->bad, b);
+		json_append(res->bad, render_bad_row(row, email, ie.msg));
 	}
 	if (json_failed()) { /* the report of the invalid rows would be cut */
 		rc = err_set(e, ERR_NOMEM, "out of memory");
