@@ -89,7 +89,7 @@ int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
 	if (rc == 0) {
 		r = render_conflict(&o->cf);
 		if (o->person_found)
-			json_attach(r, "person_state", render_person(c->cfg, &o->p));
+			json_attach(r, "person_state", render_person(&o->p, true));
 	}
 	free(o);
 	return json_result(r, rc, out, e);

@@ -110,6 +110,15 @@ int conn_sf(struct conn *c, struct sf_client **out, struct err *e)
 
 /* ---- emails ---- */
 
+int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX + 1],
+                    uint8_t key[LEDGER_KEY_LEN], struct err *e)
+{
+	int rc = conn_email_normalize(in, email, e);
+	if (rc == 0)
+		ledger_person_key(c->l, email, strlen(email), key);
+	return rc;
+}
+
 int conn_email_normalize(const char *in, char *out, struct err *e)
 {
 	const char *s = in, *end = in + strlen(in);

@@ -108,6 +108,11 @@ int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON 
  * its revert landed in Salesforce (shown as status "reverted"). */
 #define CONFLICT_REVERTED "reverted"
 
+/* in normalized into email and its ledger key; ERR_INVALID naming in when
+ * it is not an email address. */
+int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX + 1],
+                    uint8_t key[LEDGER_KEY_LEN], struct err *e);
+
 /* cJSON's allocation failures (json.c): json_init (once, from conn_open)
  * hooks its allocator; json_mark starts a rendering on this thread;
  * json_result hands o out as *out when rc is 0 and nothing failed since
@@ -129,7 +134,9 @@ bool json_begin(void);
 bool json_end(bool was);
 
 /* Rendering (the contract's JSON shapes). */
-cJSON *render_person(const struct config *cfg, const struct ledger_person *p);
+/* A person's state; refs: with its Salesforce record references
+ * ("salesforce_records": object and id). */
+cJSON *render_person(const struct ledger_person *p, bool refs);
 cJSON *render_event(const struct ledger_event *ev);
 cJSON *render_conflict(const struct ledger_conflict *cf);
 cJSON *render_record(const struct ledger_record *r);

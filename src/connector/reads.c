@@ -89,11 +89,9 @@ static int view_read(struct conn *c, const char *email, unsigned parts, struct p
 		return err_set(e, ERR_NOMEM, "out of memory");
 	v->c = c;
 	v->parts = parts;
-	int rc = conn_email_normalize(email, v->email, e);
-	if (rc == 0) {
-		ledger_person_key(c->l, v->email, strlen(v->email), v->key);
+	int rc = conn_person_key(c, email, v->email, v->key, e);
+	if (rc == 0)
 		rc = ledger_read(c->l, view_txn, v, e);
-	}
 	if (rc) {
 		view_free(v);
 		return rc;
@@ -118,7 +116,7 @@ int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err
 	if (rc)
 		return rc;
 	json_mark();
-	cJSON *o = render_person(c->cfg, &v->p);
+	cJSON *o = render_person(&v->p, true);
 	view_free(v);
 	return json_result(o, 0, out, e);
 }
@@ -154,9 +152,7 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 		json_append(recs, render_record(&v->recs[i]));
 	cJSON *hist = render_history(v);
 	json_attach(o, "history", hist);
-	cJSON *st = render_person(c->cfg, &v->p);
-	cJSON_DeleteItemFromObjectCaseSensitive(st, "salesforce_records");
-	json_attach(o, "state", st);
+	json_attach(o, "state", render_person(&v->p, false));
 	view_free(v);
 	return json_result(o, 0, out, e);
 }

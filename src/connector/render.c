@@ -55,9 +55,8 @@ static cJSON *render_source(const struct ledger_facts *f)
 	return s;
 }
 
-cJSON *render_person(const struct config *cfg, const struct ledger_person *p)
+cJSON *render_person(const struct ledger_person *p, bool refs)
 {
-	(void)cfg;
 	cJSON *o = cJSON_CreateObject();
 	char key[65];
 	hex32(p->key, key);
@@ -70,8 +69,8 @@ cJSON *render_person(const struct config *cfg, const struct ledger_person *p)
 	add_time(o, "opted_out_at", p->facts.opted_out ? p->opted_out_at : 0);
 	json_attach(o, "authorization", render_auth(&p->facts));
 	json_attach(o, "source", render_source(&p->facts));
-	cJSON *recs = cJSON_AddArrayToObject(o, "salesforce_records");
-	for (uint32_t i = 0; i < p->nrecords; i++) {
+	cJSON *recs = refs ? cJSON_AddArrayToObject(o, "salesforce_records") : NULL;
+	for (uint32_t i = 0; refs && i < p->nrecords; i++) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "object", ledger_object_name(p->records[i].object));
 		cJSON_AddStringToObject(r, "id", p->records[i].id);

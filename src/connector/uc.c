@@ -22,11 +22,10 @@ void *uc_new(struct conn *c, const struct conn_actor *who, const char *email, si
 	u->c = c;
 	u->who = who;
 	if (email) {
-		if (conn_email_normalize(email, u->email, e)) {
+		if (conn_person_key(c, email, u->email, u->key, e)) {
 			free(u);
 			return NULL;
 		}
-		ledger_person_key(c->l, u->email, strlen(u->email), u->key);
 	}
 	return u;
 }
@@ -42,7 +41,7 @@ int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e)
 	if (rc)
 		return uc_fail(u, rc);
 	json_mark();
-	cJSON *r = render_person(u->c->cfg, &u->p);
+	cJSON *r = render_person(&u->p, true);
 	free(u);
 	return json_result(r, 0, result, e);
 }

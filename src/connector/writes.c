@@ -238,11 +238,9 @@ static int optout_prepare(struct uc *u, const void *rows, size_t i, struct err *
 	const struct optout_rows *r = rows;
 	*r->row = r->o;
 	r->row->source = r->sources && r->sources[i] && r->sources[i][0] ? r->sources[i] : NULL;
-	int rc = conn_email_normalize(r->emails[i], u->email, e);
+	int rc = conn_person_key(u->c, r->emails[i], u->email, u->key, e);
 	if (rc == 0)
 		rc = optout_source_check(r->row->source, e);
-	if (rc == 0)
-		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
 	((struct optout_uc *)u)->o = r->row;
 	return rc;
 }
@@ -408,11 +406,9 @@ static int set_prepare(struct uc *u, const void *rows, size_t i, struct err *e)
 		return err_set(e, ERR_INVALID, "%s", r->error);
 	if (r->email == NULL)
 		return err_set(e, ERR_INVALID, "email is required");
-	int rc = conn_email_normalize(r->email, u->email, e);
+	int rc = conn_person_key(u->c, r->email, u->email, u->key, e);
 	if (rc == 0)
 		rc = validate_change(&r->ch, &x->want, &x->groups, e);
-	if (rc == 0)
-		ledger_person_key(u->c->l, u->email, strlen(u->email), u->key);
 	return rc;
 }
 
