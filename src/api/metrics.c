@@ -90,8 +90,8 @@ enum MHD_Result http_metrics(struct ctx *c)
 		           (double)m.last_backup_at / 1000.0,
 		           (unsigned long long)m.last_backup_bytes);
 	/* the ledger's numbers, typed: nothing read back from JSON */
-	struct conn_status_info in;
-	if (conn_status_info(s->conn, &in, &e) == 0) {
+	struct conn_status *st;
+	if (conn_status(s->conn, &st, &e) == 0) {
 		buf_printf(&b, &e,
 		           "# HELP optsync_pushes Salesforce writes waiting, by state.\n"
 		           "# TYPE optsync_pushes gauge\n"
@@ -106,44 +106,48 @@ enum MHD_Result http_metrics(struct ctx *c)
 		           "optsync_retention_purged_total{what=\"events\"} %llu\n"
 		           "optsync_retention_purged_total{what=\"persons\"} %llu\n"
 		           "optsync_retention_purged_total{what=\"resolved_conflicts\"} %llu\n",
-		           (unsigned long long)in.pushes_queued,
-		           (unsigned long long)in.pushes_parked,
-		           (unsigned long long)in.open_conflicts,
-		           (unsigned long long)in.retention_purged[0],
-		           (unsigned long long)in.retention_purged[1],
-		           (unsigned long long)in.retention_purged[2]);
-		if (in.api_max >= 0)
+		           (unsigned long long)st->pushes_queued,
+		           (unsigned long long)st->pushes_parked,
+		           (unsigned long long)st->open_conflicts,
+		           (unsigned long long)st->retention.purged[0],
+		           (unsigned long long)st->retention.purged[1],
+		           (unsigned long long)st->retention.purged[2]);
+		if (st->api_max >= 0)
 			buf_printf(&b, &e,
 			           "# HELP optsync_salesforce_api_requests Daily API requests used "
 			           "and allowed (Sforce-Limit-Info).\n"
 			           "# TYPE optsync_salesforce_api_requests gauge\n"
 			           "optsync_salesforce_api_requests{kind=\"used\"} %ld\n"
 			           "optsync_salesforce_api_requests{kind=\"limit\"} %ld\n",
-			           in.api_used, in.api_max);
+			           st->api_used, st->api_max);
 		buf_printf(&b, &e,
 		           "# HELP optsync_cursor_lag_seconds Time since the last pull that "
 		           "read everything started, by object: every change in Salesforce "
 		           "before that is in the ledger.\n"
 		           "# TYPE optsync_cursor_lag_seconds gauge\n");
 		static const char *const objects[3] = {NULL, "Contact", "Lead"};
-		for (int o = CONN_OBJ_CONTACT; o <= CONN_OBJ_LEAD; o++)
-			if (in.lag[o].known)
+		for (size_t i = 0; i < st->ncursors; i++) {
+			const struct conn_status_cursor *cur = &st->cursor[i];
+			if (cur->caught_up_at)
 				buf_printf(&b, &e,
 				           "optsync_cursor_lag_seconds{object=\"%s\"} %.0f\n",
-				           objects[o], in.lag[o].lag_seconds);
-		if (in.last_success_at)
+				           objects[cur->object],
+				           (double)(st->now - cur->caught_up_at) / 1000.0);
+		}
+		if (st->health.last_success_at)
 			buf_printf(&b, &e,
 			           "# HELP optsync_last_success_timestamp_seconds When the last "
 			           "sync cycle that succeeded started.\n"
 			           "# TYPE optsync_last_success_timestamp_seconds gauge\n"
 			           "optsync_last_success_timestamp_seconds %.3f\n",
-			           (double)in.last_success_at / 1000.0);
+			           (double)st->health.last_success_at / 1000.0);
 		buf_printf(&b, &e,
 		           "# HELP optsync_sync_failures_in_a_row Sync cycles failed since the "
 		           "last one that succeeded.\n"
 		           "# TYPE optsync_sync_failures_in_a_row gauge\n"
 		           "optsync_sync_failures_in_a_row %llu\n",
-		           (unsigned long long)in.failures_in_a_row);
+		           (unsigned long long)st->health.failures_in_a_row);
+		conn_status_free(st);
 	}
 	buf_printf(&b, &e,
 	           "# HELP optsync_http_requests_total API requests by route and status.\n"

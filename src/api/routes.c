@@ -569,7 +569,11 @@ enum MHD_Result http_route(struct ctx *c)
 	if (strcmp(url, "/v1/status") == 0) {
 		c->route = R_STATUS;
 		cJSON *doc = NULL;
-		int rc = conn_status(c->s->conn, &doc, &c->e);
+		struct conn_status *st;
+		int rc = conn_status(c->s->conn, &st, &c->e);
+		if (rc == 0)
+			rc = conn_render_status(st, &doc, &c->e);
+		conn_status_free(st);
 		return http_reply(c, rc, doc, 200);
 	}
 	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/'))

@@ -36,16 +36,16 @@ int sidecar_ready(struct sidecar *s, char *why, size_t cap)
 	return 1;
 }
 
-static void note_cycle(struct sidecar *s, int rc, const struct conn_cycle_counts *n)
+static void note_cycle(struct sidecar *s, int rc, const struct conn_cycle_report *r)
 {
 	pthread_mutex_lock(&s->mu);
 	if (rc == 0)
 		s->m.cycles_ok++;
 	else
 		s->m.cycles_failed++;
-	for (int o = CONN_OBJ_CONTACT; o <= CONN_OBJ_LEAD; o++) {
-		s->m.pulled[o] += n->pulled[o];
-		s->m.pushed[o] += n->pushed[o];
+	for (int o = CONN_OBJ_CONTACT; r && o <= CONN_OBJ_LEAD; o++) {
+		s->m.pulled[o] += r->pull[o].records;
+		s->m.pushed[o] += r->push.by_object[o];
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -139,12 +139,11 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	int failures = 0;
 	while (!*stop) {
 		struct conn_sync_opts o = {false, false, false};
-		cJSON *report = NULL;
+		struct conn_cycle_report *report;
 		struct err ce = {0};
-		struct conn_cycle_counts counts;
-		int crc = conn_sync_once(s.conn, &o, &counts, &report, &ce);
-		note_cycle(&s, crc, &counts);
-		cJSON_Delete(report);
+		int crc = conn_sync_once(s.conn, &o, &report, &ce);
+		note_cycle(&s, crc, report);
+		conn_cycle_report_free(report);
 		if (crc && *stop)
 			break; /* stopped mid-cycle: what was committed stays */
 		if (crc) {

@@ -42,10 +42,17 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 	if (rc)
 		return rc;
 	struct conn_sync_opts o = {dry, full, isatty(2) && !json};
-	cJSON *report = NULL;
-	rc = conn_sync_once(conn, &o, NULL, &report, e);
-	cli_print(c, json, report);
-	cJSON_Delete(report);
+	struct conn_cycle_report *report;
+	rc = conn_sync_once(conn, &o, &report, e);
+	cJSON *doc = NULL;
+	struct err re;
+	if (report && conn_render_cycle(report, c->cfg, &doc, &re) && rc == 0) {
+		*e = re;
+		rc = re.code;
+	}
+	cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	conn_cycle_report_free(report);
 	conn_close(conn);
 	if (temporary) {
 		char cmd[128];
@@ -92,7 +99,11 @@ static int exec_status(struct cli *c, int argc, char **argv, struct err *e)
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
 	cJSON *out = NULL;
-	rc = conn_status(conn, &out, e);
+	struct conn_status *st;
+	rc = conn_status(conn, &st, e);
+	if (rc == 0)
+		rc = conn_render_status(st, &out, e);
+	conn_status_free(st);
 	cli_print(c, json, out);
 	cJSON_Delete(out);
 	conn_close(conn);

@@ -10,9 +10,10 @@
  *   conflict or push), ERR_CONFLICT (the state does not allow it),
  *   ERR_LEDGER (missing, locked, corrupt or full ledger), ERR_NOMEM; the
  *   sync adds ERR_REMOTE and ERR_RETRY from Salesforce.
- * - Results: a cJSON document (in the shapes the README and
- *   docs/openapi.yaml describe) or a malloc'ed string is the caller's to
- *   delete or free. On failure *out (or *result, *report) is NULL, except
+ * - Results: a typed struct (status, the cycle report, with its free
+ *   function and a conn_render_* for the contract's JSON), a cJSON
+ *   document (in the shapes the README and docs/openapi.yaml describe) or
+ *   a malloc'ed string, each the caller's to free or delete. On failure *out (or *result, *report) is NULL, except
  *   where a function says it still describes the failure (the sync report,
  *   audit verify).
  * - Writes are durable (one fsynced ledger commit) when a use case returns
@@ -99,17 +100,60 @@ struct conn_sync_opts {
  * naming the holder's kind and pid when another has it. */
 int conn_own_ledger(struct conn *c, struct err *e);
 
-/* One pull+push cycle. *report describes what happened (or would), as the
- * contract's JSON (the caller deletes it; set on failure too, with the
- * error). counts, when given, receives the records read and written per
- * object (enum conn_object), typed. A cycle takes the sync lock unless c
+/* What a cycle did (or, in a dry run, would do), typed. */
+struct conn_pull_report {
+	bool pulled;   /* the cycle read the object (to the end or to a failure) */
+	int64_t since; /* ms: read changes from here (the cursor less sync.overlap); 0: all */
+	uint64_t records, pages;
+	uint64_t optouts_in;            /* opt-outs taken from Salesforce */
+	uint64_t facts_applied;         /* compliance fields taken */
+	uint64_t resubscribe_conflicts; /* re-subscribes held back (rule 3) */
+	uint64_t invalid_conflicts;     /* values outside the picklists */
+	uint64_t concurrent_conflicts;  /* both sides changed the same field */
+	uint64_t suppressed_new;        /* new records of opted-out persons, opted out */
+	uint64_t unchanged;             /* nothing new, our own writes among them */
+	uint64_t skipped_no_email;
+	uint64_t pushes_queued;
+};
+struct conn_push_list; /* a dry run's due pushes; rendered, not read */
+struct conn_cycle_report {
+	int64_t started_at, finished_at; /* ms */
+	bool dry_run, full;
+	struct conn_pull_report pull[3]; /* by enum conn_object */
+	enum conn_object order[3];       /* the objects in the order pulled */
+	size_t norder;
+	bool pushed; /* the push step ran */
+	struct {
+		uint64_t would_push; /* dry run: pushes due now */
+		uint64_t collection_calls, succeeded, by_object[3], retrying, parked_now,
+		    conflicts_reverted;
+	} push;
+	struct conn_push_list *would_push; /* dry run: the first 10,000 due pushes */
+	struct {
+		bool ran, failed;
+		uint64_t events, persons, conflicts, event_seq;
+		char error[ERR_MSG_MAX];
+	} retention;
+	int result;              /* 0, or the cycle's error code */
+	char error[ERR_MSG_MAX]; /* its message */
+	bool api_known;          /* the cycle talked to Salesforce */
+	struct {
+		uint64_t requests, token_calls, retries;
+		long daily_used, daily_max; /* daily_max 0: no Sforce-Limit-Info seen */
+	} api;
+};
+
+/* One pull+push cycle. *report (the caller's, conn_cycle_report_free) says
+ * what happened, or would have, on failure too (with the error; NULL only
+ * when it could not be allocated). A cycle takes the sync lock unless c
  * owns the ledger, and refuses (ERR_LEDGER) when another process holds it.
  * Errors: ERR_REMOTE / ERR_RETRY from Salesforce, ERR_LEDGER, ERR_NOMEM. */
-struct conn_cycle_counts {
-	uint64_t pulled[3], pushed[3]; /* by enum conn_object */
-};
-int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_counts *counts,
-                   cJSON **report, struct err *e);
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o,
+                   struct conn_cycle_report **report, struct err *e);
+void conn_cycle_report_free(struct conn_cycle_report *r);
+/* The contract's JSON for r (the caller deletes it). ERR_NOMEM. */
+int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cfg, cJSON **out,
+                      struct err *e);
 
 /* ---- use cases ---- */
 
@@ -233,26 +277,59 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
                           enum conn_resolution how, const struct conn_evidence *ev, cJSON **result,
                           struct err *e);
 
-/* Cursors, the last cycle, health (health.healthy is false once cycles have
- * failed for longer than sync.unready_after), pushes, conflicts, API usage,
- * the ledger's size and retention: what `optsync status` and GET /v1/status
- * show. */
-int conn_status(struct conn *c, cJSON **out, struct err *e);
-/* The numbers of status that /metrics shows, typed (no JSON in between). */
-struct conn_status_info {
-	uint64_t pushes_queued, pushes_parked, open_conflicts;
+/* Status: cursors, the last cycle, health, pushes, conflicts, API usage,
+ * the ledger's size and retention, typed; what `optsync status`, GET
+ * /v1/status (through conn_render_status) and /metrics show. */
+#define CONN_PARKED_SHOWN 100 /* parked pushes listed one by one */
+struct conn_parked_push {
+	enum conn_object object;
+	char id[19];     /* the Salesforce record */
+	char email[255]; /* "erased" once the person is */
+	char error[301]; /* Salesforce's answer */
+	uint32_t attempts;
+	int64_t next_try; /* ms */
+};
+struct conn_status {
+	int64_t now; /* ms, when read: lags are measured from it */
+	struct conn_status_cursor {
+		enum conn_object object;
+		bool found;           /* pulled at least once */
+		int64_t modstamp;     /* the greatest SystemModstamp read (ms) */
+		char last_id[19];     /* of that record */
+		uint64_t pulled;      /* records applied since the cursor was made */
+		int64_t updated_at;   /* ms */
+		int64_t caught_up_at; /* start of the last pull read to the end (every
+		                         change made before it was read), 0: none */
+	} cursor[3];
+	size_t ncursors; /* the configured objects, in their order */
+	struct {
+		int64_t last_success_at, last_error_at; /* ms, 0: none */
+		uint64_t failures_in_a_row;
+		bool healthy; /* false once cycles failed for longer than sync.unready_after */
+		char last_error[ERR_MSG_MAX];
+	} health;
+	char *last_cycle; /* the last cycle's report as saved (JSON), NULL: none */
+	uint64_t pushes_queued, pushes_parked;
+	struct conn_parked_push *parked; /* the first CONN_PARKED_SHOWN of them */
+	size_t nparked;
+	uint64_t open_conflicts;
 	long api_used, api_max; /* the last Sforce-Limit-Info; -1 when not seen */
 	struct {
-		bool known;         /* a pull of the object read to the end */
-		double lag_seconds; /* since the start of that pull */
-	} lag[3];                   /* by enum conn_object */
-	int64_t last_success_at;    /* ms, 0: none */
-	uint64_t failures_in_a_row;
-	uint64_t retention_purged[3]; /* events, persons, resolved conflicts */
+		uint64_t persons, records, events, changes, used_bytes, map_size;
+		uint32_t schema_version;
+	} ledger;
+	struct {
+		bool configured;
+		int64_t last_run_at; /* ms, 0: never */
+		uint64_t purged[3];  /* totals: events, persons, resolved conflicts */
+	} retention;
 };
-/* One read of the ledger. Errors: ERR_LEDGER, ERR_NOMEM; *out is zero
- * then. */
-int conn_status_info(struct conn *c, struct conn_status_info *out, struct err *e);
+/* One read of the ledger. *out is the caller's (conn_status_free); NULL on
+ * failure. Errors: ERR_LEDGER, ERR_NOMEM. */
+int conn_status(struct conn *c, struct conn_status **out, struct err *e);
+void conn_status_free(struct conn_status *s);
+/* The contract's JSON for s (the caller deletes it). ERR_NOMEM. */
+int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e);
 /* 0 when the ledger answers a read (readiness). */
 int conn_ping(struct conn *c, struct err *e);
 

@@ -94,15 +94,15 @@ int health_put(struct ledger_txn *t, const struct conn_health *h, struct err *e)
 
 /* Retention (retention.c). */
 /* Run retention when [retention] is set and retention.every has passed
- * since the last run; *report stays NULL when it did not run. */
-int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e);
+ * since the last run; *ran says whether it did, *rep what it removed. */
+int conn_retention_if_due(struct conn *c, bool *ran, struct ledger_retention_report *rep,
+                          struct err *e);
 /* The retention totals (events, persons, resolved conflicts) and the last
  * run's time (ms, 0: none). */
 int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *last_run,
                           struct err *e);
-/* status: the "retention" object. */
-int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out,
-                          struct err *e);
+/* [retention] sets at least one limit. */
+bool conn_retention_configured(const struct config *cfg);
 
 /* The resolution of a resubscribe conflict that optsync closed itself when
  * its revert landed in Salesforce (shown as status "reverted"). */
@@ -143,8 +143,16 @@ cJSON *render_record(const struct ledger_record *r);
 /* A change feed entry, with the person's email (NULL: erased or gone). */
 cJSON *render_change(const struct ledger_change *ch, const char *email);
 struct apply_stats; /* below */
-/* One object's part of a cycle report: what the pull applied. */
-cJSON *render_pull_stats(const struct apply_stats *s, uint64_t pages);
+/* A dry run's due pushes, as a cycle report lists them. */
+struct conn_push_list {
+	struct ledger_push *items;
+	size_t n, cap;
+};
+/* The summary of a cycle report too large to keep whole (bytes long). */
+cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes);
+/* A retention run's report. */
+cJSON *render_retention(bool configured, bool dry_run, uint64_t events, uint64_t persons,
+                        uint64_t conflicts, uint64_t event_seq);
 /* A bulk report's invalid row. */
 cJSON *render_bad_row(size_t row, const char *email, const char *error);
 void hex32(const uint8_t in[32], char out[65]);

@@ -1,5 +1,5 @@
-/* The contract's JSON shapes, rendered from ledger structs: the only place
- * a person, record, event or conflict becomes JSON. */
+/* The contract's JSON shapes, rendered from typed results: the only place
+ * a person, record, event, conflict, status or cycle report becomes JSON. */
 #include <stdio.h>
 #include <string.h>
 
@@ -216,22 +216,18 @@ cJSON *render_change(const struct ledger_change *ch, const char *email)
 	return o;
 }
 
-cJSON *render_pull_stats(const struct apply_stats *s, uint64_t pages)
+cJSON *render_retention(bool configured, bool dry_run, uint64_t events, uint64_t persons,
+                        uint64_t conflicts, uint64_t event_seq)
 {
 	cJSON *o = cJSON_CreateObject();
-	if (o == NULL)
-		return NULL;
-	cJSON_AddNumberToObject(o, "records", (double)s->records);
-	cJSON_AddNumberToObject(o, "pages", (double)pages);
-	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
-	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
-	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
-	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
-	cJSON_AddNumberToObject(o, "concurrent_edit_conflicts", (double)s->concurrent_conflicts);
-	cJSON_AddNumberToObject(o, "new_records_suppressed", (double)s->suppressed_new);
-	cJSON_AddNumberToObject(o, "unchanged", (double)s->echoes);
-	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
-	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
+	cJSON_AddBoolToObject(o, "configured", configured);
+	cJSON_AddBoolToObject(o, "dry_run", dry_run);
+	cJSON *p = cJSON_AddObjectToObject(o, dry_run ? "would_purge" : "purged");
+	cJSON_AddNumberToObject(p, "events", (double)events);
+	cJSON_AddNumberToObject(p, "persons", (double)persons);
+	cJSON_AddNumberToObject(p, "resolved_conflicts", (double)conflicts);
+	if (event_seq)
+		cJSON_AddNumberToObject(o, "event_seq", (double)event_seq);
 	return o;
 }
 
@@ -244,4 +240,225 @@ cJSON *render_bad_row(size_t row, const char *email, const char *error)
 	cJSON_AddStringToObject(b, "email", email ? email : "");
 	cJSON_AddStringToObject(b, "error", error);
 	return b;
+}
+
+/* ---- status ---- */
+
+static void render_cursors(cJSON *o, const struct conn_status *s)
+{
+	cJSON *cursors = cJSON_AddObjectToObject(o, "cursors");
+	for (size_t i = 0; i < s->ncursors; i++) {
+		const struct conn_status_cursor *cur = &s->cursor[i];
+		cJSON *c = cJSON_AddObjectToObject(cursors, ledger_object_name((int)cur->object));
+		if (!cur->found) {
+			cJSON_AddNullToObject(c, "system_modstamp");
+			continue;
+		}
+		add_time(c, "system_modstamp", cur->modstamp);
+		cJSON_AddStringToObject(c, "last_id", cur->last_id);
+		cJSON_AddNumberToObject(c, "records_pulled", (double)cur->pulled);
+		add_time(c, "updated_at", cur->updated_at);
+		/* how far behind Salesforce optsync may be: every change made
+		 * before the last complete pull started has been read, so a quiet
+		 * Salesforce does not make this grow; failing cycles do */
+		add_time(c, "caught_up_at", cur->caught_up_at);
+		if (cur->caught_up_at)
+			cJSON_AddNumberToObject(c, "lag_seconds",
+			                        (double)(s->now - cur->caught_up_at) / 1000.0);
+	}
+}
+
+static void render_pushes(cJSON *o, const struct conn_status *s)
+{
+	cJSON *p = cJSON_AddObjectToObject(o, "pushes");
+	cJSON_AddNumberToObject(p, "queued", (double)s->pushes_queued);
+	cJSON_AddNumberToObject(p, "parked", (double)s->pushes_parked);
+	cJSON *list = cJSON_AddArrayToObject(p, "parked_records");
+	for (size_t i = 0; list && i < s->nparked; i++) {
+		const struct conn_parked_push *q = &s->parked[i];
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "object", ledger_object_name((int)q->object));
+		cJSON_AddStringToObject(r, "id", q->id);
+		cJSON_AddStringToObject(r, "email", q->email);
+		cJSON_AddStringToObject(r, "error", q->error);
+		cJSON_AddNumberToObject(r, "attempts", q->attempts);
+		add_time(r, "next_try", q->next_try);
+		json_append(list, r);
+	}
+}
+
+int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e)
+{
+	json_mark();
+	cJSON *o = cJSON_CreateObject();
+	render_cursors(o, s);
+	cJSON *hj = cJSON_AddObjectToObject(o, "health");
+	add_time(hj, "last_success_at", s->health.last_success_at);
+	cJSON_AddNumberToObject(hj, "failures_in_a_row", (double)s->health.failures_in_a_row);
+	add_time(hj, "last_error_at", s->health.last_error_at);
+	cJSON_AddBoolToObject(hj, "healthy", s->health.healthy);
+	if (s->health.last_error[0])
+		cJSON_AddStringToObject(hj, "last_error", s->health.last_error);
+	else
+		cJSON_AddNullToObject(hj, "last_error");
+	int rc = 0;
+	if (s->last_cycle) {
+		/* saved whole (a report too large is saved as its summary) */
+		bool was = json_begin();
+		cJSON *last = cJSON_Parse(s->last_cycle);
+		if (json_end(was))
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+		else if (last == NULL)
+			rc = err_set(e, ERR_LEDGER,
+			             "the saved report of the last cycle is not JSON");
+		else
+			json_attach(o, "last_cycle", last);
+	} else {
+		cJSON_AddNullToObject(o, "last_cycle");
+	}
+	render_pushes(o, s);
+	cJSON_AddNumberToObject(o, "open_conflicts", (double)s->open_conflicts);
+	if (s->api_max >= 0) {
+		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
+		cJSON_AddNumberToObject(api, "daily_used", (double)s->api_used);
+		cJSON_AddNumberToObject(api, "daily_max", (double)s->api_max);
+	}
+	cJSON *lg = cJSON_AddObjectToObject(o, "ledger");
+	cJSON_AddNumberToObject(lg, "persons", (double)s->ledger.persons);
+	cJSON_AddNumberToObject(lg, "salesforce_records", (double)s->ledger.records);
+	cJSON_AddNumberToObject(lg, "history_events", (double)s->ledger.events);
+	cJSON_AddNumberToObject(lg, "changes", (double)s->ledger.changes);
+	cJSON_AddNumberToObject(lg, "used_bytes", (double)s->ledger.used_bytes);
+	cJSON_AddNumberToObject(lg, "map_size", (double)s->ledger.map_size);
+	cJSON_AddNumberToObject(lg, "schema_version", s->ledger.schema_version);
+	cJSON *r = cJSON_AddObjectToObject(o, "retention");
+	cJSON_AddBoolToObject(r, "configured", s->retention.configured);
+	add_time(r, "last_run_at", s->retention.last_run_at);
+	cJSON *t = cJSON_AddObjectToObject(r, "purged_total");
+	static const char *const names[] = {"events", "persons", "resolved_conflicts"};
+	for (int i = 0; i < 3; i++)
+		cJSON_AddNumberToObject(t, names[i], (double)s->retention.purged[i]);
+	return json_result(o, rc, out, e);
+}
+
+/* ---- the cycle report ---- */
+
+static cJSON *render_pull(const struct conn_pull_report *s)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "records", (double)s->records);
+	cJSON_AddNumberToObject(o, "pages", (double)s->pages);
+	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
+	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
+	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
+	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
+	cJSON_AddNumberToObject(o, "concurrent_edit_conflicts", (double)s->concurrent_conflicts);
+	cJSON_AddNumberToObject(o, "new_records_suppressed", (double)s->suppressed_new);
+	cJSON_AddNumberToObject(o, "unchanged", (double)s->unchanged);
+	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
+	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
+	if (s->since)
+		add_time(o, "since", s->since);
+	return o;
+}
+
+static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
+	cJSON_AddStringToObject(o, "id", q->record.id);
+	cJSON *set = cJSON_AddObjectToObject(o, "set");
+	const struct config_fields *f = &cfg->salesforce.fields;
+	if (q->want.mask & LEDGER_F_OPTED_OUT)
+		cJSON_AddBoolToObject(set, f->opted_out, q->want.opted_out);
+	if (q->want.mask & LEDGER_F_AUTH_TYPE) {
+		const char *v = map_auth_to_sf(cfg, q->want.auth_type);
+		json_attach(set, f->authorization_type,
+		            v ? cJSON_CreateString(v) : cJSON_CreateNull());
+	}
+	if (q->want.mask & LEDGER_F_SOURCE_TYPE) {
+		const char *v = map_source_to_sf(cfg, q->want.source_type);
+		json_attach(set, f->source_type, v ? cJSON_CreateString(v) : cJSON_CreateNull());
+	}
+	cJSON_AddNumberToObject(o, "attempts", q->attempts);
+	if (q->parked)
+		cJSON_AddStringToObject(o, "parked", q->last_error);
+	else if (q->last_error[0])
+		cJSON_AddStringToObject(o, "last_error", q->last_error);
+	return o;
+}
+
+static void render_cycle_pushes(cJSON *o, const struct conn_cycle_report *r,
+                                const struct config *cfg)
+{
+	if (r->would_push) {
+		cJSON *list = cJSON_AddArrayToObject(o, "would_push");
+		for (size_t i = 0; list && i < r->would_push->n; i++)
+			json_append(list, render_push(cfg, &r->would_push->items[i]));
+	}
+	cJSON *p = cJSON_AddObjectToObject(o, "pushes");
+	if (r->dry_run) /* by_object and collection_calls: what the real cycle would do */
+		cJSON_AddNumberToObject(p, "would_push", (double)r->push.would_push);
+	cJSON_AddNumberToObject(p, "collection_calls", (double)r->push.collection_calls);
+	cJSON_AddNumberToObject(p, "succeeded", (double)r->push.succeeded);
+	cJSON *by = cJSON_AddObjectToObject(p, "by_object");
+	cJSON_AddNumberToObject(by, "Contact", (double)r->push.by_object[LEDGER_OBJ_CONTACT]);
+	cJSON_AddNumberToObject(by, "Lead", (double)r->push.by_object[LEDGER_OBJ_LEAD]);
+	cJSON_AddNumberToObject(p, "retrying", (double)r->push.retrying);
+	cJSON_AddNumberToObject(p, "parked_now", (double)r->push.parked_now);
+	cJSON_AddNumberToObject(p, "conflicts_reverted", (double)r->push.conflicts_reverted);
+}
+
+int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cfg, cJSON **out,
+                      struct err *e)
+{
+	json_mark();
+	cJSON *o = cJSON_CreateObject();
+	add_time(o, "started_at", r->started_at);
+	cJSON_AddBoolToObject(o, "dry_run", r->dry_run);
+	cJSON_AddBoolToObject(o, "full", r->full);
+	cJSON *objs = cJSON_AddObjectToObject(o, "pulled");
+	for (size_t i = 0; i < r->norder; i++)
+		json_attach(objs, ledger_object_name((int)r->order[i]),
+		            render_pull(&r->pull[r->order[i]]));
+	if (r->pushed)
+		render_cycle_pushes(o, r, cfg);
+	if (r->retention.failed) {
+		cJSON *ret = cJSON_AddObjectToObject(o, "retention");
+		cJSON_AddStringToObject(ret, "error", r->retention.error);
+	} else if (r->retention.ran) {
+		json_attach(o, "retention",
+		            render_retention(true, false, r->retention.events, r->retention.persons,
+		                             r->retention.conflicts, r->retention.event_seq));
+	}
+	add_time(o, "finished_at", r->finished_at);
+	cJSON_AddStringToObject(o, "result", r->result ? "failed" : "ok");
+	if (r->result)
+		cJSON_AddStringToObject(o, "error", r->error);
+	if (r->api_known) {
+		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
+		cJSON_AddNumberToObject(api, "requests", (double)r->api.requests);
+		cJSON_AddNumberToObject(api, "token_calls", (double)r->api.token_calls);
+		cJSON_AddNumberToObject(api, "retries", (double)r->api.retries);
+		if (r->api.daily_max > 0) {
+			cJSON_AddNumberToObject(api, "daily_used", (double)r->api.daily_used);
+			cJSON_AddNumberToObject(api, "daily_max", (double)r->api.daily_max);
+		}
+	}
+	return json_result(o, 0, out, e);
+}
+
+cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes)
+{
+	cJSON *o = cJSON_CreateObject();
+	add_time(o, "started_at", r->started_at);
+	add_time(o, "finished_at", r->finished_at);
+	cJSON_AddBoolToObject(o, "dry_run", r->dry_run);
+	cJSON_AddBoolToObject(o, "full", r->full);
+	cJSON_AddStringToObject(o, "result", r->result ? "failed" : "ok");
+	if (r->result)
+		cJSON_AddStringToObject(o, "error", r->error);
+	cJSON_AddNumberToObject(o, "report_bytes", (double)bytes);
+	cJSON_AddStringToObject(o, "note", "the whole report was larger than the ledger keeps");
+	return o;
 }

@@ -15,7 +15,7 @@ struct ret_txn {
 	struct ledger_retention_report rep;
 };
 
-static bool configured(const struct config *cfg)
+bool conn_retention_configured(const struct config *cfg)
 {
 	return cfg->retention.resolved_conflicts_ms > 0 || cfg->retention.history_ms > 0 ||
 	       cfg->retention.stale_persons_ms > 0;
@@ -87,13 +87,16 @@ static int save_totals(struct ledger_txn *t, const struct ledger_retention_repor
 	return rc;
 }
 
-int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
-                       struct err *e)
+/* A run, typed: conn_retention_run renders it, a sync cycle keeps it. */
+static int retention_run(struct conn *c, const struct conn_actor *who, bool dry_run,
+                         struct ledger_retention_report *out, struct err *e)
 {
-	*report = NULL;
 	const struct config *cfg = c->cfg;
 	struct ret_txn x;
 	memset(&x, 0, sizeof(x));
+	memset(out, 0, sizeof(*out));
+	if (!conn_retention_configured(cfg))
+		return 0;
 	int64_t now = time_now_ms();
 	x.r.now = now;
 	x.r.dry_run = dry_run;
@@ -104,28 +107,29 @@ int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_ru
 		x.r.events_before = now - cfg->retention.history_ms;
 	if (cfg->retention.stale_persons_ms > 0)
 		x.r.persons_before = now - cfg->retention.stale_persons_ms;
-	json_mark();
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddBoolToObject(o, "configured", configured(c->cfg));
-	cJSON_AddBoolToObject(o, "dry_run", dry_run);
-	int rc = 0;
-	if (configured(c->cfg))
-		rc = ledger_retention(c->l, &x.r, save_totals, &x, &x.rep, e);
-	if (rc) {
-		cJSON_Delete(o);
+	int rc = ledger_retention(c->l, &x.r, save_totals, &x, &x.rep, e);
+	if (rc)
 		return rc;
-	}
-	cJSON *p = cJSON_AddObjectToObject(o, dry_run ? "would_purge" : "purged");
-	cJSON_AddNumberToObject(p, "events", (double)x.rep.events);
-	cJSON_AddNumberToObject(p, "persons", (double)x.rep.persons);
-	cJSON_AddNumberToObject(p, "resolved_conflicts", (double)x.rep.conflicts);
-	if (x.rep.event_seq)
-		cJSON_AddNumberToObject(o, "event_seq", (double)x.rep.event_seq);
+	*out = x.rep;
 	if (!dry_run && x.rep.event_seq)
 		log_info("retention.run",
 		         "purged %llu history events, %llu stale persons, %llu resolved conflicts",
 		         (unsigned long long)x.rep.events, (unsigned long long)x.rep.persons,
 		         (unsigned long long)x.rep.conflicts);
+	return 0;
+}
+
+int conn_retention_run(struct conn *c, const struct conn_actor *who, bool dry_run, cJSON **report,
+                       struct err *e)
+{
+	*report = NULL;
+	struct ledger_retention_report rep;
+	int rc = retention_run(c, who, dry_run, &rep, e);
+	if (rc)
+		return rc;
+	json_mark();
+	cJSON *o = render_retention(conn_retention_configured(c->cfg), dry_run, rep.events,
+	                            rep.persons, rep.conflicts, rep.event_seq);
 	return json_result(o, 0, report, e);
 }
 
@@ -142,17 +146,20 @@ static int due_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return 0;
 }
 
-int conn_retention_if_due(struct conn *c, cJSON **report, struct err *e)
+int conn_retention_if_due(struct conn *c, bool *ran, struct ledger_retention_report *rep,
+                          struct err *e)
 {
 	static const struct conn_actor sync_actor = {LEDGER_ORIGIN_LOCAL, "retention"};
-	*report = NULL;
-	if (!configured(c->cfg))
+	*ran = false;
+	memset(rep, 0, sizeof(*rep));
+	if (!conn_retention_configured(c->cfg))
 		return 0;
 	int64_t last = 0;
 	int rc = ledger_read(c->l, due_txn, &last, e);
 	if (rc || (last && time_now_ms() - last < c->cfg->retention.every_ms))
 		return rc;
-	return conn_retention_run(c, &sync_actor, false, report, e);
+	*ran = true;
+	return retention_run(c, &sync_actor, false, rep, e);
 }
 
 int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *last_run,
@@ -171,22 +178,5 @@ int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *las
 		totals[i] = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
 	}
 	cJSON_Delete(m);
-	return 0;
-}
-
-int conn_retention_status(struct ledger_txn *t, const struct config *cfg, cJSON *out, struct err *e)
-{
-	uint64_t totals[3];
-	int64_t last_run;
-	int rc = conn_retention_totals(t, totals, &last_run, e);
-	if (rc)
-		return rc;
-	cJSON *o = cJSON_AddObjectToObject(out, "retention");
-	cJSON_AddBoolToObject(o, "configured", configured(cfg));
-	add_time(o, "last_run_at", last_run);
-	cJSON *t2 = cJSON_AddObjectToObject(o, "purged_total");
-	static const char *const names[] = {"events", "persons", "resolved_conflicts"};
-	for (int i = 0; i < 3; i++)
-		cJSON_AddNumberToObject(t2, names[i], (double)totals[i]);
 	return 0;
 }

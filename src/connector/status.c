@@ -7,44 +7,41 @@
 #include <string.h>
 
 #include "connector/usecase.h"
-#include "util/csv.h"
 #include "util/log.h"
 #include "util/timefmt.h"
 
-/* ---- status and audit ---- */
+/* ---- status ---- */
 
 struct status_ctx {
 	const struct config *cfg;
-	cJSON *out;
-	uint64_t queued, parked;
-	cJSON *parked_list;
+	struct conn_status *s;
 	struct ledger_txn *t;
 	struct ledger_person *p; /* scratch: the person of a parked push */
 };
 
 static int count_push(const struct ledger_push *q, void *ctx)
 {
-	struct status_ctx *s = ctx;
-	if (q->parked) {
-		s->parked++;
-		if (cJSON_GetArraySize(s->parked_list) < 100) {
-			cJSON *o = cJSON_CreateObject();
-			struct err pe;
-			cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
-			cJSON_AddStringToObject(o, "id", q->record.id);
-			if (ledger_person_get(s->t, q->person, s->p, &pe) == 0 &&
-			    !(s->p->flags & LEDGER_PERSON_ERASED))
-				cJSON_AddStringToObject(o, "email", s->p->email);
-			else
-				cJSON_AddStringToObject(o, "email", "erased");
-			cJSON_AddStringToObject(o, "error", q->last_error);
-			cJSON_AddNumberToObject(o, "attempts", q->attempts);
-			add_time(o, "next_try", q->next_try);
-			json_append(s->parked_list, o);
-		}
-	} else {
-		s->queued++;
+	struct status_ctx *x = ctx;
+	struct conn_status *s = x->s;
+	if (!q->parked) {
+		s->pushes_queued++;
+		return 0;
 	}
+	s->pushes_parked++;
+	if (s->nparked == CONN_PARKED_SHOWN)
+		return 0;
+	struct conn_parked_push *o = &s->parked[s->nparked++];
+	o->object = (enum conn_object)q->record.object;
+	snprintf(o->id, sizeof(o->id), "%s", q->record.id);
+	struct err pe;
+	if (ledger_person_get(x->t, q->person, x->p, &pe) == 0 &&
+	    !(x->p->flags & LEDGER_PERSON_ERASED))
+		snprintf(o->email, sizeof(o->email), "%s", x->p->email);
+	else
+		snprintf(o->email, sizeof(o->email), "erased");
+	snprintf(o->error, sizeof(o->error), "%s", q->last_error);
+	o->attempts = q->attempts;
+	o->next_try = q->next_try;
 	return 0;
 }
 
@@ -54,193 +51,136 @@ static int count_open(const struct ledger_conflict *cf, void *ctx)
 	return 0;
 }
 
-static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
+static int read_cursors(struct ledger_txn *t, const struct config *cfg, struct conn_status *s,
+                        struct err *e)
 {
-	struct status_ctx *s = ctx;
-	cJSON *o = s->out;
-	cJSON *cursors = cJSON_AddObjectToObject(o, "cursors");
-	for (size_t i = 0; i < s->cfg->salesforce.nobjects; i++) {
-		int obj = object_of(s->cfg->salesforce.objects[i]);
+	for (size_t i = 0; i < cfg->salesforce.nobjects && i < 3; i++) {
+		struct conn_status_cursor *o = &s->cursor[s->ncursors++];
+		o->object = (enum conn_object)object_of(cfg->salesforce.objects[i]);
 		struct ledger_cursor cur;
-		int rc = ledger_cursor_get(t, obj, &cur, e);
-		cJSON *c = cJSON_AddObjectToObject(cursors, ledger_object_name(obj));
-		if (rc == ERR_NOTFOUND) {
-			cJSON_AddNullToObject(c, "system_modstamp");
+		int rc = ledger_cursor_get(t, (int)o->object, &cur, e);
+		if (rc == ERR_NOTFOUND)
 			continue;
-		}
 		if (rc)
 			return rc;
-		add_time(c, "system_modstamp", cur.modstamp);
-		cJSON_AddStringToObject(c, "last_id", cur.last_id);
-		cJSON_AddNumberToObject(c, "records_pulled", (double)cur.pulled);
-		add_time(c, "updated_at", cur.updated_at);
-		/* how far behind Salesforce optsync may be: every change made
-		 * before the last complete pull started has been read, so a quiet
-		 * Salesforce does not make this grow; failing cycles do */
-		add_time(c, "caught_up_at", cur.caught_up_at);
-		if (cur.caught_up_at)
-			cJSON_AddNumberToObject(
-			    c, "lag_seconds", (double)(time_now_ms() - cur.caught_up_at) / 1000.0);
+		o->found = true;
+		o->modstamp = cur.modstamp;
+		snprintf(o->last_id, sizeof(o->last_id), "%s", cur.last_id);
+		o->pulled = cur.pulled;
+		o->updated_at = cur.updated_at;
+		o->caught_up_at = cur.caught_up_at;
 	}
-	struct conn_health h;
-	int hrc = health_get(t, &h, e);
-	if (hrc)
-		return hrc;
-	cJSON *hj = cJSON_AddObjectToObject(o, "health");
-	add_time(hj, "last_success_at", h.last_success_at);
-	cJSON_AddNumberToObject(hj, "failures_in_a_row", (double)h.failures_in_a_row);
-	add_time(hj, "last_error_at", h.last_error_at);
-	/* unhealthy: cycles have failed for longer than sync.unready_after */
-	int64_t failing_since = h.last_success_at > 0 ? h.last_success_at : h.last_error_at;
-	cJSON_AddBoolToObject(hj, "healthy",
-	                      h.failures_in_a_row == 0 ||
-	                          time_now_ms() - failing_since <= s->cfg->sync.unready_after_ms);
-	if (h.last_error[0])
-		cJSON_AddStringToObject(hj, "last_error", h.last_error);
-	else
-		cJSON_AddNullToObject(hj, "last_error");
-	char *buf = malloc(LEDGER_META_MAX + 1);
-	size_t n;
-	int rc = buf ? ledger_meta_get(t, META_LAST_CYCLE, buf, LEDGER_META_MAX, &n, e)
-	             : err_set(e, ERR_NOMEM, "out of memory");
-	cJSON *last = NULL;
-	if (rc == 0) {
-		buf[n] = '\0';
-		bool was = json_begin();
-		last = cJSON_Parse(buf);
-		if (json_end(was))
-			rc = err_set(e, ERR_NOMEM, "out of memory");
-		else if (last == NULL)
-			rc = err_set(e, ERR_LEDGER,
-			             "the saved report of the last cycle is not JSON");
-	}
-	free(buf);
-	if (rc == 0)
-		json_attach(o, "last_cycle", last);
-	else if (rc == ERR_NOTFOUND)
-		cJSON_AddNullToObject(o, "last_cycle");
-	else
-		return rc;
-	char usage[64];
-	s->parked_list = cJSON_CreateArray();
-	s->t = t;
-	s->p = malloc(sizeof(*s->p));
-	rc = s->p ? ledger_push_each(t, count_push, s, e) : err_set(e, ERR_NOMEM, "out of memory");
-	free(s->p);
-	s->p = NULL;
-	if (rc) {
-		cJSON_Delete(s->parked_list);
-		return rc;
-	}
-	cJSON *p = cJSON_AddObjectToObject(o, "pushes");
-	cJSON_AddNumberToObject(p, "queued", (double)s->queued);
-	cJSON_AddNumberToObject(p, "parked", (double)s->parked);
-	json_attach(p, "parked_records", s->parked_list);
-	uint64_t open = 0;
-	if ((rc = ledger_conflict_each(t, count_open, &open, e)))
-		return rc;
-	cJSON_AddNumberToObject(o, "open_conflicts", (double)open);
-	rc = ledger_meta_get(t, META_API_USAGE, usage, sizeof(usage) - 1, &n, e);
-	if (rc == 0) {
-		usage[n] = '\0';
-		long used, max;
-		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
-		if (sscanf(usage, "%ld/%ld", &used, &max) == 2) {
-			cJSON_AddNumberToObject(api, "daily_used", (double)used);
-			cJSON_AddNumberToObject(api, "daily_max", (double)max);
-		}
-	} else if (rc != ERR_NOTFOUND) {
-		return rc;
-	}
-	struct ledger_stats st;
-	if ((rc = ledger_stats(t, &st, e)))
-		return rc;
-	cJSON *lg = cJSON_AddObjectToObject(o, "ledger");
-	cJSON_AddNumberToObject(lg, "persons", (double)st.persons);
-	cJSON_AddNumberToObject(lg, "salesforce_records", (double)st.records);
-	cJSON_AddNumberToObject(lg, "history_events", (double)st.events);
-	cJSON_AddNumberToObject(lg, "changes", (double)st.changes);
-	cJSON_AddNumberToObject(lg, "used_bytes", (double)st.used_bytes);
-	cJSON_AddNumberToObject(lg, "map_size", (double)st.map_size);
-	cJSON_AddNumberToObject(lg, "schema_version", st.schema_version);
-	return conn_retention_status(t, s->cfg, o, e);
-}
-
-/* ---- the typed numbers /metrics shows ---- */
-
-static int count_pushes(const struct ledger_push *q, void *ctx)
-{
-	struct conn_status_info *in = ctx;
-	if (q->parked)
-		in->pushes_parked++;
-	else
-		in->pushes_queued++;
 	return 0;
 }
 
-struct info_ctx {
-	const struct config *cfg;
-	struct conn_status_info *in;
-};
-
-static int info_txn(struct ledger_txn *t, void *ctx, struct err *e)
+static int read_health(struct ledger_txn *t, const struct config *cfg, struct conn_status *s,
+                       struct err *e)
 {
-	struct info_ctx *x = ctx;
-	struct conn_status_info *in = x->in;
-	memset(in, 0, sizeof(*in)); /* a re-run starts over */
-	in->api_used = in->api_max = -1;
-	int rc = ledger_push_each(t, count_pushes, in, e);
+	struct conn_health h;
+	int rc = health_get(t, &h, e);
+	if (rc)
+		return rc;
+	s->health.last_success_at = h.last_success_at;
+	s->health.last_error_at = h.last_error_at;
+	s->health.failures_in_a_row = h.failures_in_a_row;
+	snprintf(s->health.last_error, sizeof(s->health.last_error), "%s", h.last_error);
+	/* unhealthy: cycles have failed for longer than sync.unready_after */
+	int64_t failing_since = h.last_success_at > 0 ? h.last_success_at : h.last_error_at;
+	s->health.healthy =
+	    h.failures_in_a_row == 0 || s->now - failing_since <= cfg->sync.unready_after_ms;
+	return 0;
+}
+
+static int read_meta_text(struct ledger_txn *t, const char *key, char **out, struct err *e)
+{
+	char *buf = malloc(LEDGER_META_MAX + 1);
+	if (buf == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	size_t n;
+	int rc = ledger_meta_get(t, key, buf, LEDGER_META_MAX, &n, e);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	return 0;
+}
+
+static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct status_ctx *x = ctx;
+	struct conn_status *s = x->s;
+	/* a re-run (a busy reader slot) starts over */
+	struct conn_parked_push *parked = s->parked;
+	free(s->last_cycle);
+	memset(s, 0, sizeof(*s));
+	s->parked = parked;
+	s->now = time_now_ms();
+	s->api_used = s->api_max = -1;
+	x->t = t;
+	int rc = read_cursors(t, x->cfg, s, e);
 	if (rc == 0)
-		rc = ledger_conflict_each(t, count_open, &in->open_conflicts, e);
+		rc = read_health(t, x->cfg, s, e);
+	if (rc == 0 && (rc = read_meta_text(t, META_LAST_CYCLE, &s->last_cycle, e)) == ERR_NOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = ledger_push_each(t, count_push, x, e);
+	if (rc == 0)
+		rc = ledger_conflict_each(t, count_open, &s->open_conflicts, e);
 	char usage[64];
 	size_t n;
 	if (rc == 0 &&
 	    (rc = ledger_meta_get(t, META_API_USAGE, usage, sizeof(usage) - 1, &n, e)) == 0) {
 		usage[n] = '\0';
-		if (sscanf(usage, "%ld/%ld", &in->api_used, &in->api_max) != 2)
-			in->api_used = in->api_max = -1;
+		if (sscanf(usage, "%ld/%ld", &s->api_used, &s->api_max) != 2)
+			s->api_used = s->api_max = -1;
 	} else if (rc == ERR_NOTFOUND) {
 		rc = 0;
 	}
-	for (size_t i = 0; rc == 0 && i < x->cfg->salesforce.nobjects; i++) {
-		int obj = object_of(x->cfg->salesforce.objects[i]);
-		struct ledger_cursor cur;
-		int crc = ledger_cursor_get(t, obj, &cur, e);
-		if (crc == 0 && cur.caught_up_at && obj > 0 && obj < 3) {
-			in->lag[obj].known = true;
-			in->lag[obj].lag_seconds =
-			    (double)(time_now_ms() - cur.caught_up_at) / 1000.0;
-		} else if (crc && crc != ERR_NOTFOUND) {
-			rc = crc;
-		}
+	struct ledger_stats st;
+	if (rc == 0 && (rc = ledger_stats(t, &st, e)) == 0) {
+		s->ledger.persons = st.persons;
+		s->ledger.records = st.records;
+		s->ledger.events = st.events;
+		s->ledger.changes = st.changes;
+		s->ledger.used_bytes = st.used_bytes;
+		s->ledger.map_size = st.map_size;
+		s->ledger.schema_version = st.schema_version;
 	}
-	struct conn_health h;
-	if (rc == 0 && (rc = health_get(t, &h, e)) == 0) {
-		in->last_success_at = h.last_success_at;
-		in->failures_in_a_row = h.failures_in_a_row;
-	}
-	int64_t last_run;
+	s->retention.configured = conn_retention_configured(x->cfg);
 	if (rc == 0)
-		rc = conn_retention_totals(t, in->retention_purged, &last_run, e);
+		rc = conn_retention_totals(t, s->retention.purged, &s->retention.last_run_at, e);
 	return rc;
 }
 
-int conn_status_info(struct conn *c, struct conn_status_info *out, struct err *e)
+void conn_status_free(struct conn_status *s)
 {
-	struct info_ctx x = {c->cfg, out};
-	int rc = ledger_read(c->l, info_txn, &x, e);
-	if (rc)
-		memset(out, 0, sizeof(*out));
-	return rc;
+	if (s == NULL)
+		return;
+	free(s->parked);
+	free(s->last_cycle);
+	free(s);
 }
 
-int conn_status(struct conn *c, cJSON **out, struct err *e)
+int conn_status(struct conn *c, struct conn_status **out, struct err *e)
 {
 	*out = NULL;
-	json_mark();
-	struct status_ctx s = {c->cfg, cJSON_CreateObject(), 0, 0, NULL, NULL, NULL};
-	int rc = s.out ? ledger_read(c->l, status_txn, &s, e) : 0;
-	return json_result(s.out, rc, out, e);
+	struct conn_status *s = calloc(1, sizeof(*s));
+	struct status_ctx x = {c->cfg, s, NULL, malloc(sizeof(struct ledger_person))};
+	int rc = 0;
+	if (s == NULL || x.p == NULL ||
+	    (s->parked = malloc(CONN_PARKED_SHOWN * sizeof(*s->parked))) == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0)
+		rc = ledger_read(c->l, status_txn, &x, e);
+	free(x.p);
+	if (rc) {
+		conn_status_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
 }
 
 static int ping_txn(struct ledger_txn *t, void *ctx, struct err *e)

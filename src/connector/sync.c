@@ -187,8 +187,7 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 }
 
 static int pull_object(struct conn *c, struct sf_client *sf, int object,
-                       const struct conn_sync_opts *o, cJSON *report,
-                       struct conn_cycle_counts *counts, struct err *e)
+                       const struct conn_sync_opts *o, struct conn_cycle_report *r, struct err *e)
 {
 	struct cursor_read cr = {object, {0}, 0};
 	int rc = ledger_read(c->l, read_cursor, &cr, e);
@@ -213,12 +212,24 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		rc = ledger_write(c->l, mark_caught_up, &cu, e);
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
-	cJSON *st = render_pull_stats(&pl.total, pl.pages);
-	if (since)
-		add_time(st, "since", since);
-	json_attach(report, ledger_object_name(object), st);
-	if (object > 0 && object < 3)
-		counts->pulled[object] += pl.total.records;
+	if (object > 0 && object < 3) {
+		struct conn_pull_report *p = &r->pull[object];
+		const struct apply_stats *t = &pl.total;
+		*p = (struct conn_pull_report){.pulled = true,
+		                               .since = since,
+		                               .records = t->records,
+		                               .pages = pl.pages,
+		                               .optouts_in = t->optouts_in,
+		                               .facts_applied = t->facts_applied,
+		                               .resubscribe_conflicts = t->resubscribe_conflicts,
+		                               .invalid_conflicts = t->invalid_conflicts,
+		                               .concurrent_conflicts = t->concurrent_conflicts,
+		                               .suppressed_new = t->suppressed_new,
+		                               .unchanged = t->echoes,
+		                               .skipped_no_email = t->skipped_no_email,
+		                               .pushes_queued = t->pushes_queued};
+		r->order[r->norder++] = (enum conn_object)object;
+	}
 	log_info("sync.pull",
 	         "%s: %llu records in %llu pages, %llu opt-outs in, %llu pushes queued%s",
 	         ledger_object_name(object), (unsigned long long)pl.total.records,
@@ -236,36 +247,10 @@ struct due {
 	size_t n, cap;
 	int64_t now;
 	size_t total, parked;
-	cJSON *list; /* dry run: the due pushes (the first DRY_LIST_MAX) */
+	struct conn_push_list *list; /* dry run: the due pushes (the first DRY_LIST_MAX) */
 	size_t due_total, due_by_object[3];
-	const struct config *cfg;
+	bool nomem; /* the dry run's list could not grow */
 };
-
-static cJSON *push_json(const struct config *cfg, const struct ledger_push *q)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
-	cJSON_AddStringToObject(o, "id", q->record.id);
-	cJSON *set = cJSON_AddObjectToObject(o, "set");
-	const struct config_fields *f = &cfg->salesforce.fields;
-	if (q->want.mask & LEDGER_F_OPTED_OUT)
-		cJSON_AddBoolToObject(set, f->opted_out, q->want.opted_out);
-	if (q->want.mask & LEDGER_F_AUTH_TYPE) {
-		const char *v = map_auth_to_sf(cfg, q->want.auth_type);
-		json_attach(set, f->authorization_type,
-		            v ? cJSON_CreateString(v) : cJSON_CreateNull());
-	}
-	if (q->want.mask & LEDGER_F_SOURCE_TYPE) {
-		const char *v = map_source_to_sf(cfg, q->want.source_type);
-		json_attach(set, f->source_type, v ? cJSON_CreateString(v) : cJSON_CreateNull());
-	}
-	cJSON_AddNumberToObject(o, "attempts", q->attempts);
-	if (q->parked)
-		cJSON_AddStringToObject(o, "parked", q->last_error);
-	else if (q->last_error[0])
-		cJSON_AddStringToObject(o, "last_error", q->last_error);
-	return o;
-}
 
 static int collect_due(const struct ledger_push *q, void *ctx)
 {
@@ -285,8 +270,21 @@ static int collect_due(const struct ledger_push *q, void *ctx)
 		d->due_total++;
 		if (q->record.object < 3)
 			d->due_by_object[q->record.object]++;
-		if (cJSON_GetArraySize(d->list) < DRY_LIST_MAX)
-			json_append(d->list, push_json(d->cfg, q));
+		struct conn_push_list *l = d->list;
+		if (l->n == l->cap && l->cap < DRY_LIST_MAX) {
+			size_t cap = l->cap ? l->cap * 4 : 64;
+			if (cap > DRY_LIST_MAX)
+				cap = DRY_LIST_MAX;
+			struct ledger_push *m = realloc(l->items, cap * sizeof(*m));
+			if (m == NULL) {
+				d->nomem = true;
+				return 1;
+			}
+			l->items = m;
+			l->cap = cap;
+		}
+		if (l->n < l->cap)
+			l->items[l->n++] = *q;
 		return 0;
 	}
 	if (d->n == d->cap)
@@ -299,7 +297,11 @@ static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct due *d = ctx;
 	d->n = d->total = d->parked = 0;
-	return ledger_push_each(t, collect_due, d, e);
+	d->due_total = d->due_by_object[0] = d->due_by_object[1] = d->due_by_object[2] = 0;
+	if (d->list)
+		d->list->n = 0; /* the callback may run again */
+	int rc = ledger_push_each(t, collect_due, d, e);
+	return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc;
 }
 
 struct results {
@@ -489,12 +491,11 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 }
 
 static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
-                 cJSON *report, struct conn_cycle_counts *counts, struct err *e)
+                 struct conn_cycle_report *report, struct err *e)
 {
 	struct due d = {0};
 	d.cap = SF_COLLECTION_MAX;
 	d.items = malloc(d.cap * sizeof(*d.items));
-	d.cfg = c->cfg;
 	struct sf_update *up = malloc(d.cap * sizeof(*up));
 	struct sf_value(*vals)[8] = malloc(d.cap * sizeof(*vals));
 	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
@@ -505,7 +506,11 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	             ? 0
 	             : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
-		d.list = cJSON_AddArrayToObject(report, "would_push");
+		d.list = report->would_push = calloc(1, sizeof(*d.list));
+		if (d.list == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
 		d.now = time_now_ms();
 		rc = ledger_read(c->l, read_due, &d, e);
 		calls = (d.due_total + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX;
@@ -532,8 +537,6 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		reverted += r.conflicts_reverted;
 		for (int k = 0; k < 3; k++)
 			by_object[k] += r.ok_by_object[k];
-		for (int k = 1; k < 3; k++)
-			counts->pushed[k] += r.ok_by_object[k];
 		retry += r.retry;
 		parked += r.parked;
 		if (rc == 0 && src) {
@@ -547,18 +550,16 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 			         "by themselves after a backoff (see optsync status)",
 			         r.parked);
 	}
-out:;
-	cJSON *p = cJSON_AddObjectToObject(report, "pushes");
-	if (o->dry_run) /* by_object and collection_calls: what the real cycle would do */
-		cJSON_AddNumberToObject(p, "would_push", (double)d.due_total);
-	cJSON_AddNumberToObject(p, "collection_calls", (double)calls);
-	cJSON_AddNumberToObject(p, "succeeded", (double)ok);
-	cJSON *by = cJSON_AddObjectToObject(p, "by_object");
-	cJSON_AddNumberToObject(by, "Contact", (double)by_object[LEDGER_OBJ_CONTACT]);
-	cJSON_AddNumberToObject(by, "Lead", (double)by_object[LEDGER_OBJ_LEAD]);
-	cJSON_AddNumberToObject(p, "retrying", (double)retry);
-	cJSON_AddNumberToObject(p, "parked_now", (double)parked);
-	cJSON_AddNumberToObject(p, "conflicts_reverted", (double)reverted);
+out:
+	report->pushed = true;
+	report->push.would_push = d.due_total;
+	report->push.collection_calls = calls;
+	report->push.succeeded = ok;
+	for (int k = 0; k < 3; k++)
+		report->push.by_object[k] = by_object[k];
+	report->push.retrying = retry;
+	report->push.parked_now = parked;
+	report->push.conflicts_reverted = reverted;
 	free(refs);
 	free(d.items);
 	free(up);
@@ -606,88 +607,88 @@ static int save_report(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc;
 }
 
+/* Save the report (whole, or its summary when too large: never cut, cut
+ * JSON would read back as nothing), the API usage and the health. */
+static void save_cycle(struct conn *c, const struct conn_cycle_report *r, const struct sf_stats *st)
+{
+	cJSON *doc = NULL;
+	struct err re;
+	char *json = NULL;
+	if (conn_render_cycle(r, c->cfg, &doc, &re) == 0) {
+		json = cJSON_PrintUnformatted(doc);
+		cJSON_Delete(doc);
+	}
+	if (json && strlen(json) > LEDGER_META_MAX) {
+		log_warn("sync.report",
+		         "the cycle report is %zu bytes, more than the ledger keeps (%u); "
+		         "keeping its summary",
+		         strlen(json), LEDGER_META_MAX);
+		cJSON *sum = render_cycle_summary(r, strlen(json));
+		free(json);
+		json = sum ? cJSON_PrintUnformatted(sum) : NULL;
+		cJSON_Delete(sum);
+	}
+	if (json == NULL)
+		log_warn("sync.report", "out of memory: the cycle report is not saved");
+	struct save_report s = {json, {0}, r->result, r->error, r->started_at};
+	if (st)
+		s.st = *st;
+	struct err se;
+	if (ledger_write(c->l, save_report, &s, &se))
+		log_warn("sync.report", "could not save the cycle report: %s", se.msg);
+	free(json);
+}
+
 /* One cycle on c; a dry run (o->dry_run) is this on a copy of the ledger
  * (conn_sync_once), where it writes nothing to Salesforce. */
-static int cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
-                 struct conn_cycle_counts *counts, struct err *e)
+static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_report *r,
+                 struct err *e)
 {
 	int64_t started = time_now_ms();
-	add_time(r, "started_at", started);
-	cJSON_AddBoolToObject(r, "dry_run", o->dry_run);
-	cJSON_AddBoolToObject(r, "full", o->full);
+	r->started_at = started;
+	r->dry_run = o->dry_run;
+	r->full = o->full;
 	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, "optsync sync", e);
 	struct sf_client *sf = NULL;
 	if (rc == 0)
 		rc = conn_sf(c, &sf, e);
-	cJSON *objs = cJSON_AddObjectToObject(r, "pulled");
 	for (size_t i = 0; rc == 0 && i < c->cfg->salesforce.nobjects; i++)
-		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, objs, counts,
-		                 e);
+		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, r, e);
 	if (rc == 0)
-		rc = drain(c, sf, o, r, counts, e);
+		rc = drain(c, sf, o, r, e);
 	if (rc == 0 && !o->dry_run) {
 		/* housekeeping: a failure is reported, the cycle itself succeeded */
-		cJSON *ret = NULL;
 		struct err re = {0};
-		if (conn_retention_if_due(c, &ret, &re)) {
+		struct ledger_retention_report rep;
+		if (conn_retention_if_due(c, &r->retention.ran, &rep, &re)) {
 			log_warn("retention.run", "retention failed: %s", re.msg);
-			ret = cJSON_CreateObject();
-			cJSON_AddStringToObject(ret, "error", re.msg);
+			r->retention.failed = true;
+			snprintf(r->retention.error, sizeof(r->retention.error), "%s", re.msg);
+		} else if (r->retention.ran) {
+			r->retention.events = rep.events;
+			r->retention.persons = rep.persons;
+			r->retention.conflicts = rep.conflicts;
+			r->retention.event_seq = rep.event_seq;
 		}
-		if (ret)
-			json_attach(r, "retention", ret);
 	}
 	if (!o->dry_run && !c->owns_ledger)
 		ledger_sync_unlock(c->l);
-	add_time(r, "finished_at", time_now_ms());
-	cJSON_AddStringToObject(r, "result", rc ? "failed" : "ok");
+	r->finished_at = time_now_ms();
+	r->result = rc;
 	if (rc)
-		cJSON_AddStringToObject(r, "error", e->msg);
+		snprintf(r->error, sizeof(r->error), "%s", e->msg);
+	struct sf_stats st;
 	if (sf) {
-		struct sf_stats st;
 		sf_stats_get(sf, &st);
-		cJSON *api = cJSON_AddObjectToObject(r, "salesforce_api");
-		cJSON_AddNumberToObject(api, "requests", (double)st.requests);
-		cJSON_AddNumberToObject(api, "token_calls", (double)st.token_calls);
-		cJSON_AddNumberToObject(api, "retries", (double)st.retries);
-		if (st.api_max > 0) {
-			cJSON_AddNumberToObject(api, "daily_used", (double)st.api_used);
-			cJSON_AddNumberToObject(api, "daily_max", (double)st.api_max);
-		}
+		r->api_known = true;
+		r->api.requests = st.requests;
+		r->api.token_calls = st.token_calls;
+		r->api.retries = st.retries;
+		r->api.daily_used = st.api_max > 0 ? st.api_used : 0;
+		r->api.daily_max = st.api_max > 0 ? st.api_max : 0;
 	}
-	if (!o->dry_run && rc != ERR_LEDGER) {
-		/* the report, the API usage and the health every status reads; a
-		 * report too large to keep is kept as a summary that says so, never
-		 * cut (cut JSON would read back as nothing) */
-		char *json = cJSON_PrintUnformatted(r);
-		if (json && strlen(json) > LEDGER_META_MAX) {
-			log_warn("sync.report",
-			         "the cycle report is %zu bytes, more than the ledger keeps (%u); "
-			         "keeping its summary",
-			         strlen(json), LEDGER_META_MAX);
-			cJSON *sum = cJSON_CreateObject();
-			static const char *const keep[] = {"started_at", "finished_at", "dry_run",
-			                                   "full",       "result",      "error"};
-			for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-				const cJSON *it = cJSON_GetObjectItem(r, keep[i]);
-				if (it)
-					json_attach(sum, keep[i], cJSON_Duplicate(it, 1));
-			}
-			cJSON_AddNumberToObject(sum, "report_bytes", (double)strlen(json));
-			cJSON_AddStringToObject(
-			    sum, "note", "the whole report was larger than the ledger keeps");
-			free(json);
-			json = cJSON_PrintUnformatted(sum);
-			cJSON_Delete(sum);
-		}
-		struct save_report s = {json, {0}, rc, e->msg, started};
-		if (sf)
-			sf_stats_get(sf, &s.st);
-		struct err se;
-		if (ledger_write(c->l, save_report, &s, &se))
-			log_warn("sync.report", "could not save the cycle report: %s", se.msg);
-		free(json);
-	}
+	if (!o->dry_run && rc != ERR_LEDGER)
+		save_cycle(c, r, sf ? &st : NULL);
 	if (rc)
 		log_warn("sync.cycle", "cycle failed after %lld ms: %s",
 		         (long long)(time_now_ms() - started), e->msg);
@@ -709,8 +710,8 @@ int conn_own_ledger(struct conn *c, struct err *e)
  * with Salesforce writes left out. Page after page the copy changes as the
  * ledger would, so the report names every write the real cycle would make,
  * those the pull itself queues included. */
-static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
-                     struct conn_cycle_counts *counts, struct err *e)
+static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_report *r,
+                     struct err *e)
 {
 	size_t pl = strlen(c->cfg->state.path);
 	char *dir = malloc(pl + 32);
@@ -735,7 +736,7 @@ static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
 		rc = conn_open(&copy, &cfg, false, c->stop, e);
 	if (rc == 0) {
 		copy->sf = sf; /* borrowed: one login for both */
-		rc = cycle(copy, o, r, counts, e);
+		rc = cycle(copy, o, r, e);
 		copy->sf = NULL;
 	}
 	conn_close(copy);
@@ -745,13 +746,21 @@ static int dry_cycle(struct conn *c, const struct conn_sync_opts *o, cJSON *r,
 	return rc;
 }
 
-int conn_sync_once(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_counts *counts,
-                   cJSON **report, struct err *e)
+void conn_cycle_report_free(struct conn_cycle_report *r)
 {
-	struct conn_cycle_counts none;
-	if (counts == NULL)
-		counts = &none;
-	memset(counts, 0, sizeof(*counts));
-	*report = cJSON_CreateObject();
-	return o->dry_run ? dry_cycle(c, o, *report, counts, e) : cycle(c, o, *report, counts, e);
+	if (r == NULL)
+		return;
+	if (r->would_push)
+		free(r->would_push->items);
+	free(r->would_push);
+	free(r);
+}
+
+int conn_sync_once(struct conn *c, const struct conn_sync_opts *o,
+                   struct conn_cycle_report **report, struct err *e)
+{
+	struct conn_cycle_report *r = *report = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	return o->dry_run ? dry_cycle(c, o, r, e) : cycle(c, o, r, e);
 }

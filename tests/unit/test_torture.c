@@ -359,7 +359,42 @@ static int uc_conflicts(struct fixture *f, unsigned long i, void **out, struct e
 static int uc_status(struct fixture *f, unsigned long i, void **out, struct err *e)
 {
 	(void)i;
-	return conn_status(f->c, (cJSON **)out, e);
+	struct conn_status *st;
+	*out = NULL;
+	int rc = conn_status(f->c, &st, e);
+	if (rc == 0)
+		rc = conn_render_status(st, (cJSON **)out, e);
+	conn_status_free(st);
+	return rc;
+}
+
+/* A cycle report rendered (the sync itself needs Salesforce: its report is
+ * built here as a cycle fills it). */
+static int uc_cycle(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	struct conn_cycle_report r;
+	memset(&r, 0, sizeof(r));
+	r.started_at = 1700000000000;
+	r.finished_at = 1700000001000;
+	r.pull[CONN_OBJ_CONTACT] =
+	    (struct conn_pull_report){.pulled = true, .records = 12, .pages = 1, .optouts_in = 3};
+	r.pull[CONN_OBJ_LEAD] = (struct conn_pull_report){.pulled = true, .since = 1699990000000};
+	r.order[0] = CONN_OBJ_CONTACT;
+	r.order[1] = CONN_OBJ_LEAD;
+	r.norder = 2;
+	r.pushed = true;
+	r.push.collection_calls = 1;
+	r.push.succeeded = 2;
+	r.push.by_object[CONN_OBJ_LEAD] = 2;
+	r.retention.ran = true;
+	r.retention.events = 4;
+	r.result = ERR_REMOTE;
+	snprintf(r.error, sizeof(r.error), "Salesforce said no");
+	r.api_known = true;
+	r.api.requests = 5;
+	r.api.daily_max = 15000;
+	return conn_render_cycle(&r, f->cfg, (cJSON **)out, e);
 }
 
 static int uc_changes(struct fixture *f, unsigned long i, void **out, struct err *e)
@@ -424,6 +459,7 @@ TORTURE(resubscribe, free_json, NULL)
 TORTURE(erase, free_json, NULL)
 TORTURE(conflicts, free_json, json_text)
 TORTURE(status, free_json, NULL)
+TORTURE(cycle, free_json, json_text)
 TORTURE(changes, free_json, json_text)
 TORTURE(audit, free_json, json_text)
 TORTURE(suppressed, NULL, NULL)
@@ -437,8 +473,9 @@ int main(void)
 	    cmocka_unit_test(test_optout),      cmocka_unit_test(test_set),
 	    cmocka_unit_test(test_resubscribe), cmocka_unit_test(test_erase),
 	    cmocka_unit_test(test_conflicts),   cmocka_unit_test(test_status),
-	    cmocka_unit_test(test_changes),     cmocka_unit_test(test_audit),
-	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
+	    cmocka_unit_test(test_cycle),       cmocka_unit_test(test_changes),
+	    cmocka_unit_test(test_audit),       cmocka_unit_test(test_suppressed),
+	    cmocka_unit_test(test_optout_many),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
