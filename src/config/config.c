@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/internal.h"
 #include "config/toml.h"
@@ -97,6 +98,42 @@ static void load_objects(struct loader *L, const struct toml_value *v)
 	}
 }
 
+/* An array of strings (old_key_files, trusted_proxies). */
+static void load_list(struct loader *L, const char *section, const char *key,
+                      const struct keyspec *k, const struct toml_value *v)
+{
+	struct config_list *l = (struct config_list *)((char *)L->cfg + k->off);
+	if (toml_type_of(v) != TOML_ARRAY) {
+		cfg_error(L, toml_line(v), "%s.%s: expected an array of strings, got %s", section,
+		          key, toml_type_name(toml_type_of(v)));
+		return;
+	}
+	size_t n = toml_array_len(v);
+	l->v = calloc(n ? n : 1, sizeof(char *));
+	if (l->v == NULL) {
+		cfg_error(L, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct toml_value *it = toml_array_get(v, i);
+		size_t slen = 0;
+		const char *s = toml_type_of(it) == TOML_STRING ? toml_string(it, &slen) : NULL;
+		struct config_cidr cidr;
+		if (s == NULL || !cfg_valid_text(s, slen))
+			cfg_error(L, toml_line(it), "%s.%s: expected non-empty strings", section,
+			          key);
+		else if (k->kind == K_CIDRS && config_parse_cidr(s, &cidr))
+			cfg_error(L, toml_line(it),
+			          "%s.%s: \"%s\" is not an address or a range such as "
+			          "\"10.0.0.0/8\" or \"fd00::/8\"",
+			          section, key, s);
+		else if ((l->v[l->n] = strdup(s)) == NULL)
+			cfg_error(L, 0, "out of memory");
+		else
+			l->n++;
+	}
+}
+
 static int section_has_subtable(const char *section, const char *key)
 {
 	if (strcmp(section, "salesforce") != 0)
@@ -135,6 +172,10 @@ static void load_section(struct loader *L, const char *section, const struct tom
 		L->set[idx] = 1;
 		if (k->kind == K_OBJECTS) {
 			load_objects(L, v);
+			continue;
+		}
+		if (k->kind == K_PATHS || k->kind == K_CIDRS) {
+			load_list(L, section, key, k, v);
 			continue;
 		}
 		if (k->kind == K_COUNT) {
@@ -264,6 +305,45 @@ static int section_line(const struct toml_value *root, const char *name)
 	return t ? toml_line(t) : 0;
 }
 
+/* A link key: a readable file of at least 32 bytes. */
+static void check_link_key(struct loader *L, int line, const char *key, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		cfg_error(L, line, "unsubscribe.%s: cannot read %s: %s", key, path,
+		          strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		cfg_error(L, line, "unsubscribe.%s: %s is not a file", key, path);
+	else if (st.st_size < CONFIG_LINK_KEY_MIN)
+		cfg_error(L, line,
+		          "unsubscribe.%s: %s holds %lld bytes; a link key needs at least %d "
+		          "random bytes (make one with: head -c 32 /dev/urandom > FILE)",
+		          key, path, (long long)st.st_size, CONFIG_LINK_KEY_MIN);
+}
+
+static void check_unsubscribe(struct loader *L, int line)
+{
+	const struct config *cfg = L->cfg;
+	static const char *const need[] = {"base_url", "key_file", "organization", "privacy_url"};
+	const char *have[] = {cfg->unsubscribe.base_url, cfg->unsubscribe.key_file,
+	                      cfg->unsubscribe.organization, cfg->unsubscribe.privacy_url};
+	for (size_t i = 0; i < 4; i++)
+		if (have[i] == NULL)
+			cfg_error(L, line, "[unsubscribe]: missing required key '%s'", need[i]);
+	if (cfg->unsubscribe.key_file)
+		check_link_key(L, line, "key_file", cfg->unsubscribe.key_file);
+	for (size_t i = 0; i < cfg->unsubscribe.old_key_files.n; i++)
+		check_link_key(L, line, "old_key_files", cfg->unsubscribe.old_key_files.v[i]);
+	if (cfg->unsubscribe.link_lifetime_ms < 86400000)
+		cfg_error(L, line, "unsubscribe.link_lifetime: must be at least 1d");
+	if (cfg->unsubscribe.listen && cfg->api.listen &&
+	    strcmp(cfg->unsubscribe.listen, cfg->api.listen) == 0)
+		cfg_error(L, line,
+		          "unsubscribe.listen: \"%s\" is the local API's address; the public "
+		          "listener needs its own",
+		          cfg->unsubscribe.listen);
+}
+
 /* Keys that are required only in some combinations. */
 static void check_required(struct loader *L, const struct toml_value *root)
 {
@@ -304,6 +384,8 @@ static void check_required(struct loader *L, const struct toml_value *root)
 			          "[webhook]: missing required key 'secret_file' (or set "
 			          "OPTSYNC_WEBHOOK_SECRET)");
 	}
+	if (cfg->unsubscribe.enabled)
+		check_unsubscribe(L, section_line(root, "unsubscribe"));
 	int sync_line = section_line(root, "sync"), state_line = section_line(root, "state");
 	if (cfg->sync.interval_ms < 1000)
 		cfg_error(L, sync_line, "sync.interval: must be at least 1s");
@@ -435,6 +517,8 @@ int config_load(struct config **out, const char *path, struct config_errors *all
 		}
 		if (strcmp(name, "webhook") == 0)
 			L.cfg->webhook.enabled = true;
+		if (strcmp(name, "unsubscribe") == 0)
+			L.cfg->unsubscribe.enabled = true;
 		load_section(&L, name, v);
 	}
 	apply_defaults(&L);
@@ -466,8 +550,17 @@ void config_free(struct config *cfg)
 		case K_PATH:
 		case K_APIVER:
 		case K_LISTEN:
+		case K_LINKBASE:
 			free(*(char **)((char *)cfg + k->off));
 			break;
+		case K_PATHS:
+		case K_CIDRS: {
+			struct config_list *l = (struct config_list *)((char *)cfg + k->off);
+			for (size_t j = 0; j < l->n; j++)
+				free(l->v[j]);
+			free(l->v);
+			break;
+		}
 		default:
 			break;
 		}

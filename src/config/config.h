@@ -38,6 +38,17 @@ struct config_admin {
 
 #define CONFIG_MAX_OBJECTS 2
 
+/* An array of strings from the file. */
+struct config_list {
+	char **v;
+	size_t n;
+};
+
+#define CONFIG_LINK_KEY_MIN 32 /* bytes of an unsubscribe link key */
+
+/* The languages the unsubscribe pages speak. */
+enum config_language { CONFIG_LANG_EN, CONFIG_LANG_NL, CONFIG_LANG_SV, CONFIG_LANG_COUNT };
+
 struct config {
 	char *path; /* the file the configuration came from */
 	struct {
@@ -81,6 +92,18 @@ struct config {
 		int64_t resolved_conflicts_ms, history_ms, stale_persons_ms;
 		int64_t every_ms; /* how often a sync cycle runs retention */
 	} retention;
+	struct {
+		bool enabled;   /* the file has an [unsubscribe] section */
+		char *listen;   /* the public listener */
+		char *base_url; /* links are {base_url}/u/{token} */
+		char *key_file; /* >= 32 random bytes: the key new links are sealed with */
+		struct config_list old_key_files; /* keys still accepted */
+		int64_t link_lifetime_ms;
+		char *organization, *privacy_url;
+		enum config_language default_language;
+		uint32_t invalid_per_minute;        /* per client address */
+		struct config_list trusted_proxies; /* CIDRs */
+	} unsubscribe;
 	struct config_admin *admins;
 	size_t nadmins;
 	struct {
@@ -136,5 +159,17 @@ int config_parse_duration(const char *s, int64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
 
 const char *config_auth_name(enum config_auth a);
+const char *config_language_name(enum config_language l); /* "en" */
+
+/* An address range of trusted_proxies: "10.0.0.0/8", "::1/128" or one
+ * address. 0, or -1 when s is not one. */
+struct config_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned bits;
+};
+int config_parse_cidr(const char *s, struct config_cidr *out);
+/* Whether the address (4 or 16 bytes of family) is in the range. */
+bool config_cidr_match(const struct config_cidr *c, int family, const unsigned char *addr);
 
 #endif

@@ -26,6 +26,10 @@ enum kind {
 	K_LOGFMT,   /* enum log_format */
 	K_OBJECTS,  /* array of "Contact" | "Lead" */
 	K_COUNT,    /* a TOML integer, 1 to COUNT_MAX, stored as uint32_t */
+	K_LANG,     /* enum config_language */
+	K_PATHS,    /* array of paths, a struct config_list */
+	K_CIDRS,    /* array of CIDRs, a struct config_list */
+	K_LINKBASE, /* https://..., or http:// for localhost only */
 };
 
 #define COUNT_MAX 1000
@@ -53,7 +57,8 @@ extern const size_t config_nkeys;
 extern const char *const sections[];
 extern const char *const secret_env[CONFIG_SECRET_COUNT];
 extern const char *const auth_names[],
-    *const resub_names[], *const level_names[], *const format_names[], *const object_names[];
+    *const resub_names[], *const level_names[], *const format_names[], *const object_names[],
+                                                                           *const language_names[];
 
 /* ---- value parsers (keys.c) ---- */
 

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include "config/internal.h"
 #include "config/toml.h"
 #include "util/fileio.h"
@@ -83,6 +86,17 @@ const struct keyspec key_table[] = {
     {"retention", "history", K_DURATION, OFF(retention.history_ms), "0s", 0, -1},
     {"retention", "stale_persons", K_DURATION, OFF(retention.stale_persons_ms), "0s", 0, -1},
     {"retention", "every", K_DURATION, OFF(retention.every_ms), "1h", 0, -1},
+    {"unsubscribe", "listen", K_LISTEN, OFF(unsubscribe.listen), "0.0.0.0:8426", 0, -1},
+    {"unsubscribe", "base_url", K_LINKBASE, OFF(unsubscribe.base_url), NULL, 0, -1},
+    {"unsubscribe", "key_file", K_PATH, OFF(unsubscribe.key_file), NULL, 0, -1},
+    {"unsubscribe", "old_key_files", K_PATHS, OFF(unsubscribe.old_key_files), NULL, 0, -1},
+    {"unsubscribe", "link_lifetime", K_DURATION, OFF(unsubscribe.link_lifetime_ms), "400d", 0, -1},
+    {"unsubscribe", "organization", K_STRING, OFF(unsubscribe.organization), NULL, 0, -1},
+    {"unsubscribe", "privacy_url", K_URL, OFF(unsubscribe.privacy_url), NULL, 0, -1},
+    {"unsubscribe", "default_language", K_LANG, OFF(unsubscribe.default_language), "en", 0, -1},
+    {"unsubscribe", "invalid_per_minute", K_COUNT, OFF(unsubscribe.invalid_per_minute), "30", 0,
+     -1},
+    {"unsubscribe", "trusted_proxies", K_CIDRS, OFF(unsubscribe.trusted_proxies), NULL, 0, -1},
     {"log", "level", K_LOGLEVEL, OFF(log.level), "info", 0, -1},
     {"log", "format", K_LOGFMT, OFF(log.format), "json", 0, -1},
 };
@@ -90,8 +104,8 @@ const struct keyspec key_table[] = {
 const size_t config_nkeys = sizeof(key_table) / sizeof(key_table[0]);
 
 /* The sections a file may have; "admins" is the [[admins]] array. */
-const char *const sections[] = {"salesforce", "sync",      "state", "api", "webhook",
-                                "admins",     "retention", "log",   NULL};
+const char *const sections[] = {"salesforce", "sync",      "state",       "api", "webhook",
+                                "admins",     "retention", "unsubscribe", "log", NULL};
 
 const char *const secret_env[CONFIG_SECRET_COUNT] = {
     "OPTSYNC_SALESFORCE_PRIVATE_KEY", "OPTSYNC_SALESFORCE_CLIENT_SECRET",
@@ -102,6 +116,7 @@ const char *const resub_names[] = {"revert", "hold", NULL};
 const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 const char *const format_names[] = {"text", "json", NULL};
 const char *const object_names[] = {"Contact", "Lead", NULL};
+const char *const language_names[] = {"en", "nl", "sv", NULL};
 
 const struct keyspec *cfg_find_key(const char *section, const char *key, size_t *idx)
 {
@@ -229,6 +244,22 @@ static int valid_url(const char *s)
 	return 1;
 }
 
+/* Links go out in email: https, or http for a local test only. */
+static int valid_linkbase(const char *s)
+{
+	if (!valid_url(s) || s[strlen(s) - 1] == '/' || strchr(s, '?') || strchr(s, '#'))
+		return 0;
+	if (strncmp(s, "https://", 8) == 0)
+		return 1;
+	static const char *const local[] = {"http://localhost", "http://127.0.0.1", "http://[::1]"};
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		size_t n = strlen(local[i]);
+		if (strncmp(s, local[i], n) == 0 && (s[n] == '\0' || s[n] == ':' || s[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
 static int valid_field(const char *s)
 {
 	if (!isalpha((unsigned char)s[0]))
@@ -298,6 +329,9 @@ int cfg_apply_text(struct config *cfg, const struct keyspec *k, const char *s, s
 	    {K_FIELD, valid_field, "must be a Salesforce API field name (letters, digits, '_')"},
 	    {K_APIVER, valid_apiver, "must look like \"62.0\""},
 	    {K_LISTEN, valid_listen, "must be \"host:port\" or \"unix:/absolute/path\""},
+	    {K_LINKBASE, valid_linkbase,
+	     "must be an https:// URL without a trailing '/', query or fragment (http:// only "
+	     "for localhost)"},
 	};
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
 		if (checks[i].kind == k->kind && !checks[i].valid(s)) {
@@ -337,11 +371,9 @@ int cfg_apply_text(struct config *cfg, const struct keyspec *k, const char *s, s
 	case K_AUTH:
 	case K_RESUB:
 	case K_LOGLEVEL:
-	case K_LOGFMT: {
-		const char *const *names = k->kind == K_AUTH       ? auth_names
-		                           : k->kind == K_RESUB    ? resub_names
-		                           : k->kind == K_LOGLEVEL ? level_names
-		                                                   : format_names;
+	case K_LOGFMT:
+	case K_LANG: {
+		const char *const *names = cfg_kind_enum(k->kind);
 		int idx = cfg_enum_index(names, s);
 		if (idx < 0) {
 			*why = "is not one of the allowed values";
@@ -378,7 +410,66 @@ const char *const *cfg_kind_enum(enum kind kd)
 		return level_names;
 	case K_LOGFMT:
 		return format_names;
+	case K_LANG:
+		return language_names;
 	default:
 		return NULL;
 	}
+}
+
+const char *config_language_name(enum config_language l)
+{
+	return l < CONFIG_LANG_COUNT ? language_names[l] : "en";
+}
+
+int config_parse_cidr(const char *s, struct config_cidr *out)
+{
+	char host[64];
+	const char *slash = strchr(s, '/');
+	size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+	if (hl == 0 || hl >= sizeof(host))
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, host, out->addr) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, out->addr) == 1)
+		out->family = AF_INET6;
+	else
+		return -1;
+	unsigned max = out->family == AF_INET ? 32 : 128;
+	out->bits = max;
+	if (slash) {
+		char *end;
+		errno = 0;
+		unsigned long b = strtoul(slash + 1, &end, 10);
+		if (!isdigit((unsigned char)slash[1]) || *end || errno || b > max)
+			return -1;
+		out->bits = (unsigned)b;
+	}
+	return 0;
+}
+
+bool config_cidr_match(const struct config_cidr *c, int family, const unsigned char *addr)
+{
+	unsigned char mapped[16];
+	if (family == AF_INET6 && c->family == AF_INET) {
+		/* an IPv4 peer on a dual-stack socket: ::ffff:a.b.c.d */
+		static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(addr, prefix, 12) != 0)
+			return false;
+		memcpy(mapped, addr + 12, 4);
+		addr = mapped;
+		family = AF_INET;
+	}
+	if (family != c->family)
+		return false;
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+	if (memcmp(addr, c->addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	unsigned char mask = (unsigned char)(0xff << (8 - rest));
+	return (addr[full] & mask) == (c->addr[full] & mask);
 }

@@ -144,6 +144,8 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		const struct keyspec *k = &key_table[i];
 		if (strcmp(k->section, "webhook") == 0 && !cfg->webhook.enabled)
 			continue;
+		if (strcmp(k->section, "unsubscribe") == 0 && !cfg->unsubscribe.enabled)
+			continue;
 		switch (k->kind) {
 		case K_DURATION:
 			format_duration(*(const int64_t *)(base + k->off), val, sizeof(val));
@@ -159,6 +161,27 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		case K_LOGLEVEL: {
 			int idx = *(const int *)(base + k->off);
 			toml_quote(cfg_kind_enum(k->kind)[idx], val, sizeof(val));
+			break;
+		}
+		case K_LANG:
+			toml_quote(config_language_name(*(const int *)(base + k->off)), val,
+			           sizeof(val));
+			break;
+		case K_PATHS:
+		case K_CIDRS: {
+			const struct config_list *l = (const struct config_list *)(base + k->off);
+			size_t o = 0;
+			val[o++] = '[';
+			for (size_t j = 0; j < l->n && o < sizeof(val); j++) {
+				char q[512];
+				toml_quote(l->v[j], q, sizeof(q));
+				int n =
+				    snprintf(val + o, sizeof(val) - o, "%s%s", j ? ", " : "", q);
+				if (n > 0)
+					o += (size_t)n;
+			}
+			if (o < sizeof(val))
+				snprintf(val + o, sizeof(val) - o, "]");
 			break;
 		}
 		case K_LOGFMT:
