@@ -18,6 +18,7 @@ const struct cli_cmd *const cli_commands[] = {
     &cmd_contact_export,
     &cmd_contact_erase,
     &cmd_suppressions_export,
+    &cmd_link,
     &cmd_contact_set,
     &cmd_resubscribe,
     &cmd_conflicts_list,

@@ -19,7 +19,8 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 		return err_set(e, ERR_NOMEM, "out of memory");
 	c->cfg = cfg;
 	c->stop = stop;
-	if ((c->supp = supp_index_new()) == NULL) {
+	if ((c->supp = supp_index_new()) == NULL || (c->links = link_group_new()) == NULL) {
+		supp_index_free(c->supp);
 		free(c);
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
@@ -39,6 +40,7 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 		rc = ledger_open(&c->l, &o, e);
 	if (rc) {
 		supp_index_free(c->supp);
+		link_group_free(c->links);
 		free(c);
 		return rc;
 	}
@@ -52,6 +54,7 @@ void conn_close(struct conn *c)
 		return;
 	sf_client_free(c->sf);
 	supp_index_free(c->supp);
+	link_group_free(c->links);
 	ledger_close(c->l);
 	free(c);
 }
@@ -133,8 +136,11 @@ int conn_email_normalize(const char *in, char *out, struct err *e)
 	const char *at = NULL;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch <= ' ' || ch == 0x7f || ch == '"' || ch == '\\' || ch == ',' || ch == ';' ||
-		    ch == '<' || ch == '>' || ch == '(' || ch == ')' || ch == '[' || ch == ']')
+		/* a local part may hold specials (RFC 5321 quoted strings: "a<b"@x);
+		 * a domain may not */
+		if (ch <= ' ' || ch == 0x7f ||
+		    (at && (ch == '"' || ch == '\\' || ch == ',' || ch == ';' || ch == '<' ||
+		            ch == '>' || ch == '(' || ch == ')' || ch == '[' || ch == ']')))
 			return err_set(e, ERR_INVALID,
 			               "'%.80s' is not an email address (character 0x%02x)", in,
 			               ch);

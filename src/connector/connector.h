@@ -13,9 +13,9 @@
  * - Results: a typed struct (status, the cycle report, with its free
  *   function and a conn_render_* for the contract's JSON), a cJSON
  *   document (in the shapes the README and docs/openapi.yaml describe) or
- *   a malloc'ed string, each the caller's to free or delete. On failure *out (or *result, *report) is NULL, except
- *   where a function says it still describes the failure (the sync report,
- *   audit verify).
+ *   a malloc'ed string, each the caller's to free or delete. On failure *out (or *result, *report)
+ * is NULL, except where a function says it still describes the failure (the sync report, audit
+ * verify).
  * - Writes are durable (one fsynced ledger commit) when a use case returns
  *   0; on failure nothing of the call was written.
  * - A struct conn may be used by many threads at once (the API's
@@ -41,7 +41,7 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 void conn_close(struct conn *c);
 
 /* Where a change comes from, as the history records it. */
-enum conn_origin { CONN_ORIGIN_LOCAL = 2, CONN_ORIGIN_ADMIN = 3 };
+enum conn_origin { CONN_ORIGIN_LOCAL = 2, CONN_ORIGIN_ADMIN = 3, CONN_ORIGIN_LINK = 4 };
 /* The Salesforce objects optsync syncs, as reports count them. */
 enum conn_object { CONN_OBJ_CONTACT = 1, CONN_OBJ_LEAD = 2 };
 
@@ -76,6 +76,58 @@ int conn_admin_actor_header(struct conn *c, const char *header, const char *emai
 /* Trim and lower-case; ERR_INVALID naming the input when it is not an
  * email address. out has LEDGER_EMAIL_MAX + 1 bytes. */
 int conn_email_normalize(const char *in, char *out, struct err *e);
+
+/* ---- unsubscribe links (links.c) ---- */
+
+/* The link keys and the [unsubscribe] settings minting and the public
+ * listener use; needs no ledger. ERR_CONFIG (naming the key) when
+ * [unsubscribe] or a key file is missing, unreadable or too short. */
+struct conn_links;
+int conn_links_open(const struct config *cfg, struct conn_links **out, struct err *e);
+void conn_links_close(struct conn_links *k);
+
+#define CONN_LINK_URL_MAX          1100
+#define CONN_LIST_UNSUBSCRIBE_POST "List-Unsubscribe=One-Click"
+struct conn_link {
+	char url[CONN_LINK_URL_MAX];                  /* {base_url}/u/{token} */
+	char list_unsubscribe[CONN_LINK_URL_MAX + 2]; /* the header value: <URL> */
+};
+/* Mint the link of email (normalized here), for purpose (NULL or "": all
+ * email) and campaign (NULL: none). Writes nothing. ERR_INVALID naming
+ * the bad input: the email, an unknown purpose, a campaign longer than 64
+ * bytes or with control characters. */
+int conn_link_mint(const struct conn_links *k, const char *email, const char *purpose,
+                   const char *campaign, struct conn_link *out, struct err *e);
+
+enum conn_link_state {
+	CONN_LINK_VALID,
+	CONN_LINK_INVALID, /* not a token, changed, or sealed under no configured key */
+	CONN_LINK_EXPIRED, /* older than link_lifetime */
+};
+struct conn_link_view {
+	enum conn_link_state state;
+	char masked[256]; /* "j***@example.com": what a page may show */
+	char purpose[65]; /* "": all email */
+	char campaign[65];
+	char email[255]; /* normalized: for the opt-out, never shown */
+	const char *why; /* for the log when not valid: "malformed", ... */
+};
+/* Open a token of len bytes. Never fails: out->state says what it is. */
+void conn_link_open(const struct conn_links *k, const char *token, size_t len,
+                    struct conn_link_view *out);
+
+enum conn_link_via { CONN_LINK_ONE_CLICK, CONN_LINK_FORM };
+struct conn_link_result {
+	bool already;       /* opted out before: nothing new was recorded */
+	uint64_t event_seq; /* the opt-out's history event (or the last one) */
+};
+/* The opt-out of a valid link (v->state CONN_LINK_VALID): durable on
+ * return, an event with origin "link", its campaign and purpose, in the
+ * change feed and queued for Salesforce. Requests arriving together are
+ * committed together (one fsync for many). A repeat records nothing.
+ * Errors: ERR_INVALID (v not valid), ERR_LEDGER, ERR_NOMEM. */
+int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_link_via via,
+                     struct conn_link_result *out, struct err *e);
 
 /* ---- the connection check (check.c) ---- */
 

@@ -13,9 +13,13 @@ struct conn {
 	struct ledger *l;
 	struct sf_client *sf; /* made on first use */
 	volatile sig_atomic_t *stop;
-	struct supp_index *supp; /* the suppression check's index (suppress.c) */
-	bool owns_ledger;        /* conn_own_ledger: the sync lock is held for life */
+	struct supp_index *supp;  /* the suppression check's index (suppress.c) */
+	bool owns_ledger;         /* conn_own_ledger: the sync lock is held for life */
+	struct link_group *links; /* link opt-outs waiting for a group commit (links.c) */
 };
+
+struct link_group *link_group_new(void);
+void link_group_free(struct link_group *g);
 
 /* The opted-out persons in memory (suppress.c), built on the first check
  * and kept current from the change feed; thread-safe. */

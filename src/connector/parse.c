@@ -7,6 +7,7 @@
 
 _Static_assert((int)CONN_ORIGIN_LOCAL == LEDGER_ORIGIN_LOCAL, "origins match the ledger's");
 _Static_assert((int)CONN_ORIGIN_ADMIN == LEDGER_ORIGIN_ADMIN, "origins match the ledger's");
+_Static_assert((int)CONN_ORIGIN_LINK == LEDGER_ORIGIN_LINK, "origins match the ledger's");
 _Static_assert((int)CONN_OBJ_CONTACT == LEDGER_OBJ_CONTACT, "objects match the ledger's");
 _Static_assert((int)CONN_OBJ_LEAD == LEDGER_OBJ_LEAD, "objects match the ledger's");
 

@@ -134,6 +134,10 @@ cJSON *render_event(const struct ledger_event *ev)
 		if (ev->evidence_sha256[0])
 			cJSON_AddStringToObject(x, "sha256", ev->evidence_sha256);
 	}
+	if (ev->campaign[0])
+		cJSON_AddStringToObject(o, "campaign", ev->campaign);
+	if (ev->purpose_name[0])
+		cJSON_AddStringToObject(o, "purpose", ev->purpose_name);
 	if (ev->erased)
 		cJSON_AddBoolToObject(o, "erased", true);
 	return o;

@@ -23,6 +23,16 @@ struct uc {
 	uint64_t event_seq;
 };
 
+/* The context of an opt-out; a link's carries its campaign and purpose. */
+struct optout_uc {
+	struct uc u;
+	const struct conn_optout *o;
+	const char *campaign, *purpose_name; /* NULL: none */
+};
+/* The opt-out in a write transaction (a ledger_write callback: may run
+ * again). u->already and u->event_seq say what it did. */
+int optout_txn(struct ledger_txn *t, void *ctx, struct err *e);
+
 /* The context of the re-subscribe, which resolving a conflict with new
  * evidence runs too. */
 struct resub_uc {

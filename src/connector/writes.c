@@ -14,12 +14,7 @@
 
 /* ---- opt-out ---- */
 
-struct optout_uc {
-	struct uc u;
-	const struct conn_optout *o;
-};
-
-static int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
+int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct optout_uc *x = ctx;
 	struct uc *u = &x->u;
@@ -61,6 +56,11 @@ static int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		}
 		if (o->reason)
 			snprintf(u->ev.reason, sizeof(u->ev.reason), "%s", o->reason);
+		if (x->campaign)
+			snprintf(u->ev.campaign, sizeof(u->ev.campaign), "%s", x->campaign);
+		if (x->purpose_name)
+			snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s",
+			         x->purpose_name);
 		if ((rc = event_record(t, p, &u->ev, e)))
 			return rc;
 		u->event_seq = u->ev.seq;

@@ -36,6 +36,7 @@
 #define LEDGER_ID_MAX      18   /* Salesforce record id */
 #define LEDGER_TEXT_MAX    1000 /* free texts: purpose, other, reason, evidence */
 #define LEDGER_ACTOR_MAX   64   /* admin name or "salesforce", "local" */
+#define LEDGER_TAG_MAX     64   /* a campaign id, a purpose's name */
 #define LEDGER_ERROR_MAX   300  /* last push error */
 #define LEDGER_RECORDS_MAX 32   /* Salesforce records one person may have */
 #define LEDGER_NAME_MAX    120  /* names, company, title, phone from Salesforce */
@@ -68,7 +69,8 @@ enum ledger_object { LEDGER_OBJ_NONE = 0, LEDGER_OBJ_CONTACT = 1, LEDGER_OBJ_LEA
 enum ledger_origin {
 	LEDGER_ORIGIN_SALESFORCE = 1,
 	LEDGER_ORIGIN_LOCAL = 2,
-	LEDGER_ORIGIN_ADMIN = 3
+	LEDGER_ORIGIN_ADMIN = 3,
+	LEDGER_ORIGIN_LINK = 4 /* an unsubscribe link */
 };
 
 enum ledger_event_kind {
@@ -181,9 +183,11 @@ struct ledger_event {
 	char evidence_sha256[64 + 1];
 	bool erased; /* the personal part was removed */
 	uint8_t prev_hash[32];
-	uint64_t count;     /* LEDGER_EV_RETENTION: the events it purged */
-	bool purged;        /* only a stub is left (seq, prev_hash and hash) */
-	uint64_t purged_by; /* the stub's retention event */
+	char campaign[LEDGER_TAG_MAX + 1];     /* the email campaign of a link's opt-out */
+	char purpose_name[LEDGER_TAG_MAX + 1]; /* the purpose it is about; "": all email */
+	uint64_t count;                        /* LEDGER_EV_RETENTION: the events it purged */
+	bool purged;                           /* only a stub is left (seq, prev_hash and hash) */
+	uint64_t purged_by;                    /* the stub's retention event */
 };
 
 void ledger_event_init(struct ledger_event *ev);
