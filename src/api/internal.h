@@ -18,8 +18,20 @@
 #define ADMIN_SLOT_WAIT_MS     250        /* then 503 with Retry-After */
 #define ADMIN_FAILS_PER_MINUTE 10         /* refusals per client, then 429 */
 #define N_BUCKETS              10
-#define N_STATUS               14 /* 13 known statuses and "other" */
-#define N_ROUTES               18 /* enum route in http.c, "other" included */
+#define N_STATUS               14   /* 13 known statuses and "other" */
+#define N_ROUTES               19   /* enum route in http.c, "other" included */
+#define LINKS_PER_CALL         1000 /* POST /v1/unsubscribe-links */
+
+/* Requests to the public unsubscribe listener, by kind (public.c). */
+enum public_kind {
+	PUBLIC_ONE_CLICK,    /* RFC 8058 POSTs recorded */
+	PUBLIC_FORM,         /* the page's button, recorded */
+	PUBLIC_PAGE,         /* GET and HEAD of a valid link */
+	PUBLIC_INVALID,      /* invalid or expired links, unreadable bodies */
+	PUBLIC_RATE_LIMITED, /* 429: too many invalid ones from one client */
+	PUBLIC_UNAVAILABLE,  /* 503: an opt-out that could not be recorded now */
+	PUBLIC_KINDS
+};
 
 /* Counters for /metrics, guarded by the sidecar's mutex. */
 struct metrics {
@@ -33,6 +45,7 @@ struct metrics {
 	uint64_t backups_ok, backups_failed; /* run's own backups ([state] backup_dir) */
 	int64_t last_backup_at;              /* ms; 0: none by this process */
 	uint64_t last_backup_bytes;
+	uint64_t public_requests[PUBLIC_KINDS];
 };
 
 struct sidecar {
@@ -47,6 +60,7 @@ struct sidecar {
 	size_t token_len;
 	char *webhook_secret;
 	size_t webhook_secret_len;
+	struct conn_links *links;      /* [unsubscribe]'s keys; NULL without it */
 	sem_t admin_slots;             /* ADMIN_CHECKS_MAX scrypt checks at once */
 	struct ratelimit *admin_fails; /* refused admin attempts per client */
 };
@@ -65,6 +79,14 @@ void ratelimit_hit(struct ratelimit *r, const void *key, size_t klen, int64_t no
 struct api;
 int api_start(struct api **out, struct sidecar *s, struct err *e);
 void api_stop(struct api *a);
+/* A listening socket on spec ("host:port" or "unix:/path"); errors name
+ * key ("api.listen"). The fd, or a negative code with e set. */
+int http_listen(const char *spec, const char *key, char **unix_path, struct err *e);
+
+/* The public unsubscribe listener (public.c), on [unsubscribe] listen. */
+struct public_listener;
+int public_start(struct public_listener **out, struct sidecar *s, struct err *e);
+void public_stop(struct public_listener *p); /* NULL is fine */
 
 /* Ask the scheduler for an early cycle (after a local opt-out). */
 void sidecar_kick(struct sidecar *s);

@@ -20,11 +20,25 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-static const char *const route_names[] = {
-    "healthz",      "readyz",        "metrics", "contact", "suppression_check",
-    "optouts",      "authorization", "source",  "batch",   "resubscribe",
-    "history",      "export",        "erase",   "changes", "conflicts",
-    "pushes_retry", "status",        "other"};
+static const char *const route_names[] = {"healthz",
+                                          "readyz",
+                                          "metrics",
+                                          "contact",
+                                          "suppression_check",
+                                          "optouts",
+                                          "authorization",
+                                          "source",
+                                          "batch",
+                                          "resubscribe",
+                                          "history",
+                                          "export",
+                                          "erase",
+                                          "changes",
+                                          "conflicts",
+                                          "pushes_retry",
+                                          "status",
+                                          "unsubscribe_links",
+                                          "other"};
 _Static_assert(sizeof(route_names) / sizeof(route_names[0]) == N_ROUTES, "a name per route");
 
 /* ---- metrics ---- */
@@ -148,6 +162,17 @@ enum MHD_Result http_metrics(struct ctx *c)
 		           "optsync_sync_failures_in_a_row %llu\n",
 		           (unsigned long long)st->health.failures_in_a_row);
 		conn_status_free(st);
+	}
+	if (s->cfg->unsubscribe.enabled) {
+		static const char *const kinds[PUBLIC_KINDS] = {
+		    "one_click", "form", "page", "invalid", "rate_limited", "unavailable"};
+		buf_printf(&b, &e,
+		           "# HELP optsync_unsubscribe_requests_total Requests to the public "
+		           "unsubscribe listener, by kind.\n"
+		           "# TYPE optsync_unsubscribe_requests_total counter\n");
+		for (int k = 0; k < PUBLIC_KINDS; k++)
+			buf_printf(&b, &e, "optsync_unsubscribe_requests_total{kind=\"%s\"} %llu\n",
+			           kinds[k], (unsigned long long)m.public_requests[k]);
 	}
 	buf_printf(&b, &e,
 	           "# HELP optsync_http_requests_total API requests by route and status.\n"

@@ -296,6 +296,74 @@ static enum MHD_Result optouts(struct ctx *c)
 	return http_reply(c, rc, doc, 202); /* durable in the ledger */
 }
 
+/* POST /v1/unsubscribe-links: {"emails": [...], "purpose"?, "campaign"?}
+ * -> {"links": {EMAIL: {url, list_unsubscribe, list_unsubscribe_post} or
+ * {error}}}. Writes nothing. */
+static enum MHD_Result unsubscribe_links(struct ctx *c)
+{
+	c->route = R_LINKS;
+	if (c->s->links == NULL)
+		return http_send_error(
+		    c->con, 409,
+		    "unsubscribe links need an [unsubscribe] section with key_file "
+		    "in optsync's configuration");
+	const cJSON *emails = cJSON_GetObjectItemCaseSensitive(c->body, "emails");
+	const cJSON *it;
+	if (!cJSON_IsObject(c->body) || !cJSON_IsArray(emails))
+		return http_send_error(c->con, 400,
+		                       "the body must be {\"emails\": [...], \"purpose\"?, "
+		                       "\"campaign\"?}");
+	cJSON_ArrayForEach(it, c->body)
+	{
+		if (strcmp(it->string, "emails") != 0 && strcmp(it->string, "purpose") != 0 &&
+		    strcmp(it->string, "campaign") != 0) {
+			snprintf(c->e.msg, sizeof(c->e.msg), "unknown member '%.40s'", it->string);
+			return http_send_error(c->con, 400, c->e.msg);
+		}
+		if (it != emails && !cJSON_IsString(it) && !cJSON_IsNull(it)) {
+			snprintf(c->e.msg, sizeof(c->e.msg), "%s must be a string", it->string);
+			return http_send_error(c->con, 400, c->e.msg);
+		}
+	}
+	int n = cJSON_GetArraySize(emails);
+	if (n == 0 || n > LINKS_PER_CALL)
+		return http_send_error(c->con, n ? 413 : 400, "1 to 1,000 emails per call");
+	cJSON_ArrayForEach(it, emails)
+	{
+		if (!cJSON_IsString(it))
+			return http_send_error(c->con, 400, "emails must be strings");
+	}
+	const char *purpose = http_jstr(c->body, "purpose");
+	const char *campaign = http_jstr(c->body, "campaign");
+	struct conn_link l;
+	/* the purpose and campaign hold for every link: checked once */
+	int rc = conn_link_mint(c->s->links, "check@example.com", purpose, campaign, &l, &c->e);
+	if (rc)
+		return http_reply(c, rc, NULL, 200);
+	cJSON *doc = cJSON_CreateObject(), *links = cJSON_AddObjectToObject(doc, "links");
+	cJSON_ArrayForEach(it, emails)
+	{
+		cJSON *one = cJSON_CreateObject();
+		struct err e = {0};
+		if (conn_link_mint(c->s->links, it->valuestring, purpose, campaign, &l, &e) == 0) {
+			cJSON_AddStringToObject(one, "url", l.url);
+			cJSON_AddStringToObject(one, "list_unsubscribe", l.list_unsubscribe);
+			cJSON_AddStringToObject(one, "list_unsubscribe_post",
+			                        CONN_LIST_UNSUBSCRIBE_POST);
+		} else {
+			cJSON *er = cJSON_AddObjectToObject(one, "error");
+			cJSON_AddStringToObject(er, "code", http_code_of(http_status_of(e.code)));
+			cJSON_AddStringToObject(er, "message", e.msg);
+		}
+		/* a repeated email keeps its first link */
+		if (cJSON_GetObjectItemCaseSensitive(links, it->valuestring))
+			cJSON_Delete(one);
+		else
+			cJSON_AddItemToObject(links, it->valuestring, one);
+	}
+	return http_send_json(c->con, 200, doc);
+}
+
 /* One update of POST /v1/contacts:batch into r; a row that cannot be read
  * gets r->error (msg holds it). */
 static enum MHD_Result batch(struct ctx *c)
@@ -473,7 +541,7 @@ const char *api_allowed_methods(const char *url)
 	    {"/metrics", "GET"},     {"/v1/suppression/check", "POST"},
 	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
 	    {"/v1/changes", "GET"},  {"/v1/pushes:retry", "POST"},
-	    {"/v1/status", "GET"},
+	    {"/v1/status", "GET"},   {"/v1/unsubscribe-links", "POST"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (strcmp(url, fixed[i].path) == 0)
@@ -566,6 +634,8 @@ enum MHD_Result http_route(struct ctx *c)
 		return changes(c);
 	if (strcmp(url, "/v1/pushes:retry") == 0)
 		return pushes_retry(c);
+	if (strcmp(url, "/v1/unsubscribe-links") == 0)
+		return unsubscribe_links(c);
 	if (strcmp(url, "/v1/status") == 0) {
 		c->route = R_STATUS;
 		cJSON *doc = NULL;

@@ -100,7 +100,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("api.http", "%s", msg);
 }
 
-static int listen_on(const char *spec, char **unix_path, struct err *e)
+int http_listen(const char *spec, const char *key, char **unix_path, struct err *e)
 {
 	*unix_path = NULL;
 	int fd;
@@ -109,17 +109,17 @@ static int listen_on(const char *spec, char **unix_path, struct err *e)
 		struct sockaddr_un sa = {0};
 		sa.sun_family = AF_UNIX;
 		if (strlen(path) >= sizeof(sa.sun_path))
-			return err_set(e, ERR_CONFIG, "api.listen: socket path too long");
+			return err_set(e, ERR_CONFIG, "%s: socket path too long", key);
 		memcpy(sa.sun_path, path, strlen(path) + 1);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
-			return err_sys(e, ERR_IO, errno, "api.listen: socket");
+			return err_sys(e, ERR_IO, errno, "%s: socket", key);
 		unlink(path); /* a stale socket from a previous run */
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, 0660) != 0 ||
 		    listen(fd, 128) != 0) {
 			int saved = errno;
 			close(fd);
-			return err_sys(e, ERR_IO, saved, "api.listen: cannot listen on %s", spec);
+			return err_sys(e, ERR_IO, saved, "%s: cannot listen on %s", key, spec);
 		}
 		*unix_path = strdup(path);
 		return fd;
@@ -128,7 +128,7 @@ static int listen_on(const char *spec, char **unix_path, struct err *e)
 	const char *colon = strrchr(spec, ':');
 	size_t hl = (size_t)(colon - spec);
 	if (hl >= sizeof(host))
-		return err_set(e, ERR_CONFIG, "api.listen: host too long");
+		return err_set(e, ERR_CONFIG, "%s: host too long", key);
 	memcpy(host, spec, hl);
 	host[hl] = '\0';
 	char *h = host;
@@ -142,7 +142,7 @@ static int listen_on(const char *spec, char **unix_path, struct err *e)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	int gai = getaddrinfo(h, colon + 1, &hints, &ai);
 	if (gai)
-		return err_set(e, ERR_CONFIG, "api.listen %s: %s", spec, gai_strerror(gai));
+		return err_set(e, ERR_CONFIG, "%s %s: %s", key, spec, gai_strerror(gai));
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -151,7 +151,7 @@ static int listen_on(const char *spec, char **unix_path, struct err *e)
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(ai);
-		return err_sys(e, ERR_IO, saved, "api.listen: cannot listen on %s", spec);
+		return err_sys(e, ERR_IO, saved, "%s: cannot listen on %s", key, spec);
 	}
 	freeaddrinfo(ai);
 	return fd;
@@ -164,7 +164,7 @@ int api_start(struct api **out, struct sidecar *s, struct err *e)
 	if (a == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	a->s = s;
-	a->fd = listen_on(s->cfg->api.listen, &a->unix_path, e);
+	a->fd = http_listen(s->cfg->api.listen, "api.listen", &a->unix_path, e);
 	if (a->fd < 0) {
 		free(a);
 		return e->code;

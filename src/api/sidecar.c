@@ -96,6 +96,7 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
 	struct api *api = NULL;
+	struct public_listener *pub = NULL;
 	pthread_t wh, bk;
 	int wh_started = 0, bk_started = 0;
 	sem_init(&s.admin_slots, 0, ADMIN_CHECKS_MAX);
@@ -118,7 +119,12 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	/* one run per ledger, for its whole life */
 	if ((rc = conn_own_ledger(s.conn, e)))
 		goto out;
+	/* the link keys before anything listens: a bad key fails the start */
+	if (cfg->unsubscribe.enabled && (rc = conn_links_open(cfg, &s.links, e)))
+		goto out;
 	if ((rc = api_start(&api, &s, e)))
+		goto out;
+	if (cfg->unsubscribe.enabled && (rc = public_start(&pub, &s, e)))
 		goto out;
 	if (cfg->webhook.enabled) {
 		if (pthread_create(&wh, NULL, webhook_main, &s) != 0) {
@@ -164,6 +170,7 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 	}
 	log_info("run.stop", "stopping: no new requests; finishing what is in flight");
 out:
+	public_stop(pub); /* first: its opt-outs need the ledger */
 	api_stop(api);
 	if (wh_started) {
 		pthread_cond_broadcast(&s.cv);
@@ -172,6 +179,7 @@ out:
 	if (bk_started)
 		pthread_join(bk, NULL);
 	conn_close(s.conn);
+	conn_links_close(s.links);
 	secret_free(s.token, s.token_len);
 	secret_free(s.webhook_secret, s.webhook_secret_len);
 	pthread_cond_destroy(&s.cv);
