@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages optsync needs to build, test and run
-# (prometheus brings promtool, which checks the alert rules in the tests).
+# (prometheus brings promtool, which checks the alert rules in the tests;
+# chromium runs the unsubscribe page in a real browser).
 # Idempotent and non-interactive; does nothing when all are present.
 set -euo pipefail
 
@@ -8,7 +9,7 @@ packages=(
   build-essential cmake pkg-config git
   libcurl4-openssl-dev libcjson-dev liblmdb-dev lmdb-utils libssl-dev libmicrohttpd-dev
   libcmocka-dev python3 ca-certificates openssl curl yamllint groff-base valgrind
-  prometheus
+  prometheus chromium
 )
 # Node.js validates the Kubernetes manifests; machines that have it already
 # (from elsewhere than Debian) keep theirs

@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # nothing beside it)
 bash scripts/check-standalone.sh
 bash scripts/install-deps.sh
+# the browser tests' driver and accessibility checker (exact versions in
+# tests/browser/package.json), from the npm registry
+(cd tests/browser && npm install --no-package-lock --no-audit --no-fund --silent)
 jobs="$(nproc)"
 
 bash scripts/build.sh build
