@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,6 +226,69 @@ static void test_missing_file(void **state)
 	assert_int_equal(all.n, 1);
 }
 
+/* [unsubscribe]: required keys, the link key's size, links' base URL,
+ * trusted proxies; and what a good section loads as. */
+static void test_unsubscribe(void **state)
+{
+	char text[1024];
+	const char *key = write_file("link.key", "0123456789abcdef0123456789abcdef", 0600);
+	const char *shortkey = write_file("short.key", "too short", 0600);
+#define UNSUB                                                                                      \
+	"[unsubscribe]\nbase_url = \"https://u.example.com\"\norganization = \"Ex\"\n"             \
+	"privacy_url = \"https://example.com/privacy\"\n"
+	snprintf(text, sizeof(text),
+	         BASE UNSUB
+	         "key_file = \"%s\"\nold_key_files = [\"%s\"]\n"
+	         "trusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.1\"]\n"
+	         "default_language = \"nl\"\ninvalid_per_minute = 7\nlink_lifetime = \"30d\"\n",
+	         key, key);
+	struct config *cfg = load_ok(text);
+	assert_true(cfg->unsubscribe.enabled);
+	assert_string_equal(cfg->unsubscribe.listen, "0.0.0.0:8426");
+	assert_int_equal(cfg->unsubscribe.default_language, CONFIG_LANG_NL);
+	assert_int_equal(cfg->unsubscribe.invalid_per_minute, 7);
+	assert_int_equal(cfg->unsubscribe.link_lifetime_ms, 30LL * 86400000);
+	assert_int_equal(cfg->unsubscribe.old_key_files.n, 1);
+	assert_int_equal(cfg->unsubscribe.trusted_proxies.n, 3);
+	struct config_cidr c;
+	assert_int_equal(config_parse_cidr(cfg->unsubscribe.trusted_proxies.v[0], &c), 0);
+	unsigned char in[4] = {10, 1, 2, 3}, out4[4] = {11, 0, 0, 1};
+	unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 9, 9, 9};
+	assert_true(config_cidr_match(&c, AF_INET, in));
+	assert_false(config_cidr_match(&c, AF_INET, out4));
+	assert_true(config_cidr_match(&c, AF_INET6, mapped));
+	assert_int_equal(config_parse_cidr("192.0.2.1/33", &c), -1);
+	assert_int_equal(config_parse_cidr("::1/129", &c), -1);
+	assert_int_equal(config_parse_cidr("1.2.3.4/", &c), -1);
+	config_free(cfg);
+	/* without the section: off */
+	cfg = load_ok(BASE);
+	assert_false(cfg->unsubscribe.enabled);
+	config_free(cfg);
+
+	expect_errors(BASE "[unsubscribe]\n", 4, "bad.toml:5:", "missing required key 'base_url'");
+	snprintf(text, sizeof(text), BASE UNSUB "key_file = \"%s\"\n", shortkey);
+	expect_errors(text, 1, "unsubscribe.key_file",
+	              "holds 9 bytes; a link key needs at least 32");
+	snprintf(text, sizeof(text), BASE UNSUB "key_file = \"%s/none\"\n", dir);
+	expect_errors(text, 1, "unsubscribe.key_file", "cannot read");
+	snprintf(text, sizeof(text),
+	         BASE "[unsubscribe]\nbase_url = \"http://u.example.com\"\norganization = \"Ex\"\n"
+	              "privacy_url = \"https://example.com/p\"\nkey_file = \"%s\"\n",
+	         key);
+	expect_errors(text, 1, "unsubscribe.base_url", "http:// only for localhost");
+	snprintf(text, sizeof(text),
+	         BASE UNSUB "key_file = \"%s\"\ntrusted_proxies = [\"10.0.0.0/99\"]\n", key);
+	expect_errors(text, 1, "unsubscribe.trusted_proxies", "10.0.0.0/99");
+	snprintf(text, sizeof(text), BASE UNSUB "key_file = \"%s\"\ndefault_language = \"de\"\n",
+	         key);
+	expect_errors(text, 1, "unsubscribe.default_language", "\"en\", \"nl\", \"sv\"");
+	snprintf(text, sizeof(text), BASE UNSUB "key_file = \"%s\"\nlisten = \"127.0.0.1:8425\"\n",
+	         key);
+	expect_errors(text, 1, "unsubscribe.listen", "the local API's address");
+#undef UNSUB
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -252,6 +316,7 @@ int main(void)
 	    cmocka_unit_test(test_secret_files),
 	    cmocka_unit_test(test_parse_units),
 	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_unsubscribe),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
