@@ -95,7 +95,67 @@ for h in json.load(sys.stdin):
     print("  #%-4d %s  %-13s by %-10s %s" % (h["seq"], h["at"], h["kind"], h["origin"],
                                             h.get("reason", "")[:60]))'
 
-bold "6. Status"
+bold "6. An unsubscribe link, clicked in the inbox"
+say "optsync mints the unsubscribe link of every email and serves it. A mailbox provider's 'Unsubscribe' button (RFC 8058) POSTs to that link; the opt-out lands in the ledger and in Salesforce like any other. For this step optsync runs as the sidecar (optsync run), with its public listener."
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+api=$(free_port)
+pub=$(free_port)
+head -c 32 /dev/urandom >"$demo/link.key"
+head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$demo/api-token"
+chmod 600 "$demo/link.key" "$demo/api-token"
+cat >>"$demo/optsync.toml" <<TOML
+
+[api]
+listen = "127.0.0.1:$api"
+token_file = "$demo/api-token"
+
+[unsubscribe]
+listen = "127.0.0.1:$pub"
+base_url = "http://localhost:$pub"
+key_file = "$demo/link.key"
+organization = "Example B.V."
+privacy_url = "https://example.com/privacy"
+TOML
+optsync run >"$demo/run.log" 2>&1 &
+run=$!
+trap 'kill $run 2>/dev/null || true; kill $fake 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/healthz" >/dev/null && break; sleep 0.1; done
+read -r email2 id2 < <(ctl GET "records?object=Contact" | python3 -c '
+import json, sys
+r = [x for x in json.load(sys.stdin)["records"] if not x["HasOptedOutOfEmail"]][7]
+print(r["Email"], r["Id"])')
+say "The application asks for the link of $email2 when it sends the newsletter (optsync link, or POST /v1/unsubscribe-links for up to 1,000 at once) and adds the two header lines it prints to the email:"
+optsync link "$email2" --campaign demo-newsletter | sed -n '4,5p' | cut -c1-100 | sed 's/$/.../; s/^/  /'
+url=$(optsync link "$email2" --campaign demo-newsletter --json |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+sleep 2 # the run's first cycle out of the way
+say "The reader presses 'Unsubscribe' in the mailbox, and the provider POSTs as Gmail does: curl -X POST -d 'List-Unsubscribe=One-Click' LINK"
+t0=$(date +%s%N)
+curl -s -X POST -H 'Content-Type: application/x-www-form-urlencoded' \
+	--data 'List-Unsubscribe=One-Click' "$url" | sed 's/^/  optsync answered: /'
+for _ in $(seq 200); do
+	flipped=$(ctl GET "records?object=Contact&id=$id2" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["records"][0]["HasOptedOutOfEmail"])')
+	[ "$flipped" = True ] && break
+	sleep 0.05
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+ctl GET "records?object=Contact&id=$id2" | MS="$ms" python3 -c '
+import json, os, sys
+r = json.load(sys.stdin)["records"][0]
+print("  Salesforce %s %s: HasOptedOutOfEmail = %s, %s ms after the click" % (
+    r["Id"], r["Email"], r["HasOptedOutOfEmail"], os.environ["MS"]))'
+optsync contact history "$email2" --json | python3 -c '
+import json, sys
+for h in json.load(sys.stdin):
+    if h["kind"] == "optout":
+        print("  history: #%d %s, origin %s, campaign %s" % (h["seq"], h["kind"], h["origin"],
+                                                          h.get("campaign")))'
+say "Opened in a browser, the link shows a page with an Unsubscribe button (English, Dutch or Swedish). Opening it changes nothing: mail scanners fetch links."
+kill $run 2>/dev/null || true
+wait $run 2>/dev/null || true
+
+bold "7. Status"
 optsync status
 
 bold "Done"
