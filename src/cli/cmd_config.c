@@ -139,6 +139,38 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		if (src_rc)
 			fprintf(c->errs, "optsync: %s: %s\n", strict ? "error" : "warning", se.msg);
 	}
+	/* the unsubscribe link keys: secrets too, and too short is always wrong */
+	int broken = 0;
+	const struct config_list *old = &c->cfg->unsubscribe.old_key_files;
+	for (size_t i = 0; c->cfg->unsubscribe.enabled && i <= old->n; i++) {
+		const char *key = i ? "unsubscribe.old_key_files" : "unsubscribe.key_file";
+		const char *path = i ? old->v[i - 1] : c->cfg->unsubscribe.key_file;
+		if (path == NULL)
+			continue;
+		struct err se = {0};
+		int krc = config_link_key_check(path, &se);
+		bad += krc == ERR_IO;
+		broken += krc == ERR_CONFIG;
+		if (json) {
+			cJSON *s = cJSON_CreateObject();
+			cJSON_AddStringToObject(s, "key", key);
+			char src[600];
+			snprintf(src, sizeof(src), "file %s", path);
+			cJSON_AddStringToObject(s, "source", src);
+			cJSON_AddBoolToObject(s, "readable", krc != ERR_IO);
+			if (krc)
+				cJSON_AddStringToObject(s, "error", se.msg);
+			cJSON_AddItemToArray(secrets, s);
+		} else {
+			fprintf(c->out, "# %s: file %s, %s\n", key, path,
+			        krc == ERR_IO ? "NOT READABLE"
+			        : krc         ? "TOO SHORT"
+			                      : "readable");
+		}
+		if (krc)
+			fprintf(c->errs, "optsync: %s: %s: %s\n",
+			        krc == ERR_CONFIG || strict ? "error" : "warning", key, se.msg);
+	}
 	cJSON *sf = NULL;
 	int sfrc = 0;
 	struct err sfe = {0};
@@ -171,7 +203,7 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 			cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "salesforce"),
 			                        "login", sfe.msg);
 		sf = NULL;
-		cJSON_AddBoolToObject(root, "valid", !(strict && bad));
+		cJSON_AddBoolToObject(root, "valid", !(strict && bad) && !broken);
 		char *text = cJSON_Print(root);
 		if (text) {
 			fprintf(c->out, "%s\n", text);
@@ -180,6 +212,8 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		cJSON_Delete(root);
 	}
 	cJSON_Delete(sf);
+	if (broken)
+		return err_set(e, ERR_CONFIG, "%d unsubscribe link key(s) too short", broken);
 	if (strict && bad)
 		return err_set(e, ERR_CONFIG, "%d secret(s) cannot be read (--strict)", bad);
 	if (sfrc) {

@@ -305,22 +305,6 @@ static int section_line(const struct toml_value *root, const char *name)
 	return t ? toml_line(t) : 0;
 }
 
-/* A link key: a readable file of at least 32 bytes. */
-static void check_link_key(struct loader *L, int line, const char *key, const char *path)
-{
-	struct stat st;
-	if (stat(path, &st) != 0)
-		cfg_error(L, line, "unsubscribe.%s: cannot read %s: %s", key, path,
-		          strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		cfg_error(L, line, "unsubscribe.%s: %s is not a file", key, path);
-	else if (st.st_size < CONFIG_LINK_KEY_MIN)
-		cfg_error(L, line,
-		          "unsubscribe.%s: %s holds %lld bytes; a link key needs at least %d "
-		          "random bytes (make one with: head -c 32 /dev/urandom > FILE)",
-		          key, path, (long long)st.st_size, CONFIG_LINK_KEY_MIN);
-}
-
 static void check_unsubscribe(struct loader *L, int line)
 {
 	const struct config *cfg = L->cfg;
@@ -330,10 +314,6 @@ static void check_unsubscribe(struct loader *L, int line)
 	for (size_t i = 0; i < 4; i++)
 		if (have[i] == NULL)
 			cfg_error(L, line, "[unsubscribe]: missing required key '%s'", need[i]);
-	if (cfg->unsubscribe.key_file)
-		check_link_key(L, line, "key_file", cfg->unsubscribe.key_file);
-	for (size_t i = 0; i < cfg->unsubscribe.old_key_files.n; i++)
-		check_link_key(L, line, "old_key_files", cfg->unsubscribe.old_key_files.v[i]);
 	if (cfg->unsubscribe.link_lifetime_ms < 86400000)
 		cfg_error(L, line, "unsubscribe.link_lifetime: must be at least 1d");
 	if (cfg->unsubscribe.listen && cfg->api.listen &&
@@ -574,4 +554,23 @@ void config_free(struct config *cfg)
 	free(cfg->admins);
 	free(cfg->path);
 	free(cfg);
+}
+
+int config_link_key_check(const char *path, struct err *e)
+{
+	struct stat st;
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return err_sys(e, ERR_IO, errno, "cannot read the link key %s", path);
+	int rc = fstat(fileno(f), &st);
+	fclose(f);
+	if (rc != 0 || !S_ISREG(st.st_mode))
+		return err_set(e, ERR_IO, "the link key %s is not a file", path);
+	if (st.st_size < CONFIG_LINK_KEY_MIN)
+		return err_set(
+		    e, ERR_CONFIG,
+		    "the link key %s holds %lld bytes; a link key needs at least %d random "
+		    "bytes (make one with: head -c 32 /dev/urandom > FILE)",
+		    path, (long long)st.st_size, CONFIG_LINK_KEY_MIN);
+	return 0;
 }
