@@ -30,10 +30,12 @@ RUN install -d /usr/share/bash-completion/completions /usr/share/zsh/vendor-comp
     && /usr/local/bin/optsync completion bash > /usr/share/bash-completion/completions/optsync \
     && /usr/local/bin/optsync completion zsh > /usr/share/zsh/vendor-completions/_optsync
 # The ledger lives on a volume; config and secrets are mounted read-only.
+# 8425: the local API (keep it on loopback or in the cluster); 8426: the
+# public unsubscribe listener ([unsubscribe] listen), behind the ingress.
 VOLUME ["/var/lib/optsync"]
 ENV OPTSYNC_CONFIG=/etc/optsync/optsync.toml
 USER 10001:10001
-EXPOSE 8425
+EXPOSE 8425 8426
 STOPSIGNAL SIGTERM
 # optsync healthcheck asks api.listen itself (TCP or a unix: socket);
 # OPTSYNC_HEALTH_PORT, when set, makes it ask 127.0.0.1 on that port instead

@@ -28,6 +28,7 @@ const kinds = {
   "apps/v1/StatefulSet": "kubernetes-models/apps/v1/StatefulSet",
   "v1/Service": "kubernetes-models/v1/Service",
   "networking.k8s.io/v1/NetworkPolicy": "kubernetes-models/networking.k8s.io/v1/NetworkPolicy",
+  "networking.k8s.io/v1/Ingress": "kubernetes-models/networking.k8s.io/v1/Ingress",
 };
 
 function watch(value, path, seen) {

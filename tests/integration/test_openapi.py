@@ -13,6 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402  (the Sidecar fixture)
+import test_links  # noqa: E402  (the one with the public unsubscribe listener)
 
 SRC = None
 
@@ -29,6 +30,20 @@ class OpenApi(unittest.TestCase):
         self.assertEqual(p.returncode, 0, "invalid OpenAPI document: " + p.stderr)
         ops = [json.loads(l) for l in p.stdout.splitlines()]
         self.assertGreaterEqual(len(ops), 16)
+        public = [op for op in ops if op["public"]]
+        ops = [op for op in ops if not op["public"]]
+        self.assertGreaterEqual(len(public), 2)
+        s = test_links.Sidecar()
+        try:
+            path = s.path_of(s.mint("openapi@example.com"))
+            for op in public:
+                st, h, body = s.public(op["method"], op["path"].replace("/u/{token}", path),
+                                       body="List-Unsubscribe=One-Click" if op["method"] == "POST"
+                                       else None,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+                self.assertEqual(st, 200, "%s %s: %s" % (op["method"], op["path"], body))
+        finally:
+            s.close()
         s = test_api.Sidecar()
         try:
             for op in ops:
@@ -46,6 +61,7 @@ class OpenApi(unittest.TestCase):
 
 if __name__ == "__main__":
     test_api.OPTSYNC, test_api.FAKE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    test_links.OPTSYNC, test_links.FAKE = test_api.OPTSYNC, test_api.FAKE
     SRC = os.path.abspath(sys.argv[3])
     h = subprocess.run([test_api.OPTSYNC, "admin", "hash-token"],
                        input=test_api.ADMIN_TOKEN + "\n", capture_output=True, text=True, check=True)
