@@ -1,6 +1,7 @@
 /* Opening and closing: the ledger, the Salesforce client, and email keys. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,25 +134,44 @@ int conn_email_normalize(const char *in, char *out, struct err *e)
 	if (n == 0 || n > LEDGER_EMAIL_MAX)
 		return err_set(e, ERR_INVALID, "'%.80s' is not an email address (%s)", in,
 		               n == 0 ? "empty" : "longer than 254 bytes");
+	/* RFC 5321: a local part is a dot-atom, or a quoted string that may
+	 * hold specials ("a<b"@example.com); a domain holds none */
+	enum { LOCAL, QUOTED, CLOSED, DOMAIN } st = s[0] == '"' ? QUOTED : LOCAL;
 	const char *at = NULL;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		/* a local part may hold specials (RFC 5321 quoted strings: "a<b"@x);
-		 * a domain may not */
-		if (ch <= ' ' || ch == 0x7f ||
-		    (at && (ch == '"' || ch == '\\' || ch == ',' || ch == ';' || ch == '<' ||
-		            ch == '>' || ch == '(' || ch == ')' || ch == '[' || ch == ']')))
+		bool bad = ch < ' ' || ch == 0x7f;
+		if (st == QUOTED && i > 0) {
+			if (ch == '"')
+				st = CLOSED;
+			bad |= ch == '\\';
+		} else if (st == CLOSED) {
+			bad |= ch != '@';
+			at = s + i;
+			st = DOMAIN;
+		} else if (!(st == QUOTED && i == 0)) {
+			if (ch == '@' && st == DOMAIN)
+				return err_set(e, ERR_INVALID,
+				               "'%.80s' is not an email address (two '@')", in);
+			if (ch == '@') {
+				at = s + i;
+				st = DOMAIN;
+			}
+			bad |= ch == ' ' || ch == '"' || ch == '\\' || ch == ',' || ch == ';' ||
+			       ch == '<' || ch == '>' || ch == '(' || ch == ')' || ch == '[' ||
+			       ch == ']' || ch == ':';
+		}
+		if (bad)
 			return err_set(e, ERR_INVALID,
 			               "'%.80s' is not an email address (character 0x%02x)", in,
 			               ch);
-		if (ch == '@') {
-			if (at)
-				return err_set(e, ERR_INVALID,
-				               "'%.80s' is not an email address (two '@')", in);
-			at = s + i;
-		}
 		out[i] = (char)tolower(ch);
 	}
+	if (st == QUOTED || st == CLOSED || (s[0] == '"' && at - s < 3))
+		return err_set(e, ERR_INVALID,
+		               "'%.80s' is not an email address (a quoted local part must be "
+		               "closed, not empty, and followed by '@')",
+		               in);
 	out[n] = '\0';
 	if (at == NULL || at == s || at == end - 1 || strchr(at, '.') == NULL || at[1] == '.' ||
 	    end[-1] == '.' || strstr(out, ".."))

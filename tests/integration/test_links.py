@@ -258,7 +258,7 @@ class Links(unittest.TestCase):
             self.assertEqual(h["content-language"], lang)
 
     def test_escaping(self):
-        for email in ['o\'brien&co@example.com', '"a<b>"@example.com', '<script>x@example.com']:
+        for email in ['o\'brien&co@example.com', '"a<b>"@example.com', '"<script>"@example.com']:
             link = self.s.mint(email)
             self.assertIn("url", link, email)
             path = self.s.path_of(link)

@@ -46,7 +46,17 @@ static void test_email_normalize(void **state)
 	norm_bad("us er@example.com");
 	norm_bad("user@exam\nple.com");
 	norm_is("user@example.com\n", "user@example.com"); /* trimmed */
-	norm_bad("\"quoted\"@example.com");
+	/* a quoted local part may hold specials (RFC 5321); an unquoted one not */
+	norm_is("\"Quoted\"@Example.com", "\"quoted\"@example.com");
+	norm_is("\"a<b>&c d\"@example.com", "\"a<b>&c d\"@example.com");
+	norm_is("\"a@b\"@example.com", "\"a@b\"@example.com");
+	norm_bad("<script>x@example.com");
+	norm_bad("a\"b@example.com");
+	norm_bad("\"open@example.com");
+	norm_bad("\"a\"b\"@example.com");
+	norm_bad("\"\"@example.com");
+	norm_bad("user@exa<mple.com");
+	norm_bad("user@\"example.com\"");
 	char long_email[300];
 	memset(long_email, 'a', 290);
 	memcpy(long_email + 250, "@example.com", 13);
