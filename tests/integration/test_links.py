@@ -36,7 +36,7 @@ def free_port():
 
 
 class Sidecar:
-    def __init__(self, contacts=5, unsub_extra="", key=None):
+    def __init__(self, contacts=5, unsub_extra="", key=None, map_size='map_size = "64MiB"'):
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -56,13 +56,13 @@ class Sidecar:
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
                     'client_id = "fake-client-id"\n[sync]\ninterval = "60s"\n'
-                    '[state]\npath = "%s/state"\nmap_size = "64MiB"\n'
+                    '[state]\npath = "%s/state"\n%s\n'
                     '[api]\nlisten = "127.0.0.1:%d"\n'
                     '[unsubscribe]\nlisten = "127.0.0.1:%d"\nbase_url = "http://localhost:%d"\n'
                     'key_file = "%s"\norganization = "%s"\n'
                     'privacy_url = "https://example.com/privacy?a=1&b=2"\n%s'
                     '[log]\nformat = "text"\nlevel = "info"\n'
-                    % (self.sf_port, d, self.port, self.pub, self.pub, self.keyfile,
+                    % (self.sf_port, d, map_size, self.port, self.pub, self.pub, self.keyfile,
                        ORG.replace('"', '\\"'), unsub_extra))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
         env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret", OPTSYNC_API_TOKEN=TOKEN)
@@ -458,6 +458,40 @@ class Limits(unittest.TestCase):
             print("1,000 one-click POSTs from one address in %.2f s" % took)
             st, doc = s.api("POST", "/v1/suppression/check", {"emails": emails})
             self.assertEqual(sum(doc["results"].values()), 1000)
+        finally:
+            s.close()
+
+    def test_full_ledger_answers_503(self):
+        """When an opt-out cannot be recorded the sender is told to come back
+        (503 with Retry-After), and every 200 is in the ledger."""
+        s = Sidecar(contacts=0, map_size='map_size = "1MiB"\nmax_map_size = "1MiB"')
+        try:
+            emails = ["filler%05d@example.com" % i for i in range(6000)]
+            paths = []
+            for k in range(0, len(emails), 1000):
+                st, doc = s.api("POST", "/v1/unsubscribe-links", {"emails": emails[k:k + 1000]})
+                paths += [s.path_of(doc["links"][e]) for e in emails[k:k + 1000]]
+            ok, refused = [], None
+            for e, p in zip(emails, paths):
+                st, h, body = s.public("POST", p, body=ONE_CLICK, headers={
+                    "Content-Type": "application/x-www-form-urlencoded"})
+                if st == 200:
+                    ok.append(e)
+                    continue
+                refused = (st, h, body, e)
+                break
+            self.assertIsNotNone(refused, "a 1 MiB ledger took 6,000 opt-outs")
+            st, h, body, e = refused
+            self.assertEqual(st, 503, body)
+            self.assertEqual(h["retry-after"], "5")
+            self.assertGreater(len(ok), 100)
+            # every answered opt-out is in the ledger (the suppression index
+            # needs no write; the ledger is full)
+            st, doc = s.api("POST", "/v1/suppression/check", {"emails": ok[-1000:]})
+            self.assertEqual(st, 200, doc)
+            self.assertEqual(sum(doc["results"].values()), len(ok[-1000:]))
+            self.assertGreaterEqual(s.metric("unavailable"), 1)
+            print("a 1 MiB ledger took %d link opt-outs, then answered 503" % len(ok))
         finally:
             s.close()
 

@@ -84,6 +84,7 @@ struct fixture {
 	char dir[64];
 	struct config *cfg;
 	struct conn *c;
+	struct conn_links *links;
 };
 
 static const struct conn_actor cli = {CONN_ORIGIN_LOCAL, "torture"};
@@ -95,20 +96,29 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/optsync-torture-XXXXXX");
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
-	char path[128], text[512];
+	char path[128], text[1024];
+	snprintf(path, sizeof(path), "%s/link.key", f->dir);
+	FILE *fp = fopen(path, "w");
+	if (fp == NULL)
+		return -1;
+	fputs("0123456789abcdef0123456789abcdef", fp);
+	fclose(fp);
 	snprintf(path, sizeof(path), "%s/optsync.toml", f->dir);
 	snprintf(text, sizeof(text),
 	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
 	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
-	         "map_size = \"16MiB\"\n",
-	         f->dir);
-	FILE *fp = fopen(path, "w");
+	         "map_size = \"16MiB\"\n[unsubscribe]\nbase_url = \"https://u.example.com\"\n"
+	         "key_file = \"%s/link.key\"\norganization = \"Ex\"\n"
+	         "privacy_url = \"https://example.com/p\"\n",
+	         f->dir, f->dir);
+	fp = fopen(path, "w");
 	if (fp == NULL)
 		return -1;
 	fputs(text, fp);
 	fclose(fp);
 	struct err e = {0};
-	if (config_load(&f->cfg, path, NULL, &e) || conn_open(&f->c, f->cfg, true, NULL, &e)) {
+	if (config_load(&f->cfg, path, NULL, &e) || conn_open(&f->c, f->cfg, true, NULL, &e) ||
+	    conn_links_open(f->cfg, &f->links, &e)) {
 		fprintf(stderr, "setup: %s\n", e.msg);
 		return -1;
 	}
@@ -144,6 +154,7 @@ static int teardown(void **state)
 	int rc = conn_audit_verify(f->c, NULL, &v, &e);
 	cJSON_Delete(v);
 	conn_close(f->c);
+	conn_links_close(f->links);
 	config_free(f->cfg);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
@@ -397,6 +408,29 @@ static int uc_cycle(struct fixture *f, unsigned long i, void **out, struct err *
 	return conn_render_cycle(&r, f->cfg, (cJSON **)out, e);
 }
 
+/* A link's opt-out (the public listener's use case), for a new email per
+ * run: minted and opened without failures, recorded under them. */
+static int uc_link(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	char email[64];
+	snprintf(email, sizeof(email), "link-%lu@example.com", i);
+	unsigned long at = fail_at;
+	fail_at = 0;
+	struct conn_link l;
+	struct conn_link_view v;
+	if (conn_link_mint(f->links, email, NULL, "torture", &l, e))
+		fail_msg("minting failed: %s", e->msg);
+	const char *tok = strstr(l.url, "/u/") + 3;
+	conn_link_open(f->links, tok, strlen(tok), &v);
+	fail_at = at;
+	*out = NULL;
+	struct conn_link_result res;
+	int rc = conn_link_optout(f->c, &v, CONN_LINK_ONE_CLICK, &res, e);
+	if (rc == 0 && res.already)
+		fail_msg("link %lu: already opted out", i);
+	return rc;
+}
+
 static int uc_changes(struct fixture *f, unsigned long i, void **out, struct err *e)
 {
 	(void)i;
@@ -461,6 +495,7 @@ TORTURE(conflicts, free_json, json_text)
 TORTURE(status, free_json, NULL)
 TORTURE(cycle, free_json, json_text)
 TORTURE(changes, free_json, json_text)
+TORTURE(link, NULL, NULL)
 TORTURE(audit, free_json, json_text)
 TORTURE(suppressed, NULL, NULL)
 TORTURE(optout_many, NULL, NULL)
@@ -474,8 +509,8 @@ int main(void)
 	    cmocka_unit_test(test_resubscribe), cmocka_unit_test(test_erase),
 	    cmocka_unit_test(test_conflicts),   cmocka_unit_test(test_status),
 	    cmocka_unit_test(test_cycle),       cmocka_unit_test(test_changes),
-	    cmocka_unit_test(test_audit),       cmocka_unit_test(test_suppressed),
-	    cmocka_unit_test(test_optout_many),
+	    cmocka_unit_test(test_link),        cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
