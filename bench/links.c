@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "links: %s\n", e.msg);
 		return 1;
 	}
-	char (*tokens)[CONN_LINK_URL_MAX] = malloc(1000 * sizeof(*tokens));
+	char(*tokens)[CONN_LINK_URL_MAX] = malloc(1000 * sizeof(*tokens));
 	char email[96];
 	struct conn_link l;
 	size_t bytes = 0;
