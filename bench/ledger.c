@@ -183,7 +183,8 @@ static int suppression(const char *dir, uint64_t persons)
 	uint64_t total = persons < 2000000 ? 2000000 : persons, hits = 0;
 	uint64_t x = 88172645463325252ull;
 	double t0 = now();
-	if (conn_suppressed(c, list, 0, out, NULL, &e)) { /* the first check builds the index */
+	if (conn_suppressed(c, list, 0, NULL, out, NULL,
+	                    &e)) { /* the first check builds the index */
 		fprintf(stderr, "suppression: %s\n", e.msg);
 		return 1;
 	}
@@ -195,7 +196,7 @@ static int suppression(const char *dir, uint64_t persons)
 			emails[i][n] = '\0';
 			list[i] = emails[i];
 		}
-		if (conn_suppressed(c, list, PER_CALL, out, NULL, &e)) {
+		if (conn_suppressed(c, list, PER_CALL, NULL, out, NULL, &e)) {
 			fprintf(stderr, "suppression: %s\n", e.msg);
 			return 1;
 		}
@@ -227,7 +228,7 @@ int main(int argc, char **argv)
 		rmdir(tmpl);
 		dir = tmpl;
 	}
-	struct ledger_options o = {dir, 64ull << 20, 64ull << 30, true};
+	struct ledger_options o = {dir, 64ull << 20, 64ull << 30, true, false};
 	struct ledger *l;
 	struct err e = {0};
 	if (ledger_open(&l, &o, &e)) {
@@ -294,7 +295,7 @@ int main(int argc, char **argv)
 	double t5 = now(), c5 = cpu_now();
 	ledger_close(l);
 	struct ledger_verify_report rep;
-	struct ledger_options ro = {target, 64ull << 20, 64ull << 30, false};
+	struct ledger_options ro = {target, 64ull << 20, 64ull << 30, false, false};
 	if (ledger_restore(file, &ro, &ri, &rep, &e)) {
 		fprintf(stderr, "restore: %s\n", e.msg);
 		return 1;

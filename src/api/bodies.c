@@ -91,8 +91,8 @@ int http_parse_source(const cJSON *o, struct conn_facts_change *ch, const char *
 
 int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e)
 {
-	static const char *const keys[] = {"email",  "occurred_at",     "source",
-	                                   "reason", "idempotency_key", NULL};
+	static const char *const keys[] = {"email",           "occurred_at", "source", "reason",
+	                                   "idempotency_key", "purpose",     NULL};
 	memset(o, 0, sizeof(*o));
 	int rc = http_check_keys(body, keys, e);
 	if (rc)
@@ -101,6 +101,7 @@ int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e)
 	o->source = http_jstr(body, "source");
 	o->reason = http_jstr(body, "reason");
 	o->idempotency_key = http_jstr(body, "idempotency_key");
+	o->purpose = http_jstr(body, "purpose");
 	if (o->email == NULL)
 		return err_set(e, ERR_INVALID, "email is required");
 	return http_jtime(body, "occurred_at", &o->occurred_at, e);

@@ -28,6 +28,7 @@ enum route {
 	R_PUSHES,
 	R_STATUS,
 	R_LINKS,
+	R_CONSENT,
 	R_OTHER
 };
 _Static_assert(R_OTHER + 1 == N_ROUTES, "N_ROUTES counts the routes");

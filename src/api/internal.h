@@ -19,7 +19,7 @@
 #define ADMIN_FAILS_PER_MINUTE 10         /* refusals per client, then 429 */
 #define N_BUCKETS              10
 #define N_STATUS               14   /* 13 known statuses and "other" */
-#define N_ROUTES               19   /* enum route in http.c, "other" included */
+#define N_ROUTES               20   /* enum route in http.c, "other" included */
 #define LINKS_PER_CALL         1000 /* POST /v1/unsubscribe-links */
 
 /* Requests to the public unsubscribe listener, by kind (public.c). */
@@ -99,7 +99,8 @@ int api_optout_parse(const cJSON *body, struct conn_optout *o, struct err *e);
 
 /* Paths, after MHD has unescaped them. api_contact_path splits
  * "EMAIL[/sub]" (the part after /v1/contacts/) in place: sub is "" or one
- * of "/authorization", "/source", "/resubscribe", "/history", "/export";
+ * of "/authorization", "/source", "/resubscribe", "/history", "/export",
+ * "/consents";
  * -1 for an empty email or an unknown sub-path. api_conflict_path reads
  * what follows /v1/conflicts: "", "/ID" or "/ID/resolve", with ID a
  * decimal 1..2^64-1 without sign, space or leading zero; -1 otherwise. */

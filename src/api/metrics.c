@@ -38,6 +38,7 @@ static const char *const route_names[] = {"healthz",
                                           "pushes_retry",
                                           "status",
                                           "unsubscribe_links",
+                                          "consents",
                                           "other"};
 _Static_assert(sizeof(route_names) / sizeof(route_names[0]) == N_ROUTES, "a name per route");
 

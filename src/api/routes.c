@@ -117,8 +117,8 @@ enum MHD_Result http_reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status
 
 int api_contact_path(char *rest, const char **email, const char **sub)
 {
-	static const char *const subs[] = {"/authorization", "/source", "/resubscribe",
-	                                   "/history",       "/export", NULL};
+	static const char *const subs[] = {
+	    "/authorization", "/source", "/resubscribe", "/history", "/export", "/consents", NULL};
 	*sub = "";
 	size_t rl = strlen(rest);
 	for (const char *const *p = subs; *p; p++) {
@@ -215,6 +215,30 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 			sidecar_kick(c->s);
 		return http_reply(c, rc, doc, 200);
 	}
+	if (strcmp(sub, "/consents") == 0 && strcmp(m, "POST") == 0) {
+		c->route = R_CONSENT;
+		static const char *const keys[] = {"purpose", "consent_date", "evidence_ref",
+		                                   "evidence_sha256", NULL};
+		struct conn_consent in = {0};
+		struct conn_actor who = api_actor;
+		char name[128];
+		rc = http_check_keys(c->body, keys, &c->e);
+		/* rule P2 asks for an admin after an opt-out: given, it acts */
+		if (rc == 0 &&
+		    MHD_lookup_connection_value(c->con, MHD_HEADER_KIND, "X-Optsync-Admin"))
+			rc = http_admin_of(c->s, c->con, email, &who, name, sizeof(name),
+			                   &c->retry_after, &c->e);
+		if (rc == 0)
+			rc = http_jtime(c->body, "consent_date", &in.consent_date, &c->e);
+		if (rc == 0) {
+			in.email = email;
+			in.purpose = http_jstr(c->body, "purpose");
+			in.evidence_ref = http_jstr(c->body, "evidence_ref");
+			in.evidence_sha256 = http_jstr(c->body, "evidence_sha256");
+			rc = conn_consent(c->s->conn, &who, &in, &doc, &c->e);
+		}
+		return http_reply(c, rc, doc, 200);
+	}
 	if (strcmp(sub, "/resubscribe") == 0 && strcmp(m, "POST") == 0) {
 		c->route = R_RESUB;
 		static const char *const keys[] = {"consent_date", "purpose", "evidence_ref",
@@ -264,7 +288,8 @@ static enum MHD_Result suppression_check(struct ctx *c)
 			emails[i++] = it->valuestring;
 	}
 	if (rc == 0)
-		rc = conn_suppressed(c->s->conn, emails, (size_t)n, out, valid, &c->e);
+		rc = conn_suppressed(c->s->conn, emails, (size_t)n, http_jstr(c->body, "purpose"),
+		                     out, valid, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0) {
 		/* one malformed address does not cost the others their answer */
@@ -556,9 +581,9 @@ const char *api_allowed_methods(const char *url)
 		 * invalid one is the handler's 422, not a routing matter */
 		static const struct {
 			const char *sub, *allow;
-		} subs[] = {{"", "GET, DELETE"}, {"/authorization", "PUT"},
-		            {"/source", "PUT"},  {"/resubscribe", "POST"},
-		            {"/history", "GET"}, {"/export", "GET"}};
+		} subs[] = {{"", "GET, DELETE"},      {"/authorization", "PUT"}, {"/source", "PUT"},
+		            {"/resubscribe", "POST"}, {"/history", "GET"},       {"/export", "GET"},
+		            {"/consents", "POST"}};
 		char *rest = strdup(url + 13);
 		const char *email, *sub, *allow = NULL;
 		if (rest && api_contact_path(rest, &email, &sub) == 0)

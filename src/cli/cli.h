@@ -74,7 +74,7 @@ extern const struct cli_cmd cmd_optout, cmd_contact_show, cmd_contact_history, c
 extern const struct cli_cmd cmd_conflicts_list, cmd_conflicts_show, cmd_conflicts_resolve;
 extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify, cmd_retention_run;
 extern const struct cli_cmd cmd_backup, cmd_restore, cmd_pushes_retry, cmd_suppressions_export;
-extern const struct cli_cmd cmd_completion, cmd_link;
+extern const struct cli_cmd cmd_completion, cmd_link, cmd_consent;
 /* Every command, NULL-terminated (main.c). */
 extern const struct cli_cmd *const cli_commands[];
 

@@ -40,11 +40,9 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 	int json = 0;
 	const char *from = NULL;
 	struct conn_optout o = {0};
-	const struct cli_opt opts[] = {{"source", &o.source, NULL},
-	                               {"reason", &o.reason, NULL},
-	                               {"from", &from, NULL},
-	                               {"json", NULL, &json},
-	                               {0}};
+	const struct cli_opt opts[] = {{"source", &o.source, NULL},   {"reason", &o.reason, NULL},
+	                               {"purpose", &o.purpose, NULL}, {"from", &from, NULL},
+	                               {"json", NULL, &json},         {0}};
 	char *pos[1];
 	int npos;
 	int rc = cli_args(argc, argv, opts, pos, 1, &npos, e);
@@ -52,6 +50,8 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	if (from && npos)
 		return err_set(e, ERR_USAGE, "give an EMAIL or --from FILE, not both");
+	if (from && o.purpose)
+		return err_set(e, ERR_USAGE, "--purpose takes one EMAIL, not --from");
 	if (from)
 		return cli_optout_file(c, &cli_actor, from, o.source, o.reason, json, e);
 	if (npos != 1)
@@ -68,7 +68,7 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_optout = {
     .name = "optout",
-    .usage = "EMAIL | --from FILE [--source TYPE] [--reason TEXT] [--json]",
+    .usage = "EMAIL [--purpose P] | --from FILE [--source TYPE] [--reason TEXT] [--json]",
     .summary = "record a local opt-out (pushed to Salesforce by the next sync)",
     .help = "The opt-out is durable in the ledger when the command returns, and is\n"
             "queued for every Salesforce record with that email. An email Salesforce\n"
@@ -79,6 +79,8 @@ const struct cli_cmd cmd_optout = {
             "  --source TYPE   where the contact came from: crm_sync, import,\n"
             "                  manual_upload, browser_extension\n"
             "  --reason TEXT   kept in the history\n"
+            "  --purpose P     out of one configured purpose only ([[purposes]]); the\n"
+            "                  person stays in for the others\n"
             "  --from FILE     many: one email per line, or a CSV file with an email\n"
             "                  column and optionally a source column (- for standard\n"
             "                  input); idempotent. --source is the source of rows\n"
@@ -273,6 +275,73 @@ const struct cli_cmd cmd_contact_set = {
             "Bad rows make the exit status 1 (the others are applied); with\n"
             "--all-or-none one bad row applies nothing (exit status 2).\n",
     .exec = exec_set,
+};
+
+static int exec_consent(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0;
+	const char *email = NULL, *date = NULL, *file = NULL;
+	struct conn_consent in = {0};
+	const struct cli_opt opts[] = {{"purpose", &in.purpose, NULL},
+	                               {"consent-date", &date, NULL},
+	                               {"evidence-ref", &in.evidence_ref, NULL},
+	                               {"evidence-file", &file, NULL},
+	                               {"json", NULL, &json},
+	                               {0}};
+	int rc = one_email(argc, argv, opts, &email, e);
+	if (rc)
+		return rc;
+	if (in.purpose == NULL)
+		return err_set(e, ERR_USAGE, "consent needs --purpose");
+	if (date == NULL || in.evidence_ref == NULL)
+		return err_set(
+		    e, ERR_EVIDENCE,
+		    "an opt-in needs consent evidence: --consent-date and --evidence-ref");
+	if ((rc = cli_date("consent-date", date, &in.consent_date, e)))
+		return rc;
+	char hex[65];
+	if (file) {
+		if ((rc = cli_sha256_file(file, hex, e)))
+			return rc;
+		in.evidence_sha256 = hex;
+	}
+	in.email = email;
+	struct conn *conn;
+	if ((rc = cli_conn(c, true, &conn, e)))
+		return rc;
+	struct conn_actor who = cli_actor;
+	char name[128];
+	cJSON *doc = NULL;
+	/* an admin acts when credentials are given (rule P2 asks for one after
+	 * an opt-out) */
+	if (getenv("OPTSYNC_ADMIN"))
+		rc = cli_admin(c, conn, email, &who, name, sizeof(name), e);
+	if (rc == 0)
+		rc = conn_consent(conn, &who, &in, &doc, e);
+	conn_close(conn);
+	return run_doc(c, json, rc, doc);
+}
+
+const struct cli_cmd cmd_consent = {
+    .name = "consent",
+    .usage = "EMAIL --purpose P --consent-date D --evidence-ref R [--evidence-file F] [--json]",
+    .summary = "record an opt-in to one purpose, with its consent evidence",
+    .help = "Rule P2: a first opt-in to a purpose needs the date the consent was given\n"
+            "and where its evidence is kept. An opt-in after an opt-out of that purpose,\n"
+            "or while the person is opted out of all email, also needs an admin\n"
+            "(OPTSYNC_ADMIN and OPTSYNC_ADMIN_TOKEN) and a consent date after the\n"
+            "opt-out. Without OPTSYNC_ADMIN the command acts as the CLI.\n"
+            "\n"
+            "Options:\n"
+            "  --purpose P         a configured purpose ([[purposes]] name)\n"
+            "  --consent-date D    when the consent was given (RFC 3339 or YYYY-MM-DD)\n"
+            "  --evidence-ref R    where the evidence is kept (a ticket, a form id)\n"
+            "  --evidence-file F   also record the SHA-256 of the evidence file\n"
+            "  --json              print the result as JSON\n"
+            "\n"
+            "Exit status: 0 ok, 2 usage or an unknown purpose or a date in the future,\n"
+            "4 refused (evidence missing or too old, admin needed), 5 ledger error.\n",
+    .exec = exec_consent,
 };
 
 static int exec_resubscribe(struct cli *c, int argc, char **argv, struct err *e)

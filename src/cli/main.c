@@ -21,6 +21,7 @@ const struct cli_cmd *const cli_commands[] = {
     &cmd_link,
     &cmd_contact_set,
     &cmd_resubscribe,
+    &cmd_consent,
     &cmd_conflicts_list,
     &cmd_conflicts_show,
     &cmd_conflicts_resolve,

@@ -178,6 +178,14 @@ static void load_section(struct loader *L, const char *section, const struct tom
 			load_list(L, section, key, k, v);
 			continue;
 		}
+		if (k->kind == K_BOOL) {
+			if (toml_type_of(v) != TOML_BOOL)
+				cfg_error(L, line, "%s.%s: expected true or false, got %s", section,
+				          key, toml_type_name(toml_type_of(v)));
+			else
+				*(bool *)((char *)L->cfg + k->off) = toml_bool(v);
+			continue;
+		}
 		if (k->kind == K_COUNT) {
 			if (toml_type_of(v) != TOML_INTEGER) {
 				cfg_error(L, line, "%s.%s: expected an integer, got %s", section,
@@ -286,6 +294,198 @@ static void load_admins(struct loader *L, const struct toml_value *v, int line)
 				cfg_error(L, a->line, "[[admins]]: name \"%s\" is used twice",
 				          a->name);
 	}
+}
+
+/* ---- [[purposes]] ---- */
+
+static int purpose_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 32)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+/* A string value of key in table t (its line in *line), or NULL with an
+ * error when it is not a non-empty string. */
+static char *dup_string(struct loader *L, const struct toml_value *v, int line, const char *what)
+{
+	size_t slen;
+	if (toml_type_of(v) != TOML_STRING) {
+		cfg_error(L, line, "%s: expected a string, got %s", what,
+		          toml_type_name(toml_type_of(v)));
+		return NULL;
+	}
+	const char *s = toml_string(v, &slen);
+	if (!cfg_valid_text(s, slen)) {
+		cfg_error(L, line, "%s: must be non-empty text", what);
+		return NULL;
+	}
+	char *d = strdup(s);
+	if (d == NULL)
+		cfg_error(L, 0, "out of memory");
+	return d;
+}
+
+static void load_purpose_labels(struct loader *L, struct config_purpose *p,
+                                const struct toml_value *v, int line)
+{
+	if (toml_type_of(v) != TOML_TABLE) {
+		cfg_error(L, line,
+		          "purposes.label: expected a table such as { en = \"Newsletter\", "
+		          "nl = \"Nieuwsbrief\" }, got %s",
+		          toml_type_name(toml_type_of(v)));
+		return;
+	}
+	for (size_t j = 0; j < toml_table_len(v); j++) {
+		const char *lang = toml_table_key(v, j, NULL);
+		int kline = toml_table_key_line(v, j);
+		int idx = cfg_enum_index(language_names, lang);
+		if (idx < 0) {
+			cfg_error(L, kline,
+			          "purposes.label: \"%s\" is not one of \"en\", \"nl\", "
+			          "\"sv\"",
+			          lang);
+			continue;
+		}
+		free(p->label[idx]);
+		p->label[idx] = dup_string(L, toml_table_value(v, j), kline, "purposes.label");
+	}
+}
+
+static void load_purpose_mapping(struct loader *L, struct config_purpose *p,
+                                 const struct toml_value *v, int line)
+{
+	if (toml_type_of(v) != TOML_TABLE) {
+		cfg_error(L, line,
+		          "purposes.salesforce: expected { field = \"...\" } or "
+		          "{ data_use_purpose = \"...\" }, got %s",
+		          toml_type_name(toml_type_of(v)));
+		return;
+	}
+	for (size_t j = 0; j < toml_table_len(v); j++) {
+		const char *key = toml_table_key(v, j, NULL);
+		int kline = toml_table_key_line(v, j);
+		char **slot = strcmp(key, "field") == 0              ? &p->sf_field
+		              : strcmp(key, "data_use_purpose") == 0 ? &p->sf_data_use_purpose
+		                                                     : NULL;
+		if (slot == NULL) {
+			cfg_error(L, kline,
+			          "purposes.salesforce: unknown key '%s' (field or "
+			          "data_use_purpose)",
+			          key);
+			continue;
+		}
+		free(*slot);
+		*slot = dup_string(L, toml_table_value(v, j), kline, "purposes.salesforce");
+	}
+	if ((p->sf_field == NULL) == (p->sf_data_use_purpose == NULL))
+		cfg_error(L, line,
+		          "purposes.salesforce: give exactly one of field (a checkbox on Contact "
+		          "and Lead) or data_use_purpose (Salesforce's consent objects)");
+	else if (p->sf_field && !cfg_valid_field(p->sf_field))
+		cfg_error(L, line,
+		          "purposes.salesforce.field: \"%s\" is not a Salesforce API field "
+		          "name",
+		          p->sf_field);
+}
+
+static void load_purposes(struct loader *L, const struct toml_value *v, int line)
+{
+	struct config *cfg = L->cfg;
+	if (toml_type_of(v) != TOML_ARRAY) {
+		cfg_error(L, line, "purposes: expected [[purposes]] entries, got %s",
+		          toml_type_name(toml_type_of(v)));
+		return;
+	}
+	size_t n = toml_array_len(v);
+	if (n > CONFIG_PURPOSES_MAX) {
+		cfg_error(L, line, "purposes: at most %d, got %zu", CONFIG_PURPOSES_MAX, n);
+		return;
+	}
+	cfg->purposes = calloc(n ? n : 1, sizeof(*cfg->purposes));
+	if (cfg->purposes == NULL) {
+		cfg_error(L, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct toml_value *t = toml_array_get(v, i);
+		if (toml_type_of(t) != TOML_TABLE) {
+			cfg_error(L, toml_line(t), "purposes: expected a table, got %s",
+			          toml_type_name(toml_type_of(t)));
+			continue;
+		}
+		struct config_purpose *p = &cfg->purposes[cfg->npurposes++];
+		p->line = toml_line(t);
+		int basis_set = 0;
+		for (size_t j = 0; j < toml_table_len(t); j++) {
+			const char *key = toml_table_key(t, j, NULL);
+			const struct toml_value *kv = toml_table_value(t, j);
+			int kline = toml_table_key_line(t, j);
+			if (strcmp(key, "name") == 0) {
+				free(p->name);
+				p->name = dup_string(L, kv, kline, "purposes.name");
+				if (p->name && !purpose_name_ok(p->name))
+					cfg_error(L, kline,
+					          "purposes.name: \"%s\": use 1 to 32 of a-z, "
+					          "0-9 and _",
+					          p->name);
+			} else if (strcmp(key, "label") == 0) {
+				load_purpose_labels(L, p, kv, kline);
+			} else if (strcmp(key, "basis") == 0) {
+				char *b = dup_string(L, kv, kline, "purposes.basis");
+				if (b && strcmp(b, "consent") == 0)
+					p->basis = CONFIG_BASIS_CONSENT;
+				else if (b && strcmp(b, "soft_opt_in") == 0)
+					p->basis = CONFIG_BASIS_SOFT_OPT_IN;
+				else if (b)
+					cfg_error(L, kline,
+					          "purposes.basis: \"%s\" is not one of "
+					          "\"consent\", \"soft_opt_in\"",
+					          b);
+				basis_set = b != NULL;
+				free(b);
+			} else if (strcmp(key, "salesforce") == 0) {
+				load_purpose_mapping(L, p, kv, kline);
+			} else {
+				cfg_error(L, kline, "unknown key '%s' in [[purposes]]", key);
+			}
+		}
+		if (p->name == NULL)
+			cfg_error(L, p->line, "[[purposes]]: missing required key 'name'");
+		if (!basis_set)
+			cfg_error(L, p->line,
+			          "[[purposes]]: missing required key 'basis' (\"consent\" or "
+			          "\"soft_opt_in\")");
+		if (p->sf_field == NULL && p->sf_data_use_purpose == NULL)
+			cfg_error(L, p->line, "[[purposes]]: missing required key 'salesforce'");
+		for (size_t j = 0; p->name && j + 1 < cfg->npurposes; j++) {
+			const struct config_purpose *q = &cfg->purposes[j];
+			if (q->name && strcmp(q->name, p->name) == 0)
+				cfg_error(L, p->line, "[[purposes]]: name \"%s\" is used twice",
+				          p->name);
+			if (q->sf_field && p->sf_field && strcmp(q->sf_field, p->sf_field) == 0)
+				cfg_error(L, p->line,
+				          "[[purposes]]: field %s is mapped by two purposes",
+				          p->sf_field);
+		}
+	}
+}
+
+const struct config_purpose *config_purpose_find(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; name && i < cfg->npurposes; i++)
+		if (cfg->purposes[i].name && strcmp(cfg->purposes[i].name, name) == 0)
+			return &cfg->purposes[i];
+	return NULL;
+}
+
+const char *config_basis_name(enum config_basis b)
+{
+	return b == CONFIG_BASIS_SOFT_OPT_IN ? "soft_opt_in" : "consent";
 }
 
 int cfg_secret_configured(const struct config *cfg, enum config_secret_id id)
@@ -490,6 +690,10 @@ int config_load(struct config **out, const char *path, struct config_errors *all
 			load_admins(&L, v, line);
 			continue;
 		}
+		if (strcmp(name, "purposes") == 0) {
+			load_purposes(&L, v, line);
+			continue;
+		}
 		if (toml_type_of(v) != TOML_TABLE) {
 			cfg_error(&L, line, "%s: expected a [%s] table, got %s", name, name,
 			          toml_type_name(toml_type_of(v)));
@@ -552,6 +756,15 @@ void config_free(struct config *cfg)
 		free(cfg->admins[i].token_hash);
 	}
 	free(cfg->admins);
+	for (size_t i = 0; i < cfg->npurposes; i++) {
+		struct config_purpose *p = &cfg->purposes[i];
+		free(p->name);
+		for (int l = 0; l < CONFIG_LANG_COUNT; l++)
+			free(p->label[l]);
+		free(p->sf_field);
+		free(p->sf_data_use_purpose);
+	}
+	free(cfg->purposes);
 	free(cfg->path);
 	free(cfg);
 }

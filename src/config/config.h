@@ -38,6 +38,14 @@ struct config_admin {
 
 #define CONFIG_MAX_OBJECTS 2
 
+/* [[purposes]]: the uses of an email a person opts in and out of one by
+ * one. */
+#define CONFIG_PURPOSES_MAX 16
+enum config_basis {
+	CONFIG_BASIS_CONSENT,     /* suppressed until an opt-in with evidence */
+	CONFIG_BASIS_SOFT_OPT_IN, /* existing customers: in until they object */
+};
+
 /* An array of strings from the file. */
 struct config_list {
 	char **v;
@@ -48,6 +56,15 @@ struct config_list {
 
 /* The languages the unsubscribe pages speak. */
 enum config_language { CONFIG_LANG_EN, CONFIG_LANG_NL, CONFIG_LANG_SV, CONFIG_LANG_COUNT };
+
+struct config_purpose {
+	char *name;                     /* [a-z0-9_]{1,32} */
+	char *label[CONFIG_LANG_COUNT]; /* by enum config_language; NULL: the name */
+	enum config_basis basis;
+	char *sf_field;            /* a checkbox on Contact and Lead, true = out */
+	char *sf_data_use_purpose; /* or: a DataUsePurpose's Name */
+	int line;
+};
 
 struct config {
 	char *path; /* the file the configuration came from */
@@ -65,6 +82,7 @@ struct config {
 		size_t nobjects;
 		struct config_fields fields;
 		struct config_values values;
+		bool create_individuals; /* create a missing Individual (consent objects) */
 	} salesforce;
 	struct {
 		int64_t interval_ms, overlap_ms;
@@ -106,6 +124,8 @@ struct config {
 	} unsubscribe;
 	struct config_admin *admins;
 	size_t nadmins;
+	struct config_purpose *purposes;
+	size_t npurposes;
 	struct {
 		enum log_level level;
 		enum log_format format;
@@ -160,6 +180,9 @@ int config_parse_size(const char *s, uint64_t *bytes);
 
 const char *config_auth_name(enum config_auth a);
 const char *config_language_name(enum config_language l); /* "en" */
+/* The purpose named name, or NULL. */
+const struct config_purpose *config_purpose_find(const struct config *cfg, const char *name);
+const char *config_basis_name(enum config_basis b); /* "consent" */
 
 /* An address range of trusted_proxies: "10.0.0.0/8", "::1/128" or one
  * address. 0, or -1 when s is not one. */

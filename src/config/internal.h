@@ -30,6 +30,7 @@ enum kind {
 	K_PATHS,    /* array of paths, a struct config_list */
 	K_CIDRS,    /* array of CIDRs, a struct config_list */
 	K_LINKBASE, /* https://..., or http:// for localhost only */
+	K_BOOL,     /* a TOML boolean */
 };
 
 #define COUNT_MAX 1000
@@ -66,6 +67,8 @@ extern const char *const auth_names[],
 int cfg_enum_index(const char *const *names, const char *s);
 /* "a, b or c" */
 void cfg_enum_list(const char *const *names, char *out, size_t cap);
+/* A Salesforce API field name. */
+int cfg_valid_field(const char *s);
 /* Non-empty text without control characters. */
 int cfg_valid_text(const char *s, size_t len);
 /* Set key k of cfg from its text form (the file's value or the default):

@@ -33,6 +33,8 @@ const struct keyspec key_table[] = {
     {"salesforce", "connect_timeout", K_DURATION, OFF(salesforce.connect_timeout_ms), "10s", 0, -1},
     {"salesforce", "timeout", K_DURATION, OFF(salesforce.timeout_ms), "120s", 0, -1},
     {"salesforce", "objects", K_OBJECTS, 0, NULL, 0, -1},
+    {"salesforce", "create_individuals", K_BOOL, OFF(salesforce.create_individuals), "false", 0,
+     -1},
     {"salesforce.fields", "opted_out", K_FIELD, OFF(salesforce.fields.opted_out),
      "HasOptedOutOfEmail", 0, -1},
     {"salesforce.fields", "authorization_type", K_FIELD, OFF(salesforce.fields.authorization_type),
@@ -104,8 +106,8 @@ const struct keyspec key_table[] = {
 const size_t config_nkeys = sizeof(key_table) / sizeof(key_table[0]);
 
 /* The sections a file may have; "admins" is the [[admins]] array. */
-const char *const sections[] = {"salesforce", "sync",      "state",       "api", "webhook",
-                                "admins",     "retention", "unsubscribe", "log", NULL};
+const char *const sections[] = {"salesforce", "sync",        "state",    "api", "webhook", "admins",
+                                "retention",  "unsubscribe", "purposes", "log", NULL};
 
 const char *const secret_env[CONFIG_SECRET_COUNT] = {
     "OPTSYNC_SALESFORCE_PRIVATE_KEY", "OPTSYNC_SALESFORCE_CLIENT_SECRET",
@@ -260,7 +262,7 @@ static int valid_linkbase(const char *s)
 	return 0;
 }
 
-static int valid_field(const char *s)
+int cfg_valid_field(const char *s)
 {
 	if (!isalpha((unsigned char)s[0]))
 		return 0;
@@ -326,7 +328,8 @@ int cfg_apply_text(struct config *cfg, const struct keyspec *k, const char *s, s
 		const char *why;
 	} checks[] = {
 	    {K_URL, valid_url, "must be an http:// or https:// URL"},
-	    {K_FIELD, valid_field, "must be a Salesforce API field name (letters, digits, '_')"},
+	    {K_FIELD, cfg_valid_field,
+	     "must be a Salesforce API field name (letters, digits, '_')"},
 	    {K_APIVER, valid_apiver, "must look like \"62.0\""},
 	    {K_LISTEN, valid_listen, "must be \"host:port\" or \"unix:/absolute/path\""},
 	    {K_LINKBASE, valid_linkbase,
@@ -339,6 +342,14 @@ int cfg_apply_text(struct config *cfg, const struct keyspec *k, const char *s, s
 			return -1;
 		}
 	switch (k->kind) {
+	case K_BOOL:
+		/* only defaults come here as text; the file's value is a boolean */
+		if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0) {
+			*why = "must be true or false";
+			return -1;
+		}
+		*(bool *)(base + k->off) = strcmp(s, "true") == 0;
+		return 0;
 	case K_COUNT: {
 		/* only defaults come here as text; the file's value is an integer */
 		char *end;

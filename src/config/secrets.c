@@ -156,6 +156,10 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		case K_COUNT:
 			snprintf(val, sizeof(val), "%u", *(const uint32_t *)(base + k->off));
 			break;
+		case K_BOOL:
+			snprintf(val, sizeof(val), "%s",
+			         *(const bool *)(base + k->off) ? "true" : "false");
+			break;
 		case K_AUTH:
 		case K_RESUB:
 		case K_LOGLEVEL: {
@@ -217,6 +221,33 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		toml_quote(cfg->admins[i].name ? cfg->admins[i].name : "", val, sizeof(val));
 		fn(ctx, "admins", "name", val, (int)i);
 		fn(ctx, "admins", "token_hash", NULL, (int)i);
+	}
+	for (size_t i = 0; i < cfg->npurposes; i++) {
+		const struct config_purpose *p = &cfg->purposes[i];
+		char q[256];
+		toml_quote(p->name ? p->name : "", val, sizeof(val));
+		fn(ctx, "purposes", "name", val, (int)i);
+		toml_quote(config_basis_name(p->basis), val, sizeof(val));
+		fn(ctx, "purposes", "basis", val, (int)i);
+		size_t o = 0;
+		o += (size_t)snprintf(val, sizeof(val), "{");
+		for (int l = 0; l < CONFIG_LANG_COUNT; l++) {
+			if (p->label[l] == NULL || o >= sizeof(val))
+				continue;
+			toml_quote(p->label[l], q, sizeof(q));
+			o += (size_t)snprintf(val + o, sizeof(val) - o, "%s %s = %s",
+			                      o > 1 ? "," : "", config_language_name(l), q);
+		}
+		if (o < sizeof(val))
+			snprintf(val + o, sizeof(val) - o, " }");
+		fn(ctx, "purposes", "label", val, (int)i);
+		toml_quote(p->sf_field              ? p->sf_field
+		           : p->sf_data_use_purpose ? p->sf_data_use_purpose
+		                                    : "",
+		           q, sizeof(q));
+		snprintf(val, sizeof(val), "{ %s = %s }",
+		         p->sf_field ? "field" : "data_use_purpose", q);
+		fn(ctx, "purposes", "salesforce", val, (int)i);
 	}
 }
 

@@ -176,7 +176,7 @@ int conn_restore(const struct config *cfg, const char *file, struct conn_backup_
 	if (strlen(file) >= sizeof(out->file))
 		return err_set(e, ERR_USAGE, "backup file name too long: %.64s...", file);
 	struct ledger_options o = {cfg->state.path, cfg->state.map_size, cfg->state.max_map_size,
-	                           false};
+	                           false, false};
 	struct ledger_backup_info info;
 	struct ledger_verify_report rep;
 	int rc = ledger_restore(file, &o, &info, &rep, e);

@@ -26,7 +26,7 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
 	struct ledger_options o = {cfg->state.path, cfg->state.map_size, cfg->state.max_map_size,
-	                           create};
+	                           create, false};
 	char data[4096];
 	int n = snprintf(data, sizeof(data), "%s/data.mdb", cfg->state.path);
 	int rc = 0;

@@ -215,6 +215,7 @@ struct conn_optout {
 	const char *source;  /* source type of the person, NULL: unchanged */
 	const char *reason;
 	const char *idempotency_key;
+	const char *purpose; /* a configured purpose: out of it only (rule P1); NULL: all email */
 };
 /* Record a local opt-out, durable on return. *result: {"email","opted_out",
  * "already", "event_seq"}. */
@@ -401,9 +402,30 @@ int conn_audit_verify(struct conn *c, const char *expect, cJSON **out, struct er
  * transaction for all. out[i] for emails[i]. With valid NULL, an input that
  * is not an email fails the whole check (ERR_INVALID naming it); with
  * valid, valid[i] says whether emails[i] is one, and the others are
- * answered (out[i] false for an invalid one). */
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, bool *valid,
-                    struct err *e);
+ * answered (out[i] false for an invalid one). With purpose (rule P3), an
+ * email is also suppressed when opted out of that purpose or, for a
+ * consent purpose, without an opt-in to it; ERR_INVALID for a purpose the
+ * configuration does not name. */
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, const char *purpose,
+                    bool *out, bool *valid, struct err *e);
+
+/* ---- purposes (purposes.c) ---- */
+
+struct conn_consent {
+	const char *email, *purpose;
+	int64_t consent_date;        /* ms */
+	const char *evidence_ref;    /* where the consent is kept */
+	const char *evidence_sha256; /* of the evidence file, or NULL */
+};
+/* An opt-in to a configured purpose, durable on return (rule P2): a first
+ * opt-in needs the consent date and evidence reference (ERR_EVIDENCE); one
+ * after an opt-out of the purpose, or while the person is opted out of all
+ * email, needs an admin (ERR_REFUSED) and a consent date after that
+ * opt-out (ERR_EVIDENCE). ERR_INVALID: an unknown purpose, a consent date
+ * in the future. *result: {"email","purpose","status","already",
+ * "event_seq"}. */
+int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn_consent *in,
+                 cJSON **result, struct err *e);
 
 /* ---- the suppression list (suppressions.c) ---- */
 

@@ -64,9 +64,11 @@ int conn_changes(struct conn *c, uint64_t after, size_t limit, cJSON **out, stru
 
 /* ---- suppression check ---- */
 
-int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *out, bool *valid,
-                    struct err *e)
+int conn_suppressed(struct conn *c, const char *const *emails, size_t n, const char *purpose,
+                    bool *out, bool *valid, struct err *e)
 {
+	if (purpose && purpose_check(c->cfg, purpose, e))
+		return e->code;
 	uint8_t(*keys)[LEDGER_KEY_LEN] = malloc((n ? n : 1) * sizeof(*keys));
 	size_t *at = malloc((n ? n : 1) * sizeof(*at));
 	bool *hit = malloc((n ? n : 1) * sizeof(*hit));
@@ -91,6 +93,18 @@ int conn_suppressed(struct conn *c, const char *const *emails, size_t n, bool *o
 	if (rc == 0)
 		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, k, hit,
 		                      e);
+	if (rc == 0 && purpose) {
+		/* P3: out of the purpose too when opted out of it, or, for a consent
+		 * purpose, without an opt-in */
+		bool *all = malloc((k ? k : 1) * sizeof(*all));
+		if (all)
+			memset(all, 1,
+			       (k ? k : 1) * sizeof(*all)); /* keys[] holds valid ones only */
+		rc = all ? purpose_suppressed(c, purpose, (const uint8_t(*)[LEDGER_KEY_LEN])keys,
+		                              all, k, hit, e)
+		         : err_set(e, ERR_NOMEM, "out of memory");
+		free(all);
+	}
 	for (size_t j = 0; rc == 0 && j < k; j++)
 		out[at[j]] = hit[j];
 	free(keys);

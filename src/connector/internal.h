@@ -105,6 +105,14 @@ int conn_retention_if_due(struct conn *c, bool *ran, struct ledger_retention_rep
  * run's time (ms, 0: none). */
 int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *last_run,
                           struct err *e);
+/* Purposes (purposes.c). ERR_INVALID naming a purpose the configuration
+ * does not have. */
+int purpose_check(const struct config *cfg, const char *name, struct err *e);
+/* P3 over keys already checked globally: out[i] in: opted out of all
+ * email; out: suppressed for the purpose. */
+int purpose_suppressed(struct conn *c, const char *purpose, const uint8_t (*keys)[LEDGER_KEY_LEN],
+                       const bool *valid, size_t n, bool *out, struct err *e);
+
 /* [retention] sets at least one limit. */
 bool conn_retention_configured(const struct config *cfg);
 
@@ -154,6 +162,10 @@ struct conn_push_list {
 };
 /* The summary of a cycle report too large to keep whole (bytes long). */
 cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes);
+/* A person's configured purposes: status, basis, whether the suppression
+ * check answers suppressed for it, when and where it changed. */
+cJSON *render_purposes(const struct config *cfg, const struct ledger_person *person,
+                       const struct ledger_purpose *set, size_t n);
 /* A retention run's report. */
 cJSON *render_retention(bool configured, bool dry_run, uint64_t events, uint64_t persons,
                         uint64_t conflicts, uint64_t event_seq);

@@ -56,13 +56,9 @@ int conn_link_mint(const struct conn_links *k, const char *email, const char *pu
 	int rc = conn_email_normalize(email, c.email, e);
 	if (rc)
 		return rc;
-	if (purpose && *purpose)
-		/* the purposes the configuration names; none are configured yet */
-		return err_set(e, ERR_INVALID,
-		               "unknown purpose '%.64s': the configuration names no purposes "
-		               "(leave --purpose out for a link that opts out of all email)",
-		               purpose);
-	c.purpose[0] = '\0';
+	if (purpose && *purpose && (rc = purpose_check(k->cfg, purpose, e)))
+		return rc;
+	snprintf(c.purpose, sizeof(c.purpose), "%s", purpose ? purpose : "");
 	if (campaign && strlen(campaign) > LINK_NAME_MAX)
 		return err_set(e, ERR_INVALID, "campaign '%.40s...' is longer than %d bytes",
 		               campaign, LINK_NAME_MAX);
@@ -224,7 +220,13 @@ int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_l
 	    via == CONN_LINK_ONE_CLICK ? "one-click unsubscribe (RFC 8058)" : "unsubscribe page";
 	r->x.o = &r->o;
 	r->x.campaign = v->campaign[0] ? v->campaign : NULL;
-	r->x.purpose_name = v->purpose[0] ? v->purpose : NULL;
+	/* a link of a purpose the configuration still has opts out of it (P1);
+	 * of one it no longer has, out of all email: an unsubscribe is never
+	 * lost */
+	if (v->purpose[0] && config_purpose_find(c->cfg, v->purpose))
+		r->o.purpose = v->purpose;
+	else
+		r->x.purpose_name = v->purpose[0] ? v->purpose : NULL;
 	struct link_group *g = c->links;
 	pthread_mutex_lock(&g->mu);
 	*g->tail = r;

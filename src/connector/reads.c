@@ -24,6 +24,8 @@ struct person_view {
 	uint32_t nrecs;
 	struct ledger_event *evs; /* VIEW_HISTORY: oldest first */
 	size_t nevs, capevs;
+	struct ledger_purpose purposes[CONFIG_PURPOSES_MAX]; /* the configured ones set */
+	size_t npurposes;
 	struct err *e; /* for the event collector */
 };
 
@@ -51,6 +53,14 @@ static int collect_event(const struct ledger_event *ev, void *ctx)
 	return 0;
 }
 
+static int collect_purpose(const struct ledger_purpose *p, void *ctx)
+{
+	struct person_view *v = ctx;
+	if (config_purpose_find(v->c->cfg, p->name) && v->npurposes < CONFIG_PURPOSES_MAX)
+		v->purposes[v->npurposes++] = *p;
+	return 0;
+}
+
 static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct person_view *v = ctx;
@@ -58,6 +68,9 @@ static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (rc == ERR_NOTFOUND)
 		return err_set(e, ERR_NOTFOUND, "no person with email %s", v->email);
 	if (rc)
+		return rc;
+	v->npurposes = 0; /* the callback may run again */
+	if ((rc = ledger_purpose_each(t, v->key, collect_purpose, v, e)))
 		return rc;
 	if ((v->parts & VIEW_RECORDS) && v->p.nrecords > 0) {
 		v->recs = calloc(v->p.nrecords, sizeof(*v->recs));
@@ -117,6 +130,7 @@ int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err
 		return rc;
 	json_mark();
 	cJSON *o = render_person(&v->p, true);
+	json_attach(o, "purposes", render_purposes(v->c->cfg, &v->p, v->purposes, v->npurposes));
 	view_free(v);
 	return json_result(o, 0, out, e);
 }
@@ -152,7 +166,10 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 		json_append(recs, render_record(&v->recs[i]));
 	cJSON *hist = render_history(v);
 	json_attach(o, "history", hist);
-	json_attach(o, "state", render_person(&v->p, false));
+	cJSON *state = render_person(&v->p, false);
+	json_attach(state, "purposes",
+	            render_purposes(v->c->cfg, &v->p, v->purposes, v->npurposes));
+	json_attach(o, "state", state);
 	view_free(v);
 	return json_result(o, 0, out, e);
 }

@@ -136,8 +136,11 @@ cJSON *render_event(const struct ledger_event *ev)
 	}
 	if (ev->campaign[0])
 		cJSON_AddStringToObject(o, "campaign", ev->campaign);
-	if (ev->purpose_name[0])
+	if (ev->purpose_name[0]) {
 		cJSON_AddStringToObject(o, "purpose", ev->purpose_name);
+		if (ev->facts.mask & LEDGER_F_CONSENT_DATE)
+			add_time(o, "consent_date", ev->facts.consent_date);
+	}
 	if (ev->erased)
 		cJSON_AddBoolToObject(o, "erased", true);
 	return o;
@@ -205,6 +208,13 @@ cJSON *render_change(const struct ledger_change *ch, const char *email)
 	else
 		cJSON_AddNullToObject(o, "email");
 	cJSON_AddBoolToObject(o, "opted_out", ch->opted_out);
+	if (ch->purpose_name[0]) {
+		cJSON *p = cJSON_AddObjectToObject(o, "purpose");
+		cJSON_AddStringToObject(p, "name", ch->purpose_name);
+		cJSON_AddStringToObject(p, "status",
+		                        ch->purpose_status == LEDGER_PURPOSE_IN ? "opted_in"
+		                                                                : "opted_out");
+	}
 	cJSON *a = cJSON_AddObjectToObject(o, "authorization");
 	if (ch->auth_type)
 		cJSON_AddStringToObject(a, "type", ledger_auth_name(ch->auth_type));
@@ -464,5 +474,42 @@ cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes)
 		cJSON_AddStringToObject(o, "error", r->error);
 	cJSON_AddNumberToObject(o, "report_bytes", (double)bytes);
 	cJSON_AddStringToObject(o, "note", "the whole report was larger than the ledger keeps");
+	return o;
+}
+
+/* ---- purposes ---- */
+
+cJSON *render_purposes(const struct config *cfg, const struct ledger_person *person,
+                       const struct ledger_purpose *set, size_t n)
+{
+	static const char *const status_names[] = {"none", "opted_in", "opted_out"};
+	cJSON *o = cJSON_CreateObject();
+	for (size_t i = 0; o && i < cfg->npurposes; i++) {
+		const struct config_purpose *cp = &cfg->purposes[i];
+		const struct ledger_purpose *p = NULL;
+		for (size_t j = 0; j < n && p == NULL; j++)
+			if (strcmp(set[j].name, cp->name) == 0)
+				p = &set[j];
+		uint8_t status = p ? p->status : LEDGER_PURPOSE_NONE;
+		/* P3: what the suppression check answers for this purpose */
+		bool out = person->facts.opted_out || status == LEDGER_PURPOSE_OUT ||
+		           (cp->basis == CONFIG_BASIS_CONSENT && status != LEDGER_PURPOSE_IN);
+		cJSON *q = cJSON_CreateObject();
+		cJSON_AddStringToObject(q, "status", status_names[status <= 2 ? status : 0]);
+		cJSON_AddStringToObject(q, "basis", config_basis_name(cp->basis));
+		cJSON_AddBoolToObject(q, "suppressed", out);
+		if (p) {
+			add_time(q, "changed_at", p->changed_at);
+			cJSON_AddStringToObject(
+			    q, "origin",
+			    ledger_origin_name(p->origin) ? ledger_origin_name(p->origin) : "?");
+		}
+		if (p && status == LEDGER_PURPOSE_IN) {
+			add_time(q, "consent_date", p->consent_date);
+			if (p->evidence_ref[0])
+				cJSON_AddStringToObject(q, "evidence_ref", p->evidence_ref);
+		}
+		json_attach(o, cp->name, q);
+	}
 	return o;
 }

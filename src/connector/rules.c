@@ -197,6 +197,12 @@ int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_ev
 		ch.consent_date =
 		    (p->facts.mask & LEDGER_F_CONSENT_DATE) ? p->facts.consent_date : 0;
 		ch.source_type = (p->facts.mask & LEDGER_F_SOURCE_TYPE) ? p->facts.source_type : 0;
+		if (ev->purpose_name[0] && ev->kind != LEDGER_EV_ERASURE) {
+			/* a purpose's change: the global opt-out above is unchanged */
+			snprintf(ch.purpose_name, sizeof(ch.purpose_name), "%s", ev->purpose_name);
+			ch.purpose_status =
+			    ev->kind == LEDGER_EV_OPTIN ? LEDGER_PURPOSE_IN : LEDGER_PURPOSE_OUT;
+		}
 		return ledger_change_append(t, &ch, e);
 	}
 	default:

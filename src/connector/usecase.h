@@ -33,6 +33,11 @@ struct optout_uc {
  * again). u->already and u->event_seq say what it did. */
 int optout_txn(struct ledger_txn *t, void *ctx, struct err *e);
 
+/* A person's opt-out of one purpose (P1) in a write transaction, into u
+ * (u->p loaded): nothing new when already out of it. */
+int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose, int64_t at,
+                         const char *reason, const char *campaign, struct err *e);
+
 /* The context of the re-subscribe, which resolving a conflict with new
  * evidence runs too. */
 struct resub_uc {

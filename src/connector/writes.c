@@ -34,6 +34,14 @@ int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (rc)
 		return rc;
 	struct ledger_person *p = &u->p;
+	if (o->purpose) {
+		rc = purpose_optout_apply(t, u, o->purpose,
+		                          o->occurred_at ? o->occurred_at : time_now_ms(),
+		                          o->reason, x->campaign, e);
+		if (rc == 0 && o->idempotency_key)
+			rc = ledger_idem_put(t, o->idempotency_key, u->event_seq, time_now_ms(), e);
+		return rc;
+	}
 	if (p->facts.opted_out) {
 		u->already = 1;
 		u->event_seq = p->last_event;
@@ -94,6 +102,8 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 		return err_set(e, ERR_INVALID, "occurred_at is in the future");
 	if (o->reason && strlen(o->reason) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "reason longer than %d bytes", LEDGER_TEXT_MAX);
+	if (o->purpose && purpose_check(c->cfg, o->purpose, e))
+		return e->code;
 	struct optout_uc *x = uc_new(c, who, o->email, sizeof(*x), e);
 	if (x == NULL)
 		return e->code;
@@ -105,7 +115,12 @@ int conn_optout(struct conn *c, const struct conn_actor *who, const struct conn_
 	json_mark();
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "email", u->email);
-	cJSON_AddBoolToObject(r, "opted_out", true);
+	/* out of all email; a purpose's opt-out leaves that as it was */
+	cJSON_AddBoolToObject(r, "opted_out", o->purpose ? u->p.facts.opted_out : true);
+	if (o->purpose) {
+		cJSON_AddStringToObject(r, "purpose", o->purpose);
+		cJSON_AddStringToObject(r, "purpose_status", "opted_out");
+	}
 	cJSON_AddBoolToObject(r, "already", u->already);
 	cJSON_AddNumberToObject(r, "event_seq", (double)u->event_seq);
 	cJSON_AddNumberToObject(r, "pushes_queued", (double)u->st.pushes_queued);

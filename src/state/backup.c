@@ -163,11 +163,19 @@ int ledger_backup(struct ledger *l, const char *file, struct ledger_backup_info 
                   struct err *e)
 {
 	memset(info, 0, sizeof(*info));
+	uint32_t schema = 0;
+	int rc = ledger_read(l, read_schema, &schema, e);
+	return rc ? rc : ledger_backup_schema(l, file, schema, info, e);
+}
+
+int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
+                         struct ledger_backup_info *info, struct err *e)
+{
+	memset(info, 0, sizeof(*info));
 	int64_t start = time_now_ms();
 	struct trailer t = {0};
-	int rc = ledger_read(l, read_schema, &t.schema, e);
-	if (rc)
-		return rc;
+	t.schema = schema;
+	int rc = 0;
 	size_t tl = strlen(file) + 32;
 	char *tmp = malloc(tl);
 	if (tmp == NULL)
@@ -410,6 +418,7 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 	/* open it as optsync will (an older schema is migrated here), and check
 	 * the whole history chain before it takes the ledger's place */
 	struct ledger_options so = *opt;
+	so.no_migration_backup = true; /* the file is the backup */
 	so.path = staging;
 	so.create = false;
 	struct ledger *l = NULL;

@@ -357,6 +357,8 @@ int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
 		if (rc)
 			goto out;
 	}
+	if ((rc = ledger_purposes_scrub(t, key, e)))
+		goto out;
 	if ((rc = ledger_event_scrub_list(t, p->last_event, e)))
 		goto out;
 	struct scrub_ctx s = {t, key, e, {0}, 0, 1};

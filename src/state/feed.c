@@ -45,6 +45,13 @@ int ent_change_decode(const MDB_val *k, const MDB_val *v, struct ledger_change *
 		case 9:
 			c->consent_date = f.s;
 			break;
+		case 10:
+			if (dec_str(&f, c->purpose_name, sizeof(c->purpose_name)))
+				return -1;
+			break;
+		case 11:
+			c->purpose_status = (uint8_t)f.u;
+			break;
 		default:
 			break;
 		}
@@ -69,6 +76,8 @@ int ledger_change_append(struct ledger_txn *t, struct ledger_change *c, struct e
 	enc_uint(&en, 7, c->auth_type);
 	enc_uint(&en, 8, c->source_type);
 	enc_sint(&en, 9, c->consent_date);
+	enc_str(&en, 10, c->purpose_name);
+	enc_uint(&en, 11, c->purpose_status);
 	be64_put(k, c->seq);
 	return db_put(t, t->l->feed, k, 8, buf, en.len, MDB_APPEND, "append change", e);
 }

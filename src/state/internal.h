@@ -11,7 +11,8 @@
 
 struct ledger {
 	MDB_env *env;
-	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem;
+	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem, purposes;
+	char *migration_backup; /* the backup taken before migrating, or NULL */
 	char *path;
 	char *real_path; /* absolute, for finding the map in /proc/self/maps */
 	void *map_addr;  /* where data.mdb is mapped (ledger_trim) */
@@ -128,5 +129,14 @@ int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct er
  * values (entities.c, history.c); the number of kinds that accepted them. */
 int ledger_probe_entities(const void *k, size_t kl, const void *v, size_t vl);
 int ledger_probe_event(const void *k, size_t kl, const void *v, size_t vl);
+
+/* Copy the open ledger to file as ledger_backup does, with its schema
+ * given (the opening of a ledger to migrate has not read it the usual way). */
+struct ledger_backup_info;
+int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
+                         struct ledger_backup_info *info, struct err *e);
+/* Erasure's part in the purposes table: evidence references go. */
+int ledger_purposes_scrub(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                          struct err *e);
 
 #endif

@@ -10,10 +10,12 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "state/internal.h"
 #include "state/sha.h"
+#include "util/log.h"
 
 #define MAX_DBS 16
 
@@ -142,6 +144,7 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
 	    {"conflicts", offsetof(struct ledger, conflicts), 0},
 	    {"outbox", offsetof(struct ledger, outbox), 0},
 	    {"idempotency", offsetof(struct ledger, idem), 0},
+	    {"purposes", offsetof(struct ledger, purposes), 0}, /* schema 2 */
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
@@ -158,7 +161,67 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
  * opening write transaction. Version 1 is the first; a new version adds
  * its step here. */
 typedef int (*migration_fn)(struct ledger_txn *t, struct err *e);
-static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {NULL};
+
+/* 1 -> 2: the purposes table, which open_dbs has just created (empty: no
+ * person had a purpose before). Nothing else changes. */
+static int migrate_1_to_2(struct ledger_txn *t, struct err *e)
+{
+	(void)t;
+	(void)e;
+	return 0;
+}
+
+static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {NULL, migrate_1_to_2};
+
+/* A ledger of an older schema is backed up before it is migrated: the
+ * schema is read in a read transaction of its own (the tables of the new
+ * schema do not exist yet), and the backup written beside the ledger. */
+static int backup_before_migrating(struct ledger *l, struct err *e)
+{
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = {6, (void *)"schema"}, v;
+	if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
+		return 0; /* the opening transaction reports it */
+	uint64_t version = 0;
+	if (mdb_dbi_open(txn, "meta", 0, &meta) == 0 && mdb_get(txn, meta, &k, &v) == 0 &&
+	    v.mv_size == 8)
+		version = be64_get(v.mv_data);
+	mdb_txn_abort(txn);
+	if (version == 0 || version >= LEDGER_SCHEMA_VERSION)
+		return 0; /* new, current, or refused as newer later */
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	size_t n = strlen(l->path) + 64;
+	l->migration_backup = malloc(n);
+	if (l->migration_backup == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	snprintf(l->migration_backup, n, "%s.schema%llu-%s.backup", l->path,
+	         (unsigned long long)version, stamp);
+	struct ledger_backup_info info;
+	int rc = ledger_backup_schema(l, l->migration_backup, (uint32_t)version, &info, e);
+	if (rc) {
+		err_prefix(e,
+		           "before migrating the ledger from schema %llu to %d, a backup of it "
+		           "failed: ",
+		           (unsigned long long)version, LEDGER_SCHEMA_VERSION);
+		return rc;
+	}
+	log_info("ledger.migrate",
+	         "ledger %s has schema %llu: backed up to %s (%llu bytes) before migrating to "
+	         "schema %d",
+	         l->path, (unsigned long long)version, l->migration_backup,
+	         (unsigned long long)info.bytes, LEDGER_SCHEMA_VERSION);
+	return 0;
+}
+
+const char *ledger_migration_backup(const struct ledger *l)
+{
+	return l->migration_backup;
+}
 
 static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
 {
@@ -280,6 +343,8 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	mdb_reader_check(l->env, &dead);          /* clear slots of crashed readers */
 	l->real_path = realpath(opt->path, NULL); /* for ledger_trim */
 
+	if (!opt->no_migration_backup && (rc = backup_before_migrating(l, e)))
+		goto out;
 	rc = mdb_txn_begin(l->env, NULL, 0, &txn);
 	if (rc) {
 		rc = ledger_mdb_error(NULL, rc, "begin", e);
@@ -323,6 +388,7 @@ void ledger_close(struct ledger *l)
 	pthread_rwlock_destroy(&l->resize);
 	free(l->path);
 	free(l->real_path);
+	free(l->migration_backup);
 	free(l);
 }
 

@@ -29,7 +29,7 @@
 
 #include "util/err.h"
 
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2 /* 2: per-purpose statuses (the purposes table) */
 
 #define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
 #define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
@@ -203,6 +203,8 @@ struct ledger_change {
 	bool opted_out;
 	uint8_t auth_type, source_type;
 	int64_t consent_date;
+	char purpose_name[LEDGER_TAG_MAX + 1]; /* a purpose's change: its name */
+	uint8_t purpose_status;                /* and its new status */
 };
 
 enum ledger_conflict_kind {
@@ -256,13 +258,21 @@ struct ledger;
 struct ledger_txn;
 
 struct ledger_options {
-	const char *path;      /* directory; created 0700 when create is set */
-	uint64_t map_size;     /* initial map size */
-	uint64_t max_map_size; /* growth limit */
-	bool create;           /* create a missing ledger (else ERR_LEDGER) */
+	const char *path;         /* directory; created 0700 when create is set */
+	uint64_t map_size;        /* initial map size */
+	uint64_t max_map_size;    /* growth limit */
+	bool create;              /* create a missing ledger (else ERR_LEDGER) */
+	bool no_migration_backup; /* an older schema is migrated without first
+	                             taking a backup (a restore: the file is one) */
 };
 
+/* Open (or create) the ledger. A ledger of an older schema is migrated in
+ * the opening transaction, after a backup of it is taken beside it, as
+ * PATH.schemaN-YYYYmmddTHHMMSSZ.backup (unless opt->no_migration_backup);
+ * ledger_migration_backup() names it. */
 int ledger_open(struct ledger **out, const struct ledger_options *opt, struct err *e);
+/* The backup taken before this open migrated the ledger, or NULL. */
+const char *ledger_migration_backup(const struct ledger *l);
 void ledger_close(struct ledger *l); /* NULL is fine */
 
 /* The person key of a normalized email: HMAC-SHA256(ledger key, email). */
@@ -451,6 +461,41 @@ int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct er
 int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
                      struct err *e);
+
+/* ---- per-purpose statuses (schema 2) ---- */
+
+#define LEDGER_PURPOSE_NAME_MAX 32 /* [a-z0-9_]{1,32} */
+enum ledger_purpose_status {
+	LEDGER_PURPOSE_NONE = 0,
+	LEDGER_PURPOSE_IN = 1,  /* opted in: consent date and evidence */
+	LEDGER_PURPOSE_OUT = 2, /* opted out: when and where from */
+};
+struct ledger_purpose {
+	char name[LEDGER_PURPOSE_NAME_MAX + 1];
+	uint8_t status;                         /* enum ledger_purpose_status */
+	int64_t changed_at;                     /* ms */
+	uint8_t origin;                         /* enum ledger_origin of the change */
+	int64_t consent_date;                   /* LEDGER_PURPOSE_IN: when consent was given (ms) */
+	char evidence_ref[LEDGER_TEXT_MAX + 1]; /* personal: "" once erased */
+	uint64_t event_seq;                     /* the history event of the change */
+};
+/* A person's status for one purpose; ERR_NOTFOUND when none was ever set. */
+int ledger_purpose_get(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN], const char *name,
+                       struct ledger_purpose *out, struct err *e);
+/* Set it (a write transaction). ERR_INVALID for a name that is not
+ * [a-z0-9_]{1,32}. */
+int ledger_purpose_put(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                       const struct ledger_purpose *p, struct err *e);
+/* A person's purposes, in name order; fn's nonzero return stops the walk
+ * and is returned. */
+int ledger_purpose_each(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                        int (*fn)(const struct ledger_purpose *, void *), void *ctx, struct err *e);
+/* Every person's status for one purpose (the suppression index), with the
+ * person's key. */
+int ledger_purpose_scan(struct ledger_txn *t,
+                        int (*fn)(const uint8_t person[LEDGER_KEY_LEN],
+                                  const struct ledger_purpose *, void *),
+                        void *ctx, struct err *e);
 
 /* ---- idempotency keys (local API) ---- */
 

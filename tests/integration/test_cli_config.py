@@ -100,7 +100,7 @@ class Cli(unittest.TestCase):
                                 % (path, w, len(words))], capture_output=True, text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
             return set(p.stdout.split())
-        self.assertEqual(complete("con"), {"contact", "conflicts", "config"})
+        self.assertEqual(complete("con"), {"contact", "conflicts", "config", "consent"})
         self.assertEqual(complete("contact", "sh"), {"show"})
         self.assertEqual(complete("sync", "--"), {"--once", "--dry-run", "--full", "--json",
                                                   "--help"})

@@ -17,7 +17,7 @@ def keys_of(settings, prefix=""):
             yield prefix + k + ".*"
         elif isinstance(v, dict):
             yield from keys_of(v, prefix + k + ".")
-        elif k == "admins" or prefix == "admins.":
+        elif k in ("admins", "purposes") or prefix in ("admins.", "purposes."):
             continue
         else:
             yield prefix + k
@@ -29,11 +29,12 @@ def main():
                         "check", "--json"], capture_output=True, text=True)
     settings = json.loads(p.stdout)["settings"]
     settings.pop("admins", None)
+    settings.pop("purposes", None)
     keys = set(keys_of(settings))
     readme = open(os.path.join(src, "README.md")).read()
     table = readme[readme.index("| key | default | meaning |"):]
     table = table[:table.index("\n\n")]
-    documented = set(re.findall(r"^\| `([a-z_.*]+)` \|", table, re.M)) - {"admins"}
+    documented = set(re.findall(r"^\| `([a-z_.*]+)` \|", table, re.M)) - {"admins", "purposes"}
     example = open(os.path.join(src, "config.example.toml")).read()
     # optional keys left unset are not printed by config check; the example
     # file names them (commented out)

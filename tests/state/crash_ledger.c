@@ -89,7 +89,7 @@ static int write_batch(struct ledger_txn *t, void *ctx, struct err *e)
 static int child(const char *dir)
 {
 	/* A small map, so that growth happens under the kills too. */
-	struct ledger_options o = {dir, 1u << 20, 1u << 30, true};
+	struct ledger_options o = {dir, 1u << 20, 1u << 30, true, false};
 	struct ledger *l;
 	struct err e = {0};
 	if (ledger_open(&l, &o, &e)) {
@@ -210,7 +210,7 @@ int main(int argc, char **argv)
 			}
 		close(fds[0]);
 
-		struct ledger_options o = {ledger_dir, 1u << 20, 1u << 30, false};
+		struct ledger_options o = {ledger_dir, 1u << 20, 1u << 30, false, false};
 		struct ledger *l;
 		struct err e = {0};
 		if (ledger_open(&l, &o, &e)) {

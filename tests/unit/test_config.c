@@ -292,6 +292,52 @@ static void test_unsubscribe(void **state)
 #undef UNSUB
 }
 
+/* [[purposes]]: what loads, and errors that name the line and the key. */
+static void test_purposes(void **state)
+{
+	struct config *cfg =
+	    load_ok(BASE "create_individuals = true\n"
+	                 "[[purposes]]\nname = \"newsletter\"\nlabel = { en = \"Newsletter\", sv = "
+	                 "\"Nyhetsbrev\" }\nbasis = \"consent\"\nsalesforce = { field = "
+	                 "\"Newsletter_Opt_Out__c\" }\n"
+	                 "[[purposes]]\nname = \"offers_2\"\nbasis = \"soft_opt_in\"\n"
+	                 "salesforce = { data_use_purpose = \"Offers\" }\n");
+	assert_true(cfg->salesforce.create_individuals);
+	assert_int_equal(cfg->npurposes, 2);
+	const struct config_purpose *p = config_purpose_find(cfg, "newsletter");
+	assert_non_null(p);
+	assert_string_equal(p->label[CONFIG_LANG_SV], "Nyhetsbrev");
+	assert_null(p->label[CONFIG_LANG_NL]);
+	assert_string_equal(p->sf_field, "Newsletter_Opt_Out__c");
+	assert_int_equal(config_purpose_find(cfg, "offers_2")->basis, CONFIG_BASIS_SOFT_OPT_IN);
+	assert_null(config_purpose_find(cfg, "events"));
+	config_free(cfg);
+#define P(body) BASE "[[purposes]]\n" body
+	expect_errors(
+	    P("name = \"News\"\nbasis = \"consent\"\nsalesforce = { field = \"F__c\" }\n"), 1,
+	    "bad.toml:6:", "purposes.name: \"News\": use 1 to 32 of a-z, 0-9 and _");
+	expect_errors(P("name = \"n\"\nbasis = \"maybe\"\nsalesforce = { field = \"F__c\" }\n"), 1,
+	              "bad.toml:7:", "purposes.basis: \"maybe\" is not one of");
+	expect_errors(P("name = \"n\"\nbasis = \"consent\"\n"), 1,
+	              "bad.toml:5:", "missing required key 'salesforce'");
+	expect_errors(P("name = \"n\"\nbasis = \"consent\"\nsalesforce = { field = \"F__c\", "
+	                "data_use_purpose = \"X\" }\n"),
+	              1, "bad.toml:8:", "give exactly one of field");
+	expect_errors(P("name = \"n\"\nbasis = \"consent\"\nlabel = { de = \"x\" }\nsalesforce = "
+	                "{ field = \"F__c\" }\n"),
+	              1, "bad.toml:8:", "purposes.label: \"de\" is not one of");
+	expect_errors(P("name = \"n\"\nbasis = \"consent\"\nsalesforce = { field = \"F__c\" }\n"
+	                "colour = \"red\"\n"),
+	              1, "bad.toml:9:", "unknown key 'colour' in [[purposes]]");
+	expect_errors(P("name = \"n\"\nbasis = \"consent\"\nsalesforce = { field = \"F__c\" }\n"
+	                "[[purposes]]\nname = \"n\"\nbasis = \"consent\"\nsalesforce = { field = "
+	                "\"F__c\" }\n"),
+	              2, "bad.toml:9:", "name \"n\" is used twice");
+	expect_errors(BASE "create_individuals = \"yes\"\n", 1,
+	              "bad.toml:5:", "salesforce.create_individuals: expected true or false");
+#undef P
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -320,6 +366,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_units),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_unsubscribe),
+	    cmocka_unit_test(test_purposes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

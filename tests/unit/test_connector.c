@@ -161,7 +161,7 @@ static void check_all(struct conn *c, char (*emails)[40], size_t n, const bool *
 	struct err e = {0};
 	for (size_t i = 0; i < n; i++)
 		list[i] = emails[i];
-	if (conn_suppressed(c, list, n, got, NULL, &e))
+	if (conn_suppressed(c, list, n, NULL, got, NULL, &e))
 		fail_msg("%s", e.msg);
 	for (size_t i = 0; i < n; i++)
 		if (got[i] != want[i])

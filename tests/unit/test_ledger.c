@@ -19,7 +19,7 @@ static char dir[64];
 
 static struct ledger *open_ledger(uint64_t map, uint64_t max)
 {
-	struct ledger_options o = {dir, map, max, true};
+	struct ledger_options o = {dir, map, max, true, false};
 	struct ledger *l;
 	struct err e = {0};
 	if (ledger_open(&l, &o, &e))
@@ -196,7 +196,7 @@ static void garbage(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
 
 static void test_create_modes_and_key(void **state)
 {
-	struct ledger_options o = {dir, 1 << 20, 1 << 24, false};
+	struct ledger_options o = {dir, 1 << 20, 1 << 24, false, false};
 	struct ledger *l;
 	struct err e = {0};
 	assert_int_equal(ledger_open(&l, &o, &e), ERR_LEDGER);
@@ -619,7 +619,7 @@ static void test_schema_newer_and_corrupt(void **state)
 	ledger_close(l);
 
 	raw_edit("meta", "schema", 6, set_schema_99);
-	struct ledger_options o = {dir, 1 << 20, 1 << 24, false};
+	struct ledger_options o = {dir, 1 << 20, 1 << 24, false, false};
 	assert_int_equal(ledger_open(&l, &o, &e), ERR_LEDGER);
 	assert_non_null(strstr(e.msg, "schema version 99, newer"));
 
@@ -999,7 +999,7 @@ static void backup_to(struct ledger *l, const char *file)
 /* restore file into target; the code it returns, with the message in e */
 static int restore_to(const char *file, const char *target, struct err *e)
 {
-	struct ledger_options o = {target, 1 << 20, 1 << 24, false};
+	struct ledger_options o = {target, 1 << 20, 1 << 24, false, false};
 	struct ledger_backup_info info;
 	struct ledger_verify_report rep;
 	return ledger_restore(file, &o, &info, &rep, e);

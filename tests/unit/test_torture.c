@@ -453,7 +453,7 @@ static int uc_suppressed(struct fixture *f, unsigned long i, void **out, struct 
 	static const char *const emails[] = {"ada@example.com", "nobody@example.com",
 	                                     "not an email"};
 	bool got[3], valid[3];
-	int rc = conn_suppressed(f->c, emails, 3, got, valid, e);
+	int rc = conn_suppressed(f->c, emails, 3, NULL, got, valid, e);
 	*out = NULL;
 	if (rc == 0 && !(got[0] && !got[1] && valid[0] && !valid[2]))
 		fail_msg("suppression check: a wrong answer after allocation failures");

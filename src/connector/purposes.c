@@ -1,0 +1,222 @@
+/* Purposes (rules P1-P3, docs/sync-rules.md): a person's opt-in and
+ * opt-out of each configured use of their email, beside the global
+ * opt-out that overrides them all. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/usecase.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+int purpose_check(const struct config *cfg, const char *name, struct err *e)
+{
+	if (config_purpose_find(cfg, name))
+		return 0;
+	char list[CONFIG_PURPOSES_MAX * 36] = "";
+	size_t o = 0;
+	for (size_t i = 0; i < cfg->npurposes && o < sizeof(list); i++)
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "",
+		                      cfg->purposes[i].name);
+	if (cfg->npurposes == 0)
+		return err_set(e, ERR_INVALID,
+		               "unknown purpose '%.40s': the configuration names no purposes "
+		               "([[purposes]])",
+		               name);
+	return err_set(e, ERR_INVALID, "unknown purpose '%.40s' (configured: %s)", name, list);
+}
+
+int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose, int64_t at,
+                         const char *reason, const char *campaign, struct err *e)
+{
+	struct ledger_purpose cur;
+	int rc = ledger_purpose_get(t, u->key, purpose, &cur, e);
+	if (rc == 0 && cur.status == LEDGER_PURPOSE_OUT) {
+		u->already = 1;
+		u->event_seq = cur.event_seq;
+		return 0;
+	}
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	uc_event_by(&u->ev, u->who, LEDGER_EV_OPTOUT);
+	snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s", purpose);
+	if (reason)
+		snprintf(u->ev.reason, sizeof(u->ev.reason), "%s", reason);
+	if (campaign)
+		snprintf(u->ev.campaign, sizeof(u->ev.campaign), "%s", campaign);
+	u->p.updated_at = time_now_ms();
+	if ((rc = event_record(t, &u->p, &u->ev, e)))
+		return rc;
+	struct ledger_purpose np;
+	memset(&np, 0, sizeof(np));
+	snprintf(np.name, sizeof(np.name), "%s", purpose);
+	np.status = LEDGER_PURPOSE_OUT;
+	np.changed_at = at;
+	np.origin = (uint8_t)u->who->origin;
+	np.event_seq = u->ev.seq;
+	u->event_seq = u->ev.seq;
+	return ledger_purpose_put(t, u->key, &np, e);
+}
+
+/* ---- consent: an opt-in to a purpose ---- */
+
+struct consent_uc {
+	struct uc u;
+	const struct conn_consent *in;
+	const struct config_purpose *purpose;
+};
+
+static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct consent_uc *x = ctx;
+	struct uc *u = &x->u;
+	const struct conn_consent *in = x->in;
+	u->already = 0;
+	int rc = uc_load_person(t, u, e);
+	if (rc)
+		return rc;
+	struct ledger_purpose cur;
+	rc = ledger_purpose_get(t, u->key, in->purpose, &cur, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(&cur, 0, sizeof(cur));
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	if (cur.status == LEDGER_PURPOSE_IN) {
+		u->already = 1;
+		u->event_seq = cur.event_seq;
+		return 0;
+	}
+	/* P2: a re-opt-in, or an opt-in while opted out of all email, is an
+	 * admin's, with evidence newer than the opt-out */
+	bool global_out = u->p.facts.opted_out;
+	if (global_out || cur.status == LEDGER_PURPOSE_OUT) {
+		if (u->who->origin != LEDGER_ORIGIN_ADMIN)
+			return err_set(e, ERR_REFUSED,
+			               "%s opted out %s; an opt-in to '%s' now needs admin "
+			               "credentials and new consent evidence (rule P2)",
+			               u->email, global_out ? "of all email" : "of this purpose",
+			               in->purpose);
+		int64_t out_at = global_out ? u->p.opted_out_at : cur.changed_at;
+		if (in->consent_date <= out_at) {
+			char a[TIME_STR_MAX], b[TIME_STR_MAX];
+			time_format(in->consent_date, a);
+			time_format(out_at, b);
+			return err_set(e, ERR_EVIDENCE,
+			               "the consent date %s is not later than the opt-out of %s; "
+			               "evidence of consent given before the opt-out cannot opt in "
+			               "again",
+			               a, b);
+		}
+	}
+	uc_event_by(&u->ev, u->who, LEDGER_EV_OPTIN);
+	snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s", in->purpose);
+	u->ev.facts.mask = LEDGER_F_CONSENT_DATE;
+	u->ev.facts.consent_date = in->consent_date;
+	snprintf(u->ev.evidence_ref, sizeof(u->ev.evidence_ref), "%s", in->evidence_ref);
+	if (in->evidence_sha256)
+		snprintf(u->ev.evidence_sha256, sizeof(u->ev.evidence_sha256), "%s",
+		         in->evidence_sha256);
+	u->p.updated_at = time_now_ms();
+	if ((rc = event_record(t, &u->p, &u->ev, e)))
+		return rc;
+	struct ledger_purpose np;
+	memset(&np, 0, sizeof(np));
+	snprintf(np.name, sizeof(np.name), "%s", in->purpose);
+	np.status = LEDGER_PURPOSE_IN;
+	np.changed_at = u->ev.at;
+	np.origin = (uint8_t)u->who->origin;
+	np.consent_date = in->consent_date;
+	snprintf(np.evidence_ref, sizeof(np.evidence_ref), "%s", in->evidence_ref);
+	np.event_seq = u->ev.seq;
+	u->event_seq = u->ev.seq;
+	return ledger_purpose_put(t, u->key, &np, e);
+}
+
+int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn_consent *in,
+                 cJSON **result, struct err *e)
+{
+	*result = NULL;
+	if (in->purpose == NULL || in->purpose[0] == '\0')
+		return err_set(e, ERR_INVALID, "a consent names its purpose");
+	if (purpose_check(c->cfg, in->purpose, e))
+		return e->code;
+	if (in->evidence_ref == NULL || in->evidence_ref[0] == '\0')
+		return err_set(e, ERR_EVIDENCE,
+		               "an opt-in needs consent evidence: an evidence reference (where the "
+		               "consent is kept)");
+	if (strlen(in->evidence_ref) > LEDGER_TEXT_MAX)
+		return err_set(e, ERR_INVALID, "evidence reference longer than %d bytes",
+		               LEDGER_TEXT_MAX);
+	if (in->consent_date <= 0)
+		return err_set(e, ERR_EVIDENCE, "an opt-in needs the date the consent was given");
+	if (in->consent_date > time_now_ms() + FUTURE_TOLERANCE_MS)
+		return err_set(e, ERR_INVALID, "the consent date is in the future");
+	struct consent_uc *x = uc_new(c, who, in->email, sizeof(*x), e);
+	if (x == NULL)
+		return e->code;
+	x->in = in;
+	x->purpose = config_purpose_find(c->cfg, in->purpose);
+	struct uc *u = &x->u;
+	int rc = ledger_write(c->l, consent_txn, x, e);
+	if (rc)
+		return uc_fail(u, rc);
+	json_mark();
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "email", u->email);
+	cJSON_AddStringToObject(r, "purpose", in->purpose);
+	cJSON_AddStringToObject(r, "status", "opted_in");
+	cJSON_AddBoolToObject(r, "already", u->already);
+	cJSON_AddNumberToObject(r, "event_seq", (double)u->event_seq);
+	log_info("contact.consent", "opt-in to a purpose recorded%s",
+	         u->already ? " (already opted in)" : "");
+	free(u);
+	return json_result(r, 0, result, e);
+}
+
+/* ---- P3: the suppression check with a purpose ---- */
+
+struct purpose_check_ctx {
+	const uint8_t (*keys)[LEDGER_KEY_LEN];
+	const bool *valid, *global; /* global: opted out of all email */
+	size_t n;
+	const char *purpose;
+	bool consent_basis;
+	bool *out;
+};
+
+static int purpose_check_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct purpose_check_ctx *x = ctx;
+	for (size_t i = 0; i < x->n; i++) {
+		x->out[i] = x->global[i];
+		if (!x->valid[i] || x->global[i])
+			continue; /* invalid, or out of all email: out of every purpose */
+		struct ledger_purpose p;
+		int rc = ledger_purpose_get(t, x->keys[i], x->purpose, &p, e);
+		if (rc && rc != ERR_NOTFOUND)
+			return rc;
+		uint8_t status = rc ? LEDGER_PURPOSE_NONE : p.status;
+		x->out[i] = status == LEDGER_PURPOSE_OUT ||
+		            (x->consent_basis && status != LEDGER_PURPOSE_IN);
+	}
+	return 0;
+}
+
+int purpose_suppressed(struct conn *c, const char *purpose, const uint8_t (*keys)[LEDGER_KEY_LEN],
+                       const bool *valid, size_t n, bool *out, struct err *e)
+{
+	const struct config_purpose *p = config_purpose_find(c->cfg, purpose);
+	if (p == NULL)
+		return purpose_check(c->cfg, purpose, e);
+	bool *global = malloc(n ? n : 1);
+	if (global == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	memcpy(global, out, n);
+	struct purpose_check_ctx x = {
+	    keys, valid, global, n, purpose, p->basis == CONFIG_BASIS_CONSENT, out};
+	int rc = ledger_read(c->l, purpose_check_txn, &x, e);
+	free(global);
+	return rc;
+}

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Purposes (rules P2 and P3 on the ledger's side) and the schema 2
+migration, against a real optsync: the CLI, the local API, an unsubscribe
+link of a purpose, erasure, and a schema-1 ledger made by an older optsync
+(tests/state/fixtures) migrated with a backup taken first.
+
+Usage: test_purposes.py OPTSYNC FAKE_SF_PY SOURCE_DIR"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_links  # noqa: E402  (the Sidecar harness)
+
+OPTSYNC = SRC = None
+PURPOSES = '''
+[[purposes]]
+name = "newsletter"
+label = { en = "Newsletter", nl = "Nieuwsbrief", sv = "Nyhetsbrev" }
+basis = "consent"
+salesforce = { field = "Newsletter_Opt_Out__c" }
+
+[[purposes]]
+name = "offers"
+label = { en = "Offers" }
+basis = "soft_opt_in"
+salesforce = { data_use_purpose = "Offers" }
+'''
+ADMIN = "admin-token-for-purposes-0123456789"
+
+
+class Purposes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = test_links.Sidecar(contacts=0)
+        h = subprocess.run([OPTSYNC, "admin", "hash-token"], input=ADMIN + "\n",
+                           capture_output=True, text=True, check=True).stdout.split('"')[1]
+        # the purposes and an admin join the running sidecar's config: the CLI
+        # reads them; the sidecar is restarted with them below
+        cls.s.proc.terminate()
+        cls.s.proc.wait(timeout=30)
+        with open(cls.s.config, "a") as f:
+            f.write(PURPOSES + '\n[[admins]]\nname = "alice"\ntoken_hash = "%s"\n' % h)
+        cls.s.log.close()
+        cls.s.log = open(cls.s.logpath, "a")
+        cls.s.proc = subprocess.Popen([OPTSYNC, "-c", cls.s.config, "run"], env=cls.s.env,
+                                      stdout=cls.s.log, stderr=cls.s.log)
+        assert cls.s.wait(lambda: cls.s.api("GET", "/healthz")[0] == 200)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.close()
+
+    def check(self, emails, purpose=None):
+        body = {"emails": emails}
+        if purpose:
+            body["purpose"] = purpose
+        st, doc = self.s.api("POST", "/v1/suppression/check", body)
+        self.assertEqual(st, 200, doc)
+        return doc["results"]
+
+    def test_p3_suppression_by_purpose(self):
+        a, b, c = "p3-a@example.com", "p3-b@example.com", "p3-c@example.com"
+        # nobody opted in: a consent purpose suppresses, soft opt-in does not
+        self.assertEqual(self.check([a], "newsletter"), {a: True})
+        self.assertEqual(self.check([a], "offers"), {a: False})
+        self.assertEqual(self.check([a]), {a: False})
+        st, doc = self.s.api("POST", "/v1/contacts/%s/consents" % a,
+                             {"purpose": "newsletter", "consent_date": "2026-10-01T00:00:00Z",
+                              "evidence_ref": "signup-form-77"})
+        self.assertEqual((st, doc["status"]), (200, "opted_in"))
+        self.assertEqual(self.check([a, b], "newsletter"), {a: False, b: True})
+        # a purpose's opt-out: out of that one only
+        st, doc = self.s.api("POST", "/v1/optouts", {"email": b, "purpose": "offers"})
+        self.assertEqual(st, 202, doc)
+        self.assertEqual(self.check([b], "offers"), {b: True})
+        self.assertEqual(self.check([b]), {b: False})
+        # the global opt-out overrides every purpose
+        self.s.api("POST", "/v1/contacts/%s/consents" % c,
+                   {"purpose": "newsletter", "consent_date": "2026-10-01T00:00:00Z",
+                    "evidence_ref": "e"})
+        self.s.api("POST", "/v1/optouts", {"email": c})
+        self.assertEqual(self.check([c], "newsletter"), {c: True})
+        self.assertEqual(self.check([c], "offers"), {c: True})
+        st, doc = self.s.api("POST", "/v1/suppression/check", {"emails": [a], "purpose": "x"})
+        self.assertEqual(st, 422)
+        self.assertIn("unknown purpose 'x'", doc["error"]["message"])
+
+    def test_p2_opt_in_rules(self):
+        e = "p2@example.com"
+        # evidence is needed
+        st, doc = self.s.api("POST", "/v1/contacts/%s/consents" % e,
+                             {"purpose": "newsletter", "consent_date": "2026-10-01T00:00:00Z"})
+        self.assertEqual(st, 422)
+        self.assertIn("evidence", doc["error"]["message"])
+        st, doc = self.s.api("POST", "/v1/contacts/%s/consents" % e,
+                             {"purpose": "newsletter", "consent_date": "2099-01-01T00:00:00Z",
+                              "evidence_ref": "r"})
+        self.assertEqual(st, 422)
+        self.assertIn("future", doc["error"]["message"])
+        self.assertEqual(self.s.api("GET", "/v1/contacts/%s" % e)[0], 404)  # nothing changed
+        p = self.s.cli("consent", e, "--purpose", "events", "--consent-date", "2026-10-01",
+                       "--evidence-ref", "r", check=2)
+        self.assertIn("unknown purpose 'events' (configured: newsletter, offers)", p.stderr)
+        # an opt-out of the purpose, then an opt-in: an admin, with newer evidence
+        self.s.cli("optout", e, "--purpose", "newsletter")
+        p = self.s.cli("consent", e, "--purpose", "newsletter", "--consent-date", "2026-10-01",
+                       "--evidence-ref", "r", check=4)
+        self.assertIn("needs admin credentials", p.stderr)
+        env = dict(self.s.env, OPTSYNC_ADMIN="alice", OPTSYNC_ADMIN_TOKEN=ADMIN)
+        run = lambda *a: subprocess.run([OPTSYNC, "-c", self.s.config, *a], env=env,
+                                        capture_output=True, text=True)
+        p = run("consent", e, "--purpose", "newsletter", "--consent-date", "2026-10-01",
+                "--evidence-ref", "r")
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("not later than the opt-out", p.stderr)
+        import time
+        time.sleep(1.1)  # a consent date (to the second) after the opt-out
+        p = run("consent", e, "--purpose", "newsletter", "--consent-date",
+                time_now(), "--evidence-ref", "ticket-9", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["status"], "opted_in")
+        st, person = self.s.api("GET", "/v1/contacts/%s" % e)
+        n = person["purposes"]["newsletter"]
+        self.assertEqual((n["status"], n["suppressed"], n["origin"], n["evidence_ref"]),
+                         ("opted_in", False, "admin", "ticket-9"))
+        self.assertEqual(person["purposes"]["offers"]["status"], "none")
+        hist = self.s.history(e)
+        self.assertEqual([(h["kind"], h["origin"], h["purpose"]) for h in hist],
+                         [("optout", "local", "newsletter"), ("optin", "admin", "newsletter")])
+        # the change feed says which purpose changed
+        feed = [c for c in self.s.changes()["changes"] if c.get("email") == e]
+        self.assertEqual([(c["kind"], c["purpose"]["name"], c["purpose"]["status"], c["opted_out"])
+                          for c in feed],
+                         [("optout", "newsletter", "opted_out", False),
+                          ("optin", "newsletter", "opted_in", False)])
+
+    def test_link_of_a_purpose(self):
+        e = "linkpurpose@example.com"
+        link = self.s.mint(e, purpose="offers")
+        st, h, body = self.s.public("POST", self.s.path_of(link), body=test_links.ONE_CLICK,
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(st, 200)
+        self.assertEqual(self.check([e], "offers"), {e: True})
+        self.assertEqual(self.check([e]), {e: False})  # still in for all email
+        ev = self.s.history(e)
+        self.assertEqual([(x["kind"], x["origin"], x["purpose"]) for x in ev],
+                         [("optout", "link", "offers")])
+        st, doc = self.s.api("POST", "/v1/unsubscribe-links",
+                             {"emails": [e], "purpose": "events"})
+        self.assertEqual(st, 422)
+
+    def test_export_and_erasure(self):
+        e = "exported@example.com"
+        self.s.api("POST", "/v1/contacts/%s/consents" % e,
+                   {"purpose": "newsletter", "consent_date": "2026-10-01T00:00:00Z",
+                    "evidence_ref": "personal-ref-123"})
+        st, doc = self.s.api("GET", "/v1/contacts/%s/export" % e)
+        self.assertEqual(doc["state"]["purposes"]["newsletter"]["evidence_ref"],
+                         "personal-ref-123")
+        env = dict(self.s.env, OPTSYNC_ADMIN="alice", OPTSYNC_ADMIN_TOKEN=ADMIN)
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "contact", "erase", e], env=env,
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.s.cli("contact", "show", e, "--json")
+        n = json.loads(p.stdout)["purposes"]["newsletter"]
+        self.assertEqual(n["status"], "opted_in")   # the status stays
+        self.assertNotIn("evidence_ref", n)          # the evidence goes
+
+
+def time_now():
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Migration(unittest.TestCase):
+    def test_schema_1_fixture(self):
+        fx = os.path.join(SRC, "tests", "state", "fixtures")
+        with open(os.path.join(fx, "ledger-v1.expected.json")) as f:
+            want = json.load(f)
+        tmp = tempfile.mkdtemp()
+        try:
+            cfg = os.path.join(tmp, "optsync.toml")
+            with open(cfg, "w") as f:
+                f.write('[salesforce]\nclient_id = "x"\nauth = "client_credentials"\n'
+                        'client_secret_file = "/nonexistent"\n[state]\npath = "%s/ledger"\n'
+                        '[log]\nlevel = "warn"\n' % tmp)
+
+            def j(*a, check=0):
+                p = subprocess.run([OPTSYNC, "-c", cfg, *a, "--json"], capture_output=True,
+                                   text=True)
+                self.assertEqual(p.returncode, check, p.stderr)
+                return json.loads(p.stdout) if p.stdout.strip() else None
+            # restore: the file is checked, opened (migrated) and verified
+            j("restore", os.path.join(fx, "ledger-v1.backup"))
+            st = j("status")
+            self.assertEqual(st["ledger"]["schema_version"], 2)
+            for k in ["persons", "salesforce_records", "history_events", "changes"]:
+                self.assertEqual(st["ledger"][k], want["ledger"][k], k)
+            a = j("audit", "verify", "--expect", want["audit_head"])
+            self.assertTrue(a["ok"])
+            self.assertEqual(j("conflicts", "list", "--status", "all")["conflicts"],
+                             want["conflicts"])
+            self.assertEqual(j("suppressions", "export", "--format", "json"),
+                             want["suppressions"])
+            for email, p in want["persons"].items():
+                show = j("contact", "show", email)
+                show.pop("purposes")  # new in schema 2: empty for them
+                self.assertEqual(show, p["show"])
+                self.assertEqual(j("contact", "history", email), p["history"])
+            # a schema-1 ledger opened in place is backed up first
+            shutil.rmtree(os.path.join(tmp, "ledger"))
+            os.makedirs(os.path.join(tmp, "ledger2"))
+            with open(os.path.join(fx, "ledger-v1.backup"), "rb") as f:
+                data = f.read()
+            # the backup file is LMDB's data followed by a 64-byte trailer
+            # (docs/ledger-format.md)
+            with open(os.path.join(tmp, "ledger2", "data.mdb"), "wb") as f:
+                f.write(data[:-64])
+            with open(cfg, "w") as f:
+                f.write('[salesforce]\nclient_id = "x"\nauth = "client_credentials"\n'
+                        'client_secret_file = "/nonexistent"\n[state]\npath = "%s/ledger2"\n'
+                        '[log]\nlevel = "info"\nformat = "text"\n' % tmp)
+            p = subprocess.run([OPTSYNC, "-c", cfg, "status", "--json"], capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 2)
+            backups = glob.glob(os.path.join(tmp, "ledger2.schema1-*.backup"))
+            self.assertEqual(len(backups), 1, p.stderr)
+            self.assertIn("before migrating to schema 2", p.stderr)
+            # that backup is a schema-1 ledger that restores
+            v = subprocess.run([OPTSYNC, "-c", cfg, "audit", "verify", "--json"],
+                               capture_output=True, text=True)
+            self.assertTrue(json.loads(v.stdout)["ok"])
+        finally:
+            shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    OPTSYNC, fake, SRC = (os.path.abspath(x) for x in sys.argv[1:4])
+    test_links.OPTSYNC, test_links.FAKE = OPTSYNC, fake
+    unittest.main(argv=sys.argv[:1], verbosity=2)
