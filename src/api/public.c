@@ -87,20 +87,41 @@ static enum MHD_Result send_text(struct MHD_Connection *con, unsigned status, co
 	                 retry_after);
 }
 
-static enum MHD_Result send_page(struct public_listener *p, struct MHD_Connection *con,
-                                 unsigned status, enum page_kind kind, enum config_language lang,
-                                 const char *masked, const char *retry_after)
+/* A page; PAGE_CONFIRM offers the configured purposes (but the link's
+ * own, which its main button leaves) to leave one by one. */
+static enum MHD_Result send_page_of(struct public_listener *p, struct MHD_Connection *con,
+                                    unsigned status, enum page_kind kind, enum config_language lang,
+                                    const char *masked, const struct conn_link_view *v,
+                                    const char *retry_after)
 {
 	struct buf b;
 	struct err e;
 	buf_init(&b, 64u << 10);
-	const struct page_site site = {p->s->cfg->unsubscribe.organization,
-	                               p->s->cfg->unsubscribe.privacy_url};
-	if (page_render(&b, kind, lang, &site, masked, &e)) {
+	const struct config *cfg = p->s->cfg;
+	const struct page_site site = {cfg->unsubscribe.organization, cfg->unsubscribe.privacy_url};
+	struct page_purpose ps[CONFIG_PURPOSES_MAX];
+	size_t n = 0;
+	for (size_t i = 0; kind == PAGE_CONFIRM && i < cfg->npurposes && i < CONFIG_PURPOSES_MAX;
+	     i++) {
+		const struct config_purpose *cp = &cfg->purposes[i];
+		if (v && strcmp(v->purpose, cp->name) == 0)
+			continue;
+		ps[n].name = cp->name;
+		ps[n].label = page_purpose_label((const char *const *)cp->label, cp->name, lang);
+		n++;
+	}
+	if (page_render(&b, kind, lang, &site, masked, ps, n, &e)) {
 		buf_free(&b);
 		return MHD_NO;
 	}
 	return send_body(con, status, "text/html; charset=utf-8", b.data, b.len, lang, retry_after);
+}
+
+static enum MHD_Result send_page(struct public_listener *p, struct MHD_Connection *con,
+                                 unsigned status, enum page_kind kind, enum config_language lang,
+                                 const char *masked, const char *retry_after)
+{
+	return send_page_of(p, con, status, kind, lang, masked, NULL, retry_after);
 }
 
 /* ---- the client's address ---- */
@@ -186,7 +207,7 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 	                (form_parse(MHD_lookup_connection_value(con, MHD_HEADER_KIND,
 	                                                        MHD_HTTP_HEADER_CONTENT_TYPE),
 	                            r->body, r->len, &f) != 0 ||
-	                 (!f.one_click && !f.unsubscribe));
+	                 (!f.one_click && !f.unsubscribe && !f.leave_purposes));
 	if (v.state != CONN_LINK_VALID || bad_body) {
 		int64_t now = time_now_ms();
 		int wait = ratelimit_blocked(p->invalid, key, kl, now);
@@ -215,7 +236,7 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 	if (!post) {
 		/* GET and HEAD change nothing: mail scanners fetch links */
 		count(s, PUBLIC_PAGE);
-		return send_page(p, con, 200, PAGE_CONFIRM, lang, v.masked, NULL);
+		return send_page_of(p, con, 200, PAGE_CONFIRM, lang, v.masked, &v, NULL);
 	}
 	enum conn_link_via via = f.one_click ? CONN_LINK_ONE_CLICK : CONN_LINK_FORM;
 	if (atomic_fetch_add(&p->inflight, 1) >= PUBLIC_INFLIGHT_MAX) {
@@ -228,10 +249,32 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 		                       PUBLIC_RETRY_AFTER)
 		           : send_page(p, con, 503, PAGE_RETRY, lang, NULL, PUBLIC_RETRY_AFTER);
 	}
-	struct conn_link_result res;
+	struct conn_link_result res = {0};
 	struct err e = {0};
-	int rc = conn_link_optout(s->conn, &v, via, &res, &e);
+	int rc = 0;
+	bool chosen = !f.one_click && !f.unsubscribe && f.leave_purposes;
+	size_t left = 0;
+	if (chosen) {
+		/* the purposes chosen on the page, each a purpose's opt-out; names
+		 * the configuration does not have are not ours, and ignored */
+		bool any_new = false;
+		for (size_t i = 0; rc == 0 && i < f.npurposes; i++) {
+			if (config_purpose_find(s->cfg, f.purposes[i]) == NULL)
+				continue;
+			rc = conn_link_optout(s->conn, &v, via, f.purposes[i], &res, &e);
+			any_new |= rc == 0 && !res.already;
+			left += rc == 0;
+		}
+		res.already = !any_new;
+	} else {
+		rc = conn_link_optout(s->conn, &v, via, NULL, &res, &e);
+	}
 	atomic_fetch_sub(&p->inflight, 1);
+	if (rc == 0 && chosen && left == 0) {
+		/* nothing chosen: the page again, nothing recorded */
+		count(s, PUBLIC_PAGE);
+		return send_page_of(p, con, 200, PAGE_CONFIRM, lang, v.masked, &v, NULL);
+	}
 	if (rc) {
 		count(s, PUBLIC_UNAVAILABLE);
 		log_error("link.optout",
@@ -248,7 +291,8 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 	count(s, via == CONN_LINK_ONE_CLICK ? PUBLIC_ONE_CLICK : PUBLIC_FORM);
 	if (via == CONN_LINK_ONE_CLICK)
 		return send_text(con, 200, page_one_click_text(lang), lang, NULL);
-	return send_page(p, con, 200, PAGE_DONE, lang, v.masked, NULL);
+	return send_page(p, con, 200, chosen ? PAGE_DONE_PURPOSES : PAGE_DONE, lang, v.masked,
+	                 NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,

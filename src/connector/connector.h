@@ -125,9 +125,13 @@ struct conn_link_result {
  * return, an event with origin "link", its campaign and purpose, in the
  * change feed and queued for Salesforce. Requests arriving together are
  * committed together (one fsync for many). A repeat records nothing.
- * Errors: ERR_INVALID (v not valid), ERR_LEDGER, ERR_NOMEM. */
+ * purpose, when given, is a configured purpose the person leaves from the
+ * page (whatever the link's own scope); NULL: the link's scope (its
+ * purpose, or all email).
+ * Errors: ERR_INVALID (v not valid, an unknown purpose), ERR_LEDGER,
+ * ERR_NOMEM. */
 int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_link_via via,
-                     struct conn_link_result *out, struct err *e);
+                     const char *purpose, struct conn_link_result *out, struct err *e);
 
 /* ---- the connection check (check.c) ---- */
 

@@ -206,12 +206,14 @@ static void lead(struct conn *c, struct link_group *g)
 }
 
 int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_link_via via,
-                     struct conn_link_result *out, struct err *e)
+                     const char *purpose, struct conn_link_result *out, struct err *e)
 {
 	static const struct conn_actor link_actor = {CONN_ORIGIN_LINK, "link"};
 	memset(out, 0, sizeof(*out));
 	if (v->state != CONN_LINK_VALID)
 		return err_set(e, ERR_INVALID, "the link is not valid");
+	if (purpose && purpose_check(c->cfg, purpose, e))
+		return e->code;
 	struct link_req *r = uc_new(c, &link_actor, v->email, sizeof(*r), e);
 	if (r == NULL)
 		return e->code;
@@ -223,7 +225,9 @@ int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_l
 	/* a link of a purpose the configuration still has opts out of it (P1);
 	 * of one it no longer has, out of all email: an unsubscribe is never
 	 * lost */
-	if (v->purpose[0] && config_purpose_find(c->cfg, v->purpose))
+	if (purpose)
+		r->o.purpose = purpose;
+	else if (v->purpose[0] && config_purpose_find(c->cfg, v->purpose))
 		r->o.purpose = v->purpose;
 	else
 		r->x.purpose_name = v->purpose[0] ? v->purpose : NULL;

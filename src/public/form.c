@@ -48,6 +48,8 @@ static void take(struct form *f, const char *name, const char *value)
 		f->one_click = true;
 	else if (strcmp(name, "action") == 0 && strcmp(value, "unsubscribe") == 0)
 		f->unsubscribe = true;
+	else if (strcmp(name, "action") == 0 && strcmp(value, "purposes") == 0)
+		f->leave_purposes = true;
 	else if (strcmp(name, "purpose") == 0 && value[0] && strlen(value) <= 64 &&
 	         f->npurposes < FORM_PURPOSE_MAX) {
 		for (size_t i = 0; i < f->npurposes; i++)

@@ -11,9 +11,10 @@
 #define FORM_PURPOSE_MAX 16         /* purposes one form may name */
 
 struct form {
-	bool one_click;   /* List-Unsubscribe=One-Click */
-	bool unsubscribe; /* the page's button: action=unsubscribe */
-	size_t npurposes; /* the page's purpose checkboxes: purpose=NAME */
+	bool one_click;      /* List-Unsubscribe=One-Click */
+	bool unsubscribe;    /* the page's button: action=unsubscribe */
+	bool leave_purposes; /* the page's purpose button: action=purposes */
+	size_t npurposes;    /* the page's purpose checkboxes: purpose=NAME */
 	char purposes[FORM_PURPOSE_MAX][65];
 };
 

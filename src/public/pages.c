@@ -21,6 +21,7 @@ struct strings {
 	const char *retry_title, *retry_text;
 	const char *privacy_link;
 	const char *one_click;
+	const char *purposes_legend, *purposes_button, *done_purposes_text;
 };
 
 static const struct strings en = {
@@ -43,6 +44,9 @@ static const struct strings en = {
                   "minute.",
     .privacy_link = "Privacy information and contact details",
     .one_click = "You are unsubscribed.\n",
+    .purposes_legend = "Or leave only some of our emails:",
+    .purposes_button = "Leave the ones chosen",
+    .done_purposes_text = "{1} will no longer get the chosen emails from {2}.",
 };
 
 static const struct strings nl = {
@@ -65,6 +69,9 @@ static const struct strings nl = {
                   "opnieuw.",
     .privacy_link = "Privacyverklaring en contactgegevens",
     .one_click = "U bent afgemeld.\n",
+    .purposes_legend = "Of meld u alleen af voor sommige e-mails:",
+    .purposes_button = "Afmelden voor de gekozen e-mails",
+    .done_purposes_text = "{1} krijgt de gekozen e-mails van {2} niet meer.",
 };
 
 static const struct strings sv = {
@@ -86,6 +93,9 @@ static const struct strings sv = {
     .retry_text = "Din begäran kunde inte registreras just nu. Försök igen om en minut.",
     .privacy_link = "Integritetspolicy och kontaktuppgifter",
     .one_click = "Du är avregistrerad.\n",
+    .purposes_legend = "Eller avregistrera dig bara från vissa e-postutskick:",
+    .purposes_button = "Avregistrera från de valda",
+    .done_purposes_text = "{1} får inte längre de valda e-postutskicken från {2}.",
 };
 
 static const struct strings *const tables[CONFIG_LANG_COUNT] = {&en, &nl, &sv};
@@ -148,7 +158,14 @@ static const char css[] =
     "button:hover{background:#1e3a8a}"
     "button:focus-visible,a:focus-visible{outline:3px solid #b45309;outline-offset:2px}"
     "a{color:#1d4ed8}"
-    ".note{color:#4b5563;font-size:.9375rem}";
+    ".note{color:#4b5563;font-size:.9375rem}"
+    "fieldset{border:1px solid #6b7280;border-radius:.375rem;margin:0 0 1rem;padding:.75rem 1rem}"
+    "legend{padding:0 .25rem}"
+    ".choice{display:flex;align-items:center;gap:.5rem;min-height:44px}"
+    ".choice input{width:1.5rem;height:1.5rem;margin:0}"
+    "input:focus-visible{outline:3px solid #b45309;outline-offset:2px}"
+    "button.secondary{background:#fff;color:#1d4ed8;border:2px solid #1d4ed8}"
+    "button.secondary:hover{background:#eff6ff}";
 
 static char csp[256];
 static pthread_once_t csp_once = PTHREAD_ONCE_INIT;
@@ -243,8 +260,50 @@ static int put_tpl(struct buf *b, const char *tpl, const char *a1, const char *a
 	return rc;
 }
 
+/* The purposes to leave one by one: checkboxes in a fieldset, and their
+ * own button. */
+static int put_purposes(struct buf *b, const struct strings *t, const struct page_purpose *ps,
+                        size_t n, struct err *e)
+{
+	int rc = put(b, "<form method=\"post\">\n<fieldset>\n<legend>", e);
+	if (rc == 0)
+		rc = put_escaped(b, t->purposes_legend, e);
+	if (rc == 0)
+		rc = put(b, "</legend>\n", e);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = put(b, "<div class=\"choice\"><input type=\"checkbox\" id=\"p-", e);
+		if (rc == 0)
+			rc = put_escaped(b, ps[i].name, e);
+		if (rc == 0)
+			rc = put(b, "\" name=\"purpose\" value=\"", e);
+		if (rc == 0)
+			rc = put_escaped(b, ps[i].name, e);
+		if (rc == 0)
+			rc = put(b, "\"><label for=\"p-", e);
+		if (rc == 0)
+			rc = put_escaped(b, ps[i].name, e);
+		if (rc == 0)
+			rc = put(b, "\">", e);
+		if (rc == 0)
+			rc = put_escaped(b, ps[i].label, e);
+		if (rc == 0)
+			rc = put(b, "</label></div>\n", e);
+	}
+	if (rc == 0)
+		rc = put(b,
+		         "</fieldset>\n<input type=\"hidden\" name=\"action\" value=\"purposes\">\n"
+		         "<p><button type=\"submit\" class=\"secondary\">",
+		         e);
+	if (rc == 0)
+		rc = put_escaped(b, t->purposes_button, e);
+	if (rc == 0)
+		rc = put(b, "</button></p>\n</form>\n", e);
+	return rc;
+}
+
 int page_render(struct buf *b, enum page_kind kind, enum config_language lang,
-                const struct page_site *site, const char *masked, struct err *e)
+                const struct page_site *site, const char *masked,
+                const struct page_purpose *purposes, size_t npurposes, struct err *e)
 {
 	const struct strings *t = tables[lang < CONFIG_LANG_COUNT ? lang : 0];
 	const char *title, *heading, *text;
@@ -257,6 +316,10 @@ int page_render(struct buf *b, enum page_kind kind, enum config_language lang,
 	case PAGE_DONE:
 		title = heading = t->done_title;
 		text = t->done_text;
+		break;
+	case PAGE_DONE_PURPOSES:
+		title = heading = t->done_title;
+		text = t->done_purposes_text;
 		break;
 	case PAGE_INVALID:
 		title = heading = t->invalid_title;
@@ -310,7 +373,11 @@ int page_render(struct buf *b, enum page_kind kind, enum config_language lang,
 		if (rc == 0)
 			rc = put_escaped(b, t->button, e);
 		if (rc == 0)
-			rc = put(b, "</button></p>\n</form>\n<p class=\"note\">", e);
+			rc = put(b, "</button></p>\n</form>\n", e);
+		if (rc == 0 && npurposes)
+			rc = put_purposes(b, t, purposes, npurposes, e);
+		if (rc == 0)
+			rc = put(b, "<p class=\"note\">", e);
 		if (rc == 0)
 			rc = put_escaped(b, t->confirm_note, e);
 		if (rc == 0)
@@ -327,6 +394,14 @@ int page_render(struct buf *b, enum page_kind kind, enum config_language lang,
 	if (rc == 0)
 		rc = put(b, "</a></p>\n</main>\n</body>\n</html>\n", e);
 	return rc;
+}
+
+const char *page_purpose_label(const char *const labels[CONFIG_LANG_COUNT], const char *name,
+                               enum config_language lang)
+{
+	if (lang < CONFIG_LANG_COUNT && labels[lang])
+		return labels[lang];
+	return labels[CONFIG_LANG_EN] ? labels[CONFIG_LANG_EN] : name;
 }
 
 const char *page_one_click_text(enum config_language lang)

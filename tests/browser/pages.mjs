@@ -50,6 +50,7 @@ try {
           lang: await page.getAttribute("html", "lang"),
           heading: await page.textContent("h1"),
           button: await page.textContent("button"),
+          purposes: await page.$$eval("fieldset label", (ls) => ls.map((l) => l.textContent)),
           sideways: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth),
           axe: lang === "en" && vp === "desktop" ? await axe(page) : undefined,
         };

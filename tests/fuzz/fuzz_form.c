@@ -58,5 +58,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 int fuzz_accepts(const uint8_t *data, size_t size)
 {
 	struct form f;
-	return parse(data, size, &f) == 0 && (f.one_click || f.unsubscribe);
+	return parse(data, size, &f) == 0 && (f.one_click || f.unsubscribe || f.leave_purposes);
 }

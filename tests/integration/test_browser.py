@@ -37,7 +37,13 @@ class Browser(unittest.TestCase):
             self.fail("no playwright-core in %s: run `npm install --no-package-lock` there with "
                       "tests/browser/package.json (scripts/test.sh does)" % NODE_DIR)
         os.makedirs(SHOTS, exist_ok=True)
-        s = test_links.Sidecar(contacts=3)
+        # with purposes: the page offers them as checkboxes, which axe checks too
+        s = test_links.Sidecar(contacts=3, unsub_extra=(
+            '[[purposes]]\nname = "newsletter"\nlabel = { en = "Newsletter", '
+            'nl = "Nieuwsbrief" }\nbasis = "consent"\nsalesforce = { field = "News__c" }\n'
+            '[[purposes]]\nname = "events"\nlabel = { en = "Event invitations", '
+            'nl = "Uitnodigingen" }\nbasis = "soft_opt_in"\n'
+            'salesforce = { field = "Events__c" }\n'))
         try:
             rec = [r for r in s.ctl("GET", "records?object=Contact")["records"]
                    if not r["HasOptedOutOfEmail"]][0]
@@ -56,6 +62,8 @@ class Browser(unittest.TestCase):
             self.assertEqual(seen["pages"]["page-en-desktop"]["status"], 200)
             self.assertEqual(seen["pages"]["page-nl-phone"]["lang"], "nl")
             self.assertEqual(seen["pages"]["page-nl-phone"]["button"], "Afmelden")
+            self.assertEqual(seen["pages"]["page-nl-phone"]["purposes"],
+                             ["Nieuwsbrief", "Uitnodigingen"])
             self.assertEqual(seen["pages"]["invalid-en"]["status"], 400)
             self.assertEqual(seen["pages"]["invalid-nl"]["heading"], "Deze link is niet geldig")
             # click

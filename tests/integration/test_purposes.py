@@ -155,6 +155,37 @@ class Purposes(unittest.TestCase):
                              {"emails": [e], "purpose": "events"})
         self.assertEqual(st, 422)
 
+    def test_page_offers_purposes(self):
+        e = "pagepurposes@example.com"
+        path = self.s.path_of(self.s.mint(e))
+        st, h, body = self.s.public("GET", path, headers={"Accept-Language": "nl"})
+        self.assertEqual(st, 200)
+        self.assertIn('name="purpose" value="newsletter"', body)
+        self.assertIn('<label for="p-newsletter">Nieuwsbrief</label>', body)
+        self.assertIn('<label for="p-offers">Offers</label>', body)  # no nl label: en
+        self.assertIn("Afmelden voor de gekozen e-mails", body)
+        # a link of one purpose: its main button leaves that one; the others
+        # are offered
+        st, h, body = self.s.public("GET", self.s.path_of(self.s.mint(e, purpose="offers")))
+        self.assertNotIn('value="offers"', body)
+        self.assertIn('value="newsletter"', body)
+        # leaving chosen purposes: each a purpose's opt-out, not all email
+        form = "action=purposes&purpose=newsletter&purpose=unknown"
+        st, h, body = self.s.public("POST", path, body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(st, 200, body)
+        self.assertIn("will no longer get the chosen emails", body)
+        self.assertEqual(self.check([e], "newsletter"), {e: True})
+        self.assertEqual(self.check([e]), {e: False})
+        self.assertEqual([(x["kind"], x["origin"], x.get("purpose")) for x in self.s.history(e)],
+                         [("optout", "link", "newsletter")])
+        # nothing chosen: the page again, nothing recorded
+        st, h, body = self.s.public("POST", path, body="action=purposes", headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(st, 200)
+        self.assertIn("<form", body)
+        self.assertEqual(len(self.s.history(e)), 1)
+
     def test_export_and_erasure(self):
         e = "exported@example.com"
         self.s.api("POST", "/v1/contacts/%s/consents" % e,

@@ -33,7 +33,7 @@ static char *render(enum page_kind k, enum config_language lang, const char *org
 	struct err e;
 	const struct page_site site = {org, "https://example.com/privacy?a=1&b=\"2\""};
 	buf_init(b, 1 << 20);
-	assert_int_equal(page_render(b, k, lang, &site, masked, &e), 0);
+	assert_int_equal(page_render(b, k, lang, &site, masked, NULL, 0, &e), 0);
 	assert_int_equal(buf_putc(b, '\0', &e), 0);
 	return b->data;
 }
@@ -65,6 +65,37 @@ static void test_escaping(void **state)
 	assert_non_null(strstr(html, "<strong>a***@b.nl</strong>"));
 	buf_free(&b);
 	assert_string_equal(page_one_click_text(CONFIG_LANG_EN), "You are unsubscribed.\n");
+}
+
+/* The purposes to leave one by one: a labelled checkbox each, escaped. */
+static void test_purposes(void **state)
+{
+	(void)state;
+	struct buf b;
+	struct err e;
+	const struct page_site site = {"Org", "https://example.com/p"};
+	const struct page_purpose ps[] = {{"news", "A<B & \"C\""}, {"events", "Events"}};
+	buf_init(&b, 1 << 20);
+	assert_int_equal(
+	    page_render(&b, PAGE_CONFIRM, CONFIG_LANG_EN, &site, "a***@b.c", ps, 2, &e), 0);
+	assert_int_equal(buf_putc(&b, '\0', &e), 0);
+	assert_non_null(strstr(b.data, "<input type=\"checkbox\" id=\"p-news\" name=\"purpose\" "
+	                               "value=\"news\"><label for=\"p-news\">A&lt;B &amp; "
+	                               "&quot;C&quot;</label>"));
+	assert_non_null(strstr(b.data, "name=\"action\" value=\"purposes\""));
+	assert_non_null(strstr(b.data, "<legend>Or leave only some of our emails:</legend>"));
+	buf_free(&b);
+	const char *labels[CONFIG_LANG_COUNT] = {"Newsletter", NULL, "Nyhetsbrev"};
+	assert_string_equal(page_purpose_label(labels, "n", CONFIG_LANG_SV), "Nyhetsbrev");
+	assert_string_equal(page_purpose_label(labels, "n", CONFIG_LANG_NL), "Newsletter");
+	const char *none[CONFIG_LANG_COUNT] = {NULL, NULL, NULL};
+	assert_string_equal(page_purpose_label(none, "n", CONFIG_LANG_NL), "n");
+	struct form f;
+	const char *body = "action=purposes&purpose=news&purpose=events";
+	assert_int_equal(form_parse("application/x-www-form-urlencoded", body, strlen(body), &f),
+	                 0);
+	assert_true(f.leave_purposes);
+	assert_int_equal(f.npurposes, 2);
 }
 
 /* The CSP allows exactly the page's style, by its SHA-256. */
@@ -137,10 +168,9 @@ static void test_forms(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_language),
-	    cmocka_unit_test(test_escaping),
-	    cmocka_unit_test(test_csp_hash),
-	    cmocka_unit_test(test_forms),
+	    cmocka_unit_test(test_language), cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_csp_hash), cmocka_unit_test(test_forms),
+	    cmocka_unit_test(test_purposes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

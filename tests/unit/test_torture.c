@@ -425,7 +425,7 @@ static int uc_link(struct fixture *f, unsigned long i, void **out, struct err *e
 	fail_at = at;
 	*out = NULL;
 	struct conn_link_result res;
-	int rc = conn_link_optout(f->c, &v, CONN_LINK_ONE_CLICK, &res, e);
+	int rc = conn_link_optout(f->c, &v, CONN_LINK_ONE_CLICK, NULL, &res, e);
 	if (rc == 0 && res.already)
 		fail_msg("link %lu: already opted out", i);
 	return rc;
