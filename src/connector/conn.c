@@ -20,7 +20,7 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 		return err_set(e, ERR_NOMEM, "out of memory");
 	c->cfg = cfg;
 	c->stop = stop;
-	if ((c->supp = supp_index_new()) == NULL || (c->links = link_group_new()) == NULL) {
+	if ((c->supp = supp_index_new(cfg)) == NULL || (c->links = link_group_new()) == NULL) {
 		supp_index_free(c->supp);
 		free(c);
 		return err_set(e, ERR_NOMEM, "out of memory");

@@ -91,20 +91,8 @@ int conn_suppressed(struct conn *c, const char *const *emails, size_t n, const c
 		at[k++] = i;
 	}
 	if (rc == 0)
-		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, k, hit,
-		                      e);
-	if (rc == 0 && purpose) {
-		/* P3: out of the purpose too when opted out of it, or, for a consent
-		 * purpose, without an opt-in */
-		bool *all = malloc((k ? k : 1) * sizeof(*all));
-		if (all)
-			memset(all, 1,
-			       (k ? k : 1) * sizeof(*all)); /* keys[] holds valid ones only */
-		rc = all ? purpose_suppressed(c, purpose, (const uint8_t(*)[LEDGER_KEY_LEN])keys,
-		                              all, k, hit, e)
-		         : err_set(e, ERR_NOMEM, "out of memory");
-		free(all);
-	}
+		rc = supp_index_check(c->supp, c->l, (const uint8_t(*)[LEDGER_KEY_LEN])keys, k,
+		                      purpose, hit, e);
 	for (size_t j = 0; rc == 0 && j < k; j++)
 		out[at[j]] = hit[j];
 	free(keys);

@@ -23,11 +23,12 @@ void link_group_free(struct link_group *g);
 
 /* The opted-out persons in memory (suppress.c), built on the first check
  * and kept current from the change feed; thread-safe. */
-struct supp_index *supp_index_new(void);
+struct supp_index *supp_index_new(const struct config *cfg); /* knows cfg's purposes */
 void supp_index_free(struct supp_index *x);
-/* out[i]: whether the person with key keys[i] is opted out. */
+/* out[i]: whether the person with key keys[i] is opted out; with
+ * purpose, also whether suppressed for it (rule P3). */
 int supp_index_check(struct supp_index *x, struct ledger *l, const uint8_t (*keys)[LEDGER_KEY_LEN],
-                     size_t n, bool *out, struct err *e);
+                     size_t n, const char *purpose, bool *out, struct err *e);
 
 int conn_sf(struct conn *c, struct sf_client **out, struct err *e);
 /* A Salesforce client for cfg, its secrets read now (conn_sf's, and the
@@ -108,10 +109,6 @@ int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *las
 /* Purposes (purposes.c). ERR_INVALID naming a purpose the configuration
  * does not have. */
 int purpose_check(const struct config *cfg, const char *name, struct err *e);
-/* P3 over keys already checked globally: out[i] in: opted out of all
- * email; out: suppressed for the purpose. */
-int purpose_suppressed(struct conn *c, const char *purpose, const uint8_t (*keys)[LEDGER_KEY_LEN],
-                       const bool *valid, size_t n, bool *out, struct err *e);
 
 /* [retention] sets at least one limit. */
 bool conn_retention_configured(const struct config *cfg);

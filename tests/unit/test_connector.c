@@ -231,12 +231,107 @@ static void test_suppression_index(void **state)
 	assert_int_equal(system(text), 0);
 }
 
+/* The index's per-purpose sets (rule P3) agree with the ledger through
+ * opt-ins, a purpose's opt-outs and global opt-outs, made by another
+ * connector, and after a rebuild. */
+static void check_purpose(struct conn *c, char (*emails)[40], size_t n, const char *purpose,
+                          const bool *want)
+{
+	const char **list = malloc(n * sizeof(*list));
+	bool *got = malloc(n * sizeof(*got));
+	struct err e = {0};
+	for (size_t i = 0; i < n; i++)
+		list[i] = emails[i];
+	if (conn_suppressed(c, list, n, purpose, got, NULL, &e))
+		fail_msg("%s", e.msg);
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != want[i])
+			fail_msg("%s (%s): suppressed %d, wanted %d", emails[i], purpose, got[i],
+			         want[i]);
+	free(list);
+	free(got);
+}
+
+static void test_purpose_index(void **state)
+{
+	enum { N = 300 };
+	char dir[] = "/tmp/optsync-test-purp-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct err e = {0};
+	struct config *cfg = test_config(
+	    dir, "[[purposes]]\nname = \"news\"\nbasis = \"consent\"\nsalesforce = { field = "
+	         "\"News__c\" }\n[[purposes]]\nname = \"offers\"\nbasis = \"soft_opt_in\"\n"
+	         "salesforce = { field = \"Offers__c\" }\n");
+	struct conn *a, *b;
+	assert_int_equal(conn_open(&a, cfg, true, NULL, &e), 0);
+	assert_int_equal(conn_open(&b, cfg, true, NULL, &e), 0);
+	char(*emails)[40] = calloc(N, sizeof(*emails));
+	bool news[N], offers[N];
+	for (size_t i = 0; i < N; i++) {
+		snprintf(emails[i], sizeof(emails[i]), "p%zu@example.org", i);
+		news[i] = true;    /* consent: out until an opt-in */
+		offers[i] = false; /* soft opt-in: in until an objection */
+	}
+	check_purpose(a, emails, N, "news", news); /* builds the index */
+	check_purpose(a, emails, N, "offers", offers);
+	static const struct conn_actor cli = {LEDGER_ORIGIN_LOCAL, "test"};
+	for (size_t i = 0; i < N; i++) {
+		cJSON *r = NULL;
+		if (i % 2 == 0) {
+			struct conn_consent in = {emails[i], "news", time_now_ms() - 1000, "form",
+			                          NULL};
+			if (conn_consent(b, &cli, &in, &r, &e))
+				fail_msg("%s", e.msg);
+			news[i] = false;
+		}
+		cJSON_Delete(r);
+		r = NULL;
+		if (i % 3 == 0) {
+			struct conn_optout o = {.email = emails[i], .purpose = "offers"};
+			assert_int_equal(conn_optout(b, &cli, &o, &r, &e), 0);
+			offers[i] = true;
+		}
+		cJSON_Delete(r);
+		r = NULL;
+		if (i % 10 == 0) { /* out of all email: out of every purpose */
+			struct conn_optout o = {.email = emails[i]};
+			assert_int_equal(conn_optout(b, &cli, &o, &r, &e), 0);
+			news[i] = offers[i] = true;
+		}
+		cJSON_Delete(r);
+		r = NULL;
+		if (i % 4 == 0 && i % 10 != 0) { /* opted in, then out of it again */
+			struct conn_optout o = {.email = emails[i], .purpose = "news"};
+			assert_int_equal(conn_optout(b, &cli, &o, &r, &e), 0);
+			news[i] = true;
+		}
+		cJSON_Delete(r);
+	}
+	check_purpose(a, emails, N, "news", news); /* b's writes, through the feed */
+	check_purpose(a, emails, N, "offers", offers);
+	struct conn *c; /* a new index, built from the ledger */
+	assert_int_equal(conn_open(&c, cfg, false, NULL, &e), 0);
+	check_purpose(c, emails, N, "news", news);
+	check_purpose(c, emails, N, "offers", offers);
+	const char *one[1] = {emails[0]};
+	bool got[1];
+	assert_int_equal(conn_suppressed(c, one, 1, "nope", got, NULL, &e), ERR_INVALID);
+	conn_close(c);
+	conn_close(a);
+	conn_close(b);
+	config_free(cfg);
+	free(emails);
+	char text[128];
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	assert_int_equal(system(text), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_email_normalize),   cmocka_unit_test(test_admin_hash_format),
 	    cmocka_unit_test(test_admin_check),       cmocka_unit_test(test_facts_valid),
-	    cmocka_unit_test(test_suppression_index),
+	    cmocka_unit_test(test_suppression_index), cmocka_unit_test(test_purpose_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
