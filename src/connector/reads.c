@@ -204,17 +204,19 @@ enum col {
 	C_REASON,
 	C_EVIDENCE_REF,
 	C_EVIDENCE_SHA,
+	C_PURPOSE_NAME,
+	C_PURPOSE_STATUS,
 	C_EXPORTED,
 	NCOLS
 };
 
 static const char *const col_names[NCOLS] = {
-    "section",         "person_id",    "first_name",  "last_name",         "company",
-    "title",           "email",        "phone",       "salesforce_object", "salesforce_id",
-    "created",         "updated",      "opted_out",   "opted_out_at",      "authorization_type",
-    "consent_date",    "purpose",      "source_type", "event_seq",         "event_at",
-    "event_kind",      "event_origin", "event_actor", "event_reason",      "evidence_ref",
-    "evidence_sha256", "exported_at"};
+    "section",         "person_id",    "first_name",     "last_name",         "company",
+    "title",           "email",        "phone",          "salesforce_object", "salesforce_id",
+    "created",         "updated",      "opted_out",      "opted_out_at",      "authorization_type",
+    "consent_date",    "purpose",      "source_type",    "event_seq",         "event_at",
+    "event_kind",      "event_origin", "event_actor",    "event_reason",      "evidence_ref",
+    "evidence_sha256", "purpose_name", "purpose_status", "exported_at"};
 
 /* Time cells: one buffer per column that can hold a time. */
 struct csv_row {
@@ -258,7 +260,8 @@ static int write_row(struct buf *b, struct csv_row *r, struct err *e)
 
 /* The export as one CSV table: a row per Salesforce record (section
  * "record", the person's state on each, as a CRM export has it; one row
- * without a record when there is none) and a row per history event
+ * without a record when there is none), a row per configured purpose the
+ * person has a status for (section "purpose"), and a row per history event
  * (section "event"), every row with the person id. */
 static int export_csv(const struct person_view *v, struct buf *b, struct err *e)
 {
@@ -293,6 +296,24 @@ static int export_csv(const struct person_view *v, struct buf *b, struct err *e)
 		facts_cells(&r, &p->facts, 1, 1);
 		rc = write_row(b, &r, e);
 	}
+	static const char *const pstatus[] = {"none", "opted_in", "opted_out"};
+	for (size_t i = 0; rc == 0 && i < v->npurposes; i++) {
+		const struct ledger_purpose *pp = &v->purposes[i];
+		const char *origin = ledger_origin_name(pp->origin);
+		struct csv_row r = {
+		    .cell = {[C_SECTION] = "purpose",
+		             [C_PERSON] = person,
+		             [C_EMAIL] = email,
+		             [C_PURPOSE_NAME] = pp->name,
+		             [C_PURPOSE_STATUS] = pstatus[pp->status <= 2 ? pp->status : 0],
+		             [C_ORIGIN] = origin ? origin : "?",
+		             [C_EVIDENCE_REF] = pp->evidence_ref,
+		             [C_EXPORTED] = exported}};
+		r.cell[C_UPDATED] = time_cell(pp->changed_at, r.updated);
+		if (pp->status == LEDGER_PURPOSE_IN)
+			r.cell[C_CONSENT_DATE] = time_cell(pp->consent_date, r.consent);
+		rc = write_row(b, &r, e);
+	}
 	for (size_t i = 0; rc == 0 && i < v->nevs; i++) {
 		const struct ledger_event *ev = &v->evs[i];
 		const char *kind = ledger_event_kind_name(ev->kind);
@@ -306,6 +327,7 @@ static int export_csv(const struct person_view *v, struct buf *b, struct err *e)
 		                             [C_REASON] = ev->reason,
 		                             [C_EVIDENCE_REF] = ev->evidence_ref,
 		                             [C_EVIDENCE_SHA] = ev->evidence_sha256,
+		                             [C_PURPOSE_NAME] = ev->purpose_name,
 		                             [C_EXPORTED] = exported}};
 		snprintf(r.seq, sizeof(r.seq), "%" PRIu64, ev->seq);
 		r.cell[C_SEQ] = r.seq;

@@ -194,6 +194,17 @@ class Purposes(unittest.TestCase):
         st, doc = self.s.api("GET", "/v1/contacts/%s/export" % e)
         self.assertEqual(doc["state"]["purposes"]["newsletter"]["evidence_ref"],
                          "personal-ref-123")
+        # the CSV export has a row per purpose, and names the purpose of events
+        import csv as csvmod
+        import io
+        text = self.s.cli("contact", "export", e, "--format", "csv").stdout
+        rows = list(csvmod.DictReader(io.StringIO(text)))
+        prow = [r for r in rows if r["section"] == "purpose"]
+        self.assertEqual([(r["purpose_name"], r["purpose_status"], r["evidence_ref"])
+                          for r in prow], [("newsletter", "opted_in", "personal-ref-123")])
+        self.assertEqual([r["purpose_name"] for r in rows if r["section"] == "event"],
+                         ["newsletter"])
+        self.assertEqual(list(rows[0].keys())[-1], "exported_at")
         env = dict(self.s.env, OPTSYNC_ADMIN="alice", OPTSYNC_ADMIN_TOKEN=ADMIN)
         p = subprocess.run([OPTSYNC, "-c", self.s.config, "contact", "erase", e], env=env,
                            capture_output=True, text=True)
