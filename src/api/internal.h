@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -82,6 +83,10 @@ void api_stop(struct api *a);
 /* A listening socket on spec ("host:port" or "unix:/path"); errors name
  * key ("api.listen"). The fd, or a negative code with e set. */
 int http_listen(const char *spec, const char *key, char **unix_path, struct err *e);
+
+/* libmicrohttpd's messages into the log, as warnings of event cls
+ * ("api.http"). */
+void http_mhd_log(void *cls, const char *fmt, va_list ap) ERR_PRINTF(2, 0);
 
 /* The public unsubscribe listener (public.c), on [unsubscribe] listen. */
 struct public_listener;

@@ -347,16 +347,6 @@ static void on_done(void *cls, struct MHD_Connection *con, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) ERR_PRINTF(2, 0);
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	(void)cls;
-	char msg[512];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("public.http", "%s", msg);
-}
-
 int public_start(struct public_listener **out, struct sidecar *s, struct err *e)
 {
 	*out = NULL;
@@ -386,11 +376,12 @@ int public_start(struct public_listener **out, struct sidecar *s, struct err *e)
 		p->d = MHD_start_daemon(
 		    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 		        MHD_USE_ITC | MHD_USE_ERROR_LOG,
-		    0, NULL, NULL, on_request, p, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)p->fd, MHD_OPTION_THREAD_STACK_SIZE,
-		    (size_t)API_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT,
-		    (unsigned)PUBLIC_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-		    MHD_OPTION_NOTIFY_COMPLETED, on_done, p, MHD_OPTION_END);
+		    0, NULL, NULL, on_request, p, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log,
+		    (void *)"public.http", MHD_OPTION_LISTEN_SOCKET, (MHD_socket)p->fd,
+		    MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)PUBLIC_CONNECTIONS_MAX,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED,
+		    on_done, p, MHD_OPTION_END);
 		if (p->d == NULL)
 			rc = err_set(e, ERR_IO, "cannot start the unsubscribe listener on %s",
 			             cfg->unsubscribe.listen);

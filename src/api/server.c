@@ -90,14 +90,13 @@ static void on_done(void *cls, struct MHD_Connection *con, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) ERR_PRINTF(2, 0);
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	(void)cls;
+	const char *event = cls ? cls : "api.http";
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("api.http", "%s", msg);
+	log_warn(event, "%s", msg);
 }
 
 int http_listen(const char *spec, const char *key, char **unix_path, struct err *e)
@@ -177,7 +176,7 @@ int api_start(struct api **out, struct sidecar *s, struct err *e)
 	        MHD_USE_ITC | MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_request, a,
 	    /* the logger first: options before it would log through MHD's own */
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, (void *)"api.http", MHD_OPTION_LISTEN_SOCKET,
 	    (MHD_socket)a->fd, MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "links/links.h"
+#include "util/b64.h"
 #include "util/buf.h"
 #include "util/fileio.h"
 
@@ -146,76 +147,6 @@ int link_keys_load(struct link_keys **out, const struct config *cfg, struct err 
 	return rc;
 }
 
-/* ---- base64url, no padding ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64_encode(const uint8_t *in, size_t n, char *out)
-{
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64[v >> 18];
-		out[o++] = b64[(v >> 12) & 63];
-		out[o++] = b64[(v >> 6) & 63];
-		out[o++] = b64[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = b64[v >> 18];
-		out[o++] = b64[(v >> 12) & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = b64[v >> 18];
-		out[o++] = b64[(v >> 12) & 63];
-		out[o++] = b64[(v >> 6) & 63];
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/* Strict: only the canonical encoding decodes (unused bits zero, no
- * length that no encoding has), so every token has one spelling. */
-static int b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen)
-{
-	if (n % 4 == 1 || (n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
-		return -1;
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)in[i]);
-		if (v < 0)
-			return -1;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (acc != 0)
-		return -1; /* leftover bits must be zero */
-	*outlen = o;
-	return 0;
-}
-
 /* ---- sealing ---- */
 
 static int claim_ok(const char *s, size_t max)
@@ -298,7 +229,7 @@ int link_seal(const struct link_keys *k, const struct link_claims *c, char *out,
 	OPENSSL_cleanse(pt, n);
 	if (!ok)
 		return err_set(e, ERR_INTERNAL, "sealing a link failed in OpenSSL");
-	b64_encode(raw, HEAD_LEN + n + TAG_LEN, out);
+	b64url_encode(raw, HEAD_LEN + n + TAG_LEN, out);
 	return 0;
 }
 
@@ -336,7 +267,7 @@ enum link_verdict link_open(const struct link_keys *k, const char *token, size_t
 {
 	uint8_t raw[RAW_MAX + 3], pt[CLAIMS_MAX];
 	size_t n;
-	if (len > LINK_TOKEN_MAX || b64_decode(token, len, raw, sizeof(raw), &n) ||
+	if (len > LINK_TOKEN_MAX || b64url_decode(token, len, raw, sizeof(raw), &n) ||
 	    n < HEAD_LEN + 6 + TAG_LEN || n > RAW_MAX || raw[0] != VERSION)
 		return LINK_MALFORMED;
 	size_t ctl = n - HEAD_LEN - TAG_LEN;
