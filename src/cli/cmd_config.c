@@ -191,6 +191,8 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 				    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "fields_checked")),
 				    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "problems")));
 			}
+			cJSON_ArrayForEach(o, cJSON_GetObjectItem(sf, "consent_objects"))
+			    fprintf(c->out, "# %s: %s\n", o->string, o->valuestring);
 		}
 	}
 	const cJSON *p;

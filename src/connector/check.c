@@ -1,6 +1,6 @@
 /* optsync config check --connect: log in, describe each configured object,
  * and say in plain words what is missing: a field, the right to read or
- * write it, a picklist value. */
+ * write it, a picklist value, a purpose's checkbox, the consent objects. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +55,61 @@ static void need_write(struct check *k, const struct sf_describe *d, const char 
 		    "it, so optsync cannot push opt-outs or compliance facts to it: give it edit "
 		    "access",
 		    obj, field, key);
+}
+
+/* A purpose's checkbox (true = out of that purpose), which optsync reads and
+ * writes on every record. */
+static void need_purpose_field(struct check *k, const struct sf_describe *d, const char *obj,
+                               const struct config_purpose *p)
+{
+	k->fields++;
+	bool updateable = false;
+	if (!sf_describe_field(d, p->sf_field, &updateable))
+		problem(k,
+		        "%s has no field %s that the integration user can see (purpose '%s' maps "
+		        "to it: [[purposes]] salesforce.field): create the checkbox on Contact and "
+		        "Lead and give the integration user access to it, or correct the name",
+		        obj, p->sf_field, p->name);
+	else if (!updateable)
+		problem(k,
+		        "the integration user can read %s.%s (purpose '%s') but not write it, so "
+		        "optsync cannot push opt-outs of that purpose: give it edit access",
+		        obj, p->sf_field, p->name);
+}
+
+/* Purposes mapped to Salesforce's consent objects need Data Protection and
+ * Privacy: the objects exist only when it is on. */
+static void need_consent_objects(struct check *k, struct sf_client *sf, const struct config *cfg,
+                                 cJSON *objs)
+{
+	const char *first = NULL;
+	for (size_t i = 0; i < cfg->npurposes && first == NULL; i++)
+		if (cfg->purposes[i].sf_data_use_purpose)
+			first = cfg->purposes[i].name;
+	if (first == NULL)
+		return;
+	static const char *const needed[] = {"Individual", "ContactPointTypeConsent",
+	                                     "DataUsePurpose"};
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		struct sf_describe *d = NULL;
+		struct err de = {0};
+		if (sf_describe(sf, needed[i], &d, &de)) {
+			problem(
+			    k,
+			    "Salesforce's consent object %s is not available to the integration "
+			    "user, and purpose '%s' is mapped to the consent objects "
+			    "(data_use_purpose): turn on Data Protection and Privacy (Setup, "
+			    "Company Settings, Data Protection and Privacy) and give the "
+			    "integration user access to Individual, ContactPointTypeConsent and "
+			    "DataUsePurpose, or map the purpose to a checkbox field instead "
+			    "(Salesforce said: %s)",
+			    needed[i], first, de.msg);
+			cJSON_AddStringToObject(objs, needed[i], "not available");
+			continue;
+		}
+		sf_describe_free(d);
+		cJSON_AddStringToObject(objs, needed[i], "available");
+	}
 }
 
 /* Each enum member's configured picklist value is an active value of the
@@ -118,12 +173,17 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 			need_write(&k, d, obj, written[j].field, written[j].key);
 		need_values(&k, cfg, d, obj, f->authorization_type, LEDGER_F_AUTH_TYPE);
 		need_values(&k, cfg, d, obj, f->source_type, LEDGER_F_SOURCE_TYPE);
+		for (size_t j = 0; j < cfg->npurposes; j++)
+			if (cfg->purposes[j].sf_field)
+				need_purpose_field(&k, d, obj, &cfg->purposes[j]);
 		sf_describe_free(d);
 		cJSON *o = cJSON_AddObjectToObject(objs, obj);
 		cJSON_AddNumberToObject(o, "fields_checked", (double)(k.fields - fields_before));
 		cJSON_AddNumberToObject(o, "problems",
 		                        (double)((size_t)cJSON_GetArraySize(k.problems) - before));
 	}
+	if (cfg->npurposes)
+		need_consent_objects(&k, sf, cfg, cJSON_AddObjectToObject(doc, "consent_objects"));
 	sf_client_free(sf);
 	cJSON_AddBoolToObject(doc, "ok", cJSON_GetArraySize(k.problems) == 0);
 	*out = doc;

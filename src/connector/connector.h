@@ -137,8 +137,11 @@ int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_l
 
 /* Log in to Salesforce with cfg and describe each configured object: every
  * field optsync reads must be visible to the integration user, every field
- * it writes visible and writable, every configured picklist value active.
- * *out: {"login","objects":{...},"problems":[plain-word strings],"ok"}.
+ * it writes (a purpose's checkbox too) visible and writable, every
+ * configured picklist value active; with purposes mapped to the consent
+ * objects, those objects must exist (Data Protection and Privacy on).
+ * *out: {"login","objects":{...},"consent_objects"?:{NAME: "available" |
+ * "not available"},"problems":[plain-word strings],"ok"}.
  * Returns 0 with the problems in *out; an error (and *out NULL) when the
  * login itself fails (its message says what to check). Needs no ledger. */
 int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e);

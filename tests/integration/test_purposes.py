@@ -186,6 +186,27 @@ class Purposes(unittest.TestCase):
         self.assertIn("<form", body)
         self.assertEqual(len(self.s.history(e)), 1)
 
+    def test_config_check_connect(self):
+        """The connection check names a purpose's missing checkbox, and says in
+        plain words that the consent objects are missing (Data Protection and
+        Privacy is off in the fake org, as in many real ones)."""
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--connect"],
+                           env=self.s.env, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("Contact has no field Newsletter_Opt_Out__c", p.stderr)
+        self.assertIn("Lead has no field Newsletter_Opt_Out__c", p.stderr)
+        self.assertIn("purpose 'newsletter' maps to it", p.stderr)
+        self.assertIn("consent object ContactPointTypeConsent is not available", p.stderr)
+        self.assertIn("turn on Data Protection and Privacy", p.stderr)
+        self.assertIn("purpose 'offers'", p.stderr)
+        self.assertIn("# ContactPointTypeConsent: not available", p.stdout)
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--connect",
+                            "--json"], env=self.s.env, capture_output=True, text=True)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["salesforce"]["consent_objects"],
+                         {"Individual": "not available", "ContactPointTypeConsent": "not available",
+                          "DataUsePurpose": "not available"})
+
     def test_export_and_erasure(self):
         e = "exported@example.com"
         self.s.api("POST", "/v1/contacts/%s/consents" % e,
