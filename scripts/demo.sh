@@ -116,7 +116,9 @@ key_file = "$demo/link.key"
 organization = "Example B.V."
 privacy_url = "https://example.com/privacy"
 TOML
-optsync run >"$demo/run.log" 2>&1 &
+# the binary itself in the background (not the optsync function, whose
+# subshell's pid would not stop it)
+"$root/build/optsync" -c "$demo/optsync.toml" run >"$demo/run.log" 2>&1 &
 run=$!
 trap 'kill $run 2>/dev/null || true; kill $fake 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/healthz" >/dev/null && break; sleep 0.1; done
