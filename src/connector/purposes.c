@@ -99,16 +99,8 @@ static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			               u->email, global_out ? "of all email" : "of this purpose",
 			               in->purpose);
 		int64_t out_at = global_out ? u->p.opted_out_at : cur.changed_at;
-		if (in->consent_date <= out_at) {
-			char a[TIME_STR_MAX], b[TIME_STR_MAX];
-			time_format(in->consent_date, a);
-			time_format(out_at, b);
-			return err_set(e, ERR_EVIDENCE,
-			               "the consent date %s is not later than the opt-out of %s; "
-			               "evidence of consent given before the opt-out cannot opt in "
-			               "again",
-			               a, b);
-		}
+		if ((rc = uc_evidence_after(in->consent_date, out_at, "opt in again", e)))
+			return rc;
 	}
 	uc_event_by(&u->ev, u->who, LEDGER_EV_OPTIN);
 	snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s", in->purpose);
@@ -153,6 +145,8 @@ int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn
 		return err_set(e, ERR_EVIDENCE, "an opt-in needs the date the consent was given");
 	if (in->consent_date > time_now_ms() + FUTURE_TOLERANCE_MS)
 		return err_set(e, ERR_INVALID, "the consent date is in the future");
+	if (uc_check_sha256(in->evidence_sha256, e))
+		return e->code;
 	struct consent_uc *x = uc_new(c, who, in->email, sizeof(*x), e);
 	if (x == NULL)
 		return e->code;

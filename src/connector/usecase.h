@@ -65,6 +65,12 @@ int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const c
                                      struct err *e);
 /* The rules of consent evidence (writes.c): ERR_EVIDENCE or ERR_INVALID. */
 int uc_check_evidence(const struct conn_evidence *ev, struct err *e);
+/* An evidence file's SHA-256 (NULL: none given) is 64 hex digits;
+ * ERR_INVALID otherwise. */
+int uc_check_sha256(const char *sha, struct err *e);
+/* New evidence must postdate the opt-out it overrides (rule 2, P2):
+ * ERR_EVIDENCE saying evidence from before it cannot `what`. */
+int uc_evidence_after(int64_t consent_date, int64_t out_at, const char *what, struct err *e);
 /* The re-subscribe's write transaction (writes.c) on a struct resub_uc. */
 int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e);
 

@@ -467,15 +467,8 @@ int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (!u->found || !p->facts.opted_out)
 		return err_set(e, ERR_CONFLICT, "%s is not opted out: nothing to re-subscribe",
 		               u->email);
-	if (ev->consent_date <= p->opted_out_at) {
-		char out_at[TIME_STR_MAX], given[TIME_STR_MAX];
-		time_format(p->opted_out_at, out_at);
-		time_format(ev->consent_date, given);
-		return err_set(e, ERR_EVIDENCE,
-		               "the consent date %s is not later than the opt-out of %s; evidence "
-		               "of consent given before the opt-out cannot re-subscribe",
-		               given, out_at);
-	}
+	if ((rc = uc_evidence_after(ev->consent_date, p->opted_out_at, "re-subscribe", e)))
+		return rc;
 	int64_t now = time_now_ms();
 	p->facts.opted_out = false;
 	p->opted_out_at = 0;
@@ -513,15 +506,33 @@ int uc_check_evidence(const struct conn_evidence *ev, struct err *e)
 	if (strlen(ev->purpose) > LEDGER_TEXT_MAX || strlen(ev->evidence_ref) > LEDGER_TEXT_MAX)
 		return err_set(e, ERR_INVALID, "purpose or evidence reference longer than %d bytes",
 		               LEDGER_TEXT_MAX);
-	if (ev->evidence_sha256) {
-		size_t n = strlen(ev->evidence_sha256);
-		for (size_t i = 0; i < n; i++)
-			if (!isxdigit((unsigned char)ev->evidence_sha256[i]))
-				n = 0;
-		if (n != 64)
-			return err_set(e, ERR_INVALID, "evidence SHA-256 must be 64 hex digits");
-	}
+	return uc_check_sha256(ev->evidence_sha256, e);
+}
+
+int uc_check_sha256(const char *sha, struct err *e)
+{
+	if (sha == NULL)
+		return 0;
+	size_t n = strlen(sha);
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)sha[i]))
+			n = 0;
+	if (n != 64)
+		return err_set(e, ERR_INVALID, "evidence SHA-256 must be 64 hex digits");
 	return 0;
+}
+
+int uc_evidence_after(int64_t consent_date, int64_t out_at, const char *what, struct err *e)
+{
+	if (consent_date > out_at)
+		return 0;
+	char given[TIME_STR_MAX], at[TIME_STR_MAX];
+	time_format(consent_date, given);
+	time_format(out_at, at);
+	return err_set(e, ERR_EVIDENCE,
+	               "the consent date %s is not later than the opt-out of %s; evidence of "
+	               "consent given before the opt-out cannot %s",
+	               given, at, what);
 }
 
 int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *email,

@@ -103,6 +103,11 @@ class Purposes(unittest.TestCase):
                               "evidence_ref": "r"})
         self.assertEqual(st, 422)
         self.assertIn("future", doc["error"]["message"])
+        st, doc = self.s.api("POST", "/v1/contacts/%s/consents" % e,
+                             {"purpose": "newsletter", "consent_date": "2026-10-01T00:00:00Z",
+                              "evidence_ref": "r", "evidence_sha256": "not-a-hash"})
+        self.assertEqual(st, 422)
+        self.assertIn("evidence SHA-256 must be 64 hex digits", doc["error"]["message"])
         self.assertEqual(self.s.api("GET", "/v1/contacts/%s" % e)[0], 404)  # nothing changed
         p = self.s.cli("consent", e, "--purpose", "events", "--consent-date", "2026-10-01",
                        "--evidence-ref", "r", check=2)
