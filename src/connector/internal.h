@@ -110,6 +110,15 @@ int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *las
  * does not have. */
 int purpose_check(const struct config *cfg, const char *name, struct err *e);
 
+/* Rule P3: whether a person is suppressed for a purpose, from their opt-out
+ * of all email, their status for it (enum ledger_purpose_status) and
+ * whether its basis is consent. */
+static inline bool purpose_out(bool global_out, uint8_t status, bool consent_basis)
+{
+	return global_out || status == LEDGER_PURPOSE_OUT ||
+	       (consent_basis && status != LEDGER_PURPOSE_IN);
+}
+
 /* [retention] sets at least one limit. */
 bool conn_retention_configured(const struct config *cfg);
 

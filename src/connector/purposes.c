@@ -26,6 +26,23 @@ int purpose_check(const struct config *cfg, const char *name, struct err *e)
 	return err_set(e, ERR_INVALID, "unknown purpose '%.40s' (configured: %s)", name, list);
 }
 
+/* The person's new status for purpose, after u->ev recorded the change. */
+static int purpose_store(struct ledger_txn *t, struct uc *u, const char *purpose, uint8_t status,
+                         int64_t at, int64_t consent_date, const char *evidence_ref, struct err *e)
+{
+	struct ledger_purpose np;
+	memset(&np, 0, sizeof(np));
+	snprintf(np.name, sizeof(np.name), "%s", purpose);
+	np.status = status;
+	np.changed_at = at;
+	np.origin = (uint8_t)u->who->origin;
+	np.consent_date = consent_date;
+	snprintf(np.evidence_ref, sizeof(np.evidence_ref), "%s", evidence_ref ? evidence_ref : "");
+	np.event_seq = u->ev.seq;
+	u->event_seq = u->ev.seq;
+	return ledger_purpose_put(t, u->key, &np, e);
+}
+
 int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose, int64_t at,
                          const char *reason, const char *campaign, struct err *e)
 {
@@ -47,15 +64,7 @@ int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose
 	u->p.updated_at = time_now_ms();
 	if ((rc = event_record(t, &u->p, &u->ev, e)))
 		return rc;
-	struct ledger_purpose np;
-	memset(&np, 0, sizeof(np));
-	snprintf(np.name, sizeof(np.name), "%s", purpose);
-	np.status = LEDGER_PURPOSE_OUT;
-	np.changed_at = at;
-	np.origin = (uint8_t)u->who->origin;
-	np.event_seq = u->ev.seq;
-	u->event_seq = u->ev.seq;
-	return ledger_purpose_put(t, u->key, &np, e);
+	return purpose_store(t, u, purpose, LEDGER_PURPOSE_OUT, at, 0, NULL, e);
 }
 
 /* ---- consent: an opt-in to a purpose ---- */
@@ -63,7 +72,6 @@ int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose
 struct consent_uc {
 	struct uc u;
 	const struct conn_consent *in;
-	const struct config_purpose *purpose;
 };
 
 static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
@@ -113,17 +121,8 @@ static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	u->p.updated_at = time_now_ms();
 	if ((rc = event_record(t, &u->p, &u->ev, e)))
 		return rc;
-	struct ledger_purpose np;
-	memset(&np, 0, sizeof(np));
-	snprintf(np.name, sizeof(np.name), "%s", in->purpose);
-	np.status = LEDGER_PURPOSE_IN;
-	np.changed_at = u->ev.at;
-	np.origin = (uint8_t)u->who->origin;
-	np.consent_date = in->consent_date;
-	snprintf(np.evidence_ref, sizeof(np.evidence_ref), "%s", in->evidence_ref);
-	np.event_seq = u->ev.seq;
-	u->event_seq = u->ev.seq;
-	return ledger_purpose_put(t, u->key, &np, e);
+	return purpose_store(t, u, in->purpose, LEDGER_PURPOSE_IN, u->ev.at, in->consent_date,
+	                     in->evidence_ref, e);
 }
 
 int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn_consent *in,
@@ -151,7 +150,6 @@ int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn
 	if (x == NULL)
 		return e->code;
 	x->in = in;
-	x->purpose = config_purpose_find(c->cfg, in->purpose);
 	struct uc *u = &x->u;
 	int rc = ledger_write(c->l, consent_txn, x, e);
 	if (rc)

@@ -492,8 +492,8 @@ cJSON *render_purposes(const struct config *cfg, const struct ledger_person *per
 				p = &set[j];
 		uint8_t status = p ? p->status : LEDGER_PURPOSE_NONE;
 		/* P3: what the suppression check answers for this purpose */
-		bool out = person->facts.opted_out || status == LEDGER_PURPOSE_OUT ||
-		           (cp->basis == CONFIG_BASIS_CONSENT && status != LEDGER_PURPOSE_IN);
+		bool out =
+		    purpose_out(person->facts.opted_out, status, cp->basis == CONFIG_BASIS_CONSENT);
 		cJSON *q = cJSON_CreateObject();
 		cJSON_AddStringToObject(q, "status", status_names[status <= 2 ? status : 0]);
 		cJSON_AddStringToObject(q, "basis", config_basis_name(cp->basis));

@@ -272,11 +272,12 @@ static int check_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		prefix_of(c->keys[i], k);
 		c->out[i] = find(&x->out, k, &at);
 		if (c->purpose >= 0 && !c->out[i]) {
-			/* P3: out of the purpose, or a consent purpose without an opt-in */
 			const struct keyset *pin = &x->purposes[c->purpose].in;
 			const struct keyset *pout = &x->purposes[c->purpose].out;
-			c->out[i] = find(pout, k, &at) ||
-			            (x->purposes[c->purpose].consent && !find(pin, k, &at));
+			uint8_t status = find(pout, k, &at)  ? LEDGER_PURPOSE_OUT
+			                 : find(pin, k, &at) ? LEDGER_PURPOSE_IN
+			                                     : LEDGER_PURPOSE_NONE;
+			c->out[i] = purpose_out(false, status, x->purposes[c->purpose].consent);
 		}
 	}
 	pthread_mutex_unlock(&x->mu);
