@@ -106,7 +106,7 @@ enum MHD_Result http_metrics(struct ctx *c)
 		           (unsigned long long)m.last_backup_bytes);
 	/* the ledger's numbers, typed: nothing read back from JSON */
 	struct conn_status *st;
-	if (conn_status(s->conn, &st, &e) == 0) {
+	if (conn_status(s->conn, false, &st, &e) == 0) {
 		buf_printf(&b, &e,
 		           "# HELP optsync_pushes Salesforce writes waiting, by state.\n"
 		           "# TYPE optsync_pushes gauge\n"

@@ -665,7 +665,7 @@ enum MHD_Result http_route(struct ctx *c)
 		c->route = R_STATUS;
 		cJSON *doc = NULL;
 		struct conn_status *st;
-		int rc = conn_status(c->s->conn, &st, &c->e);
+		int rc = conn_status(c->s->conn, true, &st, &c->e);
 		if (rc == 0)
 			rc = conn_render_status(st, &doc, &c->e);
 		conn_status_free(st);

@@ -100,7 +100,7 @@ static int exec_status(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	cJSON *out = NULL;
 	struct conn_status *st;
-	rc = conn_status(conn, &st, e);
+	rc = conn_status(conn, true, &st, e);
 	if (rc == 0)
 		rc = conn_render_status(st, &out, e);
 	conn_status_free(st);

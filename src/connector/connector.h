@@ -385,8 +385,9 @@ struct conn_status {
 	} retention;
 };
 /* One read of the ledger. *out is the caller's (conn_status_free); NULL on
- * failure. Errors: ERR_LEDGER, ERR_NOMEM. */
-int conn_status(struct conn *c, struct conn_status **out, struct err *e);
+ * failure. Without details (what /metrics needs) last_cycle stays NULL and
+ * no parked push is listed, only counted. Errors: ERR_LEDGER, ERR_NOMEM. */
+int conn_status(struct conn *c, bool details, struct conn_status **out, struct err *e);
 void conn_status_free(struct conn_status *s);
 /* The contract's JSON for s (the caller deletes it). ERR_NOMEM. */
 int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e);

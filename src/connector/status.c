@@ -14,6 +14,7 @@
 
 struct status_ctx {
 	const struct config *cfg;
+	bool details; /* the last cycle and the parked pushes one by one */
 	struct conn_status *s;
 	struct ledger_txn *t;
 	struct ledger_person *p; /* scratch: the person of a parked push */
@@ -28,7 +29,7 @@ static int count_push(const struct ledger_push *q, void *ctx)
 		return 0;
 	}
 	s->pushes_parked++;
-	if (s->nparked == CONN_PARKED_SHOWN)
+	if (!x->details || s->nparked == CONN_PARKED_SHOWN)
 		return 0;
 	struct conn_parked_push *o = &s->parked[s->nparked++];
 	o->object = (enum conn_object)q->record.object;
@@ -122,7 +123,8 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	int rc = read_cursors(t, x->cfg, s, e);
 	if (rc == 0)
 		rc = read_health(t, x->cfg, s, e);
-	if (rc == 0 && (rc = read_meta_text(t, META_LAST_CYCLE, &s->last_cycle, e)) == ERR_NOTFOUND)
+	if (rc == 0 && x->details &&
+	    (rc = read_meta_text(t, META_LAST_CYCLE, &s->last_cycle, e)) == ERR_NOTFOUND)
 		rc = 0;
 	if (rc == 0)
 		rc = ledger_push_each(t, count_push, x, e);
@@ -163,14 +165,15 @@ void conn_status_free(struct conn_status *s)
 	free(s);
 }
 
-int conn_status(struct conn *c, struct conn_status **out, struct err *e)
+int conn_status(struct conn *c, bool details, struct conn_status **out, struct err *e)
 {
 	*out = NULL;
 	struct conn_status *s = calloc(1, sizeof(*s));
-	struct status_ctx x = {c->cfg, s, NULL, malloc(sizeof(struct ledger_person))};
+	struct status_ctx x = {c->cfg, details, s, NULL,
+	                       details ? malloc(sizeof(struct ledger_person)) : NULL};
 	int rc = 0;
-	if (s == NULL || x.p == NULL ||
-	    (s->parked = malloc(CONN_PARKED_SHOWN * sizeof(*s->parked))) == NULL)
+	if (s == NULL || (details && x.p == NULL) ||
+	    (details && (s->parked = malloc(CONN_PARKED_SHOWN * sizeof(*s->parked))) == NULL))
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0)
 		rc = ledger_read(c->l, status_txn, &x, e);

@@ -372,7 +372,7 @@ static int uc_status(struct fixture *f, unsigned long i, void **out, struct err 
 	(void)i;
 	struct conn_status *st;
 	*out = NULL;
-	int rc = conn_status(f->c, &st, e);
+	int rc = conn_status(f->c, true, &st, e);
 	if (rc == 0)
 		rc = conn_render_status(st, (cJSON **)out, e);
 	conn_status_free(st);
