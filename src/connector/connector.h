@@ -98,6 +98,10 @@ struct conn_link {
  * bytes or with control characters. */
 int conn_link_mint(const struct conn_links *k, const char *email, const char *purpose,
                    const char *campaign, struct conn_link *out, struct err *e);
+/* The purpose and campaign checks of conn_link_mint alone (for many
+ * emails with the same purpose and campaign). ERR_INVALID. */
+int conn_link_check(const struct conn_links *k, const char *purpose, const char *campaign,
+                    struct err *e);
 
 enum conn_link_state {
 	CONN_LINK_VALID,

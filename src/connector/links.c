@@ -48,20 +48,31 @@ void conn_links_close(struct conn_links *k)
 
 /* ---- minting ---- */
 
+int conn_link_check(const struct conn_links *k, const char *purpose, const char *campaign,
+                    struct err *e)
+{
+	int rc;
+	if (purpose && *purpose && (rc = purpose_check(k->cfg, purpose, e)))
+		return rc;
+	if (campaign && strlen(campaign) > LINK_NAME_MAX)
+		return err_set(e, ERR_INVALID, "campaign '%.40s...' is longer than %d bytes",
+		               campaign, LINK_NAME_MAX);
+	if (campaign && !link_name_ok(campaign))
+		return err_set(e, ERR_INVALID, "campaign: no control characters");
+	return 0;
+}
+
 int conn_link_mint(const struct conn_links *k, const char *email, const char *purpose,
                    const char *campaign, struct conn_link *out, struct err *e)
 {
 	struct link_claims c;
 	memset(out, 0, sizeof(*out));
 	int rc = conn_email_normalize(email, c.email, e);
+	if (rc == 0)
+		rc = conn_link_check(k, purpose, campaign, e);
 	if (rc)
 		return rc;
-	if (purpose && *purpose && (rc = purpose_check(k->cfg, purpose, e)))
-		return rc;
 	snprintf(c.purpose, sizeof(c.purpose), "%s", purpose ? purpose : "");
-	if (campaign && strlen(campaign) > LINK_NAME_MAX)
-		return err_set(e, ERR_INVALID, "campaign '%.40s...' is longer than %d bytes",
-		               campaign, LINK_NAME_MAX);
 	snprintf(c.campaign, sizeof(c.campaign), "%s", campaign ? campaign : "");
 	c.minted_at = time_now_ms();
 	char tok[LINK_TOKEN_MAX];

@@ -45,6 +45,10 @@ int link_keys_new(struct link_keys **out, const uint8_t *const *keys, const size
 int link_keys_load(struct link_keys **out, const struct config *cfg, struct err *e);
 void link_keys_free(struct link_keys *k);
 
+/* Whether s may be a purpose or campaign claim: at most LINK_NAME_MAX
+ * bytes, no control characters. */
+int link_name_ok(const char *s);
+
 /* Seal c under the current key into out (LINK_TOKEN_MAX bytes), NUL
  * terminated. ERR_INVALID when a claim is too long or has bytes a claim
  * may not (control characters); ERR_INTERNAL when the crypto fails. */

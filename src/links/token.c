@@ -160,6 +160,11 @@ static int claim_ok(const char *s, size_t max)
 	return 1;
 }
 
+int link_name_ok(const char *s)
+{
+	return claim_ok(s, LINK_NAME_MAX);
+}
+
 /* One cipher context per thread, freed when the thread ends. */
 static pthread_key_t ctx_key;
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
@@ -193,10 +198,10 @@ int link_seal(const struct link_keys *k, const struct link_claims *c, char *out,
 	if (el == 0 || !claim_ok(c->email, LINK_EMAIL_MAX))
 		return err_set(e, ERR_INVALID, "a link needs an email of 1 to %d bytes",
 		               LINK_EMAIL_MAX);
-	if (!claim_ok(c->purpose, LINK_NAME_MAX))
+	if (!link_name_ok(c->purpose))
 		return err_set(e, ERR_INVALID, "purpose: at most %d bytes, no control characters",
 		               LINK_NAME_MAX);
-	if (!claim_ok(c->campaign, LINK_NAME_MAX))
+	if (!link_name_ok(c->campaign))
 		return err_set(e, ERR_INVALID, "campaign: at most %d bytes, no control characters",
 		               LINK_NAME_MAX);
 	uint8_t raw[RAW_MAX], pt[CLAIMS_MAX];
