@@ -107,7 +107,8 @@ static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conf
 
 struct resub_scan {
 	const uint8_t *person;
-	uint64_t *ids; /* every open resubscribe conflict of the person */
+	const char *purpose; /* the purpose's conflicts; NULL: those about all email */
+	uint64_t *ids;       /* every open resubscribe conflict of the person */
 	size_t n, cap;
 	int nomem;
 };
@@ -116,7 +117,8 @@ static int find_resub(const struct ledger_conflict *cf, void *ctx)
 {
 	struct resub_scan *s = ctx;
 	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE ||
-	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) != 0)
+	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) != 0 ||
+	    strcmp(cf->purpose_name, s->purpose ? s->purpose : "") != 0)
 		return 0;
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 16;
@@ -132,10 +134,10 @@ static int find_resub(const struct ledger_conflict *cf, void *ctx)
 	return 0;
 }
 
-int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
-                                     struct err *e)
+int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *purpose,
+                                     const char *how, struct err *e)
 {
-	struct resub_scan s = {u->key, NULL, 0, 0, 0};
+	struct resub_scan s = {u->key, purpose, NULL, 0, 0, 0};
 	int rc = ledger_conflict_each(t, find_resub, &s, e);
 	if (s.nomem)
 		rc = err_set(e, ERR_NOMEM, "out of memory");
@@ -165,6 +167,7 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	struct resolve_uc *x = ctx;
 	struct uc *u = &x->r.u;
 	memset(&u->st, 0, sizeof(u->st));
+	u->already = 0; /* the callback may run again */
 	struct ledger_conflict *cf = malloc(sizeof(*cf));
 	if (cf == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
@@ -191,7 +194,10 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			break;
 		}
 		/* Salesforce goes back to opted out (what "hold" left alone) */
-		rc = push_enqueue(t, &u->p, &cf->record, LEDGER_F_OPTED_OUT, true, &u->st, e);
+		rc = cf->purpose_name[0]
+		         ? push_enqueue_purpose(t, &u->p, &cf->record, cf->purpose_name, true,
+		                                &u->st, e)
+		         : push_enqueue(t, &u->p, &cf->record, LEDGER_F_OPTED_OUT, true, &u->st, e);
 		if (rc == 0)
 			rc = close_conflict(t, u, cf, "keep_optout", e);
 		break;
@@ -201,9 +207,33 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			             "--resubscribe resolves re-subscribe conflicts");
 			break;
 		}
+		if (cf->purpose_name[0]) {
+			/* a purpose's re-opt-in (rule P2), with the new evidence */
+			const struct conn_evidence *ev = x->r.ev;
+			rc = purpose_optin_apply(t, u, cf->purpose_name, ev->consent_date,
+			                         ev->evidence_ref, ev->evidence_sha256, e);
+			/* already opted in by other means: the conflict is settled */
+			if (rc == 0 && u->already)
+				rc = close_conflict(t, u, cf, "resubscribed", e);
+			break;
+		}
 		rc = uc_resub_txn(t, &x->r, e); /* closes this conflict too */
 		break;
 	case CONN_TAKE_LOCAL: {
+		if (cf->purpose_name[0]) {
+			struct ledger_purpose cur;
+			int g = ledger_purpose_get(t, u->key, cf->purpose_name, &cur, e);
+			if (g && g != ERR_NOTFOUND) {
+				rc = g;
+				break;
+			}
+			rc = push_enqueue_purpose(t, &u->p, &cf->record, cf->purpose_name,
+			                          g == 0 && cur.status == LEDGER_PURPOSE_OUT,
+			                          &u->st, e);
+			if (rc == 0)
+				rc = close_conflict(t, u, cf, "take_local", e);
+			break;
+		}
 		/* write optsync's value over Salesforce's */
 		uint32_t mask = cf->field == LEDGER_F_OPTED_OUT   ? LEDGER_F_OPTED_OUT
 		                : cf->field == LEDGER_F_AUTH_TYPE ? AUTH_GROUP

@@ -169,6 +169,7 @@ struct conn_pull_report {
 	int64_t since; /* ms: read changes from here (the cursor less sync.overlap); 0: all */
 	uint64_t records, pages;
 	uint64_t optouts_in;            /* opt-outs taken from Salesforce */
+	uint64_t purpose_optouts_in;    /* purposes' opt-outs taken (checkboxes ticked) */
 	uint64_t facts_applied;         /* compliance fields taken */
 	uint64_t resubscribe_conflicts; /* re-subscribes held back (rule 3) */
 	uint64_t invalid_conflicts;     /* values outside the picklists */

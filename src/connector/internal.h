@@ -190,7 +190,7 @@ int64_t push_park_backoff(uint32_t attempts);
 struct apply_stats {
 	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
 	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
-	uint64_t pushes_queued;
+	uint64_t pushes_queued, purpose_optouts_in;
 };
 /* Queue a write of the fields in mask (from p's facts) to one record,
  * coalescing with what is queued already. */
@@ -201,6 +201,20 @@ int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
  * *released is set when there was one. */
 int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
                  struct err *e);
+/* Queue one purpose's checkbox (field mapping) to one record. */
+int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
+                         const struct ledger_recref *ref, const char *purpose, bool out,
+                         struct apply_stats *st, struct err *e);
+/* P1: queue the purpose's checkbox to every record of p but except whose
+ * box is not known to hold it (out: ticked; an opt-in unticks only boxes
+ * known ticked). */
+int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
+                        const struct ledger_recref *except, const char *purpose, bool out,
+                        struct apply_stats *st, struct err *e);
+/* Store a person's new status for a purpose (purposes.c). */
+int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
+                       uint8_t status, int64_t at, int origin, int64_t consent_date,
+                       const char *evidence_ref, uint64_t event_seq, struct err *e);
 /* Queue mask to every record of p that does not already hold the values. */
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,

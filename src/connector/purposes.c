@@ -26,21 +26,35 @@ int purpose_check(const struct config *cfg, const char *name, struct err *e)
 	return err_set(e, ERR_INVALID, "unknown purpose '%.40s' (configured: %s)", name, list);
 }
 
-/* The person's new status for purpose, after u->ev recorded the change. */
-static int purpose_store(struct ledger_txn *t, struct uc *u, const char *purpose, uint8_t status,
-                         int64_t at, int64_t consent_date, const char *evidence_ref, struct err *e)
+int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
+                       uint8_t status, int64_t at, int origin, int64_t consent_date,
+                       const char *evidence_ref, uint64_t event_seq, struct err *e)
 {
 	struct ledger_purpose np;
 	memset(&np, 0, sizeof(np));
-	snprintf(np.name, sizeof(np.name), "%s", purpose);
+	snprintf(np.name, sizeof(np.name), "%s", name);
 	np.status = status;
 	np.changed_at = at;
-	np.origin = (uint8_t)u->who->origin;
+	np.origin = (uint8_t)origin;
 	np.consent_date = consent_date;
 	snprintf(np.evidence_ref, sizeof(np.evidence_ref), "%s", evidence_ref ? evidence_ref : "");
-	np.event_seq = u->ev.seq;
+	np.event_seq = event_seq;
+	return ledger_purpose_put(t, key, &np, e);
+}
+
+/* The person's new status for purpose, after u->ev recorded the change,
+ * and P1/P2's writes to the checkboxes of a field-mapped purpose. */
+static int purpose_store(struct ledger_txn *t, struct uc *u, const char *purpose, uint8_t status,
+                         int64_t at, int64_t consent_date, const char *evidence_ref, struct err *e)
+{
 	u->event_seq = u->ev.seq;
-	return ledger_purpose_put(t, u->key, &np, e);
+	int rc = purpose_status_put(t, u->key, purpose, status, at, u->who->origin, consent_date,
+	                            evidence_ref, u->ev.seq, e);
+	const struct config_purpose *cp = config_purpose_find(u->c->cfg, purpose);
+	if (rc == 0 && cp && cp->sf_field)
+		rc = purpose_push_spread(t, &u->p, NULL, purpose, status == LEDGER_PURPOSE_OUT,
+		                         &u->st, e);
+	return rc;
 }
 
 int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose, int64_t at,
@@ -69,22 +83,12 @@ int purpose_optout_apply(struct ledger_txn *t, struct uc *u, const char *purpose
 
 /* ---- consent: an opt-in to a purpose ---- */
 
-struct consent_uc {
-	struct uc u;
-	const struct conn_consent *in;
-};
-
-static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
+int purpose_optin_apply(struct ledger_txn *t, struct uc *u, const char *purpose,
+                        int64_t consent_date, const char *evidence_ref, const char *evidence_sha256,
+                        struct err *e)
 {
-	struct consent_uc *x = ctx;
-	struct uc *u = &x->u;
-	const struct conn_consent *in = x->in;
-	u->already = 0;
-	int rc = uc_load_person(t, u, e);
-	if (rc)
-		return rc;
 	struct ledger_purpose cur;
-	rc = ledger_purpose_get(t, u->key, in->purpose, &cur, e);
+	int rc = ledger_purpose_get(t, u->key, purpose, &cur, e);
 	if (rc == ERR_NOTFOUND) {
 		memset(&cur, 0, sizeof(cur));
 		rc = 0;
@@ -105,24 +109,46 @@ static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			               "%s opted out %s; an opt-in to '%s' now needs admin "
 			               "credentials and new consent evidence (rule P2)",
 			               u->email, global_out ? "of all email" : "of this purpose",
-			               in->purpose);
+			               purpose);
 		int64_t out_at = global_out ? u->p.opted_out_at : cur.changed_at;
-		if ((rc = uc_evidence_after(in->consent_date, out_at, "opt in again", e)))
+		if ((rc = uc_evidence_after(consent_date, out_at, "opt in again", e)))
 			return rc;
 	}
 	uc_event_by(&u->ev, u->who, LEDGER_EV_OPTIN);
-	snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s", in->purpose);
+	snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s", purpose);
 	u->ev.facts.mask = LEDGER_F_CONSENT_DATE;
-	u->ev.facts.consent_date = in->consent_date;
-	snprintf(u->ev.evidence_ref, sizeof(u->ev.evidence_ref), "%s", in->evidence_ref);
-	if (in->evidence_sha256)
+	u->ev.facts.consent_date = consent_date;
+	snprintf(u->ev.evidence_ref, sizeof(u->ev.evidence_ref), "%s", evidence_ref);
+	if (evidence_sha256)
 		snprintf(u->ev.evidence_sha256, sizeof(u->ev.evidence_sha256), "%s",
-		         in->evidence_sha256);
+		         evidence_sha256);
 	u->p.updated_at = time_now_ms();
 	if ((rc = event_record(t, &u->p, &u->ev, e)))
 		return rc;
-	return purpose_store(t, u, in->purpose, LEDGER_PURPOSE_IN, u->ev.at, in->consent_date,
-	                     in->evidence_ref, e);
+	if ((rc = purpose_store(t, u, purpose, LEDGER_PURPOSE_IN, u->ev.at, consent_date,
+	                        evidence_ref, e)))
+		return rc;
+	/* the re-opt-in settles the purpose's re-subscribe conflicts */
+	return uc_resolve_resubscribe_conflicts(t, u, purpose, "resubscribed", e);
+}
+
+struct consent_uc {
+	struct uc u;
+	const struct conn_consent *in;
+};
+
+static int consent_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct consent_uc *x = ctx;
+	struct uc *u = &x->u;
+	const struct conn_consent *in = x->in;
+	u->already = 0;
+	memset(&u->st, 0, sizeof(u->st));
+	int rc = uc_load_person(t, u, e);
+	if (rc)
+		return rc;
+	return purpose_optin_apply(t, u, in->purpose, in->consent_date, in->evidence_ref,
+	                           in->evidence_sha256, e);
 }
 
 int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn_consent *in,

@@ -174,6 +174,8 @@ cJSON *render_conflict(const struct ledger_conflict *cf)
 	                        : strcmp(cf->resolution, CONFLICT_REVERTED) == 0 ? "reverted"
 	                                                                         : "resolved");
 	cJSON_AddStringToObject(o, "field", field_name(cf->field));
+	if (cf->purpose_name[0])
+		cJSON_AddStringToObject(o, "purpose", cf->purpose_name);
 	char key[65];
 	hex32(cf->person, key);
 	cJSON_AddStringToObject(o, "person", key);
@@ -363,6 +365,8 @@ static cJSON *render_pull(const struct conn_pull_report *s)
 	cJSON_AddNumberToObject(o, "records", (double)s->records);
 	cJSON_AddNumberToObject(o, "pages", (double)s->pages);
 	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
+	cJSON_AddNumberToObject(o, "purpose_optouts_from_salesforce",
+	                        (double)s->purpose_optouts_in);
 	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
 	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
 	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
@@ -393,6 +397,12 @@ static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
 	if (q->want.mask & LEDGER_F_SOURCE_TYPE) {
 		const char *v = map_source_to_sf(cfg, q->want.source_type);
 		json_attach(set, f->source_type, v ? cJSON_CreateString(v) : cJSON_CreateNull());
+	}
+	for (uint8_t i = 0; i < q->want_purposes.n; i++) {
+		const struct config_purpose *cp =
+		    config_purpose_find(cfg, q->want_purposes.v[i].name);
+		if (cp && cp->sf_field)
+			cJSON_AddBoolToObject(set, cp->sf_field, q->want_purposes.v[i].out);
 	}
 	cJSON_AddNumberToObject(o, "attempts", q->attempts);
 	if (q->parked)

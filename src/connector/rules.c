@@ -222,9 +222,12 @@ static void event_about(struct ledger_event *ev, int kind, int origin, const cha
 		ev->record = *ref;
 }
 
-int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
-                 const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
-                 struct apply_stats *st, struct err *e)
+/* Queue a write to one record, coalescing with what is queued already:
+ * the fields in mask (from p's facts, the opt-out as opted_out_value) and,
+ * when purpose is given, that purpose's checkbox as purpose_out. */
+static int push_queue(struct ledger_txn *t, const struct ledger_person *p,
+                      const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
+                      const char *purpose, bool purpose_out, struct apply_stats *st, struct err *e)
 {
 	struct ledger_push *q = malloc(sizeof(*q));
 	if (q == NULL)
@@ -237,6 +240,9 @@ int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
 		q->enqueued_at = time_now_ms();
 		rc = 0;
 	}
+	if (rc == 0 && purpose && ledger_pflags_set(&q->want_purposes, purpose, purpose_out))
+		rc = err_set(e, ERR_LIMIT, "a push to %s %s names more than %d purposes",
+		             ledger_object_name(ref->object), ref->id, LEDGER_PFLAGS_MAX);
 	if (rc == 0) {
 		memcpy(q->person, p->key, LEDGER_KEY_LEN);
 		facts_copy_group(&q->want, &p->facts, mask & ~LEDGER_F_OPTED_OUT);
@@ -255,6 +261,20 @@ int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
 	}
 	free(q);
 	return rc;
+}
+
+int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
+                 const struct ledger_recref *ref, uint32_t mask, bool opted_out_value,
+                 struct apply_stats *st, struct err *e)
+{
+	return push_queue(t, p, ref, mask, opted_out_value, NULL, false, st, e);
+}
+
+int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
+                         const struct ledger_recref *ref, const char *purpose, bool out,
+                         struct apply_stats *st, struct err *e)
+{
+	return push_queue(t, p, ref, 0, false, purpose, out, st, e);
 }
 
 int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
@@ -314,10 +334,42 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 	return rc;
 }
 
+int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
+                        const struct ledger_recref *except, const char *purpose, bool out,
+                        struct apply_stats *st, struct err *e)
+{
+	struct ledger_record *r = malloc(sizeof(*r));
+	if (r == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
+		const struct ledger_recref *ref = &p->records[i];
+		if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
+			continue;
+		rc = ledger_record_get(t, ref->object, ref->id, r, e);
+		if (rc == ERR_NOTFOUND) {
+			rc = 0; /* linked but never read: the push will tell */
+			r->flags = 0;
+			r->seen_purposes.n = 0;
+		} else if (rc) {
+			break;
+		}
+		if (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED))
+			continue;
+		/* an opt-out goes wherever the box is not known ticked; an opt-in
+		 * only unticks boxes known ticked */
+		int box = ledger_pflags_get(&r->seen_purposes, purpose);
+		if (out ? box != 1 : box == 1)
+			rc = push_enqueue_purpose(t, p, ref, purpose, out, st, e);
+	}
+	free(r);
+	return rc;
+}
+
 static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
                         const struct ledger_recref *ref, int kind, uint32_t field,
                         const char *local, const char *sf, bool auto_resolved,
-                        const char *resolution, int64_t now, struct err *e)
+                        const char *resolution, int64_t now, const char *purpose, struct err *e)
 {
 	struct ledger_conflict *cf = calloc(1, sizeof(*cf));
 	struct ledger_event *ev = malloc(sizeof(*ev));
@@ -335,6 +387,8 @@ static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
 	snprintf(cf->local_value, sizeof(cf->local_value), "%s", local);
 	snprintf(cf->sf_value, sizeof(cf->sf_value), "%s", sf);
 	cf->detected_at = now;
+	if (purpose)
+		snprintf(cf->purpose_name, sizeof(cf->purpose_name), "%s", purpose);
 	if (auto_resolved) {
 		cf->resolved_at = now;
 		snprintf(cf->resolution, sizeof(cf->resolution), "%s", resolution);
@@ -344,13 +398,16 @@ static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
 		goto out;
 	event_about(ev, LEDGER_EV_CONFLICT, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
 	ev->conflict_id = cf->id;
+	if (purpose)
+		snprintf(ev->purpose_name, sizeof(ev->purpose_name), "%s", purpose);
 	snprintf(ev->reason, sizeof(ev->reason),
-	         "%s conflict on %s: Salesforce has %s, optsync has %s%s%s",
+	         "%s conflict on %s%s%s: Salesforce has %s, optsync has %s%s%s",
 	         ledger_conflict_kind_name(kind),
 	         field == LEDGER_F_OPTED_OUT   ? "opt-out"
 	         : field == LEDGER_F_AUTH_TYPE ? "authorization"
 	                                       : "source",
-	         sf, local, auto_resolved ? "; " : "", auto_resolved ? resolution : "");
+	         purpose ? " of " : "", purpose ? purpose : "", sf, local,
+	         auto_resolved ? "; " : "", auto_resolved ? resolution : "");
 	rc = event_record(t, p, ev, e);
 out:
 	free(cf);
@@ -402,6 +459,77 @@ struct work {
 	struct ledger_push q;
 	struct ledger_event ev;
 };
+
+/* P1 and P2 for purposes on checkboxes (salesforce = { field = ... }): a
+ * box ticked in Salesforce is an opt-out of the purpose, spread to the
+ * person's other records; a box unticked after that is a re-opt-in without
+ * evidence, a conflict under sync.resubscribe_policy; a new record of a
+ * person opted out of the purpose gets its box ticked. */
+static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                               const struct sf_record *r, const struct ledger_recref *ref,
+                               int is_new, int writable, int64_t sf_changed, int64_t now,
+                               int *any_change, struct apply_stats *st, struct err *e)
+{
+	struct ledger_person *p = &w->p;
+	struct ledger_record *rec = &w->rec;
+	for (size_t i = 0; i < cfg->npurposes; i++) {
+		const struct config_purpose *cp = &cfg->purposes[i];
+		const struct sf_value *v = cp->sf_field ? sf_record_get(r, cp->sf_field) : NULL;
+		if (v == NULL || v->type != SF_BOOL)
+			continue;
+		int seen = ledger_pflags_get(&rec->seen_purposes, cp->name);
+		if (ledger_pflags_set(&rec->seen_purposes, cp->name, v->b))
+			return err_set(e, ERR_LIMIT, "%s %s: more than %d purpose checkboxes",
+			               ledger_object_name(ref->object), ref->id, LEDGER_PFLAGS_MAX);
+		if (!is_new && seen == (v->b ? 1 : 0))
+			continue; /* unchanged since last read (or our own write) */
+		*any_change = 1;
+		struct ledger_purpose cur;
+		int rc = ledger_purpose_get(t, p->key, cp->name, &cur, e);
+		if (rc == ERR_NOTFOUND) {
+			memset(&cur, 0, sizeof(cur));
+			rc = 0;
+		}
+		if (rc)
+			return rc;
+		if (v->b) {
+			if (cur.status == LEDGER_PURPOSE_OUT)
+				continue;
+			event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE,
+			            "salesforce", ref, now);
+			snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", cp->name);
+			p->updated_at = now;
+			if ((rc = event_record(t, p, &w->ev, e)) ||
+			    (rc = purpose_status_put(t, p->key, cp->name, LEDGER_PURPOSE_OUT,
+			                             sf_changed ? sf_changed : now,
+			                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq,
+			                             e)))
+				return rc;
+			st->purpose_optouts_in++;
+			if ((rc = purpose_push_spread(t, p, ref, cp->name, true, st, e)))
+				return rc;
+			continue;
+		}
+		if (cur.status != LEDGER_PURPOSE_OUT || !writable)
+			continue;
+		if (is_new || seen < 0) {
+			/* a record that appears unticked for a person opted out of it */
+			if ((rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
+				return rc;
+			continue;
+		}
+		/* P2: unticked in Salesforce without admin and evidence */
+		rc = conflict_add(t, p, ref, LEDGER_CONFLICT_RESUBSCRIBE, LEDGER_F_OPTED_OUT,
+		                  "opted_out", "opted_in", false, "", now, cp->name, e);
+		if (rc)
+			return rc;
+		st->resubscribe_conflicts++;
+		if (cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT &&
+		    (rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
+			return rc;
+	}
+	return 0;
+}
 
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e)
@@ -524,7 +652,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 				bool revert = cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT;
 				rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
 				                  LEDGER_F_OPTED_OUT, "opted_out", "opted_in",
-				                  false, "", now, e);
+				                  false, "", now, NULL, e);
 				if (rc)
 					goto out;
 				st->resubscribe_conflicts++;
@@ -534,6 +662,10 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			}
 		}
 	}
+
+	if ((rc = apply_purpose_boxes(t, cfg, w, r, &ref, is_new, writable, sf_changed, now,
+	                              &any_change, st, e)))
+		goto out;
 
 	/* Rule 5: the compliance fields, one group at a time */
 	static const struct {
@@ -556,7 +688,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			rec->flags |= invflag;
 			any_change = 1;
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_INVALID_VALUE, tb, local, raw,
-			                  false, "", now, e);
+			                  false, "", now, NULL, e);
 			if (rc)
 				goto out;
 			st->invalid_conflicts++;
@@ -591,15 +723,16 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			int sf_wins = sf_changed > local_at;
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_CONCURRENT, tb, local, sftext,
 			                  true, sf_wins ? "salesforce_newer" : "local_newer", now,
-			                  e);
+			                  NULL, e);
 			if (rc)
 				goto out;
 			st->concurrent_conflicts++;
 			if (!sf_wins)
 				continue; /* the queued local value will be written */
 			w->q.want.mask &= ~g;
-			rc = w->q.want.mask ? ledger_push_put(t, &w->q, e)
-			                    : ledger_push_delete(t, object, ref.id, e);
+			rc = w->q.want.mask || w->q.want_purposes.n
+			         ? ledger_push_put(t, &w->q, e)
+			         : ledger_push_delete(t, object, ref.id, e);
 			if (rc)
 				goto out;
 		}

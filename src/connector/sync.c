@@ -130,13 +130,16 @@ static int build_soql(const struct config *cfg, int object, int64_t since, struc
                       struct err *e)
 {
 	const struct config_fields *f = &cfg->salesforce.fields;
-	int rc =
-	    buf_printf(q, e,
-	               "SELECT Id, Email, FirstName, LastName, Title, Phone, CreatedDate, "
-	               "LastModifiedDate, SystemModstamp%s, %s, %s, %s, %s, %s, %s, %s FROM %s",
-	               object == LEDGER_OBJ_LEAD ? ", Company, IsConverted" : "", f->opted_out,
-	               f->authorization_type, f->authorization_other, f->consent_date, f->purpose,
-	               f->source_type, f->source_other, ledger_object_name(object));
+	int rc = buf_printf(q, e,
+	                    "SELECT Id, Email, FirstName, LastName, Title, Phone, CreatedDate, "
+	                    "LastModifiedDate, SystemModstamp%s, %s, %s, %s, %s, %s, %s, %s",
+	                    object == LEDGER_OBJ_LEAD ? ", Company, IsConverted" : "", f->opted_out,
+	                    f->authorization_type, f->authorization_other, f->consent_date,
+	                    f->purpose, f->source_type, f->source_other);
+	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++)
+		if (cfg->purposes[i].sf_field)
+			rc = buf_printf(q, e, ", %s", cfg->purposes[i].sf_field);
+	rc = rc ? rc : buf_printf(q, e, " FROM %s", ledger_object_name(object));
 	if (rc == 0 && since > 0) {
 		char t[TIME_STR_MAX];
 		time_format(since / 1000 * 1000, t); /* SOQL literals: whole seconds, Z */
@@ -164,18 +167,28 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 	struct field_key keys[CONFIG_FIELD_KEYS];
 	config_field_keys(cfg, keys);
 	const char *key = NULL;
+	char pkey[128];
 	for (size_t i = 0; i < CONFIG_FIELD_KEYS; i++)
-		if (keys[i].field && strcasecmp(keys[i].field, field) == 0)
-			key = keys[i].key;
+		if (keys[i].field && strcasecmp(keys[i].field, field) == 0) {
+			snprintf(pkey, sizeof(pkey), "salesforce.fields.%s", keys[i].key);
+			key = pkey;
+		}
+	for (size_t i = 0; key == NULL && i < cfg->npurposes; i++)
+		if (cfg->purposes[i].sf_field &&
+		    strcasecmp(cfg->purposes[i].sf_field, field) == 0) {
+			snprintf(pkey, sizeof(pkey), "the salesforce field of purpose '%s'",
+			         cfg->purposes[i].name);
+			key = pkey;
+		}
 	char orig[ERR_MSG_MAX];
 	snprintf(orig, sizeof(orig), "%s", e->msg);
 	if (key)
 		err_set(e, ERR_REMOTE,
 		        "Salesforce has no field %s on %s, or the integration user cannot see it "
-		        "(salesforce.fields.%s names it): deploy the fields and the permission set "
+		        "(%s names it): deploy the fields and the permission set "
 		        "optsync ships (its salesforce/ folder: sf project deploy start "
 		        "--source-dir salesforce/force-app) and assign the permission set to the "
-		        "integration user, or set salesforce.fields.%s to the field's API name. "
+		        "integration user, or set %s to the field's API name. "
 		        "Salesforce said: %s",
 		        field, ledger_object_name(object), key, key, orig);
 	else
@@ -220,6 +233,7 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		                               .records = t->records,
 		                               .pages = pl.pages,
 		                               .optouts_in = t->optouts_in,
+		                               .purpose_optouts_in = t->purpose_optouts_in,
 		                               .facts_applied = t->facts_applied,
 		                               .resubscribe_conflicts = t->resubscribe_conflicts,
 		                               .invalid_conflicts = t->invalid_conflicts,
@@ -304,6 +318,13 @@ static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 	return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc;
 }
 
+struct reverted {
+	struct ledger_recref ref;
+	const char *purpose;
+};
+/* Each push lands at most its opt-out and one opt-out per purpose. */
+#define REVERTED_PER_PUSH (1 + LEDGER_PFLAGS_MAX)
+
 struct results {
 	const struct ledger_push *sent;
 	const struct sf_result *res;
@@ -313,7 +334,7 @@ struct results {
 	int64_t now;
 	size_t ok, retry, parked;
 	size_t ok_by_object[3];
-	struct ledger_recref *reverted_refs; /* opt-outs that landed (n of them at most) */
+	struct reverted *reverted; /* opt-outs that landed: record and purpose ("": all email) */
 	size_t nreverted, conflicts_reverted;
 };
 
@@ -329,12 +350,14 @@ static int find_reverted(const struct ledger_conflict *cf, void *ctx)
 	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE)
 		return 0;
 	for (size_t i = 0; i < rs->r->nreverted; i++)
-		if (rs->r->reverted_refs[i].object == cf->record.object &&
-		    strcmp(rs->r->reverted_refs[i].id, cf->record.id) == 0) {
+		if (rs->r->reverted[i].ref.object == cf->record.object &&
+		    strcmp(rs->r->reverted[i].ref.id, cf->record.id) == 0 &&
+		    strcmp(rs->r->reverted[i].purpose, cf->purpose_name) == 0) {
 			rs->ids[rs->n++] = cf->id;
 			break;
 		}
-	return rs->n == rs->r->nreverted ? 1 : 0; /* each record has one open conflict at most */
+	/* each record has one open conflict per purpose at most */
+	return rs->n == rs->r->nreverted ? 1 : 0;
 }
 
 /* Rule 2 under "revert": once Salesforce holds the opt-out again, the
@@ -383,6 +406,11 @@ int64_t push_park_backoff(uint32_t attempts)
 	return ms > PUSH_PARK_MAX_MS ? PUSH_PARK_MAX_MS : ms;
 }
 
+static const char *up_type(const struct ledger_push *s)
+{
+	return ledger_object_name(s->record.object);
+}
+
 static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct results *r = ctx;
@@ -414,15 +442,28 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 					rec->written.mask |= LEDGER_F_OPTED_OUT;
 					rec->written.opted_out = s->want.opted_out;
 				}
+				for (uint8_t k = 0; k < s->want_purposes.n && rc == 0; k++)
+					if (ledger_pflags_set(&rec->seen_purposes,
+					                      s->want_purposes.v[k].name,
+					                      s->want_purposes.v[k].out))
+						rc = err_set(
+						    e, ERR_LIMIT,
+						    "%s %s: more than %d purpose checkboxes",
+						    up_type(s), s->record.id, LEDGER_PFLAGS_MAX);
 				rec->written_at = r->now;
-				rc = ledger_record_put(t, rec, e);
+				if (rc == 0)
+					rc = ledger_record_put(t, rec, e);
 			} else if (g != ERR_NOTFOUND) {
 				rc = g;
 			}
 			if (rc == 0 && cur->version == s->version)
 				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
 			if (rc == 0 && (s->want.mask & LEDGER_F_OPTED_OUT) && s->want.opted_out)
-				r->reverted_refs[r->nreverted++] = s->record;
+				r->reverted[r->nreverted++] = (struct reverted){s->record, ""};
+			for (uint8_t k = 0; rc == 0 && k < s->want_purposes.n; k++)
+				if (s->want_purposes.v[k].out)
+					r->reverted[r->nreverted++] = (struct reverted){
+					    s->record, s->want_purposes.v[k].name};
 			r->ok++;
 			if (s->record.object < 3)
 				r->ok_by_object[s->record.object]++;
@@ -451,6 +492,9 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	free(rec);
 	return rc;
 }
+
+/* The opt-out, 4 authorization fields, 2 source fields, the purposes. */
+#define PUSH_VALUES_MAX (7 + LEDGER_PFLAGS_MAX)
 
 static void fill_values(const struct config *cfg, const struct ledger_push *q, struct sf_value *v,
                         size_t *n, char date[TIME_STR_MAX])
@@ -488,6 +532,17 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 		        w->source_type == LEDGER_SOURCE_OTHER ? w->source_other : "");
 	}
 #undef PUT_STR
+	for (uint8_t i = 0; i < q->want_purposes.n; i++) {
+		/* a purpose taken out of the configuration since: not written */
+		const struct config_purpose *cp =
+		    config_purpose_find(cfg, q->want_purposes.v[i].name);
+		if (cp == NULL || cp->sf_field == NULL)
+			continue;
+		v[*n].name = cp->sf_field;
+		v[*n].type = SF_BOOL;
+		v[*n].b = q->want_purposes.v[i].out;
+		(*n)++;
+	}
 }
 
 static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
@@ -497,10 +552,10 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	d.cap = SF_COLLECTION_MAX;
 	d.items = malloc(d.cap * sizeof(*d.items));
 	struct sf_update *up = malloc(d.cap * sizeof(*up));
-	struct sf_value(*vals)[8] = malloc(d.cap * sizeof(*vals));
+	struct sf_value(*vals)[PUSH_VALUES_MAX] = malloc(d.cap * sizeof(*vals));
 	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
 	struct sf_result *res = malloc(d.cap * sizeof(*res));
-	struct ledger_recref *refs = malloc(d.cap * sizeof(*refs));
+	struct reverted *refs = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*refs));
 	size_t calls = 0, ok = 0, retry = 0, parked = 0, reverted = 0, by_object[3] = {0, 0, 0};
 	int rc = d.items && up && vals && dates && res && refs
 	             ? 0

@@ -60,9 +60,10 @@ int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e);
 int uc_load_person(struct ledger_txn *t, struct uc *u, struct err *e);
 /* An event of kind by who, now. */
 void uc_event_by(struct ledger_event *ev, const struct conn_actor *who, int kind);
-/* Close every open re-subscribe conflict of u's person as how (conflicts.c). */
-int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *how,
-                                     struct err *e);
+/* Close every open re-subscribe conflict of u's person as how (conflicts.c):
+ * those about purpose, or with purpose NULL those about all email. */
+int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *purpose,
+                                     const char *how, struct err *e);
 /* The rules of consent evidence (writes.c): ERR_EVIDENCE or ERR_INVALID. */
 int uc_check_evidence(const struct conn_evidence *ev, struct err *e);
 /* An evidence file's SHA-256 (NULL: none given) is 64 hex digits;
@@ -71,6 +72,13 @@ int uc_check_sha256(const char *sha, struct err *e);
 /* New evidence must postdate the opt-out it overrides (rule 2, P2):
  * ERR_EVIDENCE saying evidence from before it cannot `what`. */
 int uc_evidence_after(int64_t consent_date, int64_t out_at, const char *what, struct err *e);
+/* An opt-in to one purpose (rule P2) in a write transaction, into u
+ * (u->p loaded): refused (ERR_REFUSED) after an opt-out unless u->who is an
+ * admin, with evidence newer than the opt-out (ERR_EVIDENCE). It settles
+ * the purpose's open re-subscribe conflicts. */
+int purpose_optin_apply(struct ledger_txn *t, struct uc *u, const char *purpose,
+                        int64_t consent_date, const char *evidence_ref, const char *evidence_sha256,
+                        struct err *e);
 /* The re-subscribe's write transaction (writes.c) on a struct resub_uc. */
 int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e);
 

@@ -491,7 +491,7 @@ int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	u->event_seq = u->ev.seq;
 	if ((rc = push_spread(t, p, NULL, LEDGER_F_OPTED_OUT | LEDGER_F_AUTH_TYPE, &u->st, e)))
 		return rc;
-	return uc_resolve_resubscribe_conflicts(t, u, "resubscribed", e);
+	return uc_resolve_resubscribe_conflicts(t, u, NULL, "resubscribed", e);
 }
 
 int uc_check_evidence(const struct conn_evidence *ev, struct err *e)

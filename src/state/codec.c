@@ -229,3 +229,52 @@ int dec_facts(const struct field *f, struct ledger_facts *out)
 	}
 	return r;
 }
+
+void enc_pflags(struct enc *en, unsigned field, const struct ledger_pflags *f)
+{
+	for (uint8_t i = 0; i < f->n && i < LEDGER_PFLAGS_MAX; i++) {
+		uint8_t b[1 + LEDGER_PURPOSE_NAME_MAX];
+		size_t n = strlen(f->v[i].name);
+		if (n == 0 || n > LEDGER_PURPOSE_NAME_MAX)
+			continue;
+		b[0] = f->v[i].out ? 1 : 0;
+		memcpy(b + 1, f->v[i].name, n);
+		enc_bytes(en, field, b, 1 + n);
+	}
+}
+
+int dec_pflag(const struct field *f, struct ledger_pflags *out)
+{
+	if (f->wire != W_BYTES || f->len < 2 || f->len > 1 + LEDGER_PURPOSE_NAME_MAX ||
+	    f->data[0] > 1 || memchr(f->data + 1, 0, f->len - 1))
+		return -1;
+	char name[LEDGER_PURPOSE_NAME_MAX + 1];
+	memcpy(name, f->data + 1, f->len - 1);
+	name[f->len - 1] = '\0';
+	return ledger_pflags_set(out, name, f->data[0] == 1);
+}
+
+int ledger_pflags_get(const struct ledger_pflags *f, const char *name)
+{
+	for (uint8_t i = 0; i < f->n && i < LEDGER_PFLAGS_MAX; i++)
+		if (strcmp(f->v[i].name, name) == 0)
+			return f->v[i].out ? 1 : 0;
+	return -1;
+}
+
+int ledger_pflags_set(struct ledger_pflags *f, const char *name, bool out)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > LEDGER_PURPOSE_NAME_MAX)
+		return -1;
+	for (uint8_t i = 0; i < f->n && i < LEDGER_PFLAGS_MAX; i++)
+		if (strcmp(f->v[i].name, name) == 0) {
+			f->v[i].out = out;
+			return 0;
+		}
+	if (f->n >= LEDGER_PFLAGS_MAX)
+		return -1;
+	memcpy(f->v[f->n].name, name, n + 1);
+	f->v[f->n++].out = out;
+	return 0;
+}

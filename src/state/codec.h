@@ -59,5 +59,9 @@ int dec_next(struct dec *d, struct field *f);
  * -1 when it does not fit or holds a NUL. */
 int dec_str(const struct field *f, char *dst, size_t cap);
 int dec_facts(const struct field *f, struct ledger_facts *out);
+/* Purpose checkboxes: one bytes field per entry, its out byte then its name. */
+void enc_pflags(struct enc *en, unsigned field, const struct ledger_pflags *f);
+/* Add one entry (a field written by enc_pflags) to f; -1 on bad input. */
+int dec_pflag(const struct field *f, struct ledger_pflags *out);
 
 #endif

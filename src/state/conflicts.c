@@ -18,6 +18,7 @@ int ent_conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_confli
 	c->kind = c->status = 0;
 	c->auto_resolved = false;
 	c->local_value[0] = c->sf_value[0] = c->resolution[0] = c->resolved_by[0] = '\0';
+	c->purpose_name[0] = '\0';
 	c->detected_at = c->resolved_at = 0;
 	if (k->mv_size != 8 || dec_init(&d, v->mv_data, v->mv_size))
 		return -1;
@@ -61,6 +62,9 @@ int ent_conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_confli
 		case 12:
 			bad = dec_str(&f, c->resolved_by, sizeof(c->resolved_by));
 			break;
+		case 13:
+			bad = dec_str(&f, c->purpose_name, sizeof(c->purpose_name));
+			break;
 		default:
 			break;
 		}
@@ -99,6 +103,7 @@ int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, s
 	enc_sint(&en, 10, c->resolved_at);
 	enc_str(&en, 11, c->resolution);
 	enc_str(&en, 12, c->resolved_by);
+	enc_str(&en, 13, c->purpose_name);
 	if (en.overflow)
 		return err_set(e, ERR_LIMIT, "conflict too large to store");
 	be64_put(k, c->id);

@@ -177,6 +177,7 @@ static void ent_record_init(struct ledger_record *r)
 	r->modstamp = r->written_at = r->sf_created = r->sf_modified = 0;
 	ledger_facts_init(&r->seen);
 	ledger_facts_init(&r->written);
+	r->seen_purposes.n = 0;
 	r->flags = 0;
 	r->first_name[0] = r->last_name[0] = r->company[0] = r->title[0] = r->phone[0] = '\0';
 }
@@ -231,6 +232,9 @@ int ent_record_decode(const MDB_val *v, struct ledger_record *r)
 		case 13:
 			r->sf_modified = f.s;
 			break;
+		case 14:
+			bad = dec_pflag(&f, &r->seen_purposes);
+			break;
 		default:
 			break;
 		}
@@ -275,6 +279,7 @@ int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struc
 	enc_str(&en, 11, r->phone);
 	enc_sint(&en, 12, r->sf_created);
 	enc_sint(&en, 13, r->sf_modified);
+	enc_pflags(&en, 14, &r->seen_purposes);
 	if (en.overflow)
 		return err_set(e, ERR_LIMIT, "Salesforce record %s too large to store", r->id);
 	size_t kl = recref_key(k, r->object, r->id);

@@ -148,13 +148,32 @@ struct ledger_person {
 #define LEDGER_RECORD_INVALID_AUTH   4u /* an invalid authorization was raised as a conflict */
 #define LEDGER_RECORD_INVALID_SOURCE 8u /* likewise for the source */
 
+#define LEDGER_PURPOSE_NAME_MAX 32 /* [a-z0-9_]{1,32} */
+
+/* The checkboxes of field-mapped purposes (salesforce = { field = ... }) on
+ * one Salesforce record, by purpose name; out = the box is ticked. */
+#define LEDGER_PFLAGS_MAX 16
+struct ledger_pflag {
+	char name[LEDGER_PURPOSE_NAME_MAX + 1];
+	bool out;
+};
+struct ledger_pflags {
+	uint8_t n;
+	struct ledger_pflag v[LEDGER_PFLAGS_MAX];
+};
+/* 1: ticked, 0: not, -1: not known. */
+int ledger_pflags_get(const struct ledger_pflags *f, const char *name);
+/* Set (or add) name; -1 when the set is full or name too long. */
+int ledger_pflags_set(struct ledger_pflags *f, const char *name, bool out);
+
 struct ledger_record {
 	uint8_t object;
 	char id[LEDGER_ID_MAX + 1];
 	uint8_t person[LEDGER_KEY_LEN];
-	int64_t modstamp;            /* SystemModstamp last seen */
-	struct ledger_facts seen;    /* values last read from Salesforce */
-	struct ledger_facts written; /* values optsync last wrote and Salesforce accepted */
+	int64_t modstamp;                   /* SystemModstamp last seen */
+	struct ledger_facts seen;           /* values last read from Salesforce */
+	struct ledger_facts written;        /* values optsync last wrote and Salesforce accepted */
+	struct ledger_pflags seen_purposes; /* purpose checkboxes last read (or written) */
 	int64_t written_at;
 	uint32_t flags; /* LEDGER_RECORD_* */
 	/* personal data from Salesforce, kept for the right of access */
@@ -227,6 +246,8 @@ struct ledger_conflict {
 	int64_t detected_at, resolved_at;
 	char resolution[64];
 	char resolved_by[LEDGER_ACTOR_MAX + 1];
+	char purpose_name[LEDGER_PURPOSE_NAME_MAX +
+	                  1]; /* about a purpose's opt-out; "": all email */
 };
 
 /* A queued write to one Salesforce record; several changes to one record
@@ -234,7 +255,8 @@ struct ledger_conflict {
 struct ledger_push {
 	struct ledger_recref record;
 	uint8_t person[LEDGER_KEY_LEN];
-	struct ledger_facts want; /* mask: the fields to write */
+	struct ledger_facts want;           /* mask: the fields to write */
+	struct ledger_pflags want_purposes; /* purpose checkboxes to write */
 	uint64_t version;
 	uint32_t attempts;
 	int64_t enqueued_at, next_try;
@@ -464,7 +486,6 @@ int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *,
 
 /* ---- per-purpose statuses (schema 2) ---- */
 
-#define LEDGER_PURPOSE_NAME_MAX 32 /* [a-z0-9_]{1,32} */
 enum ledger_purpose_status {
 	LEDGER_PURPOSE_NONE = 0,
 	LEDGER_PURPOSE_IN = 1,  /* opted in: consent date and evidence */

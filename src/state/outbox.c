@@ -19,6 +19,7 @@ int ent_push_decode(const MDB_val *k, const MDB_val *v, struct ledger_push *p)
 	p->record.id[k->mv_size - 1] = '\0';
 	memset(p->person, 0, sizeof(p->person));
 	ledger_facts_init(&p->want);
+	p->want_purposes.n = 0;
 	p->version = 0;
 	p->attempts = 0;
 	p->enqueued_at = p->next_try = 0;
@@ -53,6 +54,9 @@ int ent_push_decode(const MDB_val *k, const MDB_val *v, struct ledger_push *p)
 		case 8:
 			bad = dec_str(&f, p->last_error, sizeof(p->last_error));
 			break;
+		case 9:
+			bad = dec_pflag(&f, &p->want_purposes);
+			break;
 		default:
 			break;
 		}
@@ -86,6 +90,7 @@ int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct er
 	enc_sint(&en, 6, p->next_try);
 	enc_uint(&en, 7, p->parked);
 	enc_str(&en, 8, p->last_error);
+	enc_pflags(&en, 9, &p->want_purposes);
 	if (en.overflow)
 		return err_set(e, ERR_LIMIT, "push for %s too large to store", p->record.id);
 	size_t kl = recref_key(k, p->record.object, p->record.id);

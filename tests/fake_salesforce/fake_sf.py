@@ -50,6 +50,8 @@ COMMON_FIELDS = {
     "Source_Type__c": "picklist", "Source_Other__c": "string",
     "CreatedDate": "datetime", "LastModifiedDate": "datetime", "SystemModstamp": "datetime",
     "IsDeleted": "boolean",
+    # checkboxes of purposes mapped to fields (optsync's example metadata)
+    "Newsletter_Opt_Out__c": "boolean", "Events_Opt_Out__c": "boolean",
 }
 FIELDS = {
     "Contact": dict(COMMON_FIELDS),
@@ -357,7 +359,8 @@ class State:
         now = self.stamp()
         if rid is None or rid not in self.records[obj]:
             rid = rid or self.new_id(obj)
-            rec = {f: None for f in FIELDS[obj]}
+            # checkboxes are never null in Salesforce: false until ticked
+            rec = {f: False if t == "boolean" else None for f, t in FIELDS[obj].items()}
             rec.update({"Id": rid, "HasOptedOutOfEmail": False, "IsDeleted": False,
                         "CreatedDate": now})
             if obj == "Lead":

@@ -40,10 +40,10 @@ class Browser(unittest.TestCase):
         # with purposes: the page offers them as checkboxes, which axe checks too
         s = test_links.Sidecar(contacts=3, unsub_extra=(
             '[[purposes]]\nname = "newsletter"\nlabel = { en = "Newsletter", '
-            'nl = "Nieuwsbrief" }\nbasis = "consent"\nsalesforce = { field = "News__c" }\n'
+            'nl = "Nieuwsbrief" }\nbasis = "consent"\nsalesforce = { field = "Newsletter_Opt_Out__c" }\n'
             '[[purposes]]\nname = "events"\nlabel = { en = "Event invitations", '
             'nl = "Uitnodigingen" }\nbasis = "soft_opt_in"\n'
-            'salesforce = { field = "Events__c" }\n'))
+            'salesforce = { field = "Events_Opt_Out__c" }\n'))
         try:
             rec = [r for r in s.ctl("GET", "records?object=Contact")["records"]
                    if not r["HasOptedOutOfEmail"]][0]

@@ -12,10 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_links  # noqa: E402  (the Sidecar harness)
+import test_sync  # noqa: E402  (the Env harness: a fake Salesforce and sync --once)
 
 OPTSYNC = SRC = None
 PURPOSES = '''
@@ -195,6 +197,9 @@ class Purposes(unittest.TestCase):
         """The connection check names a purpose's missing checkbox, and says in
         plain words that the consent objects are missing (Data Protection and
         Privacy is off in the fake org, as in many real ones)."""
+        hide = ["Newsletter_Opt_Out__c"]
+        self.s.ctl("POST", "config", {"hidden_fields": {"Contact": hide, "Lead": hide}})
+        self.addCleanup(self.s.ctl, "POST", "config", {"hidden_fields": {}})
         p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--connect"],
                            env=self.s.env, capture_output=True, text=True)
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
@@ -239,6 +244,180 @@ class Purposes(unittest.TestCase):
         n = json.loads(p.stdout)["purposes"]["newsletter"]
         self.assertEqual(n["status"], "opted_in")   # the status stays
         self.assertNotIn("evidence_ref", n)          # the evidence goes
+
+
+FIELD_PURPOSES = '''
+[[purposes]]
+name = "newsletter"
+label = { en = "Newsletter" }
+basis = "consent"
+salesforce = { field = "Newsletter_Opt_Out__c" }
+
+[[purposes]]
+name = "events"
+label = { en = "Events" }
+basis = "soft_opt_in"
+salesforce = { field = "Events_Opt_Out__c" }
+'''
+
+
+class FieldMapping(unittest.TestCase):
+    """P1 and P2 with purposes on Contact and Lead checkboxes: read in the
+    same queries, written in the same collection calls as the opt-out."""
+
+    def setUp(self):
+        self.e = test_sync.Env(extra=FIELD_PURPOSES)
+
+    def tearDown(self):
+        self.e.close()
+
+    def person(self, email):
+        """A Contact and a Lead of one person."""
+        cid = self.e.sf_put("Contact", Email=email, LastName="C")
+        lid = self.e.sf_put("Lead", Email=email, LastName="L", Company="Co")
+        return cid, lid
+
+    def purpose(self, email, name):
+        return self.e.json("contact", "show", email)["purposes"][name]
+
+    def test_p1_box_ticked_in_salesforce_spreads(self):
+        e = self.e
+        cid, lid = self.person("tick@example.com")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_Out__c=True)
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optouts_from_salesforce"], 1)
+        self.assertEqual(r["pulled"]["Contact"]["optouts_from_salesforce"], 0)
+        n = self.purpose("tick@example.com", "newsletter")
+        self.assertEqual((n["status"], n["origin"]), ("opted_out", "salesforce"))
+        self.assertEqual(self.purpose("tick@example.com", "events")["status"], "none")
+        self.assertFalse(e.json("contact", "show", "tick@example.com")["opted_out"])
+        lead = e.sf_get("Lead", lid)  # spread to the person's other record
+        self.assertTrue(lead["Newsletter_Opt_Out__c"])
+        self.assertFalse(lead["Events_Opt_Out__c"])
+        self.assertFalse(lead["HasOptedOutOfEmail"])
+        hist = e.json("contact", "history", "tick@example.com")
+        self.assertEqual([(h["kind"], h["origin"], h.get("purpose")) for h in hist],
+                         [("optout", "salesforce", "newsletter")])
+        self.assertTrue(self.purpose("tick@example.com", "newsletter")["suppressed"])
+        # reading back our own write is not a change: no more calls
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(r["pulled"]["Lead"]["purpose_optouts_from_salesforce"], 0)
+        self.assertEqual(len(e.json("contact", "history", "tick@example.com")), 1)
+
+    def test_p1_local_optout_reaches_every_record_in_one_call(self):
+        e = self.e
+        cid, lid = self.person("local@example.com")
+        e.sync()
+        e.json("optout", "local@example.com", "--purpose", "events")
+        e.json("optout", "local@example.com", "--purpose", "newsletter")
+        e.ctl("POST", "requests")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 2)
+        self.assertEqual(r["pushes"]["collection_calls"], 1)
+        for obj, rid in (("Contact", cid), ("Lead", lid)):
+            rec = e.sf_get(obj, rid)
+            self.assertEqual((rec["Newsletter_Opt_Out__c"], rec["Events_Opt_Out__c"],
+                              rec["HasOptedOutOfEmail"]), (True, True, False), obj)
+        # what the write sent: the two checkboxes, not the global opt-out
+        reqs = [q for q in e.ctl("GET", "requests")["requests"] if q["route"] == "collections"]
+        self.assertEqual(len(reqs), 1)
+        for rec in reqs[0]["body"]["records"]:
+            self.assertEqual(set(rec) - {"attributes", "id"},
+                             {"Newsletter_Opt_Out__c", "Events_Opt_Out__c"})
+        r = e.sync()  # our own writes read back: nothing new
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        # a new record of the person gets the ticks too (rule 3 for purposes)
+        time.sleep(1.1)
+        lid2 = e.sf_put("Lead", Email="LOCAL@example.com", LastName="L2", Company="Co")
+        e.sync()
+        rec = e.sf_get("Lead", lid2)
+        self.assertEqual((rec["Newsletter_Opt_Out__c"], rec["Events_Opt_Out__c"]), (True, True))
+        # a soft opt-in purpose, once objected to, suppresses
+        self.assertTrue(self.purpose("local@example.com", "events")["suppressed"])
+
+    def test_p2_unticked_in_salesforce_is_reverted(self):
+        e = self.e
+        cid, lid = self.person("revert@example.com")
+        e.sync()
+        e.json("optout", "revert@example.com", "--purpose", "newsletter")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_Out__c=False)
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["resubscribe_conflicts"], 1)
+        self.assertTrue(e.sf_get("Contact", cid)["Newsletter_Opt_Out__c"])  # reverted
+        self.assertEqual(r["pushes"]["conflicts_reverted"], 1)
+        c = e.json("conflicts", "list", "--status", "all")["conflicts"]
+        self.assertEqual([(x["kind"], x["purpose"], x["status"]) for x in c],
+                         [("resubscribe", "newsletter", "reverted")])
+        self.assertEqual(self.purpose("revert@example.com", "newsletter")["status"], "opted_out")
+        self.assertFalse(e.json("contact", "show", "revert@example.com")["opted_out"])
+
+    def test_p2_held_then_resolved_by_an_admin(self):
+        self.e.close()
+        self.e = e = test_sync.Env(extra='[sync]\nresubscribe_policy = "hold"\n' + FIELD_PURPOSES)
+        cid, lid = self.person("held@example.com")
+        e.sync()
+        e.json("optout", "held@example.com", "--purpose", "newsletter")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=lid, Newsletter_Opt_Out__c=False)
+        e.sync()
+        self.assertFalse(e.sf_get("Lead", lid)["Newsletter_Opt_Out__c"])  # left alone
+        c = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual([(x["kind"], x["purpose"], x["record"]["id"]) for x in c],
+                         [("resubscribe", "newsletter", lid)])
+        hist = e.json("contact", "history", "held@example.com")
+        self.assertIn("conflict on opt-out of newsletter", hist[-1]["reason"])
+        cid_ = str(c[0]["id"])
+        # take Salesforce's opt-in: refused, it has no evidence
+        e.run("conflicts", "resolve", cid_, "--take", "salesforce", admin=True, check=4)
+        # an admin with evidence older than the opt-out: refused
+        args = ["conflicts", "resolve", cid_, "--resubscribe", "--consent-date",
+                "2026-01-01T00:00:00Z", "--purpose", "Newsletter", "--evidence-ref", "form-1"]
+        p = e.run(*args, admin=True, check=4)
+        self.assertIn("not later than the opt-out", p.stderr)
+        args[5] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        e.run(*args, admin=True, check=0)
+        n = self.purpose("held@example.com", "newsletter")
+        self.assertEqual((n["status"], n["origin"], n["evidence_ref"]),
+                         ("opted_in", "admin", "form-1"))
+        self.assertEqual(e.json("conflicts", "list")["conflicts"], [])
+        e.sync()  # the opt-in unticks the box where it was ticked
+        self.assertFalse(e.sf_get("Contact", cid)["Newsletter_Opt_Out__c"])
+        self.assertFalse(e.sf_get("Lead", lid)["Newsletter_Opt_Out__c"])
+        self.assertFalse(self.purpose("held@example.com", "newsletter")["suppressed"])
+
+    def test_p2_keep_optout_ticks_the_box_again(self):
+        self.e.close()
+        self.e = e = test_sync.Env(extra='[sync]\nresubscribe_policy = "hold"\n' + FIELD_PURPOSES)
+        cid, lid = self.person("keep@example.com")
+        e.sf_put("Contact", Id=cid, Events_Opt_Out__c=True)
+        e.sync()
+        self.assertTrue(e.sf_get("Lead", lid)["Events_Opt_Out__c"])
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Events_Opt_Out__c=False)
+        e.sync()
+        c = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual([x["purpose"] for x in c], ["events"])
+        e.run("conflicts", "resolve", str(c[0]["id"]), "--keep-optout", admin=True, check=0)
+        e.sync()
+        self.assertTrue(e.sf_get("Contact", cid)["Events_Opt_Out__c"])
+        self.assertEqual(self.purpose("keep@example.com", "events")["status"], "opted_out")
+
+    def test_first_opt_in_needs_no_write(self):
+        e = self.e
+        cid, lid = self.person("first@example.com")
+        e.sync()
+        e.json("consent", "first@example.com", "--purpose", "newsletter", "--consent-date",
+               "2026-10-01", "--evidence-ref", "signup-1")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertFalse(self.purpose("first@example.com", "newsletter")["suppressed"])
 
 
 def time_now():
@@ -312,4 +491,8 @@ class Migration(unittest.TestCase):
 if __name__ == "__main__":
     OPTSYNC, fake, SRC = (os.path.abspath(x) for x in sys.argv[1:4])
     test_links.OPTSYNC, test_links.FAKE = OPTSYNC, fake
+    test_sync.OPTSYNC, test_sync.FAKE = OPTSYNC, fake
+    test_sync.ADMIN_HASH = subprocess.run(
+        [OPTSYNC, "admin", "hash-token"], input=test_sync.ADMIN_TOKEN + "\n", capture_output=True,
+        text=True, check=True).stdout.split('"')[1]
     unittest.main(argv=sys.argv[:1], verbosity=2)

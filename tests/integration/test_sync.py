@@ -44,7 +44,8 @@ class Env:
             if os.path.exists(portfile):
                 break
             time.sleep(0.05)
-        self.port = int(open(portfile).read())
+        with open(portfile) as f:
+            self.port = int(f.read())
         self.config = os.path.join(self.dir, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'

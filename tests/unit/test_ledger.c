@@ -570,6 +570,83 @@ static void test_feed_cursors_conflicts_outbox(void **state)
 	ledger_close(l);
 }
 
+/* Purpose checkboxes on a record, a push and a conflict survive the store. */
+struct pflags_ctx {
+	struct ledger_record r;
+	struct ledger_push q;
+	struct ledger_conflict c;
+	uint64_t cid;
+};
+
+static int put_pflags(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct pflags_ctx *x = ctx;
+	memset(&x->r, 0, sizeof(x->r));
+	x->r.object = LEDGER_OBJ_LEAD;
+	snprintf(x->r.id, sizeof(x->r.id), "00Q000000000042AAA");
+	ledger_facts_init(&x->r.seen);
+	ledger_facts_init(&x->r.written);
+	assert_int_equal(ledger_pflags_set(&x->r.seen_purposes, "newsletter", true), 0);
+	assert_int_equal(ledger_pflags_set(&x->r.seen_purposes, "events", false), 0);
+	assert_int_equal(ledger_pflags_set(&x->r.seen_purposes, "newsletter", false), 0);
+	assert_int_equal(x->r.seen_purposes.n, 2);
+	char name[40];
+	memset(name, 'a', 33);
+	name[33] = '\0';
+	assert_int_equal(ledger_pflags_set(&x->r.seen_purposes, name, true), -1); /* too long */
+	int rc = ledger_record_put(t, &x->r, e);
+	memset(&x->q, 0, sizeof(x->q));
+	x->q.record = (struct ledger_recref){LEDGER_OBJ_LEAD, "00Q000000000042AAA"};
+	ledger_facts_init(&x->q.want);
+	for (int i = 0; i < LEDGER_PFLAGS_MAX; i++) {
+		snprintf(name, sizeof(name), "p%02d", i);
+		assert_int_equal(ledger_pflags_set(&x->q.want_purposes, name, i % 2), 0);
+	}
+	assert_int_equal(ledger_pflags_set(&x->q.want_purposes, "one_more", true), -1); /* full */
+	if (rc == 0)
+		rc = ledger_push_put(t, &x->q, e);
+	memset(&x->c, 0, sizeof(x->c));
+	x->c.kind = LEDGER_CONFLICT_RESUBSCRIBE;
+	x->c.field = LEDGER_F_OPTED_OUT;
+	snprintf(x->c.purpose_name, sizeof(x->c.purpose_name), "newsletter");
+	if (rc == 0)
+		rc = ledger_conflict_add(t, &x->c, e);
+	x->cid = x->c.id;
+	return rc;
+}
+
+static int get_pflags(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct pflags_ctx *x = ctx;
+	int rc = ledger_record_get(t, LEDGER_OBJ_LEAD, "00Q000000000042AAA", &x->r, e);
+	if (rc == 0)
+		rc = ledger_push_get(t, LEDGER_OBJ_LEAD, "00Q000000000042AAA", &x->q, e);
+	if (rc == 0)
+		rc = ledger_conflict_get(t, x->cid, &x->c, e);
+	return rc;
+}
+
+static void test_purpose_checkboxes_stored(void **state)
+{
+	(void)state;
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct pflags_ctx *x = calloc(1, sizeof(*x));
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, put_pflags, x, &e), 0);
+	memset(x, 0xff, sizeof(*x) - sizeof(x->cid));
+	assert_int_equal(ledger_read(l, get_pflags, x, &e), 0);
+	assert_int_equal(x->r.seen_purposes.n, 2);
+	assert_int_equal(ledger_pflags_get(&x->r.seen_purposes, "newsletter"), 0);
+	assert_int_equal(ledger_pflags_get(&x->r.seen_purposes, "events"), 0);
+	assert_int_equal(ledger_pflags_get(&x->r.seen_purposes, "offers"), -1);
+	assert_int_equal(x->q.want_purposes.n, LEDGER_PFLAGS_MAX);
+	assert_int_equal(ledger_pflags_get(&x->q.want_purposes, "p15"), 1);
+	assert_int_equal(ledger_pflags_get(&x->q.want_purposes, "p14"), 0);
+	assert_string_equal(x->c.purpose_name, "newsletter");
+	free(x);
+	ledger_close(l);
+}
+
 static int write_then_fail(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct ledger_cursor c = {123, "", 0, 0, false, 0};
@@ -1153,6 +1230,7 @@ int main(void)
 	    T(test_tamper_last_and_removed),
 	    T(test_erasure),
 	    T(test_feed_cursors_conflicts_outbox),
+	    T(test_purpose_checkboxes_stored),
 	    T(test_failed_txn_leaves_nothing),
 	    T(test_schema_newer_and_corrupt),
 	    T(test_map_growth_and_limit),
