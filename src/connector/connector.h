@@ -178,6 +178,7 @@ struct conn_pull_report {
 	uint64_t unchanged;             /* nothing new, our own writes among them */
 	uint64_t skipped_no_email;
 	uint64_t pushes_queued;
+	uint64_t unlinked; /* records deleted or merged away in Salesforce, unlinked */
 };
 struct conn_push_list; /* a dry run's due pushes; rendered, not read */
 struct conn_cycle_report {

@@ -190,7 +190,7 @@ int64_t push_park_backoff(uint32_t attempts);
 struct apply_stats {
 	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
 	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
-	uint64_t pushes_queued, purpose_optouts_in;
+	uint64_t pushes_queued, purpose_optouts_in, unlinked;
 };
 /* Queue a write of the fields in mask (from p's facts) to one record,
  * coalescing with what is queued already. */

@@ -375,6 +375,7 @@ static cJSON *render_pull(const struct conn_pull_report *s)
 	cJSON_AddNumberToObject(o, "unchanged", (double)s->unchanged);
 	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
 	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
+	cJSON_AddNumberToObject(o, "records_unlinked", (double)s->unlinked);
 	if (s->since)
 		add_time(o, "since", s->since);
 	return o;

@@ -531,10 +531,166 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 	return 0;
 }
 
+/* After a merge, the survivor's person (mp: another email, now known to be
+ * the same human) takes over p's opt-outs, spread to all its records. */
+static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                           struct ledger_person *mp, const struct ledger_recref *master,
+                           struct apply_stats *st, struct err *e)
+{
+	struct ledger_person *p = &w->p;
+	int64_t now = time_now_ms();
+	char why[LEDGER_TEXT_MAX + 1];
+	snprintf(why, sizeof(why), "carried over from %s %s, merged into %s %s",
+	         ledger_object_name(w->ev.record.object), w->ev.record.id,
+	         ledger_object_name(master->object), master->id);
+	int rc = 0;
+	if (p->facts.opted_out && !mp->facts.opted_out) {
+		mp->facts.mask |= LEDGER_F_OPTED_OUT;
+		mp->facts.opted_out = true;
+		mp->opted_out_at = mp->optout_changed_at = mp->updated_at = now;
+		event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE, "salesforce",
+		            master, now);
+		w->ev.facts.mask = LEDGER_F_OPTED_OUT;
+		w->ev.facts.opted_out = true;
+		snprintf(w->ev.reason, sizeof(w->ev.reason), "%s", why);
+		if ((rc = event_record(t, mp, &w->ev, e)) ||
+		    (rc = push_spread(t, mp, NULL, LEDGER_F_OPTED_OUT, st, e)))
+			return rc;
+		st->optouts_in++;
+	}
+	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
+		const char *name = cfg->purposes[i].name;
+		struct ledger_purpose cur, theirs;
+		int g = ledger_purpose_get(t, p->key, name, &cur, e);
+		if (g == ERR_NOTFOUND || (g == 0 && cur.status != LEDGER_PURPOSE_OUT))
+			continue;
+		if (g)
+			return g;
+		g = ledger_purpose_get(t, mp->key, name, &theirs, e);
+		if (g == 0 && theirs.status == LEDGER_PURPOSE_OUT)
+			continue;
+		if (g && g != ERR_NOTFOUND)
+			return g;
+		event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE, "salesforce",
+		            master, now);
+		snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", name);
+		snprintf(w->ev.reason, sizeof(w->ev.reason), "%s", why);
+		mp->updated_at = now;
+		if ((rc = event_record(t, mp, &w->ev, e)) ||
+		    (rc = purpose_status_put(t, mp->key, name, LEDGER_PURPOSE_OUT, now,
+		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
+			return rc;
+		st->purpose_optouts_in++;
+		if (cfg->purposes[i].sf_field)
+			rc = purpose_push_spread(t, mp, NULL, name, true, st, e);
+	}
+	return rc;
+}
+
+/* The person's opt-outs on the record that survived a merge: the global
+ * one and each field-mapped purpose's. A survivor known as another
+ * person's record carries them to that person; otherwise they are written
+ * to it where it is not known to hold them already. */
+static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                           const struct ledger_recref *master, struct apply_stats *st,
+                           struct err *e)
+{
+	struct ledger_person *p = &w->p;
+	struct ledger_record *m = &w->rec; /* the deleted record is no longer needed */
+	int rc = ledger_record_get(t, master->object, master->id, m, e);
+	if (rc == ERR_NOTFOUND) {
+		m->flags = 0;
+		ledger_facts_init(&m->seen);
+		m->seen_purposes.n = 0;
+		memcpy(m->person, p->key, LEDGER_KEY_LEN);
+		rc = 0;
+	}
+	if (rc || (m->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)))
+		return rc;
+	if (memcmp(m->person, p->key, LEDGER_KEY_LEN) != 0) {
+		rc = ledger_person_get(t, m->person, &w->old, e);
+		if (rc == 0)
+			rc = carry_to_person(t, cfg, w, &w->old, master, st, e);
+		return rc == ERR_NOTFOUND ? 0 : rc;
+	}
+	if (p->facts.opted_out && !((m->seen.mask & LEDGER_F_OPTED_OUT) && m->seen.opted_out) &&
+	    (rc = push_enqueue(t, p, master, LEDGER_F_OPTED_OUT, true, st, e)))
+		return rc;
+	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
+		const struct config_purpose *cp = &cfg->purposes[i];
+		struct ledger_purpose cur;
+		if (cp->sf_field == NULL || ledger_pflags_get(&m->seen_purposes, cp->name) == 1)
+			continue;
+		int g = ledger_purpose_get(t, p->key, cp->name, &cur, e);
+		if (g && g != ERR_NOTFOUND)
+			return g;
+		if (g == 0 && cur.status == LEDGER_PURPOSE_OUT)
+			rc = push_enqueue_purpose(t, p, master, cp->name, true, st, e);
+	}
+	return rc;
+}
+
+/* A record deleted in Salesforce (queryAll shows it with IsDeleted), on its
+ * own or merged into another (MasterRecordId): it is unlinked from its
+ * person and forgotten, the history keeps its id, a push still queued for
+ * it is dropped, and after a merge the surviving record gets the person's
+ * opt-outs. A record never seen is skipped. */
+static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                            const struct sf_record *r, const struct ledger_recref *ref,
+                            struct apply_stats *st, struct err *e)
+{
+	struct ledger_record *rec = &w->rec;
+	int rc = ledger_record_get(t, ref->object, ref->id, rec, e);
+	if (rc == ERR_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	struct ledger_person *p = &w->p;
+	rc = ledger_person_get(t, rec->person, p, e);
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	bool have_person = rc == 0;
+	if ((rc = ledger_record_delete(t, ref->object, ref->id, e)))
+		return rc;
+	rc = ledger_push_delete(t, ref->object, ref->id, e);
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	st->unlinked++;
+	if (!have_person)
+		return 0;
+	unlink_record(p, ref);
+	const struct sf_value *mv = sf_record_get(r, "MasterRecordId");
+	struct ledger_recref master = {ref->object, ""};
+	if (mv && mv->type == SF_STRING && mv->str[0] && strlen(mv->str) <= LEDGER_ID_MAX)
+		snprintf(master.id, sizeof(master.id), "%s", mv->str);
+	int64_t now = time_now_ms();
+	event_about(&w->ev, LEDGER_EV_UNLINKED, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
+	if (master.id[0])
+		snprintf(w->ev.reason, sizeof(w->ev.reason), "merged into %s %s in Salesforce",
+		         ledger_object_name(master.object), master.id);
+	else
+		snprintf(w->ev.reason, sizeof(w->ev.reason), "deleted in Salesforce");
+	p->updated_at = now;
+	if ((rc = event_record(t, p, &w->ev, e)))
+		return rc;
+	return master.id[0] ? carry_to_master(t, cfg, w, &master, st, e) : 0;
+}
+
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e)
 {
 	st->records++;
+	const struct sf_value *deleted = sf_record_get(r, "IsDeleted");
+	if (deleted && deleted->type == SF_BOOL && deleted->b) {
+		struct work *w = malloc(sizeof(*w));
+		if (w == NULL)
+			return err_set(e, ERR_NOMEM, "out of memory");
+		struct ledger_recref ref = {(uint8_t)object, ""};
+		snprintf(ref.id, sizeof(ref.id), "%s", r->id);
+		int rc = apply_sf_deleted(t, cfg, w, r, &ref, st, e);
+		free(w);
+		return rc;
+	}
 	char email[LEDGER_EMAIL_MAX + 1], raw[LEDGER_TEXT_MAX + 1];
 	const struct sf_value *ev_email = sf_record_get(r, "Email");
 	struct err ie;

@@ -132,7 +132,8 @@ static int build_soql(const struct config *cfg, int object, int64_t since, struc
 	const struct config_fields *f = &cfg->salesforce.fields;
 	int rc = buf_printf(q, e,
 	                    "SELECT Id, Email, FirstName, LastName, Title, Phone, CreatedDate, "
-	                    "LastModifiedDate, SystemModstamp%s, %s, %s, %s, %s, %s, %s, %s",
+	                    "LastModifiedDate, SystemModstamp, IsDeleted, MasterRecordId%s, %s, "
+	                    "%s, %s, %s, %s, %s, %s",
 	                    object == LEDGER_OBJ_LEAD ? ", Company, IsConverted" : "", f->opted_out,
 	                    f->authorization_type, f->authorization_other, f->consent_date,
 	                    f->purpose, f->source_type, f->source_other);
@@ -217,7 +218,8 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress};
-	if (rc == 0 && (rc = sf_query(sf, q.data, false, on_page, &pl, e)))
+	/* queryAll: records deleted or merged since the cursor come too */
+	if (rc == 0 && (rc = sf_query(sf, q.data, true, on_page, &pl, e)))
 		explain_invalid_field(c->cfg, object, e);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
@@ -241,7 +243,8 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		                               .suppressed_new = t->suppressed_new,
 		                               .unchanged = t->echoes,
 		                               .skipped_no_email = t->skipped_no_email,
-		                               .pushes_queued = t->pushes_queued};
+		                               .pushes_queued = t->pushes_queued,
+		                               .unlinked = t->unlinked};
 		r->order[r->norder++] = (enum conn_object)object;
 	}
 	log_info("sync.pull",

@@ -286,6 +286,13 @@ int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struc
 	return db_put(t, t->l->records, k, kl, buf, en.len, 0, "put Salesforce record", e);
 }
 
+int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struct err *e)
+{
+	uint8_t k[1 + LEDGER_ID_MAX];
+	return db_del(t, t->l->records, k, recref_key(k, object, id), NULL,
+	              "delete Salesforce record", e);
+}
+
 /* ---- erasure ---- */
 
 static void facts_scrub(struct ledger_facts *f)

@@ -83,6 +83,7 @@ enum ledger_event_kind {
 	LEDGER_EV_REFUSED = 7,   /* an admin action refused (bad credentials or evidence) */
 	LEDGER_EV_RECORD = 8,    /* a Salesforce record linked to the person */
 	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
+	LEDGER_EV_UNLINKED = 10, /* a Salesforce record deleted or merged away: unlinked */
 };
 
 /* Names as the README and the API spell them ("legitimate_interest", "crm_sync", "Lead",
@@ -332,6 +333,9 @@ int ledger_person_each(struct ledger_txn *t, int (*fn)(const struct ledger_perso
 int ledger_record_get(struct ledger_txn *t, int object, const char *id, struct ledger_record *out,
                       struct err *e);
 int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struct err *e);
+/* Forget a record (deleted in Salesforce; the history keeps its id).
+ * ERR_NOTFOUND when absent. */
+int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 
 /* Erasure: remove the person's personal data (clear email, free texts,
  * names from Salesforce, the personal part of every history event and the

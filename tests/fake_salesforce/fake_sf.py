@@ -49,7 +49,7 @@ COMMON_FIELDS = {
     "Consent_Date__c": "datetime", "Processing_Purpose__c": "string",
     "Source_Type__c": "picklist", "Source_Other__c": "string",
     "CreatedDate": "datetime", "LastModifiedDate": "datetime", "SystemModstamp": "datetime",
-    "IsDeleted": "boolean",
+    "IsDeleted": "boolean", "MasterRecordId": "id",
     # checkboxes of purposes mapped to fields (optsync's example metadata)
     "Newsletter_Opt_Out__c": "boolean", "Events_Opt_Out__c": "boolean",
 }
@@ -58,7 +58,8 @@ FIELDS = {
     "Lead": dict(COMMON_FIELDS, Company="string", IsConverted="boolean", Status="string"),
 }
 PREFIX = {"Contact": "003", "Lead": "00Q"}
-READONLY = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted", "IsConverted"}
+READONLY = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted", "IsConverted",
+            "MasterRecordId"}
 PICKLISTS = {"Authorization_Type__c": AUTH_VALUES, "Source_Type__c": SOURCE_VALUES}
 
 
@@ -832,6 +833,14 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/__control/delete":
                 for rid in req["ids"]:
                     st.put(req["object"], {"Id": rid, "IsDeleted": True})
+                return self.send(200, {"ok": True})
+            if path == "/__control/merge":
+                # as Salesforce merges: the losers are deleted with MasterRecordId
+                # naming the survivor, which is modified
+                for rid in req["losers"]:
+                    st.put(req["object"], {"Id": rid, "IsDeleted": True,
+                                           "MasterRecordId": req["master"]})
+                st.put(req["object"], {"Id": req["master"]})
                 return self.send(200, {"ok": True})
             if path == "/__control/faults" and self.command == "POST":
                 st.faults.extend(req.get("faults", []))

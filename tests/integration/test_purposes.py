@@ -409,6 +409,23 @@ class FieldMapping(unittest.TestCase):
         self.assertTrue(e.sf_get("Contact", cid)["Events_Opt_Out__c"])
         self.assertEqual(self.purpose("keep@example.com", "events")["status"], "opted_out")
 
+    def test_merge_carries_purpose_optouts(self):
+        e = self.e
+        loser = e.sf_put("Lead", Email="m1@example.com", LastName="M", Company="Co",
+                         Newsletter_Opt_Out__c=True)
+        master = e.sf_put("Lead", Email="m1@example.com", LastName="M", Company="Co")
+        e.sync()
+        self.assertTrue(e.sf_get("Lead", master)["Newsletter_Opt_Out__c"])  # P1 already
+        e.sf_put("Lead", Id=master, Newsletter_Opt_Out__c=False, _system_stamp=None)
+        time.sleep(1.1)
+        # a Salesforce admin merges; the survivor had lost its tick meanwhile
+        e.ctl("POST", "merge", {"object": "Lead", "master": master, "losers": [loser]})
+        e.sync()
+        self.assertTrue(e.sf_get("Lead", master)["Newsletter_Opt_Out__c"])
+        show = e.json("contact", "show", "m1@example.com")
+        self.assertEqual([x["id"] for x in show["salesforce_records"]], [master])
+        self.assertEqual(show["purposes"]["newsletter"]["status"], "opted_out")
+
     def test_first_opt_in_needs_no_write(self):
         e = self.e
         cid, lid = self.person("first@example.com")

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 
 NS = {"m": "http://soap.sforce.com/2006/04/metadata"}
 SRC = OPTSYNC = None
+PURPOSE_BOXES = ["Newsletter_Opt_Out__c", "Events_Opt_Out__c"]
 
 
 class Metadata(unittest.TestCase):
@@ -61,6 +62,35 @@ class Metadata(unittest.TestCase):
                 self.assertIn(("%s.%s" % (obj, api), "true"), granted)
         self.assertIn("ApiEnabled", [u.find("m:name", NS).text
                                      for u in doc.iterfind("m:userPermissions", NS)])
+        for api in PURPOSE_BOXES:
+            for obj in ("Contact", "Lead"):
+                self.assertIn(("%s.%s" % (obj, api), "true"), granted)
+        objects = {p.find("m:object", NS).text: p for p in doc.iterfind("m:objectPermissions", NS)}
+        # the consent objects: rows and Individuals are read, created and
+        # updated; purposes only read
+        for obj, write in (("ContactPointTypeConsent", "true"), ("Individual", "true"),
+                           ("DataUsePurpose", "false")):
+            self.assertIn(obj, objects)
+            self.assertEqual(objects[obj].find("m:allowRead", NS).text, "true")
+            self.assertEqual(objects[obj].find("m:allowCreate", NS).text, write)
+            self.assertEqual(objects[obj].find("m:allowEdit", NS).text, write)
+
+    def test_purpose_checkboxes(self):
+        """The example checkbox of each purpose in config.example.toml's
+        commented [[purposes]] exists on Contact and Lead, unticked by default."""
+        with open(os.path.join(SRC, "config.example.toml")) as f:
+            text = f.read()
+        import re
+        named = set(re.findall(r'field = "([A-Za-z0-9_]+__c)"', text))
+        self.assertTrue(named)
+        self.assertLessEqual(named, set(PURPOSE_BOXES))
+        for api in PURPOSE_BOXES:
+            for obj in ("Contact", "Lead"):
+                path = os.path.join(self.root, "objects", obj, "fields", api + ".field-meta.xml")
+                doc = ET.parse(path).getroot()
+                self.assertEqual(doc.find("m:fullName", NS).text, api)
+                self.assertEqual(doc.find("m:type", NS).text, "Checkbox")
+                self.assertEqual(doc.find("m:defaultValue", NS).text, "false")
 
 
 if __name__ == "__main__":

@@ -222,6 +222,56 @@ class Rules(unittest.TestCase):
         self.assertEqual(optin["actor"], "alice")
         self.assertEqual(optin["evidence"]["ref"], "form-123")
 
+    # Records deleted in Salesforce are unlinked; the history keeps them
+    def test_deleted_record_is_unlinked(self):
+        e = self.env
+        cid = e.sf_put("Contact", Email="gone@example.com", LastName="G")
+        lid = e.sf_put("Lead", Email="gone@example.com", LastName="G", Company="Y")
+        e.sync()
+        e.json("optout", "gone@example.com")
+        time.sleep(1.1)
+        e.ctl("POST", "delete", {"object": "Contact", "ids": [cid]})
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["records_unlinked"], 1)
+        show = e.json("contact", "show", "gone@example.com")
+        self.assertEqual([x["id"] for x in show["salesforce_records"]], [lid])
+        self.assertTrue(show["opted_out"])  # the opt-out stays, on the person
+        # the push queued for the deleted record was dropped, not parked
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertEqual(e.json("status")["pushes"]["parked"], 0)
+        hist = e.json("contact", "history", "gone@example.com")
+        un = [h for h in hist if h["kind"] == "unlinked"]
+        self.assertEqual(len(un), 1)
+        self.assertEqual((un[0]["record"]["id"], un[0]["reason"]), (cid, "deleted in Salesforce"))
+        self.assertEqual(e.json("status")["ledger"]["salesforce_records"], 1)
+        r = e.sync()  # read again inside the overlap: nothing new
+        self.assertEqual(r["pulled"]["Contact"]["records_unlinked"], 0)
+        self.assertEqual(len(e.json("contact", "history", "gone@example.com")), len(hist))
+        self.assertTrue(e.json("audit", "verify")["ok"])
+
+    # After a merge the surviving record carries the person's opt-out
+    def test_merge_carries_the_optout_to_the_survivor(self):
+        e = self.env
+        loser = e.sf_put("Contact", Email="dup@example.com", LastName="D", HasOptedOutOfEmail=True)
+        master = e.sf_put("Contact", Email="dup-work@example.com", LastName="D")
+        e.sync()
+        time.sleep(1.1)
+        e.ctl("POST", "merge", {"object": "Contact", "master": master, "losers": [loser]})
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["records_unlinked"], 1)
+        self.assertTrue(e.sf_get("Contact", master)["HasOptedOutOfEmail"])
+        hist = e.json("contact", "history", "dup@example.com")
+        self.assertEqual(hist[-1]["kind"], "unlinked")
+        self.assertEqual(hist[-1]["reason"], "merged into Contact %s in Salesforce" % master)
+        self.assertEqual(e.json("contact", "show", "dup@example.com")["salesforce_records"], [])
+        # the survivor's person is the same human: it takes the opt-out
+        self.assertTrue(e.json("contact", "show", "dup-work@example.com")["opted_out"])
+        h = e.json("contact", "history", "dup-work@example.com")[-1]
+        self.assertEqual((h["kind"], h["reason"]), ("optout", "carried over from Contact %s, "
+                                                    "merged into Contact %s" % (loser, master)))
+        r = e.sync()  # and nothing more to do
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+
     # Rule 3: suppression holds for new records
     def test_new_lead_of_suppressed_email_is_opted_out(self):
         e = self.env
