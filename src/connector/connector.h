@@ -43,7 +43,7 @@ void conn_close(struct conn *c);
 /* Where a change comes from, as the history records it. */
 enum conn_origin { CONN_ORIGIN_LOCAL = 2, CONN_ORIGIN_ADMIN = 3, CONN_ORIGIN_LINK = 4 };
 /* The Salesforce objects optsync syncs, as reports count them. */
-enum conn_object { CONN_OBJ_CONTACT = 1, CONN_OBJ_LEAD = 2 };
+enum conn_object { CONN_OBJ_CONTACT = 1, CONN_OBJ_LEAD = 2, CONN_OBJ_CONSENT = 3 };
 
 /* Who acts: shown in the history. */
 struct conn_actor {
@@ -184,8 +184,8 @@ struct conn_push_list; /* a dry run's due pushes; rendered, not read */
 struct conn_cycle_report {
 	int64_t started_at, finished_at; /* ms */
 	bool dry_run, full;
-	struct conn_pull_report pull[3]; /* by enum conn_object */
-	enum conn_object order[3];       /* the objects in the order pulled */
+	struct conn_pull_report pull[4]; /* by enum conn_object */
+	enum conn_object order[4];       /* the objects in the order pulled */
 	size_t norder;
 	bool pushed; /* the push step ran */
 	struct {
@@ -199,6 +199,9 @@ struct conn_cycle_report {
 		uint64_t events, persons, conflicts, event_seq;
 		char error[ERR_MSG_MAX];
 	} retention;
+	/* purposes on consent objects that could not be synced this cycle (the
+	 * objects missing, a DataUsePurpose not found): the plain-words reason */
+	char consent_error[ERR_MSG_MAX];
 	int result;              /* 0, or the cycle's error code */
 	char error[ERR_MSG_MAX]; /* its message */
 	bool api_known;          /* the cycle talked to Salesforce */

@@ -16,6 +16,9 @@ struct conn {
 	struct supp_index *supp;  /* the suppression check's index (suppress.c) */
 	bool owns_ledger;         /* conn_own_ledger: the sync lock is held for life */
 	struct link_group *links; /* link opt-outs waiting for a group commit (links.c) */
+	/* this cycle's DataUsePurpose Ids, by index in cfg->purposes ("": none) */
+	char dup_id[CONFIG_PURPOSES_MAX][LEDGER_ID_MAX + 1];
+	bool consent_ok; /* the consent objects answered this cycle */
 };
 
 struct link_group *link_group_new(void);
@@ -211,6 +214,45 @@ int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
 int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
                         const struct ledger_recref *except, const char *purpose, bool out,
                         struct apply_stats *st, struct err *e);
+/* Purposes on Salesforce's consent objects (consent.c). */
+bool consent_configured(const struct config *cfg);
+int consent_soql(const struct conn *c, int64_t since, struct buf *q, struct err *e);
+/* Before the pulls: resolve this cycle's DataUsePurpose Ids (one query);
+ * fails, in plain words, when the org has no consent objects. */
+int consent_prepare(struct conn *c, struct sf_client *sf, struct conn_cycle_report *r,
+                    struct err *e);
+/* After the Contact and Lead pulls: the ContactPointTypeConsent rows. */
+int consent_pull(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
+                 struct conn_cycle_report *r, struct err *e);
+/* Write the queued consent rows (pushes keyed by Individual). */
+int consent_drain(struct conn *c, struct sf_client *sf, struct conn_cycle_report *report,
+                  struct err *e);
+int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_record *r,
+                     struct apply_stats *st, struct err *e);
+/* A record's IndividualId: the person's Individual when it has none yet,
+ * and its purposes queued to it. */
+int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
+                              struct ledger_person *p, const struct sf_record *r,
+                              struct apply_stats *st, struct err *e);
+/* P1/P2 for a consent-object purpose: queue its row's status. */
+int consent_spread(struct ledger_txn *t, const struct ledger_person *p, const char *purpose,
+                   bool out, struct apply_stats *st, struct err *e);
+/* Either mapping: the checkboxes of every record, or the consent row. */
+int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
+                   const struct ledger_recref *except, const char *purpose, bool out,
+                   struct apply_stats *st, struct err *e);
+/* Pull one object from its cursor (sync.c). */
+int pull_object(struct conn *c, struct sf_client *sf, int object, const struct conn_sync_opts *o,
+                struct conn_cycle_report *r, struct err *e);
+/* Close the open re-subscribe conflicts of refs[i] about purposes[i] ("":
+ * all email) as reverted; *closed counts them. */
+int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
+                         const char *const *purposes, size_t n, int64_t now, size_t *closed,
+                         struct err *e);
+/* A conflict seen in Salesforce, with its history event (rules.c). */
+int sf_conflict_add(struct ledger_txn *t, struct ledger_person *p, const struct ledger_recref *ref,
+                    int kind, uint32_t field, const char *local, const char *sf, int64_t now,
+                    const char *purpose, struct err *e);
 /* Store a person's new status for a purpose (purposes.c). */
 int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
                        uint8_t status, int64_t at, int origin, int64_t consent_date,

@@ -80,5 +80,5 @@ void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIE
 int object_of(const char *name)
 {
 	int o = ledger_object_parse(name);
-	return o < 0 ? 0 : o;
+	return o == LEDGER_OBJ_CONTACT || o == LEDGER_OBJ_LEAD ? o : 0; /* the objects polled */
 }

@@ -31,8 +31,13 @@ int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], 
                        const char *evidence_ref, uint64_t event_seq, struct err *e)
 {
 	struct ledger_purpose np;
-	memset(&np, 0, sizeof(np));
-	snprintf(np.name, sizeof(np.name), "%s", name);
+	int rc = ledger_purpose_get(t, key, name, &np, e); /* keeps its consent row */
+	if (rc == ERR_NOTFOUND) {
+		memset(&np, 0, sizeof(np));
+		snprintf(np.name, sizeof(np.name), "%s", name);
+	} else if (rc) {
+		return rc;
+	}
 	np.status = status;
 	np.changed_at = at;
 	np.origin = (uint8_t)origin;
@@ -50,10 +55,9 @@ static int purpose_store(struct ledger_txn *t, struct uc *u, const char *purpose
 	u->event_seq = u->ev.seq;
 	int rc = purpose_status_put(t, u->key, purpose, status, at, u->who->origin, consent_date,
 	                            evidence_ref, u->ev.seq, e);
-	const struct config_purpose *cp = config_purpose_find(u->c->cfg, purpose);
-	if (rc == 0 && cp && cp->sf_field)
-		rc = purpose_push_spread(t, &u->p, NULL, purpose, status == LEDGER_PURPOSE_OUT,
-		                         &u->st, e);
+	if (rc == 0)
+		rc = purpose_spread(t, u->c->cfg, &u->p, NULL, purpose,
+		                    status == LEDGER_PURPOSE_OUT, &u->st, e);
 	return rc;
 }
 

@@ -446,6 +446,8 @@ int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cf
 	for (size_t i = 0; i < r->norder; i++)
 		json_attach(objs, ledger_object_name((int)r->order[i]),
 		            render_pull(&r->pull[r->order[i]]));
+	if (r->consent_error[0])
+		cJSON_AddStringToObject(o, "consent_objects_error", r->consent_error);
 	if (r->pushed)
 		render_cycle_pushes(o, r, cfg);
 	if (r->retention.failed) {

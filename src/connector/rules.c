@@ -415,6 +415,25 @@ out:
 	return rc;
 }
 
+int sf_conflict_add(struct ledger_txn *t, struct ledger_person *p, const struct ledger_recref *ref,
+                    int kind, uint32_t field, const char *local, const char *sf, int64_t now,
+                    const char *purpose, struct err *e)
+{
+	return conflict_add(t, p, ref, kind, field, local, sf, false, "", now, purpose, e);
+}
+
+int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
+                   const struct ledger_recref *except, const char *purpose, bool out,
+                   struct apply_stats *st, struct err *e)
+{
+	const struct config_purpose *cp = config_purpose_find(cfg, purpose);
+	if (cp && cp->sf_field)
+		return purpose_push_spread(t, p, except, purpose, out, st, e);
+	if (cp && cp->sf_data_use_purpose)
+		return consent_spread(t, p, purpose, out, st, e);
+	return 0;
+}
+
 /* ---- applying one Salesforce record ---- */
 
 static void unlink_record(struct ledger_person *p, const struct ledger_recref *ref)
@@ -581,8 +600,7 @@ static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struc
 		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
 			return rc;
 		st->purpose_optouts_in++;
-		if (cfg->purposes[i].sf_field)
-			rc = purpose_push_spread(t, mp, NULL, name, true, st, e);
+		rc = purpose_spread(t, cfg, mp, NULL, name, true, st, e);
 	}
 	return rc;
 }
@@ -821,6 +839,8 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 
 	if ((rc = apply_purpose_boxes(t, cfg, w, r, &ref, is_new, writable, sf_changed, now,
 	                              &any_change, st, e)))
+		goto out;
+	if (consent_configured(cfg) && (rc = consent_follow_individual(t, cfg, p, r, st, e)))
 		goto out;
 
 	/* Rule 5: the compliance fields, one group at a time */

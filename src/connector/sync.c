@@ -38,8 +38,10 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	for (size_t i = 0; i < pl->n && rc == 0; i++) {
 		if (i % 64 == 63)
 			ledger_trim(pl->c->l); /* a page touches many ledger pages */
-		rc = apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, &pl->recs[i], &pl->page,
-		                     e);
+		rc = pl->object == LEDGER_OBJ_CONSENT
+		         ? apply_sf_consent(t, pl->c, &pl->recs[i], &pl->page, e)
+		         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, &pl->recs[i],
+		                           &pl->page, e);
 		const struct sf_value *ms = sf_record_get(&pl->recs[i], "SystemModstamp");
 		int64_t m;
 		if (rc == 0 && ms && ms->type == SF_STRING && time_parse(ms->str, &m) == 0 &&
@@ -126,8 +128,8 @@ static int mark_caught_up(struct ledger_txn *t, void *ctx, struct err *e)
 	return ledger_cursor_put(t, cu->object, &cur, e);
 }
 
-static int build_soql(const struct config *cfg, int object, int64_t since, struct buf *q,
-                      struct err *e)
+static int build_soql(const struct config *cfg, int object, int64_t since, bool with_individual,
+                      struct buf *q, struct err *e)
 {
 	const struct config_fields *f = &cfg->salesforce.fields;
 	int rc = buf_printf(q, e,
@@ -140,6 +142,8 @@ static int build_soql(const struct config *cfg, int object, int64_t since, struc
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++)
 		if (cfg->purposes[i].sf_field)
 			rc = buf_printf(q, e, ", %s", cfg->purposes[i].sf_field);
+	if (rc == 0 && with_individual)
+		rc = buf_puts(q, ", IndividualId", e); /* exists with Data Protection and Privacy */
 	rc = rc ? rc : buf_printf(q, e, " FROM %s", ledger_object_name(object));
 	if (rc == 0 && since > 0) {
 		char t[TIME_STR_MAX];
@@ -200,8 +204,8 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 		        field, ledger_object_name(object), orig);
 }
 
-static int pull_object(struct conn *c, struct sf_client *sf, int object,
-                       const struct conn_sync_opts *o, struct conn_cycle_report *r, struct err *e)
+int pull_object(struct conn *c, struct sf_client *sf, int object, const struct conn_sync_opts *o,
+                struct conn_cycle_report *r, struct err *e)
 {
 	struct cursor_read cr = {object, {0}, 0};
 	int rc = ledger_read(c->l, read_cursor, &cr, e);
@@ -212,14 +216,15 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		since = cr.cur.modstamp - c->cfg->sync.overlap_ms;
 	struct buf q;
 	buf_init(&q, 8192);
-	rc = build_soql(c->cfg, object, since, &q, e);
+	rc = object == LEDGER_OBJ_CONSENT ? consent_soql(c, since, &q, e)
+	                                  : build_soql(c->cfg, object, since, c->consent_ok, &q, e);
 	struct pull pl = {.c = c,
 	                  .object = object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress};
 	/* queryAll: records deleted or merged since the cursor come too */
-	if (rc == 0 && (rc = sf_query(sf, q.data, true, on_page, &pl, e)))
+	if (rc == 0 && (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)))
 		explain_invalid_field(c->cfg, object, e);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
@@ -227,7 +232,7 @@ static int pull_object(struct conn *c, struct sf_client *sf, int object,
 		rc = ledger_write(c->l, mark_caught_up, &cu, e);
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
-	if (object > 0 && object < 3) {
+	if (object > 0 && object < 4) {
 		struct conn_pull_report *p = &r->pull[object];
 		const struct apply_stats *t = &pl.total;
 		*p = (struct conn_pull_report){.pulled = true,
@@ -272,6 +277,8 @@ struct due {
 static int collect_due(const struct ledger_push *q, void *ctx)
 {
 	struct due *d = ctx;
+	if (q->record.object > LEDGER_OBJ_LEAD)
+		return 0; /* a consent row's write: consent_drain's */
 	d->total++;
 	if (q->parked) {
 		/* failed permanently: tried again at next_try (push_park_backoff),
@@ -321,10 +328,6 @@ static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 	return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc;
 }
 
-struct reverted {
-	struct ledger_recref ref;
-	const char *purpose;
-};
 /* Each push lands at most its opt-out and one opt-out per purpose. */
 #define REVERTED_PER_PUSH (1 + LEDGER_PFLAGS_MAX)
 
@@ -337,12 +340,16 @@ struct results {
 	int64_t now;
 	size_t ok, retry, parked;
 	size_t ok_by_object[3];
-	struct reverted *reverted; /* opt-outs that landed: record and purpose ("": all email) */
+	/* opt-outs that landed: record and purpose ("": all email) */
+	struct ledger_recref *rev_refs;
+	const char **rev_names;
 	size_t nreverted, conflicts_reverted;
 };
 
 struct revert_scan {
-	const struct results *r;
+	const struct ledger_recref *refs;
+	const char *const *names;
+	size_t nrefs;
 	uint64_t *ids;
 	size_t n;
 };
@@ -352,23 +359,25 @@ static int find_reverted(const struct ledger_conflict *cf, void *ctx)
 	struct revert_scan *rs = ctx;
 	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE)
 		return 0;
-	for (size_t i = 0; i < rs->r->nreverted; i++)
-		if (rs->r->reverted[i].ref.object == cf->record.object &&
-		    strcmp(rs->r->reverted[i].ref.id, cf->record.id) == 0 &&
-		    strcmp(rs->r->reverted[i].purpose, cf->purpose_name) == 0) {
+	for (size_t i = 0; i < rs->nrefs; i++)
+		if (rs->refs[i].object == cf->record.object &&
+		    strcmp(rs->refs[i].id, cf->record.id) == 0 &&
+		    strcmp(rs->names[i], cf->purpose_name) == 0) {
 			rs->ids[rs->n++] = cf->id;
 			break;
 		}
 	/* each record has one open conflict per purpose at most */
-	return rs->n == rs->r->nreverted ? 1 : 0;
+	return rs->n == rs->nrefs ? 1 : 0;
 }
 
 /* Rule 2 under "revert": once Salesforce holds the opt-out again, the
  * re-subscribe conflicts of those records are settled: closed as reverted,
  * so that open conflicts are the ones a human must decide. */
-static int close_reverted(struct ledger_txn *t, struct results *r, struct err *e)
+int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
+                         const char *const *purposes, size_t n, int64_t now, size_t *closed,
+                         struct err *e)
 {
-	struct revert_scan rs = {r, malloc(r->nreverted * sizeof(uint64_t)), 0};
+	struct revert_scan rs = {refs, purposes, n, malloc(n * sizeof(uint64_t)), 0};
 	if (rs.ids == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = ledger_conflict_each(t, find_reverted, &rs, e);
@@ -382,11 +391,11 @@ static int close_reverted(struct ledger_txn *t, struct results *r, struct err *e
 			break;
 		cf->status = LEDGER_CONFLICT_RESOLVED;
 		cf->auto_resolved = true;
-		cf->resolved_at = r->now;
+		cf->resolved_at = now;
 		snprintf(cf->resolution, sizeof(cf->resolution), "%s", CONFLICT_REVERTED);
 		snprintf(cf->resolved_by, sizeof(cf->resolved_by), "optsync");
 		if ((rc = ledger_conflict_put(t, cf, e)) == 0)
-			r->conflicts_reverted++;
+			(*closed)++;
 	}
 	free(cf);
 	free(rs.ids);
@@ -461,12 +470,15 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			}
 			if (rc == 0 && cur->version == s->version)
 				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
-			if (rc == 0 && (s->want.mask & LEDGER_F_OPTED_OUT) && s->want.opted_out)
-				r->reverted[r->nreverted++] = (struct reverted){s->record, ""};
+			if (rc == 0 && (s->want.mask & LEDGER_F_OPTED_OUT) && s->want.opted_out) {
+				r->rev_refs[r->nreverted] = s->record;
+				r->rev_names[r->nreverted++] = "";
+			}
 			for (uint8_t k = 0; rc == 0 && k < s->want_purposes.n; k++)
-				if (s->want_purposes.v[k].out)
-					r->reverted[r->nreverted++] = (struct reverted){
-					    s->record, s->want_purposes.v[k].name};
+				if (s->want_purposes.v[k].out) {
+					r->rev_refs[r->nreverted] = s->record;
+					r->rev_names[r->nreverted++] = s->want_purposes.v[k].name;
+				}
 			r->ok++;
 			if (s->record.object < 3)
 				r->ok_by_object[s->record.object]++;
@@ -490,7 +502,8 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		rc = ledger_push_put(t, cur, e);
 	}
 	if (rc == 0 && r->nreverted)
-		rc = close_reverted(t, r, e);
+		rc = close_reverted_pairs(t, r->rev_refs, r->rev_names, r->nreverted, r->now,
+		                          &r->conflicts_reverted, e);
 	free(cur);
 	free(rec);
 	return rc;
@@ -558,9 +571,10 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	struct sf_value(*vals)[PUSH_VALUES_MAX] = malloc(d.cap * sizeof(*vals));
 	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
 	struct sf_result *res = malloc(d.cap * sizeof(*res));
-	struct reverted *refs = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*refs));
+	struct ledger_recref *refs = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*refs));
+	const char **rev_names = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*rev_names));
 	size_t calls = 0, ok = 0, retry = 0, parked = 0, reverted = 0, by_object[3] = {0, 0, 0};
-	int rc = d.items && up && vals && dates && res && refs
+	int rc = d.items && up && vals && dates && res && refs && rev_names
 	             ? 0
 	             : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
@@ -588,8 +602,14 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		calls++;
 		struct err se = {0};
 		int src = sf_update(sf, up, d.n, res, &se);
-		struct results r = {d.items, res,       d.n,  src != 0, se.msg, time_now_ms(), 0, 0,
-		                    0,       {0, 0, 0}, refs, 0,        0};
+		struct results r = {.sent = d.items,
+		                    .res = res,
+		                    .n = d.n,
+		                    .request_failed = src != 0,
+		                    .request_error = se.msg,
+		                    .now = time_now_ms(),
+		                    .rev_refs = refs,
+		                    .rev_names = rev_names};
 		rc = ledger_write(c->l, results_txn, &r, e);
 		ok += r.ok;
 		reverted += r.conflicts_reverted;
@@ -619,6 +639,7 @@ out:
 	report->push.parked_now = parked;
 	report->push.conflicts_reverted = reverted;
 	free(refs);
+	free(rev_names);
 	free(d.items);
 	free(up);
 	free(vals);
@@ -710,10 +731,21 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cyc
 	struct sf_client *sf = NULL;
 	if (rc == 0)
 		rc = conn_sf(c, &sf, e);
+	/* the consent objects: their failure (Data Protection and Privacy off)
+	 * is reported in plain words; the rest of the cycle goes on */
+	struct err ce = {0};
+	if (rc == 0 && consent_prepare(c, sf, r, &ce))
+		snprintf(r->consent_error, sizeof(r->consent_error), "%s", ce.msg);
 	for (size_t i = 0; rc == 0 && i < c->cfg->salesforce.nobjects; i++)
 		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, r, e);
+	if (rc == 0 && consent_pull(c, sf, o, r, &ce))
+		snprintf(r->consent_error, sizeof(r->consent_error), "%s", ce.msg);
+	if (r->consent_error[0])
+		log_error("sync.consent", "%s", r->consent_error);
 	if (rc == 0)
 		rc = drain(c, sf, o, r, e);
+	if (rc == 0 && !o->dry_run)
+		rc = consent_drain(c, sf, r, e);
 	if (rc == 0 && !o->dry_run) {
 		/* housekeeping: a failure is reported, the cycle itself succeeded */
 		struct err re = {0};

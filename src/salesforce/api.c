@@ -193,9 +193,10 @@ static cJSON *value_json(const struct sf_value *v)
 	}
 }
 
-/* One collections call for recs[0..n); results[i] for recs[i]. */
-static int update_once(struct sf_client *c, const struct sf_update *recs, size_t n,
-                       struct sf_result *results, struct err *e)
+/* One collections call for recs[0..n); results[i] for recs[i]. PATCH
+ * updates, POST creates (no id). */
+static int collection_once(struct sf_client *c, const char *method, const struct sf_update *recs,
+                           size_t n, struct sf_result *results, struct err *e)
 {
 	if (n == 0)
 		return 0;
@@ -212,7 +213,7 @@ static int update_once(struct sf_client *c, const struct sf_update *recs, size_t
 		if (r == NULL || attr == NULL ||
 		    !cJSON_AddStringToObject(attr, "type", recs[i].type) ||
 		    !cJSON_AddItemToObject(r, "attributes", attr) ||
-		    !cJSON_AddStringToObject(r, "id", recs[i].id)) {
+		    (recs[i].id && !cJSON_AddStringToObject(r, "id", recs[i].id))) {
 			cJSON_Delete(r);
 			rc = err_set(e, ERR_NOMEM, "out of memory");
 			break;
@@ -230,8 +231,8 @@ static int update_once(struct sf_client *c, const struct sf_update *recs, size_t
 	char path[128];
 	snprintf(path, sizeof(path), "/services/data/v%s/composite/sobjects", c->api_version);
 	if (rc == 0)
-		rc = sf_call(c, "PATCH", path, "application/json", body, strlen(body),
-		             sf_parse_json, &j, e);
+		rc = sf_call(c, method, path, "application/json", body, strlen(body), sf_parse_json,
+		             &j, e);
 	free(body);
 	if (rc)
 		return rc;
@@ -240,10 +241,10 @@ static int update_once(struct sf_client *c, const struct sf_update *recs, size_t
 	return rc;
 }
 
-int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
-              struct sf_result *results, struct err *e)
+static int collection(struct sf_client *c, const char *method, const struct sf_update *recs,
+                      size_t n, struct sf_result *results, struct err *e)
 {
-	int rc = update_once(c, recs, n, results, e);
+	int rc = collection_once(c, method, recs, n, results, e);
 	/* Re-send, alone, the records that failed with a retryable error
 	 * (UNABLE_TO_LOCK_ROW), with backoff, until they pass or the attempts
 	 * run out; the others keep their first result. */
@@ -279,7 +280,7 @@ int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
 		         results[where[0]].status_code, ms);
 		if (sf_sleep(c, ms))
 			break;
-		rc = update_once(c, again, m, res2, e);
+		rc = collection_once(c, method, again, m, res2, e);
 		for (size_t k = 0; rc == 0 && k < m; k++)
 			results[where[k]] = res2[k];
 	}
@@ -287,6 +288,18 @@ int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
 	free(res2);
 	free(where);
 	return rc;
+}
+
+int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
+              struct sf_result *results, struct err *e)
+{
+	return collection(c, "PATCH", recs, n, results, e);
+}
+
+int sf_create(struct sf_client *c, const struct sf_update *recs, size_t n,
+              struct sf_result *results, struct err *e)
+{
+	return collection(c, "POST", recs, n, results, e);
 }
 
 /* ---- metadata ---- */

@@ -55,6 +55,9 @@ int sf_collection_results(const cJSON *j, size_t n, struct sf_result *results, s
 		struct sf_result *res = &results[i++];
 		memset(res, 0, sizeof(*res));
 		res->success = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "success"));
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
+		if (cJSON_IsString(id) && strlen(id->valuestring) < sizeof(res->id))
+			snprintf(res->id, sizeof(res->id), "%s", id->valuestring);
 		if (res->success)
 			continue;
 		const cJSON *errs = cJSON_GetObjectItemCaseSensitive(r, "errors");

@@ -108,6 +108,7 @@ struct sf_update {
 
 struct sf_result {
 	bool success;
+	char id[19];          /* the record's Id (a create's new Id), "" if not given */
 	bool retryable;       /* a failure worth trying again (UNABLE_TO_LOCK_ROW) */
 	char status_code[64]; /* Salesforce's statusCode, "" on success */
 	char message[256];
@@ -118,6 +119,11 @@ struct sf_result {
  * records; results[i] is the outcome of recs[i] (matched by position). A
  * request-level failure returns an error and leaves results unset. */
 int sf_update(struct sf_client *c, const struct sf_update *recs, size_t n,
+              struct sf_result *results, struct err *e);
+
+/* POST /composite/sobjects with allOrNone=false: create n <= SF_COLLECTION_MAX
+ * records (their id is NULL); results[i].id is the new Id of recs[i]. */
+int sf_create(struct sf_client *c, const struct sf_update *recs, size_t n,
               struct sf_result *results, struct err *e);
 
 /* ---- metadata ---- */

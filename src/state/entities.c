@@ -42,6 +42,7 @@ static void ent_person_init(struct ledger_person *p)
 	p->last_event = 0;
 	p->flags = 0;
 	p->nrecords = 0;
+	p->individual_id[0] = '\0';
 }
 
 static size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, size_t cap, int *ovf)
@@ -60,6 +61,7 @@ static size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, siz
 	for (uint32_t i = 0; i < p->nrecords && i < LEDGER_RECORDS_MAX; i++)
 		ent_enc_recref(&en, 10, &p->records[i]);
 	enc_uint(&en, 11, p->last_event);
+	enc_str(&en, 12, p->individual_id);
 	*ovf = en.overflow;
 	return en.len;
 }
@@ -111,6 +113,10 @@ int ent_person_decode(const MDB_val *v, struct ledger_person *p)
 			break;
 		case 11:
 			p->last_event = f.u;
+			break;
+		case 12:
+			if (dec_str(&f, p->individual_id, sizeof(p->individual_id)))
+				return -1;
 			break;
 		default:
 			break;

@@ -64,7 +64,13 @@ enum ledger_source {
 	LEDGER_SOURCE_OTHER = 5,
 };
 
-enum ledger_object { LEDGER_OBJ_NONE = 0, LEDGER_OBJ_CONTACT = 1, LEDGER_OBJ_LEAD = 2 };
+enum ledger_object {
+	LEDGER_OBJ_NONE = 0,
+	LEDGER_OBJ_CONTACT = 1,
+	LEDGER_OBJ_LEAD = 2,
+	LEDGER_OBJ_CONSENT = 3, /* ContactPointTypeConsent: a person's consent row for a purpose */
+	LEDGER_OBJ_INDIVIDUAL = 4, /* Individual: the party of a person's consent rows */
+};
 
 enum ledger_origin {
 	LEDGER_ORIGIN_SALESFORCE = 1,
@@ -141,7 +147,8 @@ struct ledger_person {
 	uint64_t last_event; /* the person's newest history event (0: none) */
 	uint32_t flags;      /* LEDGER_PERSON_* */
 	uint32_t nrecords;
-	struct ledger_recref records[LEDGER_RECORDS_MAX];
+	struct ledger_recref records[LEDGER_RECORDS_MAX]; /* Contacts and Leads */
+	char individual_id[LEDGER_ID_MAX + 1]; /* the Individual of its consent rows, "" if none */
 };
 
 #define LEDGER_RECORD_DELETED        1u
@@ -503,6 +510,11 @@ struct ledger_purpose {
 	int64_t consent_date;                   /* LEDGER_PURPOSE_IN: when consent was given (ms) */
 	char evidence_ref[LEDGER_TEXT_MAX + 1]; /* personal: "" once erased */
 	uint64_t event_seq;                     /* the history event of the change */
+	/* a purpose on Salesforce's consent objects: the person's
+	 * ContactPointTypeConsent row and its status as last read or written
+	 * (LEDGER_PURPOSE_IN: OptIn, LEDGER_PURPOSE_OUT: OptOut, 0: unknown) */
+	char sf_row[LEDGER_ID_MAX + 1];
+	uint8_t sf_row_status;
 };
 /* A person's status for one purpose; ERR_NOTFOUND when none was ever set. */
 int ledger_purpose_get(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN], const char *name,

@@ -59,6 +59,13 @@ static int decode(const MDB_val *k, const MDB_val *v, struct ledger_purpose *p)
 		case 6:
 			p->event_seq = f.u;
 			break;
+		case 7:
+			if (dec_str(&f, p->sf_row, sizeof(p->sf_row)))
+				return -1;
+			break;
+		case 8:
+			p->sf_row_status = (uint8_t)f.u;
+			break;
 		default:
 			break;
 		}
@@ -93,6 +100,8 @@ int ledger_purpose_put(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN
 	enc_sint(&en, 4, p->consent_date);
 	enc_str(&en, 5, p->evidence_ref);
 	enc_uint(&en, 6, p->event_seq);
+	enc_str(&en, 7, p->sf_row);
+	enc_uint(&en, 8, p->sf_row_status);
 	if (en.overflow)
 		return err_set(e, ERR_INVALID, "purpose status too large");
 	return db_put(t, t->l->purposes, k, key_of(person, p->name, k), buf, en.len, 0, "purpose",

@@ -10,10 +10,16 @@ REST API documentation describes them (status codes, error bodies, paging):
   GET  /services/data/vNN.N/query?q=SOQL      and /queryAll; pages with nextRecordsUrl
   GET  /services/data/vNN.N/query/<id>-<n>    the following pages
   PATCH /services/data/vNN.N/composite/sobjects   sObject Collections update
+  POST  /services/data/vNN.N/composite/sobjects   sObject Collections create
   GET  /services/data/vNN.N/limits
   GET  /services/data/vNN.N/sobjects/OBJECT/describe   the fields the user sees
 
-with Sforce-Limit-Info on every data response, sessions that expire, and a
+Contact and Lead, and with --dpp (or control config {"dpp": true}) the consent
+objects Individual, DataUsePurpose and ContactPointTypeConsent as Salesforce
+has them: required fields on create, restricted picklists, references that
+must name a live record (each failing for its record only), and INVALID_TYPE
+for all three while Data Protection and Privacy is off. Answers carry
+Sforce-Limit-Info on every data response, sessions that expire, and a
 SOQL subset: SELECT fields FROM object [WHERE conditions joined by AND/OR,
 with = != < <= > >= IN NOT IN, parentheses] [ORDER BY f [ASC|DESC], ...]
 [LIMIT n]. Unknown fields give 400 INVALID_FIELD, bad syntax MALFORMED_QUERY.
@@ -53,14 +59,39 @@ COMMON_FIELDS = {
     # checkboxes of purposes mapped to fields (optsync's example metadata)
     "Newsletter_Opt_Out__c": "boolean", "Events_Opt_Out__c": "boolean",
 }
+SYSTEM_FIELDS = {"Id": "id", "CreatedDate": "datetime", "LastModifiedDate": "datetime",
+                 "SystemModstamp": "datetime", "IsDeleted": "boolean"}
+CONTACT_POINT_TYPES = ["Email", "MailingAddress", "Phone", "Social", "Web"]
 FIELDS = {
-    "Contact": dict(COMMON_FIELDS),
-    "Lead": dict(COMMON_FIELDS, Company="string", IsConverted="boolean", Status="string"),
+    "Contact": dict(COMMON_FIELDS, IndividualId="id"),
+    "Lead": dict(COMMON_FIELDS, Company="string", IsConverted="boolean", Status="string",
+                 IndividualId="id"),
+    # the consent objects, there only with Data Protection and Privacy on (--dpp)
+    "Individual": dict(SYSTEM_FIELDS, FirstName="string", LastName="string",
+                       HasOptedOutSolicit="boolean"),
+    "DataUsePurpose": dict(SYSTEM_FIELDS, Name="string", CanDataSubjectOptOut="boolean"),
+    "ContactPointTypeConsent": dict(
+        SYSTEM_FIELDS, Name="string", PartyId="id", ContactPointType="picklist",
+        DataUsePurposeId="id", PrivacyConsentStatus="picklist", CaptureDate="datetime",
+        CaptureSource="string", CaptureContactPointType="picklist", EffectiveFrom="datetime",
+        EffectiveTo="datetime"),
 }
-PREFIX = {"Contact": "003", "Lead": "00Q"}
+DPP_OBJECTS = ("Individual", "DataUsePurpose", "ContactPointTypeConsent")
+# what a create must name (Salesforce: REQUIRED_FIELD_MISSING)
+REQUIRED = {"Individual": ["LastName"], "DataUsePurpose": ["Name"],
+            "ContactPointTypeConsent": ["Name", "PartyId", "ContactPointType", "CaptureDate",
+                                        "CaptureSource", "CaptureContactPointType"]}
+# reference fields: the object each must name a live record of
+REFERENCES = {"PartyId": "Individual", "DataUsePurposeId": "DataUsePurpose",
+              "IndividualId": "Individual"}
+PREFIX = {"Contact": "003", "Lead": "00Q", "Individual": "0PK", "DataUsePurpose": "0ZW",
+          "ContactPointTypeConsent": "0ZY"}
 READONLY = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted", "IsConverted",
             "MasterRecordId"}
-PICKLISTS = {"Authorization_Type__c": AUTH_VALUES, "Source_Type__c": SOURCE_VALUES}
+PICKLISTS = {"Authorization_Type__c": AUTH_VALUES, "Source_Type__c": SOURCE_VALUES,
+             "ContactPointType": CONTACT_POINT_TYPES,
+             "CaptureContactPointType": CONTACT_POINT_TYPES,
+             "PrivacyConsentStatus": ["OptIn", "OptOut", "NotSeen", "Seen"]}
 
 
 def sf_time(t):
@@ -316,7 +347,8 @@ class State:
     def __init__(self, args):
         self.lock = threading.RLock()
         self.args = args
-        self.records = {"Contact": {}, "Lead": {}}
+        self.records = {obj: {} for obj in FIELDS}
+        self.dpp = bool(getattr(args, "dpp", False))  # Data Protection and Privacy on
         self.counter = 0
         self.tokens = {}  # token -> last use
         self.cursors = {}  # id -> (created, rows, obj_url_version)
@@ -341,8 +373,9 @@ class State:
 
     def visible_fields(self):
         return {obj: {f: t for f, t in fields.items()
-                      if f not in self.hidden_fields.get(obj, ())}
-                for obj, fields in FIELDS.items()}
+                      if f not in self.hidden_fields.get(obj, ())
+                      and (self.dpp or f != "IndividualId")}
+                for obj, fields in FIELDS.items() if self.dpp or obj not in DPP_OBJECTS}
 
     def now(self):
         return time.time() + self.now_offset
@@ -362,10 +395,7 @@ class State:
             rid = rid or self.new_id(obj)
             # checkboxes are never null in Salesforce: false until ticked
             rec = {f: False if t == "boolean" else None for f, t in FIELDS[obj].items()}
-            rec.update({"Id": rid, "HasOptedOutOfEmail": False, "IsDeleted": False,
-                        "CreatedDate": now})
-            if obj == "Lead":
-                rec["IsConverted"] = False
+            rec.update({"Id": rid, "IsDeleted": False, "CreatedDate": now})
             self.records[obj][rid] = rec
         rec = self.records[obj][rid]
         for k, v in fields.items():
@@ -743,11 +773,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.sf_error(400, "EXCEEDED_ID_LIMIT",
                                  "record limit reached. cannot submit more than 200 records into this call")
         all_or_none = bool(req.get("allOrNone"))
+        create = self.command == "POST"
         results, writes = [], []
         for r in recs:
             obj = (r.get("attributes") or {}).get("type")
             rid = r.get("id") or r.get("Id")
-            err = self.check_write(obj, rid, r)
+            if create and rid:
+                err = ("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call",
+                       ["Id"])
+            elif create:
+                err = self.check_create(obj, r)
+                if err is None:
+                    rid = st.new_id(obj)
+            else:
+                err = self.check_write(obj, rid, r)
             if err:
                 results.append({"success": False, "errors": [
                     {"statusCode": err[0], "message": err[1], "fields": err[2]}]})
@@ -766,9 +805,45 @@ class Handler(BaseHTTPRequestHandler):
             st.put(obj, {k: v for k, v in r.items() if k not in ("attributes", "id", "Id")} | {"Id": rid})
         self.send(200, results, limit_info=True)
 
+    def check_values(self, obj, r):
+        """Each field of a create or update: known, writable, of its type, in its
+        restricted picklist, naming a live record when a reference."""
+        st = self.server.state
+        for k, v in r.items():
+            if k in ("attributes", "id", "Id"):
+                continue
+            if k not in st.visible_fields()[obj]:
+                return ("INVALID_FIELD", "No such column '%s' on sobject of type %s" % (k, obj), [k])
+            if k in READONLY or k in st.readonly_fields.get(obj, ()):
+                return ("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: %s" % k, [k])
+            if k in PICKLISTS and v is not None and v not in PICKLISTS[k]:
+                return ("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        "bad value for restricted picklist field: %s" % v, [k])
+            if FIELDS[obj][k] == "datetime" and v is not None:
+                try:
+                    parse_time(v)
+                except (ValueError, AttributeError):
+                    return ("INVALID_TYPE_ON_FIELD_IN_RECORD", "%s: value not of required type: %s" % (k, v), [k])
+            if k in REFERENCES and v is not None:
+                target = st.records.get(REFERENCES[k], {}).get(v)
+                if target is None or target.get("IsDeleted"):
+                    return ("INVALID_CROSS_REFERENCE_KEY",
+                            "invalid cross reference id", [k])
+        return None
+
+    def check_create(self, obj, r):
+        st = self.server.state
+        if obj not in st.visible_fields():
+            return ("INVALID_TYPE", "sObject type '%s' is not supported" % obj, [])
+        missing = [f for f in REQUIRED.get(obj, []) if r.get(f) in (None, "")]
+        if missing:
+            return ("REQUIRED_FIELD_MISSING", "Required fields are missing: [%s]" % ", ".join(missing),
+                    missing)
+        return self.check_values(obj, r)
+
     def check_write(self, obj, rid, r):
         st = self.server.state
-        if obj not in FIELDS:
+        if obj not in st.visible_fields():
             return ("INVALID_TYPE", "sObject type '%s' is not supported" % obj, [])
         if not rid or rid not in st.records[obj]:
             return ("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
@@ -785,22 +860,7 @@ class Handler(BaseHTTPRequestHandler):
             return ("ENTITY_IS_DELETED", "entity is deleted", [])
         if obj == "Lead" and rec.get("IsConverted"):
             return ("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
-        for k, v in r.items():
-            if k in ("attributes", "id", "Id"):
-                continue
-            if k not in FIELDS[obj] or k in st.hidden_fields.get(obj, ()):
-                return ("INVALID_FIELD", "No such column '%s' on sobject of type %s" % (k, obj), [k])
-            if k in READONLY or k in st.readonly_fields.get(obj, ()):
-                return ("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: %s" % k, [k])
-            if k in PICKLISTS and v is not None and v not in PICKLISTS[k]:
-                return ("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                        "bad value for restricted picklist field: %s" % v, [k])
-            if FIELDS[obj][k] == "datetime" and v is not None:
-                try:
-                    parse_time(v)
-                except (ValueError, AttributeError):
-                    return ("INVALID_TYPE_ON_FIELD_IN_RECORD", "%s: value not of required type: %s" % (k, v), [k])
-        return None
+        return self.check_values(obj, r)
 
     # ---- control ----
     def control(self, path, raw):
@@ -852,7 +912,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {"ok": True})
             if path == "/__control/config":
                 for k in ("api_max", "api_used", "session_idle_s", "short_pages", "locator_ttl_s",
-                          "rotate_refresh", "now_offset", "hidden_fields", "readonly_fields"):
+                          "rotate_refresh", "now_offset", "hidden_fields", "readonly_fields",
+                          "dpp"):
                     if k in req:
                         setattr(st, k, req[k])
                 if req.get("revoke"):
@@ -949,6 +1010,9 @@ def main():
     ap.add_argument("--refresh-token", default="5Aep861fake-refresh-token")
     ap.add_argument("--mydomain-host", default="localhost")
     ap.add_argument("--api-max", type=int, default=1000000)
+    ap.add_argument("--dpp", action="store_true",
+                    help="Data Protection and Privacy on: Individual, DataUsePurpose, "
+                         "ContactPointTypeConsent and IndividualId exist")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
     a.jwt_key = load_public_key(a.jwt_public_key) if a.jwt_public_key else None

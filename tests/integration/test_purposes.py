@@ -437,6 +437,211 @@ class FieldMapping(unittest.TestCase):
         self.assertFalse(self.purpose("first@example.com", "newsletter")["suppressed"])
 
 
+CONSENT_PURPOSES = '''
+[[purposes]]
+name = "offers"
+label = { en = "Offers" }
+basis = "soft_opt_in"
+salesforce = { data_use_purpose = "Offers" }
+
+[[purposes]]
+name = "events"
+label = { en = "Events" }
+basis = "consent"
+salesforce = { data_use_purpose = "Event Invitations" }
+'''
+
+
+class ConsentObjects(unittest.TestCase):
+    """P1 and P2 with purposes on Salesforce's consent objects: the
+    ContactPointTypeConsent row of the person's Individual per
+    DataUsePurpose, polled with a cursor and written in collections."""
+
+    def setUp(self):
+        self.e = test_sync.Env(extra=CONSENT_PURPOSES)
+        self.e.ctl("POST", "config", {"dpp": True})
+        self.dup = {n: self.e.sf_put("DataUsePurpose", Name=n, CanDataSubjectOptOut=True)
+                    for n in ("Offers", "Event Invitations")}
+
+    def tearDown(self):
+        self.e.close()
+
+    def person(self, email, individual=True):
+        ind = self.e.sf_put("Individual", LastName="I") if individual else None
+        cid = self.e.sf_put("Contact", Email=email, LastName="C", IndividualId=ind)
+        return ind, cid
+
+    def rows(self, ind=None):
+        recs = self.e.ctl("GET", "records?object=ContactPointTypeConsent")["records"]
+        return [r for r in recs if ind is None or r["PartyId"] == ind]
+
+    def purpose(self, email, name):
+        return self.e.json("contact", "show", email)["purposes"][name]
+
+    def test_without_data_protection_and_privacy(self):
+        e = self.e
+        e.ctl("POST", "config", {"dpp": False})
+        cid = e.sf_put("Contact", Email="nodpp@example.com", LastName="N")
+        e.json("optout", "nodpp@example.com")
+        p = e.run("sync", "--once", "--json", check=0)
+        r = json.loads(p.stdout)
+        # the rest of the cycle goes on: the opt-out of all email is written
+        self.assertEqual(r["result"], "ok")
+        self.assertTrue(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])
+        msg = r["consent_objects_error"]
+        self.assertIn("consent objects (Individual, ContactPointTypeConsent, DataUsePurpose) "
+                      "are not available", msg)
+        self.assertIn("turn on Data Protection and Privacy", msg)
+        self.assertIn("purpose 'offers', 'events'", msg)
+        self.assertIn("INVALID_TYPE", msg)
+        self.assertIn("turn on Data Protection and Privacy", p.stderr)
+
+    def test_a_missing_data_use_purpose_is_named(self):
+        e = self.e
+        e.ctl("POST", "delete", {"object": "DataUsePurpose", "ids": [self.dup["Event Invitations"]]})
+        ind, cid = self.person("dupgone@example.com")
+        e.sync()
+        e.json("optout", "dupgone@example.com", "--purpose", "offers")
+        e.json("optout", "dupgone@example.com", "--purpose", "events")
+        r = e.sync()
+        self.assertIn("no DataUsePurpose named 'Event Invitations' (purpose 'events')",
+                      r["consent_objects_error"])
+        # the purpose that resolves is written; the other waits in the queue
+        self.assertEqual([(x["DataUsePurposeId"], x["PrivacyConsentStatus"])
+                          for x in self.rows(ind)], [(self.dup["Offers"], "OptOut")])
+        self.assertEqual(e.json("status")["pushes"]["queued"], 1)
+
+    def test_p1_local_optout_creates_then_updates_the_row(self):
+        e = self.e
+        ind, cid = self.person("rows@example.com")
+        e.sync()
+        e.json("optout", "rows@example.com", "--purpose", "offers")
+        e.ctl("POST", "requests")
+        r = e.sync()
+        rows = self.rows(ind)
+        self.assertEqual(len(rows), 1)
+        row = rows[0]
+        self.assertEqual((row["PartyId"], row["DataUsePurposeId"], row["PrivacyConsentStatus"],
+                          row["ContactPointType"], row["CaptureContactPointType"],
+                          row["CaptureSource"]),
+                         (ind, self.dup["Offers"], "OptOut", "Email", "Email", "optsync"))
+        self.assertTrue(row["CaptureDate"] and row["EffectiveFrom"])
+        creates = [q for q in e.ctl("GET", "requests")["requests"]
+                   if q["route"] == "collections"]
+        self.assertEqual([q["method"] for q in creates], ["POST"])
+        self.assertEqual(r["pushes"]["collection_calls"], 1)
+        # the Contact itself is not written
+        self.assertFalse(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])
+        # reading our own row back is not a change
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["purpose_optouts_from_salesforce"], 0)
+        self.assertEqual(len(e.json("contact", "history", "rows@example.com")), 1)
+        # an admin's re-opt-in with newer evidence updates the same row
+        time.sleep(1.1)
+        p = e.run("consent", "rows@example.com", "--purpose", "offers", "--consent-date",
+                  time_now(), "--evidence-ref", "call-2", admin=True, check=0)
+        e.ctl("POST", "requests")
+        e.sync()
+        rows = self.rows(ind)
+        self.assertEqual([(x["Id"], x["PrivacyConsentStatus"]) for x in rows],
+                         [(row["Id"], "OptIn")])
+        self.assertEqual([q["method"] for q in e.ctl("GET", "requests")["requests"]
+                          if q["route"] == "collections"], ["PATCH"])
+
+    def test_p1_row_from_salesforce_and_p2_revert(self):
+        e = self.e
+        ind, cid = self.person("sfrow@example.com")
+        e.sync()
+        time.sleep(1.1)
+        row = e.sf_put("ContactPointTypeConsent", Name="x", PartyId=ind, ContactPointType="Email",
+                       DataUsePurposeId=self.dup["Event Invitations"],
+                       PrivacyConsentStatus="OptOut", CaptureDate="2026-11-01T00:00:00Z",
+                       CaptureSource="Web form", CaptureContactPointType="Email")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["purpose_optouts_from_salesforce"], 1)
+        n = self.purpose("sfrow@example.com", "events")
+        self.assertEqual((n["status"], n["origin"], n["suppressed"]),
+                         ("opted_out", "salesforce", True))
+        h = e.json("contact", "history", "sfrow@example.com")[-1]
+        self.assertEqual((h["kind"], h["purpose"], h["record"]["object"], h["record"]["id"]),
+                         ("optout", "events", "ContactPointTypeConsent", row))
+        # P2: flipped back to OptIn in Salesforce without evidence: reverted
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=row, PrivacyConsentStatus="OptIn")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["resubscribe_conflicts"], 1)
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
+        c = e.json("conflicts", "list", "--status", "all")["conflicts"]
+        self.assertEqual([(x["purpose"], x["status"], x["record"]["id"]) for x in c],
+                         [("events", "reverted", row)])
+        self.assertEqual(len(self.rows(ind)), 1)  # updated, not duplicated
+
+    def test_individual_named_later_gets_the_row(self):
+        e = self.e
+        _, cid = self.person("later@example.com", individual=False)
+        e.sync()
+        e.json("optout", "later@example.com", "--purpose", "offers")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)  # no Individual: nothing to write
+        self.assertEqual(self.rows(), [])
+        time.sleep(1.1)
+        ind = e.sf_put("Individual", LastName="L")
+        e.sf_put("Contact", Id=cid, IndividualId=ind)
+        e.sync()
+        self.assertEqual([(x["PartyId"], x["PrivacyConsentStatus"]) for x in self.rows()],
+                         [(ind, "OptOut")])
+
+    def test_a_deleted_individual_fails_its_row_only(self):
+        e = self.e
+        ind1, _ = self.person("alive@example.com")
+        ind2, _ = self.person("dead@example.com")
+        e.sync()
+        e.json("optout", "alive@example.com", "--purpose", "offers")
+        e.json("optout", "dead@example.com", "--purpose", "offers")
+        e.ctl("POST", "delete", {"object": "Individual", "ids": [ind2]})
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertEqual(r["pushes"]["parked_now"], 1)
+        self.assertEqual([x["PartyId"] for x in self.rows()], [ind1])
+        st = e.json("status")
+        self.assertIn("INVALID_CROSS_REFERENCE_KEY", st["pushes"]["parked_records"][0]["error"])
+
+    def test_the_fake_behaves_as_salesforce(self):
+        """Creates as Salesforce checks them: required fields, restricted
+        picklists, live references; each failing for its own record."""
+        import urllib.parse
+        import urllib.request
+        base = "http://localhost:%d" % self.e.port
+        form = urllib.parse.urlencode({"grant_type": "client_credentials",
+                                       "client_id": "fake-client-id",
+                                       "client_secret": "fake-client-secret"}).encode()
+        with urllib.request.urlopen(base + "/services/oauth2/token", form) as r:
+            tok = json.loads(r.read())["access_token"]
+        ind = self.e.sf_put("Individual", LastName="F")
+        good = {"attributes": {"type": "ContactPointTypeConsent"}, "Name": "n", "PartyId": ind,
+                "ContactPointType": "Email", "CaptureDate": "2026-11-01T00:00:00Z",
+                "CaptureSource": "s", "CaptureContactPointType": "Email",
+                "PrivacyConsentStatus": "OptOut", "DataUsePurposeId": self.dup["Offers"]}
+        recs = [good, dict(good, CaptureSource=None), dict(good, ContactPointType="Fax"),
+                dict(good, PartyId="0PK5e0000009999AAA"),
+                {"attributes": {"type": "Individual"}, "FirstName": "x"}]
+        req = urllib.request.Request(base + "/services/data/v62.0/composite/sobjects",
+                                     json.dumps({"allOrNone": False, "records": recs}).encode(),
+                                     {"Authorization": "Bearer " + tok,
+                                      "Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req) as r:
+            res = json.loads(r.read())
+        self.assertTrue(res[0]["success"])
+        self.assertEqual([x["errors"][0]["statusCode"] for x in res[1:]],
+                         ["REQUIRED_FIELD_MISSING", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                          "INVALID_CROSS_REFERENCE_KEY", "REQUIRED_FIELD_MISSING"])
+        self.e.ctl("POST", "config", {"dpp": False})
+        with urllib.request.urlopen(req) as r:
+            res = json.loads(r.read())
+        self.assertEqual({x["errors"][0]["statusCode"] for x in res}, {"INVALID_TYPE"})
+
+
 def time_now():
     import time
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

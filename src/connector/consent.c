@@ -1,0 +1,613 @@
+/* Purposes on Salesforce's consent objects (salesforce = { data_use_purpose
+ * = ... }): a person's Contacts and Leads point (IndividualId) to an
+ * Individual, whose ContactPointTypeConsent row per DataUsePurpose holds the
+ * opt-in or opt-out (docs/sync-rules.md, "Purposes"). The rows are polled
+ * by SystemModstamp with a cursor like Contacts and Leads, and written in
+ * sObject Collections of 200: updated when the person's row is known,
+ * created otherwise. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/internal.h"
+#include "util/log.h"
+#include "util/timefmt.h"
+
+bool consent_configured(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->npurposes; i++)
+		if (cfg->purposes[i].sf_data_use_purpose)
+			return true;
+	return false;
+}
+
+/* ---- this cycle's DataUsePurpose Ids ---- */
+
+static int on_purposes(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
+{
+	(void)e;
+	struct conn *c = ctx;
+	for (size_t k = 0; k < n; k++) {
+		const struct sf_value *name = sf_record_get(&recs[k], "Name");
+		if (name == NULL || name->type != SF_STRING || strlen(recs[k].id) > LEDGER_ID_MAX)
+			continue;
+		for (size_t i = 0; i < c->cfg->npurposes; i++) {
+			const char *want = c->cfg->purposes[i].sf_data_use_purpose;
+			if (want && strcmp(want, name->str) == 0)
+				snprintf(c->dup_id[i], sizeof(c->dup_id[i]), "%s", recs[k].id);
+		}
+	}
+	return 0;
+}
+
+/* Salesforce says a consent object does not exist: say what to do. */
+static int explain_missing(const struct config *cfg, struct err *e)
+{
+	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_TYPE") == NULL)
+		return e->code;
+	char orig[ERR_MSG_MAX], names[CONFIG_PURPOSES_MAX * 36] = "";
+	snprintf(orig, sizeof(orig), "%s", e->msg);
+	size_t o = 0;
+	for (size_t i = 0; i < cfg->npurposes && o < sizeof(names); i++)
+		if (cfg->purposes[i].sf_data_use_purpose)
+			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s'%s'", o ? ", " : "",
+			                      cfg->purposes[i].name);
+	return err_set(
+	    e, ERR_REMOTE,
+	    "Salesforce's consent objects (Individual, ContactPointTypeConsent, "
+	    "DataUsePurpose) are not available in this org, so purpose %s cannot be "
+	    "synced: turn on Data Protection and Privacy (Setup, Data Protection and "
+	    "Privacy, Edit, Make Data Protection Details Available in Records), give the "
+	    "integration user the permission set optsync ships, or map the purpose to "
+	    "a checkbox (salesforce = { field = \"...\" }). Salesforce said: %s",
+	    names, orig);
+}
+
+/* Look the configured DataUsePurpose names up (one query per cycle). A
+ * name Salesforce does not have is reported; its purpose waits. */
+static int resolve_purposes(struct conn *c, struct sf_client *sf, char *missing, size_t cap,
+                            struct err *e)
+{
+	const char *names[CONFIG_PURPOSES_MAX];
+	size_t n = 0;
+	memset(c->dup_id, 0, sizeof(c->dup_id));
+	for (size_t i = 0; i < c->cfg->npurposes; i++)
+		if (c->cfg->purposes[i].sf_data_use_purpose)
+			names[n++] = c->cfg->purposes[i].sf_data_use_purpose;
+	int rc = sf_query_in(sf, "SELECT Id, Name FROM DataUsePurpose WHERE Name IN (", names, n,
+	                     ")", false, on_purposes, c, e);
+	if (rc)
+		return explain_missing(c->cfg, e);
+	missing[0] = '\0';
+	size_t o = 0;
+	for (size_t i = 0; i < c->cfg->npurposes; i++)
+		if (c->cfg->purposes[i].sf_data_use_purpose && c->dup_id[i][0] == '\0' && o < cap)
+			o += (size_t)snprintf(
+			    missing + o, cap - o, "%s'%s' (purpose '%s')", o ? ", " : "",
+			    c->cfg->purposes[i].sf_data_use_purpose, c->cfg->purposes[i].name);
+	return 0;
+}
+
+int consent_soql(const struct conn *c, int64_t since, struct buf *q, struct err *e)
+{
+	int rc =
+	    buf_puts(q,
+	             "SELECT Id, PartyId, DataUsePurposeId, PrivacyConsentStatus, CaptureDate, "
+	             "LastModifiedDate, SystemModstamp FROM ContactPointTypeConsent WHERE "
+	             "ContactPointType = 'Email' AND DataUsePurposeId IN (",
+	             e);
+	size_t k = 0;
+	for (size_t i = 0; rc == 0 && i < c->cfg->npurposes; i++)
+		if (c->dup_id[i][0]) {
+			if (k++)
+				rc = buf_puts(q, ", ", e);
+			if (rc == 0)
+				rc = sf_soql_quote(c->dup_id[i], q, e);
+		}
+	if (rc == 0)
+		rc = buf_puts(q, ")", e);
+	if (rc == 0 && since > 0) {
+		char t[TIME_STR_MAX];
+		time_format(since / 1000 * 1000, t);
+		rc = buf_printf(q, e, " AND SystemModstamp >= %s", t);
+	}
+	if (rc == 0)
+		rc = buf_puts(q, " ORDER BY SystemModstamp, Id", e);
+	return rc;
+}
+
+int consent_prepare(struct conn *c, struct sf_client *sf, struct conn_cycle_report *r,
+                    struct err *e)
+{
+	c->consent_ok = false;
+	memset(c->dup_id, 0, sizeof(c->dup_id));
+	if (!consent_configured(c->cfg))
+		return 0;
+	char missing[512];
+	int rc = resolve_purposes(c, sf, missing, sizeof(missing), e);
+	c->consent_ok = rc == 0;
+	if (rc == 0 && missing[0])
+		snprintf(
+		    r->consent_error, sizeof(r->consent_error),
+		    "Salesforce has no DataUsePurpose named %.300s: create it (Setup, Data Use "
+		    "Purposes) or fix the purpose's data_use_purpose; until then that purpose "
+		    "is kept in the ledger only",
+		    missing);
+	return rc;
+}
+
+int consent_pull(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
+                 struct conn_cycle_report *r, struct err *e)
+{
+	bool any = false;
+	for (size_t i = 0; i < c->cfg->npurposes; i++)
+		any |= c->dup_id[i][0] != '\0';
+	return c->consent_ok && any ? pull_object(c, sf, LEDGER_OBJ_CONSENT, o, r, e) : 0;
+}
+
+/* ---- reading a row ---- */
+
+static int purpose_index(const struct conn *c, const char *dup_id)
+{
+	for (size_t i = 0; i < c->cfg->npurposes; i++)
+		if (c->dup_id[i][0] && strcmp(c->dup_id[i], dup_id) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Remember the row of a person's purpose and the status it holds. */
+static int note_row(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
+                    const char *row, uint8_t status, struct err *e)
+{
+	struct ledger_purpose cur;
+	int rc = ledger_purpose_get(t, key, name, &cur, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(&cur, 0, sizeof(cur));
+		snprintf(cur.name, sizeof(cur.name), "%s", name);
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	snprintf(cur.sf_row, sizeof(cur.sf_row), "%s", row);
+	cur.sf_row_status = status;
+	return ledger_purpose_put(t, key, &cur, e);
+}
+
+struct consent_work {
+	struct ledger_person p;
+	struct ledger_record ind;
+	struct ledger_event ev;
+};
+
+int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_record *r,
+                     struct apply_stats *st, struct err *e)
+{
+	st->records++;
+	const struct sf_value *party = sf_record_get(r, "PartyId");
+	const struct sf_value *dup = sf_record_get(r, "DataUsePurposeId");
+	const struct sf_value *status = sf_record_get(r, "PrivacyConsentStatus");
+	int pi = dup && dup->type == SF_STRING ? purpose_index(c, dup->str) : -1;
+	if (pi < 0 || party == NULL || party->type != SF_STRING || status == NULL ||
+	    status->type != SF_STRING || strlen(r->id) > LEDGER_ID_MAX ||
+	    strlen(party->str) > LEDGER_ID_MAX)
+		return 0;
+	uint8_t now_status = strcmp(status->str, "OptOut") == 0  ? LEDGER_PURPOSE_OUT
+	                     : strcmp(status->str, "OptIn") == 0 ? LEDGER_PURPOSE_IN
+	                                                         : 0;
+	if (now_status == 0)
+		return 0; /* NotSeen, Seen: no decision either way */
+	const char *name = c->cfg->purposes[pi].name;
+	struct consent_work *w = malloc(sizeof(*w));
+	if (w == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_record_get(t, LEDGER_OBJ_INDIVIDUAL, party->str, &w->ind, e);
+	if (rc == ERR_NOTFOUND) {
+		st->skipped_no_email++; /* an Individual of no known person */
+		rc = 0;
+		goto out;
+	}
+	if (rc || (rc = ledger_person_get(t, w->ind.person, &w->p, e)))
+		goto out;
+	struct ledger_purpose cur;
+	rc = ledger_purpose_get(t, w->p.key, name, &cur, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(&cur, 0, sizeof(cur));
+		rc = 0;
+	}
+	if (rc)
+		goto out;
+	uint8_t seen = strcmp(cur.sf_row, r->id) == 0 ? cur.sf_row_status : 0;
+	if (seen == now_status) {
+		st->echoes++; /* unchanged, or our own write read back */
+		goto out;
+	}
+	struct ledger_recref ref = {LEDGER_OBJ_CONSENT, ""};
+	snprintf(ref.id, sizeof(ref.id), "%s", r->id);
+	int64_t now = time_now_ms();
+	const struct sf_value *lm = sf_record_get(r, "LastModifiedDate");
+	int64_t changed = now;
+	if (lm && lm->type == SF_STRING && time_parse(lm->str, &changed))
+		changed = now;
+	if (now_status == LEDGER_PURPOSE_OUT && cur.status != LEDGER_PURPOSE_OUT) {
+		/* P1: an opt-out of the purpose made in Salesforce */
+		ledger_event_init(&w->ev);
+		w->ev.kind = LEDGER_EV_OPTOUT;
+		w->ev.origin = LEDGER_ORIGIN_SALESFORCE;
+		w->ev.at = now;
+		snprintf(w->ev.actor, sizeof(w->ev.actor), "salesforce");
+		w->ev.record = ref;
+		snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", name);
+		w->p.updated_at = now;
+		if ((rc = event_record(t, &w->p, &w->ev, e)) ||
+		    (rc = purpose_status_put(t, w->p.key, name, LEDGER_PURPOSE_OUT, changed,
+		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
+			goto out;
+		st->purpose_optouts_in++;
+	} else if (now_status == LEDGER_PURPOSE_IN &&
+	           (cur.status == LEDGER_PURPOSE_OUT || w->p.facts.opted_out) &&
+	           (seen == LEDGER_PURPOSE_OUT || cur.status == LEDGER_PURPOSE_OUT)) {
+		/* P2: an opt-in in Salesforce after an opt-out, without evidence
+		 * given to optsync */
+		if (cur.status == LEDGER_PURPOSE_OUT) {
+			rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
+			                     LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name,
+			                     e);
+			if (rc)
+				goto out;
+			st->resubscribe_conflicts++;
+			if (c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT) {
+				struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+				snprintf(ind.id, sizeof(ind.id), "%s", party->str);
+				if ((rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e)))
+					goto out;
+			}
+		}
+	}
+	rc = note_row(t, w->p.key, name, r->id, now_status, e);
+out:
+	free(w);
+	return rc;
+}
+
+/* ---- following IndividualId ---- */
+
+int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
+                              struct ledger_person *p, const struct sf_record *r,
+                              struct apply_stats *st, struct err *e)
+{
+	const struct sf_value *v = sf_record_get(r, "IndividualId");
+	if (v == NULL || v->type != SF_STRING || v->str[0] == '\0' ||
+	    strlen(v->str) > LEDGER_ID_MAX || strcmp(p->individual_id, v->str) == 0)
+		return 0;
+	if (p->individual_id[0])
+		return 0; /* the person's consent rows stay on their first Individual */
+	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+	snprintf(ind.id, sizeof(ind.id), "%s", v->str);
+	snprintf(p->individual_id, sizeof(p->individual_id), "%s", v->str);
+	struct ledger_record *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	m->object = LEDGER_OBJ_INDIVIDUAL;
+	snprintf(m->id, sizeof(m->id), "%s", v->str);
+	ledger_facts_init(&m->seen);
+	ledger_facts_init(&m->written);
+	memcpy(m->person, p->key, LEDGER_KEY_LEN);
+	int rc = ledger_record_put(t, m, e);
+	free(m);
+	/* what the person chose before the Individual was known goes to it */
+	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
+		if (cfg->purposes[i].sf_data_use_purpose == NULL)
+			continue;
+		struct ledger_purpose cur;
+		int g = ledger_purpose_get(t, p->key, cfg->purposes[i].name, &cur, e);
+		if (g == ERR_NOTFOUND || (g == 0 && cur.status == LEDGER_PURPOSE_NONE))
+			continue;
+		if (g)
+			return g;
+		rc = push_enqueue_purpose(t, p, &ind, cfg->purposes[i].name,
+		                          cur.status == LEDGER_PURPOSE_OUT, st, e);
+	}
+	return rc;
+}
+
+int consent_spread(struct ledger_txn *t, const struct ledger_person *p, const char *purpose,
+                   bool out, struct apply_stats *st, struct err *e)
+{
+	if (p->individual_id[0] == '\0')
+		return 0; /* written once a record of the person names its Individual */
+	struct ledger_purpose cur;
+	int rc = ledger_purpose_get(t, p->key, purpose, &cur, e);
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	uint8_t want = out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_IN;
+	if (rc == 0 && cur.sf_row_status == want)
+		return 0;
+	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+	snprintf(ind.id, sizeof(ind.id), "%s", p->individual_id);
+	return push_enqueue_purpose(t, p, &ind, purpose, out, st, e);
+}
+
+/* ---- writing rows ---- */
+
+struct row {
+	size_t push; /* index in the round's pushes */
+	int purpose; /* index in cfg->purposes */
+	bool out, create;
+	char row_id[LEDGER_ID_MAX + 1];
+	int64_t capture; /* CaptureDate: the consent's date, or the opt-out's */
+};
+
+struct consent_round {
+	struct conn *c;
+	int64_t now;
+	struct ledger_push *pushes;
+	size_t npushes;
+	struct row rows[SF_COLLECTION_MAX];
+	size_t nrows;
+	bool failed[SF_COLLECTION_MAX]; /* per push: a row of it failed */
+	/* results, by row */
+	struct sf_result res[SF_COLLECTION_MAX];
+	int request_failed;
+	char request_error[ERR_MSG_MAX];
+	size_t ok, retry, parked, reverted;
+	struct ledger_recref *rev_refs;
+	const char **rev_names;
+	size_t nrev;
+};
+
+struct due_scan {
+	struct consent_round *x;
+	struct ledger_txn *t;
+	int rc;
+	struct err *e;
+};
+
+static int take_push(const struct ledger_push *q, void *ctx)
+{
+	struct due_scan *d = ctx;
+	struct consent_round *x = d->x;
+	if (q->record.object != LEDGER_OBJ_INDIVIDUAL || q->next_try > x->now)
+		return 0;
+	if (x->npushes == SF_COLLECTION_MAX || x->nrows + q->want_purposes.n > SF_COLLECTION_MAX)
+		return 1; /* the round is full */
+	size_t pi = x->npushes;
+	size_t added = 0;
+	for (uint8_t k = 0; k < q->want_purposes.n; k++) {
+		const struct ledger_pflag *f = &q->want_purposes.v[k];
+		int idx = -1;
+		for (size_t i = 0; i < x->c->cfg->npurposes; i++)
+			if (strcmp(x->c->cfg->purposes[i].name, f->name) == 0 &&
+			    x->c->cfg->purposes[i].sf_data_use_purpose && x->c->dup_id[i][0])
+				idx = (int)i;
+		if (idx < 0)
+			continue; /* not resolved this cycle: waits */
+		struct ledger_purpose cur;
+		int g = ledger_purpose_get(d->t, q->person, f->name, &cur, d->e);
+		if (g && g != ERR_NOTFOUND) {
+			d->rc = g;
+			return 1;
+		}
+		if (g)
+			memset(&cur, 0, sizeof(cur));
+		struct row *r = &x->rows[x->nrows++];
+		memset(r, 0, sizeof(*r));
+		r->push = pi;
+		r->purpose = idx;
+		r->out = f->out;
+		r->create = cur.sf_row[0] == '\0';
+		snprintf(r->row_id, sizeof(r->row_id), "%s", cur.sf_row);
+		r->capture = !f->out && cur.consent_date ? cur.consent_date
+		             : cur.changed_at            ? cur.changed_at
+		                                         : x->now;
+		added++;
+	}
+	if (added)
+		x->pushes[x->npushes++] = *q;
+	return 0;
+}
+
+static int collect_consent(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct consent_round *x = ctx;
+	x->npushes = x->nrows = 0;
+	struct due_scan d = {x, t, 0, e};
+	int rc = ledger_push_each(t, take_push, &d, e);
+	return d.rc ? d.rc : rc < 0 ? rc : 0;
+}
+
+/* The result of each row, in the ledger: rows noted, pushes done, retried
+ * or parked. */
+static int consent_results(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct consent_round *x = ctx;
+	x->ok = x->retry = x->parked = x->nrev = x->reverted = 0;
+	memset(x->failed, 0, sizeof(x->failed));
+	struct ledger_push *cur = malloc(sizeof(*cur));
+	if (cur == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < x->nrows; i++) {
+		const struct row *r = &x->rows[i];
+		const struct ledger_push *q = &x->pushes[r->push];
+		const char *name = x->c->cfg->purposes[r->purpose].name;
+		if (x->request_failed || !x->res[i].success) {
+			x->failed[r->push] = true;
+			continue;
+		}
+		const char *id = r->create ? x->res[i].id : r->row_id;
+		rc = note_row(t, q->person, name, id,
+		              r->out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_IN, e);
+		if (rc == 0 && r->out) {
+			x->rev_refs[x->nrev] = (struct ledger_recref){LEDGER_OBJ_CONSENT, ""};
+			snprintf(x->rev_refs[x->nrev].id, sizeof(x->rev_refs[x->nrev].id), "%s",
+			         id);
+			x->rev_names[x->nrev++] = name;
+		}
+		x->ok++;
+	}
+	for (size_t p = 0; rc == 0 && p < x->npushes; p++) {
+		const struct ledger_push *q = &x->pushes[p];
+		int g = ledger_push_get(t, q->record.object, q->record.id, cur, e);
+		if (g == ERR_NOTFOUND)
+			continue;
+		if ((rc = g))
+			break;
+		/* what was written leaves the push, unless changed meanwhile; what
+		 * failed, or waits for its DataUsePurpose, stays */
+		struct ledger_pflags left = {0};
+		for (uint8_t k = 0; k < cur->want_purposes.n; k++) {
+			const struct ledger_pflag *f = &cur->want_purposes.v[k];
+			bool written = false;
+			for (size_t i = 0; i < x->nrows && !written; i++) {
+				const struct row *r = &x->rows[i];
+				written =
+				    r->push == p && !x->request_failed && x->res[i].success &&
+				    r->out == f->out &&
+				    strcmp(x->c->cfg->purposes[r->purpose].name, f->name) == 0;
+			}
+			if (!written)
+				left.v[left.n++] = *f;
+		}
+		if (left.n == 0 && !x->failed[p]) {
+			rc = ledger_push_delete(t, q->record.object, q->record.id, e);
+			continue;
+		}
+		cur->want_purposes = left;
+		if (!x->failed[p]) {
+			rc = ledger_push_put(t, cur, e);
+			continue;
+		}
+		/* the first failed row of the push says why */
+		const struct sf_result *why = NULL;
+		for (size_t i = 0; i < x->nrows && why == NULL; i++)
+			if (x->rows[i].push == p && !x->request_failed && !x->res[i].success)
+				why = &x->res[i];
+		cur->attempts++;
+		if (x->request_failed || (why && why->retryable)) {
+			cur->next_try =
+			    x->now + 5000 * (int64_t)(cur->attempts < 10 ? cur->attempts : 10);
+			snprintf(cur->last_error, sizeof(cur->last_error), "%.290s",
+			         x->request_failed ? x->request_error : why->status_code);
+			x->retry++;
+		} else {
+			cur->parked = true;
+			cur->next_try = x->now + push_park_backoff(cur->attempts);
+			snprintf(cur->last_error, sizeof(cur->last_error), "%.63s: %.180s%s%.40s%s",
+			         why ? why->status_code : "", why ? why->message : "",
+			         why && why->fields[0] ? " (fields " : "", why ? why->fields : "",
+			         why && why->fields[0] ? ")" : "");
+			x->parked++;
+		}
+		rc = ledger_push_put(t, cur, e);
+	}
+	if (rc == 0 && x->nrev)
+		rc = close_reverted_pairs(t, x->rev_refs, x->rev_names, x->nrev, x->now,
+		                          &x->reverted, e);
+	free(cur);
+	return rc;
+}
+
+#define ROW_VALUES 9
+
+int consent_drain(struct conn *c, struct sf_client *sf, struct conn_cycle_report *report,
+                  struct err *e)
+{
+	if (!consent_configured(c->cfg))
+		return 0;
+	struct consent_round *x = calloc(1, sizeof(*x));
+	struct sf_update *up = calloc(SF_COLLECTION_MAX, sizeof(*up));
+	struct sf_value(*vals)[ROW_VALUES] = calloc(SF_COLLECTION_MAX, sizeof(*vals));
+	char(*dates)[TIME_STR_MAX] = calloc(SF_COLLECTION_MAX, sizeof(*dates));
+	char(*names)[96] = calloc(SF_COLLECTION_MAX, sizeof(*names));
+	struct sf_result *res = calloc(SF_COLLECTION_MAX, sizeof(*res));
+	size_t *where = calloc(SF_COLLECTION_MAX, sizeof(*where));
+	int rc = x && up && vals && dates && names && res && where
+	             ? 0
+	             : err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0) {
+		x->c = c;
+		x->pushes = calloc(SF_COLLECTION_MAX, sizeof(*x->pushes));
+		x->rev_refs = calloc(SF_COLLECTION_MAX, sizeof(*x->rev_refs));
+		x->rev_names = calloc(SF_COLLECTION_MAX, sizeof(*x->rev_names));
+		if (!x->pushes || !x->rev_refs || !x->rev_names)
+			rc = err_set(e, ERR_NOMEM, "out of memory");
+	}
+	for (int round = 0; rc == 0 && round < 10000 && !(c->stop && *c->stop); round++) {
+		x->now = time_now_ms();
+		if ((rc = ledger_read(c->l, collect_consent, x, e)) || x->nrows == 0)
+			break;
+		/* creates and updates go in separate calls, each in row order */
+		x->request_failed = 0;
+		for (int pass = 0; pass < 2 && rc == 0; pass++) {
+			bool create = pass == 0;
+			size_t n = 0;
+			for (size_t i = 0; i < x->nrows; i++) {
+				const struct row *r = &x->rows[i];
+				if (r->create != create)
+					continue;
+				const struct config_purpose *cp = &c->cfg->purposes[r->purpose];
+				struct sf_value *v = vals[n];
+				size_t k = 0;
+				time_format_sf(r->capture, dates[n]);
+#define PUT(nm, s) v[k++] = (struct sf_value){.name = (nm), .type = SF_STRING, .str = (s)}
+				PUT("PrivacyConsentStatus", r->out ? "OptOut" : "OptIn");
+				PUT("CaptureDate", dates[n]);
+				PUT("CaptureSource", "optsync");
+				PUT("EffectiveFrom", dates[n]);
+				if (create) {
+					snprintf(names[n], sizeof(names[n]), "%.60s email consent",
+					         cp->sf_data_use_purpose);
+					PUT("Name", names[n]);
+					PUT("PartyId", x->pushes[r->push].record.id);
+					PUT("ContactPointType", "Email");
+					PUT("CaptureContactPointType", "Email");
+					PUT("DataUsePurposeId", c->dup_id[r->purpose]);
+				}
+#undef PUT
+				up[n] = (struct sf_update){"ContactPointTypeConsent",
+				                           create ? NULL : r->row_id, k, v};
+				where[n++] = i;
+			}
+			if (n == 0)
+				continue;
+			struct err se = {0};
+			int src = create ? sf_create(sf, up, n, res, &se)
+			                 : sf_update(sf, up, n, res, &se);
+			report->push.collection_calls++;
+			if (src) {
+				x->request_failed = 1;
+				snprintf(x->request_error, sizeof(x->request_error), "%s", se.msg);
+				*e = se;
+				rc = src;
+				break;
+			}
+			for (size_t j = 0; j < n; j++)
+				x->res[where[j]] = res[j];
+		}
+		int wrc = ledger_write(c->l, consent_results, x, e);
+		report->push.succeeded += x->ok;
+		report->push.retrying += x->retry;
+		report->push.parked_now += x->parked;
+		report->push.conflicts_reverted += x->reverted;
+		if (rc == 0)
+			rc = wrc;
+		if (x->parked)
+			log_warn("sync.parked",
+			         "%zu consent row write(s) failed permanently: parked (see optsync "
+			         "status)",
+			         x->parked);
+	}
+	if (x) {
+		free(x->pushes);
+		free(x->rev_refs);
+		free(x->rev_names);
+	}
+	free(x);
+	free(up);
+	free(vals);
+	free(dates);
+	free(names);
+	free(res);
+	free(where);
+	return rc;
+}
