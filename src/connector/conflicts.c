@@ -154,6 +154,21 @@ int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const c
 	return rc;
 }
 
+/* Write a purpose's status back where its conflict arose: the record's
+ * checkbox, or the consent row (through the person's Individual). */
+static int purpose_conflict_push(struct ledger_txn *t, struct uc *u,
+                                 const struct ledger_conflict *cf, bool out, struct err *e)
+{
+	if (cf->record.object != LEDGER_OBJ_CONSENT)
+		return push_enqueue_purpose(t, &u->p, &cf->record, cf->purpose_name, out, &u->st,
+		                            e);
+	if (u->p.individual_id[0] == '\0')
+		return 0;
+	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+	snprintf(ind.id, sizeof(ind.id), "%s", u->p.individual_id);
+	return push_enqueue_purpose(t, &u->p, &ind, cf->purpose_name, out, &u->st, e);
+}
+
 /* Resolving a conflict: a re-subscribe's context (for --resubscribe) and
  * the conflict with the action. */
 struct resolve_uc {
@@ -195,8 +210,7 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		}
 		/* Salesforce goes back to opted out (what "hold" left alone) */
 		rc = cf->purpose_name[0]
-		         ? push_enqueue_purpose(t, &u->p, &cf->record, cf->purpose_name, true,
-		                                &u->st, e)
+		         ? purpose_conflict_push(t, u, cf, true, e)
 		         : push_enqueue(t, &u->p, &cf->record, LEDGER_F_OPTED_OUT, true, &u->st, e);
 		if (rc == 0)
 			rc = close_conflict(t, u, cf, "keep_optout", e);
@@ -227,9 +241,8 @@ static int resolve_txn(struct ledger_txn *t, void *ctx, struct err *e)
 				rc = g;
 				break;
 			}
-			rc = push_enqueue_purpose(t, &u->p, &cf->record, cf->purpose_name,
-			                          g == 0 && cur.status == LEDGER_PURPOSE_OUT,
-			                          &u->st, e);
+			rc = purpose_conflict_push(t, u, cf,
+			                           g == 0 && cur.status == LEDGER_PURPOSE_OUT, e);
 			if (rc == 0)
 				rc = close_conflict(t, u, cf, "take_local", e);
 			break;

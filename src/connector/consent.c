@@ -310,11 +310,9 @@ int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
 	return rc;
 }
 
-int consent_spread(struct ledger_txn *t, const struct ledger_person *p, const char *purpose,
-                   bool out, struct apply_stats *st, struct err *e)
+int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
+                   const char *purpose, bool out, struct apply_stats *st, struct err *e)
 {
-	if (p->individual_id[0] == '\0')
-		return 0; /* written once a record of the person names its Individual */
 	struct ledger_purpose cur;
 	int rc = ledger_purpose_get(t, p->key, purpose, &cur, e);
 	if (rc && rc != ERR_NOTFOUND)
@@ -322,9 +320,230 @@ int consent_spread(struct ledger_txn *t, const struct ledger_person *p, const ch
 	uint8_t want = out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_IN;
 	if (rc == 0 && cur.sf_row_status == want)
 		return 0;
-	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
-	snprintf(ind.id, sizeof(ind.id), "%s", p->individual_id);
-	return push_enqueue_purpose(t, p, &ind, purpose, out, st, e);
+	struct ledger_recref to = {LEDGER_OBJ_INDIVIDUAL, ""};
+	if (p->individual_id[0]) {
+		snprintf(to.id, sizeof(to.id), "%s", p->individual_id);
+	} else if (cfg->salesforce.create_individuals && p->nrecords) {
+		/* an Individual made for the person, linked to their first record */
+		to.object = LEDGER_OBJ_NEW_INDIVIDUAL;
+		snprintf(to.id, sizeof(to.id), "%s", p->records[0].id);
+	} else {
+		return 0; /* written once a record of the person names its Individual */
+	}
+	return push_enqueue_purpose(t, p, &to, purpose, out, st, e);
+}
+
+/* ---- creating Individuals (salesforce.create_individuals) ---- */
+
+struct new_ind {
+	struct ledger_push q;
+	int object; /* of the record to link: Contact or Lead */
+	char last_name[LEDGER_NAME_MAX + 1], first_name[LEDGER_NAME_MAX + 1];
+	char adopt[LEDGER_ID_MAX + 1]; /* the person has an Individual by now */
+};
+
+struct new_round {
+	struct new_ind *v;
+	size_t n;
+	int64_t now;
+	struct sf_result *created, *linked;
+	bool link_failed;
+	size_t made, parked;
+};
+
+struct new_scan {
+	struct new_round *x;
+	struct ledger_txn *t;
+	struct ledger_record *rec;
+	struct ledger_person *p;
+	int rc;
+	struct err *e;
+};
+
+static int take_new(const struct ledger_push *q, void *ctx)
+{
+	struct new_scan *d = ctx;
+	if (q->record.object != LEDGER_OBJ_NEW_INDIVIDUAL || q->next_try > d->x->now)
+		return 0;
+	if (d->x->n == SF_COLLECTION_MAX)
+		return 1;
+	struct new_ind *ni = &d->x->v[d->x->n];
+	memset(ni, 0, sizeof(*ni));
+	ni->q = *q;
+	int g = ledger_person_get(d->t, q->person, d->p, d->e);
+	if (g == 0 && d->p->individual_id[0])
+		snprintf(ni->adopt, sizeof(ni->adopt), "%s", d->p->individual_id);
+	else if (g && g != ERR_NOTFOUND)
+		return d->rc = g, 1;
+	for (int obj = LEDGER_OBJ_CONTACT; obj <= LEDGER_OBJ_LEAD && ni->object == 0; obj++) {
+		g = ledger_record_get(d->t, obj, q->record.id, d->rec, d->e);
+		if (g == 0) {
+			ni->object = obj;
+			snprintf(ni->last_name, sizeof(ni->last_name), "%s", d->rec->last_name);
+			snprintf(ni->first_name, sizeof(ni->first_name), "%s", d->rec->first_name);
+		} else if (g != ERR_NOTFOUND) {
+			return d->rc = g, 1;
+		}
+	}
+	if (ni->object || ni->adopt[0])
+		d->x->n++;
+	return 0;
+}
+
+static int collect_new(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct new_round *x = ctx;
+	x->n = 0;
+	struct new_scan d = {
+	    x, t, malloc(sizeof(struct ledger_record)), malloc(sizeof(struct ledger_person)), 0, e};
+	int rc = d.rec && d.p ? ledger_push_each(t, take_new, &d, e)
+	                      : err_set(e, ERR_NOMEM, "out of memory");
+	free(d.rec);
+	free(d.p);
+	return d.rc ? d.rc : rc < 0 ? rc : 0;
+}
+
+/* The new Individuals in the ledger: each person's, its mapping, and the
+ * purposes queued to it as to any Individual. */
+static int new_results(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct new_round *x = ctx;
+	x->made = x->parked = 0;
+	struct ledger_person *p = malloc(sizeof(*p));
+	struct ledger_record *m = calloc(1, sizeof(*m));
+	int rc = p && m ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < x->n; i++) {
+		struct new_ind *ni = &x->v[i];
+		const char *id = ni->adopt[0]            ? ni->adopt
+		                 : x->created[i].success ? x->created[i].id
+		                                         : "";
+		if (id[0] == '\0') {
+			struct ledger_push cur;
+			int g = ledger_push_get(t, ni->q.record.object, ni->q.record.id, &cur, e);
+			if (g == ERR_NOTFOUND)
+				continue;
+			if ((rc = g))
+				break;
+			cur.attempts++;
+			cur.parked = !x->created[i].retryable;
+			cur.next_try = x->now + push_park_backoff(cur.attempts);
+			snprintf(cur.last_error, sizeof(cur.last_error), "%.63s: %.200s",
+			         x->created[i].status_code, x->created[i].message);
+			x->parked += cur.parked;
+			rc = ledger_push_put(t, &cur, e);
+			continue;
+		}
+		if ((rc = ledger_person_get(t, ni->q.person, p, e)))
+			break;
+		if (p->individual_id[0] == '\0') {
+			snprintf(p->individual_id, sizeof(p->individual_id), "%s", id);
+			m->object = LEDGER_OBJ_INDIVIDUAL;
+			snprintf(m->id, sizeof(m->id), "%s", id);
+			ledger_facts_init(&m->seen);
+			ledger_facts_init(&m->written);
+			memcpy(m->person, p->key, LEDGER_KEY_LEN);
+			if ((rc = ledger_record_put(t, m, e)) || (rc = ledger_person_put(t, p, e)))
+				break;
+			x->made++;
+		}
+		struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+		snprintf(ind.id, sizeof(ind.id), "%s", p->individual_id);
+		for (uint8_t k = 0; rc == 0 && k < ni->q.want_purposes.n; k++)
+			rc = push_enqueue_purpose(t, p, &ind, ni->q.want_purposes.v[k].name,
+			                          ni->q.want_purposes.v[k].out, NULL, e);
+		if (rc == 0)
+			rc = ledger_push_delete(t, ni->q.record.object, ni->q.record.id, e);
+	}
+	free(p);
+	free(m);
+	return rc;
+}
+
+/* Create the Individuals queued (one call), link each to its record (one
+ * more), then let the rows go to them. */
+static int create_individuals(struct conn *c, struct sf_client *sf,
+                              struct conn_cycle_report *report, struct err *e)
+{
+	struct new_round x = {0};
+	x.v = calloc(SF_COLLECTION_MAX, sizeof(*x.v));
+	x.created = calloc(2 * SF_COLLECTION_MAX, sizeof(*x.created)); /* then the call's */
+	x.linked = calloc(SF_COLLECTION_MAX, sizeof(*x.linked));
+	struct sf_update *up = calloc(SF_COLLECTION_MAX, sizeof(*up));
+	struct sf_value(*vals)[2] = calloc(SF_COLLECTION_MAX, sizeof(*vals));
+	size_t *where = calloc(SF_COLLECTION_MAX, sizeof(*where));
+	int rc = x.v && x.created && x.linked && up && vals && where
+	             ? 0
+	             : err_set(e, ERR_NOMEM, "out of memory");
+	for (int round = 0; rc == 0 && round < 1000 && !(c->stop && *c->stop); round++) {
+		x.now = time_now_ms();
+		if ((rc = ledger_read(c->l, collect_new, &x, e)) || x.n == 0)
+			break;
+		size_t n = 0;
+		for (size_t i = 0; i < x.n; i++) {
+			memset(&x.created[i], 0, sizeof(x.created[i]));
+			if (x.v[i].adopt[0])
+				continue;
+			/* Individual needs LastName; the record's, else a placeholder */
+			vals[n][0] = (struct sf_value){.name = "LastName",
+			                               .type = SF_STRING,
+			                               .str = x.v[i].last_name[0] ? x.v[i].last_name
+			                                                          : "(optsync)"};
+			vals[n][1] =
+			    (struct sf_value){.name = "FirstName",
+			                      .type = x.v[i].first_name[0] ? SF_STRING : SF_NULL,
+			                      .str = x.v[i].first_name};
+			up[n] = (struct sf_update){"Individual", NULL, 2, vals[n]};
+			where[n++] = i;
+		}
+		if (n && (rc = sf_create(sf, up, n, x.created + x.n, e)) == 0) {
+			report->push.collection_calls++;
+			for (size_t j = 0; j < n; j++)
+				x.created[where[j]] = x.created[x.n + j];
+		}
+		/* link each new Individual to its record */
+		size_t m = 0;
+		for (size_t j = 0; rc == 0 && j < n; j++) {
+			size_t i = where[j];
+			if (!x.created[i].success)
+				continue;
+			vals[m][0] = (struct sf_value){
+			    .name = "IndividualId", .type = SF_STRING, .str = x.created[i].id};
+			up[m] = (struct sf_update){ledger_object_name(x.v[i].object),
+			                           x.v[i].q.record.id, 1, vals[m]};
+			m++;
+		}
+		if (rc == 0 && m) {
+			report->push.collection_calls++;
+			if (sf_update(sf, up, m, x.linked, e) == 0) {
+				for (size_t k = 0; k < m; k++)
+					if (!x.linked[k].success)
+						log_warn("sync.consent",
+						         "an Individual was created but could not "
+						         "be linked to "
+						         "%s %s (%s); the person's consent rows go "
+						         "to it",
+						         up[k].type, up[k].id,
+						         x.linked[k].status_code);
+			} else {
+				log_warn("sync.consent", "linking new Individuals failed: %s",
+				         e->msg);
+			}
+		}
+		if (rc)
+			break;
+		rc = ledger_write(c->l, new_results, &x, e);
+		report->push.succeeded += x.made;
+		report->push.parked_now += x.parked;
+		if (x.made == 0)
+			break; /* nothing changed: what is left waits for its backoff */
+	}
+	free(x.v);
+	free(x.created);
+	free(x.linked);
+	free(up);
+	free(vals);
+	free(where);
+	return rc;
 }
 
 /* ---- writing rows ---- */
@@ -532,6 +751,8 @@ int consent_drain(struct conn *c, struct sf_client *sf, struct conn_cycle_report
 		if (!x->pushes || !x->rev_refs || !x->rev_names)
 			rc = err_set(e, ERR_NOMEM, "out of memory");
 	}
+	if (rc == 0 && c->cfg->salesforce.create_individuals && c->consent_ok)
+		rc = create_individuals(c, sf, report, e);
 	for (int round = 0; rc == 0 && round < 10000 && !(c->stop && *c->stop); round++) {
 		x->now = time_now_ms();
 		if ((rc = ledger_read(c->l, collect_consent, x, e)) || x->nrows == 0)

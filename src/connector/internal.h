@@ -235,8 +235,8 @@ int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
                               struct ledger_person *p, const struct sf_record *r,
                               struct apply_stats *st, struct err *e);
 /* P1/P2 for a consent-object purpose: queue its row's status. */
-int consent_spread(struct ledger_txn *t, const struct ledger_person *p, const char *purpose,
-                   bool out, struct apply_stats *st, struct err *e);
+int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
+                   const char *purpose, bool out, struct apply_stats *st, struct err *e);
 /* Either mapping: the checkboxes of every record, or the consent row. */
 int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
                    const struct ledger_recref *except, const char *purpose, bool out,

@@ -404,6 +404,14 @@ static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
 		    config_purpose_find(cfg, q->want_purposes.v[i].name);
 		if (cp && cp->sf_field)
 			cJSON_AddBoolToObject(set, cp->sf_field, q->want_purposes.v[i].out);
+		else if (cp && cp->sf_data_use_purpose) {
+			/* the Individual's consent row for that DataUsePurpose */
+			char k[128];
+			snprintf(k, sizeof(k), "ContactPointTypeConsent[%s].PrivacyConsentStatus",
+			         cp->sf_data_use_purpose);
+			cJSON_AddStringToObject(set, k,
+			                        q->want_purposes.v[i].out ? "OptOut" : "OptIn");
+		}
 	}
 	cJSON_AddNumberToObject(o, "attempts", q->attempts);
 	if (q->parked)

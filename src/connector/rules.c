@@ -430,7 +430,7 @@ int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 	if (cp && cp->sf_field)
 		return purpose_push_spread(t, p, except, purpose, out, st, e);
 	if (cp && cp->sf_data_use_purpose)
-		return consent_spread(t, p, purpose, out, st, e);
+		return consent_spread(t, cfg, p, purpose, out, st, e);
 	return 0;
 }
 

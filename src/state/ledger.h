@@ -70,6 +70,9 @@ enum ledger_object {
 	LEDGER_OBJ_LEAD = 2,
 	LEDGER_OBJ_CONSENT = 3, /* ContactPointTypeConsent: a person's consent row for a purpose */
 	LEDGER_OBJ_INDIVIDUAL = 4, /* Individual: the party of a person's consent rows */
+	/* a push only: an Individual to create for a person who has none, linked
+	 * to the Contact or Lead whose id the push carries (create_individuals) */
+	LEDGER_OBJ_NEW_INDIVIDUAL = 5,
 };
 
 enum ledger_origin {

@@ -16,8 +16,8 @@ static const char *const auth_names[] = {NULL,
                                          "other"};
 static const char *const source_names[] = {
     NULL, "crm_sync", "import", "manual_upload", "browser_extension", "other"};
-static const char *const object_names[] = {NULL, "Contact", "Lead", "ContactPointTypeConsent",
-                                           "Individual"};
+static const char *const object_names[] = {
+    NULL, "Contact", "Lead", "ContactPointTypeConsent", "Individual", "Individual"};
 static const char *const origin_names[] = {NULL, "salesforce", "local", "admin", "link"};
 static const char *const kind_names[] = {NULL,     "optout",    "optin",   "authorization",
                                          "source", "conflict",  "erasure", "refused",

@@ -458,7 +458,10 @@ class ConsentObjects(unittest.TestCase):
     DataUsePurpose, polled with a cursor and written in collections."""
 
     def setUp(self):
-        self.e = test_sync.Env(extra=CONSENT_PURPOSES)
+        self.setUp_with("")
+
+    def setUp_with(self, extra):
+        self.e = test_sync.Env(extra=extra + CONSENT_PURPOSES)
         self.e.ctl("POST", "config", {"dpp": True})
         self.dup = {n: self.e.sf_put("DataUsePurpose", Name=n, CanDataSubjectOptOut=True)
                     for n in ("Offers", "Event Invitations")}
@@ -577,6 +580,27 @@ class ConsentObjects(unittest.TestCase):
                          [("events", "reverted", row)])
         self.assertEqual(len(self.rows(ind)), 1)  # updated, not duplicated
 
+    def test_p2_held_then_kept_by_an_admin(self):
+        self.e.close()
+        self.setUp_with('[sync]\nresubscribe_policy = "hold"\n')
+        e = self.e
+        ind, cid = self.person("heldrow@example.com")
+        e.sync()
+        e.json("optout", "heldrow@example.com", "--purpose", "offers")
+        e.sync()
+        row = self.rows(ind)[0]["Id"]
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=row, PrivacyConsentStatus="OptIn")
+        e.sync()
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptIn")
+        c = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual([(x["purpose"], x["record"]["object"]) for x in c],
+                         [("offers", "ContactPointTypeConsent")])
+        e.run("conflicts", "resolve", str(c[0]["id"]), "--keep-optout", admin=True, check=0)
+        e.sync()
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
+        self.assertEqual(len(self.rows(ind)), 1)
+
     def test_individual_named_later_gets_the_row(self):
         e = self.e
         _, cid = self.person("later@example.com", individual=False)
@@ -591,6 +615,30 @@ class ConsentObjects(unittest.TestCase):
         e.sync()
         self.assertEqual([(x["PartyId"], x["PrivacyConsentStatus"]) for x in self.rows()],
                          [(ind, "OptOut")])
+
+    def test_create_individuals(self):
+        self.e.close()
+        self.e = e = test_sync.Env(extra=CONSENT_PURPOSES)
+        with open(e.config) as f:
+            text = f.read()
+        with open(e.config, "w") as f:
+            f.write(text.replace("[salesforce]\n", "[salesforce]\ncreate_individuals = true\n", 1))
+        e.ctl("POST", "config", {"dpp": True})
+        dup = e.sf_put("DataUsePurpose", Name="Offers", CanDataSubjectOptOut=True)
+        e.sf_put("DataUsePurpose", Name="Event Invitations", CanDataSubjectOptOut=True)
+        cid = e.sf_put("Contact", Email="newind@example.com", LastName="Lovelace", FirstName="Ada")
+        e.sync()
+        e.json("optout", "newind@example.com", "--purpose", "offers")
+        e.sync()
+        inds = e.ctl("GET", "records?object=Individual")["records"]
+        self.assertEqual([(i["LastName"], i["FirstName"]) for i in inds], [("Lovelace", "Ada")])
+        self.assertEqual(e.sf_get("Contact", cid)["IndividualId"], inds[0]["Id"])
+        rows = e.ctl("GET", "records?object=ContactPointTypeConsent")["records"]
+        self.assertEqual([(r["PartyId"], r["DataUsePurposeId"], r["PrivacyConsentStatus"])
+                          for r in rows], [(inds[0]["Id"], dup, "OptOut")])
+        r = e.sync()  # the link read back: nothing more to do
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(len(e.ctl("GET", "records?object=Individual")["records"]), 1)
 
     def test_a_deleted_individual_fails_its_row_only(self):
         e = self.e
