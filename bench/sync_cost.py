@@ -8,7 +8,14 @@ plus the collections of 200 needed to write the 10,000 local opt-outs:
 Also printed: the next cycle, which reads our own writes back (and writes
 nothing).
 
-usage: sync_cost.py [OPTSYNC]"""
+With --purposes: 10,000 local purpose opt-outs over 2 purposes (5,000 people,
+each out of both), once with the purposes on Contact checkboxes and once on
+Salesforce's consent objects. The minimum: one query per object read (and,
+for consent objects, the DataUsePurpose lookup) plus the collections of 200
+the writes need: 5,000 records carrying both boxes (25), or 10,000 consent
+rows (50). Target (issue 16): at most 1.1 x the minimum.
+
+usage: sync_cost.py [OPTSYNC] [--purposes]"""
 import json
 import os
 import subprocess
@@ -21,9 +28,127 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 N = 10000
 
 
+PURPOSES = {
+    "field": '''
+[[purposes]]
+name = "newsletter"
+basis = "consent"
+salesforce = { field = "Newsletter_Opt_Out__c" }
+[[purposes]]
+name = "events"
+basis = "soft_opt_in"
+salesforce = { field = "Events_Opt_Out__c" }
+''',
+    "consent": '''
+[[purposes]]
+name = "newsletter"
+basis = "consent"
+salesforce = { data_use_purpose = "Newsletter" }
+[[purposes]]
+name = "events"
+basis = "soft_opt_in"
+salesforce = { data_use_purpose = "Events" }
+'''}
+
+
+def purposes_cost(optsync, fake, mapping, people=5000):
+    with tempfile.TemporaryDirectory() as tmp:
+        portfile = os.path.join(tmp, "port")
+        log = open(os.path.join(tmp, "fake.log"), "w")
+        args = [sys.executable, fake, "--port-file", portfile, "--contacts", str(people + 1000),
+                "--seed", "11"] + (["--dpp"] if mapping == "consent" else [])
+        proc = subprocess.Popen(args, stdout=log, stderr=log)
+        try:
+            while not os.path.exists(portfile):
+                time.sleep(0.1)
+            with open(portfile) as f:
+                port = int(f.read())
+
+            def ctl(method, path, body=None):
+                req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (port, path),
+                                             method=method,
+                                             data=json.dumps(body).encode() if body else None)
+                with urllib.request.urlopen(req, timeout=300) as r:
+                    return json.loads(r.read() or b"null")
+
+            config = os.path.join(tmp, "optsync.toml")
+            with open(config, "w") as f:
+                f.write('[salesforce]\nlogin_url = "http://localhost:%d"\n'
+                        'auth = "client_credentials"\nclient_id = "fake-client-id"\n'
+                        'objects = ["Contact"]\n[state]\npath = "%s/state"\n'
+                        '[log]\nlevel = "warn"\n%s' % (port, tmp, PURPOSES[mapping]))
+            env = dict(os.environ, OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
+
+            def run(*a):
+                p = subprocess.run([optsync, "-c", config, *a], env=env, capture_output=True,
+                                   text=True, timeout=900)
+                if p.returncode:
+                    sys.exit("optsync %s failed: %s" % (" ".join(a), p.stderr))
+                return p.stdout
+
+            recs = ctl("GET", "records?object=Contact")["records"]
+            by_email = {}
+            for r in recs:
+                by_email.setdefault(r["Email"].lower(), []).append(r)
+            pool = [v[0] for v in by_email.values() if len(v) == 1][:people]
+            if len(pool) < people:
+                sys.exit("not enough distinct emails in the seed")
+            if mapping == "consent":
+                for name in ("Newsletter", "Events"):
+                    ctl("POST", "records", {"object": "DataUsePurpose",
+                                            "records": [{"Name": name}]})
+                ids = ctl("POST", "records", {"object": "Individual", "records": [
+                    {"LastName": r["LastName"]} for r in pool]})["ids"]
+                ctl("POST", "records", {"object": "Contact", "records": [
+                    {"Id": r["Id"], "IndividualId": i} for r, i in zip(pool, ids)]})
+            run("sync", "--once")  # learn the org (and the Individuals)
+            listing = os.path.join(tmp, "people.txt")
+            with open(listing, "w") as f:
+                f.write("\n".join(r["Email"] for r in pool) + "\n")
+            run("optout", "--from", listing, "--purpose", "newsletter")
+            run("optout", "--from", listing, "--purpose", "events")
+            ctl("POST", "calls")
+            run("sync", "--once")
+            calls = ctl("GET", "calls")
+            reads = calls.get("query", 0) + calls.get("query_more", 0)
+            writes = calls.get("collections", 0)
+            rows = people if mapping == "field" else 2 * people
+            minimum = (1 if mapping == "field" else 3) + -(-rows // 200)
+            print("bench/sync-cost --purposes, %s mapping: %d purpose opt-outs over 2 "
+                  "purposes (%d people), one sync cycle" % (mapping, 2 * people, people))
+            print("  calls: %d queries + %d collections = %d, plus %d token call(s)" %
+                  (reads, writes, reads + writes, calls.get("token", 0)))
+            print("  minimum: %d   ratio: %.3f x the minimum   target <= 1.1" %
+                  (minimum, (reads + writes) / minimum))
+            if mapping == "field":
+                done = sum(1 for r in ctl("GET", "records?object=Contact")["records"]
+                           if r["Newsletter_Opt_Out__c"] and r["Events_Opt_Out__c"])
+                print("  Contacts with both boxes ticked: %d" % done)
+            else:
+                done = sum(1 for r in ctl("GET", "records?object=ContactPointTypeConsent")[
+                    "records"] if r["PrivacyConsentStatus"] == "OptOut")
+                print("  ContactPointTypeConsent rows OptOut: %d" % done)
+            ctl("POST", "calls")
+            run("sync", "--once")
+            calls = ctl("GET", "calls")
+            print("  next cycle (reads our writes back): %d queries, %d collections" %
+                  (calls.get("query", 0) + calls.get("query_more", 0),
+                   calls.get("collections", 0)))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+
+
 def main():
-    optsync = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else \
+    argv = [a for a in sys.argv[1:] if a != "--purposes"]
+    optsync = os.path.abspath(argv[0]) if argv else \
         os.path.join(HERE, "..", "build", "optsync")
+    if "--purposes" in sys.argv:
+        fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
+        purposes_cost(optsync, fake, "field")
+        purposes_cost(optsync, fake, "consent")
+        return
     fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
     with tempfile.TemporaryDirectory() as tmp:
         portfile = os.path.join(tmp, "port")

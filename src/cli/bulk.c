@@ -228,7 +228,8 @@ static int show_progress(size_t n)
 }
 
 int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *path,
-                    const char *source, const char *reason, int json, struct err *e)
+                    const char *source, const char *reason, const char *purpose, int json,
+                    struct err *e)
 {
 	static const char *const names[] = {"email", "source", NULL};
 	struct table t;
@@ -250,8 +251,8 @@ int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *pat
 	if (rc == 0) {
 		struct conn_bulk_opts o = {false, show_progress(t.nrows) ? progress : NULL,
 		                           (void *)"optout"};
-		rc = conn_optout_many(conn, who, emails, sources, t.lines, t.nrows, reason, &o,
-		                      &res, e);
+		rc = conn_optout_many(conn, who, emails, sources, t.lines, t.nrows, reason, purpose,
+		                      &o, &res, e);
 	}
 	conn_close(conn);
 	if (rc == 0)

@@ -59,7 +59,8 @@ int cli_admin(struct cli *c, struct conn *conn, const char *email, struct conn_a
               char *namebuf, size_t cap, struct err *e);
 /* optout --from FILE and contact set --from FILE (bulk.c). */
 int cli_optout_file(struct cli *c, const struct conn_actor *who, const char *path,
-                    const char *source, const char *reason, int json, struct err *e);
+                    const char *source, const char *reason, const char *purpose, int json,
+                    struct err *e);
 int cli_contact_set_file(struct cli *c, const struct conn_actor *who, const char *path,
                          int all_or_none, int json, struct err *e);
 /* The SHA-256 of a file, as 64 hex digits. */

@@ -50,10 +50,8 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	if (from && npos)
 		return err_set(e, ERR_USAGE, "give an EMAIL or --from FILE, not both");
-	if (from && o.purpose)
-		return err_set(e, ERR_USAGE, "--purpose takes one EMAIL, not --from");
 	if (from)
-		return cli_optout_file(c, &cli_actor, from, o.source, o.reason, json, e);
+		return cli_optout_file(c, &cli_actor, from, o.source, o.reason, o.purpose, json, e);
 	if (npos != 1)
 		return err_set(e, ERR_USAGE, "an EMAIL (or --from FILE) is needed");
 	o.email = pos[0];
@@ -68,7 +66,7 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_optout = {
     .name = "optout",
-    .usage = "EMAIL [--purpose P] | --from FILE [--source TYPE] [--reason TEXT] [--json]",
+    .usage = "EMAIL | --from FILE [--purpose P] [--source TYPE] [--reason TEXT] [--json]",
     .summary = "record a local opt-out (pushed to Salesforce by the next sync)",
     .help = "The opt-out is durable in the ledger when the command returns, and is\n"
             "queued for every Salesforce record with that email. An email Salesforce\n"
@@ -80,7 +78,7 @@ const struct cli_cmd cmd_optout = {
             "                  manual_upload, browser_extension\n"
             "  --reason TEXT   kept in the history\n"
             "  --purpose P     out of one configured purpose only ([[purposes]]); the\n"
-            "                  person stays in for the others\n"
+            "                  person stays in for the others (with --from: every row)\n"
             "  --from FILE     many: one email per line, or a CSV file with an email\n"
             "                  column and optionally a source column (- for standard\n"
             "                  input); idempotent. --source is the source of rows\n"

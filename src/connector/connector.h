@@ -257,13 +257,16 @@ struct conn_bulk_result {
 };
 void conn_bulk_result_free(struct conn_bulk_result *res);
 
-/* Many opt-outs (a suppression list from another tool). sources, when
+/* Many opt-outs (a suppression list from another tool), of all email or,
+ * with purpose, of that one (ERR_INVALID for an unknown purpose, before any
+ * row). sources, when
  * given, holds each row's source type (NULL or "": none), checked as
  * conn_optout checks it. An invalid row is reported with row rows[i]
  * (i + 1 when rows is NULL). */
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
                      const char *const *sources, const size_t *rows, size_t n, const char *reason,
-                     const struct conn_bulk_opts *o, struct conn_bulk_result *res, struct err *e);
+                     const char *purpose, const struct conn_bulk_opts *o,
+                     struct conn_bulk_result *res, struct err *e);
 
 struct conn_facts_change {
 	const char *authorization; /* type name, NULL: unchanged */

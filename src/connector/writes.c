@@ -269,11 +269,16 @@ static size_t optout_describe(const void *rows, size_t i, const char **email)
 
 int conn_optout_many(struct conn *c, const struct conn_actor *who, const char *const *emails,
                      const char *const *sources, const size_t *rownums, size_t n,
-                     const char *reason, const struct conn_bulk_opts *o,
+                     const char *reason, const char *purpose, const struct conn_bulk_opts *o,
                      struct conn_bulk_result *res, struct err *e)
 {
 	struct conn_optout row;
-	struct optout_rows rows = {emails, sources, rownums, {.reason = reason}, &row};
+	struct optout_rows rows = {
+	    emails, sources, rownums, {.reason = reason, .purpose = purpose}, &row};
+	if (purpose && purpose_check(c->cfg, purpose, e)) {
+		memset(res, 0, sizeof(*res));
+		return e->code;
+	}
 	struct uc *u = uc_new(c, who, NULL, sizeof(struct optout_uc), e);
 	if (u == NULL) {
 		memset(res, 0, sizeof(*res));

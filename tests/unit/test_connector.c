@@ -194,7 +194,8 @@ static void test_suppression_index(void **state)
 		want[i] = true;
 	}
 	struct conn_bulk_result res;
-	assert_int_equal(conn_optout_many(b, &cli, list, NULL, NULL, N, NULL, NULL, &res, &e), 0);
+	assert_int_equal(conn_optout_many(b, &cli, list, NULL, NULL, N, NULL, NULL, NULL, &res, &e),
+	                 0);
 	assert_true(res.applied == N && res.invalid == 0);
 	conn_bulk_result_free(&res);
 	check_all(a, emails, N + UNKNOWN, want); /* b's writes, through the feed */

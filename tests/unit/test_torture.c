@@ -467,7 +467,8 @@ static int uc_optout_many(struct fixture *f, unsigned long i, void **out, struct
 	snprintf(b, sizeof(b), "many-b-%lu@example.com", i);
 	const char *const emails[] = {a, "bad address", b};
 	struct conn_bulk_result res = {0};
-	int rc = conn_optout_many(f->c, &cli, emails, NULL, NULL, 3, "torture", NULL, &res, e);
+	int rc =
+	    conn_optout_many(f->c, &cli, emails, NULL, NULL, 3, "torture", NULL, NULL, &res, e);
 	*out = NULL;
 	if (rc == 0 || rc == ERR_PARTIAL) {
 		conn_bulk_result_free(&res);
