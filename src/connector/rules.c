@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "connector/internal.h"
+#include "util/buf.h"
 #include "util/log.h"
 #include "util/timefmt.h"
 
@@ -459,7 +460,7 @@ static int link_record(struct ledger_person *p, const struct ledger_recref *ref)
 static void copy_str(char *dst, size_t cap, const struct sf_record *r, const char *name)
 {
 	const struct sf_value *v = sf_record_get(r, name);
-	snprintf(dst, cap, "%s", v && v->type == SF_STRING ? v->str : "");
+	str_copy(dst, cap, v && v->type == SF_STRING ? v->str : "");
 }
 
 static int64_t time_of(const struct sf_record *r, const char *name)
@@ -486,8 +487,8 @@ struct work {
  * person opted out of the purpose gets its box ticked. */
 static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, struct work *w,
                                const struct sf_record *r, const struct ledger_recref *ref,
-                               int is_new, int writable, int64_t sf_changed, int64_t now,
-                               int *any_change, struct apply_stats *st, struct err *e)
+                               int is_new, int new_person, int writable, int64_t sf_changed,
+                               int64_t now, int *any_change, struct apply_stats *st, struct err *e)
 {
 	struct ledger_person *p = &w->p;
 	struct ledger_record *rec = &w->rec;
@@ -503,6 +504,8 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		if (!is_new && seen == (v->b ? 1 : 0))
 			continue; /* unchanged since last read (or our own write) */
 		*any_change = 1;
+		if (!v->b && new_person)
+			continue; /* a person met just now has no purpose status yet */
 		struct ledger_purpose cur;
 		int rc = ledger_purpose_get(t, p->key, cp->name, &cur, e);
 		if (rc == ERR_NOTFOUND) {
@@ -704,7 +707,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		if (w == NULL)
 			return err_set(e, ERR_NOMEM, "out of memory");
 		struct ledger_recref ref = {(uint8_t)object, ""};
-		snprintf(ref.id, sizeof(ref.id), "%s", r->id);
+		str_copy(ref.id, sizeof(ref.id), r->id);
 		int rc = apply_sf_deleted(t, cfg, w, r, &ref, st, e);
 		free(w);
 		return rc;
@@ -727,12 +730,13 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	if (sf_changed == 0)
 		sf_changed = modstamp;
 	struct ledger_recref ref = {(uint8_t)object, ""};
-	snprintf(ref.id, sizeof(ref.id), "%s", r->id);
+	str_copy(ref.id, sizeof(ref.id), r->id);
 
 	/* the person */
 	struct ledger_person *p = &w->p;
 	ledger_person_key(l, email, strlen(email), p->key);
 	rc = ledger_person_get(t, p->key, p, e);
+	int new_person = rc == ERR_NOTFOUND;
 	if (rc == ERR_NOTFOUND) {
 		uint8_t key[LEDGER_KEY_LEN];
 		memcpy(key, p->key, sizeof(key));
@@ -745,7 +749,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	if (rc)
 		goto out;
 	if (!(p->flags & LEDGER_PERSON_ERASED))
-		snprintf(p->email, sizeof(p->email), "%s", email);
+		str_copy(p->email, sizeof(p->email), email);
 
 	/* the record as last seen */
 	struct ledger_record *rec = &w->rec;
@@ -837,8 +841,8 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		}
 	}
 
-	if ((rc = apply_purpose_boxes(t, cfg, w, r, &ref, is_new, writable, sf_changed, now,
-	                              &any_change, st, e)))
+	if ((rc = apply_purpose_boxes(t, cfg, w, r, &ref, is_new, new_person, writable, sf_changed,
+	                              now, &any_change, st, e)))
 		goto out;
 	if (consent_configured(cfg) && (rc = consent_follow_individual(t, cfg, p, r, st, e)))
 		goto out;
@@ -855,14 +859,14 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		                                            : LEDGER_RECORD_INVALID_SOURCE;
 		int (*eq)(const struct ledger_facts *, const struct ledger_facts *) =
 		    tb == LEDGER_F_AUTH_TYPE ? auth_equal : source_equal;
-		char local[LEDGER_TEXT_MAX + 1];
-		group_text(&p->facts, g, local, sizeof(local));
+		char local[LEDGER_TEXT_MAX + 1]; /* written when a conflict needs it */
 		if (invalid & g) {
 			/* not applied; raised once until the value changes */
 			if (rec->flags & invflag)
 				continue;
 			rec->flags |= invflag;
 			any_change = 1;
+			group_text(&p->facts, g, local, sizeof(local));
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_INVALID_VALUE, tb, local, raw,
 			                  false, "", now, NULL, e);
 			if (rc)
@@ -897,6 +901,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			char sftext[LEDGER_TEXT_MAX + 1];
 			group_text(sf, g, sftext, sizeof(sftext));
 			int sf_wins = sf_changed > local_at;
+			group_text(&p->facts, g, local, sizeof(local));
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_CONCURRENT, tb, local, sftext,
 			                  true, sf_wins ? "salesforce_newer" : "local_newer", now,
 			                  NULL, e);

@@ -11,17 +11,106 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
+/* While catching up, pages are applied several at a time: one commit (and
+ * one msync of the map) per BATCH_RECORDS records, or per the pages read in
+ * BATCH_MS, whichever comes first. Each commit holds its records and their
+ * cursor move together, so a crash loses nothing: the cursor comes back
+ * with the data. Local writers wait at most one such commit. */
+#define BATCH_RECORDS 20000
+#define BATCH_MS      2000
+
+/* A page kept past its callback: records, values and strings in one block. */
+struct page_copy {
+	struct page_copy *next;
+	struct sf_record *recs;
+	size_t n;
+};
+
 struct pull {
 	struct conn *c;
 	int object;
-	const struct sf_record *recs;
-	size_t n;
+	struct page_copy *head, *tail; /* pages read, not yet applied */
+	size_t held;                   /* their records */
+	uint64_t held_pages;
+	int64_t held_since;
 	bool full;
 	struct apply_stats page, total;
 	uint64_t pages;
 	int64_t started;
 	bool progress;
+	bool cb_failed; /* on_page stopped the query (a ledger error, a signal) */
 };
+
+static size_t str_size(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static char *str_put(char **at, const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = memcpy(*at, s, n);
+	*at += n;
+	return d;
+}
+
+/* Whether value k of record i has the name it has in record i - 1: the
+ * records of a page name the same fields in the same order, so each name
+ * is kept once per page. */
+static bool same_name(const struct sf_record *recs, size_t i, size_t k)
+{
+	return i > 0 && k < recs[i - 1].nvalues &&
+	       strcmp(recs[i - 1].values[k].name, recs[i].values[k].name) == 0;
+}
+
+static struct page_copy *page_copy(const struct sf_record *recs, size_t n)
+{
+	size_t nv = 0, bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		bytes += str_size(recs[i].type) + str_size(recs[i].id);
+		nv += recs[i].nvalues;
+		for (size_t k = 0; k < recs[i].nvalues; k++)
+			bytes += (same_name(recs, i, k) ? 0 : str_size(recs[i].values[k].name)) +
+			         str_size(recs[i].values[k].str);
+	}
+	struct page_copy *pc = malloc(sizeof(*pc) + n * sizeof(struct sf_record) +
+	                              nv * sizeof(struct sf_value) + bytes);
+	if (pc == NULL)
+		return NULL;
+	pc->next = NULL;
+	pc->n = n;
+	pc->recs = (struct sf_record *)(pc + 1);
+	struct sf_value *v = (struct sf_value *)(pc->recs + n);
+	char *at = (char *)(v + nv);
+	for (size_t i = 0; i < n; i++) {
+		struct sf_record *r = &pc->recs[i];
+		r->type = str_put(&at, recs[i].type);
+		r->id = str_put(&at, recs[i].id);
+		r->nvalues = recs[i].nvalues;
+		r->values = v;
+		for (size_t k = 0; k < recs[i].nvalues; k++, v++) {
+			*v = recs[i].values[k];
+			v->name = same_name(recs, i, k) ? pc->recs[i - 1].values[k].name
+			                                : str_put(&at, recs[i].values[k].name);
+			v->str = str_put(&at, recs[i].values[k].str);
+		}
+	}
+	return pc;
+}
+
+static void drop_pages(struct pull *pl)
+{
+	while (pl->head) {
+		struct page_copy *next = pl->head->next;
+		free(pl->head);
+		pl->head = next;
+	}
+	pl->tail = NULL;
+	pl->held = 0;
+	pl->held_pages = 0;
+}
 
 static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
@@ -35,25 +124,26 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < pl->n && rc == 0; i++) {
-		if (i % 64 == 63)
-			ledger_trim(pl->c->l); /* a page touches many ledger pages */
-		rc = pl->object == LEDGER_OBJ_CONSENT
-		         ? apply_sf_consent(t, pl->c, &pl->recs[i], &pl->page, e)
-		         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, &pl->recs[i],
-		                           &pl->page, e);
-		const struct sf_value *ms = sf_record_get(&pl->recs[i], "SystemModstamp");
-		int64_t m;
-		if (rc == 0 && ms && ms->type == SF_STRING && time_parse(ms->str, &m) == 0 &&
-		    (m > cur.modstamp ||
-		     (m == cur.modstamp && strcmp(pl->recs[i].id, cur.last_id) > 0))) {
-			cur.modstamp = m;
-			snprintf(cur.last_id, sizeof(cur.last_id), "%s", pl->recs[i].id);
+	for (const struct page_copy *pc = pl->head; pc && rc == 0; pc = pc->next)
+		for (size_t i = 0; i < pc->n && rc == 0; i++) {
+			const struct sf_record *r = &pc->recs[i];
+			rc = pl->object == LEDGER_OBJ_CONSENT
+			         ? apply_sf_consent(t, pl->c, r, &pl->page, e)
+			         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, r,
+			                           &pl->page, e);
+			const struct sf_value *ms = sf_record_get(r, "SystemModstamp");
+			int64_t m;
+			if (rc == 0 && ms && ms->type == SF_STRING &&
+			    time_parse(ms->str, &m) == 0 &&
+			    (m > cur.modstamp ||
+			     (m == cur.modstamp && strcmp(r->id, cur.last_id) > 0))) {
+				cur.modstamp = m;
+				str_copy(cur.last_id, sizeof(cur.last_id), r->id);
+			}
 		}
-	}
 	if (rc)
 		return rc;
-	cur.pulled += pl->n;
+	cur.pulled += pl->held;
 	cur.updated_at = time_now_ms();
 	return ledger_cursor_put(t, pl->object, &cur, e);
 }
@@ -66,22 +156,20 @@ static void add_stats(struct apply_stats *a, const struct apply_stats *b)
 		dst[i] += src[i];
 }
 
-static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
+/* Apply the pages held, in one commit. */
+static int flush_pages(struct pull *pl, struct err *e)
 {
-	struct pull *pl = ctx;
-	pl->recs = recs;
-	pl->n = n;
+	if (pl->head == NULL)
+		return 0;
 	int rc = ledger_write(pl->c->l, page_txn, pl, e);
+	uint64_t n = pl->held, pages = pl->held_pages;
+	drop_pages(pl);
 	if (rc)
 		return rc;
 	add_stats(&pl->total, &pl->page);
-	pl->pages++;
-	if (pl->c->stop && *pl->c->stop)
-		return err_set(e, ERR_RETRY, "stopped by a signal after page %llu (committed)",
-		               (unsigned long long)pl->pages);
-	ledger_trim(pl->c->l); /* keep a long pull's resident memory flat */
-	log_debug("sync.page", "%s page %llu: %zu records applied", ledger_object_name(pl->object),
-	          (unsigned long long)pl->pages, n);
+	pl->pages += pages;
+	log_debug("sync.page", "%s: %llu records of %llu page(s) applied in one commit",
+	          ledger_object_name(pl->object), (unsigned long long)n, (unsigned long long)pages);
 	if (pl->progress) {
 		double secs = (double)(time_now_ms() - pl->started) / 1000.0;
 		fprintf(stderr, "\r%s: %llu records, %llu pages, %.0f records/s   ",
@@ -90,6 +178,34 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 		        secs > 0 ? (double)pl->total.records / secs : 0.0);
 	}
 	return 0;
+}
+
+static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
+{
+	struct pull *pl = ctx;
+	struct page_copy *pc = page_copy(recs, n);
+	if (pc == NULL) {
+		pl->cb_failed = true;
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	if (pl->head == NULL)
+		pl->held_since = time_now_ms();
+	if (pl->tail)
+		pl->tail->next = pc;
+	else
+		pl->head = pc;
+	pl->tail = pc;
+	pl->held += n;
+	pl->held_pages++;
+	int rc = 0;
+	if (pl->held >= BATCH_RECORDS || time_now_ms() - pl->held_since >= BATCH_MS ||
+	    (pl->c->stop && *pl->c->stop))
+		rc = flush_pages(pl, e);
+	if (rc == 0 && pl->c->stop && *pl->c->stop)
+		rc = err_set(e, ERR_RETRY, "stopped by a signal after page %llu (committed)",
+		             (unsigned long long)pl->pages);
+	pl->cb_failed = rc != 0;
+	return rc;
 }
 
 struct cursor_read {
@@ -226,6 +342,17 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 	/* queryAll: records deleted or merged since the cursor come too */
 	if (rc == 0 && (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)))
 		explain_invalid_field(c->cfg, object, e);
+	/* the pages read before the end (or before Salesforce failed) are whole:
+	 * they are applied, and the next cycle goes on from them */
+	if (!pl.cb_failed) {
+		struct err fe = {0};
+		int frc = flush_pages(&pl, &fe);
+		if (frc && rc == 0) {
+			*e = fe;
+			rc = frc;
+		}
+	}
+	drop_pages(&pl);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
 	if (rc == 0)

@@ -9,9 +9,15 @@
 
 const struct sf_value *sf_record_get(const struct sf_record *r, const char *field)
 {
-	for (size_t i = 0; i < r->nvalues; i++)
-		if (strcasecmp(r->values[i].name, field) == 0)
+	/* names are ASCII identifiers: a first letter that differs even in its
+	 * case-folded form rules most fields out without a call (a page's pull
+	 * asks about 20 names of each of its 2,000 records) */
+	unsigned char f0 = (unsigned char)field[0] | 0x20;
+	for (size_t i = 0; i < r->nvalues; i++) {
+		const char *n = r->values[i].name;
+		if (((unsigned char)n[0] | 0x20) == f0 && strcasecmp(n, field) == 0)
 			return &r->values[i];
+	}
 	return NULL;
 }
 

@@ -68,8 +68,12 @@ static int string(struct pp *s, char **out)
 	ws(s);
 	if (s->p >= s->end || *s->p != '"')
 		return bad(s, "expected a string");
-	char *r = ++s->p, *w = r;
-	*out = w;
+	char *r = ++s->p, *w;
+	*out = r;
+	/* until the first escape the string stays where it is: nothing moves */
+	while (r < s->end && *r != '"' && *r != '\\' && (unsigned char)*r >= 0x20)
+		r++;
+	w = r;
 	while (r < s->end) {
 		unsigned char c = (unsigned char)*r;
 		if (c == '"') {
@@ -321,7 +325,7 @@ static int record(struct pp *s)
 		ws(s);
 		if (s->p >= s->end)
 			return bad(s, "unexpected end");
-		if (strcmp(name, "attributes") == 0 && *s->p == '{') {
+		if (*s->p == '{' && strcmp(name, "attributes") == 0) {
 			/* {"type":"Contact","url":"..."} */
 			s->p++;
 			for (;;) {
@@ -384,7 +388,7 @@ static int record(struct pp *s)
 			}
 			if (rc)
 				return rc;
-			if (v->type == SF_STRING && strcmp(name, "Id") == 0)
+			if (v->type == SF_STRING && name[0] == 'I' && strcmp(name, "Id") == 0)
 				rec->id = v->str;
 			pg->nvals++;
 			rec->nvalues++;

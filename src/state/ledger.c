@@ -47,8 +47,17 @@ size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id)
 
 int ledger_mdb_error(struct ledger_txn *t, int rc, const char *what, struct err *e)
 {
-	if (rc == MDB_NOTFOUND)
-		return err_set(e, ERR_NOTFOUND, "%s: not found", what);
+	if (rc == MDB_NOTFOUND && e == NULL)
+		return ERR_NOTFOUND;
+	if (rc == MDB_NOTFOUND) {
+		/* the common answer of a lookup (a pull asks it of every new
+		 * record): said without the formatter */
+		size_t n = strnlen(what, sizeof(e->msg) - 12);
+		memcpy(e->msg, what, n);
+		memcpy(e->msg + n, ": not found", 12);
+		e->code = ERR_NOTFOUND;
+		return ERR_NOTFOUND;
+	}
 	if (rc == MDB_MAP_FULL && t)
 		t->map_full = 1;
 	const char *path = t ? t->l->path : "ledger";

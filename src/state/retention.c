@@ -61,6 +61,12 @@ struct cand {
 	bool stale; /* the person goes too */
 };
 
+static int has_status(const struct ledger_purpose *p, void *ctx)
+{
+	(void)ctx;
+	return p->status != LEDGER_PURPOSE_NONE; /* stops the walk at the first */
+}
+
 struct scan {
 	const struct ledger_retention *r;
 	struct cand *c;
@@ -182,6 +188,16 @@ static int retention_in(struct ledger_txn *t, const struct ledger_retention *r, 
 	lens = calloc(s.n ? s.n : 1, sizeof(*lens));
 	if (rc == 0 && (lists == NULL || lens == NULL))
 		rc = err_set(e, ERR_NOMEM, "out of memory");
+	/* a purpose's opt-out (or opt-in with its evidence) keeps the person,
+	 * as the opt-out of all email does */
+	for (size_t i = 0; rc == 0 && i < s.n; i++)
+		if (s.c[i].stale) {
+			int any = ledger_purpose_each(t, s.c[i].key, has_status, NULL, e);
+			if (any > 0)
+				s.c[i].stale = false;
+			else if (any < 0)
+				rc = any;
+		}
 	/* what goes: counted before anything is written, since the run's
 	 * event (appended first) holds the count its stubs are checked against */
 	for (size_t i = 0; rc == 0 && i < s.n; i++) {

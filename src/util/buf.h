@@ -6,6 +6,7 @@
 #define OPTSYNC_UTIL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "util/err.h"
 
@@ -27,5 +28,14 @@ void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 /* Hand the data to the caller (free() it); the buffer is left empty. */
 char *buf_detach(struct buf *b, size_t *len);
+
+/* Copy the C string src into dst of capacity cap (> 0), cut to fit, always
+ * NUL-terminated: snprintf(dst, cap, "%s", src) without the formatter. */
+static inline void str_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 
 #endif
