@@ -35,7 +35,22 @@ interval = "1h"
 [log]
 level = "warn"
 EOF
-export OPTSYNC_SALESFORCE_CLIENT_SECRET=fake-client-secret OPTSYNC_API_TOKEN=bench-token-0123456789
+export OPTSYNC_SALESFORCE_CLIENT_SECRET=fake-client-secret
+# named clients: the application (check, optout) that the figures are about,
+# and an operator's tool (read, write, export) sending the slow requests
+app_token=bench-app-token-0123456789abcdefghijklmnopqrstuvwxyz
+ops_token=bench-ops-token-0123456789abcdefghijklmnopqrstuvwxyz
+{
+	echo '[[api.clients]]'
+	echo 'name = "app"'
+	printf '%s\n' "$app_token" | "$optsync" admin hash-token --client
+	echo 'scopes = ["check", "optout"]'
+	echo '[[api.clients]]'
+	echo 'name = "ops"'
+	printf '%s\n' "$ops_token" | "$optsync" admin hash-token --client
+	echo 'scopes = ["read", "write", "export"]'
+} >>"$tmp/optsync.toml"
+OPTSYNC_API_TOKEN=$app_token
 python3 -c "
 for i in range($persons):
     print('person.number%d@company%d.example' % (i, i % 5000))" >"$tmp/emails"
@@ -107,7 +122,7 @@ request = function()
 end
 EOF
 auth=(-H "Authorization: Bearer $OPTSYNC_API_TOKEN")
-wrk -t1 -c4 -d"$((secs + 2))s" --latency "${auth[@]}" -s "$tmp/slow.lua" \
+wrk -t1 -c4 -d"$((secs + 2))s" --latency -H "Authorization: Bearer $ops_token" -s "$tmp/slow.lua" \
 	"http://127.0.0.1:$port" >"$tmp/slow.out" 2>&1 &
 slow=$!
 sleep 1

@@ -29,6 +29,7 @@ enum route {
 	R_STATUS,
 	R_LINKS,
 	R_CONSENT,
+	R_ACCESS,
 	R_OTHER
 };
 _Static_assert(R_OTHER + 1 == N_ROUTES, "N_ROUTES counts the routes");
@@ -41,7 +42,9 @@ struct ctx {
 	cJSON *body;
 	struct err e;
 	enum route route;
-	int retry_after; /* seconds, for a 429 or 503 that says when to come back */
+	int retry_after;                 /* seconds, for a 429 or 503 that says when to come back */
+	const struct api_client *client; /* who the bearer token says */
+	struct conn_actor actor;         /* that client, as the actor of its changes */
 };
 
 /* ---- responses (responses.c) ---- */
@@ -52,7 +55,8 @@ extern const unsigned http_statuses[N_STATUS - 1];
 
 int64_t http_now_us(void);
 /* Count a request of route r answered with status, begun at start (us). */
-void http_count(struct sidecar *s, enum route r, unsigned status, int64_t start);
+void http_count(struct sidecar *s, const struct api_client *client, enum route r, unsigned status,
+                int64_t start);
 /* text is malloc'ed and handed over; header/value, when set, go with it. */
 enum MHD_Result http_send_text(struct MHD_Connection *con, unsigned status, const char *ctype,
                                char *text, size_t len, const char *header, const char *value);
@@ -69,7 +73,9 @@ enum MHD_Result http_reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status
 
 /* ---- authentication (routes.c) ---- */
 
-int http_bearer_ok(struct sidecar *s, struct MHD_Connection *con);
+const struct api_client *http_client_of(struct sidecar *s, struct MHD_Connection *con);
+/* The scope a /v1 request needs (enum config_scope), 0 for none known. */
+unsigned api_scope_of(const char *url, const char *method);
 size_t http_client_key(struct MHD_Connection *con, uint8_t key[RATELIMIT_KEY_MAX]);
 int http_admin_of(struct sidecar *s, struct MHD_Connection *con, const char *email,
                   struct conn_actor *who, char *name, size_t cap, int *retry_after, struct err *e);

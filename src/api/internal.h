@@ -20,7 +20,7 @@
 #define ADMIN_FAILS_PER_MINUTE 10         /* refusals per client, then 429 */
 #define N_BUCKETS              10
 #define N_STATUS               14   /* 13 known statuses and "other" */
-#define N_ROUTES               20   /* enum route in http.c, "other" included */
+#define N_ROUTES               21   /* enum route in http.c, "other" included */
 #define LINKS_PER_CALL         1000 /* POST /v1/unsubscribe-links */
 
 /* Requests to the public unsubscribe listener, by kind (public.c). */
@@ -49,6 +49,16 @@ struct metrics {
 	uint64_t public_requests[PUBLIC_KINDS];
 };
 
+struct api_client {
+	char name[64];
+	uint8_t sha256[32]; /* of its bearer token */
+	unsigned scopes;    /* enum config_scope bits */
+};
+
+/* The clients of cfg: its [[api.clients]], or its api.token_file (or
+ * OPTSYNC_API_TOKEN) read now as "default" with every scope. */
+int api_clients_load(const struct config *cfg, struct api_client **out, size_t *n, struct err *e);
+
 struct sidecar {
 	const struct config *cfg;
 	struct conn *conn;
@@ -57,8 +67,11 @@ struct sidecar {
 	pthread_cond_t cv;
 	int kick; /* a local change wants an early push */
 	struct metrics m;
-	char *token; /* the API bearer token */
-	size_t token_len;
+	/* the local API's clients: [[api.clients]], or api.token_file as one
+	 * all-scope client named "default" */
+	struct api_client *clients;
+	size_t nclients;
+	uint64_t *client_requests; /* [nclients][N_ROUTES], for /metrics (under mu) */
 	char *webhook_secret;
 	size_t webhook_secret_len;
 	struct conn_links *links;      /* [unsubscribe]'s keys; NULL without it */

@@ -39,6 +39,7 @@ static const char *const route_names[] = {"healthz",
                                           "status",
                                           "unsubscribe_links",
                                           "consents",
+                                          "access",
                                           "other"};
 _Static_assert(sizeof(route_names) / sizeof(route_names[0]) == N_ROUTES, "a name per route");
 
@@ -61,8 +62,14 @@ enum MHD_Result http_metrics(struct ctx *c)
 	struct err e;
 	buf_init(&b, 1 << 20);
 	struct metrics m;
+	size_t ncr = s->nclients * N_ROUTES;
+	uint64_t *cr = calloc(ncr ? ncr : 1, sizeof(*cr));
+	if (cr == NULL)
+		return MHD_NO;
 	pthread_mutex_lock(&s->mu);
 	m = s->m;
+	if (s->client_requests)
+		memcpy(cr, s->client_requests, ncr * sizeof(*cr));
 	pthread_mutex_unlock(&s->mu);
 	buf_printf(&b, &e,
 	           "# HELP optsync_sync_cycles_total Sync cycles by result.\n"
@@ -187,6 +194,19 @@ enum MHD_Result http_metrics(struct ctx *c)
 				    "%llu\n",
 				    route_names[r], status_name(k),
 				    (unsigned long long)m.requests[r][k]);
+	buf_printf(&b, &e,
+	           "# HELP optsync_http_client_requests_total API requests by client and route.\n"
+	           "# TYPE optsync_http_client_requests_total counter\n");
+	for (size_t ci = 0; ci < s->nclients; ci++)
+		for (int r = 0; r <= R_OTHER; r++)
+			if (cr[ci * N_ROUTES + (size_t)r])
+				buf_printf(&b, &e,
+				           "optsync_http_client_requests_total{client=\"%s\",route="
+				           "\"%s\"} "
+				           "%llu\n",
+				           s->clients[ci].name, route_names[r],
+				           (unsigned long long)cr[ci * N_ROUTES + (size_t)r]);
+	free(cr);
 	static const char *const le[N_BUCKETS] = {"0.0005", "0.001", "0.002", "0.005", "0.01",
 	                                          "0.025",  "0.05",  "0.1",   "0.5",   "1"};
 	buf_printf(&b, &e,

@@ -31,7 +31,8 @@ int64_t http_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void http_count(struct sidecar *s, enum route r, unsigned status, int64_t start)
+void http_count(struct sidecar *s, const struct api_client *client, enum route r, unsigned status,
+                int64_t start)
 {
 	static const double bounds[N_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01,
 	                                         0.025,  0.05,  0.1,   0.5,   1.0};
@@ -42,6 +43,8 @@ void http_count(struct sidecar *s, enum route r, unsigned status, int64_t start)
 			ci = i;
 	pthread_mutex_lock(&s->mu);
 	s->m.requests[r][ci]++;
+	if (client && s->client_requests)
+		s->client_requests[(size_t)(client - s->clients) * N_ROUTES + (size_t)r]++;
 	int b = N_BUCKETS;
 	for (int i = 0; i < N_BUCKETS; i++)
 		if (secs <= bounds[i]) {

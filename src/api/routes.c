@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,23 +18,64 @@
 
 #include "api/http.h"
 #include "util/buf.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/timefmt.h"
 
 /* ---- authentication ---- */
 
-int http_bearer_ok(struct sidecar *s, struct MHD_Connection *con)
+int api_clients_load(const struct config *cfg, struct api_client **out, size_t *n, struct err *e)
+{
+	*out = NULL;
+	*n = 0;
+	size_t want = cfg->api.nclients ? cfg->api.nclients : 1;
+	struct api_client *v = calloc(want, sizeof(*v));
+	if (v == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	if (cfg->api.nclients) {
+		for (size_t i = 0; i < cfg->api.nclients; i++) {
+			snprintf(v[i].name, sizeof(v[i].name), "%s", cfg->api.clients[i].name);
+			memcpy(v[i].sha256, cfg->api.clients[i].sha256, 32);
+			v[i].scopes = cfg->api.clients[i].scopes;
+		}
+	} else {
+		char *tok = NULL;
+		size_t len = 0;
+		int rc = config_secret(cfg, CONFIG_SECRET_API_TOKEN, &tok, &len, e);
+		if (rc) {
+			free(v);
+			err_prefix(e,
+			           "optsync run needs API clients ([[api.clients]]) or one token "
+			           "(api.token_file): ");
+			return rc;
+		}
+		SHA256((const unsigned char *)tok, len, v[0].sha256);
+		secret_free(tok, len);
+		snprintf(v[0].name, sizeof(v[0].name), "default");
+		v[0].scopes = CONFIG_SCOPE_ALL;
+	}
+	*out = v;
+	*n = want;
+	return 0;
+}
+
+/* The client whose token the request bears, or NULL. The token's SHA-256
+ * is compared with every client's in constant time: which one matched, and
+ * where, does not show in the time taken. */
+const struct api_client *http_client_of(struct sidecar *s, struct MHD_Connection *con)
 {
 	const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
 	if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
-		return 0;
-	const char *tok = h + 7;
-	size_t n = strlen(tok);
-	if (n != s->token_len) {
-		CRYPTO_memcmp(s->token, s->token, s->token_len); /* the same work either way */
-		return 0;
+		return NULL;
+	uint8_t d[32];
+	SHA256((const unsigned char *)h + 7, strlen(h + 7), d);
+	const struct api_client *found = NULL;
+	for (size_t i = 0; i < s->nclients; i++) {
+		int same = CRYPTO_memcmp(d, s->clients[i].sha256, 32) == 0;
+		if (same && found == NULL)
+			found = &s->clients[i];
 	}
-	return CRYPTO_memcmp(tok, s->token, n) == 0;
+	return found;
 }
 
 /* The client's address as a rate-limit key (all unix-socket clients are
@@ -97,8 +139,6 @@ int http_admin_of(struct sidecar *s, struct MHD_Connection *con, const char *ema
 }
 
 /* ---- routes ---- */
-
-static const struct conn_actor api_actor = {CONN_ORIGIN_LOCAL, "api"};
 
 enum MHD_Result http_reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status)
 {
@@ -174,13 +214,26 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 	}
 	if (strcmp(sub, "/history") == 0 && strcmp(m, "GET") == 0) {
 		c->route = R_HISTORY;
-		rc = conn_contact_history(c->s->conn, email, &doc, &c->e);
+		/* on the access trail first: nothing is shown unrecorded */
+		rc = conn_access_record(c->s->conn, &c->actor, email, "history",
+		                        "GET /v1/contacts/{email}/history", &c->e);
+		if (rc == 0)
+			rc = conn_contact_history(c->s->conn, email, &doc, &c->e);
 		return http_reply(c, rc, doc, 200);
 	}
 	if (strcmp(sub, "/export") == 0 && strcmp(m, "GET") == 0) {
 		c->route = R_EXPORT;
 		const char *fmt =
 		    MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "format");
+		if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)
+			return http_send_error(c->con, 400, "format must be csv or json");
+		rc = conn_access_record(c->s->conn, &c->actor, email, "export",
+		                        fmt && strcmp(fmt, "csv") == 0
+		                            ? "GET /v1/contacts/{email}/export?format=csv"
+		                            : "GET /v1/contacts/{email}/export",
+		                        &c->e);
+		if (rc)
+			return http_reply(c, rc, NULL, 200);
 		if (fmt && strcmp(fmt, "csv") == 0) {
 			char *csv = NULL;
 			rc = conn_contact_export_csv(c->s->conn, email, &csv, &c->e);
@@ -190,8 +243,6 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 			                      strlen(csv), "Content-Disposition",
 			                      "attachment; filename=\"export.csv\"");
 		}
-		if (fmt && strcmp(fmt, "json") != 0)
-			return http_send_error(c->con, 400, "format must be csv or json");
 		rc = conn_contact_export(c->s->conn, email, &doc, &c->e);
 		return http_reply(c, rc, doc, 200);
 	}
@@ -200,7 +251,7 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		struct conn_facts_change ch = {0};
 		rc = http_parse_authorization(c->body, &ch, "type is required", &c->e);
 		if (rc == 0)
-			rc = conn_contact_set(c->s->conn, &api_actor, email, &ch, &doc, &c->e);
+			rc = conn_contact_set(c->s->conn, &c->actor, email, &ch, &doc, &c->e);
 		if (rc == 0)
 			sidecar_kick(c->s);
 		return http_reply(c, rc, doc, 200);
@@ -210,7 +261,7 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		struct conn_facts_change ch = {0};
 		rc = http_parse_source(c->body, &ch, "type is required", &c->e);
 		if (rc == 0)
-			rc = conn_contact_set(c->s->conn, &api_actor, email, &ch, &doc, &c->e);
+			rc = conn_contact_set(c->s->conn, &c->actor, email, &ch, &doc, &c->e);
 		if (rc == 0)
 			sidecar_kick(c->s);
 		return http_reply(c, rc, doc, 200);
@@ -220,7 +271,7 @@ static enum MHD_Result contact_routes(struct ctx *c, char *rest)
 		static const char *const keys[] = {"purpose", "consent_date", "evidence_ref",
 		                                   "evidence_sha256", NULL};
 		struct conn_consent in = {0};
-		struct conn_actor who = api_actor;
+		struct conn_actor who = c->actor;
 		char name[128];
 		rc = http_check_keys(c->body, keys, &c->e);
 		/* rule P2 asks for an admin after an opt-out: given, it acts */
@@ -315,7 +366,7 @@ static enum MHD_Result optouts(struct ctx *c)
 	int rc = api_optout_parse(c->body, &o, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0)
-		rc = conn_optout(c->s->conn, &api_actor, &o, &doc, &c->e);
+		rc = conn_optout(c->s->conn, &c->actor, &o, &doc, &c->e);
 	if (rc == 0)
 		sidecar_kick(c->s);
 	return http_reply(c, rc, doc, 202); /* durable in the ledger */
@@ -421,7 +472,7 @@ static enum MHD_Result batch(struct ctx *c)
 	}
 	struct conn_bulk_opts o = {cJSON_IsTrue(aon), NULL, NULL};
 	struct conn_bulk_result res;
-	int rc = conn_contact_set_many(c->s->conn, &api_actor, in, (size_t)n, &o, &res, &c->e);
+	int rc = conn_contact_set_many(c->s->conn, &c->actor, in, (size_t)n, &o, &res, &c->e);
 	cJSON *doc = NULL;
 	if (rc == 0 || rc == ERR_INVALID) {
 		doc = cJSON_CreateObject();
@@ -557,6 +608,52 @@ static enum MHD_Result pushes_retry(struct ctx *c)
 	return http_reply(c, rc, doc, 200);
 }
 
+unsigned api_scope_of(const char *url, const char *method)
+{
+	static const struct {
+		const char *path;
+		unsigned scope;
+	} fixed[] = {
+	    {"/v1/suppression/check", CONFIG_SCOPE_CHECK},
+	    {"/v1/optouts", CONFIG_SCOPE_OPTOUT},
+	    {"/v1/unsubscribe-links", CONFIG_SCOPE_OPTOUT},
+	    {"/v1/contacts:batch", CONFIG_SCOPE_WRITE},
+	    {"/v1/pushes:retry", CONFIG_SCOPE_WRITE},
+	    {"/v1/changes", CONFIG_SCOPE_READ},
+	    {"/v1/status", CONFIG_SCOPE_READ},
+	    {"/v1/access", CONFIG_SCOPE_READ},
+	};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (strcmp(url, fixed[i].path) == 0)
+			return fixed[i].scope;
+	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/'))
+		return strcmp(method, "POST") == 0 ? CONFIG_SCOPE_WRITE : CONFIG_SCOPE_READ;
+	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {
+		static const struct {
+			const char *sub, *method;
+			unsigned scope;
+		} subs[] = {{"", "GET", CONFIG_SCOPE_CHECK},
+		            {"", "DELETE", CONFIG_SCOPE_WRITE},
+		            {"/authorization", NULL, CONFIG_SCOPE_WRITE},
+		            {"/source", NULL, CONFIG_SCOPE_WRITE},
+		            {"/consents", NULL, CONFIG_SCOPE_WRITE},
+		            {"/resubscribe", NULL, CONFIG_SCOPE_WRITE},
+		            {"/history", NULL, CONFIG_SCOPE_READ},
+		            {"/export", NULL, CONFIG_SCOPE_EXPORT}};
+		char *rest = strdup(url + 13);
+		const char *email, *sub;
+		unsigned scope = 0;
+		if (rest && api_contact_path(rest, &email, &sub) == 0)
+			for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+				if (strcmp(sub, subs[i].sub) == 0 &&
+				    (subs[i].method == NULL || strcmp(method, subs[i].method) == 0))
+					scope = subs[i].scope;
+		free(rest);
+		return scope;
+	}
+	return 0;
+}
+
 const char *api_allowed_methods(const char *url)
 {
 	static const struct {
@@ -567,6 +664,7 @@ const char *api_allowed_methods(const char *url)
 	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
 	    {"/v1/changes", "GET"},  {"/v1/pushes:retry", "POST"},
 	    {"/v1/status", "GET"},   {"/v1/unsubscribe-links", "POST"},
+	    {"/v1/access", "GET"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (strcmp(url, fixed[i].path) == 0)
@@ -615,8 +713,11 @@ enum MHD_Result http_route(struct ctx *c)
 {
 	const char *url = c->url, *m = c->method;
 	/* /v1 asks for the token first, whatever the path or method */
-	if (strncmp(url, "/v1/", 4) == 0 && !http_bearer_ok(c->s, c->con))
-		return http_send_error(c->con, 401, "missing or wrong bearer token");
+	if (strncmp(url, "/v1/", 4) == 0) {
+		if ((c->client = http_client_of(c->s, c->con)) == NULL)
+			return http_send_error(c->con, 401, "missing or wrong bearer token");
+		c->actor = (struct conn_actor){CONN_ORIGIN_LOCAL, c->client->name};
+	}
 	/* a known path with another method: 405 naming the methods it takes */
 	const char *allow = api_allowed_methods(url);
 	if (allow == NULL)
@@ -625,6 +726,17 @@ enum MHD_Result http_route(struct ctx *c)
 		char msg[96];
 		snprintf(msg, sizeof(msg), "%s is not allowed here; use %s", m, allow);
 		return http_send_error_with(c->con, 405, msg, "Allow", allow);
+	}
+	if (c->client) {
+		/* each route asks for its scope; admin routes ask for an admin too */
+		unsigned need = api_scope_of(url, m);
+		if (need == 0 || !(c->client->scopes & need)) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+			         "client '%.60s' lacks the '%s' scope this route needs",
+			         c->client->name, need ? config_scope_name(need) : "?");
+			return http_send_error(c->con, 403, msg);
+		}
 	}
 	if (strcmp(url, "/healthz") == 0) {
 		c->route = R_HEALTH;
@@ -661,6 +773,28 @@ enum MHD_Result http_route(struct ctx *c)
 		return pushes_retry(c);
 	if (strcmp(url, "/v1/unsubscribe-links") == 0)
 		return unsubscribe_links(c);
+	if (strcmp(url, "/v1/access") == 0) {
+		c->route = R_ACCESS;
+		struct conn_actor who;
+		char name[128];
+		cJSON *doc = NULL;
+		int rc = http_admin_of(c->s, c->con, NULL, &who, name, sizeof(name),
+		                       &c->retry_after, &c->e);
+		uint64_t after = 0;
+		const char *a = MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "after");
+		if (rc == 0 && a && a[0]) {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(a, &end, 10);
+			if (*end || errno || a[0] == '-')
+				rc = err_set(&c->e, ERR_INVALID,
+				             "after must be an event seq (a number)");
+			after = v;
+		}
+		if (rc == 0)
+			rc = conn_access_list(c->s->conn, after, 1000, &doc, &c->e);
+		return http_reply(c, rc, doc, 200);
+	}
 	if (strcmp(url, "/v1/status") == 0) {
 		c->route = R_STATUS;
 		cJSON *doc = NULL;

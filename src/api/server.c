@@ -58,11 +58,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	struct ctx c = {a->s, con, method, url, NULL, {0}, R_OTHER, 0};
+	struct ctx c = {.s = a->s, .con = con, .method = method, .url = url, .route = R_OTHER};
 	enum MHD_Result res;
 	if (r->too_big) {
 		res = http_send_error(con, 413, "the request body is larger than 64 KiB");
-		http_count(a->s, R_OTHER, 413, r->start_us);
+		http_count(a->s, NULL, R_OTHER, 413, r->start_us);
 		return res;
 	}
 	if (r->body.len)
@@ -72,7 +72,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 	/* the status was decided inside; count it from the response code */
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(con, MHD_CONNECTION_INFO_HTTP_STATUS);
-	http_count(a->s, c.route, ci ? ci->http_status : 0, r->start_us);
+	http_count(a->s, c.client, c.route, ci ? ci->http_status : 0, r->start_us);
 	return res;
 }
 

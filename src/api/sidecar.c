@@ -105,9 +105,11 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 		sem_destroy(&s.admin_slots);
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
-	int rc = config_secret(cfg, CONFIG_SECRET_API_TOKEN, &s.token, &s.token_len, e);
-	if (rc) {
-		err_prefix(e, "optsync run needs an API token: ");
+	int rc = api_clients_load(cfg, &s.clients, &s.nclients, e);
+	if (rc)
+		goto out;
+	if ((s.client_requests = calloc(s.nclients * N_ROUTES, sizeof(uint64_t))) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (cfg->webhook.enabled &&
@@ -180,7 +182,8 @@ out:
 		pthread_join(bk, NULL);
 	conn_close(s.conn);
 	conn_links_close(s.links);
-	secret_free(s.token, s.token_len);
+	free(s.clients);
+	free(s.client_requests);
 	secret_free(s.webhook_secret, s.webhook_secret_len);
 	pthread_cond_destroy(&s.cv);
 	pthread_mutex_destroy(&s.mu);

@@ -55,6 +55,9 @@ void cli_print(struct cli *c, int json, const cJSON *doc);
 /* Admin credentials from OPTSYNC_ADMIN / OPTSYNC_ADMIN_TOKEN, or a no-echo
  * prompt on a terminal, checked against [[admins]]; fills *who. email, when
  * given, is where a refusal is recorded. */
+/* The operator as the actor of a CLI change: OPTSYNC_OPERATOR, else the OS
+ * user, so that "who changed this" always has an answer. */
+const struct conn_actor *cli_operator(void);
 int cli_admin(struct cli *c, struct conn *conn, const char *email, struct conn_actor *who,
               char *namebuf, size_t cap, struct err *e);
 /* optout --from FILE and contact set --from FILE (bulk.c). */
@@ -73,7 +76,8 @@ extern const struct cli_cmd cmd_run, cmd_sync, cmd_status, cmd_healthcheck;
 extern const struct cli_cmd cmd_optout, cmd_contact_show, cmd_contact_history, cmd_contact_export,
     cmd_contact_erase, cmd_contact_set, cmd_resubscribe;
 extern const struct cli_cmd cmd_conflicts_list, cmd_conflicts_show, cmd_conflicts_resolve;
-extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify, cmd_retention_run;
+extern const struct cli_cmd cmd_admin_hash_token, cmd_audit_verify, cmd_retention_run,
+    cmd_access_list;
 extern const struct cli_cmd cmd_backup, cmd_restore, cmd_pushes_retry, cmd_suppressions_export;
 extern const struct cli_cmd cmd_completion, cmd_link, cmd_consent;
 /* Every command, NULL-terminated (main.c). */

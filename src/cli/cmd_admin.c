@@ -1,6 +1,9 @@
 /* optsync admin hash-token, optsync audit verify */
 #include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,11 +11,30 @@
 #include "cli/cli.h"
 #include "connector/connector.h"
 
+/* An API client's token_hash: "sha256:" and the token's SHA-256 in hex. A
+ * fast hash is enough for a token of 32 random bytes, and a memory-hard one
+ * per request would cost too much at tens of thousands of checks a second. */
+static int client_hash(const char *tok, char *out, size_t cap, struct err *e)
+{
+	size_t n = strlen(tok);
+	if (n < 32)
+		return err_set(e, ERR_USAGE,
+		               "an API client's token is at least 32 random bytes (got %zu "
+		               "characters); make one with: head -c 32 /dev/urandom | base64",
+		               n);
+	uint8_t d[32];
+	SHA256((const unsigned char *)tok, n, d);
+	int o = snprintf(out, cap, "sha256:");
+	for (int i = 0; i < 32 && (size_t)o + 2 < cap; i++)
+		o += snprintf(out + o, cap - (size_t)o, "%02x", d[i]);
+	return 0;
+}
+
 static int exec_hash(struct cli *c, int argc, char **argv, struct err *e)
 {
-	int npos;
+	int npos, client = 0;
 	char *pos[1];
-	const struct cli_opt opts[] = {{0}};
+	const struct cli_opt opts[] = {{"client", NULL, &client}, {0}};
 	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
 	if (rc)
 		return rc;
@@ -23,7 +45,8 @@ static int exec_hash(struct cli *c, int argc, char **argv, struct err *e)
 		return err_set(e, ERR_USAGE, "no token on standard input");
 	tok[strcspn(tok, "\r\n")] = '\0';
 	char line[256];
-	rc = conn_admin_hash(tok, strlen(tok), line, sizeof(line), e);
+	rc = client ? client_hash(tok, line, sizeof(line), e)
+	            : conn_admin_hash(tok, strlen(tok), line, sizeof(line), e);
 	OPENSSL_cleanse(tok, sizeof(tok));
 	if (rc == ERR_INVALID)
 		rc = ERR_USAGE;
@@ -34,14 +57,19 @@ static int exec_hash(struct cli *c, int argc, char **argv, struct err *e)
 
 const struct cli_cmd cmd_admin_hash_token = {
     .name = "admin hash-token",
-    .usage = "",
-    .summary = "read an admin token on stdin, print its token_hash line for [[admins]]",
-    .help = "Reads one line (the token, at least 16 characters) from standard input and\n"
-            "prints the token_hash line to put in an [[admins]] entry: scrypt (N=2^15,\n"
-            "r=8, p=1) with a random salt. The token itself is never stored.\n"
+    .usage = "[--client]",
+    .summary = "read a token on stdin, print its token_hash line for [[admins]] or [[api.clients]]",
+    .help = "Reads one line (the token) from standard input and prints the token_hash\n"
+            "line to put in an [[admins]] entry: scrypt (N=2^15, r=8, p=1) with a random\n"
+            "salt (the token at least 16 characters). The token itself is never stored.\n"
             "\n"
             "  head -c 32 /dev/urandom | base64 > admin-token\n"
-            "  optsync admin hash-token < admin-token\n",
+            "  optsync admin hash-token < admin-token\n"
+            "\n"
+            "Options:\n"
+            "  --client   the line for an [[api.clients]] entry instead: \"sha256:\" and\n"
+            "             the token's SHA-256 (the token at least 32 characters: make it\n"
+            "             from 32 random bytes, as above)\n",
     .exec = exec_hash,
 };
 
@@ -87,7 +115,6 @@ const struct cli_cmd cmd_audit_verify = {
 
 static int exec_retention(struct cli *c, int argc, char **argv, struct err *e)
 {
-	static const struct conn_actor actor = {CONN_ORIGIN_LOCAL, "cli"};
 	int json = 0, dry = 0, npos;
 	char *pos[1];
 	const struct cli_opt opts[] = {{"dry-run", NULL, &dry}, {"json", NULL, &json}, {0}};
@@ -98,7 +125,7 @@ static int exec_retention(struct cli *c, int argc, char **argv, struct err *e)
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
 	cJSON *out = NULL;
-	rc = conn_retention_run(conn, &actor, dry != 0, &out, e);
+	rc = conn_retention_run(conn, cli_operator(), dry != 0, &out, e);
 	conn_close(conn);
 	if (rc == 0)
 		cli_print(c, json, out);
@@ -120,4 +147,56 @@ const struct cli_cmd cmd_retention_run = {
             "\n"
             "  --dry-run   count what would go; change nothing\n",
     .exec = exec_retention,
+};
+
+static int exec_access_list(struct cli *c, int argc, char **argv, struct err *e)
+{
+	int json = 0, npos;
+	const char *after_s = NULL;
+	char *pos[1];
+	const struct cli_opt opts[] = {{"after", &after_s, NULL}, {"json", NULL, &json}, {0}};
+	int rc = cli_args(argc, argv, opts, pos, 0, &npos, e);
+	if (rc)
+		return rc;
+	uint64_t after = 0;
+	if (after_s) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(after_s, &end, 10);
+		if (!after_s[0] || *end || errno || after_s[0] == '-')
+			return err_set(e, ERR_USAGE,
+			               "--after takes an event seq (a number), not '%s'", after_s);
+		after = v;
+	}
+	struct conn *conn;
+	if ((rc = cli_conn(c, false, &conn, e)))
+		return rc;
+	struct conn_actor who;
+	char name[128];
+	cJSON *doc = NULL;
+	rc = cli_admin(c, conn, NULL, &who, name, sizeof(name), e);
+	if (rc == 0)
+		rc = conn_access_list(conn, after, 0, &doc, e);
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	conn_close(conn);
+	return rc;
+}
+
+const struct cli_cmd cmd_access_list = {
+    .name = "access list",
+    .usage = "[--after SEQ] [--json]",
+    .summary = "admin: the access trail, each read of a person's history or export",
+    .help = "Lists the access events (oldest first, up to 1,000): who read whose history\n"
+            "or export, when, and through which route or command. Reads through the\n"
+            "local API's read and export scopes and the CLI's contact history and\n"
+            "contact export are recorded; suppression checks are not. Needs admin\n"
+            "credentials (OPTSYNC_ADMIN and OPTSYNC_ADMIN_TOKEN, or a prompt).\n"
+            "\n"
+            "Options:\n"
+            "  --after SEQ   only events after history seq SEQ (next_after of an earlier\n"
+            "                page, while more is true)\n"
+            "  --json        print as JSON\n",
+    .exec = exec_access_list,
 };

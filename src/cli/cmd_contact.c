@@ -6,8 +6,6 @@
 #include "cli/cli.h"
 #include "connector/connector.h"
 
-static const struct conn_actor cli_actor = {CONN_ORIGIN_LOCAL, "cli"};
-
 static int one_email(int argc, char **argv, const struct cli_opt *opts, const char **email,
                      struct err *e)
 {
@@ -51,7 +49,8 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 	if (from && npos)
 		return err_set(e, ERR_USAGE, "give an EMAIL or --from FILE, not both");
 	if (from)
-		return cli_optout_file(c, &cli_actor, from, o.source, o.reason, o.purpose, json, e);
+		return cli_optout_file(c, cli_operator(), from, o.source, o.reason, o.purpose, json,
+		                       e);
 	if (npos != 1)
 		return err_set(e, ERR_USAGE, "an EMAIL (or --from FILE) is needed");
 	o.email = pos[0];
@@ -59,7 +58,7 @@ static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)
 	if ((rc = cli_conn(c, true, &conn, e)))
 		return rc;
 	cJSON *doc = NULL;
-	rc = conn_optout(conn, &cli_actor, &o, &doc, e);
+	rc = conn_optout(conn, cli_operator(), &o, &doc, e);
 	conn_close(conn);
 	return run_doc(c, json, rc, doc);
 }
@@ -91,7 +90,7 @@ const struct cli_cmd cmd_optout = {
     .exec = exec_optout,
 };
 
-#define READ_CMD(fn, usecase)                                                                      \
+#define READ_CMD(fn, usecase, what, via)                                                           \
 	static int fn(struct cli *c, int argc, char **argv, struct err *e)                         \
 	{                                                                                          \
 		int json = 0;                                                                      \
@@ -104,13 +103,17 @@ const struct cli_cmd cmd_optout = {
 		if ((rc = cli_conn(c, false, &conn, e)))                                           \
 			return rc;                                                                 \
 		cJSON *doc = NULL;                                                                 \
-		rc = usecase(conn, email, &doc, e);                                                \
+		/* the access trail: a history read is recorded before it is shown */              \
+		if (what)                                                                          \
+			rc = conn_access_record(conn, cli_operator(), email, what, via, e);        \
+		if (rc == 0)                                                                       \
+			rc = usecase(conn, email, &doc, e);                                        \
 		conn_close(conn);                                                                  \
 		return run_doc(c, json, rc, doc);                                                  \
 	}
 
-READ_CMD(exec_show, conn_contact_show)
-READ_CMD(exec_history, conn_contact_history)
+READ_CMD(exec_show, conn_contact_show, NULL, NULL)
+READ_CMD(exec_history, conn_contact_history, "history", "optsync contact history")
 
 const struct cli_cmd cmd_contact_show = {
     .name = "contact show",
@@ -143,6 +146,14 @@ static int exec_export(struct cli *c, int argc, char **argv, struct err *e)
 	struct conn *conn;
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;
+	if ((rc = conn_access_record(conn, cli_operator(), email, "export",
+	                             strcmp(format, "csv") == 0
+	                                 ? "optsync contact export --format csv"
+	                                 : "optsync contact export",
+	                             e))) {
+		conn_close(conn);
+		return usage_of(rc);
+	}
 	if (strcmp(format, "csv") == 0) {
 		char *csv = NULL;
 		rc = conn_contact_export_csv(conn, email, &csv, e);
@@ -227,7 +238,7 @@ static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
 			return err_set(e, ERR_USAGE,
 			               "--from FILE takes the values from the file: give no EMAIL "
 			               "and no field options");
-		return cli_contact_set_file(c, &cli_actor, from, aon, json, e);
+		return cli_contact_set_file(c, cli_operator(), from, aon, json, e);
 	}
 	if (aon)
 		return err_set(e, ERR_USAGE, "--all-or-none goes with --from FILE");
@@ -245,7 +256,7 @@ static int exec_set(struct cli *c, int argc, char **argv, struct err *e)
 	if ((rc = cli_conn(c, true, &conn, e)))
 		return rc;
 	cJSON *doc = NULL;
-	rc = conn_contact_set(conn, &cli_actor, email, &ch, &doc, e);
+	rc = conn_contact_set(conn, cli_operator(), email, &ch, &doc, e);
 	conn_close(conn);
 	return run_doc(c, json, rc, doc);
 }
@@ -307,7 +318,7 @@ static int exec_consent(struct cli *c, int argc, char **argv, struct err *e)
 	struct conn *conn;
 	if ((rc = cli_conn(c, true, &conn, e)))
 		return rc;
-	struct conn_actor who = cli_actor;
+	struct conn_actor who = *cli_operator();
 	char name[128];
 	cJSON *doc = NULL;
 	/* an admin acts when credentials are given (rule P2 asks for one after

@@ -28,6 +28,7 @@ const struct cli_cmd *const cli_commands[] = {
     &cmd_pushes_retry,
     &cmd_admin_hash_token,
     &cmd_audit_verify,
+    &cmd_access_list,
     &cmd_retention_run,
     &cmd_backup,
     &cmd_restore,

@@ -1,5 +1,8 @@
 /* Helpers shared by the command files. */
 #include <cjson/cJSON.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
@@ -228,4 +231,26 @@ int cli_sha256_file(const char *path, char out[65], struct err *e)
 	for (int i = 0; i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", h[i]);
 	return 0;
+}
+
+const struct conn_actor *cli_operator(void)
+{
+	static char name[64];
+	static struct conn_actor who = {CONN_ORIGIN_LOCAL, name};
+	if (name[0])
+		return &who;
+	const char *op = getenv("OPTSYNC_OPERATOR");
+	bool ok = op && op[0] && strlen(op) < sizeof(name);
+	for (const char *p = op; ok && *p; p++)
+		ok = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+	if (ok) {
+		snprintf(name, sizeof(name), "%s", op);
+		return &who;
+	}
+	struct passwd *pw = getpwuid(geteuid());
+	if (pw && pw->pw_name && pw->pw_name[0])
+		snprintf(name, sizeof(name), "%.63s", pw->pw_name);
+	else
+		snprintf(name, sizeof(name), "uid %u", (unsigned)geteuid());
+	return &who;
 }

@@ -141,6 +141,157 @@ static int section_has_subtable(const char *section, const char *key)
 	return strcmp(key, "fields") == 0 || strcmp(key, "values") == 0;
 }
 
+static const char *const scope_names[] = {"check", "optout", "write", "read", "export", NULL};
+
+const char *config_scope_name(unsigned scope)
+{
+	for (unsigned i = 0; scope_names[i]; i++)
+		if (scope == 1u << i)
+			return scope_names[i];
+	return NULL;
+}
+
+unsigned config_scope_parse(const char *name)
+{
+	for (unsigned i = 0; scope_names[i]; i++)
+		if (strcmp(name, scope_names[i]) == 0)
+			return 1u << i;
+	return 0;
+}
+
+static int hexval(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static void load_client(struct loader *L, const struct toml_value *t, struct config_client *c)
+{
+	c->line = toml_line(t);
+	bool have_scopes = false;
+	for (size_t j = 0; j < toml_table_len(t); j++) {
+		const char *key = toml_table_key(t, j, NULL);
+		const struct toml_value *kv = toml_table_value(t, j);
+		int kline = toml_table_key_line(t, j);
+		if (strcmp(key, "scopes") == 0) {
+			have_scopes = true;
+			if (toml_type_of(kv) != TOML_ARRAY) {
+				cfg_error(L, kline,
+				          "api.clients.scopes: expected a list such as "
+				          "[\"check\", \"optout\"]");
+				continue;
+			}
+			for (size_t k = 0; k < toml_array_len(kv); k++) {
+				const struct toml_value *sv = toml_array_get(kv, k);
+				size_t sl;
+				const char *sc =
+				    toml_type_of(sv) == TOML_STRING ? toml_string(sv, &sl) : NULL;
+				unsigned bit = sc ? config_scope_parse(sc) : 0;
+				if (bit == 0)
+					cfg_error(
+					    L, kline,
+					    "api.clients.scopes: \"%s\" is not one of \"check\", "
+					    "\"optout\", \"write\", \"read\", \"export\"",
+					    sc ? sc : "(not a string)");
+				c->scopes |= bit;
+			}
+			continue;
+		}
+		char **slot = strcmp(key, "name") == 0         ? &c->name
+		              : strcmp(key, "token_hash") == 0 ? &c->token_hash
+		                                               : NULL;
+		if (slot == NULL) {
+			cfg_error(L, kline, "unknown key '%s' in [[api.clients]]", key);
+			continue;
+		}
+		size_t slen;
+		const char *sv = toml_type_of(kv) == TOML_STRING ? toml_string(kv, &slen) : NULL;
+		if (sv == NULL || !cfg_valid_text(sv, slen)) {
+			cfg_error(L, kline, "api.clients.%s: must be non-empty text", key);
+			continue;
+		}
+		if (slot == &c->name)
+			for (const char *q = sv; *q; q++)
+				if (!isalnum((unsigned char)*q) && *q != '_' && *q != '-' &&
+				    *q != '.') {
+					cfg_error(
+					    L, kline,
+					    "api.clients.name: \"%s\": use letters, digits and "
+					    "_ - . only",
+					    sv);
+					break;
+				}
+		if (slot == &c->token_hash) {
+			bool ok = slen == 7 + 64 && strncmp(sv, "sha256:", 7) == 0;
+			for (size_t k = 0; ok && k < 32; k++) {
+				int hi = hexval(sv[7 + 2 * k]), lo = hexval(sv[8 + 2 * k]);
+				ok = hi >= 0 && lo >= 0;
+				c->sha256[k] = (uint8_t)(hi << 4 | lo);
+			}
+			if (!ok) {
+				cfg_error(L, kline,
+				          "api.clients.token_hash: expected \"sha256:\" and 64 "
+				          "lowercase hex digits (make the line with `optsync admin "
+				          "hash-token --client`)");
+				continue;
+			}
+		}
+		*slot = strdup(sv);
+		if (*slot == NULL)
+			cfg_error(L, 0, "out of memory");
+	}
+	if (c->name == NULL)
+		cfg_error(L, c->line, "[[api.clients]]: missing required key 'name'");
+	if (c->token_hash == NULL)
+		cfg_error(L, c->line,
+		          "[[api.clients]]: missing required key 'token_hash' (make it with "
+		          "`optsync admin hash-token --client`)");
+	if (!have_scopes)
+		cfg_error(L, c->line,
+		          "[[api.clients]]: missing required key 'scopes' (any of \"check\", "
+		          "\"optout\", \"write\", \"read\", \"export\")");
+}
+
+static void load_clients(struct loader *L, const struct toml_value *v, int line)
+{
+	struct config *cfg = L->cfg;
+	if (toml_type_of(v) != TOML_ARRAY) {
+		cfg_error(L, line, "api.clients: expected [[api.clients]] entries");
+		return;
+	}
+	size_t n = toml_array_len(v);
+	if (n > CONFIG_CLIENTS_MAX) {
+		cfg_error(L, line, "api.clients: at most %d, got %zu", CONFIG_CLIENTS_MAX, n);
+		return;
+	}
+	cfg->api.clients = calloc(n ? n : 1, sizeof(*cfg->api.clients));
+	if (cfg->api.clients == NULL) {
+		cfg_error(L, 0, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct toml_value *t = toml_array_get(v, i);
+		if (toml_type_of(t) != TOML_TABLE) {
+			cfg_error(L, toml_line(t), "api.clients: expected a table");
+			continue;
+		}
+		struct config_client *c = &cfg->api.clients[cfg->api.nclients++];
+		load_client(L, t, c);
+		for (size_t j = 0; j + 1 < cfg->api.nclients; j++) {
+			const struct config_client *o = &cfg->api.clients[j];
+			if (c->name && o->name && strcmp(c->name, o->name) == 0)
+				cfg_error(L, c->line, "[[api.clients]]: name \"%s\" is used twice",
+				          c->name);
+			if (c->token_hash && o->token_hash &&
+			    strcmp(c->token_hash, o->token_hash) == 0)
+				cfg_error(
+				    L, c->line,
+				    "[[api.clients]]: \"%s\" has the token of \"%s\": give each "
+				    "client its own",
+				    c->name ? c->name : "?", o->name ? o->name : "?");
+		}
+	}
+}
+
 static void load_section(struct loader *L, const char *section, const struct toml_value *tab)
 {
 	for (size_t i = 0; i < toml_table_len(tab); i++) {
@@ -150,6 +301,10 @@ static void load_section(struct loader *L, const char *section, const struct tom
 		int line = toml_table_key_line(tab, i);
 		if (strlen(key) != klen) {
 			cfg_error(L, line, "%s: key with a NUL byte", section);
+			continue;
+		}
+		if (strcmp(section, "api") == 0 && strcmp(key, "clients") == 0) {
+			load_clients(L, v, line);
 			continue;
 		}
 		if (section_has_subtable(section, key)) {
@@ -528,6 +683,11 @@ static void check_unsubscribe(struct loader *L, int line)
 static void check_required(struct loader *L, const struct toml_value *root)
 {
 	struct config *cfg = L->cfg;
+	if (cfg->api.nclients && cfg->api.token_file)
+		cfg_error(L, section_line(root, "api"),
+		          "[api]: token_file and [[api.clients]] both given; the clients replace "
+		          "the single token: give the program that used it a client of its own "
+		          "(or name it \"default\" with every scope)");
 	int sf_line = section_line(root, "salesforce");
 	if (cfg->salesforce.client_id == NULL)
 		cfg_error(L, sf_line, "[salesforce]: missing required key 'client_id'");
@@ -765,6 +925,11 @@ void config_free(struct config *cfg)
 		free(p->sf_data_use_purpose);
 	}
 	free(cfg->purposes);
+	for (size_t i = 0; i < cfg->api.nclients; i++) {
+		free(cfg->api.clients[i].name);
+		free(cfg->api.clients[i].token_hash);
+	}
+	free(cfg->api.clients);
 	free(cfg->path);
 	free(cfg);
 }

@@ -36,6 +36,28 @@ struct config_admin {
 	int line; /* where the entry starts, for later errors */
 };
 
+/* [[api.clients]]: a program that calls the local API, with the scopes
+ * it may use (enum config_scope bits). */
+enum config_scope {
+	CONFIG_SCOPE_CHECK = 1,   /* suppression checks, a person's state */
+	CONFIG_SCOPE_OPTOUT = 2,  /* opt-outs, minting unsubscribe links */
+	CONFIG_SCOPE_WRITE = 4,   /* compliance fields, consents, batches */
+	CONFIG_SCOPE_READ = 8,    /* history, conflicts, the change feed, status */
+	CONFIG_SCOPE_EXPORT = 16, /* a person's export, the suppression list */
+	CONFIG_SCOPE_ALL = 31,
+};
+#define CONFIG_CLIENTS_MAX 64
+struct config_client {
+	char *name;
+	char *token_hash;   /* "sha256:" and 64 hex digits, as written */
+	uint8_t sha256[32]; /* its digest */
+	unsigned scopes;    /* enum config_scope bits */
+	int line;
+};
+/* A scope's name ("check"), or NULL; and back (0 for an unknown name). */
+const char *config_scope_name(unsigned scope);
+unsigned config_scope_parse(const char *name);
+
 #define CONFIG_MAX_OBJECTS 2
 
 /* [[purposes]]: the uses of an email a person opts in and out of one by
@@ -98,7 +120,9 @@ struct config {
 	} state;
 	struct {
 		char *listen;
-		char *token_file;
+		char *token_file; /* one all-scope client named "default" */
+		struct config_client *clients;
+		size_t nclients;
 	} api;
 	struct {
 		bool enabled;

@@ -320,6 +320,14 @@ int conn_contact_erase(struct conn *c, const struct conn_actor *who, const char 
  * column). ERR_INVALID for an input that is not an email, ERR_NOTFOUND
  * when the person is unknown; ERR_LIMIT when the CSV would exceed 64 MiB. */
 int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err *e);
+/* The access trail: record that who read email's data (what: "history",
+ * "export"; via: the route or command), as an access event in the person's
+ * history, before the data is shown. Nothing for an unknown person. */
+int conn_access_record(struct conn *c, const struct conn_actor *who, const char *email,
+                       const char *what, const char *via, struct err *e);
+/* Access events after seq after (at most limit, 0: 1,000), oldest first:
+ * {"access": [events with their email], "next_after", "more"}. */
+int conn_access_list(struct conn *c, uint64_t after, size_t limit, cJSON **out, struct err *e);
 int conn_contact_history(struct conn *c, const char *email, cJSON **out, struct err *e);
 /* Right of access: state, Salesforce records and full history. */
 int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct err *e);

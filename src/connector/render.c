@@ -141,6 +141,11 @@ cJSON *render_event(const struct ledger_event *ev)
 		if (ev->facts.mask & LEDGER_F_CONSENT_DATE)
 			add_time(o, "consent_date", ev->facts.consent_date);
 	}
+	if (ev->kind == LEDGER_EV_ACCESS) {
+		cJSON *x = cJSON_AddObjectToObject(o, "access");
+		cJSON_AddStringToObject(x, "what", ev->access_what);
+		cJSON_AddStringToObject(x, "via", ev->access_via);
+	}
 	if (ev->erased)
 		cJSON_AddBoolToObject(o, "erased", true);
 	return o;

@@ -44,13 +44,15 @@ void ledger_event_init(struct ledger_event *ev)
 	ev->purged = false;
 	ev->purged_by = 0;
 	ev->campaign[0] = ev->purpose_name[0] = '\0';
+	ev->access_what[0] = ev->access_via[0] = '\0';
 }
 
 /* public fields: 1 at, 2 kind, 3 origin, 4 person, 5 actor, 6 record,
  * 7 conflict_id, 8 facts (enums only), 12 person_prev, 13 count (0, and so
  * absent, in every event but a retention run's), 16 campaign, 17
  * purpose_name (empty, and so absent, but in a link's opt-out: events
- * stored before them hash as they did) */
+ * stored before them hash as they did), 18 access_what and 19 access_via
+ * (an access event's; absent elsewhere) */
 static void encode_public(struct enc *en, const struct ledger_event *ev)
 {
 	uint8_t k[1 + LEDGER_ID_MAX];
@@ -67,6 +69,8 @@ static void encode_public(struct enc *en, const struct ledger_event *ev)
 	enc_uint(en, 13, ev->count);
 	enc_str(en, 16, ev->campaign);
 	enc_str(en, 17, ev->purpose_name);
+	enc_str(en, 18, ev->access_what);
+	enc_str(en, 19, ev->access_via);
 }
 
 /* personal fields: 1 purpose, 2 auth_other, 3 source_other, 4 reason,
@@ -256,6 +260,12 @@ int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *e
 			break;
 		case 17:
 			bad = dec_str(&f, ev->purpose_name, sizeof(ev->purpose_name));
+			break;
+		case 18:
+			bad = dec_str(&f, ev->access_what, sizeof(ev->access_what));
+			break;
+		case 19:
+			bad = dec_str(&f, ev->access_via, sizeof(ev->access_via));
 			break;
 		default:
 			break;

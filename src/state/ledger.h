@@ -93,6 +93,7 @@ enum ledger_event_kind {
 	LEDGER_EV_RECORD = 8,    /* a Salesforce record linked to the person */
 	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
 	LEDGER_EV_UNLINKED = 10, /* a Salesforce record deleted or merged away: unlinked */
+	LEDGER_EV_ACCESS = 11,   /* a person's data read: history or export (the access trail) */
 };
 
 /* Names as the README and the API spell them ("legitimate_interest", "crm_sync", "Lead",
@@ -215,6 +216,8 @@ struct ledger_event {
 	uint8_t prev_hash[32];
 	char campaign[LEDGER_TAG_MAX + 1];     /* the email campaign of a link's opt-out */
 	char purpose_name[LEDGER_TAG_MAX + 1]; /* the purpose it is about; "": all email */
+	char access_what[LEDGER_TAG_MAX + 1];  /* LEDGER_EV_ACCESS: "history", "export" */
+	char access_via[LEDGER_TAG_MAX + 1];   /* and through which route or command */
 	uint64_t count;                        /* LEDGER_EV_RETENTION: the events it purged */
 	bool purged;                           /* only a stub is left (seq, prev_hash and hash) */
 	uint64_t purged_by;                    /* the stub's retention event */
