@@ -29,7 +29,9 @@ static void print_key(void *ctx, const char *section, const char *key, const cha
 				*dot = '\0';
 			cJSON *next = cJSON_GetObjectItemCaseSensitive(sec, part);
 			if (next == NULL) {
-				next = strcmp(part, "admins") == 0 || strcmp(part, "purposes") == 0
+				next = strcmp(part, "admins") == 0 ||
+				               strcmp(part, "purposes") == 0 ||
+				               strcmp(part, "clients") == 0
 				           ? cJSON_CreateArray()
 				           : cJSON_CreateObject();
 				cJSON_AddItemToObject(sec, part, next);

@@ -217,6 +217,20 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		}
 		fn(ctx, k->section, k->key, val, -1);
 	}
+	for (size_t i = 0; i < cfg->api.nclients; i++) {
+		const struct config_client *cl = &cfg->api.clients[i];
+		toml_quote(cl->name ? cl->name : "", val, sizeof(val));
+		fn(ctx, "api.clients", "name", val, (int)i);
+		fn(ctx, "api.clients", "token_hash", NULL, (int)i);
+		size_t o = (size_t)snprintf(val, sizeof(val), "[");
+		for (unsigned b = 1; b < CONFIG_SCOPE_ALL && o < sizeof(val); b <<= 1)
+			if (cl->scopes & b)
+				o += (size_t)snprintf(val + o, sizeof(val) - o, "%s\"%s\"",
+				                      o > 1 ? ", " : "", config_scope_name(b));
+		if (o < sizeof(val))
+			snprintf(val + o, sizeof(val) - o, "]");
+		fn(ctx, "api.clients", "scopes", val, (int)i);
+	}
 	for (size_t i = 0; i < cfg->nadmins; i++) {
 		toml_quote(cfg->admins[i].name ? cfg->admins[i].name : "", val, sizeof(val));
 		fn(ctx, "admins", "name", val, (int)i);

@@ -219,6 +219,14 @@ class Access(unittest.TestCase):
                             'scopes = ["check"]\n' % good))
         self.assertIn("missing required key 'scopes'",
                       check('[[api.clients]]\nname = "a"\n%s' % good))
+        # config check shows each client and its scopes, the hash redacted
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--json"],
+                           env=self.s.env, capture_output=True, text=True)
+        clients = json.loads(p.stdout)["settings"]["api"]["clients"]
+        self.assertIn({"name": "check", "token_hash": "<redacted>", "scopes": ["check"]},
+                      clients)
+        self.assertIn({"name": "everything", "token_hash": "<redacted>", "scopes": SCOPES},
+                      clients)
         p = subprocess.run([OPTSYNC, "admin", "hash-token", "--client"], input="short\n",
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 2)

@@ -17,7 +17,8 @@ def keys_of(settings, prefix=""):
             yield prefix + k + ".*"
         elif isinstance(v, dict):
             yield from keys_of(v, prefix + k + ".")
-        elif k in ("admins", "purposes") or prefix in ("admins.", "purposes."):
+        elif k in ("admins", "purposes") or prefix in ("admins.", "purposes.") or \
+                prefix + k == "api.clients":
             continue
         else:
             yield prefix + k
