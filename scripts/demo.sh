@@ -89,11 +89,15 @@ print("  Salesforce again: HasOptedOutOfEmail = %s" % r["HasOptedOutOfEmail"])'
 say "Only an admin, with new consent evidence, can re-subscribe someone: optsync resubscribe EMAIL --consent-date ... --purpose ... --evidence-ref ..."
 
 bold "5. The person's history"
+say "Reading it is on the record too: the last line is this very read, an access event naming the operator (OPTSYNC_OPERATOR, else the OS user)."
 optsync contact history "$email" --json | python3 -c '
 import json, sys
 for h in json.load(sys.stdin):
-    print("  #%-4d %s  %-13s by %-10s %s" % (h["seq"], h["at"], h["kind"], h["origin"],
-                                            h.get("reason", "")[:60]))'
+    what = h.get("reason", "")
+    if h["kind"] == "access":
+        what = "%s read through %s" % (h["access"]["what"], h["access"]["via"])
+    print("  #%-4d %s  %-13s by %-10s %s" % (h["seq"], h["at"], h["kind"], h["actor"],
+                                            what[:60]))'
 
 bold "6. An unsubscribe link, clicked in the inbox"
 say "optsync mints the unsubscribe link of every email and serves it. A mailbox provider's 'Unsubscribe' button (RFC 8058) POSTs to that link; the opt-out lands in the ledger and in Salesforce like any other. For this step optsync runs as the sidecar (optsync run), with its public listener."
