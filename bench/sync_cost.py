@@ -28,6 +28,49 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 N = 10000
 
 
+class Org:
+    """A fake Salesforce seeded with contacts, and an optsync config and
+    ledger beside it in tmp; ctl() drives the fake, run() optsync."""
+
+    def __init__(self, optsync, tmp, fake_args, extra_config=""):
+        fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
+        portfile = os.path.join(tmp, "port")
+        self.log = open(os.path.join(tmp, "fake.log"), "w")
+        self.proc = subprocess.Popen([sys.executable, fake, "--port-file", portfile] + fake_args,
+                                     stdout=self.log, stderr=self.log)
+        while not os.path.exists(portfile):
+            time.sleep(0.1)
+        with open(portfile) as f:
+            self.port = int(f.read())
+        self.optsync = optsync
+        self.config = os.path.join(tmp, "optsync.toml")
+        with open(self.config, "w") as f:
+            f.write('[salesforce]\nlogin_url = "http://localhost:%d"\n'
+                    'auth = "client_credentials"\nclient_id = "fake-client-id"\n'
+                    'objects = ["Contact"]\n[state]\npath = "%s/state"\n'
+                    '[log]\nlevel = "warn"\n%s' % (self.port, tmp, extra_config))
+        self.env = dict(os.environ, OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
+
+    def ctl(self, method, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (self.port, path),
+                                     method=method,
+                                     data=json.dumps(body).encode() if body else None)
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.loads(r.read() or b"null")
+
+    def run(self, *args):
+        p = subprocess.run([self.optsync, "-c", self.config, *args], env=self.env,
+                           capture_output=True, text=True, timeout=900)
+        if p.returncode:
+            sys.exit("optsync %s failed: %s" % (" ".join(args), p.stderr))
+        return p.stdout
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
 PURPOSES = {
     "field": '''
 [[purposes]]
@@ -51,41 +94,12 @@ salesforce = { data_use_purpose = "Events" }
 '''}
 
 
-def purposes_cost(optsync, fake, mapping, people=5000):
+def purposes_cost(optsync, mapping, people=5000):
     with tempfile.TemporaryDirectory() as tmp:
-        portfile = os.path.join(tmp, "port")
-        log = open(os.path.join(tmp, "fake.log"), "w")
-        args = [sys.executable, fake, "--port-file", portfile, "--contacts", str(people + 1000),
-                "--seed", "11"] + (["--dpp"] if mapping == "consent" else [])
-        proc = subprocess.Popen(args, stdout=log, stderr=log)
+        org = Org(optsync, tmp, ["--contacts", str(people + 1000), "--seed", "11"] +
+                  (["--dpp"] if mapping == "consent" else []), PURPOSES[mapping])
+        ctl, run = org.ctl, org.run
         try:
-            while not os.path.exists(portfile):
-                time.sleep(0.1)
-            with open(portfile) as f:
-                port = int(f.read())
-
-            def ctl(method, path, body=None):
-                req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (port, path),
-                                             method=method,
-                                             data=json.dumps(body).encode() if body else None)
-                with urllib.request.urlopen(req, timeout=300) as r:
-                    return json.loads(r.read() or b"null")
-
-            config = os.path.join(tmp, "optsync.toml")
-            with open(config, "w") as f:
-                f.write('[salesforce]\nlogin_url = "http://localhost:%d"\n'
-                        'auth = "client_credentials"\nclient_id = "fake-client-id"\n'
-                        'objects = ["Contact"]\n[state]\npath = "%s/state"\n'
-                        '[log]\nlevel = "warn"\n%s' % (port, tmp, PURPOSES[mapping]))
-            env = dict(os.environ, OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
-
-            def run(*a):
-                p = subprocess.run([optsync, "-c", config, *a], env=env, capture_output=True,
-                                   text=True, timeout=900)
-                if p.returncode:
-                    sys.exit("optsync %s failed: %s" % (" ".join(a), p.stderr))
-                return p.stdout
-
             recs = ctl("GET", "records?object=Contact")["records"]
             by_email = {}
             for r in recs:
@@ -135,9 +149,7 @@ def purposes_cost(optsync, fake, mapping, people=5000):
                   (calls.get("query", 0) + calls.get("query_more", 0),
                    calls.get("collections", 0)))
         finally:
-            proc.terminate()
-            proc.wait(30)
-            log.close()
+            org.close()
 
 
 def main():
@@ -145,43 +157,13 @@ def main():
     optsync = os.path.abspath(argv[0]) if argv else \
         os.path.join(HERE, "..", "build", "optsync")
     if "--purposes" in sys.argv:
-        fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
-        purposes_cost(optsync, fake, "field")
-        purposes_cost(optsync, fake, "consent")
+        purposes_cost(optsync, "field")
+        purposes_cost(optsync, "consent")
         return
-    fake = os.path.join(HERE, "..", "tests", "fake_salesforce", "fake_sf.py")
     with tempfile.TemporaryDirectory() as tmp:
-        portfile = os.path.join(tmp, "port")
-        log = open(os.path.join(tmp, "fake.log"), "w")
-        proc = subprocess.Popen([sys.executable, fake, "--port-file", portfile, "--contacts",
-                                 str(2 * N + 2000), "--seed", "7"], stdout=log, stderr=log)
+        org = Org(optsync, tmp, ["--contacts", str(2 * N + 2000), "--seed", "7"])
+        ctl, run = org.ctl, org.run
         try:
-            while not os.path.exists(portfile):
-                time.sleep(0.1)
-            port = int(open(portfile).read())
-
-            def ctl(method, path, body=None):
-                req = urllib.request.Request("http://127.0.0.1:%d/__control/%s" % (port, path),
-                                             method=method,
-                                             data=json.dumps(body).encode() if body else None)
-                with urllib.request.urlopen(req, timeout=120) as r:
-                    return json.loads(r.read() or b"null")
-
-            config = os.path.join(tmp, "optsync.toml")
-            with open(config, "w") as f:
-                f.write('[salesforce]\nlogin_url = "http://localhost:%d"\n'
-                        'auth = "client_credentials"\nclient_id = "fake-client-id"\n'
-                        'objects = ["Contact"]\n[state]\npath = "%s/state"\n'
-                        '[log]\nlevel = "warn"\n' % (port, tmp))
-            env = dict(os.environ, OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
-
-            def run(*args):
-                p = subprocess.run([optsync, "-c", config, *args], env=env, capture_output=True,
-                                   text=True, timeout=600)
-                if p.returncode:
-                    sys.exit("optsync %s failed: %s" % (" ".join(args), p.stderr))
-                return p.stdout
-
             run("sync", "--once")  # learn the org
             recs = ctl("GET", "records?object=Contact")["records"]
             opted_in = [r for r in recs if not r["HasOptedOutOfEmail"]]
@@ -223,9 +205,7 @@ def main():
                          if r["HasOptedOutOfEmail"])
             print("  Salesforce now has %d opted-out Contacts" % sf_out)
         finally:
-            proc.terminate()
-            proc.wait(30)
-            log.close()
+            org.close()
 
 
 if __name__ == "__main__":

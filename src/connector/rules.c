@@ -298,6 +298,28 @@ int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *re
 	return rc;
 }
 
+/* Record i of p into r when optsync may write to it: 1, or 0 when it is
+ * except, converted or deleted; an ERR_* code on failure. A record linked
+ * but never read counts as writable (the push will tell). */
+static int writable_record(struct ledger_txn *t, const struct ledger_person *p, uint32_t i,
+                           const struct ledger_recref *except, struct ledger_record *r,
+                           struct err *e)
+{
+	const struct ledger_recref *ref = &p->records[i];
+	if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
+		return 0;
+	int rc = ledger_record_get(t, ref->object, ref->id, r, e);
+	if (rc == ERR_NOTFOUND) {
+		r->flags = 0;
+		ledger_facts_init(&r->seen);
+		r->seen_purposes.n = 0;
+		return 1;
+	}
+	if (rc)
+		return rc;
+	return (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)) ? 0 : 1;
+}
+
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
                 struct err *e)
@@ -307,19 +329,11 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = 0;
 	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
-		const struct ledger_recref *ref = &p->records[i];
-		if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
+		int w = writable_record(t, p, i, except, r, e);
+		if (w <= 0) {
+			rc = w;
 			continue;
-		rc = ledger_record_get(t, ref->object, ref->id, r, e);
-		if (rc == ERR_NOTFOUND) {
-			rc = 0; /* linked but never read: the push will tell */
-			r->flags = 0;
-			ledger_facts_init(&r->seen);
-		} else if (rc) {
-			break;
 		}
-		if (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED))
-			continue;
 		uint32_t need = 0;
 		if ((mask & LEDGER_F_OPTED_OUT) && !((r->seen.mask & LEDGER_F_OPTED_OUT) &&
 		                                     r->seen.opted_out == p->facts.opted_out))
@@ -329,7 +343,7 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 		if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
 			need |= SOURCE_GROUP;
 		if (need)
-			rc = push_enqueue(t, p, ref, need, p->facts.opted_out, st, e);
+			rc = push_enqueue(t, p, &p->records[i], need, p->facts.opted_out, st, e);
 	}
 	free(r);
 	return rc;
@@ -344,24 +358,16 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = 0;
 	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
-		const struct ledger_recref *ref = &p->records[i];
-		if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
+		int w = writable_record(t, p, i, except, r, e);
+		if (w <= 0) {
+			rc = w;
 			continue;
-		rc = ledger_record_get(t, ref->object, ref->id, r, e);
-		if (rc == ERR_NOTFOUND) {
-			rc = 0; /* linked but never read: the push will tell */
-			r->flags = 0;
-			r->seen_purposes.n = 0;
-		} else if (rc) {
-			break;
 		}
-		if (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED))
-			continue;
 		/* an opt-out goes wherever the box is not known ticked; an opt-in
 		 * only unticks boxes known ticked */
 		int box = ledger_pflags_get(&r->seen_purposes, purpose);
 		if (out ? box != 1 : box == 1)
-			rc = push_enqueue_purpose(t, p, ref, purpose, out, st, e);
+			rc = push_enqueue_purpose(t, p, &p->records[i], purpose, out, st, e);
 	}
 	free(r);
 	return rc;
