@@ -431,6 +431,19 @@ static int uc_link(struct fixture *f, unsigned long i, void **out, struct err *e
 	return rc;
 }
 
+static int uc_access(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	*out = NULL; /* it has no result */
+	return conn_access_record(f->c, &cli, "ada@example.com", "history", "torture", e);
+}
+
+static int uc_access_list(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_access_list(f->c, 0, 100, (cJSON **)out, e);
+}
+
 static int uc_changes(struct fixture *f, unsigned long i, void **out, struct err *e)
 {
 	(void)i;
@@ -500,6 +513,8 @@ TORTURE(link, NULL, NULL)
 TORTURE(audit, free_json, json_text)
 TORTURE(suppressed, NULL, NULL)
 TORTURE(optout_many, NULL, NULL)
+TORTURE(access, NULL, NULL)
+TORTURE(access_list, free_json, json_text)
 
 int main(void)
 {
@@ -512,6 +527,7 @@ int main(void)
 	    cmocka_unit_test(test_cycle),       cmocka_unit_test(test_changes),
 	    cmocka_unit_test(test_link),        cmocka_unit_test(test_audit),
 	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
+	    cmocka_unit_test(test_access),      cmocka_unit_test(test_access_list),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
