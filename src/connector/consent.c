@@ -243,25 +243,25 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
 			goto out;
 		st->purpose_optouts_in++;
-	} else if (now_status == LEDGER_PURPOSE_IN &&
-	           (cur.status == LEDGER_PURPOSE_OUT || w->p.facts.opted_out) &&
-	           (seen == LEDGER_PURPOSE_OUT || cur.status == LEDGER_PURPOSE_OUT)) {
-		/* P2: an opt-in in Salesforce after an opt-out, without evidence
-		 * given to optsync */
-		if (cur.status == LEDGER_PURPOSE_OUT) {
+	} else if (now_status == LEDGER_PURPOSE_IN && cur.status == LEDGER_PURPOSE_OUT) {
+		struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+		snprintf(ind.id, sizeof(ind.id), "%s", party->str);
+		bool revert = true;
+		if (seen == LEDGER_PURPOSE_OUT) {
+			/* P2: back to OptIn in Salesforce without evidence given to
+			 * optsync */
 			rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
 			                     LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name,
 			                     e);
 			if (rc)
 				goto out;
 			st->resubscribe_conflicts++;
-			if (c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT) {
-				struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
-				snprintf(ind.id, sizeof(ind.id), "%s", party->str);
-				if ((rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e)))
-					goto out;
-			}
+			revert = c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT;
 		}
+		/* a row new to optsync that says OptIn for a person opted out of
+		 * the purpose is set to OptOut, as rule 3 does for new records */
+		if (revert && (rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e)))
+			goto out;
 	}
 	rc = note_row(t, w->p.key, name, r->id, now_status, e);
 out:

@@ -606,6 +606,24 @@ class ConsentObjects(unittest.TestCase):
         self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
         self.assertEqual(len(self.rows(ind)), 1)
 
+    def test_a_new_optin_row_of_an_opted_out_person_is_set_out(self):
+        """A row optsync has not seen before that says OptIn, for a person
+        opted out of the purpose: set to OptOut, as rule 3 does for new
+        records; nobody re-subscribed, so no conflict."""
+        e = self.e
+        ind, cid = self.person("newrow@example.com")
+        e.sync()
+        e.json("optout", "newrow@example.com", "--purpose", "offers")
+        e.sync()
+        time.sleep(1.1)
+        row = e.sf_put("ContactPointTypeConsent", Name="imported", PartyId=ind,
+                       ContactPointType="Email", DataUsePurposeId=self.dup["Offers"],
+                       PrivacyConsentStatus="OptIn", CaptureDate="2025-01-01T00:00:00Z",
+                       CaptureSource="an old import", CaptureContactPointType="Email")
+        e.sync()
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
+        self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
+
     def test_individual_named_later_gets_the_row(self):
         e = self.e
         _, cid = self.person("later@example.com", individual=False)
