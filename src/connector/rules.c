@@ -174,10 +174,11 @@ void read_sf_record(const struct config *cfg, const struct sf_record *r, struct 
 
 /* ---- events, the feed and pushes ---- */
 
-int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
-                 struct err *e)
+static int record_event(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                        bool store_person, struct err *e)
 {
-	int rc = ledger_event_append(t, p, ev, e);
+	int rc =
+	    store_person ? ledger_event_append(t, p, ev, e) : ledger_event_append_held(t, p, ev, e);
 	if (rc || p == NULL)
 		return rc;
 	switch (ev->kind) {
@@ -209,6 +210,20 @@ int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_ev
 	default:
 		return 0;
 	}
+}
+
+int event_record(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                 struct err *e)
+{
+	return record_event(t, p, ev, true, e);
+}
+
+/* An event while applying a pulled record, whose person apply_sf_record
+ * stores once at its end. */
+static int event_record_held(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                             struct err *e)
+{
+	return record_event(t, p, ev, false, e);
 }
 
 static void event_about(struct ledger_event *ev, int kind, int origin, const char *actor,
@@ -527,7 +542,7 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 			            "salesforce", ref, now);
 			snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", cp->name);
 			p->updated_at = now;
-			if ((rc = event_record(t, p, &w->ev, e)) ||
+			if ((rc = event_record_held(t, p, &w->ev, e)) ||
 			    (rc = purpose_status_put(t, p->key, cp->name, LEDGER_PURPOSE_OUT,
 			                             sf_changed ? sf_changed : now,
 			                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq,
@@ -818,7 +833,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			            "salesforce", &ref, now);
 			w->ev.facts.mask = LEDGER_F_OPTED_OUT;
 			w->ev.facts.opted_out = true;
-			if ((rc = event_record(t, p, &w->ev, e)))
+			if ((rc = event_record_held(t, p, &w->ev, e)))
 				goto out;
 			st->optouts_in++;
 			if ((rc = push_spread(t, p, &ref, LEDGER_F_OPTED_OUT, st, e)))
@@ -932,7 +947,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		event_about(&w->ev, groups[gi].kind, LEDGER_ORIGIN_SALESFORCE, "salesforce", &ref,
 		            now);
 		facts_copy_group(&w->ev.facts, sf, g);
-		if ((rc = event_record(t, p, &w->ev, e)))
+		if ((rc = event_record_held(t, p, &w->ev, e)))
 			goto out;
 		st->facts_applied++;
 		if ((rc = push_spread(t, p, &ref, tb, st, e)))

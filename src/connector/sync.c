@@ -16,7 +16,7 @@
  * BATCH_MS, whichever comes first. Each commit holds its records and their
  * cursor move together, so a crash loses nothing: the cursor comes back
  * with the data. Local writers wait at most one such commit. */
-#define BATCH_RECORDS 20000
+#define BATCH_RECORDS 40000
 #define BATCH_MS      2000
 
 /* A page kept past its callback: records, values and strings in one block. */

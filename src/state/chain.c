@@ -276,8 +276,8 @@ int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *e
 	return r;
 }
 
-int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
-                        struct err *e)
+static int event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                        bool store_person, struct err *e)
 {
 	/* chain_head: seq (8) then hash (32) */
 	MDB_val head;
@@ -314,7 +314,19 @@ int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct le
 	if (p == NULL)
 		return 0;
 	p->last_event = ev->seq;
-	return ledger_person_put(t, p, e);
+	return store_person ? ledger_person_put(t, p, e) : 0;
+}
+
+int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                        struct err *e)
+{
+	return event_append(t, p, ev, true, e);
+}
+
+int ledger_event_append_held(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                             struct err *e)
+{
+	return event_append(t, p, ev, false, e);
 }
 
 int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e)

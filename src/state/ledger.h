@@ -366,6 +366,11 @@ int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN]
  * p may be NULL for an event about no person. */
 int ledger_event_append(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
                         struct err *e);
+/* The same without storing p: the caller stores it (ledger_person_put)
+ * before its transaction ends. For a record that causes several events,
+ * one store of the person instead of one per event. */
+int ledger_event_append_held(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                             struct err *e);
 int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *out, struct err *e);
 /* A person's events in order; fn returns nonzero to stop. */
 int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
