@@ -74,8 +74,10 @@ enum MHD_Result http_reply(struct ctx *c, int rc, cJSON *doc, unsigned ok_status
 /* ---- authentication (routes.c) ---- */
 
 const struct api_client *http_client_of(struct sidecar *s, struct MHD_Connection *con);
-/* The scope a /v1 request needs (enum config_scope), 0 for none known. */
-unsigned api_scope_of(const char *url, const char *method);
+/* What url takes: the methods it allows (NULL: no such path; the same as
+ * api_allowed_methods) and, in *scope, the scope (enum config_scope) that
+ * method needs there (0: none). One parse of the path for both. */
+const char *api_route_lookup(const char *url, const char *method, unsigned *scope);
 size_t http_client_key(struct MHD_Connection *con, uint8_t key[RATELIMIT_KEY_MAX]);
 int http_admin_of(struct sidecar *s, struct MHD_Connection *con, const char *email,
                   struct conn_actor *who, char *name, size_t cap, int *retry_after, struct err *e);

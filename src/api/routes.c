@@ -608,90 +608,77 @@ static enum MHD_Result pushes_retry(struct ctx *c)
 	return http_reply(c, rc, doc, 200);
 }
 
-unsigned api_scope_of(const char *url, const char *method)
+const char *api_route_lookup(const char *url, const char *method, unsigned *scope)
 {
-	static const struct {
-		const char *path;
-		unsigned scope;
-	} fixed[] = {
-	    {"/v1/suppression/check", CONFIG_SCOPE_CHECK},
-	    {"/v1/optouts", CONFIG_SCOPE_OPTOUT},
-	    {"/v1/unsubscribe-links", CONFIG_SCOPE_OPTOUT},
-	    {"/v1/contacts:batch", CONFIG_SCOPE_WRITE},
-	    {"/v1/pushes:retry", CONFIG_SCOPE_WRITE},
-	    {"/v1/changes", CONFIG_SCOPE_READ},
-	    {"/v1/status", CONFIG_SCOPE_READ},
-	    {"/v1/access", CONFIG_SCOPE_READ},
-	};
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (strcmp(url, fixed[i].path) == 0)
-			return fixed[i].scope;
-	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/'))
-		return strcmp(method, "POST") == 0 ? CONFIG_SCOPE_WRITE : CONFIG_SCOPE_READ;
-	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {
-		static const struct {
-			const char *sub, *method;
-			unsigned scope;
-		} subs[] = {{"", "GET", CONFIG_SCOPE_CHECK},
-		            {"", "DELETE", CONFIG_SCOPE_WRITE},
-		            {"/authorization", NULL, CONFIG_SCOPE_WRITE},
-		            {"/source", NULL, CONFIG_SCOPE_WRITE},
-		            {"/consents", NULL, CONFIG_SCOPE_WRITE},
-		            {"/resubscribe", NULL, CONFIG_SCOPE_WRITE},
-		            {"/history", NULL, CONFIG_SCOPE_READ},
-		            {"/export", NULL, CONFIG_SCOPE_EXPORT}};
-		char *rest = strdup(url + 13);
-		const char *email, *sub;
-		unsigned scope = 0;
-		if (rest && api_contact_path(rest, &email, &sub) == 0)
-			for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-				if (strcmp(sub, subs[i].sub) == 0 &&
-				    (subs[i].method == NULL || strcmp(method, subs[i].method) == 0))
-					scope = subs[i].scope;
-		free(rest);
-		return scope;
-	}
-	return 0;
-}
-
-const char *api_allowed_methods(const char *url)
-{
+	/* each path: the methods it takes, the scope its first method needs,
+	 * and (contacts/{email}) another method's own scope */
 	static const struct {
 		const char *path, *allow;
+		unsigned scope;
 	} fixed[] = {
-	    {"/healthz", "GET"},     {"/readyz", "GET"},
-	    {"/metrics", "GET"},     {"/v1/suppression/check", "POST"},
-	    {"/v1/optouts", "POST"}, {"/v1/contacts:batch", "POST"},
-	    {"/v1/changes", "GET"},  {"/v1/pushes:retry", "POST"},
-	    {"/v1/status", "GET"},   {"/v1/unsubscribe-links", "POST"},
-	    {"/v1/access", "GET"},
+	    {"/healthz", "GET", 0},
+	    {"/readyz", "GET", 0},
+	    {"/metrics", "GET", 0},
+	    {"/v1/suppression/check", "POST", CONFIG_SCOPE_CHECK},
+	    {"/v1/optouts", "POST", CONFIG_SCOPE_OPTOUT},
+	    {"/v1/unsubscribe-links", "POST", CONFIG_SCOPE_OPTOUT},
+	    {"/v1/contacts:batch", "POST", CONFIG_SCOPE_WRITE},
+	    {"/v1/pushes:retry", "POST", CONFIG_SCOPE_WRITE},
+	    {"/v1/changes", "GET", CONFIG_SCOPE_READ},
+	    {"/v1/status", "GET", CONFIG_SCOPE_READ},
+	    {"/v1/access", "GET", CONFIG_SCOPE_READ},
 	};
+	*scope = 0;
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (strcmp(url, fixed[i].path) == 0)
+		if (strcmp(url, fixed[i].path) == 0) {
+			*scope = fixed[i].scope;
 			return fixed[i].allow;
+		}
 	if (strncmp(url, "/v1/conflicts", 13) == 0 && (url[13] == '\0' || url[13] == '/')) {
 		uint64_t id;
 		int kind = api_conflict_path(url + 13, &id);
-		return kind < 0 ? NULL : kind == API_CONFLICT_RESOLVE ? "POST" : "GET";
+		if (kind < 0)
+			return NULL;
+		*scope = kind == API_CONFLICT_RESOLVE ? CONFIG_SCOPE_WRITE : CONFIG_SCOPE_READ;
+		return kind == API_CONFLICT_RESOLVE ? "POST" : "GET";
 	}
 	if (strncmp(url, "/v1/contacts/", 13) == 0 && url[13]) {
 		/* the email part may be anything up to the request's size limit; an
 		 * invalid one is the handler's 422, not a routing matter */
 		static const struct {
 			const char *sub, *allow;
-		} subs[] = {{"", "GET, DELETE"},      {"/authorization", "PUT"}, {"/source", "PUT"},
-		            {"/resubscribe", "POST"}, {"/history", "GET"},       {"/export", "GET"},
-		            {"/consents", "POST"}};
+			unsigned scope;
+			const char *other; /* a second method with its own scope */
+			unsigned other_scope;
+		} subs[] = {
+		    {"", "GET, DELETE", CONFIG_SCOPE_CHECK, "DELETE", CONFIG_SCOPE_WRITE},
+		    {"/authorization", "PUT", CONFIG_SCOPE_WRITE, NULL, 0},
+		    {"/source", "PUT", CONFIG_SCOPE_WRITE, NULL, 0},
+		    {"/resubscribe", "POST", CONFIG_SCOPE_WRITE, NULL, 0},
+		    {"/history", "GET", CONFIG_SCOPE_READ, NULL, 0},
+		    {"/export", "GET", CONFIG_SCOPE_EXPORT, NULL, 0},
+		    {"/consents", "POST", CONFIG_SCOPE_WRITE, NULL, 0},
+		};
 		char *rest = strdup(url + 13);
 		const char *email, *sub, *allow = NULL;
 		if (rest && api_contact_path(rest, &email, &sub) == 0)
 			for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-				if (strcmp(sub, subs[i].sub) == 0)
+				if (strcmp(sub, subs[i].sub) == 0) {
 					allow = subs[i].allow;
+					*scope = subs[i].other && strcmp(method, subs[i].other) == 0
+					             ? subs[i].other_scope
+					             : subs[i].scope;
+				}
 		free(rest);
 		return allow;
 	}
 	return NULL;
+}
+
+const char *api_allowed_methods(const char *url)
+{
+	unsigned scope;
+	return api_route_lookup(url, "", &scope);
 }
 
 /* Whether method is one of allow's comma-separated methods. */
@@ -719,7 +706,8 @@ enum MHD_Result http_route(struct ctx *c)
 		c->actor = (struct conn_actor){CONN_ORIGIN_LOCAL, c->client->name};
 	}
 	/* a known path with another method: 405 naming the methods it takes */
-	const char *allow = api_allowed_methods(url);
+	unsigned need;
+	const char *allow = api_route_lookup(url, m, &need);
 	if (allow == NULL)
 		return http_send_error(c->con, 404, "no such resource");
 	if (!method_allowed(allow, m)) {
@@ -729,7 +717,6 @@ enum MHD_Result http_route(struct ctx *c)
 	}
 	if (c->client) {
 		/* each route asks for its scope; admin routes ask for an admin too */
-		unsigned need = api_scope_of(url, m);
 		if (need == 0 || !(c->client->scopes & need)) {
 			char msg[160];
 			snprintf(msg, sizeof(msg),
