@@ -769,15 +769,8 @@ enum MHD_Result http_route(struct ctx *c)
 		                       &c->retry_after, &c->e);
 		uint64_t after = 0;
 		const char *a = MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "after");
-		if (rc == 0 && a && a[0]) {
-			char *end;
-			errno = 0;
-			unsigned long long v = strtoull(a, &end, 10);
-			if (*end || errno || a[0] == '-')
-				rc = err_set(&c->e, ERR_INVALID,
-				             "after must be an event seq (a number)");
-			after = v;
-		}
+		if (rc == 0 && a && a[0])
+			rc = conn_seq_parse(a, &after, &c->e);
 		if (rc == 0)
 			rc = conn_access_list(c->s->conn, after, 1000, &doc, &c->e);
 		return http_reply(c, rc, doc, 200);

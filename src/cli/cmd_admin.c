@@ -1,7 +1,5 @@
-/* optsync admin hash-token, optsync audit verify */
+/* optsync admin hash-token, optsync audit verify, optsync retention run, optsync access list */
 #include <cjson/cJSON.h>
-#include <stdlib.h>
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -159,15 +157,8 @@ static int exec_access_list(struct cli *c, int argc, char **argv, struct err *e)
 	if (rc)
 		return rc;
 	uint64_t after = 0;
-	if (after_s) {
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(after_s, &end, 10);
-		if (!after_s[0] || *end || errno || after_s[0] == '-')
-			return err_set(e, ERR_USAGE,
-			               "--after takes an event seq (a number), not '%s'", after_s);
-		after = v;
-	}
+	if (after_s && (rc = conn_seq_parse(after_s, &after, e)))
+		return rc;
 	struct conn *conn;
 	if ((rc = cli_conn(c, false, &conn, e)))
 		return rc;

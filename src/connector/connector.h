@@ -341,6 +341,9 @@ enum conn_conflict_filter { CONN_CONFLICTS_OPEN, CONN_CONFLICTS_RESOLVED, CONN_C
  * ("keep_optout", "resubscribe", "take_salesforce", "take_local"):
  * ERR_INVALID. */
 int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e);
+/* An event seq to list after (GET /v1/access?after=, access list --after):
+ * a whole number from 0, digits only; ERR_INVALID otherwise. */
+int conn_seq_parse(const char *s, uint64_t *seq, struct err *e);
 int conn_conflict_filter_parse(const char *s, enum conn_conflict_filter *f, struct err *e);
 /* {"conflicts": [...]} (each with the person's email or "erased"); one
  * conflict with both sides' values and the person's state (ERR_NOTFOUND). */

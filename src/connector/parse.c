@@ -11,16 +11,34 @@ _Static_assert((int)CONN_ORIGIN_LINK == LEDGER_ORIGIN_LINK, "origins match the l
 _Static_assert((int)CONN_OBJ_CONTACT == LEDGER_OBJ_CONTACT, "objects match the ledger's");
 _Static_assert((int)CONN_OBJ_LEAD == LEDGER_OBJ_LEAD, "objects match the ledger's");
 
-int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e)
+/* s[0..len) as a whole number: digits only, no sign or space, at most
+ * 2^64-1; from 1 unless zero is allowed, no leading zero but "0" itself. */
+static bool whole_number(const char *s, size_t len, bool zero, uint64_t *out)
 {
-	*id = 0;
 	uint64_t v = 0;
-	int ok = len > 0 && s[0] >= '1' && s[0] <= '9';
+	bool ok = len > 0 && s[0] >= (zero && len == 1 ? '0' : '1') && s[0] <= '9';
 	for (size_t i = 0; ok && i < len; i++) {
 		unsigned d = (unsigned)(s[i] - '0');
 		ok = s[i] >= '0' && s[i] <= '9' && v <= (UINT64_MAX - d) / 10;
 		v = v * 10 + d;
 	}
+	*out = ok ? v : 0;
+	return ok;
+}
+
+int conn_seq_parse(const char *s, uint64_t *seq, struct err *e)
+{
+	if (whole_number(s, strlen(s), true, seq))
+		return 0;
+	return err_set(e, ERR_INVALID,
+	               "after: '%.40s' is not an event seq (a whole number, digits only)", s);
+}
+
+int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e)
+{
+	uint64_t v;
+	bool ok = whole_number(s, len, false, &v);
+	*id = 0;
 	if (!ok)
 		return err_set(e, ERR_USAGE,
 		               "'%.*s' is not a conflict ID (a whole number from 1, digits only)",
