@@ -347,7 +347,6 @@ struct new_round {
 	size_t n;
 	int64_t now;
 	struct sf_result *created, *linked;
-	bool link_failed;
 	size_t made, parked;
 };
 
@@ -424,12 +423,7 @@ static int new_results(struct ledger_txn *t, void *ctx, struct err *e)
 				continue;
 			if ((rc = g))
 				break;
-			cur.attempts++;
-			cur.parked = !x->created[i].retryable;
-			cur.next_try = x->now + push_park_backoff(cur.attempts);
-			snprintf(cur.last_error, sizeof(cur.last_error), "%.63s: %.200s",
-			         x->created[i].status_code, x->created[i].message);
-			x->parked += cur.parked;
+			x->parked += push_failed(&cur, NULL, &x->created[i], x->now);
 			rc = ledger_push_put(t, &cur, e);
 			continue;
 		}
@@ -593,12 +587,9 @@ static int take_push(const struct ledger_push *q, void *ctx)
 	size_t added = 0;
 	for (uint8_t k = 0; k < q->want_purposes.n; k++) {
 		const struct ledger_pflag *f = &q->want_purposes.v[k];
-		int idx = -1;
-		for (size_t i = 0; i < x->c->cfg->npurposes; i++)
-			if (strcmp(x->c->cfg->purposes[i].name, f->name) == 0 &&
-			    x->c->cfg->purposes[i].sf_data_use_purpose && x->c->dup_id[i][0])
-				idx = (int)i;
-		if (idx < 0)
+		const struct config_purpose *cp = config_purpose_find(x->c->cfg, f->name);
+		int idx = cp ? (int)(cp - x->c->cfg->purposes) : -1;
+		if (idx < 0 || !cp->sf_data_use_purpose || !x->c->dup_id[idx][0])
 			continue; /* not resolved this cycle: waits */
 		struct ledger_purpose cur;
 		int g = ledger_purpose_get(d->t, q->person, f->name, &cur, d->e);
@@ -701,22 +692,10 @@ static int consent_results(struct ledger_txn *t, void *ctx, struct err *e)
 		for (size_t i = 0; i < x->nrows && why == NULL; i++)
 			if (x->rows[i].push == p && !x->request_failed && !x->res[i].success)
 				why = &x->res[i];
-		cur->attempts++;
-		if (x->request_failed || (why && why->retryable)) {
-			cur->next_try =
-			    x->now + 5000 * (int64_t)(cur->attempts < 10 ? cur->attempts : 10);
-			snprintf(cur->last_error, sizeof(cur->last_error), "%.290s",
-			         x->request_failed ? x->request_error : why->status_code);
-			x->retry++;
-		} else {
-			cur->parked = true;
-			cur->next_try = x->now + push_park_backoff(cur->attempts);
-			snprintf(cur->last_error, sizeof(cur->last_error), "%.63s: %.180s%s%.40s%s",
-			         why ? why->status_code : "", why ? why->message : "",
-			         why && why->fields[0] ? " (fields " : "", why ? why->fields : "",
-			         why && why->fields[0] ? ")" : "");
+		if (push_failed(cur, x->request_failed ? x->request_error : NULL, why, x->now))
 			x->parked++;
-		}
+		else
+			x->retry++;
 		rc = ledger_push_put(t, cur, e);
 	}
 	if (rc == 0 && x->nrev)

@@ -183,6 +183,12 @@ cJSON *render_bad_row(size_t row, const char *email, const char *error);
 void hex32(const uint8_t in[32], char out[65]);
 int add_time(cJSON *o, const char *name, int64_t ms);
 
+/* A push that did not land (sync.c): counted, then tried again after a
+ * backoff (the whole request failed: request_error; or a retryable answer)
+ * or parked (a permanent answer x), with why in its last_error. true when
+ * parked. x may be NULL with request_error. */
+bool push_failed(struct ledger_push *q, const char *request_error, const struct sf_result *x,
+                 int64_t now);
 /* A parked push (a permanent failure) is tried again by itself after
  * push_park_backoff(attempts): 1 h, doubling per attempt, at most 24 h. */
 #define PUSH_PARK_FIRST_MS (3600 * 1000LL)

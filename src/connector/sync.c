@@ -550,6 +550,23 @@ static const char *up_type(const struct ledger_push *s)
 	return ledger_object_name(s->record.object);
 }
 
+bool push_failed(struct ledger_push *q, const char *request_error, const struct sf_result *x,
+                 int64_t now)
+{
+	q->attempts++;
+	if (request_error || x->retryable) {
+		q->next_try = now + push_backoff(q->attempts);
+		snprintf(q->last_error, sizeof(q->last_error), "%s",
+		         request_error ? request_error : x->status_code);
+		return false;
+	}
+	q->parked = true;
+	q->next_try = now + push_park_backoff(q->attempts);
+	snprintf(q->last_error, sizeof(q->last_error), "%.63s: %.180s%s%.40s%s", x->status_code,
+	         x->message, x->fields[0] ? " (fields " : "", x->fields, x->fields[0] ? ")" : "");
+	return true;
+}
+
 static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct results *r = ctx;
@@ -611,21 +628,11 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 				r->ok_by_object[s->record.object]++;
 			continue;
 		}
-		cur->attempts++;
-		if (r->request_failed || r->res[i].retryable) {
-			cur->next_try = r->now + push_backoff(cur->attempts);
-			snprintf(cur->last_error, sizeof(cur->last_error), "%s",
-			         r->request_failed ? r->request_error : r->res[i].status_code);
-			r->retry++;
-		} else {
-			cur->parked = true;
-			cur->next_try = r->now + push_park_backoff(cur->attempts);
-			const struct sf_result *x = &r->res[i];
-			snprintf(cur->last_error, sizeof(cur->last_error), "%.63s: %.180s%s%.40s%s",
-			         x->status_code, x->message, x->fields[0] ? " (fields " : "",
-			         x->fields, x->fields[0] ? ")" : "");
+		if (push_failed(cur, r->request_failed ? r->request_error : NULL, &r->res[i],
+		                r->now))
 			r->parked++;
-		}
+		else
+			r->retry++;
 		rc = ledger_push_put(t, cur, e);
 	}
 	if (rc == 0 && r->nreverted)
