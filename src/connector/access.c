@@ -81,12 +81,7 @@ static int list_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			return 0;
 		}
 		cJSON *o = render_event(&l->ev);
-		struct err pe;
-		if (ledger_person_get(t, l->ev.person, &l->p, &pe) == 0 &&
-		    !(l->p.flags & LEDGER_PERSON_ERASED))
-			cJSON_AddStringToObject(o, "email", l->p.email);
-		else
-			cJSON_AddStringToObject(o, "email", "erased");
+		cJSON_AddStringToObject(o, "email", person_email(t, l->ev.person, &l->p));
 		json_append(l->arr, o);
 		n++;
 	}

@@ -27,12 +27,7 @@ static int list_conflict(const struct ledger_conflict *cf, void *ctx)
 	    (l->f == CONN_CONFLICTS_RESOLVED && cf->status != LEDGER_CONFLICT_RESOLVED))
 		return 0;
 	cJSON *o = render_conflict(cf);
-	struct err pe;
-	if (l->p && ledger_person_get(l->t, cf->person, l->p, &pe) == 0 &&
-	    !(l->p->flags & LEDGER_PERSON_ERASED))
-		cJSON_AddStringToObject(o, "email", l->p->email);
-	else
-		cJSON_AddStringToObject(o, "email", "erased");
+	cJSON_AddStringToObject(o, "email", person_email(l->t, cf->person, l->p));
 	json_append(l->arr, o);
 	return 0;
 }

@@ -230,19 +230,9 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 		changed = now;
 	if (now_status == LEDGER_PURPOSE_OUT && cur.status != LEDGER_PURPOSE_OUT) {
 		/* P1: an opt-out of the purpose made in Salesforce */
-		ledger_event_init(&w->ev);
-		w->ev.kind = LEDGER_EV_OPTOUT;
-		w->ev.origin = LEDGER_ORIGIN_SALESFORCE;
-		w->ev.at = now;
-		snprintf(w->ev.actor, sizeof(w->ev.actor), "salesforce");
-		w->ev.record = ref;
-		snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", name);
-		w->p.updated_at = now;
-		if ((rc = event_record(t, &w->p, &w->ev, e)) ||
-		    (rc = purpose_status_put(t, w->p.key, name, LEDGER_PURPOSE_OUT, changed,
-		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
+		if ((rc = purpose_optout_from_sf(t, &w->p, &w->ev, &ref, name, NULL, changed, false,
+		                                 st, e)))
 			goto out;
-		st->purpose_optouts_in++;
 	} else if (now_status == LEDGER_PURPOSE_IN && cur.status == LEDGER_PURPOSE_OUT) {
 		struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
 		snprintf(ind.id, sizeof(ind.id), "%s", party->str);

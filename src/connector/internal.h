@@ -175,6 +175,11 @@ cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes);
  * check answers suppressed for it, when and where it changed. */
 cJSON *render_purposes(const struct config *cfg, const struct ledger_person *person,
                        const struct ledger_purpose *set, size_t n);
+/* The email of the person with key, for a list of conflicts, pushes or
+ * access events: read into scratch; "erased" once erased, gone, or without
+ * scratch. */
+const char *person_email(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
+                         struct ledger_person *scratch);
 /* A retention run's report. */
 cJSON *render_retention(bool configured, bool dry_run, uint64_t events, uint64_t persons,
                         uint64_t conflicts, uint64_t event_seq);
@@ -259,6 +264,13 @@ int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
 int sf_conflict_add(struct ledger_txn *t, struct ledger_person *p, const struct ledger_recref *ref,
                     int kind, uint32_t field, const char *local, const char *sf, int64_t now,
                     const char *purpose, struct err *e);
+/* A purpose's opt-out seen in Salesforce (a box ticked, a row at OptOut, a
+ * merge): its history event, with reason when given, about ref, and p's
+ * new status for purpose, opted out since at (0: now). held: p is stored by
+ * the caller (apply_sf_record), else here with the event. */
+int purpose_optout_from_sf(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                           const struct ledger_recref *ref, const char *purpose, const char *reason,
+                           int64_t at, bool held, struct apply_stats *st, struct err *e);
 /* Store a person's new status for a purpose (purposes.c). */
 int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
                        uint8_t status, int64_t at, int origin, int64_t consent_date,

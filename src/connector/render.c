@@ -103,6 +103,16 @@ cJSON *render_record(const struct ledger_record *r)
 	return o;
 }
 
+const char *person_email(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
+                         struct ledger_person *scratch)
+{
+	struct err pe;
+	if (scratch && ledger_person_get(t, key, scratch, &pe) == 0 &&
+	    !(scratch->flags & LEDGER_PERSON_ERASED))
+		return scratch->email;
+	return "erased";
+}
+
 cJSON *render_event(const struct ledger_event *ev)
 {
 	cJSON *o = cJSON_CreateObject();

@@ -238,6 +238,25 @@ static void event_about(struct ledger_event *ev, int kind, int origin, const cha
 		ev->record = *ref;
 }
 
+int purpose_optout_from_sf(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                           const struct ledger_recref *ref, const char *purpose, const char *reason,
+                           int64_t at, bool held, struct apply_stats *st, struct err *e)
+{
+	int64_t now = time_now_ms();
+	event_about(ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
+	snprintf(ev->purpose_name, sizeof(ev->purpose_name), "%s", purpose);
+	if (reason)
+		snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
+	p->updated_at = now;
+	int rc = record_event(t, p, ev, !held, e);
+	if (rc == 0)
+		rc = purpose_status_put(t, p->key, purpose, LEDGER_PURPOSE_OUT, at ? at : now,
+		                        LEDGER_ORIGIN_SALESFORCE, 0, NULL, ev->seq, e);
+	if (rc == 0)
+		st->purpose_optouts_in++;
+	return rc;
+}
+
 /* Queue a write to one record, coalescing with what is queued already:
  * the fields in mask (from p's facts, the opt-out as opted_out_value) and,
  * when purpose is given, that purpose's checkbox as purpose_out. */
@@ -538,17 +557,9 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		if (v->b) {
 			if (cur.status == LEDGER_PURPOSE_OUT)
 				continue;
-			event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE,
-			            "salesforce", ref, now);
-			snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", cp->name);
-			p->updated_at = now;
-			if ((rc = event_record_held(t, p, &w->ev, e)) ||
-			    (rc = purpose_status_put(t, p->key, cp->name, LEDGER_PURPOSE_OUT,
-			                             sf_changed ? sf_changed : now,
-			                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq,
-			                             e)))
+			if ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL,
+			                                 sf_changed, true, st, e)))
 				return rc;
-			st->purpose_optouts_in++;
 			if ((rc = purpose_push_spread(t, p, ref, cp->name, true, st, e)))
 				return rc;
 			continue;
@@ -614,16 +625,9 @@ static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struc
 			continue;
 		if (g && g != ERR_NOTFOUND)
 			return g;
-		event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE, "salesforce",
-		            master, now);
-		snprintf(w->ev.purpose_name, sizeof(w->ev.purpose_name), "%s", name);
-		snprintf(w->ev.reason, sizeof(w->ev.reason), "%s", why);
-		mp->updated_at = now;
-		if ((rc = event_record(t, mp, &w->ev, e)) ||
-		    (rc = purpose_status_put(t, mp->key, name, LEDGER_PURPOSE_OUT, now,
-		                             LEDGER_ORIGIN_SALESFORCE, 0, NULL, w->ev.seq, e)))
+		if ((rc = purpose_optout_from_sf(t, mp, &w->ev, master, name, why, now, false, st,
+		                                 e)))
 			return rc;
-		st->purpose_optouts_in++;
 		rc = purpose_spread(t, cfg, mp, NULL, name, true, st, e);
 	}
 	return rc;

@@ -34,12 +34,7 @@ static int count_push(const struct ledger_push *q, void *ctx)
 	struct conn_parked_push *o = &s->parked[s->nparked++];
 	o->object = (enum conn_object)q->record.object;
 	snprintf(o->id, sizeof(o->id), "%s", q->record.id);
-	struct err pe;
-	if (ledger_person_get(x->t, q->person, x->p, &pe) == 0 &&
-	    !(x->p->flags & LEDGER_PERSON_ERASED))
-		snprintf(o->email, sizeof(o->email), "%s", x->p->email);
-	else
-		snprintf(o->email, sizeof(o->email), "erased");
+	snprintf(o->email, sizeof(o->email), "%s", person_email(x->t, q->person, x->p));
 	snprintf(o->error, sizeof(o->error), "%s", q->last_error);
 	o->attempts = q->attempts;
 	o->next_try = q->next_try;
