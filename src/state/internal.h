@@ -14,9 +14,6 @@ struct ledger {
 	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem, purposes;
 	char *migration_backup; /* the backup taken before migrating, or NULL */
 	char *path;
-	char *real_path; /* absolute, for finding the map in /proc/self/maps */
-	void *map_addr;  /* where data.mdb is mapped (ledger_trim) */
-	size_t map_len, map_seen;
 	uint64_t max_map_size;
 	uint8_t hmac_key[32];
 	struct hmac_key *hmac;   /* the key schedule of hmac_key */

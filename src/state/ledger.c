@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -349,8 +348,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		goto out;
 	}
 	int dead = 0;
-	mdb_reader_check(l->env, &dead);          /* clear slots of crashed readers */
-	l->real_path = realpath(opt->path, NULL); /* for ledger_trim */
+	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
 
 	if (!opt->no_migration_backup && (rc = backup_before_migrating(l, e)))
 		goto out;
@@ -396,7 +394,6 @@ void ledger_close(struct ledger *l)
 	OPENSSL_cleanse(l->hmac_key, sizeof(l->hmac_key));
 	pthread_rwlock_destroy(&l->resize);
 	free(l->path);
-	free(l->real_path);
 	free(l->migration_backup);
 	free(l);
 }
@@ -477,47 +474,6 @@ int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
 int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e)
 {
 	return run_txn(l, 1, fn, ctx, e);
-}
-
-/* Find data.mdb's mapping in /proc/self/maps: LMDB does not tell where its
- * map is (me_mapaddr is only set with MDB_FIXEDMAP). */
-static void find_map(struct ledger *l)
-{
-	l->map_addr = NULL;
-	l->map_len = 0;
-	char want[4096 + 16];
-	int n = snprintf(want, sizeof(want), "%s/data.mdb", l->real_path ? l->real_path : l->path);
-	if (n < 0 || (size_t)n >= sizeof(want))
-		return;
-	FILE *f = fopen("/proc/self/maps", "r");
-	if (f == NULL)
-		return;
-	char line[8192];
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-		line[strcspn(line, "\n")] = '\0';
-		size_t ll = strlen(line);
-		if (ll < (size_t)n || strcmp(line + ll - (size_t)n, want) != 0)
-			continue;
-		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && end > start) {
-			l->map_addr = (void *)start;
-			l->map_len = end - start;
-		}
-	}
-	fclose(f);
-}
-
-void ledger_trim(struct ledger *l)
-{
-	MDB_envinfo info;
-	if (mdb_env_info(l->env, &info) != 0)
-		return;
-	if (l->map_addr == NULL || l->map_seen != info.me_mapsize) {
-		find_map(l); /* first use, or the map was resized and may have moved */
-		l->map_seen = info.me_mapsize;
-	}
-	if (l->map_addr)
-		madvise(l->map_addr, l->map_len, MADV_DONTNEED);
 }
 
 /* ---- sync lock ---- */

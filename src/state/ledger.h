@@ -319,14 +319,6 @@ typedef int (*ledger_fn)(struct ledger_txn *t, void *ctx, struct err *e);
 int ledger_read(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
 int ledger_write(struct ledger *l, ledger_fn fn, void *ctx, struct err *e);
 
-/* Drop this process's mapping of ledger pages, so that a long pull does
- * not grow the resident set with every page it touched. The pages stay in
- * the kernel's page cache and come back on the next access. Safe at any
- * time, inside a transaction and while other threads read: the map is a
- * read-only shared file mapping whose clean pages LMDB never changes in
- * place (writes go to new pages through the file). */
-void ledger_trim(struct ledger *l);
-
 /* Serialize sync cycles across processes: `optsync run` holds it for its
  * whole life, a `sync --once` for its cycle. who ("optsync run") is written
  * with the pid into sync.lock for the refusal others get: ERR_LEDGER naming
