@@ -19,17 +19,19 @@
 #define BATCH_RECORDS 40000
 #define BATCH_MS      2000
 
-/* A page kept past its callback: records, values and strings in one block. */
+/* A page kept past its callback: records, values and strings in one block
+ * of cap bytes. */
 struct page_copy {
 	struct page_copy *next;
 	struct sf_record *recs;
-	size_t n;
+	size_t n, cap;
 };
 
 struct pull {
 	struct conn *c;
 	int object;
 	struct page_copy *head, *tail; /* pages read, not yet applied */
+	struct page_copy *spare;       /* blocks of applied pages, for the next ones */
 	size_t held;                   /* their records */
 	uint64_t held_pages;
 	int64_t held_since;
@@ -65,7 +67,9 @@ static bool same_name(const struct sf_record *recs, size_t i, size_t k)
 	       strcmp(recs[i - 1].values[k].name, recs[i].values[k].name) == 0;
 }
 
-static struct page_copy *page_copy(const struct sf_record *recs, size_t n)
+/* The blocks of applied pages are kept for the next pages rather than
+ * freed: given back, they would be faulted in again for every commit. */
+static struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs, size_t n)
 {
 	size_t nv = 0, bytes = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -75,10 +79,22 @@ static struct page_copy *page_copy(const struct sf_record *recs, size_t n)
 			bytes += (same_name(recs, i, k) ? 0 : str_size(recs[i].values[k].name)) +
 			         str_size(recs[i].values[k].str);
 	}
-	struct page_copy *pc = malloc(sizeof(*pc) + n * sizeof(struct sf_record) +
-	                              nv * sizeof(struct sf_value) + bytes);
-	if (pc == NULL)
-		return NULL;
+	size_t need = sizeof(struct page_copy) + n * sizeof(struct sf_record) +
+	              nv * sizeof(struct sf_value) + bytes;
+	struct page_copy *pc = pl->spare; /* a block too small is freed: */
+	if (pc) {                         /* there are never more blocks than pages */
+		pl->spare = pc->next;
+		if (pc->cap < need) {
+			free(pc);
+			pc = NULL;
+		}
+	}
+	if (pc == NULL) {
+		size_t cap = need + need / 8; /* the next page may be a little larger */
+		if ((pc = malloc(cap)) == NULL)
+			return NULL;
+		pc->cap = cap;
+	}
 	pc->next = NULL;
 	pc->n = n;
 	pc->recs = (struct sf_record *)(pc + 1);
@@ -100,14 +116,20 @@ static struct page_copy *page_copy(const struct sf_record *recs, size_t n)
 	return pc;
 }
 
-static void drop_pages(struct pull *pl)
+/* The pages held are done with: their blocks are kept for the next pages,
+ * or with all freed too. */
+static void drop_pages(struct pull *pl, bool all)
 {
-	while (pl->head) {
-		struct page_copy *next = pl->head->next;
-		free(pl->head);
-		pl->head = next;
+	if (pl->tail) {
+		pl->tail->next = pl->spare;
+		pl->spare = pl->head;
 	}
-	pl->tail = NULL;
+	pl->head = pl->tail = NULL;
+	while (all && pl->spare) {
+		struct page_copy *next = pl->spare->next;
+		free(pl->spare);
+		pl->spare = next;
+	}
 	pl->held = 0;
 	pl->held_pages = 0;
 }
@@ -163,7 +185,7 @@ static int flush_pages(struct pull *pl, struct err *e)
 		return 0;
 	int rc = ledger_write(pl->c->l, page_txn, pl, e);
 	uint64_t n = pl->held, pages = pl->held_pages;
-	drop_pages(pl);
+	drop_pages(pl, false);
 	if (rc)
 		return rc;
 	add_stats(&pl->total, &pl->page);
@@ -183,7 +205,7 @@ static int flush_pages(struct pull *pl, struct err *e)
 static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
 {
 	struct pull *pl = ctx;
-	struct page_copy *pc = page_copy(recs, n);
+	struct page_copy *pc = page_copy(pl, recs, n);
 	if (pc == NULL) {
 		pl->cb_failed = true;
 		return err_set(e, ERR_NOMEM, "out of memory");
@@ -352,7 +374,7 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 			rc = frc;
 		}
 	}
-	drop_pages(&pl);
+	drop_pages(&pl, true);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
 	if (rc == 0)

@@ -432,8 +432,30 @@ static int grow_map(struct ledger *l, struct err *e)
 	return rc;
 }
 
+/* Before a write: a map more than half used (its high-water page, free
+ * pages below it included) is doubled while nothing runs in it, so that a
+ * large transaction (a batch of pulled pages) seldom fills the map half way
+ * and runs again after growing it. Past max_map_size the map stays, and a
+ * transaction that fills it fails as before. */
+static void grow_ahead(struct ledger *l)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	pthread_rwlock_rdlock(&l->resize);
+	mdb_env_info(l->env, &info);
+	mdb_env_stat(l->env, &st);
+	pthread_rwlock_unlock(&l->resize);
+	uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if (used > info.me_mapsize / 2 && info.me_mapsize < l->max_map_size) {
+		struct err ignored;
+		grow_map(l, &ignored);
+	}
+}
+
 static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct err *e)
 {
+	if (write)
+		grow_ahead(l);
 	for (;;) {
 		pthread_rwlock_rdlock(&l->resize);
 		struct ledger_txn t = {l, NULL, write, 0};
