@@ -280,17 +280,14 @@ static int event_append(struct ledger_txn *t, struct ledger_person *p, struct le
                         bool store_person, struct err *e)
 {
 	/* chain_head: seq (8) then hash (32) */
-	MDB_val head;
-	int rc = db_get(t, t->l->meta, "chain_head", 10, &head, "chain head", e);
-	if (rc == ERR_NOTFOUND) {
-		memset(ev->prev_hash, 0, 32);
-	} else if (rc) {
+	uint8_t head[40];
+	int found, rc = chain_head_get(t, head, &found, e);
+	if (rc)
 		return rc;
-	} else if (head.mv_size != 40) {
-		return corrupt(t, "the chain head", e);
-	} else {
-		memcpy(ev->prev_hash, (uint8_t *)head.mv_data + 8, 32);
-	}
+	if (found)
+		memcpy(ev->prev_hash, head + 8, 32);
+	else
+		memset(ev->prev_hash, 0, 32);
 	if ((rc = meta_next(t, "event_seq", &ev->seq, e)))
 		return rc;
 	if (p) {
@@ -309,7 +306,7 @@ static int event_append(struct ledger_txn *t, struct ledger_person *p, struct le
 	uint8_t nh[40];
 	be64_put(nh, ev->seq);
 	memcpy(nh + 8, h, 32);
-	if ((rc = db_put(t, t->l->meta, "chain_head", 10, nh, 40, 0, "chain head", e)))
+	if ((rc = chain_head_put(t, nh, e)))
 		return rc;
 	if (p == NULL)
 		return 0;

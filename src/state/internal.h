@@ -21,12 +21,31 @@ struct ledger {
 	int lock_fd;             /* sync lock, -1 when not held */
 };
 
+/* A write transaction run by ledger_write keeps the meta counters it moves
+ * (event_seq, change_seq, ...) and the chain head in memory and writes them
+ * once, just before the commit: a batch of pulled pages appends thousands of
+ * events, each of which used to read and write them in the meta tree. */
+#define TXN_META_SLOTS 4
 struct ledger_txn {
 	struct ledger *l;
 	MDB_txn *txn;
 	int write;
 	int map_full; /* a put hit MDB_MAP_FULL: ledger_write grows and re-runs */
+	bool cache;   /* the counters and head below are used (ledger_write) */
+	int nslots;
+	struct {
+		const char *name; /* a literal */
+		uint64_t v;
+		bool dirty;
+	} slot[TXN_META_SLOTS];
+	int head; /* chain head: 0 not read yet, 1 none, 2 in head_v */
+	bool head_dirty;
+	uint8_t head_v[40];
 };
+
+/* The chain head (seq then hash, 40 bytes): *found 0 on an empty chain. */
+int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e);
+int chain_head_put(struct ledger_txn *t, const uint8_t head[40], struct err *e);
 
 /* Map an LMDB failure to ERR_LEDGER (or ERR_NOTFOUND for MDB_NOTFOUND)
  * with a message naming the ledger and what was being done. */

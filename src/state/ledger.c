@@ -96,7 +96,7 @@ int db_del(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, cons
 	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
 }
 
-int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+static int meta_read_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
 {
 	MDB_val v;
 	int rc = db_get(t, t->l->meta, name, strlen(name), &v, name, e);
@@ -112,17 +112,102 @@ int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct e
 	return 0;
 }
 
-int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+static int meta_write_u64(struct ledger_txn *t, const char *name, uint64_t v, struct err *e)
 {
-	uint64_t cur;
-	int rc = meta_get_u64(t, name, &cur, e);
+	uint8_t b[8];
+	be64_put(b, v);
+	return db_put(t, t->l->meta, name, strlen(name), b, 8, 0, name, e);
+}
+
+/* The transaction's slot for name, read in on first use; NULL when the
+ * transaction keeps none (or has no room: then the tree is used). */
+static int meta_slot(struct ledger_txn *t, const char *name, int *slot, struct err *e)
+{
+	*slot = -1;
+	if (!t->cache)
+		return 0;
+	for (int i = 0; i < t->nslots; i++)
+		if (t->slot[i].name == name || strcmp(t->slot[i].name, name) == 0) {
+			*slot = i;
+			return 0;
+		}
+	if (t->nslots == TXN_META_SLOTS)
+		return 0;
+	int i = t->nslots;
+	int rc = meta_read_u64(t, name, &t->slot[i].v, e);
 	if (rc)
 		return rc;
-	uint8_t b[8];
-	be64_put(b, cur + 1);
-	rc = db_put(t, t->l->meta, name, strlen(name), b, 8, 0, name, e);
-	if (rc == 0)
-		*out = cur + 1;
+	t->slot[i].name = name;
+	t->slot[i].dirty = false;
+	t->nslots++;
+	*slot = i;
+	return 0;
+}
+
+int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+{
+	int i, rc = meta_slot(t, name, &i, e);
+	if (rc || i < 0)
+		return rc ? rc : meta_read_u64(t, name, out, e);
+	*out = t->slot[i].v;
+	return 0;
+}
+
+int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e)
+{
+	int i, rc = meta_slot(t, name, &i, e);
+	if (rc)
+		return rc;
+	if (i >= 0) {
+		*out = ++t->slot[i].v;
+		t->slot[i].dirty = true;
+		return 0;
+	}
+	uint64_t cur;
+	if ((rc = meta_read_u64(t, name, &cur, e)) || (rc = meta_write_u64(t, name, cur + 1, e)))
+		return rc;
+	*out = cur + 1;
+	return 0;
+}
+
+int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e)
+{
+	if (!t->cache || t->head == 0) {
+		MDB_val v;
+		int rc = db_get(t, t->l->meta, "chain_head", 10, &v, "chain head", e);
+		if (rc && rc != ERR_NOTFOUND)
+			return rc;
+		if (rc == 0 && v.mv_size != 40)
+			return corrupt(t, "the chain head", e);
+		t->head = rc == 0 ? 2 : 1;
+		if (rc == 0)
+			memcpy(t->head_v, v.mv_data, 40);
+	}
+	*found = t->head == 2;
+	if (*found)
+		memcpy(out, t->head_v, 40);
+	return 0;
+}
+
+int chain_head_put(struct ledger_txn *t, const uint8_t head[40], struct err *e)
+{
+	if (!t->cache)
+		return db_put(t, t->l->meta, "chain_head", 10, head, 40, 0, "chain head", e);
+	memcpy(t->head_v, head, 40);
+	t->head = 2;
+	t->head_dirty = true;
+	return 0;
+}
+
+/* Write what the transaction kept in memory, before its commit. */
+static int txn_flush(struct ledger_txn *t, struct err *e)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < t->nslots; i++)
+		if (t->slot[i].dirty)
+			rc = meta_write_u64(t, t->slot[i].name, t->slot[i].v, e);
+	if (rc == 0 && t->head_dirty)
+		rc = db_put(t, t->l->meta, "chain_head", 10, t->head_v, 40, 0, "chain head", e);
 	return rc;
 }
 
@@ -158,7 +243,7 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
 		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
 		int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbi);
 		if (rc) {
-			struct ledger_txn t = {l, txn, 1, 0};
+			struct ledger_txn t = {.l = l, .txn = txn, .write = 1};
 			return ledger_mdb_error(&t, rc, dbs[i].name, e);
 		}
 	}
@@ -233,7 +318,7 @@ const char *ledger_migration_backup(const struct ledger *l)
 
 static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
 {
-	struct ledger_txn t = {l, txn, 1, 0};
+	struct ledger_txn t = {.l = l, .txn = txn, .write = 1};
 	MDB_val v;
 	int rc = db_get(&t, l->meta, "schema", 6, &v, "schema version", e);
 	if (rc == ERR_NOTFOUND) {
@@ -458,7 +543,7 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 		grow_ahead(l);
 	for (;;) {
 		pthread_rwlock_rdlock(&l->resize);
-		struct ledger_txn t = {l, NULL, write, 0};
+		struct ledger_txn t = {.l = l, .write = write, .cache = write != 0};
 		int rc = mdb_txn_begin(l->env, NULL, write ? 0 : MDB_RDONLY, &t.txn);
 		if (rc == MDB_MAP_RESIZED) {
 			pthread_rwlock_unlock(&l->resize);
@@ -470,6 +555,8 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 			return ledger_mdb_error(&t, rc, write ? "begin write" : "begin read", e);
 		}
 		rc = fn(&t, ctx, e);
+		if (rc == 0 && write)
+			rc = txn_flush(&t, e);
 		if (rc == 0 && write) {
 			int mrc = mdb_txn_commit(t.txn);
 			if (mrc)
