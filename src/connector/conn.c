@@ -123,6 +123,14 @@ int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX 
 	return rc;
 }
 
+/* The specials that only a quoted local part may hold (RFC 5321). */
+static const bool special[256] = {
+    [' '] = true, ['"'] = true, ['\\'] = true, [','] = true, [';'] = true, ['<'] = true,
+    ['>'] = true, ['('] = true, [')'] = true, ['['] = true,  [']'] = true, [':'] = true,
+};
+
+/* Folded to lower case in ASCII only: bytes of UTF-8 are kept as they are,
+ * whatever the locale. */
 int conn_email_normalize(const char *in, char *out, struct err *e)
 {
 	const char *s = in, *end = in + strlen(in);
@@ -157,15 +165,13 @@ int conn_email_normalize(const char *in, char *out, struct err *e)
 				at = s + i;
 				st = DOMAIN;
 			}
-			bad |= ch == ' ' || ch == '"' || ch == '\\' || ch == ',' || ch == ';' ||
-			       ch == '<' || ch == '>' || ch == '(' || ch == ')' || ch == '[' ||
-			       ch == ']' || ch == ':';
+			bad |= special[ch];
 		}
 		if (bad)
 			return err_set(e, ERR_INVALID,
 			               "'%.80s' is not an email address (character 0x%02x)", in,
 			               ch);
-		out[i] = (char)tolower(ch);
+		out[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
 	}
 	if (st == QUOTED || st == CLOSED || (s[0] == '"' && at - s < 3))
 		return err_set(e, ERR_INVALID,

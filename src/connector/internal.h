@@ -285,11 +285,11 @@ void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, 
 /* Whether a and b hold the same values in the groups of group
  * (LEDGER_F_AUTH_TYPE, LEDGER_F_SOURCE_TYPE). */
 int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group);
-/* The facts a Salesforce record holds; invalid gets the groups
+/* The facts a Salesforce record holds, as of now; invalid gets the groups
  * (LEDGER_F_AUTH_TYPE.. / LEDGER_F_SOURCE_TYPE..) whose values are not
  * valid, raw the offending value. */
-void read_sf_record(const struct config *cfg, const struct sf_record *r, struct ledger_facts *f,
-                    uint32_t *invalid, char *raw, size_t rawcap);
+void read_sf_record(const struct config *cfg, const struct sf_record *r, int64_t now,
+                    struct ledger_facts *f, uint32_t *invalid, char *raw, size_t rawcap);
 /* Apply one pulled record to the ledger under the sync rules. */
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e);

@@ -104,8 +104,8 @@ static int text_field(const struct sf_record *r, const char *name, char *dst, si
 	return 1;
 }
 
-void read_sf_record(const struct config *cfg, const struct sf_record *r, struct ledger_facts *f,
-                    uint32_t *invalid, char *raw, size_t rawcap)
+void read_sf_record(const struct config *cfg, const struct sf_record *r, int64_t now,
+                    struct ledger_facts *f, uint32_t *invalid, char *raw, size_t rawcap)
 {
 	const struct config_fields *fl = &cfg->salesforce.fields;
 	ledger_facts_init(f);
@@ -157,14 +157,14 @@ void read_sf_record(const struct config *cfg, const struct sf_record *r, struct 
 	           LEDGER_F_SOURCE_OTHER, f, invalid, SOURCE_GROUP);
 	char why[200];
 	if (!(*invalid & AUTH_GROUP) &&
-	    !facts_valid(f, LEDGER_F_AUTH_TYPE, time_now_ms(), why, sizeof(why))) {
+	    !facts_valid(f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why))) {
 		*invalid |= AUTH_GROUP;
 		group_text(f, AUTH_GROUP, raw, rawcap);
 		size_t n = strlen(raw);
 		snprintf(raw + n, rawcap - n, " (%s)", why);
 	}
 	if (!(*invalid & SOURCE_GROUP) &&
-	    !facts_valid(f, LEDGER_F_SOURCE_TYPE, time_now_ms(), why, sizeof(why))) {
+	    !facts_valid(f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why))) {
 		*invalid |= SOURCE_GROUP;
 		group_text(f, SOURCE_GROUP, raw, rawcap);
 		size_t n = strlen(raw);
@@ -503,13 +503,26 @@ static void copy_str(char *dst, size_t cap, const struct sf_record *r, const cha
 	str_copy(dst, cap, v && v->type == SF_STRING ? v->str : "");
 }
 
+/* A record's SystemModstamp, LastModifiedDate and CreatedDate are often the
+ * same text, as are those of records saved in the same second: the last
+ * text parsed (per thread) is not parsed again. */
 static int64_t time_of(const struct sf_record *r, const char *name)
 {
+	static _Thread_local char last[40];
+	static _Thread_local int64_t last_ms;
 	const struct sf_value *v = sf_record_get(r, name);
-	int64_t ms = 0;
-	if (v && v->type == SF_STRING && time_parse(v->str, &ms) == 0)
-		return ms;
-	return 0;
+	if (v == NULL || v->type != SF_STRING)
+		return 0;
+	if (last[0] && strcmp(v->str, last) == 0)
+		return last_ms;
+	int64_t ms;
+	if (time_parse(v->str, &ms))
+		return 0;
+	if (strlen(v->str) < sizeof(last)) {
+		strcpy(last, v->str);
+		last_ms = ms;
+	}
+	return ms;
 }
 
 struct work {
@@ -818,7 +831,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 
 	uint32_t invalid;
 	struct ledger_facts *sf = &w->sf;
-	read_sf_record(cfg, r, sf, &invalid, raw, sizeof(raw));
+	read_sf_record(cfg, r, now, sf, &invalid, raw, sizeof(raw));
 	struct ledger_facts *seen = &rec->seen;
 	int any_change = is_new;
 

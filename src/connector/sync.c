@@ -59,12 +59,12 @@ static char *str_put(char **at, const char *s)
 }
 
 /* Whether value k of record i has the name it has in record i - 1: the
- * records of a page name the same fields in the same order, so each name
- * is kept once per page. */
+ * records of a page name the same fields in the same order, and the page's
+ * parse shares such a name (one pointer), so each is kept once per page. */
 static bool same_name(const struct sf_record *recs, size_t i, size_t k)
 {
 	return i > 0 && k < recs[i - 1].nvalues &&
-	       strcmp(recs[i - 1].values[k].name, recs[i].values[k].name) == 0;
+	       recs[i - 1].values[k].name == recs[i].values[k].name;
 }
 
 /* The blocks of applied pages are kept for the next pages rather than

@@ -305,6 +305,9 @@ static int record(struct pp *s)
 	if (rc)
 		return rc;
 	struct sf_record *rec = &pg->recs[pg->nrecs];
+	/* the previous record's values: a name it has at the same place is
+	 * shared (one pointer), as the records of a page name the same fields */
+	size_t start = pg->nvals, prev_n = pg->nrecs ? pg->recs[pg->nrecs - 1].nvalues : 0;
 	rec->type = "";
 	rec->id = NULL;
 	rec->nvalues = 0;
@@ -360,6 +363,11 @@ static int record(struct pp *s)
 				return rc;
 			rec = &pg->recs[pg->nrecs];
 			struct sf_value *v = &pg->vals[pg->nvals];
+			if (rec->nvalues < prev_n) {
+				const char *pn = pg->vals[start - prev_n + rec->nvalues].name;
+				if (strcmp(pn, name) == 0)
+					name = (char *)pn;
+			}
 			v->name = name;
 			v->str = NULL;
 			v->b = false;

@@ -129,7 +129,8 @@ int ledger_person_get(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
                       struct ledger_person *out, struct err *e)
 {
 	MDB_val v;
-	int rc = db_get(t, t->l->persons, key, LEDGER_KEY_LEN, &v, "person", e);
+	int rc = db_cursor_get(t, &t->persons_cur, t->l->persons, key, LEDGER_KEY_LEN, &v, "person",
+	                       e);
 	if (rc)
 		return rc;
 	if (ent_person_decode(&v, out))
@@ -146,7 +147,8 @@ int ledger_person_put(struct ledger_txn *t, const struct ledger_person *p, struc
 	if (ovf || p->nrecords > LEDGER_RECORDS_MAX)
 		return err_set(e, ERR_LIMIT, "person record too large (%u Salesforce records)",
 		               p->nrecords);
-	return db_put(t, t->l->persons, p->key, LEDGER_KEY_LEN, buf, n, 0, "put person", e);
+	return db_cursor_put(t, &t->persons_cur, t->l->persons, p->key, LEDGER_KEY_LEN, buf, n,
+	                     "put person", e);
 }
 
 int ledger_person_each(struct ledger_txn *t, int (*fn)(const struct ledger_person *, void *),
@@ -256,7 +258,7 @@ int ledger_record_get(struct ledger_txn *t, int object, const char *id, struct l
 	uint8_t k[1 + LEDGER_ID_MAX];
 	size_t kl = recref_key(k, object, id);
 	MDB_val v;
-	int rc = db_get(t, t->l->records, k, kl, &v, "Salesforce record", e);
+	int rc = db_cursor_get(t, &t->records_cur, t->l->records, k, kl, &v, "Salesforce record", e);
 	if (rc)
 		return rc;
 	if (ent_record_decode(&v, out))
@@ -289,7 +291,8 @@ int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struc
 	if (en.overflow)
 		return err_set(e, ERR_LIMIT, "Salesforce record %s too large to store", r->id);
 	size_t kl = recref_key(k, r->object, r->id);
-	return db_put(t, t->l->records, k, kl, buf, en.len, 0, "put Salesforce record", e);
+	return db_cursor_put(t, &t->records_cur, t->l->records, k, kl, buf, en.len,
+	                     "put Salesforce record", e);
 }
 
 int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struct err *e)

@@ -41,7 +41,18 @@ struct ledger_txn {
 	int head; /* chain head: 0 not read yet, 1 none, 2 in head_v */
 	bool head_dirty;
 	uint8_t head_v[40];
+	/* cursors on the persons and records trees (ledger_write only): a get
+	 * leaves one on the key's leaf, where the put that follows finds its
+	 * place without a search from the root. LMDB closes them with the
+	 * transaction. */
+	MDB_cursor *persons_cur, *records_cur;
 };
+
+/* db_get and db_put through *cur when the transaction keeps cursors. */
+int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
+                  size_t klen, MDB_val *out, const char *what, struct err *e);
+int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
+                  size_t klen, const void *data, size_t len, const char *what, struct err *e);
 
 /* The chain head (seq then hash, 40 bytes): *found 0 on an empty chain. */
 int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e);

@@ -88,6 +88,44 @@ int db_put(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, cons
 	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
 }
 
+static int txn_cursor(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, struct err *e)
+{
+	int rc = *cur ? 0 : mdb_cursor_open(t->txn, dbi, cur);
+	if (rc)
+		*cur = NULL;
+	return rc ? ledger_mdb_error(t, rc, "open a cursor", e) : 0;
+}
+
+int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
+                  size_t klen, MDB_val *out, const char *what, struct err *e)
+{
+	if (!t->cache)
+		return db_get(t, dbi, key, klen, out, what, e);
+	int rc = txn_cursor(t, cur, dbi, e);
+	if (rc)
+		return rc;
+	/* MDB_SET_RANGE leaves the cursor on the leaf even when the key is
+	 * missing (MDB_SET does not); the trees compare keys bytewise */
+	MDB_val k = {klen, (void *)key};
+	rc = mdb_cursor_get(*cur, &k, out, MDB_SET_RANGE);
+	if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, key, klen) != 0))
+		rc = MDB_NOTFOUND;
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
+int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
+                  size_t klen, const void *data, size_t len, const char *what, struct err *e)
+{
+	if (!t->cache)
+		return db_put(t, dbi, key, klen, data, len, 0, what, e);
+	int rc = txn_cursor(t, cur, dbi, e);
+	if (rc)
+		return rc;
+	MDB_val k = {klen, (void *)key}, v = {len, (void *)data};
+	rc = mdb_cursor_put(*cur, &k, &v, 0);
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
 int db_del(struct ledger_txn *t, MDB_dbi dbi, const void *key, size_t klen, const MDB_val *data,
            const char *what, struct err *e)
 {
