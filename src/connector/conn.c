@@ -126,7 +126,7 @@ int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX 
 /* The specials that only a quoted local part may hold (RFC 5321). */
 static const bool special[256] = {
     [' '] = true, ['"'] = true, ['\\'] = true, [','] = true, [';'] = true, ['<'] = true,
-    ['>'] = true, ['('] = true, [')'] = true, ['['] = true,  [']'] = true, [':'] = true,
+    ['>'] = true, ['('] = true, [')'] = true,  ['['] = true, [']'] = true, [':'] = true,
 };
 
 /* Folded to lower case in ASCII only: bytes of UTF-8 are kept as they are,

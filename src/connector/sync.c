@@ -12,20 +12,33 @@
 #include "util/timefmt.h"
 
 /* While catching up, pages are applied several at a time: one commit (and
- * one msync of the map) per BATCH_RECORDS records, or per the pages read in
- * BATCH_MS, whichever comes first. Each commit holds its records and their
- * cursor move together, so a crash loses nothing: the cursor comes back
- * with the data. Local writers wait at most one such commit. */
-#define BATCH_RECORDS 40000
-#define BATCH_MS      2000
+ * one msync of the map) per BATCH_RECORDS records, per BATCH_BYTES of them
+ * held, or per the pages read in BATCH_MS, whichever comes first. Each
+ * commit holds its records and their cursor move together, so a crash loses
+ * nothing: the cursor comes back with the data. Local writers wait at most
+ * one such commit. A commit dirties leaves all over the persons tree (its
+ * keys are keyed hashes), so fewer, larger commits write fewer pages in all:
+ * the first pull of 1M records spends a third less CPU in commits of 100,000
+ * than of 40,000 (docs/performance.md). */
+#define BATCH_RECORDS 100000
+#define BATCH_BYTES   (40u << 20)
+#define BATCH_MS      5000
 
-/* A page kept past its callback: records, values and strings in one block
- * of cap bytes. */
+/* A page kept past its callback, compactly (a third of the parsed form):
+ * its field names once, then each record as
+ *   u32 nvalues, type NUL, id NUL, and per value: u8 name, u8 kind, then
+ *   a string's u32 length and bytes with their NUL, or a number's 8 bytes.
+ * Offsets, not pointers, so that the block may grow while it is written. */
 struct page_copy {
 	struct page_copy *next;
-	struct sf_record *recs;
-	size_t n, cap;
+	size_t n;         /* records */
+	size_t cap, used; /* bytes of data[] */
+	size_t names;     /* offset of the names: u32 count, then each NUL-ended */
+	unsigned char *data;
 };
+
+enum { HELD_NULL, HELD_FALSE, HELD_TRUE, HELD_STRING, HELD_NUMBER };
+#define PAGE_NAMES_MAX 255 /* a value's name is a byte */
 
 struct pull {
 	struct conn *c;
@@ -33,6 +46,7 @@ struct pull {
 	struct page_copy *head, *tail; /* pages read, not yet applied */
 	struct page_copy *spare;       /* blocks of applied pages, for the next ones */
 	size_t held;                   /* their records */
+	size_t held_bytes;             /* and their size */
 	uint64_t held_pages;
 	int64_t held_since;
 	bool full;
@@ -41,79 +55,219 @@ struct pull {
 	int64_t started;
 	bool progress;
 	bool cb_failed; /* on_page stopped the query (a ledger error, a signal) */
+	/* one held record, as apply_sf_record takes it */
+	struct sf_record rec;
+	struct sf_value *vals;
+	size_t vcap;
+	const char *name_at[PAGE_NAMES_MAX];
 };
 
-static size_t str_size(const char *s)
+static int held_room(struct page_copy *pc, size_t more)
 {
-	return s ? strlen(s) + 1 : 0;
+	if (pc->cap - pc->used >= more)
+		return 0;
+	size_t cap = pc->cap ? pc->cap : 1u << 16;
+	while (cap - pc->used < more)
+		cap *= 2;
+	unsigned char *d = realloc(pc->data, cap);
+	if (d == NULL)
+		return -1;
+	pc->data = d;
+	pc->cap = cap;
+	return 0;
 }
 
-static char *str_put(char **at, const char *s)
+static int held_put(struct page_copy *pc, const void *p, size_t n)
 {
-	if (s == NULL)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *d = memcpy(*at, s, n);
-	*at += n;
-	return d;
+	if (held_room(pc, n))
+		return -1;
+	memcpy(pc->data + pc->used, p, n);
+	pc->used += n;
+	return 0;
 }
 
-/* Whether value k of record i has the name it has in record i - 1: the
- * records of a page name the same fields in the same order, and the page's
- * parse shares such a name (one pointer), so each is kept once per page. */
-static bool same_name(const struct sf_record *recs, size_t i, size_t k)
+static int held_u32(struct page_copy *pc, size_t v)
 {
-	return i > 0 && k < recs[i - 1].nvalues &&
-	       recs[i - 1].values[k].name == recs[i].values[k].name;
+	uint32_t u = (uint32_t)v;
+	return v > UINT32_MAX ? -1 : held_put(pc, &u, 4);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t u;
+	memcpy(&u, p, 4);
+	return u;
+}
+
+/* The index of name among the page's names so far (nm of them, at names[]),
+ * added if new. The records of a page name the same fields in the same
+ * order, and the parse shares such a name with the previous record (one
+ * pointer): last[k] remembers the pointer and index at place k. */
+struct name_map {
+	const char *names[PAGE_NAMES_MAX];
+	unsigned nm;
+	const char *last_ptr[PAGE_NAMES_MAX];
+	unsigned char last_idx[PAGE_NAMES_MAX];
+};
+
+static int name_index(struct name_map *m, size_t k, const char *name)
+{
+	if (k < PAGE_NAMES_MAX && m->last_ptr[k] == name)
+		return m->last_idx[k];
+	unsigned i = 0;
+	while (i < m->nm && strcmp(m->names[i], name) != 0)
+		i++;
+	if (i == m->nm) {
+		if (m->nm == PAGE_NAMES_MAX)
+			return -1;
+		m->names[m->nm++] = name;
+	}
+	if (k < PAGE_NAMES_MAX) {
+		m->last_ptr[k] = name;
+		m->last_idx[k] = (unsigned char)i;
+	}
+	return (int)i;
+}
+
+static int page_copy_fill(struct page_copy *pc, const struct sf_record *recs, size_t n,
+                          struct name_map *m)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct sf_record *r = &recs[i];
+		if (held_u32(pc, r->nvalues) || held_put(pc, r->type, strlen(r->type) + 1) ||
+		    held_put(pc, r->id, strlen(r->id) + 1))
+			return -1;
+		for (size_t k = 0; k < r->nvalues; k++) {
+			const struct sf_value *v = &r->values[k];
+			int ni = name_index(m, k, v->name);
+			if (ni < 0)
+				return -1;
+			unsigned char h[2] = {(unsigned char)ni, HELD_NULL};
+			size_t len = 0;
+			switch (v->type) {
+			case SF_BOOL:
+				h[1] = v->b ? HELD_TRUE : HELD_FALSE;
+				break;
+			case SF_STRING:
+				h[1] = HELD_STRING;
+				len = strlen(v->str);
+				break;
+			case SF_NUMBER:
+				h[1] = HELD_NUMBER;
+				break;
+			default:
+				break;
+			}
+			if (held_put(pc, h, 2) ||
+			    (h[1] == HELD_STRING &&
+			     (held_u32(pc, len) || held_put(pc, v->str, len + 1))) ||
+			    (h[1] == HELD_NUMBER && held_put(pc, &v->num, sizeof(v->num))))
+				return -1;
+		}
+	}
+	pc->names = pc->used;
+	if (held_u32(pc, m->nm))
+		return -1;
+	for (unsigned i = 0; i < m->nm; i++)
+		if (held_put(pc, m->names[i], strlen(m->names[i]) + 1))
+			return -1;
+	return 0;
 }
 
 /* The blocks of applied pages are kept for the next pages rather than
  * freed: given back, they would be faulted in again for every commit. */
-static struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs, size_t n)
+static struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs, size_t n,
+                                   struct err *e)
 {
-	size_t nv = 0, bytes = 0;
-	for (size_t i = 0; i < n; i++) {
-		bytes += str_size(recs[i].type) + str_size(recs[i].id);
-		nv += recs[i].nvalues;
-		for (size_t k = 0; k < recs[i].nvalues; k++)
-			bytes += (same_name(recs, i, k) ? 0 : str_size(recs[i].values[k].name)) +
-			         str_size(recs[i].values[k].str);
-	}
-	size_t need = sizeof(struct page_copy) + n * sizeof(struct sf_record) +
-	              nv * sizeof(struct sf_value) + bytes;
-	struct page_copy *pc = pl->spare; /* a block too small is freed: */
-	if (pc) {                         /* there are never more blocks than pages */
+	struct page_copy *pc = pl->spare;
+	if (pc) {
 		pl->spare = pc->next;
-		if (pc->cap < need) {
-			free(pc);
-			pc = NULL;
-		}
-	}
-	if (pc == NULL) {
-		size_t cap = need + need / 8; /* the next page may be a little larger */
-		if ((pc = malloc(cap)) == NULL)
-			return NULL;
-		pc->cap = cap;
+	} else if ((pc = calloc(1, sizeof(*pc))) == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
 	}
 	pc->next = NULL;
 	pc->n = n;
-	pc->recs = (struct sf_record *)(pc + 1);
-	struct sf_value *v = (struct sf_value *)(pc->recs + n);
-	char *at = (char *)(v + nv);
-	for (size_t i = 0; i < n; i++) {
-		struct sf_record *r = &pc->recs[i];
-		r->type = str_put(&at, recs[i].type);
-		r->id = str_put(&at, recs[i].id);
-		r->nvalues = recs[i].nvalues;
-		r->values = v;
-		for (size_t k = 0; k < recs[i].nvalues; k++, v++) {
-			*v = recs[i].values[k];
-			v->name = same_name(recs, i, k) ? pc->recs[i - 1].values[k].name
-			                                : str_put(&at, recs[i].values[k].name);
-			v->str = str_put(&at, recs[i].values[k].str);
-		}
+	pc->used = 0;
+	struct name_map *m = malloc(sizeof(*m));
+	int rc = m ? 0 : -1;
+	if (m) {
+		m->nm = 0;
+		memset(m->last_ptr, 0, sizeof(m->last_ptr));
+		rc = page_copy_fill(pc, recs, n, m);
+		free(m);
+	}
+	if (rc) {
+		free(pc->data);
+		free(pc);
+		err_set(e, ERR_NOMEM, "out of memory (or more than %d field names in a page)",
+		        PAGE_NAMES_MAX);
+		return NULL;
 	}
 	return pc;
+}
+
+/* Point pl->name_at[] at the names of pc. */
+static void held_names(struct pull *pl, const struct page_copy *pc)
+{
+	const unsigned char *p = pc->data + pc->names;
+	uint32_t nm = get_u32(p);
+	const char *s = (const char *)p + 4;
+	for (uint32_t i = 0; i < nm; i++) {
+		pl->name_at[i] = s;
+		s += strlen(s) + 1;
+	}
+}
+
+/* The held record at *at, into pl->rec; *at moves past it. */
+static int held_record(struct pull *pl, const struct page_copy *pc, size_t *at, struct err *e)
+{
+	const unsigned char *p = pc->data + *at;
+	uint32_t nv = get_u32(p);
+	p += 4;
+	if (nv > pl->vcap) {
+		struct sf_value *v = realloc(pl->vals, nv * sizeof(*v));
+		if (v == NULL)
+			return err_set(e, ERR_NOMEM, "out of memory");
+		pl->vals = v;
+		pl->vcap = nv;
+	}
+	pl->rec.type = (const char *)p;
+	p += strlen(pl->rec.type) + 1;
+	pl->rec.id = (const char *)p;
+	p += strlen(pl->rec.id) + 1;
+	for (uint32_t k = 0; k < nv; k++) {
+		struct sf_value *v = &pl->vals[k];
+		v->name = pl->name_at[p[0]];
+		v->str = NULL;
+		v->b = false;
+		v->num = 0;
+		switch (p[1]) {
+		case HELD_FALSE:
+		case HELD_TRUE:
+			v->type = SF_BOOL;
+			v->b = p[1] == HELD_TRUE;
+			p += 2;
+			break;
+		case HELD_STRING:
+			v->type = SF_STRING;
+			v->str = (const char *)p + 6;
+			p += 6 + get_u32(p + 2) + 1;
+			break;
+		case HELD_NUMBER:
+			v->type = SF_NUMBER;
+			memcpy(&v->num, p + 2, sizeof(v->num));
+			p += 2 + sizeof(v->num);
+			break;
+		default:
+			v->type = SF_NULL;
+			p += 2;
+		}
+	}
+	pl->rec.nvalues = nv;
+	pl->rec.values = pl->vals;
+	*at = (size_t)(p - pc->data);
+	return 0;
 }
 
 /* The pages held are done with: their blocks are kept for the next pages,
@@ -127,10 +281,17 @@ static void drop_pages(struct pull *pl, bool all)
 	pl->head = pl->tail = NULL;
 	while (all && pl->spare) {
 		struct page_copy *next = pl->spare->next;
+		free(pl->spare->data);
 		free(pl->spare);
 		pl->spare = next;
 	}
+	if (all) {
+		free(pl->vals);
+		pl->vals = NULL;
+		pl->vcap = 0;
+	}
 	pl->held = 0;
+	pl->held_bytes = 0;
 	pl->held_pages = 0;
 }
 
@@ -146,9 +307,13 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	if (rc)
 		return rc;
-	for (const struct page_copy *pc = pl->head; pc && rc == 0; pc = pc->next)
+	for (const struct page_copy *pc = pl->head; pc && rc == 0; pc = pc->next) {
+		held_names(pl, pc);
+		size_t at = 0;
 		for (size_t i = 0; i < pc->n && rc == 0; i++) {
-			const struct sf_record *r = &pc->recs[i];
+			if ((rc = held_record(pl, pc, &at, e)))
+				break;
+			const struct sf_record *r = &pl->rec;
 			rc = pl->object == LEDGER_OBJ_CONSENT
 			         ? apply_sf_consent(t, pl->c, r, &pl->page, e)
 			         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, r,
@@ -163,6 +328,7 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 				str_copy(cur.last_id, sizeof(cur.last_id), r->id);
 			}
 		}
+	}
 	if (rc)
 		return rc;
 	cur.pulled += pl->held;
@@ -205,10 +371,10 @@ static int flush_pages(struct pull *pl, struct err *e)
 static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err *e)
 {
 	struct pull *pl = ctx;
-	struct page_copy *pc = page_copy(pl, recs, n);
+	struct page_copy *pc = page_copy(pl, recs, n, e);
 	if (pc == NULL) {
 		pl->cb_failed = true;
-		return err_set(e, ERR_NOMEM, "out of memory");
+		return ERR_NOMEM;
 	}
 	if (pl->head == NULL)
 		pl->held_since = time_now_ms();
@@ -218,10 +384,11 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 		pl->head = pc;
 	pl->tail = pc;
 	pl->held += n;
+	pl->held_bytes += pc->used;
 	pl->held_pages++;
 	int rc = 0;
-	if (pl->held >= BATCH_RECORDS || time_now_ms() - pl->held_since >= BATCH_MS ||
-	    (pl->c->stop && *pl->c->stop))
+	if (pl->held >= BATCH_RECORDS || pl->held_bytes >= BATCH_BYTES ||
+	    time_now_ms() - pl->held_since >= BATCH_MS || (pl->c->stop && *pl->c->stop))
 		rc = flush_pages(pl, e);
 	if (rc == 0 && pl->c->stop && *pl->c->stop)
 		rc = err_set(e, ERR_RETRY, "stopped by a signal after page %llu (committed)",

@@ -129,8 +129,8 @@ int ledger_person_get(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
                       struct ledger_person *out, struct err *e)
 {
 	MDB_val v;
-	int rc = db_cursor_get(t, &t->persons_cur, t->l->persons, key, LEDGER_KEY_LEN, &v, "person",
-	                       e);
+	int rc =
+	    db_cursor_get(t, &t->persons_cur, t->l->persons, key, LEDGER_KEY_LEN, &v, "person", e);
 	if (rc)
 		return rc;
 	if (ent_person_decode(&v, out))
@@ -258,7 +258,8 @@ int ledger_record_get(struct ledger_txn *t, int object, const char *id, struct l
 	uint8_t k[1 + LEDGER_ID_MAX];
 	size_t kl = recref_key(k, object, id);
 	MDB_val v;
-	int rc = db_cursor_get(t, &t->records_cur, t->l->records, k, kl, &v, "Salesforce record", e);
+	int rc =
+	    db_cursor_get(t, &t->records_cur, t->l->records, k, kl, &v, "Salesforce record", e);
 	if (rc)
 		return rc;
 	if (ent_record_decode(&v, out))

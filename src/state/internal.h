@@ -49,10 +49,10 @@ struct ledger_txn {
 };
 
 /* db_get and db_put through *cur when the transaction keeps cursors. */
-int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
-                  size_t klen, MDB_val *out, const char *what, struct err *e);
-int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
-                  size_t klen, const void *data, size_t len, const char *what, struct err *e);
+int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  MDB_val *out, const char *what, struct err *e);
+int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  const void *data, size_t len, const char *what, struct err *e);
 
 /* The chain head (seq then hash, 40 bytes): *found 0 on an empty chain. */
 int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e);

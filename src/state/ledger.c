@@ -96,8 +96,8 @@ static int txn_cursor(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, struc
 	return rc ? ledger_mdb_error(t, rc, "open a cursor", e) : 0;
 }
 
-int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
-                  size_t klen, MDB_val *out, const char *what, struct err *e)
+int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  MDB_val *out, const char *what, struct err *e)
 {
 	if (!t->cache)
 		return db_get(t, dbi, key, klen, out, what, e);
@@ -113,8 +113,8 @@ int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const voi
 	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
 }
 
-int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key,
-                  size_t klen, const void *data, size_t len, const char *what, struct err *e)
+int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  const void *data, size_t len, const char *what, struct err *e)
 {
 	if (!t->cache)
 		return db_put(t, dbi, key, klen, data, len, 0, what, e);
