@@ -8,6 +8,7 @@
  * strings, paired surrogates) and refuses anything else, so that a cut-off
  * or damaged page is never taken for a whole one. Nested objects and arrays
  * inside a record (relationship fields) are checked and skipped. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +71,20 @@ static int string(struct pp *s, char **out)
 		return bad(s, "expected a string");
 	char *r = ++s->p, *w;
 	*out = r;
-	/* until the first escape the string stays where it is: nothing moves */
+	/* until the first escape the string stays where it is: nothing moves.
+	 * Eight bytes at a time while none is a quote, a backslash or a
+	 * control character (each test flags every such byte; a flag may also
+	 * fall on a byte that is none, and the bytewise loop then decides) */
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	while (s->end - r >= 8) {
+		uint64_t x, q, b;
+		memcpy(&x, r, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
+			break;
+		r += 8;
+	}
 	while (r < s->end && *r != '"' && *r != '\\' && (unsigned char)*r >= 0x20)
 		r++;
 	w = r;
@@ -170,14 +184,15 @@ static int string(struct pp *s, char **out)
 	return bad(s, "unterminated string");
 }
 
-static int literal(struct pp *s, const char *word)
+static int literal_n(struct pp *s, const char *word, size_t n)
 {
-	size_t n = strlen(word);
 	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
 		return bad(s, "bad literal");
 	s->p += n;
 	return 0;
 }
+
+#define literal(s, word) literal_n(s, word, sizeof(word) - 1)
 
 static int number(struct pp *s, double *out)
 {
@@ -365,7 +380,7 @@ static int record(struct pp *s)
 			struct sf_value *v = &pg->vals[pg->nvals];
 			if (rec->nvalues < prev_n) {
 				const char *pn = pg->vals[start - prev_n + rec->nvalues].name;
-				if (strcmp(pn, name) == 0)
+				if (pn[0] == name[0] && strcmp(pn, name) == 0)
 					name = (char *)pn;
 			}
 			v->name = name;
@@ -461,7 +476,7 @@ int sf_page_parse(char *buf, size_t len, struct sf_page *pg, struct err *e)
 		} else if (strcmp(key, "done") == 0 && s.p < s.end &&
 		           (*s.p == 't' || *s.p == 'f')) {
 			pg->done = *s.p == 't';
-			if ((rc = literal(&s, pg->done ? "true" : "false")))
+			if ((rc = pg->done ? literal(&s, "true") : literal(&s, "false")))
 				return rc;
 		} else if (strcmp(key, "nextRecordsUrl") == 0 && s.p < s.end && *s.p == '"') {
 			if ((rc = string(&s, &pg->next)))
