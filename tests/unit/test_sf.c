@@ -224,6 +224,50 @@ static void test_page_rejects_damage(void **state)
 	}
 }
 
+/* A quote (escaped), a backslash (escaped), an escape sequence and a raw
+ * control character at every offset of a 40-byte string: the scan goes
+ * eight bytes at a time until one of them, and must find each wherever it
+ * falls. The names of the second record are the first record's (one
+ * pointer each). */
+static void test_page_string_offsets(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *raw, *got; /* in the JSON, and unescaped */
+		bool ok;
+	} cases[] = {{"\\\"", "\"", true},          {"\\\\", "\\", true},
+	             {"\\u00e9", "\xc3\xa9", true}, {"\x01", NULL, false},
+	             {"\x1f", NULL, false},         {"\x7f", "\x7f", true},
+	             {"\xc3\xa9", "\xc3\xa9", true}};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+		for (size_t at = 0; at <= 40; at++) {
+			char json[256], want[64];
+			char pad[41];
+			memset(pad, 'x', sizeof(pad));
+			snprintf(json, sizeof(json),
+			         "{\"done\":true,\"records\":[{\"Id\":\"1\",\"V\":\"%.*s%s%.*s\"},"
+			         "{\"Id\":\"2\",\"V\":\"y\"}]}",
+			         (int)at, pad, cases[c].raw, (int)(40 - at), pad);
+			struct sf_page pg = {0};
+			struct err e = {0};
+			int rc = page_of(json, &pg, &e);
+			if (!cases[c].ok) {
+				if (rc == 0)
+					fail_msg("accepted case %zu at %zu: %s", c, at, json);
+				sf_page_free(&pg);
+				continue;
+			}
+			if (rc != 0)
+				fail_msg("refused case %zu at %zu: %s (%s)", c, at, json, e.msg);
+			snprintf(want, sizeof(want), "%.*s%s%.*s", (int)at, pad, cases[c].got,
+			         (int)(40 - at), pad);
+			assert_string_equal(sf_record_get(&pg.recs[0], "V")->str, want);
+			assert_ptr_equal(pg.recs[0].values[1].name, pg.recs[1].values[1].name);
+			assert_string_equal(sf_record_get(&pg.recs[1], "v")->str, "y");
+			sf_page_free(&pg);
+		}
+}
+
 static void test_page_large(void **state)
 {
 	/* enough values to make the arrays grow several times */
@@ -255,7 +299,7 @@ int main(void)
 	    cmocka_unit_test(test_classify),         cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_record_get),       cmocka_unit_test(test_options_checked),
 	    cmocka_unit_test(test_page_parse),       cmocka_unit_test(test_page_rejects_damage),
-	    cmocka_unit_test(test_page_large),
+	    cmocka_unit_test(test_page_large),       cmocka_unit_test(test_page_string_offsets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
