@@ -16,10 +16,12 @@
  * held, or per the pages read in BATCH_MS, whichever comes first. Each
  * commit holds its records and their cursor move together, so a crash loses
  * nothing: the cursor comes back with the data. Local writers wait at most
- * one such commit. A commit dirties leaves all over the persons tree (its
- * keys are keyed hashes), so fewer, larger commits write fewer pages in all:
- * the first pull of 1M records spends a third less CPU in commits of 100,000
- * than of 40,000 (docs/performance.md). */
+ * one such commit (about a second for 100,000 records). A commit dirties
+ * leaves all over the persons tree (its keys are keyed hashes), so fewer,
+ * larger commits write fewer pages in all: a first pull of 1M records took
+ * 1.24-1.28 CPU s per 100,000 in commits of 40,000 and 1.08-1.11 in commits
+ * of 80,000 (docs/performance.md). The held pages are compact (a quarter of
+ * their parsed form), so 100,000 records take about 25 MiB. */
 #define BATCH_RECORDS 100000
 #define BATCH_BYTES   (40u << 20)
 #define BATCH_MS      5000
