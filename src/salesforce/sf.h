@@ -77,8 +77,9 @@ const struct sf_value *sf_record_get(const struct sf_record *r, const char *fiel
 
 /* Called once per page; records and their strings are valid only during
  * the call. A value's name is the same pointer as the name of the previous
- * record's value at the same place when the two are the same name. Return 0 to go on, nonzero (an ERR_* code with e set) to stop:
- * sf_query then returns that code. */
+ * record's value at the same place when the two are the same name. Return
+ * 0 to go on, nonzero (an ERR_* code with e set) to stop: sf_query then
+ * returns that code. */
 typedef int (*sf_page_fn)(void *ctx, const struct sf_record *records, size_t n, struct err *e);
 
 /* Run soql, following nextRecordsUrl to the end; all selects queryAll
