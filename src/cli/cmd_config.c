@@ -74,7 +74,11 @@ static const char check_help[] =
     "  --json     print the result as JSON\n"
     "  --strict   also fail when a configured secret cannot be read (missing file,\n"
     "             wrong mode); without it, unreadable secrets are warnings, so that\n"
-    "             a config can be checked where its secrets are not mounted\n"
+    "             a config can be checked where its secrets are not mounted. With\n"
+    "             purposes mapped to Salesforce's consent objects, it also asks\n"
+    "             Salesforce whether they exist (Data Protection and Privacy on)\n"
+    "             and fails, saying so, when they do not; a Salesforce it cannot\n"
+    "             reach is only a warning\n"
     "  --connect  also log in to Salesforce and describe each configured object:\n"
     "             every field optsync reads must be visible to the integration\n"
     "             user, every field it writes writable, every value of\n"
@@ -82,7 +86,8 @@ static const char check_help[] =
     "             said in plain words with what to change (implies --strict)\n"
     "\n"
     "Exit status: 0 valid; 3 invalid (every error is printed as FILE:LINE: KEY: what);\n"
-    "1 --connect: the login failed or Salesforce lacks what optsync needs.\n";
+    "1 --connect: the login failed or Salesforce lacks what optsync needs; --strict:\n"
+    "Salesforce lacks the consent objects the purposes are mapped to.\n";
 
 static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 {
@@ -177,8 +182,26 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 	cJSON *sf = NULL;
 	int sfrc = 0;
 	struct err sfe = {0};
-	if (connect && !bad)
-		sfrc = conn_check_salesforce(c->cfg, &sf, &sfe);
+	if (connect && !bad) {
+		sfrc = conn_check_salesforce(c->cfg, false, &sf, &sfe);
+	} else if (strict && !bad && conn_consent_objects_used(c->cfg)) {
+		/* the consent objects exist only with Data Protection and Privacy
+		 * on: --strict asks Salesforce about them alone, and an org it
+		 * cannot reach is a warning (--strict works offline otherwise) */
+		if (conn_check_salesforce(c->cfg, true, &sf, &sfe))
+			fprintf(c->errs,
+			        "optsync: warning: purposes are mapped to Salesforce's consent "
+			        "objects, and Salesforce could not be reached to check that they "
+			        "exist (Data Protection and Privacy on): %s\n",
+			        sfe.msg);
+	}
+	if (!connect && sf && !json) {
+		fprintf(c->out,
+		        "\n# salesforce (the consent objects only; --connect checks all)\n");
+		const cJSON *o;
+		cJSON_ArrayForEach(o, cJSON_GetObjectItem(sf, "consent_objects"))
+		    fprintf(c->out, "# %s: %s\n", o->string, o->valuestring);
+	}
 	if (connect && !bad && !json) {
 		fprintf(c->out, "\n# salesforce\n");
 		if (sfrc) {
@@ -204,7 +227,7 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 	if (json) {
 		if (sf)
 			cJSON_AddItemToObject(root, "salesforce", sf);
-		else if (sfrc)
+		else if (sfrc && connect)
 			cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "salesforce"),
 			                        "login", sfe.msg);
 		sf = NULL;
@@ -221,7 +244,7 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		return err_set(e, ERR_CONFIG, "%d unsubscribe link key(s) too short", broken);
 	if (strict && bad)
 		return err_set(e, ERR_CONFIG, "%d secret(s) cannot be read (--strict)", bad);
-	if (sfrc) {
+	if (sfrc && connect) {
 		*e = sfe;
 		return sfrc;
 	}

@@ -132,7 +132,7 @@ static void need_values(struct check *k, const struct config *cfg, const struct 
 	}
 }
 
-int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
+int conn_check_salesforce(const struct config *cfg, bool consent_only, cJSON **out, struct err *e)
 {
 	*out = NULL;
 	struct sf_client *sf = NULL;
@@ -148,7 +148,7 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 	cJSON *objs = cJSON_AddObjectToObject(doc, "objects");
 	struct check k = {cJSON_AddArrayToObject(doc, "problems"), 0};
 	const struct config_fields *f = &cfg->salesforce.fields;
-	for (size_t i = 0; i < cfg->salesforce.nobjects; i++) {
+	for (size_t i = 0; i < (consent_only ? 0 : cfg->salesforce.nobjects); i++) {
 		const char *obj = cfg->salesforce.objects[i];
 		size_t before = (size_t)cJSON_GetArraySize(k.problems), fields_before = k.fields;
 		struct sf_describe *d = NULL;
@@ -188,4 +188,9 @@ int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e)
 	cJSON_AddBoolToObject(doc, "ok", cJSON_GetArraySize(k.problems) == 0);
 	*out = doc;
 	return 0;
+}
+
+bool conn_consent_objects_used(const struct config *cfg)
+{
+	return consent_configured(cfg);
 }

@@ -147,8 +147,12 @@ int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_l
  * *out: {"login","objects":{...},"consent_objects"?:{NAME: "available" |
  * "not available"},"problems":[plain-word strings],"ok"}.
  * Returns 0 with the problems in *out; an error (and *out NULL) when the
- * login itself fails (its message says what to check). Needs no ledger. */
-int conn_check_salesforce(const struct config *cfg, cJSON **out, struct err *e);
+ * login itself fails (its message says what to check). Needs no ledger.
+ * With consent_only, only the consent objects are checked (what
+ * `config check --strict` asks of Salesforce when purposes use them). */
+int conn_check_salesforce(const struct config *cfg, bool consent_only, cJSON **out, struct err *e);
+/* Whether a purpose is mapped to Salesforce's consent objects. */
+bool conn_consent_objects_used(const struct config *cfg);
 
 /* ---- sync ---- */
 

@@ -400,7 +400,10 @@ static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "object", ledger_object_name(q->record.object));
-	cJSON_AddStringToObject(o, "id", q->record.id);
+	if (q->record.object == LEDGER_OBJ_NEW_INDIVIDUAL) /* to create, for that record */
+		cJSON_AddStringToObject(o, "new_individual_for", q->record.id);
+	else
+		cJSON_AddStringToObject(o, "id", q->record.id);
 	cJSON *set = cJSON_AddObjectToObject(o, "set");
 	const struct config_fields *f = &cfg->salesforce.fields;
 	if (q->want.mask & LEDGER_F_OPTED_OUT)

@@ -589,14 +589,42 @@ struct due {
 	size_t total, parked;
 	struct conn_push_list *list; /* dry run: the due pushes (the first DRY_LIST_MAX) */
 	size_t due_total, due_by_object[3];
-	bool nomem; /* the dry run's list could not grow */
+	size_t due_consent; /* dry run: consent rows (and Individuals) due */
+	bool nomem;         /* the dry run's list could not grow */
 };
+
+/* A dry run's list of what would be written now. */
+static int dry_list(struct due *d, const struct ledger_push *q)
+{
+	struct conn_push_list *l = d->list;
+	if (l->n == l->cap && l->cap < DRY_LIST_MAX) {
+		size_t cap = l->cap ? l->cap * 4 : 64;
+		if (cap > DRY_LIST_MAX)
+			cap = DRY_LIST_MAX;
+		struct ledger_push *m = realloc(l->items, cap * sizeof(*m));
+		if (m == NULL) {
+			d->nomem = true;
+			return 1;
+		}
+		l->items = m;
+		l->cap = cap;
+	}
+	if (l->n < l->cap)
+		l->items[l->n++] = *q;
+	return 0;
+}
 
 static int collect_due(const struct ledger_push *q, void *ctx)
 {
 	struct due *d = ctx;
-	if (q->record.object > LEDGER_OBJ_LEAD)
-		return 0; /* a consent row's write: consent_drain's */
+	if (q->record.object > LEDGER_OBJ_LEAD) {
+		/* a consent row's write (or an Individual's): consent_drain's, which a
+		 * dry run does not run; it lists them here */
+		if (d->list == NULL || q->next_try > d->now)
+			return 0;
+		d->due_consent++;
+		return dry_list(d, q);
+	}
 	d->total++;
 	if (q->parked) {
 		/* failed permanently: tried again at next_try (push_park_backoff),
@@ -612,22 +640,7 @@ static int collect_due(const struct ledger_push *q, void *ctx)
 		d->due_total++;
 		if (q->record.object < 3)
 			d->due_by_object[q->record.object]++;
-		struct conn_push_list *l = d->list;
-		if (l->n == l->cap && l->cap < DRY_LIST_MAX) {
-			size_t cap = l->cap ? l->cap * 4 : 64;
-			if (cap > DRY_LIST_MAX)
-				cap = DRY_LIST_MAX;
-			struct ledger_push *m = realloc(l->items, cap * sizeof(*m));
-			if (m == NULL) {
-				d->nomem = true;
-				return 1;
-			}
-			l->items = m;
-			l->cap = cap;
-		}
-		if (l->n < l->cap)
-			l->items[l->n++] = *q;
-		return 0;
+		return dry_list(d, q);
 	}
 	if (d->n == d->cap)
 		return 0;
@@ -640,6 +653,7 @@ static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 	struct due *d = ctx;
 	d->n = d->total = d->parked = 0;
 	d->due_total = d->due_by_object[0] = d->due_by_object[1] = d->due_by_object[2] = 0;
+	d->due_consent = 0;
 	if (d->list)
 		d->list->n = 0; /* the callback may run again */
 	int rc = ledger_push_each(t, collect_due, d, e);
@@ -910,7 +924,11 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		}
 		d.now = time_now_ms();
 		rc = ledger_read(c->l, read_due, &d, e);
-		calls = (d.due_total + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX;
+		/* the consent rows go in calls of their own (at least; creates and
+		 * updates are separate calls) */
+		calls = (d.due_total + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX +
+		        (d.due_consent + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX;
+		d.due_total += d.due_consent;
 		memcpy(by_object, d.due_by_object, sizeof(by_object));
 		goto out;
 	}

@@ -7,6 +7,7 @@ link of a purpose, erasure, and a schema-1 ledger made by an older optsync
 Usage: test_purposes.py OPTSYNC FAKE_SF_PY SOURCE_DIR"""
 import glob
 import json
+import re
 import os
 import pwd
 import shutil
@@ -217,6 +218,25 @@ class Purposes(unittest.TestCase):
         self.assertEqual(doc["salesforce"]["consent_objects"],
                          {"Individual": "not available", "ContactPointTypeConsent": "not available",
                           "DataUsePurpose": "not available"})
+        # --strict asks about the consent objects alone (the hidden checkbox is
+        # --connect's business), and fails saying so in plain words
+        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--strict"],
+                           env=self.s.env, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("consent object ContactPointTypeConsent is not available", p.stderr)
+        self.assertIn("turn on Data Protection and Privacy", p.stderr)
+        self.assertNotIn("Newsletter_Opt_Out__c", p.stderr)
+        self.assertIn("# ContactPointTypeConsent: not available", p.stdout)
+        # a Salesforce it cannot reach is a warning: --strict stays usable offline
+        with open(self.s.config) as f:
+            text = f.read()
+        offline = os.path.join(os.path.dirname(self.s.config), "offline.toml")
+        with open(offline, "w") as f:
+            f.write(re.sub(r'login_url = "[^"]*"', 'login_url = "http://127.0.0.1:9"', text))
+        p = subprocess.run([OPTSYNC, "-c", offline, "config", "check", "--strict"],
+                           env=self.s.env, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("could not be reached to check that they exist", p.stderr)
 
     def test_export_and_erasure(self):
         e = "exported@example.com"
@@ -524,6 +544,14 @@ class ConsentObjects(unittest.TestCase):
         ind, cid = self.person("rows@example.com")
         e.sync()
         e.json("optout", "rows@example.com", "--purpose", "offers")
+        # a dry run lists the row it would write, and writes nothing
+        p = e.run("sync", "--once", "--dry-run", "--json")
+        d = json.loads(p.stdout)
+        self.assertEqual(d["pushes"]["would_push"], 1)
+        self.assertEqual([(x["object"], x["id"], x["set"]) for x in d["would_push"]],
+                         [("Individual", ind,
+                           {"ContactPointTypeConsent[Offers].PrivacyConsentStatus": "OptOut"})])
+        self.assertEqual(self.rows(ind), [])
         e.ctl("POST", "requests")
         r = e.sync()
         rows = self.rows(ind)
