@@ -198,43 +198,37 @@ class Purposes(unittest.TestCase):
     def test_config_check_connect(self):
         """The connection check names a purpose's missing checkbox, and says in
         plain words that the consent objects are missing (Data Protection and
-        Privacy is off in the fake org, as in many real ones)."""
+        Privacy is off in the fake org, as in many real ones). --strict asks
+        about the consent objects alone (the hidden checkbox is --connect's
+        business), and fails saying so too."""
         hide = ["Newsletter_Opt_Out__c"]
         self.s.ctl("POST", "config", {"hidden_fields": {"Contact": hide, "Lead": hide}})
         self.addCleanup(self.s.ctl, "POST", "config", {"hidden_fields": {}})
-        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--connect"],
-                           env=self.s.env, capture_output=True, text=True)
-        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
-        self.assertIn("Contact has no field Newsletter_Opt_Out__c", p.stderr)
-        self.assertIn("Lead has no field Newsletter_Opt_Out__c", p.stderr)
-        self.assertIn("purpose 'newsletter' maps to it", p.stderr)
-        self.assertIn("consent object ContactPointTypeConsent is not available", p.stderr)
-        self.assertIn("turn on Data Protection and Privacy", p.stderr)
-        self.assertIn("purpose 'offers'", p.stderr)
-        self.assertIn("# ContactPointTypeConsent: not available", p.stdout)
-        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--connect",
-                            "--json"], env=self.s.env, capture_output=True, text=True)
-        doc = json.loads(p.stdout)
+
+        def check(*args, config=self.s.config):
+            return subprocess.run([OPTSYNC, "-c", config, "config", "check", *args],
+                                  env=self.s.env, capture_output=True, text=True)
+        for flag, checkbox in (("--connect", True), ("--strict", False)):
+            p = check(flag)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertEqual("Contact has no field Newsletter_Opt_Out__c" in p.stderr, checkbox)
+            self.assertEqual("Lead has no field Newsletter_Opt_Out__c" in p.stderr, checkbox)
+            self.assertEqual("purpose 'newsletter' maps to it" in p.stderr, checkbox)
+            self.assertIn("consent object ContactPointTypeConsent is not available", p.stderr)
+            self.assertIn("turn on Data Protection and Privacy", p.stderr)
+            self.assertIn("purpose 'offers'", p.stderr)
+            self.assertIn("# ContactPointTypeConsent: not available", p.stdout)
+        doc = json.loads(check("--connect", "--json").stdout)
         self.assertEqual(doc["salesforce"]["consent_objects"],
                          {"Individual": "not available", "ContactPointTypeConsent": "not available",
                           "DataUsePurpose": "not available"})
-        # --strict asks about the consent objects alone (the hidden checkbox is
-        # --connect's business), and fails saying so in plain words
-        p = subprocess.run([OPTSYNC, "-c", self.s.config, "config", "check", "--strict"],
-                           env=self.s.env, capture_output=True, text=True)
-        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
-        self.assertIn("consent object ContactPointTypeConsent is not available", p.stderr)
-        self.assertIn("turn on Data Protection and Privacy", p.stderr)
-        self.assertNotIn("Newsletter_Opt_Out__c", p.stderr)
-        self.assertIn("# ContactPointTypeConsent: not available", p.stdout)
         # a Salesforce it cannot reach is a warning: --strict stays usable offline
         with open(self.s.config) as f:
             text = f.read()
         offline = os.path.join(os.path.dirname(self.s.config), "offline.toml")
         with open(offline, "w") as f:
             f.write(re.sub(r'login_url = "[^"]*"', 'login_url = "http://127.0.0.1:9"', text))
-        p = subprocess.run([OPTSYNC, "-c", offline, "config", "check", "--strict"],
-                           env=self.s.env, capture_output=True, text=True)
+        p = check("--strict", config=offline)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("could not be reached to check that they exist", p.stderr)
 
