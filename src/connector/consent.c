@@ -224,9 +224,8 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	struct ledger_recref ref = {LEDGER_OBJ_CONSENT, ""};
 	snprintf(ref.id, sizeof(ref.id), "%s", r->id);
 	int64_t now = time_now_ms();
-	const struct sf_value *lm = sf_record_get(r, "LastModifiedDate");
-	int64_t changed = now;
-	if (lm && lm->type == SF_STRING && time_parse(lm->str, &changed))
+	int64_t changed = record_time(r, "LastModifiedDate");
+	if (changed == 0)
 		changed = now;
 	if (now_status == LEDGER_PURPOSE_OUT && cur.status != LEDGER_PURPOSE_OUT) {
 		/* P1: an opt-out of the purpose made in Salesforce */

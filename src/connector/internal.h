@@ -285,6 +285,8 @@ void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, 
 /* Whether a and b hold the same values in the groups of group
  * (LEDGER_F_AUTH_TYPE, LEDGER_F_SOURCE_TYPE). */
 int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group);
+/* The time (ms) in r's field name, or 0 when it has none or it is not one. */
+int64_t record_time(const struct sf_record *r, const char *name);
 /* The facts a Salesforce record holds, as of now; invalid gets the groups
  * (LEDGER_F_AUTH_TYPE.. / LEDGER_F_SOURCE_TYPE..) whose values are not
  * valid, raw the offending value. */

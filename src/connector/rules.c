@@ -506,7 +506,7 @@ static void copy_str(char *dst, size_t cap, const struct sf_record *r, const cha
 /* A record's SystemModstamp, LastModifiedDate and CreatedDate are often the
  * same text, as are those of records saved in the same second: the last
  * text parsed (per thread) is not parsed again. */
-static int64_t time_of(const struct sf_record *r, const char *name)
+int64_t record_time(const struct sf_record *r, const char *name)
 {
 	static _Thread_local char last[40];
 	static _Thread_local int64_t last_ms;
@@ -763,8 +763,8 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = 0;
 	int64_t now = time_now_ms();
-	int64_t modstamp = time_of(r, "SystemModstamp");
-	int64_t sf_changed = time_of(r, "LastModifiedDate");
+	int64_t modstamp = record_time(r, "SystemModstamp");
+	int64_t sf_changed = record_time(r, "LastModifiedDate");
 	if (sf_changed == 0)
 		sf_changed = modstamp;
 	struct ledger_recref ref = {(uint8_t)object, ""};
@@ -988,7 +988,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	rec->seen = *sf;
 	memcpy(rec->person, p->key, LEDGER_KEY_LEN);
 	rec->modstamp = modstamp;
-	rec->sf_created = time_of(r, "CreatedDate");
+	rec->sf_created = record_time(r, "CreatedDate");
 	rec->sf_modified = sf_changed;
 	if (!(p->flags & LEDGER_PERSON_ERASED)) {
 		copy_str(rec->first_name, sizeof(rec->first_name), r, "FirstName");

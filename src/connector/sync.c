@@ -26,7 +26,7 @@
 #define BATCH_BYTES   (40u << 20)
 #define BATCH_MS      5000
 
-/* A page kept past its callback, compactly (a third of the parsed form):
+/* A page kept past its callback, compactly (a quarter of the parsed form):
  * its field names once, then each record as
  *   u32 nvalues, type NUL, id NUL, and per value: u8 name, u8 kind, then
  *   a string's u32 length and bytes with their NUL, or a number's 8 bytes.
@@ -41,6 +41,17 @@ struct page_copy {
 
 enum { HELD_NULL, HELD_FALSE, HELD_TRUE, HELD_STRING, HELD_NUMBER };
 #define PAGE_NAMES_MAX 255 /* a value's name is a byte */
+
+/* The names of the page being copied (nm of them). The records of a page
+ * name the same fields in the same order, and the parse shares such a name
+ * with the previous record (one pointer): last_ptr[k] and last_idx[k]
+ * remember the pointer at place k and its index. */
+struct name_map {
+	const char *names[PAGE_NAMES_MAX];
+	unsigned nm;
+	const char *last_ptr[PAGE_NAMES_MAX];
+	unsigned char last_idx[PAGE_NAMES_MAX];
+};
 
 struct pull {
 	struct conn *c;
@@ -62,6 +73,7 @@ struct pull {
 	struct sf_value *vals;
 	size_t vcap;
 	const char *name_at[PAGE_NAMES_MAX];
+	struct name_map map; /* the page being copied */
 };
 
 static int held_room(struct page_copy *pc, size_t more)
@@ -101,17 +113,7 @@ static uint32_t get_u32(const unsigned char *p)
 	return u;
 }
 
-/* The index of name among the page's names so far (nm of them, at names[]),
- * added if new. The records of a page name the same fields in the same
- * order, and the parse shares such a name with the previous record (one
- * pointer): last[k] remembers the pointer and index at place k. */
-struct name_map {
-	const char *names[PAGE_NAMES_MAX];
-	unsigned nm;
-	const char *last_ptr[PAGE_NAMES_MAX];
-	unsigned char last_idx[PAGE_NAMES_MAX];
-};
-
+/* The index of name among m's names, added if new. */
 static int name_index(struct name_map *m, size_t k, const char *name)
 {
 	if (k < PAGE_NAMES_MAX && m->last_ptr[k] == name)
@@ -191,15 +193,9 @@ static struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs
 	pc->next = NULL;
 	pc->n = n;
 	pc->used = 0;
-	struct name_map *m = malloc(sizeof(*m));
-	int rc = m ? 0 : -1;
-	if (m) {
-		m->nm = 0;
-		memset(m->last_ptr, 0, sizeof(m->last_ptr));
-		rc = page_copy_fill(pc, recs, n, m);
-		free(m);
-	}
-	if (rc) {
+	pl->map.nm = 0;
+	memset(pl->map.last_ptr, 0, sizeof(pl->map.last_ptr));
+	if (page_copy_fill(pc, recs, n, &pl->map)) {
 		free(pc->data);
 		free(pc);
 		err_set(e, ERR_NOMEM, "out of memory (or more than %d field names in a page)",
@@ -320,12 +316,9 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			         ? apply_sf_consent(t, pl->c, r, &pl->page, e)
 			         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, r,
 			                           &pl->page, e);
-			const struct sf_value *ms = sf_record_get(r, "SystemModstamp");
-			int64_t m;
-			if (rc == 0 && ms && ms->type == SF_STRING &&
-			    time_parse(ms->str, &m) == 0 &&
-			    (m > cur.modstamp ||
-			     (m == cur.modstamp && strcmp(r->id, cur.last_id) > 0))) {
+			int64_t m = rc ? 0 : record_time(r, "SystemModstamp");
+			if (m && (m > cur.modstamp ||
+			          (m == cur.modstamp && strcmp(r->id, cur.last_id) > 0))) {
 				cur.modstamp = m;
 				str_copy(cur.last_id, sizeof(cur.last_id), r->id);
 			}

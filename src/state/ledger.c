@@ -157,7 +157,7 @@ static int meta_write_u64(struct ledger_txn *t, const char *name, uint64_t v, st
 	return db_put(t, t->l->meta, name, strlen(name), b, 8, 0, name, e);
 }
 
-/* The transaction's slot for name, read in on first use; NULL when the
+/* The transaction's slot for name, read in on first use; -1 when the
  * transaction keeps none (or has no room: then the tree is used). */
 static int meta_slot(struct ledger_txn *t, const char *name, int *slot, struct err *e)
 {
@@ -227,10 +227,15 @@ int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err
 	return 0;
 }
 
+static int head_write(struct ledger_txn *t, const uint8_t head[40], struct err *e)
+{
+	return db_put(t, t->l->meta, "chain_head", 10, head, 40, 0, "chain head", e);
+}
+
 int chain_head_put(struct ledger_txn *t, const uint8_t head[40], struct err *e)
 {
 	if (!t->cache)
-		return db_put(t, t->l->meta, "chain_head", 10, head, 40, 0, "chain head", e);
+		return head_write(t, head, e);
 	memcpy(t->head_v, head, 40);
 	t->head = 2;
 	t->head_dirty = true;
@@ -245,7 +250,7 @@ static int txn_flush(struct ledger_txn *t, struct err *e)
 		if (t->slot[i].dirty)
 			rc = meta_write_u64(t, t->slot[i].name, t->slot[i].v, e);
 	if (rc == 0 && t->head_dirty)
-		rc = db_put(t, t->l->meta, "chain_head", 10, t->head_v, 40, 0, "chain head", e);
+		rc = head_write(t, t->head_v, e);
 	return rc;
 }
 
