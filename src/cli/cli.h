@@ -52,6 +52,8 @@ typedef struct cJSON cJSON;
 int cli_conn(struct cli *c, bool create, struct conn **out, struct err *e);
 /* Print doc as JSON (--json) or as indented "key: value" text. */
 void cli_print(struct cli *c, int json, const cJSON *doc);
+/* A use case's answer: doc printed when rc is 0, freed either way; rc. */
+int cli_print_doc(struct cli *c, int json, int rc, cJSON *doc);
 /* Admin credentials from OPTSYNC_ADMIN / OPTSYNC_ADMIN_TOKEN, or a no-echo
  * prompt on a terminal, checked against [[admins]]; fills *who. email, when
  * given, is where a refusal is recorded. */

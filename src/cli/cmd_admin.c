@@ -168,11 +168,8 @@ static int exec_access_list(struct cli *c, int argc, char **argv, struct err *e)
 	rc = cli_admin(c, conn, NULL, &who, name, sizeof(name), e);
 	if (rc == 0)
 		rc = conn_access_list(conn, after, 0, &doc, e);
-	if (rc == 0)
-		cli_print(c, json, doc);
-	cJSON_Delete(doc);
 	conn_close(conn);
-	return rc;
+	return cli_print_doc(c, json, rc, doc);
 }
 
 const struct cli_cmd cmd_access_list = {

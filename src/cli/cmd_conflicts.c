@@ -104,11 +104,8 @@ static int exec_show(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	cJSON *doc = NULL;
 	rc = conn_conflict_show(conn, id, &doc, e);
-	if (rc == 0)
-		cli_print(c, json, doc);
-	cJSON_Delete(doc);
 	conn_close(conn);
-	return rc;
+	return cli_print_doc(c, json, rc, doc);
 }
 
 const struct cli_cmd cmd_conflicts_show = {
@@ -169,11 +166,8 @@ static int exec_resolve(struct cli *c, int argc, char **argv, struct err *e)
 	rc = cli_admin(c, conn, NULL, &who, name, sizeof(name), e);
 	if (rc == 0)
 		rc = conn_conflict_resolve(conn, &who, id, how, &ev, &doc, e);
-	if (rc == 0)
-		cli_print(c, json, doc);
-	cJSON_Delete(doc);
 	conn_close(conn);
-	return rc;
+	return cli_print_doc(c, json, rc, doc);
 }
 
 const struct cli_cmd cmd_conflicts_resolve = {

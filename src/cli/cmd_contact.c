@@ -27,10 +27,7 @@ static int usage_of(int rc)
 
 static int run_doc(struct cli *c, int json, int rc, cJSON *doc)
 {
-	if (rc == 0)
-		cli_print(c, json, doc);
-	cJSON_Delete(doc);
-	return usage_of(rc);
+	return usage_of(cli_print_doc(c, json, rc, doc));
 }
 
 static int exec_optout(struct cli *c, int argc, char **argv, struct err *e)

@@ -158,6 +158,14 @@ void cli_print(struct cli *c, int json, const cJSON *doc)
 	}
 }
 
+int cli_print_doc(struct cli *c, int json, int rc, cJSON *doc)
+{
+	if (rc == 0)
+		cli_print(c, json, doc);
+	cJSON_Delete(doc);
+	return rc;
+}
+
 static int prompt(const char *what, int echo, char *buf, size_t cap)
 {
 	FILE *tty = fopen("/dev/tty", "r+");
