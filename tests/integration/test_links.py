@@ -84,9 +84,10 @@ class Sidecar:
         if token_env:
             assert self.wait(lambda: self.api("GET", "/v1/status")[1]["last_cycle"] is not None)
 
-    def api(self, method, path, body=None):
+    def api(self, method, path, body=None, headers=None):
+        """headers replace the default one (the sidecar's token)."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        headers = {"Authorization": "Bearer " + TOKEN}
+        headers = dict(headers) if headers is not None else {"Authorization": "Bearer " + TOKEN}
         data = json.dumps(body).encode() if body is not None else None
         if data:
             headers["Content-Type"] = "application/json"
