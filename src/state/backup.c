@@ -137,9 +137,13 @@ static int copy_env(struct ledger *l, int fd, bool *compacted, struct err *e)
 {
 	unsigned flags = MDB_CP_COMPACT;
 	for (int tries = 0;; tries++) {
-		pthread_rwlock_rdlock(&l->resize); /* no map growth in this process meanwhile */
+		/* no map growth in this process meanwhile: it waits for the copy
+		 * outside the resize lock, so readers do not queue behind it */
+		ledger_copy_enter(l);
+		pthread_rwlock_rdlock(&l->resize);
 		int rc = mdb_env_copyfd2(l->env, fd, flags);
 		pthread_rwlock_unlock(&l->resize);
+		ledger_copy_leave(l);
 		if (rc == 0) {
 			*compacted = flags == MDB_CP_COMPACT;
 			return 0;

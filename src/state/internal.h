@@ -19,6 +19,17 @@ struct ledger {
 	struct hmac_key *hmac;   /* the key schedule of hmac_key */
 	pthread_rwlock_t resize; /* transactions hold it shared; map growth exclusive */
 	int lock_fd;             /* sync lock, -1 when not held */
+	/* The size of data.mdb, shared by every process that opens it (see
+	 * "map size" in ledger.c): map.lock is flock'ed exclusively while a
+	 * process sets it; data_fd is LMDB's descriptor of data.mdb. */
+	int map_fd, data_fd;
+	uint64_t reserved; /* bytes of data.mdb known to be allocated on disk */
+	bool no_reserve;   /* the file system cannot reserve space (no fallocate) */
+	/* backups copying in this process: map growth waits for them outside
+	 * the resize lock, so that readers do not queue behind it */
+	pthread_mutex_t copy_mu;
+	pthread_cond_t copy_cv;
+	int copies;
 };
 
 /* A write transaction run by ledger_write keeps the meta counters it moves
@@ -80,6 +91,9 @@ int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct e
 /* Another process grew the map: take its size (no transaction of this
  * process may be open; it takes the resize lock exclusively). */
 void ledger_adopt_map_size(struct ledger *l);
+/* Around a copy of the environment (a backup): growth waits for it. */
+void ledger_copy_enter(struct ledger *l);
+void ledger_copy_leave(struct ledger *l);
 
 /* [object byte][id] keys of records and pushes */
 size_t recref_key(uint8_t out[1 + LEDGER_ID_MAX], int object, const char *id);

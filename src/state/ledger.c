@@ -1,5 +1,6 @@
 /* Opening the ledger, transactions, map growth, the sync lock and the
  * HMAC person key. */
+#define _GNU_SOURCE /* fallocate(2): posix_fallocate's fallback writes into the file */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -262,6 +264,265 @@ void ledger_person_key(const struct ledger *l, const char *email, size_t len,
 	sha_hmac(l->hmac, email, len, out);
 }
 
+/* ---- map size ----
+ *
+ * With MDB_WRITEMAP, LMDB sets data.mdb's length to the map size of the
+ * process that opens it or resizes its map (ftruncate), and reads the pages
+ * through the map: a process that maps the file shorter than another has
+ * grown it cuts the file under the other, which then dies of SIGBUS or
+ * writes into pages that are gone. So no process ever asks LMDB for a map
+ * smaller than the file: every size change (opening, growth, adopting
+ * another process's growth) happens under an exclusive flock of map.lock,
+ * and takes the larger of the size wanted and the file's current length.
+ *
+ * A page written through the map into a hole of a sparse file needs a disk
+ * block; on a full disk that is SIGBUS, not an error. So the map is reserved
+ * before it is used (fallocate of the whole length): a full disk shows up
+ * as ENOSPC when the map is set or grows, where it is an error that names
+ * the disk, and writes are refused until the space is there. */
+
+static int map_lock(struct ledger *l)
+{
+	while (flock(l->map_fd, LOCK_EX) != 0)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
+static void map_unlock(struct ledger *l)
+{
+	flock(l->map_fd, LOCK_UN);
+}
+
+static int file_size(int fd, uint64_t *out)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -1;
+	*out = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Allocate [from, to) of fd on disk (extending its length to at least to):
+ * 0, or the errno. EINTR is retried. */
+static int reserve_range(int fd, uint64_t from, uint64_t to)
+{
+	if (to <= from)
+		return 0;
+	int rc;
+	while ((rc = fallocate(fd, 0, (off_t)from, (off_t)(to - from))) != 0 && errno == EINTR)
+		;
+	return rc ? errno : 0;
+}
+
+static int no_space(struct ledger *l, uint64_t need, struct err *e)
+{
+	struct statvfs vfs;
+	unsigned long long avail = 0;
+	if (statvfs(l->path, &vfs) == 0)
+		avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	return err_set(e, ERR_LEDGER,
+	               "no space left on the disk of ledger %s (%llu bytes free; it needs "
+	               "%llu more): writes are refused until space is freed, reads go on",
+	               l->path, avail, (unsigned long long)need);
+}
+
+/* Reserve the map from *size up to want, or as much of it as the disk has
+ * (the step halves down to a megabyte); *size is what is reserved after.
+ * ENOSPC when not even that fits; ENOTSUP/EOPNOTSUPP when the file system
+ * cannot reserve (then nothing is). */
+static int reserve_upto(int fd, uint64_t *size, uint64_t want)
+{
+	uint64_t step = want > *size ? want - *size : 0;
+	while (step > 0) {
+		int rc = reserve_range(fd, *size, *size + step);
+		if (rc == 0) {
+			*size += step;
+			return 0;
+		}
+		if (rc != ENOSPC && rc != EDQUOT)
+			return rc;
+		if (step <= (1u << 20))
+			return ENOSPC;
+		step /= 2;
+	}
+	return 0;
+}
+
+static void reserve_unsupported(struct ledger *l, int rc)
+{
+	if (!l->no_reserve)
+		log_warn("ledger.reserve",
+		         "the file system of ledger %s cannot reserve space (%s): a full disk "
+		         "may stop optsync with SIGBUS instead of an error",
+		         l->path, strerror(rc));
+	l->no_reserve = true;
+}
+
+/* Set the map (resize lock held exclusively, no transaction open in this
+ * process): adopt the file's length when another process made it longer,
+ * else, with grow, double it (up to max_map_size) as far as the disk
+ * allows. */
+static int set_map(struct ledger *l, bool grow, struct err *e)
+{
+	if (map_lock(l) != 0)
+		return err_sys(e, ERR_LEDGER, errno, "ledger %s: cannot lock map.lock", l->path);
+	int rc = 0;
+	MDB_envinfo info;
+	mdb_env_info(l->env, &info);
+	uint64_t cur = info.me_mapsize, fsize, target = cur;
+	if (file_size(l->data_fd, &fsize) != 0) {
+		rc = err_sys(e, ERR_LEDGER, errno, "ledger %s: cannot stat data.mdb", l->path);
+		goto out;
+	}
+	if (fsize > cur) {
+		target = fsize; /* grown (and reserved) by another process */
+		if (l->reserved >= cur)
+			l->reserved = fsize;
+	} else if (grow && cur >= l->max_map_size) {
+		rc = err_set(e, ERR_LEDGER,
+		             "ledger %s is full: it reached state.max_map_size (%llu bytes); "
+		             "nothing written so far was lost, but new writes are refused",
+		             l->path, (unsigned long long)l->max_map_size);
+		goto out;
+	} else if (grow) {
+		uint64_t next = cur > l->max_map_size / 2 ? l->max_map_size : cur * 2;
+		target = next;
+		if (!l->no_reserve) {
+			uint64_t size = fsize;
+			int r = reserve_upto(l->data_fd, &size, next);
+			if (r == ENOSPC || r == EDQUOT) {
+				rc = no_space(l, next - fsize, e);
+				goto out;
+			}
+			if (r)
+				reserve_unsupported(l, r);
+			else
+				target = size;
+			if (r == 0 && l->reserved >= fsize)
+				l->reserved = target;
+		}
+	}
+	if (target != cur) {
+		int mrc = mdb_env_set_mapsize(l->env, (size_t)target);
+		if (mrc)
+			rc = err_set(e, ERR_LEDGER,
+			             "ledger %s: cannot set the map to %llu bytes: %s", l->path,
+			             (unsigned long long)target, mdb_strerror(mrc));
+	}
+out:
+	map_unlock(l);
+	return rc;
+}
+
+/* Growth waits for the backups copying in this process before it takes the
+ * resize lock: a writer waiting for that lock would make every reader (the
+ * suppression checks) wait behind it for the whole copy. */
+static void wait_copies(struct ledger *l)
+{
+	pthread_mutex_lock(&l->copy_mu);
+	while (l->copies > 0)
+		pthread_cond_wait(&l->copy_cv, &l->copy_mu);
+	pthread_mutex_unlock(&l->copy_mu);
+}
+
+void ledger_copy_enter(struct ledger *l)
+{
+	pthread_mutex_lock(&l->copy_mu);
+	l->copies++;
+	pthread_mutex_unlock(&l->copy_mu);
+}
+
+void ledger_copy_leave(struct ledger *l)
+{
+	pthread_mutex_lock(&l->copy_mu);
+	if (--l->copies == 0)
+		pthread_cond_broadcast(&l->copy_cv);
+	pthread_mutex_unlock(&l->copy_mu);
+}
+
+static int resize(struct ledger *l, bool grow, struct err *e)
+{
+	wait_copies(l);
+	pthread_rwlock_wrlock(&l->resize);
+	int rc = set_map(l, grow, e);
+	pthread_rwlock_unlock(&l->resize);
+	return rc;
+}
+
+/* A write needs the whole map reserved; when the opening could not reserve
+ * it (the disk was full), try again, and refuse the write while it cannot. */
+static int ensure_reserved(struct ledger *l, struct err *e)
+{
+	MDB_envinfo info;
+	pthread_rwlock_rdlock(&l->resize);
+	mdb_env_info(l->env, &info);
+	bool ok = l->no_reserve || l->reserved >= info.me_mapsize;
+	pthread_rwlock_unlock(&l->resize);
+	if (ok)
+		return 0;
+	wait_copies(l);
+	pthread_rwlock_wrlock(&l->resize);
+	mdb_env_info(l->env, &info);
+	int rc = 0;
+	if (!l->no_reserve && l->reserved < info.me_mapsize) {
+		int r = reserve_range(l->data_fd, l->reserved, info.me_mapsize);
+		if (r == 0)
+			l->reserved = info.me_mapsize;
+		else if (r == ENOSPC || r == EDQUOT)
+			rc = no_space(l, info.me_mapsize - l->reserved, e);
+		else
+			reserve_unsupported(l, r);
+	}
+	pthread_rwlock_unlock(&l->resize);
+	return rc;
+}
+
+/* Before mdb_env_open (map.lock held): the map size to ask for, never less
+ * than the file, reserved on disk as far as it will go. */
+static int opening_map_size(struct ledger *l, const char *data, uint64_t want, uint64_t *out,
+                            bool *fresh, struct err *e)
+{
+	int fd = open(data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, ERR_LEDGER, errno, "cannot open %s", data);
+	uint64_t fsize;
+	int rc = 0;
+	if (file_size(fd, &fsize) != 0) {
+		rc = err_sys(e, ERR_LEDGER, errno, "cannot stat %s", data);
+		goto out;
+	}
+	*out = want > fsize ? want : fsize;
+	if (fsize == 0) {
+		/* a new ledger: LMDB takes only an empty file for new, so the map
+		 * is reserved once LMDB has written its first pages */
+		l->reserved = 0;
+		*fresh = true;
+		goto out;
+	}
+	/* the file first (a file of an older optsync may have holes), then the
+	 * growth to the size wanted, as far as the disk has room */
+	uint64_t size = 0;
+	int r = reserve_upto(fd, &size, fsize);
+	if (r == 0) {
+		r = reserve_upto(fd, &size, *out);
+		if (r == 0 || r == ENOSPC || r == EDQUOT) {
+			*out = size > fsize ? size : fsize;
+			r = 0;
+		}
+		l->reserved = size;
+	} else if (r == ENOSPC || r == EDQUOT) {
+		l->reserved = size; /* writes wait for ensure_reserved */
+		if (fsize == 0)
+			rc = no_space(l, want, e);
+	} else {
+		reserve_unsupported(l, r);
+	}
+out:
+	close(fd);
+	return rc;
+}
+
 /* ---- opening ---- */
 
 static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
@@ -317,7 +578,10 @@ static int backup_before_migrating(struct ledger *l, struct err *e)
 	MDB_txn *txn;
 	MDB_dbi meta;
 	MDB_val k = {6, (void *)"schema"}, v;
-	if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
+	int rc;
+	while ((rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn)) == MDB_MAP_RESIZED)
+		ledger_adopt_map_size(l);
+	if (rc != 0)
 		return 0; /* the opening transaction reports it */
 	uint64_t version = 0;
 	if (mdb_dbi_open(txn, "meta", 0, &meta) == 0 && mdb_get(txn, meta, &k, &v) == 0 &&
@@ -338,7 +602,7 @@ static int backup_before_migrating(struct ledger *l, struct err *e)
 	snprintf(l->migration_backup, n, "%s.schema%llu-%s.backup", l->path,
 	         (unsigned long long)version, stamp);
 	struct ledger_backup_info info;
-	int rc = ledger_backup_schema(l, l->migration_backup, (uint32_t)version, &info, e);
+	rc = ledger_backup_schema(l, l->migration_backup, (uint32_t)version, &info, e);
 	if (rc) {
 		err_prefix(e,
 		           "before migrating the ledger from schema %llu to %d, a backup of it "
@@ -417,7 +681,9 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	struct ledger *l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	l->lock_fd = -1;
+	l->lock_fd = l->map_fd = -1;
+	pthread_mutex_init(&l->copy_mu, NULL);
+	pthread_cond_init(&l->copy_cv, NULL);
 	pthread_rwlockattr_t attr;
 	pthread_rwlockattr_init(&attr);
 #ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
@@ -459,13 +725,36 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		goto out;
 	}
 
-	if ((rc = mdb_env_create(&l->env)) || (rc = mdb_env_set_maxdbs(l->env, MAX_DBS)) ||
-	    (rc = mdb_env_set_mapsize(l->env, (size_t)opt->map_size))) {
-		rc = ledger_mdb_error(NULL, rc, "create environment", e);
+	char lockpath[4096];
+	n = snprintf(lockpath, sizeof(lockpath), "%s/map.lock", opt->path);
+	if (n < 0 || (size_t)n >= sizeof(lockpath)) {
+		rc = err_set(e, ERR_LEDGER, "ledger path too long: %s", opt->path);
 		goto out;
 	}
-	rc = mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP, 0600);
-	if (rc) {
+	l->map_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (l->map_fd < 0) {
+		rc = err_sys(e, ERR_LEDGER, errno, "cannot open %s", lockpath);
+		goto out;
+	}
+	if (map_lock(l) != 0) {
+		rc = err_sys(e, ERR_LEDGER, errno, "cannot lock %s", lockpath);
+		goto out;
+	}
+	uint64_t mapsize = 0;
+	int mrc = 0;
+	bool fresh = false;
+	rc = opening_map_size(l, data, opt->map_size, &mapsize, &fresh, e);
+	if (rc == 0 &&
+	    ((rc = mdb_env_create(&l->env)) || (rc = mdb_env_set_maxdbs(l->env, MAX_DBS)) ||
+	     (rc = mdb_env_set_mapsize(l->env, (size_t)mapsize))))
+		rc = ledger_mdb_error(NULL, rc, "create environment", e);
+	if (rc == 0)
+		mrc =
+		    mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP, 0600);
+	map_unlock(l);
+	if (rc)
+		goto out;
+	if ((rc = mrc)) {
 		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
 			rc = err_set(e, ERR_LEDGER,
 			             "ledger %s is corrupt or not an optsync ledger (%s)",
@@ -477,10 +766,17 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	}
 	int dead = 0;
 	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
+	mdb_filehandle_t dfd;
+	mdb_env_get_fd(l->env, &dfd);
+	l->data_fd = dfd;
+	if (fresh && (rc = ensure_reserved(l, e)))
+		goto out; /* a new ledger on a full disk: its first write needs room */
 
 	if (!opt->no_migration_backup && (rc = backup_before_migrating(l, e)))
 		goto out;
-	rc = mdb_txn_begin(l->env, NULL, 0, &txn);
+	/* another process may grow the file between the open and this */
+	while ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
+		ledger_adopt_map_size(l);
 	if (rc) {
 		rc = ledger_mdb_error(NULL, rc, "begin", e);
 		goto out;
@@ -494,7 +790,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 			rc = ERR_LEDGER;
 		goto out;
 	}
-	int mrc = mdb_txn_commit(txn);
+	mrc = mdb_txn_commit(txn);
 	if (mrc) {
 		rc = ledger_mdb_error(NULL, mrc, "commit", e);
 		goto out;
@@ -521,6 +817,10 @@ void ledger_close(struct ledger *l)
 	sha_hmac_key_free(l->hmac);
 	OPENSSL_cleanse(l->hmac_key, sizeof(l->hmac_key));
 	pthread_rwlock_destroy(&l->resize);
+	pthread_mutex_destroy(&l->copy_mu);
+	pthread_cond_destroy(&l->copy_cv);
+	if (l->map_fd >= 0)
+		close(l->map_fd);
 	free(l->path);
 	free(l->migration_backup);
 	free(l);
@@ -531,33 +831,13 @@ void ledger_close(struct ledger *l)
 /* Another process grew the map: adopt its size. */
 void ledger_adopt_map_size(struct ledger *l)
 {
-	pthread_rwlock_wrlock(&l->resize);
-	mdb_env_set_mapsize(l->env, 0);
-	pthread_rwlock_unlock(&l->resize);
+	struct err ignored;
+	resize(l, false, &ignored);
 }
 
 static int grow_map(struct ledger *l, struct err *e)
 {
-	pthread_rwlock_wrlock(&l->resize);
-	MDB_envinfo info;
-	mdb_env_info(l->env, &info);
-	uint64_t cur = info.me_mapsize;
-	int rc = 0;
-	if (cur >= l->max_map_size) {
-		rc = err_set(e, ERR_LEDGER,
-		             "ledger %s is full: it reached state.max_map_size (%llu bytes); "
-		             "nothing written so far was lost, but new writes are refused",
-		             l->path, (unsigned long long)l->max_map_size);
-	} else {
-		uint64_t next = cur > l->max_map_size / 2 ? l->max_map_size : cur * 2;
-		int mrc = mdb_env_set_mapsize(l->env, (size_t)next);
-		if (mrc)
-			rc = err_set(e, ERR_LEDGER,
-			             "ledger %s: cannot grow the map to %llu bytes: %s", l->path,
-			             (unsigned long long)next, mdb_strerror(mrc));
-	}
-	pthread_rwlock_unlock(&l->resize);
-	return rc;
+	return resize(l, true, e);
 }
 
 /* Before a write: a map more than half used (its high-water page, free
@@ -582,8 +862,12 @@ static void grow_ahead(struct ledger *l)
 
 static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct err *e)
 {
-	if (write)
+	if (write) {
+		int rc = ensure_reserved(l, e);
+		if (rc)
+			return rc;
 		grow_ahead(l);
+	}
 	for (;;) {
 		pthread_rwlock_rdlock(&l->resize);
 		struct ledger_txn t = {.l = l, .write = write, .cache = write != 0};

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "state/codec.h"
@@ -774,6 +775,84 @@ static void test_map_growth_and_limit(void **state)
 	ledger_close(l);
 }
 
+static uint64_t data_size(void)
+{
+	char path[128];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+/* Other processes open the ledger with a map_size smaller than the file a
+ * writer has grown, read and write beside it: the file never shrinks (with
+ * MDB_WRITEMAP LMDB sets the file's length to the map of whoever opens it),
+ * the writer never dies of SIGBUS, and every write of every process is
+ * there at the end. */
+static void test_open_never_shrinks(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 64 << 20);
+	struct fill_ctx f = {l, 0};
+	struct err e = {0};
+	uint64_t st[2];
+	do {
+		assert_int_equal(ledger_write(l, fill_batch, &f, &e), 0);
+		f.batch++;
+		assert_int_equal(ledger_read(l, count_persons, st, &e), 0);
+	} while (st[1] < (4u << 20));
+	uint64_t size = data_size(), children = 0;
+	pid_t pids[8];
+	for (int c = 0; c < 8; c++) {
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0) {
+			struct ledger_options o = {dir, 1 << 20, 64 << 20, false, false};
+			struct ledger *cl;
+			struct err ce = {0};
+			if (ledger_open(&cl, &o, &ce)) {
+				fprintf(stderr, "child open: %s\n", ce.msg);
+				_exit(10);
+			}
+			uint64_t cs[2];
+			struct fill_ctx cf = {cl, 100000 + c};
+			int bad = ledger_read(cl, count_persons, cs, &ce) != 0;
+			if (c % 2 == 0) /* half of them write too */
+				for (int i = 0; !bad && i < 20; i++, cf.batch += 100)
+					bad = ledger_write(cl, fill_batch, &cf, &ce) != 0;
+			if (bad)
+				fprintf(stderr, "child: %s\n", ce.msg);
+			ledger_close(cl);
+			_exit(bad ? 11 : 0);
+		}
+		if (c % 2 == 0)
+			children += 20;
+	}
+	/* the parent writes on while they run */
+	for (int i = 0; i < 40; i++, f.batch++) {
+		assert_int_equal(ledger_write(l, fill_batch, &f, &e), 0);
+		uint64_t now = data_size();
+		assert_true(now >= size);
+		size = now;
+	}
+	for (int c = 0; c < 8; c++) {
+		int status;
+		assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_true(data_size() >= size);
+	assert_int_equal(ledger_read(l, count_persons, st, &e), 0);
+	assert_true(st[0] == ((uint64_t)f.batch + children) * 100);
+	ledger_close(l);
+	/* a later open with the small map_size keeps the file as it is */
+	size = data_size();
+	l = open_ledger(1 << 20, 64 << 20);
+	assert_true(data_size() == size);
+	assert_int_equal(ledger_read(l, count_persons, st, &e), 0);
+	assert_true(st[1] == size);
+	ledger_close(l);
+}
+
 static void test_sync_lock(void **state)
 {
 	struct ledger *l = open_ledger(1 << 20, 1 << 24);
@@ -1234,6 +1313,7 @@ int main(void)
 	    T(test_failed_txn_leaves_nothing),
 	    T(test_schema_newer_and_corrupt),
 	    T(test_map_growth_and_limit),
+	    T(test_open_never_shrinks),
 	    T(test_sync_lock),
 	    T(test_enum_names),
 	    T(test_retention),
