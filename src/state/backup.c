@@ -179,7 +179,14 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 	int64_t start = time_now_ms();
 	struct trailer t = {0};
 	t.schema = schema;
-	int rc = 0;
+	/* a damaged ledger is reported, never copied as good */
+	struct ledger_tree_report tr;
+	int rc = ledger_check_trees(l, &tr, e);
+	if (rc) {
+		if (rc == ERR_LEDGER)
+			err_prefix(e, "no backup was written: ");
+		return rc;
+	}
 	size_t tl = strlen(file) + 32;
 	char *tmp = malloc(tl);
 	if (tmp == NULL)
@@ -419,8 +426,15 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 	}
 	close(out);
 	out = -1;
-	/* open it as optsync will (an older schema is migrated here), and check
-	 * the whole history chain before it takes the ledger's place */
+	/* its trees first (LMDB would follow a damaged page), then open it as
+	 * optsync will (an older schema is migrated here), and check the whole
+	 * history chain before it takes the ledger's place */
+	struct ledger_tree_report tr;
+	if ((rc = ledger_check_file(data, &tr, e))) {
+		if (rc == ERR_LEDGER)
+			err_prefix(e, "the backup %s is damaged, nothing was restored: ", file);
+		goto out;
+	}
 	struct ledger_options so = *opt;
 	so.no_migration_backup = true; /* the file is the backup */
 	so.path = staging;

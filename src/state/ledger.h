@@ -388,6 +388,27 @@ int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err
 int ledger_verify_at(struct ledger *l, uint64_t at, struct ledger_verify_report *rep,
                      struct err *e);
 
+/* The B-trees themselves (walk.c): every page of every table read from the
+ * file with each bound checked before it is followed (page numbers, kinds,
+ * node offsets, key order within the bounds of the branch above, depths,
+ * overflow lengths, each page used once, the counts each table's header
+ * states), and every stored value decoded as its table's entity. */
+struct ledger_tree_report {
+	uint64_t pages;        /* branch, leaf and overflow pages walked */
+	uint64_t entries;      /* records in them */
+	uint64_t free_pages;   /* pages on LMDB's free list */
+	uint64_t leaked_pages; /* neither: lost space, not lost data */
+	unsigned tables;
+	char damage[256]; /* "tree T, page N: what", when damaged */
+};
+/* Check the ledger's trees as of a read transaction. ERR_LEDGER, the
+ * damage in the message and in rep->damage, when a tree is damaged;
+ * ERR_NOMEM when memory ran out (no verdict); ERR_BUSY when writes went on
+ * so fast that no snapshot could be read. */
+int ledger_check_trees(struct ledger *l, struct ledger_tree_report *rep, struct err *e);
+/* The same for a closed ledger's data.mdb (its newest snapshot). */
+int ledger_check_file(const char *data_mdb, struct ledger_tree_report *rep, struct err *e);
+
 /* ---- backups (backup.c) ---- */
 
 /* A backup file is LMDB's compacted copy of the ledger followed by a

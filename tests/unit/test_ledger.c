@@ -853,6 +853,146 @@ static void test_open_never_shrinks(void **state)
 	ledger_close(l);
 }
 
+/* ---- the trees' check ---- */
+
+static void flip(const char *path, long off, uint8_t mask)
+{
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= mask;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static uint16_t page_flags(const char *path, long pg)
+{
+	int fd = open(path, O_RDONLY);
+	uint8_t h[16] = {0};
+	assert_int_equal(pread(fd, h, 16, pg * 4096), 16);
+	close(fd);
+	return (uint16_t)(h[10] | h[11] << 8);
+}
+
+/* Damage inside B-tree pages (headers, node offsets, keys, child page
+ * numbers) is found by the walk and named; no flip makes it crash; a ledger
+ * whose trees are damaged is not backed up. */
+static void test_trees_damage(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 64 << 20);
+	struct fill_ctx f = {l, 0};
+	struct err e = {0};
+	for (int i = 0; i < 30; i++, f.batch++)
+		assert_int_equal(ledger_write(l, fill_batch, &f, &e), 0);
+	struct ledger_tree_report rep;
+	assert_int_equal(ledger_check_trees(l, &rep, &e), 0);
+	assert_true(rep.tables >= 9);
+	assert_true(rep.entries >= 3000);
+	assert_true(rep.pages > 100);
+	assert_int_equal(rep.leaked_pages, 0);
+	assert_true(rep.free_pages > 0);
+	/* a compacted copy has no free pages: every branch and leaf in it is
+	 * in a tree, so a flip in any of them is damage */
+	char data[200], bak[160], copy[160];
+	struct ledger_backup_info info;
+	struct ledger_verify_report vrep;
+	snprintf(bak, sizeof(bak), "%s.bak", dir);
+	snprintf(copy, sizeof(copy), "%s.copy", dir);
+	snprintf(data, sizeof(data), "%s/data.mdb", copy);
+	assert_int_equal(ledger_backup(l, bak, &info, &e), 0);
+	ledger_close(l);
+	struct ledger_options co = {copy, 1 << 20, 64 << 20, true, false};
+	assert_int_equal(ledger_restore(bak, &co, &info, &vrep, &e), 0);
+	assert_int_equal(ledger_check_file(data, &rep, &e), 0);
+	assert_int_equal(rep.free_pages, 0);
+	struct stat st;
+	assert_int_equal(stat(data, &st), 0);
+	long npages = (long)(st.st_size / 4096);
+	/* which pages are branches and leaves */
+	long leafs[64], branches[16];
+	int nl = 0, nb = 0;
+	for (long pg = 2; pg < npages; pg++) {
+		uint16_t fl = page_flags(data, pg) & ~0x10;
+		if (fl == 0x02 && nl < 64)
+			leafs[nl++] = pg;
+		else if (fl == 0x01 && nb < 16)
+			branches[nb++] = pg;
+	}
+	assert_true(nl > 8 && nb > 0);
+	/* each structural flip, undone after it is checked */
+	struct {
+		long off;
+		uint8_t mask;
+		const char *what;
+	} flips[] = {
+	    {10, 0x04, "not a branch or leaf"}, /* the page's kind */
+	    {0, 0x01, "its header says page"},  /* its number */
+	    {12, 0x40, "page"},                 /* lower: more nodes than there are */
+	    {14, 0x80, "page"},                 /* upper */
+	    {16, 0x01, "outside the page"},     /* the first node's offset: odd */
+	};
+	long targets[] = {leafs[nl / 2], branches[0]};
+	for (size_t t = 0; t < 2; t++)
+		for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+			long off = targets[t] * 4096 + flips[i].off;
+			flip(data, off, flips[i].mask);
+			if (ledger_check_file(data, &rep, &e) != ERR_LEDGER)
+				fail_msg("page %ld flip %zu not found", targets[t], i);
+			if (strstr(e.msg, flips[i].what) == NULL)
+				fail_msg("page %ld flip %zu: %s", targets[t], i, e.msg);
+			assert_non_null(strstr(e.msg, "damaged"));
+			assert_non_null(strstr(rep.damage, "page"));
+			flip(data, off, flips[i].mask);
+		}
+	assert_int_equal(ledger_check_file(data, &rep, &e), 0);
+	/* a child page number in a branch: the node's low word */
+	{
+		int fd = open(data, O_RDONLY);
+		uint8_t pgb[4096];
+		assert_int_equal(pread(fd, pgb, 4096, branches[0] * 4096), 4096);
+		close(fd);
+		unsigned nodeoff = pgb[18] | pgb[19] << 8; /* the second node */
+		long off = branches[0] * 4096 + nodeoff;
+		flip(data, off, 0x7f);
+		assert_int_equal(ledger_check_file(data, &rep, &e), ERR_LEDGER);
+		flip(data, off, 0x7f);
+	}
+	/* random flips anywhere in tree pages: never a crash, and most found */
+	unsigned seed = 12345, found = 0, tries = 400;
+	for (unsigned i = 0; i < tries; i++) {
+		seed = seed * 1103515245u + 12345u;
+		long pg = (seed >> 8) % 2 ? leafs[(seed >> 12) % nl] : branches[(seed >> 12) % nb];
+		seed = seed * 1103515245u + 12345u;
+		long off = pg * 4096 + (long)((seed >> 8) % 4096);
+		uint8_t mask = (uint8_t)(1u << ((seed >> 20) % 8));
+		flip(data, off, mask);
+		int rc = ledger_check_file(data, &rep, &e);
+		assert_true(rc == 0 || rc == ERR_LEDGER);
+		found += rc == ERR_LEDGER;
+		flip(data, off, mask);
+	}
+	print_message("random flips in tree pages found: %u of %u\n", found, tries);
+	assert_int_equal(ledger_check_file(data, &rep, &e), 0);
+	/* damaged: no backup is written, and the open ledger says so too */
+	flip(data, leafs[1] * 4096 + 10, 0x04);
+	co.create = false;
+	assert_int_equal(ledger_open(&l, &co, &e), 0);
+	assert_int_equal(ledger_check_trees(l, &rep, &e), ERR_LEDGER);
+	unlink(bak);
+	assert_int_equal(ledger_backup(l, bak, &info, &e), ERR_LEDGER);
+	assert_non_null(strstr(e.msg, "no backup was written"));
+	assert_int_not_equal(access(bak, F_OK), 0);
+	ledger_close(l);
+	unlink(data);
+	char lockf[200];
+	snprintf(lockf, sizeof(lockf), "%s/lock.mdb", copy);
+	unlink(lockf);
+	snprintf(lockf, sizeof(lockf), "%s/map.lock", copy);
+	unlink(lockf);
+	rmdir(copy);
+}
+
 static void test_sync_lock(void **state)
 {
 	struct ledger *l = open_ledger(1 << 20, 1 << 24);
@@ -1314,6 +1454,7 @@ int main(void)
 	    T(test_schema_newer_and_corrupt),
 	    T(test_map_growth_and_limit),
 	    T(test_open_never_shrinks),
+	    T(test_trees_damage),
 	    T(test_sync_lock),
 	    T(test_enum_names),
 	    T(test_retention),
