@@ -73,7 +73,7 @@ const struct keyspec key_table[] = {
     {"sync", "resubscribe_policy", K_RESUB, OFF(sync.resubscribe_policy), "revert", 0, -1},
     {"sync", "unready_after", K_DURATION, OFF(sync.unready_after_ms), "10m", 0, -1},
     {"state", "path", K_PATH, OFF(state.path), "./optsync-state", 0, -1},
-    {"state", "map_size", K_SIZE, OFF(state.map_size), "1GiB", 0, -1},
+    {"state", "map_size", K_SIZE, OFF(state.map_size), "64MiB", 0, -1},
     {"state", "max_map_size", K_SIZE, OFF(state.max_map_size), "64GiB", 0, -1},
     {"state", "backup_dir", K_PATH, OFF(state.backup_dir), NULL, 0, -1},
     {"state", "backup_every", K_DURATION, OFF(state.backup_every_ms), "24h", 0, -1},

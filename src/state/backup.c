@@ -341,7 +341,7 @@ int ledger_backup_check(const char *file, struct ledger_backup_info *info, struc
 
 int ledger_remove_dir(const char *dir)
 {
-	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock"};
+	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock", "map.lock"};
 	char p[4096];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		int n = snprintf(p, sizeof(p), "%s/%s", dir, files[i]);

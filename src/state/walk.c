@@ -65,6 +65,7 @@ union entity {
 	struct ledger_change c;
 	struct ledger_conflict f;
 	struct ledger_push u;
+	struct ledger_event v;
 };
 
 struct walk {
@@ -153,6 +154,7 @@ static int leaf(struct walk *w, uint64_t pgno, const uint8_t *k, size_t kl, cons
                 size_t dl, unsigned nflags)
 {
 	MDB_val key = {kl, (void *)k}, val = {dl, (void *)d};
+	uint8_t digest[32];
 	if ((nflags & F_SUBDATA) && w->kind != K_MAIN)
 		return damage(w, pgno, "a tree header inside a table");
 	switch (w->kind) {
@@ -204,9 +206,9 @@ static int leaf(struct walk *w, uint64_t pgno, const uint8_t *k, size_t kl, cons
 		           ? damage(w, pgno, "a push cannot be decoded")
 		           : 0;
 	case K_HISTORY:
-		return ledger_probe_event(k, kl, d, dl)
-		           ? 0
-		           : damage(w, pgno, "an event cannot be decoded");
+		return hist_event_decode(&key, &val, w->scratch, digest)
+		           ? damage(w, pgno, "an event cannot be decoded")
+		           : 0;
 	default:
 		return 0;
 	}

@@ -183,16 +183,20 @@ class Faults(unittest.TestCase):
         self.assert_sides_equal()
 
     def test_ledger_disk_full(self):
+        # the map may not grow past the 16 MiB it has (a smaller map_size
+        # never shrinks the file: the ledger keeps the size it has)
         cfg = open(self.env.config).read().replace('map_size = "16MiB"',
-                                                    'map_size = "1MiB"\nmax_map_size = "1MiB"')
+                                                    'map_size = "1MiB"\nmax_map_size = "16MiB"')
         open(self.env.config, "w").write(cfg)
-        self.env.ctl("POST", "seed", {"contacts": 3000, "seed": 4})
+        size = os.path.getsize(os.path.join(self.env.dir, "state", "data.mdb"))
+        self.env.ctl("POST", "seed", {"contacts": 40000, "seed": 4})
         p = self.env.run("sync", "--once")
         self.assertEqual(p.returncode, 5, p.stderr)
         self.assertIn("full", p.stdout + p.stderr)
+        self.assertEqual(os.path.getsize(os.path.join(self.env.dir, "state", "data.mdb")), size)
         # nothing written so far was lost; more room, and it goes on
-        open(self.env.config, "w").write(cfg.replace('max_map_size = "1MiB"',
-                                                     'max_map_size = "64MiB"'))
+        open(self.env.config, "w").write(cfg.replace('max_map_size = "16MiB"',
+                                                     'max_map_size = "256MiB"'))
         self.converge()
         self.assert_sides_equal()
 
