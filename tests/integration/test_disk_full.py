@@ -56,29 +56,29 @@ def names_the_disk(text, path):
 
 
 class DiskFull(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
+    def setUp(self):
         if os.geteuid() != 0:
             raise unittest.SkipTest("not root: mounting a tmpfs needs root")
-        cls.mnt = tempfile.mkdtemp(prefix="optsync-diskfull-")
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + SIZE, "tmpfs", cls.mnt],
-                           capture_output=True, text=True, timeout=30)
-        if p.returncode != 0:
-            os.rmdir(cls.mnt)
-            raise unittest.SkipTest("mount -t tmpfs failed (exit %d): %s" % (
-                p.returncode, p.stderr.strip()))
-
-    @classmethod
-    def tearDownClass(cls):
-        for args in (["umount", cls.mnt], ["umount", "-l", cls.mnt]):
-            if subprocess.run(args, capture_output=True, timeout=30).returncode == 0:
-                break
-        shutil.rmtree(cls.mnt, ignore_errors=True)
-
-    def setUp(self):
+        self.mnt = tempfile.mkdtemp(prefix="optsync-diskfull-")
+        try:
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + SIZE, "tmpfs", self.mnt],
+                               capture_output=True, text=True, timeout=30)
+            why = "exit %d: %s" % (p.returncode, p.stderr.strip()) if p.returncode else None
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = str(e)
+        if why:
+            os.rmdir(self.mnt)
+            raise unittest.SkipTest("mount -t tmpfs failed (%s)" % why)
+        self.addCleanup(self.unmount)
         self.failures = []
         self.stored = []             # (email, how) answered 2xx / 200
         self.lock = threading.Lock()
+
+    def unmount(self):
+        for args in (["umount", self.mnt], ["umount", "-l", self.mnt]):
+            if subprocess.run(args, capture_output=True, timeout=30).returncode == 0:
+                break
+        shutil.rmtree(self.mnt, ignore_errors=True)
 
     def check(self, ok, msg):
         if not ok:
