@@ -22,7 +22,6 @@ Needs root (mount); otherwise, or when the mount fails, it says why and
 counts itself skipped (exit 0).
 
 Usage: test_disk_full.py OPTSYNC FAKE_SF_PY"""
-import http.client
 import json
 import os
 import shutil
@@ -36,18 +35,13 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_links  # noqa: E402  (the Sidecar harness: run, its API, links, the CLI)
+from test_links import FORM, HTTP_ERRORS, signalled  # noqa: E402
 
 SIZE, BIGGER = "4m", "64m"
 MAP = 'map_size = "1MiB"\nmax_map_size = "256MiB"'
 REASON = "disk full " + "x" * 900       # bigger records: the disk fills sooner
-HTTP_ERRORS = (OSError, http.client.HTTPException)
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 FILL_SECONDS = 90                       # the disk must be full by then
 COME_BACK_SECONDS = 10                  # "within a few seconds" after the space returns
-
-
-def signalled(rc):
-    return rc < 0 or rc >= 128
 
 
 def names_the_disk(text, path):
@@ -91,7 +85,7 @@ class DiskFull(unittest.TestCase):
             return True
         self.failures.append("run (pid %d) died %s: return code %s%s; its log ends: %s" % (
             pid, when, rc, " (SIGBUS)" if rc in (-signal.SIGBUS, 128 + signal.SIGBUS) else "",
-            log_tail(s)))
+            s.log_tail()))
         return False
 
     def suppressed(self, s, emails):
@@ -365,13 +359,6 @@ def fill_up(path):
                 pass  # ENOSPC: on to smaller writes, for the last bytes
     finally:
         os.close(fd)
-
-
-def log_tail(s, lines=2):
-    """The last lines of run's log, for a message."""
-    s.log.flush()
-    with open(s.logpath, errors="replace") as f:
-        return " | ".join(l[:240] for l in f.read().splitlines()[-lines:])
 
 
 def main():

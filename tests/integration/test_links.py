@@ -171,6 +171,12 @@ class Sidecar:
         m = re.search(r'optsync_unsubscribe_requests_total\{kind="%s"\} (\d+)' % kind, text)
         return int(m.group(1)) if m else None
 
+    def log_tail(self, lines=2):
+        """The last lines of run's log, for a message."""
+        self.log.flush()
+        with open(self.logpath, errors="replace") as f:
+            return " | ".join(line[:240] for line in f.read().splitlines()[-lines:])
+
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -182,6 +188,15 @@ class Sidecar:
 
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# what a request to a run that is down (killed, crashed) raises
+HTTP_ERRORS = (OSError, http.client.HTTPException)
+
+
+def signalled(rc):
+    """A return code that says the process died of a signal (negative from
+    Popen, 128+N through a shell)."""
+    return rc < 0 or rc >= 128
 
 
 def multipart(fields):

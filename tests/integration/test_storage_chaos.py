@@ -24,7 +24,6 @@ replays the same kill times and command choices.
 
 Usage: test_storage_chaos.py OPTSYNC FAKE_SF_PY"""
 import collections
-import http.client
 import json
 import os
 import random
@@ -37,6 +36,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_links  # noqa: E402  (the Sidecar harness: run, its API, links, the CLI)
+from test_links import FORM, HTTP_ERRORS, signalled  # noqa: E402
 
 SEED = int(os.environ.get("OPTSYNC_CHAOS_SEED") or random.SystemRandom().randrange(1 << 31))
 SECONDS = float(os.environ.get("OPTSYNC_CHAOS_SECONDS") or 60)
@@ -45,14 +45,6 @@ MIN_CONCURRENT = 50       # the least the test accepts to have reached
 MAP = 'map_size = "1MiB"\nmax_map_size = "512MiB"'
 MIN_GROWN = 4 << 20       # the map must have doubled at least twice
 REASON = "storage chaos " + "x" * 980   # bigger records: the map grows sooner
-HTTP_ERRORS = (OSError, http.client.HTTPException)
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def signalled(rc):
-    """A return code that says the process died of a signal (negative from
-    Popen, 128+N from a shell)."""
-    return rc < 0 or rc >= 128
 
 
 class Chaos:
@@ -273,7 +265,7 @@ class Chaos:
             rc = self.s.proc.poll()
             self.problem("restart", "run did not come back within 30 s (%s); its log ends: %s"
                          % ("exit %d" % rc if rc is not None else "still starting",
-                            log_tail(self.s)))
+                            self.s.log_tail()))
             self.stop.wait(1)  # a run that cannot start is not started 20 times a second
 
     def killer(self):
@@ -287,7 +279,7 @@ class Chaos:
                     self.deaths.append((self.at(), rc))
                 self.problem("signal" if signalled(rc) else "run",
                              "run (pid %d) died by itself: return code %d; its log ends: %s"
-                             % (self.s.proc.pid, rc, log_tail(self.s)))
+                             % (self.s.proc.pid, rc, self.s.log_tail()))
                 self.restart()
                 next_kill = time.monotonic() + rng.uniform(2.0, 5.0)
             elif time.monotonic() >= next_kill:
@@ -299,13 +291,6 @@ class Chaos:
                 self.restart()
                 next_kill = time.monotonic() + rng.uniform(2.0, 5.0)
             self.stop.wait(0.05)
-
-
-def log_tail(s, lines=2):
-    """The last lines of run's log, for a message."""
-    s.log.flush()
-    with open(s.logpath, errors="replace") as f:
-        return " | ".join(l[:240] for l in f.read().splitlines()[-lines:])
 
 
 class StorageChaos(unittest.TestCase):
@@ -340,12 +325,12 @@ class StorageChaos(unittest.TestCase):
                 rc = s.proc.returncode
                 c.problem("signal" if signalled(rc) else "run",
                           "run (pid %d) died by itself: return code %d; its log ends: %s"
-                          % (s.proc.pid, rc, log_tail(s)))
+                          % (s.proc.pid, rc, s.log_tail()))
                 c.restart()
             up = c.wait_up()
             failures = []
             if not up:
-                failures.append("run does not answer after the chaos: " + log_tail(s))
+                failures.append("run does not answer after the chaos: " + s.log_tail())
 
             # every acknowledged opt-out is suppressed
             acked = list(c.acked)
