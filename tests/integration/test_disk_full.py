@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -172,6 +173,8 @@ class DiskFull(unittest.TestCase):
         s = test_links.Sidecar(contacts=5, map_size=MAP, state_path=state)
         try:
             self.scenario(s, state)
+        except Exception:  # noqa: BLE001  (what was found before it counts too)
+            self.failures.append("the scenario stopped: " + traceback.format_exc(limit=4))
         finally:
             s.close()
         if self.failures:
