@@ -37,7 +37,9 @@ def free_port():
 
 class Sidecar:
     def __init__(self, contacts=5, unsub_extra="", key=None, map_size='map_size = "64MiB"',
-                 token_env=True):
+                 token_env=True, state_path=None):
+        """state_path: the ledger's folder (default: state in the temporary
+        folder), for a ledger on a file system of its own."""
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -53,18 +55,19 @@ class Sidecar:
         self.keyfile = os.path.join(d, "link.key")
         with open(self.keyfile, "wb") as f:
             f.write(key or os.urandom(32))
+        self.state_path = state_path or os.path.join(d, "state")
         self.config = os.path.join(d, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
                     'client_id = "fake-client-id"\n[sync]\ninterval = "60s"\n'
-                    '[state]\npath = "%s/state"\n%s\n'
+                    '[state]\npath = "%s"\n%s\n'
                     '[api]\nlisten = "127.0.0.1:%d"\n'
                     '[unsubscribe]\nlisten = "127.0.0.1:%d"\nbase_url = "http://localhost:%d"\n'
                     'key_file = "%s"\norganization = "%s"\n'
                     'privacy_url = "https://example.com/privacy?a=1&b=2"\n%s'
                     '[log]\nformat = "text"\nlevel = "info"\n'
-                    % (self.sf_port, d, map_size, self.port, self.pub, self.pub, self.keyfile,
-                       ORG.replace('"', '\\"'), unsub_extra))
+                    % (self.sf_port, self.state_path, map_size, self.port, self.pub, self.pub,
+                       self.keyfile, ORG.replace('"', '\\"'), unsub_extra))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
         env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret")
         if token_env:  # else the config names its [[api.clients]]
@@ -72,8 +75,7 @@ class Sidecar:
         self.env = env
         self.logpath = os.path.join(d, "optsync.log")
         self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=env,
-                                     stdout=self.log, stderr=self.log)
+        self.start_run()
         for _ in range(200):
             try:
                 if self.api("GET", "/healthz")[0] == 200 and self.public("GET", "/")[0] == 404:
@@ -84,9 +86,20 @@ class Sidecar:
         if token_env:
             assert self.wait(lambda: self.api("GET", "/v1/status")[1]["last_cycle"] is not None)
 
-    def api(self, method, path, body=None, headers=None):
+    def start_run(self):
+        """`optsync run` on this config, into the same log: at start, and
+        again after a test killed it."""
+        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=self.env,
+                                     stdout=self.log, stderr=self.log)
+
+    def api(self, method, path, body=None, headers=None, timeout=60):
         """headers replace the default one (the sidecar's token)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        st, doc, _ = self.api_with_headers(method, path, body, headers, timeout)
+        return st, doc
+
+    def api_with_headers(self, method, path, body=None, headers=None, timeout=60):
+        """api(), and the answer's headers (names lower-cased) as well."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = dict(headers) if headers is not None else {"Authorization": "Bearer " + TOKEN}
         data = json.dumps(body).encode() if body is not None else None
         if data:
@@ -96,11 +109,12 @@ class Sidecar:
         text = r.read()
         c.close()
         ctype = r.getheader("Content-Type", "")
-        return r.status, json.loads(text) if "json" in ctype and text else text.decode()
+        return (r.status, json.loads(text) if "json" in ctype and text else text.decode(),
+                dict((k.lower(), v) for k, v in r.getheaders()))
 
-    def public(self, method, path, body=None, headers=None, conn=None):
+    def public(self, method, path, body=None, headers=None, conn=None, timeout=60):
         """One request as a plain HTTP client: no cookies, no redirects."""
-        c = conn or http.client.HTTPConnection("127.0.0.1", self.pub, timeout=60)
+        c = conn or http.client.HTTPConnection("127.0.0.1", self.pub, timeout=timeout)
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         text = r.read()
@@ -108,9 +122,9 @@ class Sidecar:
             c.close()
         return r.status, dict((k.lower(), v) for k, v in r.getheaders()), text.decode("utf-8")
 
-    def cli(self, *args, check=0):
+    def cli(self, *args, check=0, timeout=120):
         p = subprocess.run([OPTSYNC, "-c", self.config, *args], env=self.env,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=timeout)
         if check is not None and p.returncode != check:
             raise AssertionError("optsync %s: exit %d\n%s%s" % (args, p.returncode, p.stdout,
                                                                  p.stderr))
@@ -157,6 +171,12 @@ class Sidecar:
         m = re.search(r'optsync_unsubscribe_requests_total\{kind="%s"\} (\d+)' % kind, text)
         return int(m.group(1)) if m else None
 
+    def log_tail(self, lines=2):
+        """The last lines of run's log, for a message."""
+        self.log.flush()
+        with open(self.logpath, errors="replace") as f:
+            return " | ".join(line[:240] for line in f.read().splitlines()[-lines:])
+
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -168,6 +188,15 @@ class Sidecar:
 
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# what a request to a run that is down (killed, crashed) raises
+HTTP_ERRORS = (OSError, http.client.HTTPException)
+
+
+def signalled(rc):
+    """A return code that says the process died of a signal (negative from
+    Popen, 128+N through a shell)."""
+    return rc < 0 or rc >= 128
 
 
 def multipart(fields):
