@@ -363,7 +363,22 @@ static void reserve_unsupported(struct ledger *l, int rc)
  * process): adopt the file's length when another process made it longer,
  * else, with grow, double it (up to max_map_size) as far as the disk
  * allows. */
-static int set_map(struct ledger *l, bool grow, struct err *e)
+enum { MAP_ADOPT, MAP_GROW, MAP_AHEAD };
+
+/* MAP_AHEAD: a map more than half used (its high-water page, free pages
+ * below it included) is doubled; checked again here, under the locks, so
+ * that threads that saw it at once do not each double it. */
+static bool half_used(struct ledger *l, const MDB_envinfo *info)
+{
+	MDB_stat st;
+	mdb_env_stat(l->env, &st);
+	uint64_t used = ((uint64_t)info->me_last_pgno + 1) * st.ms_psize;
+	return used > info->me_mapsize / 2 && info->me_mapsize < l->max_map_size;
+}
+
+/* seen: with MAP_GROW, the map size the full transaction ran in (another
+ * thread may have grown it since: then that is the growth). */
+static int set_map(struct ledger *l, int mode, uint64_t seen, struct err *e)
 {
 	if (map_lock(l) != 0)
 		return err_sys(e, ERR_LEDGER, errno, "ledger %s: cannot lock map.lock", l->path);
@@ -371,6 +386,7 @@ static int set_map(struct ledger *l, bool grow, struct err *e)
 	MDB_envinfo info;
 	mdb_env_info(l->env, &info);
 	uint64_t cur = info.me_mapsize, fsize, target = cur;
+	bool grow = (mode == MAP_GROW && cur <= seen) || (mode == MAP_AHEAD && half_used(l, &info));
 	if (file_size(l->data_fd, &fsize) != 0) {
 		rc = err_sys(e, ERR_LEDGER, errno, "ledger %s: cannot stat data.mdb", l->path);
 		goto out;
@@ -441,11 +457,11 @@ void ledger_copy_leave(struct ledger *l)
 	pthread_mutex_unlock(&l->copy_mu);
 }
 
-static int resize(struct ledger *l, bool grow, struct err *e)
+static int resize(struct ledger *l, int mode, uint64_t seen, struct err *e)
 {
 	wait_copies(l);
 	pthread_rwlock_wrlock(&l->resize);
-	int rc = set_map(l, grow, e);
+	int rc = set_map(l, mode, seen, e);
 	pthread_rwlock_unlock(&l->resize);
 	return rc;
 }
@@ -747,7 +763,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	if (rc == 0 &&
 	    ((rc = mdb_env_create(&l->env)) || (rc = mdb_env_set_maxdbs(l->env, MAX_DBS)) ||
 	     (rc = mdb_env_set_mapsize(l->env, (size_t)mapsize))))
-		rc = ledger_mdb_error(NULL, rc, "create environment", e);
+		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "create environment", e);
 	if (rc == 0)
 		mrc =
 		    mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP, 0600);
@@ -778,7 +794,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	while ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
 		ledger_adopt_map_size(l);
 	if (rc) {
-		rc = ledger_mdb_error(NULL, rc, "begin", e);
+		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "begin", e);
 		goto out;
 	}
 	rc = open_dbs(l, txn, e);
@@ -792,7 +808,7 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	}
 	mrc = mdb_txn_commit(txn);
 	if (mrc) {
-		rc = ledger_mdb_error(NULL, mrc, "commit", e);
+		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, mrc, "commit", e);
 		goto out;
 	}
 	l->hmac = sha_hmac_key_new(l->hmac_key);
@@ -832,31 +848,23 @@ void ledger_close(struct ledger *l)
 void ledger_adopt_map_size(struct ledger *l)
 {
 	struct err ignored;
-	resize(l, false, &ignored);
+	resize(l, MAP_ADOPT, 0, &ignored);
 }
 
-static int grow_map(struct ledger *l, struct err *e)
-{
-	return resize(l, true, e);
-}
-
-/* Before a write: a map more than half used (its high-water page, free
- * pages below it included) is doubled while nothing runs in it, so that a
- * large transaction (a batch of pulled pages) seldom fills the map half way
- * and runs again after growing it. Past max_map_size the map stays, and a
- * transaction that fills it fails as before. */
+/* Before a write: a map more than half used is doubled while nothing runs
+ * in it, so that a large transaction (a batch of pulled pages) seldom fills
+ * the map half way and runs again after growing it. Past max_map_size the
+ * map stays, and a transaction that fills it fails as before. */
 static void grow_ahead(struct ledger *l)
 {
 	MDB_envinfo info;
-	MDB_stat st;
 	pthread_rwlock_rdlock(&l->resize);
 	mdb_env_info(l->env, &info);
-	mdb_env_stat(l->env, &st);
+	bool want = half_used(l, &info);
 	pthread_rwlock_unlock(&l->resize);
-	uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-	if (used > info.me_mapsize / 2 && info.me_mapsize < l->max_map_size) {
+	if (want) {
 		struct err ignored;
-		grow_map(l, &ignored);
+		resize(l, MAP_AHEAD, 0, &ignored);
 	}
 }
 
@@ -881,6 +889,9 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 			pthread_rwlock_unlock(&l->resize);
 			return ledger_mdb_error(&t, rc, write ? "begin write" : "begin read", e);
 		}
+		MDB_envinfo info;
+		if (write)
+			mdb_env_info(l->env, &info);
 		rc = fn(&t, ctx, e);
 		if (rc == 0 && write)
 			rc = txn_flush(&t, e);
@@ -893,7 +904,7 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 		}
 		pthread_rwlock_unlock(&l->resize);
 		if (rc && write && t.map_full) {
-			int grc = grow_map(l, e);
+			int grc = resize(l, MAP_GROW, info.me_mapsize, e);
 			if (grc)
 				return grc;
 			continue; /* run the whole transaction again in the larger map */

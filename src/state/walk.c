@@ -143,8 +143,14 @@ static int mark(struct walk *w, uint64_t pgno, const char *what)
 	return 0;
 }
 
-static int keycmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+/* The tree's order: bytewise, or native integers (MDB_INTEGERKEY: the free
+ * list's transaction ids). */
+static int keycmp(const struct walk *w, const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
+	if ((w->db->flags & MDB_INTEGERKEY) && al == 8 && bl == 8) {
+		uint64_t x = rd64(a), y = rd64(b);
+		return (x > y) - (x < y);
+	}
 	int c = memcmp(a, b, al < bl ? al : bl);
 	return c ? c : (al > bl) - (al < bl);
 }
@@ -280,8 +286,8 @@ static int page(struct walk *w, uint64_t pgno, unsigned depth, const uint8_t *lo
 		if (!is_leaf && i == 0) {
 			k = lo; /* the first branch key stands for the bound above */
 			kl = lol;
-		} else if ((prev && keycmp(k, kl, prev, prevl) < (i == 0 ? 0 : 1)) ||
-		           (hi && keycmp(k, kl, hi, hil) >= 0)) {
+		} else if ((prev && keycmp(w, k, kl, prev, prevl) < (i == 0 ? 0 : 1)) ||
+		           (hi && keycmp(w, k, kl, hi, hil) >= 0)) {
 			return damage(w, pgno, "node %u's key is out of order", i);
 		}
 		if (!is_leaf) {
