@@ -29,7 +29,9 @@
 
 #include "util/err.h"
 
-#define LEDGER_SCHEMA_VERSION 2 /* 2: per-purpose statuses (the purposes table) */
+/* 2: per-purpose statuses (the purposes table); 3: events hashed from their
+ * stored bytes (hash version 2, event field 20) */
+#define LEDGER_SCHEMA_VERSION 3
 
 #define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
 #define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
