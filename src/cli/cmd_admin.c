@@ -88,7 +88,9 @@ static int exec_verify(struct cli *c, int argc, char **argv, struct err *e)
 	cli_print(c, json, out);
 	cJSON_Delete(out);
 	conn_close(conn);
-	return rc; /* ERR_LEDGER, exit 5: the ledger was tampered with */
+	/* ERR_LEDGER, exit 5: the chain was altered (or holds a newer optsync's
+	 * events); ERR_NOMEM, exit 1: it could not be checked, no verdict */
+	return rc;
 }
 
 const struct cli_cmd cmd_audit_verify = {
@@ -107,7 +109,9 @@ const struct cli_cmd cmd_audit_verify = {
             "\n"
             "Exit status 0 when it holds, 5 when an event was altered, removed or\n"
             "reordered, or the expected head is not in the chain (the output says\n"
-            "which), 2 for a malformed --expect.\n",
+            "which), or an event was written by a newer optsync (upgrade to check\n"
+            "it); 1 when it could not be checked (out of memory), 2 for a malformed\n"
+            "--expect.\n",
     .exec = exec_verify,
 };
 

@@ -1,21 +1,32 @@
 /* The append-only history and its hash chain: events, their encoding and
  * hash, a person's list of events, erasure of their personal part.
  *
- * Event i is stored under its sequence number with prev_hash = H(i-1),
- * where
- *   H(i) = SHA-256("optsync-event-v1" || seq(8, big-endian) || prev_hash
- *                  || public encoding || personal digest)
- * and the personal digest is SHA-256 of the encoding of the event's
- * personal part (free texts and evidence). Erasure drops the personal part
- * but stores its digest in its place, so every H(i) is unchanged and the
- * chain still verifies. meta "chain_head" holds (seq, H(seq)) of the last
- * event, so that removing events from the end is caught too.
+ * Event i is stored under its sequence number with prev_hash = H(i-1).
+ * Events written by this optsync hold field 20 = 2, the hash's version:
+ *   H(i) = SHA-256("optsync-event-v2" || seq(8, big-endian) || prev_hash
+ *                  || personal digest || the stored value without fields
+ *                  9, 10 and 11)
+ * where the personal digest is SHA-256 of field 10's bytes as stored (the
+ * personal part: free texts and evidence), and the rest of the value is
+ * hashed byte for byte as stored, fields this optsync does not know
+ * included: a later optsync may add fields and this one still verifies
+ * them, and nothing stored is outside the hash. Events written before
+ * (no field 20) keep their version-1 hash:
+ *   H(i) = SHA-256("optsync-event-v1" || seq || prev_hash
+ *                  || SHA-256(personal encoding) || public encoding)
+ * of the fields known then, encoded again from what was decoded.
+ *
+ * Erasure drops the personal part but stores its digest (field 11) in its
+ * place, so every H(i) is unchanged and the chain still verifies; a
+ * version-2 event keeps every other byte as it was. meta "chain_head"
+ * holds (seq, H(seq)) of the last event, so that removing events from the
+ * end is caught too.
  *
  * Retention replaces an event by a stub: the key, field 9 (prev_hash),
- * field 14 (the event's own hash H(i)) and field 15 (the seq of the
- * retention event that purged it). Verification takes H(i) from the stub,
- * checks its link to the event before, and counts the stubs of each
- * retention event against the count that event holds (field 13). */
+ * field 14 (the event's own hash H(i), of whichever version) and field 15
+ * (the seq of the retention event that purged it). Verification takes H(i)
+ * from the stub, checks its link to the event before, and counts the stubs
+ * of each retention event against the count that event holds (field 13). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +34,9 @@
 #include "state/internal.h"
 #include "state/sha.h"
 
-static const char domain[] = "optsync-event-v1";
+static const char domain_v1[] = "optsync-event-v1";
+static const char domain_v2[] = "optsync-event-v2";
+#define HASH_VERSION 2 /* field 20 of the events this optsync writes */
 
 void ledger_event_init(struct ledger_event *ev)
 {
@@ -52,7 +65,8 @@ void ledger_event_init(struct ledger_event *ev)
  * absent, in every event but a retention run's), 16 campaign, 17
  * purpose_name (empty, and so absent, but in a link's opt-out: events
  * stored before them hash as they did), 18 access_what and 19 access_via
- * (an access event's; absent elsewhere) */
+ * (an access event's; absent elsewhere). The version-1 hash is over this
+ * encoding. */
 static void encode_public(struct enc *en, const struct ledger_event *ev)
 {
 	uint8_t k[1 + LEDGER_ID_MAX];
@@ -85,7 +99,33 @@ static void encode_personal(struct enc *en, const struct ledger_event *ev)
 	enc_str(en, 6, ev->evidence_sha256);
 }
 
-int hist_personal_digest(const struct ledger_event *ev, uint8_t out[32])
+/* The stored form: the public fields, 20 the hash's version (version 2
+ * only), 9 prev_hash, then 10 the personal part (nested) or, erased, 11 its
+ * digest. */
+static void encode_stored(struct enc *en, const struct ledger_event *ev, unsigned version,
+                          const uint8_t pdigest[32])
+{
+	encode_public(en, ev);
+	if (version >= 2)
+		enc_uint(en, 20, version);
+	enc_hash(en, 9, ev->prev_hash);
+	if (ev->erased) {
+		enc_hash(en, 11, pdigest);
+		return;
+	}
+	uint8_t pbuf[CODEC_MAX];
+	struct enc pen;
+	enc_init(&pen, pbuf, sizeof(pbuf));
+	pen.len = 0; /* nested: no version byte */
+	encode_personal(&pen, ev);
+	if (pen.overflow)
+		en->overflow = 1;
+	enc_bytes(en, 10, pbuf, pen.len);
+}
+
+/* ---- version 1: the known fields, encoded again ---- */
+
+static int personal_digest_v1(const struct ledger_event *ev, uint8_t out[32])
 {
 	uint8_t buf[CODEC_MAX];
 	struct enc en;
@@ -97,7 +137,7 @@ int hist_personal_digest(const struct ledger_event *ev, uint8_t out[32])
 	return 0;
 }
 
-int hist_event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32])
+static int hash_v1(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32])
 {
 	uint8_t buf[CODEC_MAX];
 	struct enc en;
@@ -105,10 +145,10 @@ int hist_event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], ui
 	encode_public(&en, ev);
 	if (en.overflow)
 		return -1;
-	uint8_t head[sizeof(domain) - 1 + 8 + 32 + 32];
+	uint8_t head[sizeof(domain_v1) - 1 + 8 + 32 + 32];
 	size_t o = 0;
-	memcpy(head, domain, sizeof(domain) - 1);
-	o += sizeof(domain) - 1;
+	memcpy(head, domain_v1, sizeof(domain_v1) - 1);
+	o += sizeof(domain_v1) - 1;
 	be64_put(head + o, ev->seq);
 	o += 8;
 	memcpy(head + o, ev->prev_hash, 32);
@@ -119,30 +159,154 @@ int hist_event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], ui
 	return 0;
 }
 
-/* stored form: public fields 1-8, 9 prev_hash, 10 personal (nested) or
- * 11 personal digest when erased */
-int hist_event_store(struct ledger_txn *t, const struct ledger_event *ev, const uint8_t pdigest[32],
-                     unsigned put_flags, struct err *e)
+/* ---- version 2: the stored bytes ---- */
+
+/* Where the parts of a stored event are. */
+struct stored {
+	bool named;             /* it holds field 20, the hash's version: not version 1 */
+	uint64_t version;       /* field 20 (0 when not a number); 1 when absent */
+	struct sha_part pub[4]; /* the value but fields 9, 10 and 11: at most 4 runs */
+	size_t npub;
+	const uint8_t *personal; /* field 10's bytes (NULL: none) */
+	size_t personal_len;
+	const uint8_t *field10, *field10_end; /* field 10 with its tag and length */
+	const uint8_t *digest;                /* field 11's 32 bytes (NULL: none) */
+	const char *bad;                      /* why it cannot be hashed as version 2 */
+};
+
+/* Find the parts of a stored event. Only a version-2 event must hold
+ * fields 9, 10, 11 and 20 at most once, and not both 10 and 11 (a repeated
+ * one would be outside the hash); s->bad then says what is wrong. -1 when
+ * the value does not decode. */
+static int stored_scan(const uint8_t *p, size_t n, struct stored *s)
 {
-	uint8_t buf[CODEC_MAX], pbuf[CODEC_MAX], k[8];
-	struct enc en, pen;
-	enc_init(&en, buf, sizeof(buf));
-	encode_public(&en, ev);
-	enc_hash(&en, 9, ev->prev_hash);
-	if (ev->erased) {
-		enc_hash(&en, 11, pdigest);
-	} else {
-		enc_init(&pen, pbuf, sizeof(pbuf));
-		pen.len = 0; /* nested: no version byte */
-		encode_personal(&pen, ev);
-		if (pen.overflow)
-			en.overflow = 1;
-		enc_bytes(&en, 10, pbuf, pen.len);
+	struct dec d;
+	struct field f;
+	unsigned seen[4] = {0}; /* fields 9, 10, 11, 20 */
+	memset(s, 0, sizeof(*s));
+	s->version = 1;
+	if (dec_init(&d, p, n))
+		return -1;
+	const uint8_t *run = p, *at = d.p;
+	int r;
+	while ((r = dec_next(&d, &f)) == 1) {
+		int cut = 0;
+		switch (f.num) {
+		case 9:
+			cut = ++seen[0];
+			break;
+		case 10:
+			cut = ++seen[1];
+			if (f.wire != W_BYTES)
+				s->bad = "its personal part is not bytes";
+			s->personal = f.data;
+			s->personal_len = f.len;
+			s->field10 = at;
+			s->field10_end = d.p;
+			break;
+		case 11:
+			cut = ++seen[2];
+			if (f.wire != W_HASH)
+				s->bad = "its personal digest is not a hash";
+			s->digest = f.data;
+			break;
+		case 20:
+			seen[3]++;
+			s->version = f.wire == W_UINT ? f.u : 0;
+			break;
+		default:
+			break;
+		}
+		if (cut > 1 || seen[3] > 1)
+			s->bad = "a field it holds once is repeated";
+		if (cut && !s->bad) {
+			if (at > run)
+				s->pub[s->npub++] = (struct sha_part){run, (size_t)(at - run)};
+			run = d.p;
+		}
+		at = d.p;
 	}
-	if (en.overflow)
-		return err_set(e, ERR_LIMIT, "history event too large to store");
-	be64_put(k, ev->seq);
-	return db_put(t, t->l->history, k, 8, buf, en.len, put_flags, "append history", e);
+	if (r < 0)
+		return -1;
+	if (at > run && !s->bad)
+		s->pub[s->npub++] = (struct sha_part){run, (size_t)(at - run)};
+	if (seen[1] && seen[2] && !s->bad)
+		s->bad = "it holds both its personal part and its digest";
+	if (seen[3] && s->version < 2 && !s->bad)
+		s->bad = "its hash version is not one optsync writes";
+	s->named = seen[3] > 0;
+	if (!s->named)
+		s->version = 1;
+	return 0;
+}
+
+static void personal_digest_v2(const struct stored *s, uint8_t out[32])
+{
+	if (s->digest)
+		memcpy(out, s->digest, 32);
+	else
+		sha256_2(s->personal ? (const void *)s->personal : "", s->personal_len, NULL, 0,
+		         out);
+}
+
+static void hash_v2(uint64_t seq, const uint8_t prev_hash[32], const struct stored *s,
+                    uint8_t out[32])
+{
+	uint8_t head[sizeof(domain_v2) - 1 + 8 + 32 + 32];
+	size_t o = 0;
+	memcpy(head, domain_v2, sizeof(domain_v2) - 1);
+	o += sizeof(domain_v2) - 1;
+	be64_put(head + o, seq);
+	o += 8;
+	memcpy(head + o, prev_hash, 32);
+	o += 32;
+	personal_digest_v2(s, head + o);
+	o += 32;
+	struct sha_part parts[1 + 4] = {{head, o}};
+	memcpy(parts + 1, s->pub, s->npub * sizeof(parts[0]));
+	sha256_parts(parts, 1 + s->npub, out);
+}
+
+int hist_event_hash(const MDB_val *v, const struct ledger_event *ev,
+                    const uint8_t stored_digest[32], uint8_t out[32], uint64_t *version,
+                    const char **why)
+{
+	struct stored s;
+	*why = "it does not decode";
+	*version = 1;
+	if (ev->purged || stored_scan(v->mv_data, v->mv_size, &s))
+		return HIST_BAD;
+	*version = s.version;
+	if (s.version > HASH_VERSION && !s.bad)
+		return HIST_NEWER;
+	if (!s.named) {
+		uint8_t pd[32];
+		*why = "it is too large";
+		if (ev->erased)
+			memcpy(pd, stored_digest, 32);
+		else if (personal_digest_v1(ev, pd))
+			return HIST_BAD;
+		return hash_v1(ev, pd, out) ? HIST_BAD : 0;
+	}
+	if (s.bad) {
+		*why = s.bad;
+		return HIST_BAD;
+	}
+	hash_v2(ev->seq, ev->prev_hash, &s, out);
+	return 0;
+}
+
+int hist_hash_error(struct ledger_txn *t, int rc, uint64_t seq, uint64_t version, const char *why,
+                    struct err *e)
+{
+	if (rc == HIST_NEWER)
+		return err_set(e, ERR_LEDGER,
+		               "history event %llu was written by a newer optsync (hash version "
+		               "%llu; this one knows %d): upgrade optsync",
+		               (unsigned long long)seq, (unsigned long long)version, HASH_VERSION);
+	return err_set(e, ERR_LEDGER,
+	               "ledger %s is corrupt: history event %llu cannot be hashed (%s)", t->l->path,
+	               (unsigned long long)seq, why);
 }
 
 int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *ev,
@@ -267,7 +431,7 @@ int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *e
 		case 19:
 			bad = dec_str(&f, ev->access_via, sizeof(ev->access_via));
 			break;
-		default:
+		default: /* 20, the hash's version, is stored_scan's */
 			break;
 		}
 		if (bad)
@@ -297,11 +461,21 @@ static int event_append(struct ledger_txn *t, struct ledger_person *p, struct le
 		memset(ev->person, 0, LEDGER_KEY_LEN);
 		ev->person_prev = 0;
 	}
-	uint8_t pd[32], h[32];
 	ev->erased = false;
-	if (hist_personal_digest(ev, pd) || hist_event_hash(ev, pd, h))
-		return err_set(e, ERR_LIMIT, "history event too large to hash");
-	if ((rc = hist_event_store(t, ev, pd, MDB_APPEND, e)))
+	uint8_t buf[CODEC_MAX], h[32], k[8];
+	struct enc en;
+	enc_init(&en, buf, sizeof(buf));
+	encode_stored(&en, ev, HASH_VERSION, NULL);
+	if (en.overflow)
+		return err_set(e, ERR_LIMIT, "history event too large to store");
+	/* hashed from the bytes stored, as verify will */
+	struct stored s;
+	if (stored_scan(buf, en.len, &s) || s.bad)
+		return err_set(e, ERR_INTERNAL, "history event %llu: its encoding cannot be hashed",
+		               (unsigned long long)ev->seq);
+	hash_v2(ev->seq, ev->prev_hash, &s, h);
+	be64_put(k, ev->seq);
+	if ((rc = db_put(t, t->l->history, k, 8, buf, en.len, MDB_APPEND, "append history", e)))
 		return rc;
 	uint8_t nh[40];
 	be64_put(nh, ev->seq);
@@ -437,31 +611,70 @@ int ledger_event_each_of(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_L
 	return rc;
 }
 
-/* Erasure of one event's personal part, keeping its digest. */
+/* Erasure of one event's personal part, keeping its digest. A version-1
+ * event is stored again from its known fields, as it always was; a
+ * version-2 one keeps every stored byte but field 10's, and field 11 (the
+ * SHA-256 of field 10's bytes) takes field 10's place. */
 static int scrub_one(struct ledger_txn *t, uint64_t seq, void *ctx)
 {
 	struct err *e = ctx;
 	struct ledger_event *ev = malloc(sizeof(*ev));
+	uint8_t *buf = NULL;
 	if (ev == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	uint8_t kb[8], pd[32];
 	be64_put(kb, seq);
 	MDB_val k = {8, kb}, v;
+	struct stored s;
 	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
-	if (rc == 0 && hist_event_decode(&k, &v, ev, pd))
+	if (rc == 0 && (hist_event_decode(&k, &v, ev, pd) || stored_scan(v.mv_data, v.mv_size, &s)))
 		rc = corrupt(t, "a history event", e);
-	if (rc == 0 && !ev->erased && !ev->purged) {
-		if (hist_personal_digest(ev, pd)) {
-			rc = err_set(e, ERR_INTERNAL, "cannot hash event %llu",
-			             (unsigned long long)seq);
-		} else {
-			ev->facts.purpose[0] = ev->facts.auth_other[0] = ev->facts.source_other[0] =
-			    '\0';
-			ev->reason[0] = ev->evidence_ref[0] = ev->evidence_sha256[0] = '\0';
-			ev->erased = true;
-			rc = hist_event_store(t, ev, pd, 0, e);
-		}
+	if (rc || ev->erased || ev->purged)
+		goto out;
+	if (s.version > HASH_VERSION && !s.bad) {
+		rc = hist_hash_error(t, HIST_NEWER, seq, s.version, NULL, e);
+		goto out;
 	}
+	if (!s.named) {
+		uint8_t b1[CODEC_MAX];
+		struct enc en;
+		if (personal_digest_v1(ev, pd)) {
+			rc = hist_hash_error(t, HIST_BAD, seq, 1, "it is too large", e);
+			goto out;
+		}
+		ev->facts.purpose[0] = ev->facts.auth_other[0] = ev->facts.source_other[0] = '\0';
+		ev->reason[0] = ev->evidence_ref[0] = ev->evidence_sha256[0] = '\0';
+		ev->erased = true;
+		enc_init(&en, b1, sizeof(b1));
+		encode_stored(&en, ev, 1, pd);
+		rc = en.overflow
+		         ? err_set(e, ERR_LIMIT, "history event too large to store")
+		         : db_put(t, t->l->history, kb, 8, b1, en.len, 0, "erase history event", e);
+		goto out;
+	}
+	if (s.bad) {
+		rc = hist_hash_error(t, HIST_BAD, seq, s.version, s.bad, e);
+		goto out;
+	}
+	personal_digest_v2(&s, pd);
+	const uint8_t *p = v.mv_data, *end = p + v.mv_size;
+	const uint8_t *cut = s.field10 ? s.field10 : end,
+	              *cut_end = s.field10 ? s.field10_end : end;
+	buf = malloc(v.mv_size + 33);
+	if (buf == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	size_t o = (size_t)(cut - p);
+	memcpy(buf, p, o);
+	buf[o++] = 11 << 2 | W_HASH;
+	memcpy(buf + o, pd, 32);
+	o += 32;
+	memcpy(buf + o, cut_end, (size_t)(end - cut_end));
+	o += (size_t)(end - cut_end);
+	rc = db_put(t, t->l->history, kb, 8, buf, o, 0, "erase history event", e);
+out:
+	free(buf);
 	free(ev);
 	return rc;
 }
@@ -471,5 +684,9 @@ int ledger_event_scrub_list(struct ledger_txn *t, uint64_t last_event, struct er
 	return hist_each_seq_of(t, last_event, scrub_one, e, e);
 }
 
-/* Replace event seq by a stub naming run; *was set to 1 when it was an
- * event (0: a stub already). */
+int hist_migrate_2_to_3(struct ledger_txn *t, struct err *e)
+{
+	(void)t;
+	(void)e;
+	return 0;
+}

@@ -142,14 +142,21 @@ int ent_push_decode(const MDB_val *k, const MDB_val *v, struct ledger_push *p);
 /* ---- the history's encoding and hash (chain.c), for retention.c and
  * verify.c ---- */
 
-/* SHA-256 of the encoding of ev's personal part (free texts, evidence). */
-int hist_personal_digest(const struct ledger_event *ev, uint8_t out[32]);
-/* H(seq) of ev: the domain, seq, prev_hash, the public encoding and the
- * personal digest. */
-int hist_event_hash(const struct ledger_event *ev, const uint8_t pdigest[32], uint8_t out[32]);
-/* Store ev under its seq with its personal part or, when erased, pdigest. */
-int hist_event_store(struct ledger_txn *t, const struct ledger_event *ev, const uint8_t pdigest[32],
-                     unsigned put_flags, struct err *e);
+/* H(seq) of a stored event v, which hist_event_decode decoded into ev
+ * (stored_digest as it gave it; not a stub, which keeps its hash), by the
+ * version the event names in field 20 (*version; 1 when it names none):
+ * version 1 over its known fields encoded again, version 2 over its stored
+ * bytes (chain.c). 0; HIST_BAD when it cannot be hashed (*why says why: a
+ * field repeated that a version-2 event holds once, ...); HIST_NEWER when
+ * a newer optsync wrote it. */
+enum { HIST_BAD = -1, HIST_NEWER = -2 };
+int hist_event_hash(const MDB_val *v, const struct ledger_event *ev,
+                    const uint8_t stored_digest[32], uint8_t out[32], uint64_t *version,
+                    const char **why);
+/* The error of a write (erasure, retention) that met an event
+ * hist_event_hash refused: ERR_LEDGER, a corrupt event or a newer optsync. */
+int hist_hash_error(struct ledger_txn *t, int rc, uint64_t seq, uint64_t version, const char *why,
+                    struct err *e);
 /* Decode a stored event; stored_digest gets the digest an erased or purged
  * event carries in place of its personal part (a stub: its own hash). */
 int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *ev,
@@ -161,6 +168,13 @@ int hist_person_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64
 /* fn for each seq of the list ending at last. */
 int hist_each_seq_of(struct ledger_txn *t, uint64_t last,
                      int (*fn)(struct ledger_txn *, uint64_t, void *), void *ctx, struct err *e);
+
+/* Schema 2 -> 3 (ledger.c's migrations): nothing to rewrite. The events
+ * stored keep their version-1 hash (they hold no field 20); those appended
+ * from now on are hashed by version 2. The schema changes so that an
+ * optsync of schema 2, which would purge or erase a version-2 event as if
+ * it were of version 1 and so break the chain, refuses the ledger. */
+int hist_migrate_2_to_3(struct ledger_txn *t, struct err *e);
 
 /* Erasure of the personal part of every event in the person's list that
  * ends at last_event (chain.c). */

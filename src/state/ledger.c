@@ -584,7 +584,8 @@ static int migrate_1_to_2(struct ledger_txn *t, struct err *e)
 	return 0;
 }
 
-static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {NULL, migrate_1_to_2};
+static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {NULL, migrate_1_to_2,
+                                                               hist_migrate_2_to_3};
 
 /* A ledger of an older schema is backed up before it is migrated: the
  * schema is read in a read transaction of its own (the tables of the new

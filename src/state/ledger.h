@@ -29,7 +29,9 @@
 
 #include "util/err.h"
 
-#define LEDGER_SCHEMA_VERSION 2 /* 2: per-purpose statuses (the purposes table) */
+/* 2: per-purpose statuses (the purposes table); 3: events hashed from their
+ * stored bytes (hash version 2, event field 20) */
+#define LEDGER_SCHEMA_VERSION 3
 
 #define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
 #define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
@@ -377,11 +379,15 @@ struct ledger_verify_report {
 	bool at_found;         /* ledger_verify_at: event `at` is in the chain */
 	uint8_t at_hash[32];   /* ... and its hash H(at) */
 };
-/* Recompute the chain from the first event; ERR_LEDGER (with report) when
- * any event was altered, removed or reordered. A stub left by retention
- * keeps its link and hash, so the events around it are still checked, and
- * the stubs that name a retention event must be exactly as many as that
- * event (itself in the chain) says it purged. */
+/* Recompute the chain from the first event (each event by its hash
+ * version: docs/ledger-format.md); ERR_LEDGER "history chain broken at
+ * event N" (with report->first_bad and why) when any event was altered,
+ * removed or reordered. A stub left by retention keeps its link and hash,
+ * so the events around it are still checked, and the stubs that name a
+ * retention event must be exactly as many as that event (itself in the
+ * chain) says it purged. No verdict, report->first_bad 0: ERR_NOMEM when
+ * memory ran out, ERR_LEDGER when LMDB failed or an event was written by a
+ * newer optsync (a hash version this one does not know). */
 int ledger_verify(struct ledger *l, struct ledger_verify_report *rep, struct err *e);
 /* The same, also giving H(at) of event at (rep->at_found, rep->at_hash):
  * a head recorded elsewhere must still be in the chain with its hash. */

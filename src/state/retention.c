@@ -8,6 +8,9 @@
 #include "state/internal.h"
 #include "state/sha.h"
 
+/* Replace event seq by a stub naming run; *was set to 1 when it was an
+ * event (0: a stub already). The stub keeps the event's hash, of its own
+ * version, computed from the event as stored. */
 static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *was, struct err *e)
 {
 	struct ledger_event *ev = malloc(sizeof(*ev));
@@ -20,10 +23,12 @@ static int event_purge(struct ledger_txn *t, uint64_t seq, uint64_t run, int *wa
 	int rc = db_get(t, t->l->history, kb, 8, &v, "history event", e);
 	if (rc == 0 && hist_event_decode(&k, &v, ev, pd))
 		rc = corrupt(t, "a history event", e);
+	uint64_t version;
+	const char *why;
 	if (rc == 0 && !ev->purged) {
-		if ((!ev->erased && hist_personal_digest(ev, pd)) || hist_event_hash(ev, pd, h)) {
-			rc = err_set(e, ERR_INTERNAL, "cannot hash event %llu",
-			             (unsigned long long)seq);
+		int hr = hist_event_hash(&v, ev, pd, h, &version, &why);
+		if (hr) {
+			rc = hist_hash_error(t, hr, seq, version, why, e);
 		} else {
 			uint8_t buf[128];
 			struct enc en;

@@ -64,3 +64,13 @@ void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32
 		SHA256_Update(&c, b, bn);
 	SHA256_Final(out, &c);
 }
+
+void sha256_parts(const struct sha_part *parts, size_t n, uint8_t out[32])
+{
+	SHA256_CTX c;
+	SHA256_Init(&c);
+	for (size_t i = 0; i < n; i++)
+		if (parts[i].n)
+			SHA256_Update(&c, parts[i].p, parts[i].n);
+	SHA256_Final(out, &c);
+}

@@ -12,5 +12,11 @@ void sha_hmac_key_free(struct hmac_key *k);
 void sha_hmac(const struct hmac_key *k, const void *msg, size_t len, uint8_t out[32]);
 /* SHA-256 of a followed by b. */
 void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32]);
+/* SHA-256 of n parts, one after the other. */
+struct sha_part {
+	const void *p;
+	size_t n;
+};
+void sha256_parts(const struct sha_part *parts, size_t n, uint8_t out[32]);
 
 #endif

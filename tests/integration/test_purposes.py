@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Purposes (rules P2 and P3 on the ledger's side) and the schema 2
-migration, against a real optsync: the CLI, the local API, an unsubscribe
+"""Purposes (rules P2 and P3 on the ledger's side) and the migrations to
+schemas 2 and 3, against a real optsync: the CLI, the local API, an unsubscribe
 link of a purpose, erasure, and a schema-1 ledger made by an older optsync
 (tests/state/fixtures) migrated with a backup taken first.
 
@@ -761,7 +761,7 @@ class Migration(unittest.TestCase):
             # restore: the file is checked, opened (migrated) and verified
             j("restore", os.path.join(fx, "ledger-v1.backup"))
             st = j("status")
-            self.assertEqual(st["ledger"]["schema_version"], 2)
+            self.assertEqual(st["ledger"]["schema_version"], 3)
             for k in ["persons", "salesforce_records", "history_events", "changes"]:
                 self.assertEqual(st["ledger"][k], want["ledger"][k], k)
             a = j("audit", "verify", "--expect", want["audit_head"])
@@ -776,6 +776,9 @@ class Migration(unittest.TestCase):
                 self.assertEqual(show, p["show"])
                 hist = [h for h in j("contact", "history", email) if h["kind"] != "access"]
                 self.assertEqual(hist, p["history"])
+            # the fixture's events keep their version-1 hashes; the access
+            # events just appended are of version 2, and the chain holds
+            self.assertTrue(j("audit", "verify")["ok"])
             # a schema-1 ledger opened in place is backed up first
             shutil.rmtree(os.path.join(tmp, "ledger"))
             os.makedirs(os.path.join(tmp, "ledger2"))
@@ -792,10 +795,10 @@ class Migration(unittest.TestCase):
             p = subprocess.run([OPTSYNC, "-c", cfg, "status", "--json"], capture_output=True,
                                text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 2)
+            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 3)
             backups = glob.glob(os.path.join(tmp, "ledger2.schema1-*.backup"))
             self.assertEqual(len(backups), 1, p.stderr)
-            self.assertIn("before migrating to schema 2", p.stderr)
+            self.assertIn("before migrating to schema 3", p.stderr)
             # that backup is a schema-1 ledger that restores
             v = subprocess.run([OPTSYNC, "-c", cfg, "audit", "verify", "--json"],
                                capture_output=True, text=True)

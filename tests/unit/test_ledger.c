@@ -5,6 +5,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1242,6 +1243,486 @@ static void test_retention(void **state)
 	free(c);
 }
 
+/* ---- the chain's hash over the bytes stored ----
+ *
+ * The hash as docs/ledger-format.md gives it, written again here, so that a
+ * test can store what a later optsync would (fields this one does not know)
+ * and link it into the chain as that optsync would. */
+
+struct val {
+	uint8_t b[2 * CODEC_MAX];
+	size_t n;
+};
+
+struct rawf {
+	unsigned num;
+	size_t at, len;       /* the whole field: tag, length, bytes */
+	size_t data, datalen; /* its bytes (a number: none) */
+	uint64_t u;
+};
+
+static size_t rawf_list(const struct val *v, struct rawf *out, size_t cap)
+{
+	struct dec d;
+	struct field f;
+	assert_int_equal(dec_init(&d, v->b, v->n), 0);
+	size_t k = 0;
+	const uint8_t *at = d.p;
+	while (dec_next(&d, &f) == 1) {
+		assert_true(k < cap);
+		out[k++] = (struct rawf){f.num,
+		                         (size_t)(at - v->b),
+		                         (size_t)(d.p - at),
+		                         f.data ? (size_t)(f.data - v->b) : 0,
+		                         f.len,
+		                         f.u};
+		at = d.p;
+	}
+	assert_true(d.p == d.end);
+	return k;
+}
+
+/* the index of field num in v's list, -1 when it has none */
+static int rawf_find(const struct val *v, unsigned num, struct rawf *f)
+{
+	struct rawf all[64];
+	size_t n = rawf_list(v, all, 64);
+	memset(f, 0, sizeof(*f));
+	for (size_t i = 0; i < n; i++)
+		if (all[i].num == num) {
+			*f = all[i];
+			return (int)i;
+		}
+	return -1;
+}
+
+static void val_splice(struct val *v, size_t at, size_t cut, const void *p, size_t n)
+{
+	assert_true(at + cut <= v->n && v->n - cut + n <= sizeof(v->b));
+	memmove(v->b + at + n, v->b + at + cut, v->n - at - cut);
+	memcpy(v->b + at, p, n);
+	v->n = v->n - cut + n;
+}
+
+/* a field as the codec writes it (numbers below 64, bytes below 128) */
+static size_t raw_field(uint8_t *out, unsigned num, unsigned wire, const void *p, size_t n)
+{
+	assert_true(num < 64 && n < 128);
+	out[0] = (uint8_t)(num << 2 | wire);
+	if (wire == W_HASH) {
+		memcpy(out + 1, p, 32);
+		return 33;
+	}
+	out[1] = (uint8_t)n;
+	memcpy(out + 2, p, n);
+	return 2 + n;
+}
+
+static void val_drop(struct val *v, unsigned num)
+{
+	struct rawf f;
+	while (rawf_find(v, num, &f) >= 0)
+		val_splice(v, f.at, f.len, "", 0);
+}
+
+/* insert a field before the first of those numbered before (or at the
+ * end) */
+static void val_add(struct val *v, unsigned before, const uint8_t *field, size_t n)
+{
+	struct rawf f;
+	val_splice(v, rawf_find(v, before, &f) >= 0 ? f.at : v->n, 0, field, n);
+}
+
+/* a field appended inside the personal part (field 10) */
+static void val_add_personal(struct val *v, const uint8_t *field, size_t n)
+{
+	struct rawf f;
+	assert_true(rawf_find(v, 10, &f) >= 0);
+	uint8_t part[256];
+	assert_true(f.datalen + n < 128);
+	memcpy(part, v->b + f.data, f.datalen);
+	memcpy(part + f.datalen, field, n);
+	uint8_t whole[260];
+	size_t wl = raw_field(whole, 10, W_BYTES, part, f.datalen + n);
+	val_splice(v, f.at, f.len, whole, wl);
+}
+
+static int holds(const uint8_t *p, size_t n, const char *s)
+{
+	for (size_t sl = strlen(s), i = 0; i + sl <= n; i++)
+		if (memcmp(p + i, s, sl) == 0)
+			return 1;
+	return 0;
+}
+
+static void sha(const void *p, size_t n, uint8_t out[32])
+{
+	assert_int_equal(EVP_Digest(p, n, out, NULL, EVP_sha256(), NULL), 1);
+}
+
+/* H(seq): version 2 when the event holds field 20, else version 1 (these
+ * tests' version-1 events hold only the fields optsync knows, in the order
+ * it writes them, so the stored bytes without fields 9, 10 and 11 are the
+ * public encoding version 1 hashes) */
+static void doc_hash(uint64_t seq, const struct val *v, uint8_t out[32])
+{
+	struct rawf all[64];
+	size_t n = rawf_list(v, all, 64);
+	static uint8_t buf[16 + 8 + 32 + 32 + sizeof(((struct val *)0)->b)];
+	uint8_t prev[32] = {0}, pd[32], part[1 + CODEC_MAX] = {1};
+	const struct rawf *personal = NULL, *digest = NULL;
+	int v2 = 0;
+	size_t o = 16 + 8 + 32 + 32;
+	buf[o++] = v->b[0]; /* the version byte */
+	for (size_t i = 0; i < n; i++) {
+		const struct rawf *f = &all[i];
+		if (f->num == 9)
+			memcpy(prev, v->b + f->data, 32);
+		else if (f->num == 10)
+			personal = f;
+		else if (f->num == 11)
+			digest = f;
+		else {
+			v2 |= f->num == 20;
+			memcpy(buf + o, v->b + f->at, f->len);
+			o += f->len;
+		}
+	}
+	/* the personal digest: of field 10's bytes (version 1: after a
+	 * version byte 1) */
+	size_t pl = personal ? personal->datalen : 0;
+	if (personal)
+		memcpy(part + 1, v->b + personal->data, pl);
+	if (digest)
+		memcpy(pd, v->b + digest->data, 32);
+	else
+		sha(v2 ? part + 1 : part, v2 ? pl : pl + 1, pd);
+	memcpy(buf, v2 ? "optsync-event-v2" : "optsync-event-v1", 16);
+	for (int i = 0; i < 8; i++)
+		buf[16 + i] = (uint8_t)(seq >> (56 - 8 * i));
+	memcpy(buf + 24, prev, 32);
+	memcpy(buf + 56, pd, 32);
+	sha(buf, o, out);
+}
+
+/* Rewrite every history event as edit says (NULL: as it is), then link the
+ * chain again as a writer would: each event's field 9 the hash of the one
+ * before, stubs keeping theirs, and the chain head the last one's. */
+static void relink(void (*edit)(uint64_t seq, struct val *v))
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi hist, meta;
+	MDB_cursor *c;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "history", 0, &hist), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_cursor_open(txn, hist, &c), 0);
+	static struct val v;
+	static const uint8_t zero[32];
+	uint8_t running[32] = {0};
+	uint64_t seq = 0;
+	MDB_val k, d;
+	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
+		seq = 0;
+		for (int i = 0; i < 8; i++)
+			seq = seq << 8 | ((uint8_t *)k.mv_data)[i];
+		memcpy(v.b, d.mv_data, d.mv_size);
+		v.n = d.mv_size;
+		struct rawf f;
+		if (rawf_find(&v, 14, &f) < 0 && edit)
+			edit(seq, &v);
+		val_drop(&v, 9);
+		if (memcmp(running, zero, 32) != 0) {
+			uint8_t f9[33];
+			size_t n = raw_field(f9, 9, W_HASH, running, 32);
+			val_add(&v, rawf_find(&v, 10, &f) >= 0 ? 10 : 11, f9, n);
+		}
+		if (rawf_find(&v, 14, &f) >= 0)
+			memcpy(running, v.b + f.data, 32);
+		else
+			doc_hash(seq, &v, running);
+		uint8_t kb[8]; /* k points into the page the put changes */
+		memcpy(kb, k.mv_data, 8);
+		MDB_val nk = {8, kb}, nd = {v.n, v.b};
+		assert_int_equal(mdb_cursor_put(c, &nk, &nd, MDB_CURRENT), 0);
+	}
+	mdb_cursor_close(c);
+	uint8_t head[40];
+	for (int i = 0; i < 8; i++)
+		head[i] = (uint8_t)(seq >> (56 - 8 * i));
+	memcpy(head + 8, running, 32);
+	MDB_val hk = {10, "chain_head"}, hv = {40, head};
+	assert_int_equal(mdb_put(txn, meta, &hk, &hv, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* the stored bytes of event seq, and their replacement */
+static struct val *got_val;
+static void take_val(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	(void)txn, (void)dbi, (void)k;
+	memcpy(got_val->b, v->mv_data, v->mv_size);
+	got_val->n = v->mv_size;
+}
+
+static void give_val(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	(void)v;
+	MDB_val nv = {got_val->n, got_val->b};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+}
+
+static void event_val(uint64_t seq, struct val *v, int put)
+{
+	uint8_t k[8];
+	for (int i = 0; i < 8; i++)
+		k[i] = (uint8_t)(seq >> (56 - 8 * i));
+	got_val = v;
+	raw_edit("history", k, 8, put ? give_val : take_val);
+}
+
+static const char later_public[] = "a field of a later optsync";
+static const char later_personal[] = "a later optsync's personal text";
+
+static void add_later_fields(uint64_t seq, struct val *v)
+{
+	uint8_t f[64];
+	if (seq == 2 || seq == 3)
+		val_add(v, 9, f, raw_field(f, 30, W_BYTES, later_public, strlen(later_public)));
+	if (seq == 2)
+		val_add_personal(v, f,
+		                 raw_field(f, 31, W_BYTES, later_personal, strlen(later_personal)));
+}
+
+static void strip_version(uint64_t seq, struct val *v)
+{
+	(void)seq;
+	val_drop(v, 20);
+}
+
+static const char *erase_email;
+static int erase_one(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	uint8_t key[32];
+	ledger_person_key(ctx, erase_email, strlen(erase_email), key);
+	return ledger_person_erase(t, key, e);
+}
+
+static void erase_person(struct ledger *l, const char *email)
+{
+	struct err e = {0};
+	erase_email = email;
+	if (ledger_write(l, erase_one, l, &e))
+		fail_msg("erase: %s", e.msg);
+}
+
+/* a retention run purging the events before 1700000004000 of persons not
+ * opted out (put_person's are at 1700000003000) */
+static uint64_t purge_old(struct ledger *l)
+{
+	struct ledger_retention r = {0, 1700000004000, 0, false, 1700000005000, "test"};
+	struct ledger_retention_report rep;
+	struct err e = {0};
+	if (ledger_retention(l, &r, NULL, NULL, &rep, &e))
+		fail_msg("retention: %s", e.msg);
+	return rep.events;
+}
+
+static void verify_purged(struct ledger *l, uint64_t events, uint64_t purged)
+{
+	struct ledger_verify_report rep;
+	struct err e = {0};
+	if (ledger_verify(l, &rep, &e))
+		fail_msg("verify: %s", e.msg);
+	assert_true(rep.events == events && rep.purged == purged);
+}
+
+static uint64_t field_u(const struct val *v, unsigned num)
+{
+	struct rawf f;
+	return rawf_find(v, num, &f) >= 0 ? f.u : 0;
+}
+
+static void test_hash_covers_unknown_fields(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "003000000000001AAA", "r1");
+	put_person(l, "bob@example.com", 0, "003000000000002AAA", "r2");
+	put_person(l, "cy@example.com", 1, "003000000000003AAA", "r3");
+	ledger_close(l);
+	/* this optsync writes hash version 2, and the hash is the documented one */
+	static struct val v, keep;
+	event_val(1, &v, 0);
+	assert_true(field_u(&v, 20) == 2);
+	relink(NULL);
+	l = open_ledger(1 << 20, 1 << 24);
+	verify_ok(l, 3);
+	ledger_close(l);
+
+	/* events 2 and 3 as a later optsync would store them: a public field
+	 * and (event 2) a personal field that this optsync does not know */
+	relink(add_later_fields);
+	l = open_ledger(1 << 20, 1 << 24);
+	verify_ok(l, 3);
+	/* erasure keeps every public byte, and stores the digest of the
+	 * personal part as it was stored */
+	event_val(2, &v, 0);
+	struct rawf f;
+	assert_true(rawf_find(&v, 10, &f) >= 0);
+	assert_true(holds(v.b + f.data, f.datalen, later_personal));
+	uint8_t pd[32];
+	sha(v.b + f.data, f.datalen, pd);
+	erase_person(l, "bob@example.com");
+	verify_ok(l, 3);
+	event_val(2, &v, 0);
+	assert_int_equal(rawf_find(&v, 10, &f), -1);
+	assert_true(rawf_find(&v, 11, &f) >= 0);
+	assert_memory_equal(v.b + f.data, pd, 32);
+	assert_true(rawf_find(&v, 30, &f) >= 0);
+	assert_memory_equal(v.b + f.data, later_public, strlen(later_public));
+	/* a retention run stubs event 2 with its hash */
+	assert_true(purge_old(l) == 1);
+	verify_purged(l, 4, 1);
+	ledger_close(l);
+
+	/* altering the unknown field is tampering */
+	event_val(3, &keep, 0);
+	v = keep;
+	assert_true(rawf_find(&v, 30, &f) >= 0);
+	v.b[f.data + 3] ^= 0x20;
+	event_val(3, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	struct ledger_verify_report rep;
+	struct err e = {0};
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 3);
+	assert_non_null(strstr(e.msg, "history chain broken at event 3"));
+	ledger_close(l);
+	/* so is dropping it, or repeating a field that is outside the hash */
+	v = keep;
+	val_drop(&v, 30);
+	event_val(3, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 3);
+	ledger_close(l);
+	v = keep;
+	assert_true(rawf_find(&v, 10, &f) >= 0);
+	uint8_t f10[64];
+	memcpy(f10, v.b + f.at, f.len);
+	val_add(&v, 9, f10, f.len);
+	event_val(3, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 3);
+	assert_non_null(strstr(rep.why, "repeated"));
+	ledger_close(l);
+	/* and an event claiming a version this optsync does not know is not a
+	 * verdict on the chain: it says to upgrade */
+	v = keep;
+	val_drop(&v, 20);
+	uint8_t f20[2] = {20 << 2 | W_UINT, 3};
+	val_add(&v, 9, f20, 2);
+	event_val(3, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 0);
+	assert_non_null(strstr(e.msg, "newer optsync"));
+	assert_null(strstr(e.msg, "broken"));
+	ledger_close(l);
+	/* a version field saying 1 is not a way to the version-1 hash (which
+	 * leaves out the fields it does not know) */
+	v = keep;
+	val_drop(&v, 20);
+	f20[1] = 1;
+	val_add(&v, 9, f20, 2);
+	event_val(3, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 3);
+	assert_non_null(strstr(rep.why, "not one optsync writes"));
+	ledger_close(l);
+	event_val(3, &keep, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	verify_purged(l, 4, 1);
+	ledger_close(l);
+}
+
+struct schema_ctx {
+	struct ledger_stats st;
+};
+
+static int read_stats(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	return ledger_stats(t, &((struct schema_ctx *)ctx)->st, e);
+}
+
+static void set_schema_2(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	(void)v;
+	uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+	MDB_val nv = {8, b};
+	assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+}
+
+static void test_hash_v1_events(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	put_person(l, "ada@example.com", 1, "003000000000001AAA", "r1");
+	put_person(l, "bob@example.com", 0, "003000000000002AAA", "r2");
+	put_person(l, "cy@example.com", 1, "003000000000003AAA", "r3");
+	ledger_close(l);
+	/* a schema-2 ledger as optsync wrote it before: version-1 hashes */
+	relink(strip_version);
+	raw_edit("meta", "schema", 6, set_schema_2);
+	struct ledger_options o = {dir, 1 << 20, 1 << 24, false, true};
+	struct err e = {0};
+	if (ledger_open(&l, &o, &e))
+		fail_msg("open: %s", e.msg);
+	struct schema_ctx sc;
+	assert_int_equal(ledger_read(l, read_stats, &sc, &e), 0);
+	assert_int_equal(sc.st.schema_version, 3);
+	verify_ok(l, 3);
+	/* new events are of version 2, after the old ones */
+	put_person(l, "dan@example.com", 0, "003000000000004AAA", "r4");
+	verify_ok(l, 4);
+	ledger_close(l);
+	static struct val v;
+	event_val(3, &v, 0);
+	assert_true(field_u(&v, 20) == 0);
+	event_val(4, &v, 0);
+	assert_true(field_u(&v, 20) == 2);
+	/* erasure and retention of a version-1 event keep its hash */
+	l = open_ledger(1 << 20, 1 << 24);
+	erase_person(l, "bob@example.com");
+	verify_ok(l, 4);
+	assert_true(purge_old(l) == 2); /* bob's (version 1) and dan's (2) */
+	verify_purged(l, 5, 2);
+	ledger_close(l);
+	/* an altered version-1 event is caught as before */
+	uint8_t k3[8] = {0, 0, 0, 0, 0, 0, 0, 3};
+	raw_edit("history", k3, 8, flip_byte);
+	l = open_ledger(1 << 20, 1 << 24);
+	struct ledger_verify_report rep;
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 3);
+	ledger_close(l);
+	/* and so is a version-2 event passed off as one of version 1 */
+	raw_edit("history", k3, 8, flip_byte);
+	event_val(5, &v, 0);
+	val_drop(&v, 20);
+	event_val(5, &v, 1);
+	l = open_ledger(1 << 20, 1 << 24);
+	assert_int_equal(ledger_verify(l, &rep, &e), ERR_LEDGER);
+	assert_true(rep.first_bad == 5);
+	ledger_close(l);
+}
+
 /* ---- meta values: a cap, never a cut ---- */
 
 static int meta_txn(struct ledger_txn *t, void *ctx, struct err *e)
@@ -1458,6 +1939,8 @@ int main(void)
 	    T(test_sync_lock),
 	    T(test_enum_names),
 	    T(test_retention),
+	    T(test_hash_covers_unknown_fields),
+	    T(test_hash_v1_events),
 	    T(test_backup_restore),
 	    T(test_meta_cap),
 	};

@@ -78,7 +78,8 @@ char *__wrap_strndup(const char *s, size_t n)
 }
 
 /* ---- the fixture: a ledger with a person, history, a record-less
- * conflict-free state (no Salesforce is called) ---- */
+ * conflict-free state (no Salesforce is called), and a retention run's
+ * stub ---- */
 
 struct fixture {
 	char dir[64];
@@ -109,7 +110,7 @@ static int setup(void **state)
 	         "client_secret_file = \"/nonexistent\"\n[state]\npath = \"%s/state\"\n"
 	         "map_size = \"16MiB\"\n[unsubscribe]\nbase_url = \"https://u.example.com\"\n"
 	         "key_file = \"%s/link.key\"\norganization = \"Ex\"\n"
-	         "privacy_url = \"https://example.com/p\"\n",
+	         "privacy_url = \"https://example.com/p\"\n[retention]\nhistory = \"1ms\"\n",
 	         f->dir, f->dir);
 	fp = fopen(path, "w");
 	if (fp == NULL)
@@ -140,6 +141,22 @@ static int setup(void **state)
 	cJSON_Delete(r);
 	if (conn_optout(f->c, &cli, &o, &r, &e))
 		return -1;
+	cJSON_Delete(r);
+	/* and a retention run that purged someone else's events: the chain
+	 * holds stubs and the run's event, which verify counts against each
+	 * other (in memory it allocates) */
+	if (conn_contact_set(f->c, &cli, "gone@example.com", &ch, &r, &e))
+		return -1;
+	cJSON_Delete(r);
+	usleep(5000);
+	if (conn_retention_run(f->c, &cli, false, &r, &e))
+		return -1;
+	const cJSON *purged = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(r, "purged"), "events");
+	if (!cJSON_IsNumber(purged) || purged->valuedouble < 1) {
+		fprintf(stderr, "setup: the retention run purged nothing\n");
+		return -1;
+	}
 	cJSON_Delete(r);
 	*state = f;
 	return 0;
