@@ -445,7 +445,8 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 	rc = ledger_verify(l, rep, e);
 	ledger_close(l);
 	if (rc) {
-		err_prefix(e, "the backup %s does not verify, nothing was restored: ", file);
+		if (rc == ERR_LEDGER) /* a verdict; out of memory is none */
+			err_prefix(e, "the backup %s does not verify, nothing was restored: ", file);
 		goto out;
 	}
 	if (rename(data, final) != 0) {
