@@ -59,7 +59,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 class Sidecar:
-    def __init__(self, extra="", contacts=30, listen=None, state_extra=""):
+    def __init__(self, extra="", contacts=30, listen=None, state_extra="", env_extra=None):
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -88,7 +88,8 @@ class Sidecar:
                    OPTSYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
         self.env = env
         self.log = open(os.path.join(d, "optsync.log"), "w")
-        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=env,
+        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"],
+                                     env=dict(env, **(env_extra or {})),
                                      stdout=self.log, stderr=self.log)
         for _ in range(100):
             try:
@@ -297,6 +298,39 @@ class Backup(unittest.TestCase):
                 s.close()
         finally:
             shutil.rmtree(d)
+
+
+class CurlGlobal(unittest.TestCase):
+    """libcurl's global init runs once, in main, before any thread: the
+    HTTP server's threads, the webhook deliverer (which makes its curl
+    handle at once) and the scheduler's Salesforce client. Its cleanup runs
+    once, at the end. The curl_order library (LD_PRELOAD) writes down the
+    order of the calls."""
+
+    def test_global_init_before_any_thread(self):
+        shim = os.environ.get("OPTSYNC_CURL_ORDER_SHIM")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("OPTSYNC_CURL_ORDER_SHIM names no curl_order library (ctest sets it)")
+        log = os.path.join(tempfile.mkdtemp(), "curl-order.log")
+        s = Sidecar(env_extra={"LD_PRELOAD": shim, "CURL_ORDER_LOG": log,
+                               "ASAN_OPTIONS": "verify_asan_link_order=0"})
+        try:
+            s.request("POST", "/v1/optouts", {"email": "curl-order@example.com"})
+            self.assertTrue(s.wait(lambda: len(Receiver.got) > 0, 30))   # the webhook's curl
+            self.assertTrue(s.wait(lambda: s.get("/v1/status")[1]["last_cycle"] is not None))
+        finally:
+            s.close()
+        self.assertEqual(s.proc.returncode, 0)
+        with open(log) as f:
+            calls = [l.split() for l in f.read().splitlines()]
+        shutil.rmtree(os.path.dirname(log))
+        names = [c[0] for c in calls]
+        self.assertEqual(names.count("curl_global_init"), 1, names)
+        self.assertEqual(calls[0], ["curl_global_init", "main"], calls[:5])
+        self.assertIn("pthread_create", names)
+        self.assertIn("curl_easy_init", names)
+        self.assertEqual(names.count("curl_global_cleanup"), 1, names)
+        self.assertEqual(calls[-1], ["curl_global_cleanup", "main"], calls[-5:])
 
 
 class Api(unittest.TestCase):
