@@ -99,6 +99,10 @@ void http_batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t c
 /* ---- routing (routes.c) and metrics (metrics.c) ---- */
 
 enum MHD_Result http_route(struct ctx *c);
+/* The Prometheus text of s (malloc'ed, *len bytes), or NULL when memory
+ * ran out. Safe on any number of threads at once: the counters are copied
+ * under s->mu, and nothing is kept between calls. */
+char *http_metrics_text(struct sidecar *s, size_t *len);
 enum MHD_Result http_metrics(struct ctx *c);
 
 #endif
