@@ -53,6 +53,7 @@ class Sidecar:
         self.keyfile = os.path.join(d, "link.key")
         with open(self.keyfile, "wb") as f:
             f.write(key or os.urandom(32))
+        os.chmod(self.keyfile, 0o600)  # a secret: refused when others may read it
         self.config = os.path.join(d, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
