@@ -49,6 +49,13 @@ struct ctx {
 
 /* ---- responses (responses.c) ---- */
 
+/* The Retry-After (seconds) of every 503 that gives none of its own: the
+ * ledger or its disk is full, or a bounded resource is in use, on the
+ * local API and on the public listener alike. Short, because service
+ * comes back by itself once there is room; a client that retries sooner
+ * gets another 503, nothing worse. */
+#define HTTP_RETRY_AFTER "5"
+
 /* The statuses the API answers with, counted by /metrics; anything else
  * counts as "other". */
 extern const unsigned http_statuses[N_STATUS - 1];

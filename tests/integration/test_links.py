@@ -85,8 +85,9 @@ class Sidecar:
         if token_env:
             assert self.wait(lambda: self.api("GET", "/v1/status")[1]["last_cycle"] is not None)
 
-    def api(self, method, path, body=None, headers=None):
-        """headers replace the default one (the sidecar's token)."""
+    def api(self, method, path, body=None, headers=None, full=False):
+        """headers replace the default one (the sidecar's token). full: also
+        the response's headers (names in lower case), in the middle."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         headers = dict(headers) if headers is not None else {"Authorization": "Bearer " + TOKEN}
         data = json.dumps(body).encode() if body is not None else None
@@ -97,7 +98,10 @@ class Sidecar:
         text = r.read()
         c.close()
         ctype = r.getheader("Content-Type", "")
-        return r.status, json.loads(text) if "json" in ctype and text else text.decode()
+        doc = json.loads(text) if "json" in ctype and text else text.decode()
+        if full:
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), doc
+        return r.status, doc
 
     def public(self, method, path, body=None, headers=None, conn=None):
         """One request as a plain HTTP client: no cookies, no redirects."""
@@ -471,7 +475,8 @@ class Limits(unittest.TestCase):
 
     def test_full_ledger_answers_503(self):
         """When an opt-out cannot be recorded the sender is told to come back
-        (503 with Retry-After), and every 200 is in the ledger."""
+        (503 with Retry-After), and every 200 is in the ledger. So is the
+        application on the local API, and the person on the page's form."""
         s = Sidecar(contacts=0, map_size='map_size = "1MiB"\nmax_map_size = "1MiB"')
         try:
             emails = ["filler%05d@example.com" % i for i in range(6000)]
@@ -493,6 +498,23 @@ class Limits(unittest.TestCase):
             self.assertEqual(st, 503, body)
             self.assertEqual(h["retry-after"], "5")
             self.assertGreater(len(ok), 100)
+            # the page's form: the retry page, with Retry-After
+            st, h, body = s.public("POST", paths[len(ok)], body="action=unsubscribe", headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(st, 503, body)
+            self.assertEqual(h["retry-after"], "5")
+            self.assertIn("text/html", h["content-type"])
+            # the local API's opt-out (a smaller write may still fit the
+            # pages left: the first 503 counts)
+            for i in range(200):
+                st, h, doc = s.api("POST", "/v1/optouts", {"email": "api-full%d@example.com" % i},
+                                   full=True)
+                if st != 202:
+                    break
+            self.assertEqual(st, 503, doc)
+            self.assertEqual(doc["error"]["code"], "unavailable")
+            self.assertIn("is full", doc["error"]["message"])
+            self.assertEqual(h.get("retry-after"), "5", h)
             # every answered opt-out is in the ledger (the suppression index
             # needs no write; the ledger is full)
             st, doc = s.api("POST", "/v1/suppression/check", {"emails": ok[-1000:]})
