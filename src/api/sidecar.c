@@ -341,6 +341,9 @@ void *backup_main(void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 		if (rc == 0) {
+			if (r.created_dir)
+				log_info("backup", "made state.backup_dir %s (mode 0700)",
+				         cfg->state.backup_dir);
 			log_info("backup", "backup %s: %llu bytes in %lld ms%s; %u older removed",
 			         r.file, (unsigned long long)r.bytes, (long long)r.took_ms,
 			         r.compacted ? "" : " (not compacted)", r.removed);

@@ -150,6 +150,42 @@ void secret_free(char *s, size_t len)
 	free(s);
 }
 
+int file_mount_point(const char *path, char *out, size_t cap, struct err *e)
+{
+	out[0] = '\0';
+	char cur[4096], up[4096];
+	struct stat st, ust;
+	int n = snprintf(cur, sizeof(cur), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(cur))
+		return err_set(e, ERR_IO, "%s: path too long", path);
+	/* the nearest part of path that is there: a file being made may not be */
+	while (stat(cur, &st) != 0) {
+		if (errno != ENOENT || strcmp(cur, "/") == 0 || strcmp(cur, ".") == 0)
+			return err_sys(e, ERR_IO, errno, "%s: cannot stat", cur);
+		const char *d = dirname(cur); /* in cur, or a static "." or "/" */
+		memmove(cur, d, strlen(d) + 1);
+	}
+	char *real = realpath(cur, NULL);
+	if (real == NULL)
+		return err_sys(e, ERR_IO, errno, "%s: cannot resolve", cur);
+	n = snprintf(cur, sizeof(cur), "%s", real);
+	free(real);
+	if (n < 0 || (size_t)n >= sizeof(cur))
+		return err_set(e, ERR_IO, "%s: path too long", path);
+	/* up from there while the device stays the same */
+	while (strcmp(cur, "/") != 0) {
+		memcpy(up, cur, (size_t)n + 1);
+		const char *parent = dirname(up);
+		if (stat(parent, &ust) != 0 || ust.st_dev != st.st_dev)
+			break;
+		n = snprintf(cur, sizeof(cur), "%s", parent);
+	}
+	if ((size_t)n >= cap)
+		return err_set(e, ERR_IO, "%s: path too long", cur);
+	memcpy(out, cur, (size_t)n + 1);
+	return 0;
+}
+
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e)
 {
 	char tmp[4096];

@@ -32,6 +32,12 @@ int file_read_secret_bytes(const char *path, size_t max, struct buf *out, struct
 int file_check_secret(const char *path, struct stat *st, struct err *e);
 void secret_free(char *s, size_t len);
 
+/* The mount point of the file system that holds path (or, when path is
+ * not there, the nearest folder above it that is), as an absolute path in
+ * out: what `df` names, for a message about a full disk. 0, or ERR_IO
+ * when it cannot be told (out is then ""). */
+int file_mount_point(const char *path, char *out, size_t cap, struct err *e);
+
 /* Write data to path atomically: a temporary file in the same directory,
  * fsync, rename, fsync of the directory. */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e);

@@ -247,6 +247,62 @@ class Backup(unittest.TestCase):
         finally:
             s.close()
 
+    def test_full_disk(self):
+        """A backup onto a full disk, and a restore onto one, are ledger
+        errors (exit 5) that name the file and the disk (where it is
+        mounted), and leave nothing half-written. The disk is a 1 MiB tmpfs,
+        filled up."""
+        mnt = tempfile.mkdtemp()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            os.rmdir(mnt)
+            print("test_full_disk: skipped, cannot mount a tmpfs: %s" % p.stderr.strip())
+            self.skipTest("cannot mount a tmpfs (needs root): " + p.stderr.strip())
+        s = None
+        try:
+            fd = os.open(os.path.join(mnt, "fill"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while os.write(fd, b"\0" * 4096) > 0:
+                    pass
+            except OSError:
+                pass  # full
+            finally:
+                os.close(fd)
+            real = os.path.realpath(mnt)
+            s = Sidecar()
+            self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
+            # backup: names the backup file and its disk, not the ledger
+            target = os.path.join(mnt, "ledger.backup")
+            p = s.cli("backup", target, check=5)
+            self.assertIn("cannot write the backup %s: no room left on the disk mounted at %s: "
+                          "No space left on device" % (target, real), p.stderr)
+            self.assertNotIn(os.path.join(s.tmp.name, "state"), p.stderr)
+            self.assertEqual(os.listdir(mnt), ["fill"])
+            # restore into a state.path on the full disk: exit 5, naming it
+            good = os.path.join(s.tmp.name, "good.backup")
+            s.cli("backup", good, check=0)
+            cfg = os.path.join(s.tmp.name, "full.toml")
+            with open(s.config) as f:
+                text = f.read().replace('path = "%s/state"' % s.tmp.name,
+                                        'path = "%s/state"' % mnt)
+            with open(cfg, "w") as f:
+                f.write(text)
+            p = s.cli("restore", good, config=cfg, check=5)
+            self.assertIn("cannot write the restored ledger in state.path %s/state: no room left "
+                          "on the disk mounted at %s: No space left on device" % (mnt, real),
+                          p.stderr)
+            self.assertEqual(os.listdir(os.path.join(mnt, "state")), [])
+            # room again: both work
+            os.unlink(os.path.join(mnt, "fill"))
+            s.cli("backup", target, check=0)
+            s.cli("restore", good, config=cfg, check=0)
+        finally:
+            if s:
+                s.close()
+            subprocess.run(["umount", mnt], check=True)
+            os.rmdir(mnt)
+
     def test_run_takes_and_rotates_backups(self):
         d = tempfile.mkdtemp()
         try:
@@ -282,8 +338,27 @@ class Backup(unittest.TestCase):
                 s.cli("restore", new, config=cfg, check=0)
             finally:
                 s.close()
-            # a backup that fails is logged and counted, and the sync goes on
-            s = Sidecar(state_extra='backup_dir = "%s/missing"\n' % d)
+            # a missing backup_dir is made (0700), and the backup goes in it
+            missing = os.path.join(d, "missing")
+            s = Sidecar(state_extra='backup_dir = "%s"\n' % missing)
+            try:
+                def taken_in_missing():
+                    return 'optsync_backups_total{result="ok"} 1' in \
+                        s.get("/metrics", token=None)[1]
+                self.assertTrue(s.wait(taken_in_missing, 30), s.get("/metrics", token=None)[1])
+                self.assertEqual(oct(os.stat(missing).st_mode & 0o777), "0o700")
+                names = [f for f in os.listdir(missing) if f.endswith(".backup")]
+                self.assertEqual(len(names), 1, names)
+                self.assertEqual(oct(os.stat(os.path.join(missing, names[0])).st_mode & 0o777),
+                                 "0o600")
+                with open(os.path.join(s.tmp.name, "optsync.log")) as f:
+                    self.assertIn("made state.backup_dir %s (mode 0700)" % missing, f.read())
+            finally:
+                s.close()
+            # only its last folder: with the one above it missing too (a
+            # volume not mounted), the backup fails, is logged and counted,
+            # and the sync goes on
+            s = Sidecar(state_extra='backup_dir = "%s/unmounted/optsync"\n' % d)
             try:
                 def failed():
                     return 'optsync_backups_total{result="failed"} 1' in \
@@ -292,8 +367,12 @@ class Backup(unittest.TestCase):
                 self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
                 self.assertTrue(s.wait(lambda: 'optsync_sync_cycles_total{result="ok"} 0'
                                        not in s.get("/metrics", token=None)[1]))
+                self.assertFalse(os.path.exists(os.path.join(d, "unmounted")))
                 with open(os.path.join(s.tmp.name, "optsync.log")) as f:
-                    self.assertIn("backup failed (the sync goes on", f.read())
+                    log = f.read()
+                self.assertIn("backup failed (the sync goes on", log)
+                self.assertIn("state.backup_dir %s/unmounted/optsync: the folder above it does "
+                              "not exist" % d, log)
             finally:
                 s.close()
         finally:
