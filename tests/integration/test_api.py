@@ -38,8 +38,24 @@ def free_port():
     return port
 
 
+def delivery_ok(secret, timestamp, signature, body, now=None, tolerance=300):
+    """The check the README tells a webhook receiver to make: the timestamp
+    is recent, and the signature is the HMAC-SHA256 of "TIMESTAMP." and the
+    raw body, compared in constant time."""
+    now = time.time() if now is None else now
+    if timestamp is None or signature is None or not timestamp.isdigit():
+        return False
+    if abs(now - int(timestamp)) > tolerance:
+        return False  # too old (a replay) or from a clock far off
+    want = "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+    return hmac.compare_digest(signature, want)
+
+
 class Receiver(BaseHTTPRequestHandler):
-    """The application's webhook endpoint: keeps what it gets, can refuse."""
+    """The application's webhook endpoint: keeps what it gets (the body, its
+    X-Optsync-Timestamp and X-Optsync-Signature, and when it came), can
+    refuse."""
     got = []
     refuse = 0
 
@@ -50,7 +66,8 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
-        Receiver.got.append((body, self.headers.get("X-Optsync-Signature")))
+        Receiver.got.append((body, self.headers.get("X-Optsync-Timestamp"),
+                             self.headers.get("X-Optsync-Signature"), time.time()))
         self.send_response(204)
         self.end_headers()
 
@@ -791,11 +808,19 @@ class Api(unittest.TestCase):
         self.assertEqual(page["next_after"], seqs[1])
         # every change reaches the webhook, in order, signed, despite the refusals
         self.assertTrue(self.s.wait(lambda: len(Receiver.got) >= len(seqs), 30))
-        got = [json.loads(b) for b, _ in Receiver.got]
+        got = [json.loads(d[0]) for d in Receiver.got]
         self.assertEqual([c["seq"] for c in got][:len(seqs)], seqs)
-        for body, sig in Receiver.got:
-            want = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-            self.assertTrue(hmac.compare_digest(sig, want))
+        key = WEBHOOK_SECRET.encode()
+        for body, ts, sig, at in Receiver.got:
+            # the timestamp is when it was sent, and the signature covers it
+            self.assertLessEqual(abs(int(ts) - at), 2, (ts, at))
+            self.assertTrue(delivery_ok(key, ts, sig, body), (ts, sig))
+            # a replay: the same delivery once the window has passed, or
+            # with another timestamp, or the body alone signed
+            self.assertFalse(delivery_ok(key, ts, sig, body, now=int(ts) + 301))
+            self.assertFalse(delivery_ok(key, str(int(ts) + 1), sig, body))
+            self.assertFalse(delivery_ok(key, ts, sig, body + b" "))
+            self.assertNotEqual(sig, "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest())
 
     def test_readiness_while_salesforce_is_down(self):
         self.s.close()

@@ -1,6 +1,6 @@
 /* The local API's path parsing (api_contact_path, api_conflict_path), the
- * methods each path takes (api_allowed_methods), the failure limit, and
- * /metrics rendered on many threads at once. */
+ * methods each path takes (api_allowed_methods), the failure limit, the
+ * webhook's signature, and /metrics rendered on many threads at once. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,6 +142,30 @@ static void test_ratelimit(void **state)
 	ratelimit_free(NULL);
 }
 
+/* The webhook's signature covers "TS." and the body (vectors from Python:
+ * hmac.new(secret, b"1700000000." + body, hashlib.sha256).hexdigest()). */
+static void test_webhook_signature(void **state)
+{
+	(void)state;
+	char hex[WEBHOOK_SIG_HEX + 1];
+	struct err e = {0};
+	const char *secret = "webhook-secret-for-tests", *body = "{\"seq\":1}";
+	assert_int_equal(
+	    webhook_signature(secret, strlen(secret), 1700000000, body, strlen(body), hex, &e), 0);
+	assert_string_equal(hex,
+	                    "f8b4c523e539814fb815043405bb1527efc4f7b2b5b6b0282ed3c63d16608e6d");
+	/* an empty body at time 0: "0." alone */
+	assert_int_equal(webhook_signature("key", 3, 0, "", 0, hex, &e), 0);
+	assert_string_equal(hex,
+	                    "85841b4efc3cd7776c3c8f9b7cca9e281c550e5d19889d78e9e669c6337f000d");
+	/* another second, another signature: a replay carries a stale one */
+	char later[WEBHOOK_SIG_HEX + 1];
+	assert_int_equal(
+	    webhook_signature(secret, strlen(secret), 1700000001, body, strlen(body), later, &e),
+	    0);
+	assert_string_not_equal(hex, later);
+}
+
 /* ---- /metrics on many threads ---- */
 
 #define SCRAPERS 8
@@ -270,9 +294,9 @@ static void test_metrics_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_contact_paths),      cmocka_unit_test(test_conflict_paths),
-	    cmocka_unit_test(test_allowed_methods),    cmocka_unit_test(test_ratelimit),
-	    cmocka_unit_test(test_metrics_concurrent),
+	    cmocka_unit_test(test_contact_paths),     cmocka_unit_test(test_conflict_paths),
+	    cmocka_unit_test(test_allowed_methods),   cmocka_unit_test(test_ratelimit),
+	    cmocka_unit_test(test_webhook_signature), cmocka_unit_test(test_metrics_concurrent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
