@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
 	FILE *f = fopen(key, "w");
 	fputs("0123456789abcdef0123456789abcdef", f);
 	fclose(f);
+	chmod(key, 0600); /* a secret file: refused when others may read it */
 	f = fopen(cfgp, "w");
 	fprintf(f,
 	        "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"

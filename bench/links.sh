@@ -31,6 +31,7 @@ while [ ! -s "$tmp/sfport" ]; do sleep 0.1; done
 port=$(free_port)
 pub=$(free_port)
 head -c 32 /dev/urandom >"$tmp/link.key"
+chmod 600 "$tmp/link.key"
 cat >"$tmp/optsync.toml" <<EOF
 [salesforce]
 login_url = "http://localhost:$(cat "$tmp/sfport")"

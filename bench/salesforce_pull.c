@@ -11,6 +11,7 @@
  * With OPTSYNC_BENCH_SF_URL set, it uses that fake instead of starting one,
  * and with OUTFILE it writes each record there as a JSON line (for the
  * comparison with jsforce, bench/compare_jsforce.py). */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,9 @@ static int on_page(void *ctx, const struct sf_record *r, size_t n, struct err *e
 
 int main(int argc, char **argv)
 {
+	/* libcurl's global state first, as optsync's main does (sf.h) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || atexit(curl_global_cleanup) != 0)
+		return 1;
 	long n = argc > 1 ? atol(argv[1]) : 100000;
 	const char *given = getenv("OPTSYNC_BENCH_SF_URL");
 	char dir[] = "/tmp/optsync-bench-sf-XXXXXX";

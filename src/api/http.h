@@ -49,6 +49,13 @@ struct ctx {
 
 /* ---- responses (responses.c) ---- */
 
+/* The Retry-After (seconds) of every 503 that gives none of its own: the
+ * ledger or its disk is full, or a bounded resource is in use, on the
+ * local API and on the public listener alike. Short, because service
+ * comes back by itself once there is room; a client that retries sooner
+ * gets another 503, nothing worse. */
+#define HTTP_RETRY_AFTER "5"
+
 /* The statuses the API answers with, counted by /metrics; anything else
  * counts as "other". */
 extern const unsigned http_statuses[N_STATUS - 1];
@@ -99,6 +106,10 @@ void http_batch_row(const cJSON *it, struct conn_set_row *r, char *msg, size_t c
 /* ---- routing (routes.c) and metrics (metrics.c) ---- */
 
 enum MHD_Result http_route(struct ctx *c);
+/* The Prometheus text of s (malloc'ed, *len bytes), or NULL when memory
+ * ran out. Safe on any number of threads at once: the counters are copied
+ * under s->mu, and nothing is kept between calls. */
+char *http_metrics_text(struct sidecar *s, size_t *len);
 enum MHD_Result http_metrics(struct ctx *c);
 
 #endif

@@ -130,8 +130,17 @@ int api_conflict_path(const char *rest, uint64_t *id);
  * 405 with this Allow for any other method, before any handler runs. */
 const char *api_allowed_methods(const char *url);
 
-/* The webhook deliverer; runs until *stop. */
+/* The webhook deliverer; runs until *stop. Each POST carries
+ * X-Optsync-Timestamp: TS (Unix seconds, when it is sent) and
+ * X-Optsync-Signature: sha256=HEX, the HMAC-SHA256 under the webhook
+ * secret of "TS." followed by the body, so that a captured delivery
+ * cannot be replayed once the receiver's window (5 minutes) has passed. */
 void *webhook_main(void *arg);
+#define WEBHOOK_SIG_HEX 64
+/* hex: the signature of body sent at ts (lower-case hex). ERR_INTERNAL
+ * when OpenSSL fails. */
+int webhook_signature(const void *secret, size_t slen, int64_t ts, const char *body, size_t blen,
+                      char hex[WEBHOOK_SIG_HEX + 1], struct err *e);
 /* The backup taker ([state] backup_dir); runs until *stop. */
 void *backup_main(void *arg);
 

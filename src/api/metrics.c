@@ -45,19 +45,19 @@ _Static_assert(sizeof(route_names) / sizeof(route_names[0]) == N_ROUTES, "a name
 
 /* ---- metrics ---- */
 
-static const char *status_name(int k)
+/* The label of status slot k ("404", or "other" for the last), in the
+ * caller's buffer: the server answers /metrics on many threads at once, so
+ * nothing here is cached in static memory. */
+static const char *status_name(int k, char out[8])
 {
-	static char names[N_STATUS][8];
 	if (k == N_STATUS - 1)
 		return "other";
-	if (names[k][0] == '\0')
-		snprintf(names[k], sizeof(names[k]), "%u", http_statuses[k]);
-	return names[k];
+	snprintf(out, 8, "%u", http_statuses[k]);
+	return out;
 }
 
-enum MHD_Result http_metrics(struct ctx *c)
+char *http_metrics_text(struct sidecar *s, size_t *len)
 {
-	struct sidecar *s = c->s;
 	struct buf b;
 	struct err e;
 	buf_init(&b, 1 << 20);
@@ -65,7 +65,7 @@ enum MHD_Result http_metrics(struct ctx *c)
 	size_t ncr = s->nclients * N_ROUTES;
 	uint64_t *cr = calloc(ncr ? ncr : 1, sizeof(*cr));
 	if (cr == NULL)
-		return MHD_NO;
+		return NULL;
 	pthread_mutex_lock(&s->mu);
 	m = s->m;
 	if (s->client_requests)
@@ -185,6 +185,7 @@ enum MHD_Result http_metrics(struct ctx *c)
 	buf_printf(&b, &e,
 	           "# HELP optsync_http_requests_total API requests by route and status.\n"
 	           "# TYPE optsync_http_requests_total counter\n");
+	char label[8];
 	for (int r = 0; r <= R_OTHER; r++)
 		for (int k = 0; k < N_STATUS; k++)
 			if (m.requests[r][k])
@@ -192,7 +193,7 @@ enum MHD_Result http_metrics(struct ctx *c)
 				    &b, &e,
 				    "optsync_http_requests_total{route=\"%s\",status=\"%s\"} "
 				    "%llu\n",
-				    route_names[r], status_name(k),
+				    route_names[r], status_name(k, label),
 				    (unsigned long long)m.requests[r][k]);
 	buf_printf(&b, &e,
 	           "# HELP optsync_http_client_requests_total API requests by client and route.\n"
@@ -224,7 +225,14 @@ enum MHD_Result http_metrics(struct ctx *c)
 	           "optsync_http_request_duration_seconds_count %llu\n",
 	           (unsigned long long)(cum + m.latency[N_BUCKETS]), m.latency_sum,
 	           (unsigned long long)m.latency_count);
+	return buf_detach(&b, len);
+}
+
+enum MHD_Result http_metrics(struct ctx *c)
+{
 	size_t len;
-	char *text = buf_detach(&b, &len);
+	char *text = http_metrics_text(c->s, &len);
+	if (text == NULL)
+		return MHD_NO;
 	return http_send_text(c->con, 200, "text/plain; version=0.0.4", text, len, NULL, NULL);
 }

@@ -26,7 +26,6 @@
 
 #define PUBLIC_CONNECTIONS_MAX 4096
 #define PUBLIC_INFLIGHT_MAX    2048 /* opt-outs waiting for a commit, then 503 */
-#define PUBLIC_RETRY_AFTER     "5"
 
 struct public_listener {
 	struct MHD_Daemon *d;
@@ -70,6 +69,8 @@ static enum MHD_Result send_body(struct MHD_Connection *con, unsigned status, co
 	MHD_add_response_header(r, "Content-Security-Policy", page_csp());
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_LANGUAGE, config_language_name(lang));
 	MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Language");
+	if (status == 503 && retry_after == NULL)
+		retry_after = HTTP_RETRY_AFTER; /* every 503 says when to come back */
 	if (retry_after)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
 	enum MHD_Result res = MHD_queue_response(con, status, r);
@@ -246,8 +247,8 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 		         PUBLIC_INFLIGHT_MAX);
 		return via == CONN_LINK_ONE_CLICK
 		           ? send_text(con, 503, "Busy; try again shortly.\n", lang,
-		                       PUBLIC_RETRY_AFTER)
-		           : send_page(p, con, 503, PAGE_RETRY, lang, NULL, PUBLIC_RETRY_AFTER);
+		                       HTTP_RETRY_AFTER)
+		           : send_page(p, con, 503, PAGE_RETRY, lang, NULL, HTTP_RETRY_AFTER);
 	}
 	struct conn_link_result res = {0};
 	struct err e = {0};
@@ -283,8 +284,8 @@ static enum MHD_Result answer(struct public_listener *p, struct MHD_Connection *
 		          e.msg);
 		return via == CONN_LINK_ONE_CLICK
 		           ? send_text(con, 503, "Could not record this now; try again shortly.\n",
-		                       lang, PUBLIC_RETRY_AFTER)
-		           : send_page(p, con, 503, PAGE_RETRY, lang, NULL, PUBLIC_RETRY_AFTER);
+		                       lang, HTTP_RETRY_AFTER)
+		           : send_page(p, con, 503, PAGE_RETRY, lang, NULL, HTTP_RETRY_AFTER);
 	}
 	if (!res.already)
 		sidecar_kick(s);

@@ -144,10 +144,15 @@ const char *http_code_of(unsigned status)
 }
 
 /* An error document; header/value, when set, go with it (WWW-Authenticate
- * on 401, Allow on 405). */
+ * on 401, Allow on 405, Retry-After on 429 and 503). A 503 without one of
+ * its own gets Retry-After: HTTP_RETRY_AFTER. */
 enum MHD_Result http_send_error_with(struct MHD_Connection *con, unsigned status, const char *msg,
                                      const char *header, const char *value)
 {
+	if (status == 503 && header == NULL) {
+		header = MHD_HTTP_HEADER_RETRY_AFTER;
+		value = HTTP_RETRY_AFTER;
+	}
 	cJSON *doc = cJSON_CreateObject(), *er = cJSON_AddObjectToObject(doc, "error");
 	cJSON_AddStringToObject(er, "code", http_code_of(status));
 	cJSON_AddStringToObject(er, "message", msg);

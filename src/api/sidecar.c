@@ -1,8 +1,10 @@
 /* optsync run: the scheduler, readiness, and the webhook deliverer. */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,19 +203,59 @@ static size_t discard(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-/* POST one change; 0 when the application acknowledged it with a 2xx. */
+int webhook_signature(const void *secret, size_t slen, int64_t ts, const char *body, size_t blen,
+                      char hex[WEBHOOK_SIG_HEX + 1], struct err *e)
+{
+	hex[0] = '\0';
+	char stamp[32];
+	int n = snprintf(stamp, sizeof(stamp), "%lld.", (long long)ts);
+	unsigned char mac[32];
+	size_t ml = 0;
+	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *x = m ? EVP_MAC_CTX_new(m) : NULL;
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end()};
+	int ok = x && n > 0 && (size_t)n < sizeof(stamp) && EVP_MAC_init(x, secret, slen, params) &&
+	         EVP_MAC_update(x, (const unsigned char *)stamp, (size_t)n) &&
+	         EVP_MAC_update(x, (const unsigned char *)body, blen) &&
+	         EVP_MAC_final(x, mac, &ml, sizeof(mac)) && ml == sizeof(mac);
+	EVP_MAC_CTX_free(x);
+	EVP_MAC_free(m);
+	if (!ok)
+		return err_set(e, ERR_INTERNAL, "webhook: HMAC-SHA256 failed in OpenSSL");
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < sizeof(mac); i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 15];
+	}
+	hex[WEBHOOK_SIG_HEX] = '\0';
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return 0;
+}
+
+/* POST one change; 0 when the application acknowledged it with a 2xx. Each
+ * attempt is signed anew, with the time it is made. */
 static int deliver(struct sidecar *s, CURL *h, const char *body, struct err *e)
 {
-	unsigned char mac[32];
-	unsigned int ml = 0;
-	HMAC(EVP_sha256(), s->webhook_secret, (int)s->webhook_secret_len,
-	     (const unsigned char *)body, strlen(body), mac, &ml);
-	char sig[128] = "X-Optsync-Signature: sha256=";
-	size_t o = strlen(sig);
-	for (unsigned i = 0; i < ml; i++)
-		o += (size_t)snprintf(sig + o, sizeof(sig) - o, "%02x", mac[i]);
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, sig);
+	int64_t ts = time_now_ms() / 1000;
+	char hex[WEBHOOK_SIG_HEX + 1], sig[128], stamp[64];
+	int rc = webhook_signature(s->webhook_secret, s->webhook_secret_len, ts, body, strlen(body),
+	                           hex, e);
+	if (rc)
+		return rc;
+	snprintf(sig, sizeof(sig), "X-Optsync-Signature: sha256=%s", hex);
+	snprintf(stamp, sizeof(stamp), "X-Optsync-Timestamp: %lld", (long long)ts);
+	const char *const lines[] = {"Content-Type: application/json", stamp, sig};
+	struct curl_slist *hdrs = NULL;
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		struct curl_slist *more = curl_slist_append(hdrs, lines[i]);
+		if (more == NULL) {
+			curl_slist_free_all(hdrs);
+			return err_set(e, ERR_NOMEM, "out of memory");
+		}
+		hdrs = more;
+	}
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, s->cfg->webhook.url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -341,6 +383,9 @@ void *backup_main(void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 		if (rc == 0) {
+			if (r.created_dir)
+				log_info("backup", "made state.backup_dir %s (mode 0700)",
+				         cfg->state.backup_dir);
 			log_info("backup", "backup %s: %llu bytes in %lld ms%s; %u older removed",
 			         r.file, (unsigned long long)r.bytes, (long long)r.took_ms,
 			         r.compacted ? "" : " (not compacted)", r.removed);

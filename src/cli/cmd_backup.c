@@ -76,7 +76,9 @@ const struct cli_cmd cmd_backup = {
             "Options:\n"
             "  --json   print the result as JSON\n"
             "\n"
-            "Exit status: 0 ok, 1 the file could not be written, 3 config, 5 ledger.\n",
+            "Exit status: 0 ok, 1 the file could not be written, 3 config, 5 ledger\n"
+            "error, or no room left on the disk that holds FILE (the message names\n"
+            "FILE and where that disk is mounted).\n",
     .exec = exec_backup,
 };
 
@@ -117,6 +119,7 @@ const struct cli_cmd cmd_restore = {
             "\n"
             "Exit status: 0 restored, 1 the file could not be read, 3 config, 5 refused:\n"
             "state.path is not empty, or the backup is cut short, damaged, newer or\n"
-            "does not verify (the message says which).\n",
+            "does not verify, or there is no room left on the disk that holds\n"
+            "state.path (the message says which, and names the disk).\n",
     .exec = exec_restore,
 };

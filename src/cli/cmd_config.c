@@ -147,7 +147,9 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 		if (src_rc)
 			fprintf(c->errs, "optsync: %s: %s\n", strict ? "error" : "warning", se.msg);
 	}
-	/* the unsubscribe link keys: secrets too, and too short is always wrong */
+	/* the unsubscribe link keys: secrets too, refused as the others are
+	 * (unreadable here, or readable by others: an error with --strict), and
+	 * too short is always wrong */
 	int broken = 0;
 	const struct config_list *old = &c->cfg->unsubscribe.old_key_files;
 	for (size_t i = 0; c->cfg->unsubscribe.enabled && i <= old->n; i++) {
@@ -157,27 +159,28 @@ static int exec_check(struct cli *c, int argc, char **argv, struct err *e)
 			continue;
 		struct err se = {0};
 		int krc = config_link_key_check(path, &se);
-		bad += krc == ERR_IO;
-		broken += krc == ERR_CONFIG;
+		bad += krc == ERR_CONFIG;
+		broken += krc == ERR_INVALID;
 		if (json) {
 			cJSON *s = cJSON_CreateObject();
 			cJSON_AddStringToObject(s, "key", key);
 			char src[600];
 			snprintf(src, sizeof(src), "file %s", path);
 			cJSON_AddStringToObject(s, "source", src);
-			cJSON_AddBoolToObject(s, "readable", krc != ERR_IO);
+			cJSON_AddBoolToObject(s, "readable", krc != ERR_CONFIG);
 			if (krc)
 				cJSON_AddStringToObject(s, "error", se.msg);
 			cJSON_AddItemToArray(secrets, s);
 		} else {
 			fprintf(c->out, "# %s: file %s, %s\n", key, path,
-			        krc == ERR_IO ? "NOT READABLE"
-			        : krc         ? "TOO SHORT"
-			                      : "readable");
+			        krc == ERR_INVALID ? "TOO SHORT"
+			        : krc              ? "NOT READABLE"
+			                           : "readable");
 		}
 		if (krc)
-			fprintf(c->errs, "optsync: %s: %s: %s\n",
-			        krc == ERR_CONFIG || strict ? "error" : "warning", key, se.msg);
+			fprintf(c->errs, "optsync: %s: %s: %s: %s\n",
+			        krc == ERR_INVALID || strict ? "error" : "warning", c->cfg->path,
+			        key, se.msg);
 	}
 	cJSON *sf = NULL;
 	int sfrc = 0;

@@ -1,4 +1,5 @@
 /* optsync [-c FILE] COMMAND ... */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,7 +239,7 @@ static int list_group(FILE *out, const char *group)
 	return n;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
 	struct cli c = {.out = stdout, .errs = stderr};
 	struct err e = {0};
@@ -322,4 +323,19 @@ int main(int argc, char **argv)
 	config_free(c.cfg);
 	log_forget_secrets();
 	return exit_code(rc);
+}
+
+int main(int argc, char **argv)
+{
+	/* libcurl's global state, once, before any thread exists: the
+	 * Salesforce client, the webhook deliverer and the health probe all
+	 * use curl, and curl_global_init is not safe to run while another
+	 * thread uses it */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "optsync: libcurl initialisation failed\n");
+		return 1;
+	}
+	int status = run_command(argc, argv);
+	curl_global_cleanup();
+	return status;
 }

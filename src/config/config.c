@@ -937,16 +937,12 @@ void config_free(struct config *cfg)
 int config_link_key_check(const char *path, struct err *e)
 {
 	struct stat st;
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return err_sys(e, ERR_IO, errno, "cannot read the link key %s", path);
-	int rc = fstat(fileno(f), &st);
-	fclose(f);
-	if (rc != 0 || !S_ISREG(st.st_mode))
-		return err_set(e, ERR_IO, "the link key %s is not a file", path);
+	int rc = file_check_secret(path, &st, e);
+	if (rc)
+		return rc;
 	if (st.st_size < CONFIG_LINK_KEY_MIN)
 		return err_set(
-		    e, ERR_CONFIG,
+		    e, ERR_INVALID,
 		    "the link key %s holds %lld bytes; a link key needs at least %d random "
 		    "bytes (make one with: head -c 32 /dev/urandom > FILE)",
 		    path, (long long)st.st_size, CONFIG_LINK_KEY_MIN);

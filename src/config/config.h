@@ -216,10 +216,12 @@ struct config_cidr {
 	unsigned bits;
 };
 int config_parse_cidr(const char *s, struct config_cidr *out);
-/* An unsubscribe link key file, as `config check` looks at it: ERR_IO when
- * it cannot be read (a secret not mounted here), ERR_CONFIG when it holds
- * fewer than CONFIG_LINK_KEY_MIN bytes. Start-up and `optsync link` read
- * the keys themselves and fail on either. */
+/* An unsubscribe link key file, as `config check` looks at it: ERR_CONFIG
+ * when it is refused as every secret file is (it cannot be opened here, a
+ * secret not mounted; or its mode lets others or the group at it: the rule
+ * of file_read_secret), ERR_INVALID when it holds fewer than
+ * CONFIG_LINK_KEY_MIN bytes, wrong wherever it is read. Start-up and
+ * `optsync link` read the keys themselves and fail on either. */
 int config_link_key_check(const char *path, struct err *e);
 /* Whether the address (4 or 16 bytes of family) is in the range. */
 bool config_cidr_match(const struct config_cidr *c, int family, const unsigned char *addr);

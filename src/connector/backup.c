@@ -3,6 +3,8 @@
  * own ([state] backup_dir, backup_every, backup_keep). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +125,9 @@ int conn_backup_last(const struct config *cfg, int64_t *at, struct err *e)
 	*at = 0;
 	char **names;
 	size_t n;
+	struct stat ds;
+	if (stat(cfg->state.backup_dir, &ds) != 0 && errno == ENOENT)
+		return 0; /* none yet: the first scheduled backup makes the folder */
 	int rc = list_backups(cfg->state.backup_dir, &names, &n, e);
 	if (rc == 0 && n) {
 		char p[4096];
@@ -133,6 +138,42 @@ int conn_backup_last(const struct config *cfg, int64_t *at, struct err *e)
 	}
 	free_names(names, n);
 	return rc;
+}
+
+/* state.backup_dir made when it is not there (0700), its last folder
+ * only: a missing parent is refused, for it is often a volume that is not
+ * mounted, and backups written beneath its mount point would fill the
+ * wrong disk. *created: it was made now. */
+static int backup_dir_ready(const char *dir, bool *created, struct err *e)
+{
+	*created = false;
+	if (mkdir(dir, 0700) != 0) {
+		if (errno == EEXIST)
+			return 0; /* not a folder? the backup's file then fails, naming it */
+		if (errno == ENOENT)
+			return err_set(e, ERR_IO,
+			               "state.backup_dir %s: the folder above it does not exist "
+			               "(optsync makes only the last folder of backup_dir; is the "
+			               "volume mounted?)",
+			               dir);
+		return err_sys(e, ERR_IO, errno, "state.backup_dir %s: cannot create it", dir);
+	}
+	*created = true;
+	/* the new folder's name is durable before a backup is said to be */
+	char up[4096];
+	int k = snprintf(up, sizeof(up), "%s", dir);
+	int fd = k > 0 && (size_t)k < sizeof(up)
+	             ? open(dirname(up), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+	             : -1;
+	if (fd < 0 || fsync(fd) != 0) {
+		int en = errno;
+		if (fd >= 0)
+			close(fd);
+		return err_sys(e, ERR_IO, en,
+		               "state.backup_dir %s: cannot sync the folder above it", dir);
+	}
+	close(fd);
+	return 0;
 }
 
 int conn_backup_scheduled(struct conn *c, struct conn_backup_result *out, struct err *e)
@@ -150,9 +191,13 @@ int conn_backup_scheduled(struct conn *c, struct conn_backup_result *out, struct
 	int k = snprintf(file, sizeof(file), "%s/" NAME_PREFIX "%s" NAME_SUFFIX, dir, stamp);
 	if (k < 0 || (size_t)k >= sizeof(file))
 		return err_set(e, ERR_CONFIG, "state.backup_dir is too long");
-	int rc = conn_backup(c, file, out, e);
+	bool created;
+	int rc = backup_dir_ready(dir, &created, e);
+	if (rc == 0)
+		rc = conn_backup(c, file, out, e);
 	if (rc)
 		return rc;
+	out->created_dir = created;
 	/* keep the newest backup_keep; a failure to remove one is not a failed backup */
 	char **names;
 	size_t n;

@@ -498,26 +498,33 @@ struct conn_backup_result {
 	int64_t taken_at;         /* when the backup started (ms) */
 	int64_t took_ms;          /* how long it took */
 	unsigned removed;         /* scheduled: older backups removed (backup_keep) */
+	bool created_dir;         /* scheduled: state.backup_dir was made for it */
 	uint64_t events_verified; /* restore: history events checked */
 };
 
 /* A consistent, compacted copy of the ledger in file (0600, fsynced,
  * written beside it and renamed), while others go on reading and writing.
- * Errors: ERR_IO naming the file, ERR_LEDGER, ERR_USAGE for a name longer
- * than out->file. On failure *out is zero and nothing is left at file. */
+ * Errors: ERR_IO naming the file; ERR_LEDGER, also when the disk that holds
+ * file is full (the message names the file and where that disk is
+ * mounted); ERR_USAGE for a name longer than out->file. On failure *out is
+ * zero and nothing is left at file. */
 int conn_backup(struct conn *c, const char *file, struct conn_backup_result *out, struct err *e);
 /* run's own backups: a new file in state.backup_dir named by its time, then
- * all but the newest state.backup_keep of them removed. ERR_CONFIG when
+ * all but the newest state.backup_keep of them removed. A backup_dir that
+ * is not there is made (0700), its last folder only: ERR_IO when the
+ * folder above it is missing too, or it cannot be made. ERR_CONFIG when
  * backup_dir is not set; otherwise as conn_backup. */
 int conn_backup_scheduled(struct conn *c, struct conn_backup_result *out, struct err *e);
 /* When the newest scheduled backup in state.backup_dir was written (ms,
- * 0 when there is none). ERR_IO when the folder cannot be read. */
+ * 0 when there is none, or no backup_dir yet). ERR_IO when the folder
+ * cannot be read. */
 int conn_backup_last(const struct config *cfg, int64_t *at, struct err *e);
 /* Fill an empty (or missing) state.path from a backup: checked whole and
  * undamaged, opened and migrated, its history chain verified, then put in
  * place. ERR_LEDGER names the reason it refuses: state.path holds a ledger
  * or anything else, or the file is cut short, damaged, of a newer schema,
- * or does not verify; state.path is then left as it was. */
+ * or does not verify, or the disk that holds state.path is full (named by
+ * where it is mounted); state.path is then left as it was. */
 int conn_restore(const struct config *cfg, const char *file, struct conn_backup_result *out,
                  struct err *e);
 

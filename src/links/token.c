@@ -122,10 +122,14 @@ int link_keys_load(struct link_keys **out, const struct config *cfg, struct err 
 	for (size_t i = 0; rc == 0 && i <= old->n; i++) {
 		const char *path = i == 0 ? cfg->unsubscribe.key_file : old->v[i - 1];
 		const char *key = i == 0 ? "key_file" : "old_key_files";
-		rc = file_read_all(path, KEY_FILE_MAX, &files[n], e);
+		/* a secret like the others: refused when the group or others
+		 * may read it (fileio.h has the rule) */
+		rc = file_read_secret_bytes(path, KEY_FILE_MAX, &files[n], e);
 		if (rc) {
 			if (rc != ERR_NOMEM)
-				rc = err_set(e, ERR_CONFIG, "unsubscribe.%s: %s", key, e->msg);
+				err_prefix(e,
+				           "%s: unsubscribe.%s: ", cfg->path ? cfg->path : "config",
+				           key);
 			break;
 		}
 		if (files[n].len < CONFIG_LINK_KEY_MIN)

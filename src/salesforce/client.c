@@ -37,12 +37,6 @@ static void free_secret(char *s)
 int sf_client_new(struct sf_client **out, const struct sf_options *o, struct err *e)
 {
 	*out = NULL;
-	static int curl_ready; /* written once, before any thread uses curl */
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			return err_set(e, ERR_INTERNAL, "libcurl initialisation failed");
-		curl_ready = 1;
-	}
 	if (o->login_url == NULL || o->api_version == NULL || o->client_id == NULL)
 		return err_set(e, ERR_CONFIG,
 		               "salesforce: login_url, api_version and client_id "

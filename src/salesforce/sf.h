@@ -11,7 +11,12 @@
  * (permanent: bad query, bad field, refused login), with a message that
  * names the HTTP status and Salesforce's errorCode.
  *
- * A client is used by one thread at a time. Tokens live in memory only. */
+ * A client is used by one thread at a time. Tokens live in memory only.
+ *
+ * libcurl's global state is the process's, not the client's: the program
+ * calls curl_global_init once at start, before it starts any thread, and
+ * curl_global_cleanup at exit (optsync's main does; so does each test
+ * program). sf_client_new does not initialise it. */
 #ifndef OPTSYNC_SALESFORCE_SF_H
 #define OPTSYNC_SALESFORCE_SF_H
 
@@ -46,6 +51,9 @@ struct sf_options {
 
 struct sf_client;
 
+/* A client for o (its strings are copied). 0 and *out set; ERR_CONFIG when
+ * o lacks what its auth flow needs; ERR_NOMEM. *out is NULL on failure.
+ * curl_global_init must have run (above). */
 int sf_client_new(struct sf_client **out, const struct sf_options *o, struct err *e);
 /* Wipes the token; NULL is fine. */
 void sf_client_free(struct sf_client *c);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "state/internal.h"
+#include "util/fileio.h"
 #include "util/timefmt.h"
 
 #define TRAILER_LEN 64
@@ -60,10 +61,34 @@ static int trailer_get(const uint8_t in[TRAILER_LEN], struct trailer *t)
 	return 0;
 }
 
+/* errnum says the disk is full (or the user's quota is). */
+static bool no_room(int errnum)
+{
+	return errnum == ENOSPC || errnum == EDQUOT;
+}
+
+/* Writing what ("the backup", "the restored ledger in state.path") at path
+ * failed with errnum. A full disk is a ledger error, as the ledger's own
+ * full disk is (exit 5), and the message names the disk: where the file
+ * system that holds path is mounted. Any other failure is ERR_IO. */
+static int write_error(struct err *e, int errnum, const char *what, const char *path)
+{
+	if (!no_room(errnum))
+		return err_sys(e, ERR_IO, errnum, "cannot write %s %s", what, path);
+	char mnt[4096];
+	if (file_mount_point(path, mnt, sizeof(mnt), NULL) != 0)
+		return err_sys(e, ERR_LEDGER, errnum,
+		               "cannot write %s %s: no room left on the disk that holds it", what,
+		               path);
+	return err_sys(e, ERR_LEDGER, errnum,
+	               "cannot write %s %s: no room left on the disk mounted at %s", what, path,
+	               mnt);
+}
+
 /* SHA-256 of the first len bytes of fd; when out_fd >= 0 they are also
- * written there (a restore copies and checks in one pass). */
-static int hash_fd(int fd, uint64_t len, int out_fd, uint8_t sha[32], const char *name,
-                   struct err *e)
+ * written there, to out_name (a restore copies and checks in one pass). */
+static int hash_fd(int fd, uint64_t len, int out_fd, const char *out_name, uint8_t sha[32],
+                   const char *name, struct err *e)
 {
 	int rc = 0;
 	unsigned char *b = malloc(COPY_CHUNK);
@@ -89,7 +114,8 @@ static int hash_fd(int fd, uint64_t len, int out_fd, uint8_t sha[32], const char
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
-				rc = err_sys(e, ERR_IO, errno, "cannot write the restored ledger");
+				rc = write_error(e, errno, "the restored ledger in state.path",
+				                 out_name);
 				goto out;
 			}
 			w += n;
@@ -131,9 +157,20 @@ static int read_schema(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc;
 }
 
+/* LMDB's copy failed with rc: a positive rc is the errno of a write to
+ * dest (LMDB reads the ledger through its map), an LMDB code the ledger's. */
+static int copy_error(struct ledger *l, int rc, const char *what, const char *dest, struct err *e)
+{
+	if (rc > 0)
+		return write_error(e, rc, what, dest);
+	return err_set(e, ERR_LEDGER, "cannot copy the ledger %s: %s", l->path, mdb_strerror(rc));
+}
+
 /* LMDB's copy into fd, compacted when LMDB can (it cannot after a page
- * leak; then a plain copy, equally consistent, just not smaller). */
-static int copy_env(struct ledger *l, int fd, bool *compacted, struct err *e)
+ * leak; then a plain copy, equally consistent, just not smaller). what and
+ * dest name the copy for errors: an errno from LMDB is the write to fd. */
+static int copy_env(struct ledger *l, int fd, const char *what, const char *dest, bool *compacted,
+                    struct err *e)
 {
 	unsigned flags = MDB_CP_COMPACT;
 	for (int tries = 0;; tries++) {
@@ -149,17 +186,15 @@ static int copy_env(struct ledger *l, int fd, bool *compacted, struct err *e)
 			return 0;
 		}
 		if (tries >= 4)
-			return err_set(e, ERR_LEDGER, "cannot copy the ledger %s: %s", l->path,
-			               mdb_strerror(rc));
+			return copy_error(l, rc, what, dest, e);
 		if (rc == MDB_MAP_RESIZED)
 			ledger_adopt_map_size(l); /* another process grew the map */
 		else if (flags == MDB_CP_COMPACT)
 			flags = 0;
 		else
-			return err_set(e, ERR_LEDGER, "cannot copy the ledger %s: %s", l->path,
-			               mdb_strerror(rc));
+			return copy_error(l, rc, what, dest, e);
 		if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
-			return err_sys(e, ERR_IO, errno, "cannot rewind the backup file");
+			return err_sys(e, ERR_IO, errno, "cannot rewind %s %s", what, dest);
 	}
 }
 
@@ -194,7 +229,9 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 	snprintf(tmp, tl, "%s.tmp-%ld", file, (long)getpid());
 	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot create %s", tmp);
+		int en = errno;
+		rc = no_room(en) ? write_error(e, en, "the backup", file)
+		                 : err_sys(e, ERR_IO, en, "cannot create %s", tmp);
 		free(tmp);
 		return rc;
 	}
@@ -204,24 +241,29 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 		rc = err_sys(e, ERR_IO, errno, "cannot make %s private", tmp);
 		goto out;
 	}
-	if ((rc = copy_env(l, fd, &info->compacted, e)))
+	if ((rc = copy_env(l, fd, "the backup", file, &info->compacted, e)))
 		goto out;
 	if (fstat(fd, &st) != 0) {
 		rc = err_sys(e, ERR_IO, errno, "cannot stat %s", tmp);
 		goto out;
 	}
 	t.data_len = (uint64_t)st.st_size;
-	if ((rc = hash_fd(fd, t.data_len, -1, t.sha, tmp, e)))
+	if ((rc = hash_fd(fd, t.data_len, -1, NULL, t.sha, tmp, e)))
 		goto out;
 	trailer_put(tb, &t);
-	if (pwrite(fd, tb, sizeof(tb), (off_t)t.data_len) != (ssize_t)sizeof(tb) ||
-	    fsync(fd) != 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot write %s", tmp);
+	ssize_t w = pwrite(fd, tb, sizeof(tb), (off_t)t.data_len);
+	if (w != (ssize_t)sizeof(tb) || fsync(fd) != 0) {
+		/* a short write to a regular file: the disk filled up */
+		int en = w >= 0 && w != (ssize_t)sizeof(tb) ? ENOSPC : errno;
+		rc = no_room(en) ? write_error(e, en, "the backup", file)
+		                 : err_sys(e, ERR_IO, en, "cannot write %s", tmp);
 		goto out;
 	}
 	if (close(fd) != 0) {
+		int en = errno;
 		fd = -1;
-		rc = err_sys(e, ERR_IO, errno, "cannot write %s", tmp);
+		rc = no_room(en) ? write_error(e, en, "the backup", file)
+		                 : err_sys(e, ERR_IO, en, "cannot write %s", tmp);
 		goto out;
 	}
 	fd = -1;
@@ -253,7 +295,7 @@ int ledger_copy(struct ledger *l, const char *dir, struct err *e)
 	if (fd < 0)
 		return err_sys(e, ERR_IO, errno, "cannot create %s", data);
 	bool compacted;
-	int rc = copy_env(l, fd, &compacted, e);
+	int rc = copy_env(l, fd, "the copy", data, &compacted, e);
 	if (close(fd) != 0 && rc == 0)
 		rc = err_sys(e, ERR_IO, errno, "cannot write %s", data);
 	if (rc)
@@ -328,7 +370,7 @@ int ledger_backup_check(const char *file, struct ledger_backup_info *info, struc
 	if (rc)
 		return rc;
 	uint8_t sha[32];
-	rc = hash_fd(fd, t.data_len, -1, sha, file, e);
+	rc = hash_fd(fd, t.data_len, -1, NULL, sha, file, e);
 	close(fd);
 	if (rc == 0)
 		rc = sha_matches(&t, sha, file, e);
@@ -359,7 +401,9 @@ static int check_target(const char *path, struct err *e)
 	if (d == NULL) {
 		if (errno == ENOENT) {
 			if (mkdir(path, 0700) != 0)
-				return err_sys(e, ERR_IO, errno, "cannot create %s", path);
+				return no_room(errno)
+				           ? write_error(e, errno, "state.path", path)
+				           : err_sys(e, ERR_IO, errno, "cannot create %s", path);
 			return 0;
 		}
 		return err_sys(e, ERR_LEDGER, errno, "cannot open state.path %s", path);
@@ -408,20 +452,29 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 		goto out;
 	ledger_remove_dir(staging);
 	if (mkdir(staging, 0700) != 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot create %s", staging);
+		int en = errno;
+		rc = no_room(en)
+		         ? write_error(e, en, "the restored ledger in state.path", opt->path)
+		         : err_sys(e, ERR_IO, en, "cannot create %s", staging);
 		goto out;
 	}
 	out = open(data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot create %s", data);
+		int en = errno;
+		rc = no_room(en)
+		         ? write_error(e, en, "the restored ledger in state.path", opt->path)
+		         : err_sys(e, ERR_IO, en, "cannot create %s", data);
 		goto out;
 	}
 	uint8_t sha[32];
-	if ((rc = hash_fd(fd, t.data_len, out, sha, file, e)) ||
+	if ((rc = hash_fd(fd, t.data_len, out, opt->path, sha, file, e)) ||
 	    (rc = sha_matches(&t, sha, file, e)))
 		goto out;
 	if (fsync(out) != 0) {
-		rc = err_sys(e, ERR_IO, errno, "cannot sync %s", data);
+		int en = errno;
+		rc = no_room(en)
+		         ? write_error(e, en, "the restored ledger in state.path", opt->path)
+		         : err_sys(e, ERR_IO, en, "cannot sync %s", data);
 		goto out;
 	}
 	close(out);

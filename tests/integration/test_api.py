@@ -38,8 +38,24 @@ def free_port():
     return port
 
 
+def delivery_ok(secret, timestamp, signature, body, now=None, tolerance=300):
+    """The check the README tells a webhook receiver to make: the timestamp
+    is recent, and the signature is the HMAC-SHA256 of "TIMESTAMP." and the
+    raw body, compared in constant time."""
+    now = time.time() if now is None else now
+    if timestamp is None or signature is None or not timestamp.isdigit():
+        return False
+    if abs(now - int(timestamp)) > tolerance:
+        return False  # too old (a replay) or from a clock far off
+    want = "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+    return hmac.compare_digest(signature, want)
+
+
 class Receiver(BaseHTTPRequestHandler):
-    """The application's webhook endpoint: keeps what it gets, can refuse."""
+    """The application's webhook endpoint: keeps what it gets (the body, its
+    X-Optsync-Timestamp and X-Optsync-Signature, and when it came), can
+    refuse."""
     got = []
     refuse = 0
 
@@ -50,7 +66,8 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
-        Receiver.got.append((body, self.headers.get("X-Optsync-Signature")))
+        Receiver.got.append((body, self.headers.get("X-Optsync-Timestamp"),
+                             self.headers.get("X-Optsync-Signature"), time.time()))
         self.send_response(204)
         self.end_headers()
 
@@ -59,7 +76,7 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 class Sidecar:
-    def __init__(self, extra="", contacts=30, listen=None, state_extra=""):
+    def __init__(self, extra="", contacts=30, listen=None, state_extra="", env_extra=None):
         self.tmp = tempfile.TemporaryDirectory()
         d = self.tmp.name
         portfile = os.path.join(d, "port")
@@ -88,7 +105,8 @@ class Sidecar:
                    OPTSYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
         self.env = env
         self.log = open(os.path.join(d, "optsync.log"), "w")
-        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=env,
+        self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"],
+                                     env=dict(env, **(env_extra or {})),
                                      stdout=self.log, stderr=self.log)
         for _ in range(100):
             try:
@@ -246,6 +264,62 @@ class Backup(unittest.TestCase):
         finally:
             s.close()
 
+    def test_full_disk(self):
+        """A backup onto a full disk, and a restore onto one, are ledger
+        errors (exit 5) that name the file and the disk (where it is
+        mounted), and leave nothing half-written. The disk is a 1 MiB tmpfs,
+        filled up."""
+        mnt = tempfile.mkdtemp()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            os.rmdir(mnt)
+            print("test_full_disk: skipped, cannot mount a tmpfs: %s" % p.stderr.strip())
+            self.skipTest("cannot mount a tmpfs (needs root): " + p.stderr.strip())
+        s = None
+        try:
+            fd = os.open(os.path.join(mnt, "fill"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while os.write(fd, b"\0" * 4096) > 0:
+                    pass
+            except OSError:
+                pass  # full
+            finally:
+                os.close(fd)
+            real = os.path.realpath(mnt)
+            s = Sidecar()
+            self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
+            # backup: names the backup file and its disk, not the ledger
+            target = os.path.join(mnt, "ledger.backup")
+            p = s.cli("backup", target, check=5)
+            self.assertIn("cannot write the backup %s: no room left on the disk mounted at %s: "
+                          "No space left on device" % (target, real), p.stderr)
+            self.assertNotIn(os.path.join(s.tmp.name, "state"), p.stderr)
+            self.assertEqual(os.listdir(mnt), ["fill"])
+            # restore into a state.path on the full disk: exit 5, naming it
+            good = os.path.join(s.tmp.name, "good.backup")
+            s.cli("backup", good, check=0)
+            cfg = os.path.join(s.tmp.name, "full.toml")
+            with open(s.config) as f:
+                text = f.read().replace('path = "%s/state"' % s.tmp.name,
+                                        'path = "%s/state"' % mnt)
+            with open(cfg, "w") as f:
+                f.write(text)
+            p = s.cli("restore", good, config=cfg, check=5)
+            self.assertIn("cannot write the restored ledger in state.path %s/state: no room left "
+                          "on the disk mounted at %s: No space left on device" % (mnt, real),
+                          p.stderr)
+            self.assertEqual(os.listdir(os.path.join(mnt, "state")), [])
+            # room again: both work
+            os.unlink(os.path.join(mnt, "fill"))
+            s.cli("backup", target, check=0)
+            s.cli("restore", good, config=cfg, check=0)
+        finally:
+            if s:
+                s.close()
+            subprocess.run(["umount", mnt], check=True)
+            os.rmdir(mnt)
+
     def test_run_takes_and_rotates_backups(self):
         d = tempfile.mkdtemp()
         try:
@@ -281,8 +355,27 @@ class Backup(unittest.TestCase):
                 s.cli("restore", new, config=cfg, check=0)
             finally:
                 s.close()
-            # a backup that fails is logged and counted, and the sync goes on
-            s = Sidecar(state_extra='backup_dir = "%s/missing"\n' % d)
+            # a missing backup_dir is made (0700), and the backup goes in it
+            missing = os.path.join(d, "missing")
+            s = Sidecar(state_extra='backup_dir = "%s"\n' % missing)
+            try:
+                def taken_in_missing():
+                    return 'optsync_backups_total{result="ok"} 1' in \
+                        s.get("/metrics", token=None)[1]
+                self.assertTrue(s.wait(taken_in_missing, 30), s.get("/metrics", token=None)[1])
+                self.assertEqual(oct(os.stat(missing).st_mode & 0o777), "0o700")
+                names = [f for f in os.listdir(missing) if f.endswith(".backup")]
+                self.assertEqual(len(names), 1, names)
+                self.assertEqual(oct(os.stat(os.path.join(missing, names[0])).st_mode & 0o777),
+                                 "0o600")
+                with open(os.path.join(s.tmp.name, "optsync.log")) as f:
+                    self.assertIn("made state.backup_dir %s (mode 0700)" % missing, f.read())
+            finally:
+                s.close()
+            # only its last folder: with the one above it missing too (a
+            # volume not mounted), the backup fails, is logged and counted,
+            # and the sync goes on
+            s = Sidecar(state_extra='backup_dir = "%s/unmounted/optsync"\n' % d)
             try:
                 def failed():
                     return 'optsync_backups_total{result="failed"} 1' in \
@@ -291,12 +384,49 @@ class Backup(unittest.TestCase):
                 self.assertTrue(s.wait(lambda: s.get("/readyz")[0] == 200))
                 self.assertTrue(s.wait(lambda: 'optsync_sync_cycles_total{result="ok"} 0'
                                        not in s.get("/metrics", token=None)[1]))
+                self.assertFalse(os.path.exists(os.path.join(d, "unmounted")))
                 with open(os.path.join(s.tmp.name, "optsync.log")) as f:
-                    self.assertIn("backup failed (the sync goes on", f.read())
+                    log = f.read()
+                self.assertIn("backup failed (the sync goes on", log)
+                self.assertIn("state.backup_dir %s/unmounted/optsync: the folder above it does "
+                              "not exist" % d, log)
             finally:
                 s.close()
         finally:
             shutil.rmtree(d)
+
+
+class CurlGlobal(unittest.TestCase):
+    """libcurl's global init runs once, in main, before any thread: the
+    HTTP server's threads, the webhook deliverer (which makes its curl
+    handle at once) and the scheduler's Salesforce client. Its cleanup runs
+    once, at the end. The curl_order library (LD_PRELOAD) writes down the
+    order of the calls."""
+
+    def test_global_init_before_any_thread(self):
+        shim = os.environ.get("OPTSYNC_CURL_ORDER_SHIM")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("OPTSYNC_CURL_ORDER_SHIM names no curl_order library (ctest sets it)")
+        log = os.path.join(tempfile.mkdtemp(), "curl-order.log")
+        s = Sidecar(env_extra={"LD_PRELOAD": shim, "CURL_ORDER_LOG": log,
+                               "ASAN_OPTIONS": "verify_asan_link_order=0"})
+        try:
+            s.request("POST", "/v1/optouts", {"email": "curl-order@example.com"})
+            self.assertTrue(s.wait(lambda: len(Receiver.got) > 0, 30))   # the webhook's curl
+            self.assertTrue(s.wait(lambda: s.get("/v1/status")[1]["last_cycle"] is not None))
+        finally:
+            s.close()
+        self.assertEqual(s.proc.returncode, 0)
+        with open(log) as f:
+            calls = [l.split() for l in f.read().splitlines()]
+        shutil.rmtree(os.path.dirname(log))
+        names = [c[0] for c in calls]
+        self.assertEqual(names.count("curl_global_init"), 1, names)
+        self.assertEqual(calls[0], ["curl_global_init", "main"], calls[:5])
+        self.assertIn("pthread_create", names)
+        self.assertIn("curl_easy_init", names)
+        self.assertEqual(names.count("curl_global_cleanup"), 1, names)
+        self.assertEqual(calls[-1], ["curl_global_cleanup", "main"], calls[-5:])
 
 
 class Api(unittest.TestCase):
@@ -678,11 +808,19 @@ class Api(unittest.TestCase):
         self.assertEqual(page["next_after"], seqs[1])
         # every change reaches the webhook, in order, signed, despite the refusals
         self.assertTrue(self.s.wait(lambda: len(Receiver.got) >= len(seqs), 30))
-        got = [json.loads(b) for b, _ in Receiver.got]
+        got = [json.loads(d[0]) for d in Receiver.got]
         self.assertEqual([c["seq"] for c in got][:len(seqs)], seqs)
-        for body, sig in Receiver.got:
-            want = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-            self.assertTrue(hmac.compare_digest(sig, want))
+        key = WEBHOOK_SECRET.encode()
+        for body, ts, sig, at in Receiver.got:
+            # the timestamp is when it was sent, and the signature covers it
+            self.assertLessEqual(abs(int(ts) - at), 2, (ts, at))
+            self.assertTrue(delivery_ok(key, ts, sig, body), (ts, sig))
+            # a replay: the same delivery once the window has passed, or
+            # with another timestamp, or the body alone signed
+            self.assertFalse(delivery_ok(key, ts, sig, body, now=int(ts) + 301))
+            self.assertFalse(delivery_ok(key, str(int(ts) + 1), sig, body))
+            self.assertFalse(delivery_ok(key, ts, sig, body + b" "))
+            self.assertNotEqual(sig, "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest())
 
     def test_readiness_while_salesforce_is_down(self):
         self.s.close()

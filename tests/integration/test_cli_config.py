@@ -237,6 +237,59 @@ class Cli(unittest.TestCase):
             # the message never calls a file name a secret to mask
             self.assertIn("api-token: mode 640", msg[0])
 
+    def test_link_key_modes(self):
+        """The unsubscribe link keys are secret files like the others: refused
+        when the group or others may read them, by config check and by what
+        reads them (optsync link here; optsync run the same way)."""
+        key = os.path.join(self.dir, "link.key")
+        old = os.path.join(self.dir, "old.key")
+        for p in (key, old):
+            with open(p, "wb") as f:
+                f.write(os.urandom(32))
+            os.chmod(p, 0o600)
+        path = self.write("c.toml", BASE + '[state]\npath = "%s/state"\n'
+                          '[unsubscribe]\nbase_url = "https://u.example.com"\n'
+                          'organization = "Ex"\nprivacy_url = "https://example.com/p"\n'
+                          'key_file = "%s"\nold_key_files = ["%s"]\n' % (self.dir, key, old))
+
+        def link():
+            return run("-c", path, "link", "ann@example.com")
+
+        def check(*extra):
+            p = run("-c", path, "config", "check", *extra)
+            return p.returncode, "\n".join(l for l in p.stderr.splitlines() if ".key" in l)
+        self.assertEqual(link().returncode, 0, link().stderr)
+        self.assertEqual(check("--strict"), (3, ""))  # the private key is missing, not these
+        for name, p in (("key_file", key), ("old_key_files", old)):
+            for mode, says in ((0o644, "mode 644 lets others read it; chmod 600 it"),
+                               (0o604, "mode 604 lets others read it; chmod 600 it"),
+                               (0o660, "mode 660 lets the group write it")):
+                os.chmod(p, mode)
+                r = link()
+                self.assertEqual(r.returncode, 3, (name, oct(mode), r.stderr))
+                self.assertIn("%s: unsubscribe.%s: secret file %s: %s" % (path, name, p, says),
+                              r.stderr)
+                self.assertEqual(r.stdout, "")  # no link minted
+                # config check: a warning, an error with --strict, as for
+                # the other secret files
+                rc, lines = check()
+                self.assertEqual(rc, 0)
+                self.assertIn("optsync: warning: %s: unsubscribe.%s: secret file %s: %s"
+                              % (path, name, p, says), lines)
+                rc, lines = check("--strict")
+                self.assertEqual(rc, 3)
+                self.assertIn("optsync: error: %s: unsubscribe.%s: secret file %s: %s"
+                              % (path, name, p, says), lines)
+            os.chmod(p, 0o600)
+        if os.geteuid() == 0:
+            # a secret volume: root owns it, its group may read it
+            os.chmod(key, 0o440)
+            self.assertEqual(link().returncode, 0)
+            os.chown(key, 65534, -1)
+            r = link()
+            self.assertEqual(r.returncode, 3)
+            self.assertIn("lets the group read it, and root does not own it", r.stderr)
+
 
 if __name__ == "__main__":
     BIN, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])

@@ -56,6 +56,7 @@ class Sidecar:
         with open(self.keyfile, "wb") as f:
             f.write(key or os.urandom(32))
         self.state_path = state_path or os.path.join(d, "state")
+        os.chmod(self.keyfile, 0o600)  # a secret: refused when others may read it
         self.config = os.path.join(d, "optsync.toml")
         with open(self.config, "w") as f:
             f.write('[salesforce]\nlogin_url = "http://localhost:%d"\nauth = "client_credentials"\n'
@@ -92,10 +93,11 @@ class Sidecar:
         self.proc = subprocess.Popen([OPTSYNC, "-c", self.config, "run"], env=self.env,
                                      stdout=self.log, stderr=self.log)
 
-    def api(self, method, path, body=None, headers=None, timeout=60):
-        """headers replace the default one (the sidecar's token)."""
-        st, doc, _ = self.api_with_headers(method, path, body, headers, timeout)
-        return st, doc
+    def api(self, method, path, body=None, headers=None, timeout=60, full=False):
+        """headers replace the default one (the sidecar's token). full: also
+        the response's headers (names in lower case), in the middle."""
+        st, doc, h = self.api_with_headers(method, path, body, headers, timeout)
+        return (st, h, doc) if full else (st, doc)
 
     def api_with_headers(self, method, path, body=None, headers=None, timeout=60):
         """api(), and the answer's headers (names lower-cased) as well."""
@@ -499,7 +501,8 @@ class Limits(unittest.TestCase):
 
     def test_full_ledger_answers_503(self):
         """When an opt-out cannot be recorded the sender is told to come back
-        (503 with Retry-After), and every 200 is in the ledger."""
+        (503 with Retry-After), and every 200 is in the ledger. So is the
+        application on the local API, and the person on the page's form."""
         s = Sidecar(contacts=0, map_size='map_size = "1MiB"\nmax_map_size = "1MiB"')
         try:
             emails = ["filler%05d@example.com" % i for i in range(6000)]
@@ -521,6 +524,23 @@ class Limits(unittest.TestCase):
             self.assertEqual(st, 503, body)
             self.assertEqual(h["retry-after"], "5")
             self.assertGreater(len(ok), 100)
+            # the page's form: the retry page, with Retry-After
+            st, h, body = s.public("POST", paths[len(ok)], body="action=unsubscribe", headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(st, 503, body)
+            self.assertEqual(h["retry-after"], "5")
+            self.assertIn("text/html", h["content-type"])
+            # the local API's opt-out (a smaller write may still fit the
+            # pages left: the first 503 counts)
+            for i in range(200):
+                st, h, doc = s.api("POST", "/v1/optouts", {"email": "api-full%d@example.com" % i},
+                                   full=True)
+                if st != 202:
+                    break
+            self.assertEqual(st, 503, doc)
+            self.assertEqual(doc["error"]["code"], "unavailable")
+            self.assertIn("is full", doc["error"]["message"])
+            self.assertEqual(h.get("retry-after"), "5", h)
             # every answered opt-out is in the ledger (the suppression index
             # needs no write; the ledger is full)
             st, doc = s.api("POST", "/v1/suppression/check", {"emails": ok[-1000:]})

@@ -13,6 +13,7 @@
  * update prints one JSON line per result. Every command ends with a stats
  * line on stderr. Exit status: 0 ok, 1 retryable failure, 2 permanent. */
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,9 @@ static int do_update(struct sf_client *c, struct err *e)
 
 int main(int argc, char **argv)
 {
+	/* libcurl's global state first, as optsync's main does (sf.h) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || atexit(curl_global_cleanup) != 0)
+		return 1;
 	struct sf_options o = {0};
 	o.api_version = "62.0";
 	o.client_id = "fake-client-id";

@@ -231,8 +231,12 @@ static void test_missing_file(void **state)
 static void test_unsubscribe(void **state)
 {
 	char text[1024];
-	const char *key = write_file("link.key", "0123456789abcdef0123456789abcdef", 0600);
-	const char *shortkey = write_file("short.key", "too short", 0600);
+	/* copies: write_file's paths live in a ring of four, which the loads
+	 * below reuse */
+	char key[256], shortkey[256];
+	snprintf(key, sizeof(key), "%s",
+	         write_file("link.key", "0123456789abcdef0123456789abcdef", 0600));
+	snprintf(shortkey, sizeof(shortkey), "%s", write_file("short.key", "too short", 0600));
 #define UNSUB                                                                                      \
 	"[unsubscribe]\nbase_url = \"https://u.example.com\"\norganization = \"Ex\"\n"             \
 	"privacy_url = \"https://example.com/privacy\"\n"
@@ -270,11 +274,18 @@ static void test_unsubscribe(void **state)
 	/* key files are secrets: read at start (and by config check), not at load */
 	struct err ke = {0};
 	assert_int_equal(config_link_key_check(key, &ke), 0);
-	assert_int_equal(config_link_key_check(shortkey, &ke), ERR_CONFIG);
+	assert_int_equal(config_link_key_check(shortkey, &ke), ERR_INVALID);
 	assert_non_null(strstr(ke.msg, "holds 9 bytes; a link key needs at least 32"));
 	snprintf(text, sizeof(text), "%s/none", dir);
-	assert_int_equal(config_link_key_check(text, &ke), ERR_IO);
-	assert_non_null(strstr(ke.msg, "cannot read"));
+	assert_int_equal(config_link_key_check(text, &ke), ERR_CONFIG);
+	assert_non_null(strstr(ke.msg, "cannot open"));
+	/* and refused, as every secret file, when others or the group may at it */
+	const char *open_key = write_file("open.key", "0123456789abcdef0123456789abcdef", 0644);
+	assert_int_equal(config_link_key_check(open_key, &ke), ERR_CONFIG);
+	assert_non_null(strstr(ke.msg, "mode 644 lets others read it; chmod 600 it"));
+	chmod(open_key, 0660);
+	assert_int_equal(config_link_key_check(open_key, &ke), ERR_CONFIG);
+	assert_non_null(strstr(ke.msg, "mode 660 lets the group write it"));
 	snprintf(text, sizeof(text),
 	         BASE "[unsubscribe]\nbase_url = \"http://u.example.com\"\norganization = \"Ex\"\n"
 	              "privacy_url = \"https://example.com/p\"\nkey_file = \"%s\"\n",

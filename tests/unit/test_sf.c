@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,9 @@ static void test_page_large(void **state)
 
 int main(void)
 {
+	/* libcurl's global state first, as optsync's main does (sf.h) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || atexit(curl_global_cleanup) != 0)
+		return 1;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rs256_rfc7515_a2), cmocka_unit_test(test_jwt_build_claims),
 	    cmocka_unit_test(test_bad_keys),         cmocka_unit_test(test_soql_quote),

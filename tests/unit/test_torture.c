@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "connector/connector.h"
@@ -104,6 +105,8 @@ static int setup(void **state)
 		return -1;
 	fputs("0123456789abcdef0123456789abcdef", fp);
 	fclose(fp);
+	if (chmod(path, 0600) != 0) /* a secret file: refused when others may read it */
+		return -1;
 	snprintf(path, sizeof(path), "%s/optsync.toml", f->dir);
 	snprintf(text, sizeof(text),
 	         "[salesforce]\nclient_id = \"x\"\nauth = \"client_credentials\"\n"
