@@ -73,7 +73,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->sync.interval_ms, 60000);
 	assert_int_equal(cfg->sync.overlap_ms, 300000);
 	assert_int_equal(cfg->sync.resubscribe_policy, CONFIG_RESUB_REVERT);
-	assert_true(cfg->state.map_size == (1ull << 30));
+	assert_true(cfg->state.map_size == (64ull << 20));
 	assert_string_equal(cfg->api.listen, "127.0.0.1:8425");
 	assert_false(cfg->webhook.enabled);
 	assert_int_equal(cfg->log.level, LOG_INFO);
