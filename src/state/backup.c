@@ -131,20 +131,27 @@ out:
 }
 
 /* fsync the directory that holds path, so that a rename in it is durable. */
-static int fsync_dir_of(const char *path, struct err *e)
+/* The directory holding path, opened (*fd) to fsync it after a rename
+ * into it: opened before, so that nothing can fail for want of memory once
+ * the file is in place. */
+static int open_dir_of(const char *path, int *fd, struct err *e)
 {
 	char *dir = strdup(path);
 	if (dir == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	char *slash = strrchr(dir, '/');
 	const char *d = slash == NULL ? "." : slash == dir ? "/" : (*slash = '\0', dir);
-	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-	if (fd < 0 || fsync(fd) != 0)
-		rc = err_sys(e, ERR_IO, errno, "cannot sync the directory %s", d);
-	if (fd >= 0)
-		close(fd);
+	*fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = *fd < 0 ? err_sys(e, ERR_IO, errno, "cannot open the directory %s", d) : 0;
 	free(dir);
+	return rc;
+}
+
+static int fsync_dir(int fd, const char *path, struct err *e)
+{
+	int rc =
+	    fsync(fd) != 0 ? err_sys(e, ERR_IO, errno, "cannot sync the directory of %s", path) : 0;
+	close(fd);
 	return rc;
 }
 
@@ -267,11 +274,15 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 		goto out;
 	}
 	fd = -1;
+	int dirfd;
+	if ((rc = open_dir_of(file, &dirfd, e)))
+		goto out;
 	if (rename(tmp, file) != 0) {
 		rc = err_sys(e, ERR_IO, errno, "cannot rename %s to %s", tmp, file);
+		close(dirfd);
 		goto out;
 	}
-	if ((rc = fsync_dir_of(file, e)))
+	if ((rc = fsync_dir(dirfd, file, e)))
 		goto out;
 	info->bytes = t.data_len + TRAILER_LEN;
 	info->schema_version = t.schema;
@@ -499,15 +510,20 @@ int ledger_restore(const char *file, const struct ledger_options *opt,
 	ledger_close(l);
 	if (rc) {
 		if (rc == ERR_LEDGER) /* a verdict; out of memory is none */
-			err_prefix(e, "the backup %s does not verify, nothing was restored: ", file);
+			err_prefix(e,
+			           "the backup %s does not verify, nothing was restored: ", file);
 		goto out;
 	}
+	int dirfd;
+	if ((rc = open_dir_of(final, &dirfd, e)))
+		goto out;
 	if (rename(data, final) != 0) {
 		rc =
 		    err_sys(e, ERR_IO, errno, "cannot move the restored ledger into %s", opt->path);
+		close(dirfd);
 		goto out;
 	}
-	rc = fsync_dir_of(final, e);
+	rc = fsync_dir(dirfd, final, e);
 	info->bytes = t.data_len + TRAILER_LEN;
 	info->schema_version = t.schema;
 out:
