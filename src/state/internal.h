@@ -91,7 +91,10 @@ int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct e
 /* Another process grew the map: take its size (no transaction of this
  * process may be open; it takes the resize lock exclusively). */
 void ledger_adopt_map_size(struct ledger *l);
-/* Around a copy of the environment (a backup): growth waits for it. */
+/* Around a long read (a backup's copy, the trees' walk, the chain's
+ * verification): growth in this process waits for it before it takes the
+ * resize lock, so other readers do not queue behind the waiting growth. Call
+ * it with the read transaction open (or none), never around its begin. */
 void ledger_copy_enter(struct ledger *l);
 void ledger_copy_leave(struct ledger *l);
 
