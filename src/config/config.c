@@ -567,11 +567,12 @@ static void load_purpose_mapping(struct loader *L, struct config_purpose *p,
 		return; /* said above */
 	bool opt_in = given[2] || given[3];
 	if ((int)given[0] + (int)given[1] + (int)opt_in != 1) {
-		cfg_error(L, line,
-		          "purposes.salesforce: give exactly one of field (a checkbox on Contact "
-		          "and Lead, true = out), opt_in_field with consent_date_field (a checkbox, "
-		          "true = in, and the date of the consent) or data_use_purpose "
-		          "(Salesforce's consent objects)");
+		cfg_error(
+		    L, line,
+		    "purposes.salesforce: give exactly one of field (a checkbox on Contact "
+		    "and Lead, true = out), opt_in_field with consent_date_field (a checkbox, "
+		    "true = in, and the date of the consent) or data_use_purpose "
+		    "(Salesforce's consent objects)");
 		return;
 	}
 	if (opt_in && !given[3]) {

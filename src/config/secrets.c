@@ -260,8 +260,8 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 			toml_quote(p->sf_opt_in_field, q, sizeof(q));
 			toml_quote(p->sf_consent_date_field ? p->sf_consent_date_field : "", d,
 			           sizeof(d));
-			snprintf(val, sizeof(val), "{ opt_in_field = %s, consent_date_field = %s }", q,
-			         d);
+			snprintf(val, sizeof(val), "{ opt_in_field = %s, consent_date_field = %s }",
+			         q, d);
 		} else {
 			toml_quote(p->sf_field              ? p->sf_field
 			           : p->sf_data_use_purpose ? p->sf_data_use_purpose

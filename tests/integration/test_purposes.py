@@ -849,7 +849,7 @@ class ConsentObjects(unittest.TestCase):
                          [("optin", "salesforce", "events")])
         self.assertEqual((h[0]["record"]["object"], h[0]["record"]["id"]),
                          ("ContactPointTypeConsent", row))
-        self.assertEqual(h[0]["evidence_ref"], "salesforce:ContactPointTypeConsent/" + row)
+        self.assertEqual(h[0]["evidence"]["ref"], "salesforce:ContactPointTypeConsent/" + row)
         self.assertIn("Web form", h[0]["reason"])
         # read again: no second opt-in, nothing written back
         r = e.sync("--full")

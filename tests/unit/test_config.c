@@ -370,8 +370,8 @@ static void test_purpose_opt_in_field(void **state)
 	              "purposes.salesforce.opt_in_field: \"In-box\" is not a Salesforce API field");
 	expect_errors(P("{ opt_in_field = \"In__c\", consent_date_field = \"In__c\" }"), 1,
 	              "bad.toml:8:", "opt_in_field and consent_date_field name the same field");
-	expect_errors(P("{ opt_in_field = \"In__c\", consent_date_field = 3 }"), 1, "bad.toml:8:",
-	              "purposes.salesforce");
+	expect_errors(P("{ opt_in_field = \"In__c\", consent_date_field = 3 }"), 1,
+	              "bad.toml:8:", "purposes.salesforce");
 	/* a field is mapped by one purpose only, whichever key names it */
 	expect_errors(BASE "[[purposes]]\nname = \"a\"\nbasis = \"consent\"\n"
 	                   "salesforce = { field = \"F__c\" }\n"
