@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "config/internal.h"
@@ -511,41 +512,106 @@ static void load_purpose_labels(struct loader *L, struct config_purpose *p,
 	}
 }
 
+/* One key of a purpose's salesforce = { ... } mapping: its slot in p, its
+ * full name for errors, whether it names a field of Contact and Lead. */
+struct mapping_key {
+	const char *key, *what;
+	size_t off;
+	bool field;
+};
+
+static const struct mapping_key mapping_keys[] = {
+    {"field", "purposes.salesforce.field", offsetof(struct config_purpose, sf_field), true},
+    {"data_use_purpose", "purposes.salesforce.data_use_purpose",
+     offsetof(struct config_purpose, sf_data_use_purpose), false},
+    {"opt_in_field", "purposes.salesforce.opt_in_field",
+     offsetof(struct config_purpose, sf_opt_in_field), true},
+    {"consent_date_field", "purposes.salesforce.consent_date_field",
+     offsetof(struct config_purpose, sf_consent_date_field), true},
+};
+#define MAPPING_KEYS (sizeof(mapping_keys) / sizeof(mapping_keys[0]))
+
 static void load_purpose_mapping(struct loader *L, struct config_purpose *p,
                                  const struct toml_value *v, int line)
 {
 	if (toml_type_of(v) != TOML_TABLE) {
 		cfg_error(L, line,
-		          "purposes.salesforce: expected { field = \"...\" } or "
-		          "{ data_use_purpose = \"...\" }, got %s",
+		          "purposes.salesforce: expected { field = \"...\" }, { opt_in_field = "
+		          "\"...\", consent_date_field = \"...\" } or { data_use_purpose = "
+		          "\"...\" }, got %s",
 		          toml_type_name(toml_type_of(v)));
 		return;
 	}
+	bool given[MAPPING_KEYS] = {false}, bad = false;
 	for (size_t j = 0; j < toml_table_len(v); j++) {
 		const char *key = toml_table_key(v, j, NULL);
 		int kline = toml_table_key_line(v, j);
-		char **slot = strcmp(key, "field") == 0              ? &p->sf_field
-		              : strcmp(key, "data_use_purpose") == 0 ? &p->sf_data_use_purpose
-		                                                     : NULL;
-		if (slot == NULL) {
+		size_t k = 0;
+		while (k < MAPPING_KEYS && strcmp(key, mapping_keys[k].key) != 0)
+			k++;
+		if (k == MAPPING_KEYS) {
 			cfg_error(L, kline,
-			          "purposes.salesforce: unknown key '%s' (field or "
-			          "data_use_purpose)",
+			          "purposes.salesforce: unknown key '%s' (field, opt_in_field and "
+			          "consent_date_field, or data_use_purpose)",
 			          key);
+			bad = true;
 			continue;
 		}
+		char **slot = (char **)((char *)p + mapping_keys[k].off);
 		free(*slot);
-		*slot = dup_string(L, toml_table_value(v, j), kline, "purposes.salesforce");
+		*slot = dup_string(L, toml_table_value(v, j), kline, mapping_keys[k].what);
+		given[k] = true;
+		bad |= *slot == NULL;
 	}
-	if ((p->sf_field == NULL) == (p->sf_data_use_purpose == NULL))
+	if (bad)
+		return; /* said above */
+	bool opt_in = given[2] || given[3];
+	if ((int)given[0] + (int)given[1] + (int)opt_in != 1) {
+		cfg_error(
+		    L, line,
+		    "purposes.salesforce: give exactly one of field (a checkbox on Contact "
+		    "and Lead, true = out), opt_in_field with consent_date_field (a checkbox, "
+		    "true = in, and the date of the consent) or data_use_purpose "
+		    "(Salesforce's consent objects)");
+		return;
+	}
+	if (opt_in && !given[3]) {
 		cfg_error(L, line,
-		          "purposes.salesforce: give exactly one of field (a checkbox on Contact "
-		          "and Lead) or data_use_purpose (Salesforce's consent objects)");
-	else if (p->sf_field && !cfg_valid_field(p->sf_field))
+		          "purposes.salesforce.consent_date_field: required with opt_in_field "
+		          "(the field with the date the consent was given: a ticked box without "
+		          "it is not evidence)");
+		return;
+	}
+	if (opt_in && !given[2]) {
 		cfg_error(L, line,
-		          "purposes.salesforce.field: \"%s\" is not a Salesforce API field "
-		          "name",
-		          p->sf_field);
+		          "purposes.salesforce.opt_in_field: required with consent_date_field "
+		          "(the checkbox, true = in)");
+		return;
+	}
+	for (size_t k = 0; k < MAPPING_KEYS; k++) {
+		const char *f = *(char **)((char *)p + mapping_keys[k].off);
+		if (mapping_keys[k].field && f && !cfg_valid_field(f))
+			cfg_error(L, line, "%s: \"%s\" is not a Salesforce API field name",
+			          mapping_keys[k].what, f);
+	}
+	if (opt_in && strcasecmp(p->sf_opt_in_field, p->sf_consent_date_field) == 0)
+		cfg_error(L, line,
+		          "purposes.salesforce: opt_in_field and consent_date_field name the same "
+		          "field, %s: the checkbox and the date are two fields",
+		          p->sf_opt_in_field);
+}
+
+/* The fields of Contact and Lead that purpose p maps ("" at the end). */
+static void purpose_fields(const struct config_purpose *p, const char *out[3])
+{
+	size_t n = 0;
+	if (p->sf_field)
+		out[n++] = p->sf_field;
+	if (p->sf_opt_in_field)
+		out[n++] = p->sf_opt_in_field;
+	if (p->sf_consent_date_field)
+		out[n++] = p->sf_consent_date_field;
+	out[n] = NULL;
 }
 
 static void load_purposes(struct loader *L, const struct toml_value *v, int line)
@@ -576,6 +642,7 @@ static void load_purposes(struct loader *L, const struct toml_value *v, int line
 		struct config_purpose *p = &cfg->purposes[cfg->npurposes++];
 		p->line = toml_line(t);
 		int basis_set = 0;
+		bool mapped = false; /* salesforce given (its errors said where it is) */
 		for (size_t j = 0; j < toml_table_len(t); j++) {
 			const char *key = toml_table_key(t, j, NULL);
 			const struct toml_value *kv = toml_table_value(t, j);
@@ -605,6 +672,7 @@ static void load_purposes(struct loader *L, const struct toml_value *v, int line
 				free(b);
 			} else if (strcmp(key, "salesforce") == 0) {
 				load_purpose_mapping(L, p, kv, kline);
+				mapped = true;
 			} else {
 				cfg_error(L, kline, "unknown key '%s' in [[purposes]]", key);
 			}
@@ -615,17 +683,23 @@ static void load_purposes(struct loader *L, const struct toml_value *v, int line
 			cfg_error(L, p->line,
 			          "[[purposes]]: missing required key 'basis' (\"consent\" or "
 			          "\"soft_opt_in\")");
-		if (p->sf_field == NULL && p->sf_data_use_purpose == NULL)
+		if (!mapped)
 			cfg_error(L, p->line, "[[purposes]]: missing required key 'salesforce'");
+		const char *mine[3], *theirs[3];
+		purpose_fields(p, mine);
 		for (size_t j = 0; p->name && j + 1 < cfg->npurposes; j++) {
 			const struct config_purpose *q = &cfg->purposes[j];
 			if (q->name && strcmp(q->name, p->name) == 0)
 				cfg_error(L, p->line, "[[purposes]]: name \"%s\" is used twice",
 				          p->name);
-			if (q->sf_field && p->sf_field && strcmp(q->sf_field, p->sf_field) == 0)
-				cfg_error(L, p->line,
-				          "[[purposes]]: field %s is mapped by two purposes",
-				          p->sf_field);
+			purpose_fields(q, theirs);
+			for (size_t a = 0; mine[a]; a++)
+				for (size_t b = 0; theirs[b]; b++)
+					if (strcasecmp(mine[a], theirs[b]) == 0)
+						cfg_error(L, p->line,
+						          "[[purposes]]: field %s is mapped by two "
+						          "purposes",
+						          mine[a]);
 		}
 	}
 }
@@ -923,6 +997,8 @@ void config_free(struct config *cfg)
 			free(p->label[l]);
 		free(p->sf_field);
 		free(p->sf_data_use_purpose);
+		free(p->sf_opt_in_field);
+		free(p->sf_consent_date_field);
 	}
 	free(cfg->purposes);
 	for (size_t i = 0; i < cfg->api.nclients; i++) {

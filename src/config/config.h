@@ -85,6 +85,9 @@ struct config_purpose {
 	enum config_basis basis;
 	char *sf_field;            /* a checkbox on Contact and Lead, true = out */
 	char *sf_data_use_purpose; /* or: a DataUsePurpose's Name */
+	/* or: a checkbox on Contact and Lead, true = in, and the date-time field
+	 * of the consent's date (both set, or neither) */
+	char *sf_opt_in_field, *sf_consent_date_field;
 	int line;
 };
 

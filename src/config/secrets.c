@@ -255,12 +255,21 @@ void config_visit(const struct config *cfg, config_visit_fn fn, void *ctx)
 		if (o < sizeof(val))
 			snprintf(val + o, sizeof(val) - o, " }");
 		fn(ctx, "purposes", "label", val, (int)i);
-		toml_quote(p->sf_field              ? p->sf_field
-		           : p->sf_data_use_purpose ? p->sf_data_use_purpose
-		                                    : "",
-		           q, sizeof(q));
-		snprintf(val, sizeof(val), "{ %s = %s }",
-		         p->sf_field ? "field" : "data_use_purpose", q);
+		if (p->sf_opt_in_field) {
+			char d[256];
+			toml_quote(p->sf_opt_in_field, q, sizeof(q));
+			toml_quote(p->sf_consent_date_field ? p->sf_consent_date_field : "", d,
+			           sizeof(d));
+			snprintf(val, sizeof(val), "{ opt_in_field = %s, consent_date_field = %s }",
+			         q, d);
+		} else {
+			toml_quote(p->sf_field              ? p->sf_field
+			           : p->sf_data_use_purpose ? p->sf_data_use_purpose
+			                                    : "",
+			           q, sizeof(q));
+			snprintf(val, sizeof(val), "{ %s = %s }",
+			         p->sf_field ? "field" : "data_use_purpose", q);
+		}
 		fn(ctx, "purposes", "salesforce", val, (int)i);
 	}
 }

@@ -57,24 +57,27 @@ static void need_write(struct check *k, const struct sf_describe *d, const char 
 		    obj, field, key);
 }
 
-/* A purpose's checkbox (true = out of that purpose), which optsync reads and
- * writes on every record. */
+/* A purpose's field (key: field, a checkbox true = out of that purpose;
+ * opt_in_field, a checkbox true = in; consent_date_field, the date of that
+ * consent), which optsync reads and writes on every record. */
 static void need_purpose_field(struct check *k, const struct sf_describe *d, const char *obj,
-                               const struct config_purpose *p)
+                               const struct config_purpose *p, const char *field, const char *key)
 {
 	k->fields++;
 	bool updateable = false;
-	if (!sf_describe_field(d, p->sf_field, &updateable))
+	const char *what = strcmp(key, "consent_date_field") == 0 ? "date-time field" : "checkbox";
+	if (!sf_describe_field(d, field, &updateable))
 		problem(k,
 		        "%s has no field %s that the integration user can see (purpose '%s' maps "
-		        "to it: [[purposes]] salesforce.field): create the checkbox on Contact and "
+		        "to it: [[purposes]] salesforce.%s): create the %s on Contact and "
 		        "Lead and give the integration user access to it, or correct the name",
-		        obj, p->sf_field, p->name);
+		        obj, field, p->name, key, what);
 	else if (!updateable)
 		problem(k,
 		        "the integration user can read %s.%s (purpose '%s') but not write it, so "
-		        "optsync cannot push opt-outs of that purpose: give it edit access",
-		        obj, p->sf_field, p->name);
+		        "optsync cannot push opt-ins and opt-outs of that purpose: give it edit "
+		        "access",
+		        obj, field, p->name);
 }
 
 /* Purposes mapped to Salesforce's consent objects need Data Protection and
@@ -173,9 +176,17 @@ int conn_check_salesforce(const struct config *cfg, bool consent_only, cJSON **o
 			need_write(&k, d, obj, written[j].field, written[j].key);
 		need_values(&k, cfg, d, obj, f->authorization_type, LEDGER_F_AUTH_TYPE);
 		need_values(&k, cfg, d, obj, f->source_type, LEDGER_F_SOURCE_TYPE);
-		for (size_t j = 0; j < cfg->npurposes; j++)
-			if (cfg->purposes[j].sf_field)
-				need_purpose_field(&k, d, obj, &cfg->purposes[j]);
+		for (size_t j = 0; j < cfg->npurposes; j++) {
+			const struct config_purpose *p = &cfg->purposes[j];
+			if (p->sf_field)
+				need_purpose_field(&k, d, obj, p, p->sf_field, "field");
+			if (p->sf_opt_in_field) {
+				need_purpose_field(&k, d, obj, p, p->sf_opt_in_field,
+				                   "opt_in_field");
+				need_purpose_field(&k, d, obj, p, p->sf_consent_date_field,
+				                   "consent_date_field");
+			}
+		}
 		sf_describe_free(d);
 		cJSON *o = cJSON_AddObjectToObject(objs, obj);
 		cJSON_AddNumberToObject(o, "fields_checked", (double)(k.fields - fields_before));

@@ -174,6 +174,8 @@ struct conn_pull_report {
 	uint64_t records, pages;
 	uint64_t optouts_in;            /* opt-outs taken from Salesforce */
 	uint64_t purpose_optouts_in;    /* purposes' opt-outs taken (checkboxes ticked) */
+	uint64_t purpose_optins_in;     /* purposes' opt-ins with evidence taken */
+	uint64_t purpose_optins_nodate; /* purposes' opt-ins without their date: not taken */
 	uint64_t facts_applied;         /* compliance fields taken */
 	uint64_t resubscribe_conflicts; /* re-subscribes held back (rule 3) */
 	uint64_t invalid_conflicts;     /* values outside the picklists */
@@ -185,6 +187,20 @@ struct conn_pull_report {
 	uint64_t unlinked; /* records deleted or merged away in Salesforce, unlinked */
 };
 struct conn_push_list; /* a dry run's due pushes; rendered, not read */
+/* An opt-in seen in Salesforce without the date that makes it evidence (a
+ * ContactPointTypeConsent row without CaptureDate, an opt-in checkbox
+ * without its date): the person's status stays none. */
+#define CONN_UNDATED_MAX 20
+struct conn_undated {
+	enum conn_object object;
+	char id[19];
+	char purpose[33];
+	char missing[81]; /* the field without a valid date */
+};
+struct conn_undated_list {
+	size_t n; /* the first CONN_UNDATED_MAX, each once */
+	struct conn_undated v[CONN_UNDATED_MAX];
+};
 struct conn_cycle_report {
 	int64_t started_at, finished_at; /* ms */
 	bool dry_run, full;
@@ -206,6 +222,8 @@ struct conn_cycle_report {
 	/* purposes on consent objects that could not be synced this cycle (the
 	 * objects missing, a DataUsePurpose not found): the plain-words reason */
 	char consent_error[ERR_MSG_MAX];
+	/* opt-ins read without their date: named (counted in pull[]) */
+	struct conn_undated_list undated;
 	int result;              /* 0, or the cycle's error code */
 	char error[ERR_MSG_MAX]; /* its message */
 	bool api_known;          /* the cycle talked to Salesforce */

@@ -93,8 +93,8 @@ int consent_soql(const struct conn *c, int64_t since, struct buf *q, struct err 
 	int rc =
 	    buf_puts(q,
 	             "SELECT Id, PartyId, DataUsePurposeId, PrivacyConsentStatus, CaptureDate, "
-	             "LastModifiedDate, SystemModstamp FROM ContactPointTypeConsent WHERE "
-	             "ContactPointType = 'Email' AND DataUsePurposeId IN (",
+	             "CaptureSource, LastModifiedDate, SystemModstamp FROM ContactPointTypeConsent "
+	             "WHERE ContactPointType = 'Email' AND DataUsePurposeId IN (",
 	             e);
 	size_t k = 0;
 	for (size_t i = 0; rc == 0 && i < c->cfg->npurposes; i++)
@@ -217,41 +217,69 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	if (rc)
 		goto out;
 	uint8_t seen = strcmp(cur.sf_row, r->id) == 0 ? cur.sf_row_status : 0;
-	if (seen == now_status) {
+	int64_t now = time_now_ms();
+	int64_t capture = record_time(r, "CaptureDate");
+	struct purpose_seen s = {.in = now_status == LEDGER_PURPOSE_IN,
+	                         .dated = capture > 0 && capture <= now + FUTURE_TOLERANCE_MS,
+	                         .before = seen == LEDGER_PURPOSE_IN    ? 1
+	                                   : seen == LEDGER_PURPOSE_OUT ? 0
+	                                                                : -1,
+	                         .status = cur.status,
+	                         .global_out = w->p.facts.opted_out};
+	enum purpose_action a = purpose_decide(PURPOSE_MAP_CONSENT_ROW, &s);
+	if (a == PURPOSE_KEEP && seen == now_status) {
 		st->echoes++; /* unchanged, or our own write read back */
 		goto out;
 	}
 	struct ledger_recref ref = {LEDGER_OBJ_CONSENT, ""};
 	snprintf(ref.id, sizeof(ref.id), "%s", r->id);
-	int64_t now = time_now_ms();
 	int64_t changed = record_time(r, "LastModifiedDate");
 	if (changed == 0)
 		changed = now;
-	if (now_status == LEDGER_PURPOSE_OUT && cur.status != LEDGER_PURPOSE_OUT) {
+	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
+	snprintf(ind.id, sizeof(ind.id), "%s", party->str);
+	switch (a) {
+	case PURPOSE_KEEP:
+	case PURPOSE_SET_IN: /* not for rows: an OptOut row says out */
+		break;
+	case PURPOSE_OPT_OUT:
 		/* P1: an opt-out of the purpose made in Salesforce */
-		if ((rc = purpose_optout_from_sf(t, &w->p, &w->ev, &ref, name, NULL, changed, false,
-		                                 st, e)))
-			goto out;
-	} else if (now_status == LEDGER_PURPOSE_IN && cur.status == LEDGER_PURPOSE_OUT) {
-		struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
-		snprintf(ind.id, sizeof(ind.id), "%s", party->str);
-		bool revert = true;
-		if (seen == LEDGER_PURPOSE_OUT) {
-			/* P2: back to OptIn in Salesforce without evidence given to
-			 * optsync */
-			rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
-			                     LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name,
-			                     e);
-			if (rc)
-				goto out;
-			st->resubscribe_conflicts++;
-			revert = c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT;
-		}
+		rc = purpose_optout_from_sf(t, &w->p, &w->ev, &ref, name, NULL, changed, false, st,
+		                            e);
+		break;
+	case PURPOSE_OPT_IN: {
+		/* consent given in Salesforce counts: the row is the evidence */
+		char evidence[LEDGER_TEXT_MAX + 1], reason[LEDGER_TEXT_MAX + 1];
+		const struct sf_value *src = sf_record_get(r, "CaptureSource");
+		bool has_src = src && src->type == SF_STRING && src->str[0];
+		snprintf(evidence, sizeof(evidence), "salesforce:ContactPointTypeConsent/%s",
+		         r->id);
+		snprintf(reason, sizeof(reason), "CaptureSource: %.900s", has_src ? src->str : "");
+		rc = purpose_optin_from_sf(t, &w->p, &w->ev, &ref, name, capture, evidence,
+		                           has_src ? reason : NULL, changed, false, st, e);
+		break;
+	}
+	case PURPOSE_UNDATED:
+		undated_note(st, LEDGER_OBJ_CONSENT, r->id, name, "CaptureDate");
+		break;
+	case PURPOSE_CONFLICT:
+		/* P2: back to OptIn in Salesforce without evidence given to optsync */
+		rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
+		                     LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name, e);
+		if (rc)
+			break;
+		st->resubscribe_conflicts++;
+		if (c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT)
+			rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e);
+		break;
+	case PURPOSE_SET_OUT:
 		/* a row new to optsync that says OptIn for a person opted out of
 		 * the purpose is set to OptOut, as rule 3 does for new records */
-		if (revert && (rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e)))
-			goto out;
+		rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e);
+		break;
 	}
+	if (rc)
+		goto out;
 	rc = note_row(t, w->p.key, name, r->id, now_status, e);
 out:
 	free(w);

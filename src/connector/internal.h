@@ -113,6 +113,13 @@ int conn_retention_totals(struct ledger_txn *t, uint64_t totals[3], int64_t *las
  * does not have. */
 int purpose_check(const struct config *cfg, const char *name, struct err *e);
 
+/* The consent dates a push writes with its opt-in boxes
+ * (salesforce.opt_in_field), by want_purposes index: the person's consent
+ * date for each purpose it opts in to; 0 where none is written (an
+ * opt-out, another mapping, a person no longer opted in). */
+int purpose_box_dates(struct ledger_txn *t, const struct config *cfg, const struct ledger_push *q,
+                      int64_t out[LEDGER_PFLAGS_MAX], struct err *e);
+
 /* Rule P3: whether a person is suppressed for a purpose, from their opt-out
  * of all email, their status for it (enum ledger_purpose_status) and
  * whether its basis is consent. */
@@ -205,7 +212,41 @@ struct apply_stats {
 	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
 	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
 	uint64_t pushes_queued, purpose_optouts_in, unlinked;
+	uint64_t purpose_optins_in, purpose_optins_nodate;
+	/* not a counter (the counters above are summed as one array): where
+	 * undated opt-ins are named, NULL: counted only */
+	struct conn_undated_list *undated;
 };
+/* Name an undated opt-in in st's list (once; the first CONN_UNDATED_MAX). */
+void undated_note(struct apply_stats *st, int object, const char *id, const char *purpose,
+                  const char *missing);
+
+/* What one purpose's value pulled from Salesforce does (docs/sync-rules.md,
+ * "Purposes"): a ContactPointTypeConsent row, an opt-out checkbox (true =
+ * out) or an opt-in checkbox (true = in). Pure: decided from what
+ * Salesforce holds, what optsync last read or wrote there and the person. */
+enum purpose_mapping {
+	PURPOSE_MAP_OPT_OUT_BOX, /* in is only the absence of an opt-out */
+	PURPOSE_MAP_CONSENT_ROW, /* OptIn with CaptureDate is consent; OptOut an opt-out */
+	PURPOSE_MAP_OPT_IN_BOX,  /* ticked with a date is consent; out is the untick */
+};
+struct purpose_seen {
+	bool in;         /* Salesforce says in (OptIn, an opt-in box ticked, an opt-out box not) */
+	bool dated;      /* with a valid consent date (CaptureDate, the date field) */
+	int before;      /* last read or written there: 1 in, 0 out, -1 not known (new) */
+	uint8_t status;  /* the person's status for the purpose (enum ledger_purpose_status) */
+	bool global_out; /* the person is opted out of all email */
+};
+enum purpose_action {
+	PURPOSE_KEEP,     /* nothing to do (unchanged, our own write, no decision) */
+	PURPOSE_OPT_IN,   /* consent given in Salesforce: an opt-in with evidence */
+	PURPOSE_UNDATED,  /* an opt-in without its date: not evidence, counted and named */
+	PURPOSE_OPT_OUT,  /* P1: an opt-out made in Salesforce, spread */
+	PURPOSE_CONFLICT, /* P2: back in after an opt-out, without evidence given to optsync */
+	PURPOSE_SET_OUT,  /* in, new to optsync, for a person out of it: set out (rule 3) */
+	PURPOSE_SET_IN,   /* an opt-in box unticked on a record new to optsync, the person in */
+};
+enum purpose_action purpose_decide(enum purpose_mapping map, const struct purpose_seen *s);
 /* Queue a write of the fields in mask (from p's facts) to one record,
  * coalescing with what is queued already. */
 int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
@@ -220,11 +261,12 @@ int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
                          const struct ledger_recref *ref, const char *purpose, bool out,
                          struct apply_stats *st, struct err *e);
 /* P1: queue the purpose's checkbox to every record of p but except whose
- * box is not known to hold it (out: ticked; an opt-in unticks only boxes
- * known ticked). */
+ * box is not known to hold it (out: an opt-out box ticked, an opt-in box
+ * unticked; an opt-in unticks only opt-out boxes known ticked, and ticks
+ * opt-in boxes, opt_in_box, wherever not known ticked). */
 int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
                         const struct ledger_recref *except, const char *purpose, bool out,
-                        struct apply_stats *st, struct err *e);
+                        bool opt_in_box, struct apply_stats *st, struct err *e);
 /* Purposes on Salesforce's consent objects (consent.c). */
 bool consent_configured(const struct config *cfg);
 int consent_soql(const struct conn *c, int64_t since, struct buf *q, struct err *e);
@@ -271,6 +313,14 @@ int sf_conflict_add(struct ledger_txn *t, struct ledger_person *p, const struct 
 int purpose_optout_from_sf(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
                            const struct ledger_recref *ref, const char *purpose, const char *reason,
                            int64_t at, bool held, struct apply_stats *st, struct err *e);
+/* Consent given in Salesforce (a consent row at OptIn with its CaptureDate,
+ * an opt-in box ticked with its date): its history event about ref, with
+ * the evidence and reason when given, and p's new status for purpose,
+ * opted in since at (0: now). held as for purpose_optout_from_sf. */
+int purpose_optin_from_sf(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                          const struct ledger_recref *ref, const char *purpose,
+                          int64_t consent_date, const char *evidence_ref, const char *reason,
+                          int64_t at, bool held, struct apply_stats *st, struct err *e);
 /* Store a person's new status for a purpose (purposes.c). */
 int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
                        uint8_t status, int64_t at, int origin, int64_t consent_date,

@@ -47,6 +47,28 @@ int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], 
 	return ledger_purpose_put(t, key, &np, e);
 }
 
+int purpose_box_dates(struct ledger_txn *t, const struct config *cfg, const struct ledger_push *q,
+                      int64_t out[LEDGER_PFLAGS_MAX], struct err *e)
+{
+	for (uint8_t k = 0; k < LEDGER_PFLAGS_MAX; k++)
+		out[k] = 0;
+	for (uint8_t k = 0; k < q->want_purposes.n && k < LEDGER_PFLAGS_MAX; k++) {
+		const struct ledger_pflag *f = &q->want_purposes.v[k];
+		const struct config_purpose *cp = config_purpose_find(cfg, f->name);
+		if (f->out || cp == NULL || cp->sf_opt_in_field == NULL)
+			continue;
+		struct ledger_purpose cur;
+		int rc = ledger_purpose_get(t, q->person, f->name, &cur, e);
+		if (rc == ERR_NOTFOUND)
+			continue;
+		if (rc)
+			return rc;
+		if (cur.status == LEDGER_PURPOSE_IN)
+			out[k] = cur.consent_date;
+	}
+	return 0;
+}
+
 /* The person's new status for purpose, after u->ev recorded the change,
  * and P1/P2's writes to the checkboxes of a field-mapped purpose. */
 static int purpose_store(struct ledger_txn *t, struct uc *u, const char *purpose, uint8_t status,

@@ -382,6 +382,8 @@ static cJSON *render_pull(const struct conn_pull_report *s)
 	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
 	cJSON_AddNumberToObject(o, "purpose_optouts_from_salesforce",
 	                        (double)s->purpose_optouts_in);
+	cJSON_AddNumberToObject(o, "purpose_optins_from_salesforce", (double)s->purpose_optins_in);
+	cJSON_AddNumberToObject(o, "purpose_optins_without_date", (double)s->purpose_optins_nodate);
 	cJSON_AddNumberToObject(o, "facts_applied", (double)s->facts_applied);
 	cJSON_AddNumberToObject(o, "resubscribe_conflicts", (double)s->resubscribe_conflicts);
 	cJSON_AddNumberToObject(o, "invalid_value_conflicts", (double)s->invalid_conflicts);
@@ -422,6 +424,8 @@ static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
 		    config_purpose_find(cfg, q->want_purposes.v[i].name);
 		if (cp && cp->sf_field)
 			cJSON_AddBoolToObject(set, cp->sf_field, q->want_purposes.v[i].out);
+		else if (cp && cp->sf_opt_in_field) /* true = in; an opt-in with its date */
+			cJSON_AddBoolToObject(set, cp->sf_opt_in_field, !q->want_purposes.v[i].out);
 		else if (cp && cp->sf_data_use_purpose) {
 			/* the Individual's consent row for that DataUsePurpose */
 			char k[128];
@@ -474,6 +478,19 @@ int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cf
 		            render_pull(&r->pull[r->order[i]]));
 	if (r->consent_error[0])
 		cJSON_AddStringToObject(o, "consent_objects_error", r->consent_error);
+	if (r->undated.n) {
+		/* opt-ins read without their date: not evidence, not taken */
+		cJSON *list = cJSON_AddArrayToObject(o, "optins_without_date");
+		for (size_t i = 0; list && i < r->undated.n; i++) {
+			const struct conn_undated *u = &r->undated.v[i];
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddStringToObject(x, "purpose", u->purpose);
+			cJSON_AddStringToObject(x, "object", ledger_object_name((int)u->object));
+			cJSON_AddStringToObject(x, "id", u->id);
+			cJSON_AddStringToObject(x, "missing", u->missing);
+			json_append(list, x);
+		}
+	}
 	if (r->pushed)
 		render_cycle_pushes(o, r, cfg);
 	if (r->retention.failed) {
@@ -537,7 +554,7 @@ cJSON *render_purposes(const struct config *cfg, const struct ledger_person *per
 		cJSON_AddStringToObject(q, "status", status_names[status <= 2 ? status : 0]);
 		cJSON_AddStringToObject(q, "basis", config_basis_name(cp->basis));
 		cJSON_AddBoolToObject(q, "suppressed", out);
-		if (p) {
+		if (p && status != LEDGER_PURPOSE_NONE) { /* none: only a consent row known */
 			add_time(q, "changed_at", p->changed_at);
 			cJSON_AddStringToObject(
 			    q, "origin",

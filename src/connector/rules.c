@@ -257,6 +257,82 @@ int purpose_optout_from_sf(struct ledger_txn *t, struct ledger_person *p, struct
 	return rc;
 }
 
+int purpose_optin_from_sf(struct ledger_txn *t, struct ledger_person *p, struct ledger_event *ev,
+                          const struct ledger_recref *ref, const char *purpose,
+                          int64_t consent_date, const char *evidence_ref, const char *reason,
+                          int64_t at, bool held, struct apply_stats *st, struct err *e)
+{
+	int64_t now = time_now_ms();
+	event_about(ev, LEDGER_EV_OPTIN, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
+	snprintf(ev->purpose_name, sizeof(ev->purpose_name), "%s", purpose);
+	ev->facts.mask = LEDGER_F_CONSENT_DATE;
+	ev->facts.consent_date = consent_date;
+	snprintf(ev->evidence_ref, sizeof(ev->evidence_ref), "%s", evidence_ref);
+	if (reason)
+		snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
+	p->updated_at = now;
+	int rc = record_event(t, p, ev, !held, e);
+	if (rc == 0)
+		rc = purpose_status_put(t, p->key, purpose, LEDGER_PURPOSE_IN, at ? at : now,
+		                        LEDGER_ORIGIN_SALESFORCE, consent_date, evidence_ref,
+		                        ev->seq, e);
+	if (rc == 0)
+		st->purpose_optins_in++;
+	return rc;
+}
+
+void undated_note(struct apply_stats *st, int object, const char *id, const char *purpose,
+                  const char *missing)
+{
+	st->purpose_optins_nodate++;
+	struct conn_undated_list *l = st->undated;
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].object == (enum conn_object)object && strcmp(l->v[i].id, id) == 0 &&
+		    strcmp(l->v[i].purpose, purpose) == 0)
+			return; /* named already (a page applied again, an overlap read) */
+	if (l->n == CONN_UNDATED_MAX)
+		return;
+	struct conn_undated *u = &l->v[l->n++];
+	u->object = (enum conn_object)object;
+	snprintf(u->id, sizeof(u->id), "%s", id);
+	snprintf(u->purpose, sizeof(u->purpose), "%s", purpose);
+	snprintf(u->missing, sizeof(u->missing), "%s", missing);
+}
+
+enum purpose_action purpose_decide(enum purpose_mapping map, const struct purpose_seen *s)
+{
+	if (s->in) {
+		if (s->status == LEDGER_PURPOSE_OUT)
+			/* P2: back in after the opt-out; new to optsync: set out, as
+			 * rule 3 does for new records; unchanged: our revert waits */
+			return s->before == 0  ? PURPOSE_CONFLICT
+			       : s->before < 0 ? PURPOSE_SET_OUT
+			                       : PURPOSE_KEEP;
+		/* an opt-out box unticked says no more than "not out"; the global
+		 * opt-out overrides a purpose's opt-in (P2) */
+		if (map == PURPOSE_MAP_OPT_OUT_BOX || s->status == LEDGER_PURPOSE_IN ||
+		    s->global_out)
+			return PURPOSE_KEEP;
+		/* consent given in Salesforce counts, whenever it is read with its
+		 * date; without it, it is named when first seen */
+		if (s->dated)
+			return PURPOSE_OPT_IN;
+		return s->before == 1 ? PURPOSE_KEEP : PURPOSE_UNDATED;
+	}
+	if (map == PURPOSE_MAP_OPT_IN_BOX) {
+		/* unticked is an opt-out only where it was ticked, after an opt-in;
+		 * a record new to optsync unticked gets the person's opt-in */
+		if (s->status != LEDGER_PURPOSE_IN)
+			return PURPOSE_KEEP;
+		return s->before == 1  ? PURPOSE_OPT_OUT
+		       : s->before < 0 ? PURPOSE_SET_IN
+		                       : PURPOSE_KEEP;
+	}
+	return s->before != 0 && s->status != LEDGER_PURPOSE_OUT ? PURPOSE_OPT_OUT : PURPOSE_KEEP;
+}
+
 /* Queue a write to one record, coalescing with what is queued already:
  * the fields in mask (from p's facts, the opt-out as opted_out_value) and,
  * when purpose is given, that purpose's checkbox as purpose_out. */
@@ -385,7 +461,7 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 
 int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
                         const struct ledger_recref *except, const char *purpose, bool out,
-                        struct apply_stats *st, struct err *e)
+                        bool opt_in_box, struct apply_stats *st, struct err *e)
 {
 	struct ledger_record *r = malloc(sizeof(*r));
 	if (r == NULL)
@@ -397,10 +473,11 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 			rc = w;
 			continue;
 		}
-		/* an opt-out goes wherever the box is not known ticked; an opt-in
-		 * only unticks boxes known ticked */
-		int box = ledger_pflags_get(&r->seen_purposes, purpose);
-		if (out ? box != 1 : box == 1)
+		/* an opt-out goes wherever the record is not known to say out; an
+		 * opt-in unticks only opt-out boxes known ticked, and ticks an opt-in
+		 * box (with its date) wherever it is not known ticked */
+		int box = ledger_pflags_get(&r->seen_purposes, purpose); /* 1: says out */
+		if (out ? box != 1 : opt_in_box ? box != 0 : box == 1)
 			rc = push_enqueue_purpose(t, p, &p->records[i], purpose, out, st, e);
 	}
 	free(r);
@@ -468,8 +545,9 @@ int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct 
                    struct apply_stats *st, struct err *e)
 {
 	const struct config_purpose *cp = config_purpose_find(cfg, purpose);
-	if (cp && cp->sf_field)
-		return purpose_push_spread(t, p, except, purpose, out, st, e);
+	if (cp && (cp->sf_field || cp->sf_opt_in_field))
+		return purpose_push_spread(t, p, except, purpose, out, cp->sf_opt_in_field != NULL,
+		                           st, e);
 	if (cp && cp->sf_data_use_purpose)
 		return consent_spread(t, cfg, p, purpose, out, st, e);
 	return 0;
@@ -533,11 +611,25 @@ struct work {
 	struct ledger_event ev;
 };
 
-/* P1 and P2 for purposes on checkboxes (salesforce = { field = ... }): a
- * box ticked in Salesforce is an opt-out of the purpose, spread to the
- * person's other records; a box unticked after that is a re-opt-in without
- * evidence, a conflict under sync.resubscribe_policy; a new record of a
- * person opted out of the purpose gets its box ticked. */
+/* A purpose's consent date on a record (the opt-in box's date field): 0
+ * when it has none, or none that is valid (not a date, in the future). */
+static int64_t box_date(const struct sf_record *r, const char *field, int64_t now)
+{
+	const struct sf_value *v = sf_record_get(r, field);
+	int64_t ms;
+	if (v == NULL || v->type != SF_STRING || time_parse(v->str, &ms) || ms <= 0 ||
+	    ms > now + FUTURE_TOLERANCE_MS)
+		return 0;
+	return ms;
+}
+
+/* P1 and P2 for purposes on checkboxes (purpose_decide): an opt-out box
+ * (salesforce = { field = ... }) ticked in Salesforce is an opt-out of the
+ * purpose, spread to the person's other records, and unticked after that a
+ * re-opt-in without evidence, a conflict under sync.resubscribe_policy; an
+ * opt-in box (opt_in_field) ticked with its date is consent given in
+ * Salesforce, and unticked after that an opt-out; a new record of a person
+ * out of (or in) the purpose gets its box set so. */
 static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, struct work *w,
                                const struct sf_record *r, const struct ledger_recref *ref,
                                int is_new, int new_person, int writable, int64_t sf_changed,
@@ -547,53 +639,84 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 	struct ledger_record *rec = &w->rec;
 	for (size_t i = 0; i < cfg->npurposes; i++) {
 		const struct config_purpose *cp = &cfg->purposes[i];
-		const struct sf_value *v = cp->sf_field ? sf_record_get(r, cp->sf_field) : NULL;
+		bool in_box = cp->sf_opt_in_field != NULL;
+		const char *field = in_box ? cp->sf_opt_in_field : cp->sf_field;
+		const struct sf_value *v = field ? sf_record_get(r, field) : NULL;
 		if (v == NULL || v->type != SF_BOOL)
 			continue;
+		struct purpose_seen s = {.in = in_box == v->b, .global_out = p->facts.opted_out};
+		/* the record's flag says out (ledger_pflags): 1 out, 0 in */
 		int seen = ledger_pflags_get(&rec->seen_purposes, cp->name);
-		if (ledger_pflags_set(&rec->seen_purposes, cp->name, v->b))
+		if (ledger_pflags_set(&rec->seen_purposes, cp->name, !s.in))
 			return err_set(e, ERR_LIMIT, "%s %s: more than %d purpose checkboxes",
 			               ledger_object_name(ref->object), ref->id, LEDGER_PFLAGS_MAX);
-		if (!is_new && seen == (v->b ? 1 : 0))
-			continue; /* unchanged since last read (or our own write) */
-		*any_change = 1;
-		if (!v->b && new_person)
-			continue; /* a person met just now has no purpose status yet */
+		s.before = is_new || seen < 0 ? -1 : seen == 0 ? 1 : 0;
+		int64_t date = in_box && s.in ? box_date(r, cp->sf_consent_date_field, now) : 0;
+		s.dated = date != 0;
+		bool unchanged = s.before == (s.in ? 1 : 0);
+		/* unchanged since last read (or our own write): only a ticked opt-in
+		 * box with its date may still be news (the person's status) */
+		if (unchanged && !(in_box && s.dated))
+			continue;
+		if (!unchanged)
+			*any_change = 1;
 		struct ledger_purpose cur;
-		int rc = ledger_purpose_get(t, p->key, cp->name, &cur, e);
+		int rc =
+		    new_person ? ERR_NOTFOUND : ledger_purpose_get(t, p->key, cp->name, &cur, e);
 		if (rc == ERR_NOTFOUND) {
 			memset(&cur, 0, sizeof(cur));
 			rc = 0;
 		}
 		if (rc)
 			return rc;
-		if (v->b) {
-			if (cur.status == LEDGER_PURPOSE_OUT)
-				continue;
+		s.status = cur.status;
+		enum purpose_action a =
+		    purpose_decide(in_box ? PURPOSE_MAP_OPT_IN_BOX : PURPOSE_MAP_OPT_OUT_BOX, &s);
+		switch (a) {
+		case PURPOSE_KEEP:
+			break;
+		case PURPOSE_OPT_IN: {
+			char ref_text[LEDGER_TEXT_MAX + 1];
+			snprintf(ref_text, sizeof(ref_text), "salesforce:%s/%s.%s",
+			         ledger_object_name(ref->object), ref->id, cp->sf_opt_in_field);
+			*any_change = 1;
+			if ((rc = purpose_optin_from_sf(t, p, &w->ev, ref, cp->name, date, ref_text,
+			                                NULL, sf_changed, true, st, e)) ||
+			    (rc = purpose_push_spread(t, p, ref, cp->name, false, true, st, e)))
+				return rc;
+			break;
+		}
+		case PURPOSE_UNDATED:
+			undated_note(st, ref->object, ref->id, cp->name, cp->sf_consent_date_field);
+			break;
+		case PURPOSE_OPT_OUT:
 			if ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL,
-			                                 sf_changed, true, st, e)))
+			                                 sf_changed, true, st, e)) ||
+			    (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)))
 				return rc;
-			if ((rc = purpose_push_spread(t, p, ref, cp->name, true, st, e)))
+			break;
+		case PURPOSE_SET_OUT:
+		case PURPOSE_SET_IN:
+			/* a record that appears for a person out of (in) the purpose */
+			if (writable && (rc = push_enqueue_purpose(t, p, ref, cp->name,
+			                                           a == PURPOSE_SET_OUT, st, e)))
 				return rc;
-			continue;
+			break;
+		case PURPOSE_CONFLICT:
+			/* P2: back in in Salesforce without admin and evidence */
+			if (!writable)
+				break;
+			rc =
+			    conflict_add(t, p, ref, LEDGER_CONFLICT_RESUBSCRIBE, LEDGER_F_OPTED_OUT,
+			                 "opted_out", "opted_in", false, "", now, cp->name, e);
+			if (rc)
+				return rc;
+			st->resubscribe_conflicts++;
+			if (cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT &&
+			    (rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
+				return rc;
+			break;
 		}
-		if (cur.status != LEDGER_PURPOSE_OUT || !writable)
-			continue;
-		if (is_new || seen < 0) {
-			/* a record that appears unticked for a person opted out of it */
-			if ((rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
-				return rc;
-			continue;
-		}
-		/* P2: unticked in Salesforce without admin and evidence */
-		rc = conflict_add(t, p, ref, LEDGER_CONFLICT_RESUBSCRIBE, LEDGER_F_OPTED_OUT,
-		                  "opted_out", "opted_in", false, "", now, cp->name, e);
-		if (rc)
-			return rc;
-		st->resubscribe_conflicts++;
-		if (cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT &&
-		    (rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
-			return rc;
 	}
 	return 0;
 }
@@ -678,7 +801,8 @@ static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struc
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
 		const struct config_purpose *cp = &cfg->purposes[i];
 		struct ledger_purpose cur;
-		if (cp->sf_field == NULL || ledger_pflags_get(&m->seen_purposes, cp->name) == 1)
+		if ((cp->sf_field == NULL && cp->sf_opt_in_field == NULL) ||
+		    ledger_pflags_get(&m->seen_purposes, cp->name) == 1)
 			continue;
 		int g = ledger_purpose_get(t, p->key, cp->name, &cur, e);
 		if (g && g != ERR_NOTFOUND)

@@ -1,5 +1,6 @@
 /* One sync cycle: pull every object from its cursor, then drain the outbox. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,7 +297,8 @@ static void drop_pages(struct pull *pl, bool all)
 static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct pull *pl = ctx;
-	memset(&pl->page, 0, sizeof(pl->page)); /* the callback may run again */
+	/* the callback may run again; the undated opt-ins' names stay (each once) */
+	pl->page = (struct apply_stats){.undated = pl->page.undated};
 	struct ledger_cursor cur;
 	int rc = ledger_cursor_get(t, pl->object, &cur, e);
 	if (rc == ERR_NOTFOUND) {
@@ -335,7 +337,7 @@ static void add_stats(struct apply_stats *a, const struct apply_stats *b)
 {
 	const uint64_t *src = (const uint64_t *)b;
 	uint64_t *dst = (uint64_t *)a;
-	for (size_t i = 0; i < sizeof(*a) / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < offsetof(struct apply_stats, undated) / sizeof(uint64_t); i++)
 		dst[i] += src[i];
 }
 
@@ -442,6 +444,9 @@ static int build_soql(const struct config *cfg, int object, int64_t since, bool 
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++)
 		if (cfg->purposes[i].sf_field)
 			rc = buf_printf(q, e, ", %s", cfg->purposes[i].sf_field);
+		else if (cfg->purposes[i].sf_opt_in_field)
+			rc = buf_printf(q, e, ", %s, %s", cfg->purposes[i].sf_opt_in_field,
+			                cfg->purposes[i].sf_consent_date_field);
 	if (rc == 0 && with_individual)
 		rc = buf_puts(q, ", IndividualId", e); /* exists with Data Protection and Privacy */
 	rc = rc ? rc : buf_printf(q, e, " FROM %s", ledger_object_name(object));
@@ -478,13 +483,21 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 			snprintf(pkey, sizeof(pkey), "salesforce.fields.%s", keys[i].key);
 			key = pkey;
 		}
-	for (size_t i = 0; key == NULL && i < cfg->npurposes; i++)
-		if (cfg->purposes[i].sf_field &&
-		    strcasecmp(cfg->purposes[i].sf_field, field) == 0) {
-			snprintf(pkey, sizeof(pkey), "the salesforce field of purpose '%s'",
-			         cfg->purposes[i].name);
+	for (size_t i = 0; key == NULL && i < cfg->npurposes; i++) {
+		const struct config_purpose *cp = &cfg->purposes[i];
+		const char *which =
+		    cp->sf_field && strcasecmp(cp->sf_field, field) == 0 ? "field"
+		    : cp->sf_opt_in_field && strcasecmp(cp->sf_opt_in_field, field) == 0
+		        ? "opt_in_field"
+		    : cp->sf_consent_date_field && strcasecmp(cp->sf_consent_date_field, field) == 0
+		        ? "consent_date_field"
+		        : NULL;
+		if (which) {
+			snprintf(pkey, sizeof(pkey), "the salesforce.%s of purpose '%s'", which,
+			         cp->name);
 			key = pkey;
 		}
+	}
 	char orig[ERR_MSG_MAX];
 	snprintf(orig, sizeof(orig), "%s", e->msg);
 	if (key)
@@ -502,6 +515,26 @@ static void explain_invalid_field(const struct config *cfg, int object, struct e
 		        "optsync always reads it: give the integration user read access to it. "
 		        "Salesforce said: %s",
 		        field, ledger_object_name(object), orig);
+}
+
+/* Opt-ins read without their date: one line naming them (the first ones). */
+static void log_undated(int object, uint64_t n, const struct conn_undated_list *l)
+{
+	char names[CONN_UNDATED_MAX * 80] = "";
+	size_t o = 0, named = 0;
+	for (size_t i = 0; i < l->n && o < sizeof(names); i++)
+		if ((int)l->v[i].object == object) {
+			o += (size_t)snprintf(names + o, sizeof(names) - o,
+			                      "%s%s (purpose '%s', no %s)", o ? ", " : "",
+			                      l->v[i].id, l->v[i].purpose, l->v[i].missing);
+			named++;
+		}
+	log_warn("sync.undated",
+	         "%s: %llu opt-in(s) without a consent date are not evidence, so the person's "
+	         "status for the purpose stays none: %s%s; add the date in Salesforce (or record "
+	         "the consent with optsync consent)",
+	         ledger_object_name(object), (unsigned long long)n, names,
+	         n > named ? ", and more" : "");
 }
 
 int pull_object(struct conn *c, struct sf_client *sf, int object, const struct conn_sync_opts *o,
@@ -522,7 +555,8 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 	                  .object = object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
-	                  .progress = o->progress};
+	                  .progress = o->progress,
+	                  .page = {.undated = &r->undated}};
 	/* queryAll: records deleted or merged since the cursor come too */
 	if (rc == 0 && (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)))
 		explain_invalid_field(c->cfg, object, e);
@@ -552,6 +586,8 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		                               .pages = pl.pages,
 		                               .optouts_in = t->optouts_in,
 		                               .purpose_optouts_in = t->purpose_optouts_in,
+		                               .purpose_optins_in = t->purpose_optins_in,
+		                               .purpose_optins_nodate = t->purpose_optins_nodate,
 		                               .facts_applied = t->facts_applied,
 		                               .resubscribe_conflicts = t->resubscribe_conflicts,
 		                               .invalid_conflicts = t->invalid_conflicts,
@@ -563,6 +599,8 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		                               .unlinked = t->unlinked};
 		r->order[r->norder++] = (enum conn_object)object;
 	}
+	if (pl.total.purpose_optins_nodate)
+		log_undated(object, pl.total.purpose_optins_nodate, &r->undated);
 	log_info("sync.pull",
 	         "%s: %llu records in %llu pages, %llu opt-outs in, %llu pushes queued%s",
 	         ledger_object_name(object), (unsigned long long)pl.total.records,
@@ -584,6 +622,17 @@ struct due {
 	size_t due_total, due_by_object[3];
 	size_t due_consent; /* dry run: consent rows (and Individuals) due */
 	bool nomem;         /* the dry run's list could not grow */
+	const struct config *cfg;
+	struct push_texts *texts; /* by item: the opt-in boxes' dates to write */
+};
+
+/* The texts of a push's values: the consent date, and each opt-in box's
+ * date (by want_purposes index, read with the push: the person's
+ * consent date for the purpose when they are opted in). */
+struct push_texts {
+	char date[TIME_STR_MAX];
+	int64_t box_ms[LEDGER_PFLAGS_MAX];
+	char box[LEDGER_PFLAGS_MAX][TIME_STR_MAX];
 };
 
 /* A dry run's list of what would be written now. */
@@ -650,6 +699,8 @@ static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 	if (d->list)
 		d->list->n = 0; /* the callback may run again */
 	int rc = ledger_push_each(t, collect_due, d, e);
+	for (size_t i = 0; rc == 0 && d->texts && i < d->n; i++)
+		rc = purpose_box_dates(t, d->cfg, &d->items[i], d->texts[i].box_ms, e);
 	return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc;
 }
 
@@ -841,12 +892,14 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return rc;
 }
 
-/* The opt-out, 4 authorization fields, 2 source fields, the purposes. */
-#define PUSH_VALUES_MAX (7 + LEDGER_PFLAGS_MAX)
+/* The opt-out, 4 authorization fields, 2 source fields, the purposes (an
+ * opt-in box with its date). */
+#define PUSH_VALUES_MAX (7 + 2 * LEDGER_PFLAGS_MAX)
 
 static void fill_values(const struct config *cfg, const struct ledger_push *q, struct sf_value *v,
-                        size_t *n, char date[TIME_STR_MAX])
+                        size_t *n, struct push_texts *x)
 {
+	char *date = x->date;
 	const struct config_fields *f = &cfg->salesforce.fields;
 	const struct ledger_facts *w = &q->want;
 	*n = 0;
@@ -884,11 +937,28 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 		/* a purpose taken out of the configuration since: not written */
 		const struct config_purpose *cp =
 		    config_purpose_find(cfg, q->want_purposes.v[i].name);
+		bool out = q->want_purposes.v[i].out;
+		if (cp && cp->sf_opt_in_field) {
+			/* true = in; an opt-in sets its consent date too */
+			v[*n].name = cp->sf_opt_in_field;
+			v[*n].type = SF_BOOL;
+			v[*n].b = !out;
+			(*n)++;
+			if (!out) {
+				if (x->box_ms[i])
+					time_format_sf(x->box_ms[i], x->box[i]);
+				v[*n].name = cp->sf_consent_date_field;
+				v[*n].type = x->box_ms[i] ? SF_STRING : SF_NULL;
+				v[*n].str = x->box[i];
+				(*n)++;
+			}
+			continue;
+		}
 		if (cp == NULL || cp->sf_field == NULL)
 			continue;
 		v[*n].name = cp->sf_field;
 		v[*n].type = SF_BOOL;
-		v[*n].b = q->want_purposes.v[i].out;
+		v[*n].b = out;
 		(*n)++;
 	}
 }
@@ -901,12 +971,14 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 	d.items = malloc(d.cap * sizeof(*d.items));
 	struct sf_update *up = malloc(d.cap * sizeof(*up));
 	struct sf_value(*vals)[PUSH_VALUES_MAX] = malloc(d.cap * sizeof(*vals));
-	char(*dates)[TIME_STR_MAX] = malloc(d.cap * sizeof(*dates));
+	struct push_texts *texts = malloc(d.cap * sizeof(*texts));
+	d.cfg = c->cfg;
+	d.texts = texts;
 	struct sf_result *res = malloc(d.cap * sizeof(*res));
 	struct ledger_recref *refs = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*refs));
 	const char **rev_names = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*rev_names));
 	size_t calls = 0, ok = 0, retry = 0, parked = 0, reverted = 0, by_object[3] = {0, 0, 0};
-	int rc = d.items && up && vals && dates && res && refs && rev_names
+	int rc = d.items && up && vals && texts && res && refs && rev_names
 	             ? 0
 	             : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
@@ -933,7 +1005,7 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 			up[i].type = ledger_object_name(d.items[i].record.object);
 			up[i].id = d.items[i].record.id;
 			up[i].values = vals[i];
-			fill_values(c->cfg, &d.items[i], vals[i], &up[i].nvalues, dates[i]);
+			fill_values(c->cfg, &d.items[i], vals[i], &up[i].nvalues, &texts[i]);
 		}
 		calls++;
 		struct err se = {0};
@@ -979,7 +1051,7 @@ out:
 	free(d.items);
 	free(up);
 	free(vals);
-	free(dates);
+	free(texts);
 	free(res);
 	return rc;
 }

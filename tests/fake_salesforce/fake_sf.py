@@ -56,8 +56,10 @@ COMMON_FIELDS = {
     "Source_Type__c": "picklist", "Source_Other__c": "string",
     "CreatedDate": "datetime", "LastModifiedDate": "datetime", "SystemModstamp": "datetime",
     "IsDeleted": "boolean", "MasterRecordId": "id",
-    # checkboxes of purposes mapped to fields (optsync's example metadata)
+    # checkboxes of purposes mapped to fields (optsync's example metadata):
+    # opt-out boxes (true = out), and an opt-in box with its consent date
     "Newsletter_Opt_Out__c": "boolean", "Events_Opt_Out__c": "boolean",
+    "Newsletter_Opt_In__c": "boolean", "Newsletter_Consent_Date__c": "datetime",
 }
 SYSTEM_FIELDS = {"Id": "id", "CreatedDate": "datetime", "LastModifiedDate": "datetime",
                  "SystemModstamp": "datetime", "IsDeleted": "boolean"}

@@ -455,6 +455,184 @@ class FieldMapping(unittest.TestCase):
         self.assertEqual(r["pushes"]["collection_calls"], 0)
         self.assertFalse(self.purpose("first@example.com", "newsletter")["suppressed"])
 
+    # ---- an opt-in checkbox (salesforce = { opt_in_field, consent_date_field }) ----
+
+    def opt_in_env(self, extra=""):
+        self.e.close()
+        self.e = test_sync.Env(extra=extra + OPT_IN_PURPOSES)
+        return self.e
+
+    def test_opt_in_box_ticked_with_a_date_is_an_opt_in(self):
+        """Consent given in Salesforce counts: ticked with a date, for a person
+        with no status, is an opt-in with that evidence, spread to the
+        person's other records; read back, it is not a change."""
+        e = self.opt_in_env()
+        cid, lid = self.person("boxin@example.com")
+        e.sync()
+        self.assertTrue(self.purpose("boxin@example.com", "newsletter")["suppressed"])
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_In__c=True,
+                 Newsletter_Consent_Date__c="2026-10-05T09:00:00Z")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optins_from_salesforce"], 1)
+        n = self.purpose("boxin@example.com", "newsletter")
+        self.assertEqual((n["status"], n["origin"], n["suppressed"], n["consent_date"],
+                          n["evidence_ref"]),
+                         ("opted_in", "salesforce", False, "2026-10-05T09:00:00Z",
+                          "salesforce:Contact/%s.Newsletter_Opt_In__c" % cid))
+        h = e.json("contact", "history", "boxin@example.com")
+        self.assertEqual([(x["kind"], x["origin"], x.get("purpose")) for x in h],
+                         [("optin", "salesforce", "newsletter")])
+        self.assertEqual((h[0]["record"]["object"], h[0]["record"]["id"]), ("Contact", cid))
+        lead = e.sf_get("Lead", lid)  # the person's other record says so too
+        self.assertTrue(lead["Newsletter_Opt_In__c"])
+        self.assertEqual(lead["Newsletter_Consent_Date__c"], "2026-10-05T09:00:00.000+0000")
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(r["pulled"]["Lead"]["purpose_optins_from_salesforce"], 0)
+        self.assertEqual(len(e.json("contact", "history", "boxin@example.com")), 1)
+        # a person opted out of all email: a ticked box is not taken
+        cid2 = e.sf_put("Contact", Email="allout@example.com", LastName="A")
+        e.sync()
+        e.json("optout", "allout@example.com")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid2, Newsletter_Opt_In__c=True,
+                 Newsletter_Consent_Date__c="2026-10-05T09:00:00Z")
+        e.sync()
+        self.assertEqual(self.purpose("allout@example.com", "newsletter")["status"], "none")
+
+    def test_opt_in_box_without_a_date_is_not_evidence(self):
+        e = self.opt_in_env()
+        cid, lid = self.person("boxnodate@example.com")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_In__c=True)
+        p = e.run("sync", "--once", "--json", check=0)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optins_without_date"], 1)
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optins_from_salesforce"], 0)
+        self.assertEqual(r["optins_without_date"],
+                         [{"purpose": "newsletter", "object": "Contact", "id": cid,
+                           "missing": "Newsletter_Consent_Date__c"}])
+        self.assertIn(cid, p.stderr)
+        self.assertIn("not evidence", p.stderr)
+        n = self.purpose("boxnodate@example.com", "newsletter")
+        self.assertEqual((n["status"], n["suppressed"]), ("none", True))
+        self.assertFalse(e.sf_get("Lead", lid)["Newsletter_Opt_In__c"])
+        # the date added later: the opt-in counts then
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Consent_Date__c="2026-10-06T00:00:00Z")
+        r = e.sync()
+        self.assertNotIn("optins_without_date", r)
+        n = self.purpose("boxnodate@example.com", "newsletter")
+        self.assertEqual((n["status"], n["consent_date"]), ("opted_in", "2026-10-06T00:00:00Z"))
+
+    def test_opt_in_box_unticked_is_an_opt_out_and_ticked_again_a_conflict(self):
+        e = self.opt_in_env()
+        cid, lid = self.person("boxout@example.com")
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_In__c=True,
+                 Newsletter_Consent_Date__c="2026-10-05T09:00:00Z")
+        e.sync()
+        self.assertTrue(e.sf_get("Lead", lid)["Newsletter_Opt_In__c"])
+        # P1: unticked after the opt-in, an opt-out, spread to every record
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=lid, Newsletter_Opt_In__c=False)
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Lead"]["purpose_optouts_from_salesforce"], 1)
+        n = self.purpose("boxout@example.com", "newsletter")
+        self.assertEqual((n["status"], n["origin"], n["suppressed"]),
+                         ("opted_out", "salesforce", True))
+        self.assertFalse(e.sf_get("Contact", cid)["Newsletter_Opt_In__c"])
+        self.assertFalse(e.json("contact", "show", "boxout@example.com")["opted_out"])
+        # P2: ticked again (with a date, even) without an admin: a conflict,
+        # reverted under the default policy
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_In__c=True,
+                 Newsletter_Consent_Date__c="2026-12-01T00:00:00Z")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["resubscribe_conflicts"], 1)
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optins_from_salesforce"], 0)
+        self.assertFalse(e.sf_get("Contact", cid)["Newsletter_Opt_In__c"])  # reverted
+        c = e.json("conflicts", "list", "--status", "all")["conflicts"]
+        self.assertEqual([(x["kind"], x["purpose"], x["status"], x["record"]["id"]) for x in c],
+                         [("resubscribe", "newsletter", "reverted", cid)])
+        self.assertEqual(self.purpose("boxout@example.com", "newsletter")["status"], "opted_out")
+
+    def test_opt_in_box_ticked_again_under_hold(self):
+        e = self.opt_in_env('[sync]\nresubscribe_policy = "hold"\n')
+        cid, lid = self.person("boxhold@example.com")
+        e.sync()
+        e.json("optout", "boxhold@example.com", "--purpose", "newsletter")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=lid, Newsletter_Opt_In__c=True,
+                 Newsletter_Consent_Date__c="2026-12-01T00:00:00Z")
+        e.sync()
+        self.assertTrue(e.sf_get("Lead", lid)["Newsletter_Opt_In__c"])  # left alone
+        c = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual([(x["kind"], x["purpose"], x["record"]["id"]) for x in c],
+                         [("resubscribe", "newsletter", lid)])
+        self.assertEqual(self.purpose("boxhold@example.com", "newsletter")["status"], "opted_out")
+
+    def test_opt_in_box_written_by_local_changes(self):
+        """A local opt-in with evidence ticks the box and sets the date on
+        every record; a local opt-out unticks it."""
+        e = self.opt_in_env()
+        cid, lid = self.person("boxlocal@example.com")
+        e.sync()
+        e.json("consent", "boxlocal@example.com", "--purpose", "newsletter", "--consent-date",
+               "2026-10-01T08:30:00Z", "--evidence-ref", "signup-2")
+        e.ctl("POST", "requests")
+        r = e.sync()
+        self.assertEqual((r["pushes"]["succeeded"], r["pushes"]["collection_calls"]), (2, 1))
+        for obj, rid in (("Contact", cid), ("Lead", lid)):
+            rec = e.sf_get(obj, rid)
+            self.assertEqual((rec["Newsletter_Opt_In__c"], rec["Newsletter_Consent_Date__c"]),
+                             (True, "2026-10-01T08:30:00.000+0000"), obj)
+        reqs = [q for q in e.ctl("GET", "requests")["requests"] if q["route"] == "collections"]
+        for rec in reqs[0]["body"]["records"]:
+            self.assertEqual(set(rec) - {"attributes", "id"},
+                             {"Newsletter_Opt_In__c", "Newsletter_Consent_Date__c"})
+        r = e.sync()  # read back: not a change
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(len(e.json("contact", "history", "boxlocal@example.com")), 1)
+        e.json("optout", "boxlocal@example.com", "--purpose", "newsletter")
+        e.ctl("POST", "requests")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 2)
+        for obj, rid in (("Contact", cid), ("Lead", lid)):
+            self.assertFalse(e.sf_get(obj, rid)["Newsletter_Opt_In__c"], obj)
+        reqs = [q for q in e.ctl("GET", "requests")["requests"] if q["route"] == "collections"]
+        for rec in reqs[0]["body"]["records"]:
+            self.assertEqual((set(rec) - {"attributes", "id"}, rec["Newsletter_Opt_In__c"]),
+                             ({"Newsletter_Opt_In__c"}, False))
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        n = self.purpose("boxlocal@example.com", "newsletter")
+        self.assertEqual((n["status"], n["origin"]), ("opted_out", "local"))
+
+    def test_opt_in_fields_checked_by_config_check(self):
+        e = self.opt_in_env()
+        e.ctl("POST", "config", {"hidden_fields": {"Contact": ["Newsletter_Consent_Date__c"]}})
+        p = e.run("config", "check", "--connect", check=1)
+        self.assertIn("Contact has no field Newsletter_Consent_Date__c", p.stderr)
+        self.assertIn("purpose 'newsletter'", p.stderr)
+        self.assertNotIn("Lead has no field", p.stderr)
+        p = e.run("sync", "--once", "--json")
+        self.assertIn("Newsletter_Consent_Date__c", p.stdout + p.stderr)
+        self.assertIn("consent_date_field", p.stdout + p.stderr)
+
+
+OPT_IN_PURPOSES = '''
+[[purposes]]
+name = "newsletter"
+label = { en = "Newsletter" }
+basis = "consent"
+salesforce = { opt_in_field = "Newsletter_Opt_In__c", consent_date_field = "Newsletter_Consent_Date__c" }
+'''
+
 
 CONSENT_PURPOSES = '''
 [[purposes]]
@@ -645,6 +823,98 @@ class ConsentObjects(unittest.TestCase):
         e.sync()
         self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
         self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
+
+    def test_an_optin_row_with_a_capture_date_is_an_opt_in(self):
+        """Consent given in Salesforce counts: a row at OptIn with a
+        CaptureDate, for a person with no status, is an opt-in with evidence
+        (the row), its CaptureSource in the history."""
+        e = self.e
+        ind, cid = self.person("sfin@example.com")
+        e.sync()
+        self.assertTrue(self.purpose("sfin@example.com", "events")["suppressed"])
+        time.sleep(1.1)
+        row = e.sf_put("ContactPointTypeConsent", Name="x", PartyId=ind,
+                       ContactPointType="Email", DataUsePurposeId=self.dup["Event Invitations"],
+                       PrivacyConsentStatus="OptIn", CaptureDate="2026-11-01T10:00:00Z",
+                       CaptureSource="Web form", CaptureContactPointType="Email")
+        r = e.sync()
+        n = self.purpose("sfin@example.com", "events")
+        self.assertEqual((n["status"], n["origin"], n["suppressed"], n.get("consent_date"),
+                          n.get("evidence_ref")),
+                         ("opted_in", "salesforce", False, "2026-11-01T10:00:00Z",
+                          "salesforce:ContactPointTypeConsent/" + row))
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["purpose_optins_from_salesforce"], 1)
+        h = e.json("contact", "history", "sfin@example.com")
+        self.assertEqual([(x["kind"], x["origin"], x.get("purpose")) for x in h],
+                         [("optin", "salesforce", "events")])
+        self.assertEqual((h[0]["record"]["object"], h[0]["record"]["id"]),
+                         ("ContactPointTypeConsent", row))
+        self.assertEqual(h[0]["evidence"]["ref"], "salesforce:ContactPointTypeConsent/" + row)
+        self.assertIn("Web form", h[0]["reason"])
+        # read again: no second opt-in, nothing written back
+        r = e.sync("--full")
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["purpose_optins_from_salesforce"], 0)
+        self.assertEqual(r["pushes"]["collection_calls"], 0)
+        self.assertEqual(len(e.json("contact", "history", "sfin@example.com")), 1)
+        # an opt-out afterwards (P1), then the row back at OptIn: a conflict (P2)
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=row, PrivacyConsentStatus="OptOut")
+        e.sync()
+        self.assertEqual(self.purpose("sfin@example.com", "events")["status"], "opted_out")
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=row, PrivacyConsentStatus="OptIn",
+                 CaptureDate="2026-12-01T00:00:00Z")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["resubscribe_conflicts"], 1)
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
+        self.assertEqual(self.purpose("sfin@example.com", "events")["status"], "opted_out")
+
+    def test_an_optin_row_of_a_person_opted_out_of_all_email_is_not_taken(self):
+        e = self.e
+        ind, cid = self.person("sfallout@example.com")
+        e.sync()
+        e.json("optout", "sfallout@example.com")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Name="x", PartyId=ind, ContactPointType="Email",
+                 DataUsePurposeId=self.dup["Event Invitations"], PrivacyConsentStatus="OptIn",
+                 CaptureDate="2026-11-01T10:00:00Z", CaptureSource="Web form",
+                 CaptureContactPointType="Email")
+        r = e.sync()
+        n = self.purpose("sfallout@example.com", "events")
+        self.assertEqual((n["status"], n["suppressed"]), ("none", True))
+        self.assertEqual(e.json("conflicts", "list")["conflicts"], [])
+        self.assertEqual(r["pulled"]["ContactPointTypeConsent"]["purpose_optins_from_salesforce"], 0)
+
+    def test_an_optin_row_without_a_capture_date_is_not_evidence(self):
+        e = self.e
+        ind, cid = self.person("sfnodate@example.com")
+        e.sync()
+        time.sleep(1.1)
+        row = e.sf_put("ContactPointTypeConsent", Name="x", PartyId=ind,
+                       ContactPointType="Email", DataUsePurposeId=self.dup["Event Invitations"],
+                       PrivacyConsentStatus="OptIn", CaptureSource="an import",
+                       CaptureContactPointType="Email")
+        p = e.run("sync", "--once", "--json", check=0)
+        r = json.loads(p.stdout)
+        pulled = r["pulled"]["ContactPointTypeConsent"]
+        self.assertEqual((pulled["purpose_optins_without_date"],
+                          pulled["purpose_optins_from_salesforce"]), (1, 0))
+        self.assertEqual(r["optins_without_date"],
+                         [{"purpose": "events", "object": "ContactPointTypeConsent", "id": row,
+                           "missing": "CaptureDate"}])
+        self.assertIn(row, p.stderr)
+        self.assertIn("not evidence", p.stderr)
+        n = self.purpose("sfnodate@example.com", "events")
+        self.assertEqual((n["status"], n["suppressed"]), ("none", True))
+        self.assertEqual(e.json("contact", "history", "sfnodate@example.com"), [])
+        # the CaptureDate filled in later: the opt-in counts then
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=row, CaptureDate="2026-11-02T00:00:00Z")
+        r = e.sync()
+        self.assertNotIn("optins_without_date", r)
+        n = self.purpose("sfnodate@example.com", "events")
+        self.assertEqual((n["status"], n["consent_date"]), ("opted_in", "2026-11-02T00:00:00Z"))
 
     def test_individual_named_later_gets_the_row(self):
         e = self.e

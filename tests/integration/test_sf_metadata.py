@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 NS = {"m": "http://soap.sforce.com/2006/04/metadata"}
 SRC = OPTSYNC = None
 PURPOSE_BOXES = ["Newsletter_Opt_Out__c", "Events_Opt_Out__c"]
+# the example of an opt-in checkbox (true = in) and its consent date
+# (salesforce = { opt_in_field = ..., consent_date_field = ... })
+PURPOSE_OPT_IN = {"Newsletter_Opt_In__c": "Checkbox", "Newsletter_Consent_Date__c": "DateTime"}
 
 
 class Metadata(unittest.TestCase):
@@ -62,7 +65,7 @@ class Metadata(unittest.TestCase):
                 self.assertIn(("%s.%s" % (obj, api), "true"), granted)
         self.assertIn("ApiEnabled", [u.find("m:name", NS).text
                                      for u in doc.iterfind("m:userPermissions", NS)])
-        for api in PURPOSE_BOXES:
+        for api in PURPOSE_BOXES + list(PURPOSE_OPT_IN):
             for obj in ("Contact", "Lead"):
                 self.assertIn(("%s.%s" % (obj, api), "true"), granted)
         objects = {p.find("m:object", NS).text: p for p in doc.iterfind("m:objectPermissions", NS)}
@@ -83,7 +86,8 @@ class Metadata(unittest.TestCase):
         import re
         named = set(re.findall(r'field = "([A-Za-z0-9_]+__c)"', text))
         self.assertTrue(named)
-        self.assertLessEqual(named, set(PURPOSE_BOXES))
+        self.assertLessEqual(named, set(PURPOSE_BOXES) | set(PURPOSE_OPT_IN))
+        self.assertLessEqual(set(PURPOSE_OPT_IN), named)  # the opt-in example is shown
         for api in PURPOSE_BOXES:
             for obj in ("Contact", "Lead"):
                 path = os.path.join(self.root, "objects", obj, "fields", api + ".field-meta.xml")
@@ -91,6 +95,19 @@ class Metadata(unittest.TestCase):
                 self.assertEqual(doc.find("m:fullName", NS).text, api)
                 self.assertEqual(doc.find("m:type", NS).text, "Checkbox")
                 self.assertEqual(doc.find("m:defaultValue", NS).text, "false")
+
+    def test_purpose_opt_in_fields(self):
+        """The example opt-in checkbox (unticked by default) and its consent
+        date exist on Contact and Lead."""
+        for api, typ in PURPOSE_OPT_IN.items():
+            for obj in ("Contact", "Lead"):
+                path = os.path.join(self.root, "objects", obj, "fields", api + ".field-meta.xml")
+                self.assertTrue(os.path.exists(path), path)
+                doc = ET.parse(path).getroot()
+                self.assertEqual(doc.find("m:fullName", NS).text, api)
+                self.assertEqual(doc.find("m:type", NS).text, typ)
+                if typ == "Checkbox":
+                    self.assertEqual(doc.find("m:defaultValue", NS).text, "false")
 
 
 if __name__ == "__main__":

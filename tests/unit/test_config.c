@@ -349,6 +349,50 @@ static void test_purposes(void **state)
 #undef P
 }
 
+/* A purpose on an opt-in checkbox and its consent date: the two go
+ * together, and with neither field nor data_use_purpose. */
+static void test_purpose_opt_in_field(void **state)
+{
+	(void)state;
+	struct config *cfg =
+	    load_ok(BASE "[[purposes]]\nname = \"newsletter\"\nbasis = \"consent\"\n"
+	                 "salesforce = { opt_in_field = \"Newsletter_Opt_In__c\", "
+	                 "consent_date_field = \"Newsletter_Consent_Date__c\" }\n");
+	const struct config_purpose *p = config_purpose_find(cfg, "newsletter");
+	assert_non_null(p);
+	assert_null(p->sf_field);
+	assert_null(p->sf_data_use_purpose);
+	assert_string_equal(p->sf_opt_in_field, "Newsletter_Opt_In__c");
+	assert_string_equal(p->sf_consent_date_field, "Newsletter_Consent_Date__c");
+	config_free(cfg);
+#define P(map) BASE "[[purposes]]\nname = \"n\"\nbasis = \"consent\"\nsalesforce = " map "\n"
+	expect_errors(P("{ opt_in_field = \"In__c\" }"), 1, "bad.toml:8:",
+	              "purposes.salesforce.consent_date_field: required with opt_in_field");
+	expect_errors(P("{ consent_date_field = \"D__c\" }"), 1, "bad.toml:8:",
+	              "purposes.salesforce.opt_in_field: required with consent_date_field");
+	expect_errors(P("{ field = \"F__c\", opt_in_field = \"In__c\", consent_date_field = "
+	                "\"D__c\" }"),
+	              1, "bad.toml:8:", "give exactly one of field");
+	expect_errors(P("{ data_use_purpose = \"X\", opt_in_field = \"In__c\", "
+	                "consent_date_field = \"D__c\" }"),
+	              1, "bad.toml:8:", "opt_in_field");
+	expect_errors(P("{ opt_in_field = \"In-box\", consent_date_field = \"D__c\" }"), 1,
+	              "bad.toml:8:",
+	              "purposes.salesforce.opt_in_field: \"In-box\" is not a Salesforce API field");
+	expect_errors(P("{ opt_in_field = \"In__c\", consent_date_field = \"In__c\" }"), 1,
+	              "bad.toml:8:", "opt_in_field and consent_date_field name the same field");
+	expect_errors(P("{ opt_in_field = \"In__c\", consent_date_field = 3 }"), 1,
+	              "bad.toml:8:", "purposes.salesforce");
+	/* a field is mapped by one purpose only, whichever key names it */
+	expect_errors(BASE "[[purposes]]\nname = \"a\"\nbasis = \"consent\"\n"
+	                   "salesforce = { field = \"F__c\" }\n"
+	                   "[[purposes]]\nname = \"b\"\nbasis = \"consent\"\n"
+	                   "salesforce = { opt_in_field = \"In__c\", consent_date_field = "
+	                   "\"F__c\" }\n",
+	              1, "bad.toml:9:", "field F__c is mapped by two purposes");
+#undef P
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -378,6 +422,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_unsubscribe),
 	    cmocka_unit_test(test_purposes),
+	    cmocka_unit_test(test_purpose_opt_in_field),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

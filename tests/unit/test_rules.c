@@ -494,11 +494,135 @@ static void test_rules_table(void **state)
 		run_case(&cases[i]);
 }
 
+/* ---- purposes: what one pulled value decides (purpose_decide) ---- */
+
+#define IN   LEDGER_PURPOSE_IN
+#define OUT  LEDGER_PURPOSE_OUT
+#define NONE LEDGER_PURPOSE_NONE
+
+struct purpose_case {
+	const char *name;
+	enum purpose_mapping map;
+	struct purpose_seen seen; /* in, dated, before (1 in, 0 out, -1 new), status, global_out */
+	enum purpose_action want;
+};
+
+static const struct purpose_case purpose_cases[] = {
+    /* consent given in Salesforce counts (SPEC section 7) */
+    {"a consent row at OptIn with a CaptureDate, no status: an opt-in",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, -1, NONE, false},
+     PURPOSE_OPT_IN},
+    {"a consent row known at OptIn gets its CaptureDate: an opt-in then",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, 1, NONE, false},
+     PURPOSE_OPT_IN},
+    {"a consent row at OptIn without a CaptureDate: not evidence, named",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, false, -1, NONE, false},
+     PURPOSE_UNDATED},
+    {"that row read again, still without a date: named once",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, false, 1, NONE, false},
+     PURPOSE_KEEP},
+    {"a consent row at OptIn of a person opted out of all email: not taken",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, -1, NONE, true},
+     PURPOSE_KEEP},
+    {"a consent row at OptIn of a person opted in already: nothing",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, -1, IN, false},
+     PURPOSE_KEEP},
+    /* P1 and P2 on consent rows: today's behaviour */
+    {"a consent row set to OptOut: an opt-out",
+     PURPOSE_MAP_CONSENT_ROW,
+     {false, true, 1, IN, false},
+     PURPOSE_OPT_OUT},
+    {"a consent row at OptOut read back: nothing",
+     PURPOSE_MAP_CONSENT_ROW,
+     {false, true, 0, OUT, false},
+     PURPOSE_KEEP},
+    {"a consent row back at OptIn after an opt-out, dated even: a conflict",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, 0, OUT, false},
+     PURPOSE_CONFLICT},
+    {"a new consent row at OptIn of a person opted out of the purpose: set out",
+     PURPOSE_MAP_CONSENT_ROW,
+     {true, true, -1, OUT, false},
+     PURPOSE_SET_OUT},
+    /* an opt-in checkbox (opt_in_field, consent_date_field) */
+    {"an opt-in box ticked with its date, no status: an opt-in",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {true, true, 0, NONE, false},
+     PURPOSE_OPT_IN},
+    {"an opt-in box ticked without its date: not evidence, named",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {true, false, 0, NONE, false},
+     PURPOSE_UNDATED},
+    {"an opt-in box ticked, globally opted out: not taken",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {true, true, 0, NONE, true},
+     PURPOSE_KEEP},
+    {"an opt-in box unticked after an opt-in: an opt-out (P1)",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {false, true, 1, IN, false},
+     PURPOSE_OPT_OUT},
+    {"an opt-in box ticked again after an opt-out: a conflict (P2)",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {true, true, 0, OUT, false},
+     PURPOSE_CONFLICT},
+    {"a new record ticked, the person opted out of the purpose: set out",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {true, true, -1, OUT, false},
+     PURPOSE_SET_OUT},
+    {"a new record unticked, the person opted in: ticked",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {false, false, -1, IN, false},
+     PURPOSE_SET_IN},
+    {"an opt-in box unticked, no status: nothing",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {false, false, 1, NONE, false},
+     PURPOSE_KEEP},
+    {"an opt-in box unticked for a person opted out: nothing",
+     PURPOSE_MAP_OPT_IN_BOX,
+     {false, false, 1, OUT, false},
+     PURPOSE_KEEP},
+    /* an opt-out checkbox (field): in is only the absence of an opt-out */
+    {"an opt-out box ticked: an opt-out",
+     PURPOSE_MAP_OPT_OUT_BOX,
+     {false, false, 1, NONE, false},
+     PURPOSE_OPT_OUT},
+    {"an opt-out box unticked, no status: not an opt-in",
+     PURPOSE_MAP_OPT_OUT_BOX,
+     {true, false, -1, NONE, false},
+     PURPOSE_KEEP},
+    {"an opt-out box unticked after an opt-out: a conflict",
+     PURPOSE_MAP_OPT_OUT_BOX,
+     {true, false, 0, OUT, false},
+     PURPOSE_CONFLICT},
+};
+
+static void test_purpose_decisions(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(purpose_cases) / sizeof(purpose_cases[0]); i++) {
+		const struct purpose_case *k = &purpose_cases[i];
+		enum purpose_action got = purpose_decide(k->map, &k->seen);
+		if (got != k->want)
+			fail_msg("%s: action %d, wanted %d", k->name, (int)got, (int)k->want);
+	}
+}
+
+#undef IN
+#undef OUT
+#undef NONE
+
 int main(void)
 {
 	log_setup(LOG_WARN, LOG_FORMAT_TEXT, 2); /* the use cases' info lines are noise here */
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rules_table),
+	    cmocka_unit_test(test_purpose_decisions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
