@@ -73,8 +73,12 @@ int conn_admin_actor_header(struct conn *c, const char *header, const char *emai
 
 /* ---- emails ---- */
 
-/* Trim and lower-case; ERR_INVALID naming the input when it is not an
- * email address. out has LEDGER_EMAIL_MAX + 1 bytes. */
+/* The one normalization of an email address (util/email.h, SPEC section 1):
+ * trimmed; invalid UTF-8 and control characters refused; the domain as its
+ * IDNA2008 A-label, lower-cased; the local part in NFC, lower-cased.
+ * ERR_INVALID naming the input (quoted: the message is valid UTF-8) when
+ * it is not an email address; ERR_NOMEM. out has LEDGER_EMAIL_MAX + 1
+ * bytes and holds "" on failure. */
 int conn_email_normalize(const char *in, char *out, struct err *e);
 
 /* ---- unsubscribe links (links.c) ---- */
