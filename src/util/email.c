@@ -303,3 +303,45 @@ int email_normalize(const char *in, char out[EMAIL_MAX + 1], struct err *e)
 	}
 	return 0;
 }
+
+/* Windows-1252's 0x80-0x9f (0: undefined there, kept as the C1 control,
+ * which normalizing then refuses); 0xa0-0xff are Latin-1's, U+00A0-U+00FF. */
+static const uint16_t cp1252[32] = {0x20ac, 0,      0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021,
+                                    0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0,      0x017d, 0,
+                                    0,      0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
+                                    0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0,      0x017e, 0x0178};
+
+int email_normalize_stored(const char *stored, char out[EMAIL_MAX + 1], int *recoded, struct err *e)
+{
+	const unsigned char *s = (const unsigned char *)stored;
+	size_t n = strlen(stored), k;
+	uint32_t cp;
+	*recoded = 0;
+	bool valid = true;
+	for (size_t i = 0; valid && i < n; i += k)
+		valid = (k = utf8_seq(s + i, n - i, &cp)) != 0;
+	if (valid)
+		return email_normalize(stored, out, e);
+	char u[IN_MAX + 1];
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t c = s[i];
+		if (c >= 0x80 && c < 0xa0 && cp1252[c - 0x80])
+			c = cp1252[c - 0x80];
+		if (o + 4 > IN_MAX)
+			return refuse(e, out, stored, "longer than %d bytes", EMAIL_MAX);
+		if (c < 0x80) {
+			u[o++] = (char)c;
+		} else if (c < 0x800) {
+			u[o++] = (char)(0xc0 | c >> 6);
+			u[o++] = (char)(0x80 | (c & 0x3f));
+		} else {
+			u[o++] = (char)(0xe0 | c >> 12);
+			u[o++] = (char)(0x80 | (c >> 6 & 0x3f));
+			u[o++] = (char)(0x80 | (c & 0x3f));
+		}
+	}
+	u[o] = '\0';
+	*recoded = 1;
+	return email_normalize(u, out, e);
+}

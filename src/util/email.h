@@ -35,6 +35,13 @@
  * gives it back unchanged. */
 int email_normalize(const char *in, char out[EMAIL_MAX + 1], struct err *e);
 
+/* An address an optsync before schema 6 stored (the ledger's migration):
+ * as email_normalize, except that one that is not valid UTF-8, which that
+ * optsync took from a Latin-1 file or request, is read as Windows-1252
+ * (Latin-1's superset) first. *recoded says whether it was. */
+int email_normalize_stored(const char *stored, char out[EMAIL_MAX + 1], int *recoded,
+                           struct err *e);
+
 /* in[0..len) for a message, into out (cap bytes, NUL-terminated): valid
  * UTF-8 is kept, control characters and bytes that are not UTF-8 become
  * \xHH, and the text is cut (on a character) after max bytes of input with
