@@ -102,6 +102,25 @@ void email_quote(const char *in, size_t len, size_t max, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+int email_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), k;
+	uint32_t cp;
+	for (size_t i = 0; i < n; i += k)
+		if ((k = utf8_seq(p + i, n - i, &cp)) == 0)
+			return 0;
+	return 1;
+}
+
+const char *email_echo(const char *s, char buf[EMAIL_ECHO_MAX])
+{
+	if (email_utf8_valid(s))
+		return s;
+	email_quote(s, strlen(s), EMAIL_MAX, buf, EMAIL_ECHO_MAX);
+	return buf;
+}
+
 /* The specials that only a quoted local part may hold (RFC 5321). */
 static const bool special[256] = {
     [' '] = true, ['"'] = true, ['\\'] = true, [','] = true, [';'] = true, ['<'] = true,

@@ -42,6 +42,16 @@ int email_normalize(const char *in, char out[EMAIL_MAX + 1], struct err *e);
 int email_normalize_stored(const char *stored, char out[EMAIL_MAX + 1], int *recoded,
                            struct err *e);
 
+/* s is valid UTF-8 (control characters allowed: JSON escapes them). */
+int email_utf8_valid(const char *s);
+
+/* What a response echoes of an input string s: s itself when it is valid
+ * UTF-8, else s quoted as email_quote does (up to 254 bytes) into buf
+ * (EMAIL_ECHO_MAX bytes), so that no output carries bytes that are not
+ * UTF-8. */
+#define EMAIL_ECHO_MAX (4 * EMAIL_MAX + 4)
+const char *email_echo(const char *s, char buf[EMAIL_ECHO_MAX]);
+
 /* in[0..len) for a message, into out (cap bytes, NUL-terminated): valid
  * UTF-8 is kept, control characters and bytes that are not UTF-8 become
  * \xHH, and the text is cut (on a character) after max bytes of input with

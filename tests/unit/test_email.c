@@ -173,6 +173,20 @@ static void test_quote(void **state)
 	assert_string_equal(q, "\\xff\\xff");
 }
 
+/* What a response echoes of an input: itself when it is UTF-8. */
+static void test_echo(void **state)
+{
+	char q[EMAIL_ECHO_MAX];
+	const char *ok = "not an email, but UTF-8: åsa\t";
+	assert_ptr_equal(email_echo(ok, q), ok);
+	assert_string_equal(email_echo("b\xe4"
+	                               "d@x.example",
+	                               q),
+	                    "b\\xe4d@x.example");
+	assert_true(email_utf8_valid("åsa"));
+	assert_false(email_utf8_valid("\xe4"));
+}
+
 /* The cycle's way in: a record's Email, or why the record is parked. */
 static void test_record_email(void **state)
 {
@@ -207,6 +221,7 @@ int main(void)
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_quote),
 	    cmocka_unit_test(test_record_email),
+	    cmocka_unit_test(test_echo),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
