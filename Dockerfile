@@ -5,7 +5,8 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends build-essential cmake pkg-config libcurl4-openssl-dev \
-      libcjson-dev liblmdb-dev libssl-dev libmicrohttpd-dev ca-certificates \
+      libcjson-dev liblmdb-dev libssl-dev libmicrohttpd-dev libidn2-dev libunistring-dev \
+      ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -17,7 +18,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOPTSYNC_WERROR=ON -DOPTSYNC
 FROM debian:bookworm-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends libcurl4 libcjson1 liblmdb0 libssl3 libmicrohttpd12 \
-      ca-certificates \
+      libidn2-0 libunistring2 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 optsync \
     && useradd --system --uid 10001 --gid optsync --home-dir /var/lib/optsync \

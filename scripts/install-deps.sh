@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages optsync needs to build, test and run
 # (prometheus brings promtool, which checks the alert rules in the tests;
-# chromium runs the unsubscribe page in a real browser).
+# chromium runs the unsubscribe page in a real browser; libidn2 and
+# libunistring normalize email addresses: IDNA2008 domains, NFC, case).
 # Idempotent and non-interactive; does nothing when all are present.
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
   libcurl4-openssl-dev libcjson-dev liblmdb-dev lmdb-utils libssl-dev libmicrohttpd-dev
+  libidn2-dev libunistring-dev
   libcmocka-dev python3 ca-certificates openssl curl yamllint groff-base valgrind
   prometheus chromium
 )

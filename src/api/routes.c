@@ -18,6 +18,7 @@
 
 #include "api/http.h"
 #include "util/buf.h"
+#include "util/email.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/timefmt.h"
@@ -347,11 +348,13 @@ static enum MHD_Result suppression_check(struct ctx *c)
 		doc = cJSON_CreateObject();
 		cJSON *res = cJSON_AddObjectToObject(doc, "results");
 		cJSON *bad = cJSON_AddArrayToObject(doc, "invalid");
+		char q[EMAIL_ECHO_MAX];
 		for (int k = 0; k < n; k++)
 			if (valid[k])
 				cJSON_AddBoolToObject(res, emails[k], out[k]);
-			else
-				cJSON_AddItemToArray(bad, cJSON_CreateString(emails[k]));
+			else /* a body's bytes that are not UTF-8 are not echoed as such */
+				cJSON_AddItemToArray(bad,
+				                     cJSON_CreateString(email_echo(emails[k], q)));
 	}
 	free(emails);
 	free(out);
@@ -432,10 +435,12 @@ static enum MHD_Result unsubscribe_links(struct ctx *c)
 			cJSON_AddStringToObject(er, "message", e.msg);
 		}
 		/* a repeated email keeps its first link */
-		if (cJSON_GetObjectItemCaseSensitive(links, it->valuestring))
+		char q[EMAIL_ECHO_MAX];
+		const char *key = email_echo(it->valuestring, q);
+		if (cJSON_GetObjectItemCaseSensitive(links, key))
 			cJSON_Delete(one);
 		else
-			cJSON_AddItemToObject(links, it->valuestring, one);
+			cJSON_AddItemToObject(links, key, one);
 	}
 	return http_send_json(c->con, 200, doc);
 }
@@ -486,8 +491,9 @@ static enum MHD_Result batch(struct ctx *c)
 		for (int k = 0; k < n; k++) {
 			cJSON *r = cJSON_CreateObject();
 			cJSON_AddNumberToObject(r, "row", k);
+			char q[EMAIL_ECHO_MAX];
 			if (in[k].email)
-				cJSON_AddStringToObject(r, "email", in[k].email);
+				cJSON_AddStringToObject(r, "email", email_echo(in[k].email, q));
 			cJSON_AddBoolToObject(r, "ok", res.ok[k]);
 			const cJSON *brow =
 			    bad ? cJSON_GetObjectItemCaseSensitive(bad, "row") : NULL;
@@ -569,9 +575,9 @@ static enum MHD_Result changes(struct ctx *c)
 	const char *after = MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "after");
 	const char *limit = MHD_lookup_connection_value(c->con, MHD_GET_ARGUMENT_KIND, "limit");
 	char *end = NULL;
-	unsigned long long a = after ? strtoull(after, &end, 10) : 0;
-	if (after && (*after == '\0' || *end || after[0] == '-'))
-		return http_send_error(c->con, 400, "after must be a sequence number");
+	uint64_t a = 0;
+	if (after && conn_seq_parse(after, &a, &c->e))
+		return http_send_error(c->con, 400, c->e.msg);
 	unsigned long long l = limit ? strtoull(limit, &end, 10) : 100;
 	if (limit && (*limit == '\0' || *end || l == 0 || l > 1000))
 		return http_send_error(c->con, 400, "limit must be 1 to 1000");

@@ -1,5 +1,4 @@
 /* Opening and closing: the ledger, the Salesforce client, and email keys. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <unistd.h>
 
 #include "connector/internal.h"
+#include "util/email.h"
 #include "util/fileio.h"
 
 int conn_open(struct conn **out, const struct config *cfg, bool create, volatile sig_atomic_t *stop,
@@ -123,64 +123,23 @@ int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX 
 	return rc;
 }
 
-/* The specials that only a quoted local part may hold (RFC 5321). */
-static const bool special[256] = {
-    [' '] = true, ['"'] = true, ['\\'] = true, [','] = true, [';'] = true, ['<'] = true,
-    ['>'] = true, ['('] = true, [')'] = true,  ['['] = true, [']'] = true, [':'] = true,
-};
+_Static_assert(EMAIL_MAX == LEDGER_EMAIL_MAX, "a normalized email fits a person");
 
-/* Folded to lower case in ASCII only: bytes of UTF-8 are kept as they are,
- * whatever the locale. */
 int conn_email_normalize(const char *in, char *out, struct err *e)
 {
-	const char *s = in, *end = in + strlen(in);
-	while (s < end && isspace((unsigned char)*s))
-		s++;
-	while (end > s && isspace((unsigned char)end[-1]))
-		end--;
-	size_t n = (size_t)(end - s);
-	if (n == 0 || n > LEDGER_EMAIL_MAX)
-		return err_set(e, ERR_INVALID, "'%.80s' is not an email address (%s)", in,
-		               n == 0 ? "empty" : "longer than 254 bytes");
-	/* RFC 5321: a local part is a dot-atom, or a quoted string that may
-	 * hold specials ("a<b"@example.com); a domain holds none */
-	enum { LOCAL, QUOTED, CLOSED, DOMAIN } st = s[0] == '"' ? QUOTED : LOCAL;
-	const char *at = NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		bool bad = ch < ' ' || ch == 0x7f;
-		if (st == QUOTED && i > 0) {
-			if (ch == '"')
-				st = CLOSED;
-			bad |= ch == '\\';
-		} else if (st == CLOSED) {
-			bad |= ch != '@';
-			at = s + i;
-			st = DOMAIN;
-		} else if (!(st == QUOTED && i == 0)) {
-			if (ch == '@' && st == DOMAIN)
-				return err_set(e, ERR_INVALID,
-				               "'%.80s' is not an email address (two '@')", in);
-			if (ch == '@') {
-				at = s + i;
-				st = DOMAIN;
-			}
-			bad |= special[ch];
-		}
-		if (bad)
-			return err_set(e, ERR_INVALID,
-			               "'%.80s' is not an email address (character 0x%02x)", in,
-			               ch);
-		out[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
-	}
-	if (st == QUOTED || st == CLOSED || (s[0] == '"' && at - s < 3))
-		return err_set(e, ERR_INVALID,
-		               "'%.80s' is not an email address (a quoted local part must be "
-		               "closed, not empty, and followed by '@')",
-		               in);
-	out[n] = '\0';
-	if (at == NULL || at == s || at == end - 1 || strchr(at, '.') == NULL || at[1] == '.' ||
-	    end[-1] == '.' || strstr(out, ".."))
-		return err_set(e, ERR_INVALID, "'%.80s' is not an email address", in);
-	return 0;
+	return email_normalize(in, out, e);
+}
+
+int conn_record_email(int object, const struct sf_record *r, char email[LEDGER_EMAIL_MAX + 1],
+                      struct err *e)
+{
+	email[0] = '\0';
+	const struct sf_value *v = sf_record_get(r, "Email");
+	if (v == NULL || v->type != SF_STRING || v->str[0] == '\0')
+		return err_set(e, ERR_NOTFOUND, "%s %.18s has no email", ledger_object_name(object),
+		               r->id);
+	int rc = email_normalize(v->str, email, e);
+	if (rc == ERR_INVALID)
+		err_prefix(e, "%s %.18s: Email: ", ledger_object_name(object), r->id);
+	return rc;
 }

@@ -73,8 +73,12 @@ int conn_admin_actor_header(struct conn *c, const char *header, const char *emai
 
 /* ---- emails ---- */
 
-/* Trim and lower-case; ERR_INVALID naming the input when it is not an
- * email address. out has LEDGER_EMAIL_MAX + 1 bytes. */
+/* The one normalization of an email address (util/email.h, SPEC section 1):
+ * trimmed; invalid UTF-8 and control characters refused; the domain as its
+ * IDNA2008 A-label, lower-cased; the local part in NFC, lower-cased.
+ * ERR_INVALID naming the input (quoted: the message is valid UTF-8) when
+ * it is not an email address; ERR_NOMEM. out has LEDGER_EMAIL_MAX + 1
+ * bytes and holds "" on failure. */
 int conn_email_normalize(const char *in, char *out, struct err *e);
 
 /* ---- unsubscribe links (links.c) ---- */
@@ -363,8 +367,9 @@ enum conn_conflict_filter { CONN_CONFLICTS_OPEN, CONN_CONFLICTS_RESOLVED, CONN_C
  * ("keep_optout", "resubscribe", "take_salesforce", "take_local"):
  * ERR_INVALID. */
 int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e);
-/* An event seq to list after (GET /v1/access?after=, access list --after):
- * a whole number from 0, digits only; ERR_INVALID otherwise. */
+/* A seq to list after (GET /v1/changes?after=, GET /v1/access?after=,
+ * access list --after): a whole number from 0 to 2^64-1, digits only (no
+ * sign, space or leading zero); ERR_INVALID naming "after" otherwise. */
 int conn_seq_parse(const char *s, uint64_t *seq, struct err *e);
 int conn_conflict_filter_parse(const char *s, enum conn_conflict_filter *f, struct err *e);
 /* {"conflicts": [...]} (each with the person's email or "erased"); one

@@ -140,6 +140,14 @@ bool conn_retention_configured(const struct config *cfg);
  * it is not an email address. */
 int conn_person_key(struct conn *c, const char *in, char email[LEDGER_EMAIL_MAX + 1],
                     uint8_t key[LEDGER_KEY_LEN], struct err *e);
+/* The normalized Email of a pulled record of object (enum ledger_object)
+ * into email: 0; ERR_NOTFOUND when the record has none (empty, null or
+ * absent: nothing to apply); ERR_INVALID when it is not an email address,
+ * the message naming the record ("Contact 003...: Email: '...' is not an
+ * email address (not valid UTF-8: ...)"), for the cycle to park the record
+ * with (rule 8). email is "" on failure. */
+int conn_record_email(int object, const struct sf_record *r, char email[LEDGER_EMAIL_MAX + 1],
+                      struct err *e);
 
 /* cJSON's allocation failures (json.c): json_init (once, from conn_open)
  * hooks its allocator; json_mark starts a rendering on this thread;

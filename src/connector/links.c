@@ -130,6 +130,7 @@ void conn_link_open(const struct conn_links *k, const char *token, size_t len,
 struct link_req {
 	struct optout_uc x; /* x.u first: the opt-out's context */
 	struct conn_optout o;
+	char reason[LINK_NAME_MAX + 160];
 	struct link_req *next;
 	bool done;
 	int rc;
@@ -235,13 +236,21 @@ int conn_link_optout(struct conn *c, const struct conn_link_view *v, enum conn_l
 	r->x.campaign = v->campaign[0] ? v->campaign : NULL;
 	/* a link of a purpose the configuration still has opts out of it (P1);
 	 * of one it no longer has, out of all email: an unsubscribe is never
-	 * lost */
-	if (purpose)
+	 * lost. That is an opt-out of all email like any other (its change
+	 * says the global opt-out changed), the link's purpose named in the
+	 * reason only. */
+	if (purpose) {
 		r->o.purpose = purpose;
-	else if (v->purpose[0] && config_purpose_find(c->cfg, v->purpose))
+	} else if (v->purpose[0] && config_purpose_find(c->cfg, v->purpose)) {
 		r->o.purpose = v->purpose;
-	else
-		r->x.purpose_name = v->purpose[0] ? v->purpose : NULL;
+	} else if (v->purpose[0]) {
+		snprintf(
+		    r->reason, sizeof(r->reason),
+		    "%s; the link was for purpose '%s', which the configuration no longer has: "
+		    "out of all email",
+		    r->o.reason, v->purpose);
+		r->o.reason = r->reason;
+	}
 	struct link_group *g = c->links;
 	pthread_mutex_lock(&g->mu);
 	*g->tail = r;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "connector/internal.h"
+#include "util/email.h"
 
 _Static_assert((int)CONN_ORIGIN_LOCAL == LEDGER_ORIGIN_LOCAL, "origins match the ledger's");
 _Static_assert((int)CONN_ORIGIN_ADMIN == LEDGER_ORIGIN_ADMIN, "origins match the ledger's");
@@ -30,8 +31,12 @@ int conn_seq_parse(const char *s, uint64_t *seq, struct err *e)
 {
 	if (whole_number(s, strlen(s), true, seq))
 		return 0;
+	char q[4 * 40 + 4]; /* a query's value: any bytes */
+	email_quote(s, strlen(s), 40, q, sizeof(q));
 	return err_set(e, ERR_INVALID,
-	               "after: '%.40s' is not an event seq (a whole number, digits only)", s);
+	               "after: '%s' is not a sequence number (a whole number from 0 to "
+	               "18446744073709551615, digits only)",
+	               q);
 }
 
 int conn_conflict_id_parse(const char *s, size_t len, uint64_t *id, struct err *e)

@@ -195,7 +195,9 @@ enum col {
 	C_AUTH,
 	C_CONSENT_DATE,
 	C_PURPOSE,
+	C_AUTH_OTHER,
 	C_SOURCE,
+	C_SOURCE_OTHER,
 	C_SEQ,
 	C_AT,
 	C_KIND,
@@ -211,12 +213,17 @@ enum col {
 };
 
 static const char *const col_names[NCOLS] = {
-    "section",         "person_id",    "first_name",     "last_name",         "company",
-    "title",           "email",        "phone",          "salesforce_object", "salesforce_id",
-    "created",         "updated",      "opted_out",      "opted_out_at",      "authorization_type",
-    "consent_date",    "purpose",      "source_type",    "event_seq",         "event_at",
-    "event_kind",      "event_origin", "event_actor",    "event_reason",      "evidence_ref",
-    "evidence_sha256", "purpose_name", "purpose_status", "exported_at"};
+    "section",         "person_id",    "first_name",
+    "last_name",       "company",      "title",
+    "email",           "phone",        "salesforce_object",
+    "salesforce_id",   "created",      "updated",
+    "opted_out",       "opted_out_at", "authorization_type",
+    "consent_date",    "purpose",      "authorization_other",
+    "source_type",     "source_other", "event_seq",
+    "event_at",        "event_kind",   "event_origin",
+    "event_actor",     "event_reason", "evidence_ref",
+    "evidence_sha256", "purpose_name", "purpose_status",
+    "exported_at"};
 
 /* Time cells: one buffer per column that can hold a time. */
 struct csv_row {
@@ -234,7 +241,8 @@ static const char *time_cell(int64_t ms, char buf[TIME_STR_MAX])
 }
 
 /* The authorization and source cells of a set of facts, as the JSON shows
- * them: a consent date and purpose only with type consent. */
+ * them: a consent date and purpose only with type consent, the free text
+ * (authorization.other, source.other) only with type other. */
 static void facts_cells(struct csv_row *r, const struct ledger_facts *f, int auth, int source)
 {
 	int type = (f->mask & LEDGER_F_AUTH_TYPE) ? f->auth_type : 0;
@@ -244,10 +252,15 @@ static void facts_cells(struct csv_row *r, const struct ledger_facts *f, int aut
 			r->cell[C_CONSENT_DATE] = time_cell(f->consent_date, r->consent);
 			r->cell[C_PURPOSE] = f->purpose;
 		}
+		if (type == LEDGER_AUTH_OTHER)
+			r->cell[C_AUTH_OTHER] = f->auth_other;
 	}
 	int st = (f->mask & LEDGER_F_SOURCE_TYPE) ? f->source_type : 0;
-	if (source && st)
+	if (source && st) {
 		r->cell[C_SOURCE] = ledger_source_name(st);
+		if (st == LEDGER_SOURCE_OTHER)
+			r->cell[C_SOURCE_OTHER] = f->source_other;
+	}
 }
 
 static int write_row(struct buf *b, struct csv_row *r, struct err *e)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "connector/internal.h"
+#include "util/email.h"
 #include "util/timefmt.h"
 
 void hex32(const uint8_t in[32], char out[65])
@@ -267,8 +268,9 @@ cJSON *render_bad_row(size_t row, const char *email, const char *error)
 	cJSON *b = cJSON_CreateObject();
 	if (b == NULL)
 		return NULL;
+	char q[EMAIL_ECHO_MAX];
 	cJSON_AddNumberToObject(b, "row", (double)row);
-	cJSON_AddStringToObject(b, "email", email ? email : "");
+	cJSON_AddStringToObject(b, "email", email ? email_echo(email, q) : "");
 	cJSON_AddStringToObject(b, "error", error);
 	return b;
 }

@@ -23,11 +23,11 @@ struct uc {
 	uint64_t event_seq;
 };
 
-/* The context of an opt-out; a link's carries its campaign and purpose. */
+/* The context of an opt-out; a link's carries its campaign. */
 struct optout_uc {
 	struct uc u;
 	const struct conn_optout *o;
-	const char *campaign, *purpose_name; /* NULL: none */
+	const char *campaign; /* NULL: none */
 };
 /* The opt-out in a write transaction (a ledger_write callback: may run
  * again). u->already and u->event_seq say what it did. */

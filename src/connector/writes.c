@@ -66,9 +66,6 @@ int optout_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			snprintf(u->ev.reason, sizeof(u->ev.reason), "%s", o->reason);
 		if (x->campaign)
 			snprintf(u->ev.campaign, sizeof(u->ev.campaign), "%s", x->campaign);
-		if (x->purpose_name)
-			snprintf(u->ev.purpose_name, sizeof(u->ev.purpose_name), "%s",
-			         x->purpose_name);
 		if ((rc = event_record(t, p, &u->ev, e)))
 			return rc;
 		u->event_seq = u->ev.seq;

@@ -58,6 +58,7 @@ void ledger_event_init(struct ledger_event *ev)
 	ev->purged_by = 0;
 	ev->campaign[0] = ev->purpose_name[0] = '\0';
 	ev->access_what[0] = ev->access_via[0] = '\0';
+	ev->merged_prev = 0;
 }
 
 /* public fields: 1 at, 2 kind, 3 origin, 4 person, 5 actor, 6 record,
@@ -65,8 +66,8 @@ void ledger_event_init(struct ledger_event *ev)
  * absent, in every event but a retention run's), 16 campaign, 17
  * purpose_name (empty, and so absent, but in a link's opt-out: events
  * stored before them hash as they did), 18 access_what and 19 access_via
- * (an access event's; absent elsewhere). The version-1 hash is over this
- * encoding. */
+ * (an access event's; absent elsewhere), 21 merged_prev (a merge event's;
+ * absent elsewhere). The version-1 hash is over this encoding. */
 static void encode_public(struct enc *en, const struct ledger_event *ev)
 {
 	uint8_t k[1 + LEDGER_ID_MAX];
@@ -85,6 +86,7 @@ static void encode_public(struct enc *en, const struct ledger_event *ev)
 	enc_str(en, 17, ev->purpose_name);
 	enc_str(en, 18, ev->access_what);
 	enc_str(en, 19, ev->access_via);
+	enc_uint(en, 21, ev->merged_prev);
 }
 
 /* personal fields: 1 purpose, 2 auth_other, 3 source_other, 4 reason,
@@ -431,6 +433,9 @@ int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *e
 		case 19:
 			bad = dec_str(&f, ev->access_via, sizeof(ev->access_via));
 			break;
+		case 21:
+			ev->merged_prev = f.u;
+			break;
 		default: /* 20, the hash's version, is stored_scan's */
 			break;
 		}
@@ -511,58 +516,102 @@ int ledger_event_get(struct ledger_txn *t, uint64_t seq, struct ledger_event *ou
 	return hist_event_decode(&k, &v, out, dig) ? corrupt(t, "a history event", e) : 0;
 }
 
+/* One event of a person's list, as the walk meets it. */
+struct seq_at {
+	uint64_t seq;
+	int64_t at;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+	uint64_t x = ((const struct seq_at *)a)->seq, y = ((const struct seq_at *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+/* Append v to the array *a (*n used, *cap allocated). */
+static int grow_push(void **a, size_t *n, size_t *cap, size_t size, const void *v)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		void *g = c > SIZE_MAX / 2 / size ? NULL : realloc(*a, c * size);
+		if (g == NULL)
+			return -1;
+		*a = g;
+		*cap = c;
+	}
+	memcpy((char *)*a + *n * size, v, size);
+	(*n)++;
+	return 0;
+}
+
 /* The seqs of a person's events, oldest first, following person_prev
- * back from last: all of them, or with before < INT64_MAX only the oldest
- * ones before that time (the run that ends at the first newer event; a
- * person's events are in time order). *out is malloc'ed. */
+ * back from last, and at a merge event (schema 6) merged_prev too: the
+ * lists of the persons merged into this one are its own. All of them, or
+ * with before < INT64_MAX only the oldest ones before that time (the run
+ * that ends at the first newer event; a person's events are in time
+ * order). A stub ends its branch: retention removes the oldest events of
+ * the whole list first. *out is malloc'ed. */
 int hist_person_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out, size_t *n,
                      struct err *e)
 {
-	size_t cap = 16;
-	*n = 0;
-	*out = malloc(cap * sizeof(**out));
+	struct seq_at *got = NULL;
+	uint64_t *heads = NULL;
+	size_t ngot = 0, capgot = 0, nheads = 0, capheads = 0;
 	uint8_t dig[32];
+	*n = 0;
+	*out = NULL;
 	struct ledger_event *ev = malloc(sizeof(*ev));
-	int rc = *out && ev ? 0 : err_set(e, ERR_NOMEM, "out of memory");
-	for (uint64_t seq = last; rc == 0 && seq != 0;) {
-		if (*n == cap) {
-			uint64_t *grown = cap > SIZE_MAX / 2 / sizeof(**out)
-			                      ? NULL
-			                      : realloc(*out, cap * 2 * sizeof(**out));
-			if (grown == NULL) {
+	int rc = ev ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	if (rc == 0 && last &&
+	    grow_push((void **)&heads, &nheads, &capheads, sizeof(*heads), &last))
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	while (rc == 0 && nheads > 0) {
+		for (uint64_t seq = heads[--nheads]; rc == 0 && seq != 0;) {
+			uint8_t kb[8];
+			be64_put(kb, seq);
+			MDB_val k = {8, kb}, v;
+			if ((rc = db_get(t, t->l->history, kb, 8, &v, "history event", e)))
+				break;
+			if (hist_event_decode(&k, &v, ev, dig)) {
+				rc = corrupt(t, "a history event", e);
+				break;
+			}
+			if (ev->purged)
+				break; /* retention removed it and everything older */
+			/* seqs only go down along a branch, so a sound list visits
+			 * each of the at most `last` events once */
+			struct seq_at sa = {seq, ev->at};
+			if (ngot >= last || ev->person_prev >= seq ||
+			    (ev->merged_prev && ev->merged_prev >= seq)) {
+				rc = corrupt(t, "a person's history list (a loop)", e);
+				break;
+			}
+			if (grow_push((void **)&got, &ngot, &capgot, sizeof(*got), &sa) ||
+			    (ev->merged_prev && grow_push((void **)&heads, &nheads, &capheads,
+			                                  sizeof(*heads), &ev->merged_prev))) {
 				rc = err_set(e, ERR_NOMEM, "out of memory");
 				break;
 			}
-			*out = grown;
-			cap *= 2;
+			seq = ev->person_prev;
 		}
-		uint8_t kb[8];
-		be64_put(kb, seq);
-		MDB_val k = {8, kb}, v;
-		if ((rc = db_get(t, t->l->history, kb, 8, &v, "history event", e)))
-			break;
-		if (hist_event_decode(&k, &v, ev, dig)) {
-			rc = corrupt(t, "a history event", e);
-			break;
-		}
-		if (ev->purged)
-			break; /* retention removed it and everything older */
-		if (before != INT64_MAX && ev->at >= before)
-			*n = 0; /* it and everything newer stay */
-		else
-			(*out)[(*n)++] = seq;
-		if (ev->person_prev >= seq) {
-			rc = corrupt(t, "a person's history list (a loop)", e);
-			break;
-		}
-		seq = ev->person_prev;
 	}
 	free(ev);
-	for (size_t i = 0; rc == 0 && i < *n / 2; i++) {
-		uint64_t tmp = (*out)[i];
-		(*out)[i] = (*out)[*n - 1 - i];
-		(*out)[*n - 1 - i] = tmp;
+	free(heads);
+	if (rc == 0 && ngot > 1)
+		qsort(got, ngot, sizeof(*got), by_seq);
+	for (size_t i = 1; rc == 0 && i < ngot; i++)
+		if (got[i].seq == got[i - 1].seq)
+			rc = corrupt(t, "a person's history list (an event in two branches)", e);
+	if (rc == 0)
+		*out = malloc((ngot ? ngot : 1) * sizeof(**out));
+	if (rc == 0 && *out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < ngot; i++) {
+		if (before != INT64_MAX && got[i].at >= before)
+			break; /* it and everything newer stay */
+		(*out)[(*n)++] = got[i].seq;
 	}
+	free(got);
 	if (rc) {
 		free(*out);
 		*out = NULL;

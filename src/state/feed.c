@@ -85,6 +85,8 @@ int ledger_change_append(struct ledger_txn *t, struct ledger_change *c, struct e
 int ledger_change_list(struct ledger_txn *t, uint64_t after, size_t limit,
                        int (*fn)(const struct ledger_change *, void *), void *ctx, struct err *e)
 {
+	if (after == UINT64_MAX)
+		return 0; /* nothing comes after the last seq there can be */
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(t->txn, t->l->feed, &cur);
 	if (rc)

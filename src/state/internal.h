@@ -165,7 +165,7 @@ int hist_hash_error(struct ledger_txn *t, int rc, uint64_t seq, uint64_t version
 int hist_event_decode(const MDB_val *k, const MDB_val *v, struct ledger_event *ev,
                       uint8_t stored_digest[32]);
 /* The seqs of the person's list ending at last (oldest first), those older
- * than before; *out malloc'ed. */
+ * than before; a merge event's merged_prev is followed too; *out malloc'ed. */
 int hist_person_seqs(struct ledger_txn *t, uint64_t last, int64_t before, uint64_t **out, size_t *n,
                      struct err *e);
 /* fn for each seq of the list ending at last. */
@@ -178,6 +178,10 @@ int hist_each_seq_of(struct ledger_txn *t, uint64_t last,
  * optsync of schema 2, which would purge or erase a version-2 event as if
  * it were of version 1 and so break the chain, refuses the ledger. */
 int hist_migrate_2_to_3(struct ledger_txn *t, struct err *e);
+
+/* Schema 5 -> 6 (ledger.c's migrations, rekey.c): every person keyed by
+ * today's email normalization; persons that are one address merged. */
+int rekey_migrate(struct ledger_txn *t, struct err *e);
 
 /* Erasure of the personal part of every event in the person's list that
  * ends at last_event (chain.c). */

@@ -30,8 +30,10 @@
 #include "util/err.h"
 
 /* 2: per-purpose statuses (the purposes table); 3: events hashed from their
- * stored bytes (hash version 2, event field 20) */
-#define LEDGER_SCHEMA_VERSION 3
+ * stored bytes (hash version 2, event field 20); 6: persons keyed by the
+ * email normalization of SPEC section 1 (rekey.c; 4 and 5 are taken by
+ * other branches' migrations) */
+#define LEDGER_SCHEMA_VERSION 6
 
 #define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
 #define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
@@ -96,6 +98,7 @@ enum ledger_event_kind {
 	LEDGER_EV_RETENTION = 9, /* a retention run; count: events it purged */
 	LEDGER_EV_UNLINKED = 10, /* a Salesforce record deleted or merged away: unlinked */
 	LEDGER_EV_ACCESS = 11,   /* a person's data read: history or export (the access trail) */
+	LEDGER_EV_MERGE = 12,    /* two persons found to be one address (schema 6): merged_prev */
 };
 
 /* Names as the README and the API spell them ("legitimate_interest", "crm_sync", "Lead",
@@ -223,6 +226,9 @@ struct ledger_event {
 	uint64_t count;                        /* LEDGER_EV_RETENTION: the events it purged */
 	bool purged;                           /* only a stub is left (seq, prev_hash and hash) */
 	uint64_t purged_by;                    /* the stub's retention event */
+	/* LEDGER_EV_MERGE: the newest event of the person merged in, whose
+	 * list (person_prev from there) is the merged person's too */
+	uint64_t merged_prev;
 };
 
 void ledger_event_init(struct ledger_event *ev);

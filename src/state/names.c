@@ -19,9 +19,9 @@ static const char *const source_names[] = {
 static const char *const object_names[] = {
     NULL, "Contact", "Lead", "ContactPointTypeConsent", "Individual", "Individual"};
 static const char *const origin_names[] = {NULL, "salesforce", "local", "admin", "link"};
-static const char *const kind_names[] = {NULL,     "optout",    "optin",    "authorization",
-                                         "source", "conflict",  "erasure",  "refused",
-                                         "record", "retention", "unlinked", "access"};
+static const char *const kind_names[] = {
+    NULL,      "optout", "optin",     "authorization", "source", "conflict", "erasure",
+    "refused", "record", "retention", "unlinked",      "access", "merge"};
 static const char *const conflict_kind_names[] = {NULL, "resubscribe", "invalid_value",
                                                   "concurrent_edit"};
 

@@ -17,13 +17,89 @@ import test_links  # noqa: E402  (the one with the public unsubscribe listener)
 
 SRC = None
 
+PURPOSE = ('[[purposes]]\nname = "newsletter"\nbasis = "consent"\n'
+           'salesforce = { field = "Newsletter_Opt_Out__c" }\n')
+
+
+def conforms(value, schema, path, errors):
+    """value against an OpenAPI schema (the subset docs/openapi.yaml uses),
+    strictly: a property the schema does not name is an error too, so that
+    what optsync sends is documented."""
+    if value is None:
+        if not schema.get("nullable"):
+            errors.append("%s: null, and the schema does not allow it" % path)
+        return
+    types = {"object": dict, "array": list, "string": str, "boolean": bool,
+             "integer": int, "number": (int, float)}
+    t = schema.get("type")
+    if t and (not isinstance(value, types[t]) or (t in ("integer", "number")
+                                                  and isinstance(value, bool))):
+        errors.append("%s: %r is not of type %s" % (path, value, t))
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append("%s: %r is not one of %s" % (path, value, schema["enum"]))
+    if t == "object":
+        props = schema.get("properties", {})
+        for k, v in value.items():
+            if k in props:
+                conforms(v, props[k], path + "." + k, errors)
+            elif not schema.get("additionalProperties"):
+                errors.append("%s.%s: sent, but not in the schema" % (path, k))
+        for k in schema.get("required", []):
+            if k not in value:
+                errors.append("%s.%s: required, and missing" % (path, k))
+    if t == "array":
+        for i, v in enumerate(value):
+            conforms(v, schema.get("items", {}), "%s[%d]" % (path, i), errors)
+
+
+def npm_ci(deploy):
+    if not os.path.isdir(os.path.join(deploy, "node_modules", "@apidevtools")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=deploy, check=True, capture_output=True)
+
 
 class OpenApi(unittest.TestCase):
+    def test_change_feed_matches_its_schema(self):
+        """Every kind of change /v1/changes sends (an opt-out, a purpose's,
+        compliance facts, an erasure) is what the Change schema says."""
+        deploy = os.path.join(SRC, "tests", "deploy")
+        npm_ci(deploy)
+        p = subprocess.run(["node", os.path.join(deploy, "openapi.mjs"),
+                            os.path.join(SRC, "docs", "openapi.yaml"), "--schemas"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        change = json.loads(p.stdout)["Change"]
+        s = test_api.Sidecar(extra=PURPOSE, contacts=3)
+        try:
+            admin = "alice:" + test_api.ADMIN_TOKEN
+            for method, path, body in [
+                    ("POST", "/v1/optouts", {"email": "feed-a@example.com"}),
+                    ("POST", "/v1/optouts", {"email": "feed-b@example.com",
+                                             "purpose": "newsletter"}),
+                    ("PUT", "/v1/contacts/feed-c%40example.com/authorization",
+                     {"type": "consent", "consent_date": "2026-01-02T03:04:05Z",
+                      "purpose": "the newsletter"}),
+                    ("PUT", "/v1/contacts/feed-c%40example.com/source",
+                     {"type": "other", "other": "a fair"}),
+                    ("DELETE", "/v1/contacts/feed-a%40example.com", None)]:
+                st, doc = s.request(method, path, body=body, admin=admin)
+                self.assertLess(st, 300, "%s %s: %s" % (method, path, doc))
+            st, feed = s.get("/v1/changes?after=0&limit=1000")
+            self.assertEqual(st, 200)
+            kinds = {c["kind"] for c in feed["changes"]}
+            self.assertTrue({"optout", "authorization", "source", "erasure"} <= kinds, kinds)
+            self.assertTrue([c for c in feed["changes"] if "purpose" in c])
+            errors = []
+            for i, c in enumerate(feed["changes"]):
+                conforms(c, change, "changes[%d]" % i, errors)
+            self.assertEqual(errors, [])
+        finally:
+            s.close()
+
     def test_every_documented_route_exists(self):
         deploy = os.path.join(SRC, "tests", "deploy")
-        if not os.path.isdir(os.path.join(deploy, "node_modules", "@apidevtools")):
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=deploy, check=True, capture_output=True)
+        npm_ci(deploy)
         p = subprocess.run(["node", os.path.join(deploy, "openapi.mjs"),
                             os.path.join(SRC, "docs", "openapi.yaml")],
                            capture_output=True, text=True)

@@ -1686,7 +1686,7 @@ static void test_hash_v1_events(void **state)
 		fail_msg("open: %s", e.msg);
 	struct schema_ctx sc;
 	assert_int_equal(ledger_read(l, read_stats, &sc, &e), 0);
-	assert_int_equal(sc.st.schema_version, 3);
+	assert_int_equal(sc.st.schema_version, LEDGER_SCHEMA_VERSION);
 	verify_ok(l, 3);
 	/* new events are of version 2, after the old ones */
 	put_person(l, "dan@example.com", 0, "003000000000004AAA", "r4");
