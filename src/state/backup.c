@@ -223,7 +223,10 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 	t.schema = schema;
 	/* a damaged ledger is reported, never copied as good */
 	struct ledger_tree_report tr;
+	struct ledger_verify_report vr;
 	int rc = ledger_check_trees(l, &tr, e);
+	if (rc == 0)
+		rc = ledger_verify(l, &vr, e); /* and the history chain */
 	if (rc) {
 		if (rc == ERR_LEDGER)
 			err_prefix(e, "no backup was written: ");

@@ -23,8 +23,10 @@ struct ledger {
 	 * "map size" in ledger.c): map.lock is flock'ed exclusively while a
 	 * process sets it; data_fd is LMDB's descriptor of data.mdb. */
 	int map_fd, data_fd;
+	int open_fd;       /* open.lock: flock'ed shared while this ledger is open */
 	uint64_t reserved; /* bytes of data.mdb known to be allocated on disk */
 	bool no_reserve;   /* the file system cannot reserve space (no fallocate) */
+	bool unmapped;     /* a failed growth lost the map: no transaction may begin */
 	/* backups copying in this process: map growth waits for them outside
 	 * the resize lock, so that readers do not queue behind it */
 	pthread_mutex_t copy_mu;
@@ -91,6 +93,10 @@ int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct e
 /* Another process grew the map: take its size (no transaction of this
  * process may be open; it takes the resize lock exclusively). */
 void ledger_adopt_map_size(struct ledger *l);
+/* The bytes of data.mdb in use (its newest meta page's last page), from the
+ * file itself; 0 when no meta page can be read (walk.c). */
+uint64_t ledger_file_used(int fd);
+
 /* Around a long read (a backup's copy, the trees' walk, the chain's
  * verification): growth in this process waits for it before it takes the
  * resize lock, so other readers do not queue behind the waiting growth. Call

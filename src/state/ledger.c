@@ -380,6 +380,9 @@ static bool half_used(struct ledger *l, const MDB_envinfo *info)
  * thread may have grown it since: then that is the growth). */
 static int set_map(struct ledger *l, int mode, uint64_t seen, struct err *e)
 {
+	if (l->unmapped)
+		return err_set(e, ERR_NOMEM, "ledger %s: its map was lost; restart optsync",
+		               l->path);
 	if (map_lock(l) != 0)
 		return err_sys(e, ERR_LEDGER, errno, "ledger %s: cannot lock map.lock", l->path);
 	int rc = 0;
@@ -421,10 +424,16 @@ static int set_map(struct ledger *l, int mode, uint64_t seen, struct err *e)
 	}
 	if (target != cur) {
 		int mrc = mdb_env_set_mapsize(l->env, (size_t)target);
-		if (mrc)
-			rc = err_set(e, ERR_LEDGER,
-			             "ledger %s: cannot set the map to %llu bytes: %s", l->path,
+		if (mrc) {
+			/* LMDB unmapped the old map first: map that size again (an
+			 * address space too small for the larger one), or no
+			 * transaction may begin on this environment any more */
+			rc = err_set(e, mrc == ENOMEM ? ERR_NOMEM : ERR_LEDGER,
+			             "ledger %s: cannot map %llu bytes: %s", l->path,
 			             (unsigned long long)target, mdb_strerror(mrc));
+			if (mdb_env_set_mapsize(l->env, (size_t)cur) != 0)
+				l->unmapped = true;
+		}
 	}
 out:
 	map_unlock(l);
@@ -495,53 +504,101 @@ static int ensure_reserved(struct ledger *l, struct err *e)
 }
 
 /* Before mdb_env_open (map.lock held): the map size to ask for, never less
- * than the file, reserved on disk as far as it will go. */
-static int opening_map_size(struct ledger *l, const char *data, uint64_t want, uint64_t *out,
-                            bool *fresh, struct err *e)
+ * than the file, reserved on disk. alone: no other process has the ledger
+ * open (open.lock taken exclusively), so the file may also be cut down to
+ * the pages in use when the disk cannot hold all of it (a sparse file of
+ * an older optsync, a new ledger's first map on a small volume). */
+static int opening_map_size(struct ledger *l, const char *data, const struct ledger_options *opt,
+                            bool alone, uint64_t *out, bool *fresh, struct err *e)
 {
-	int fd = open(data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(data, O_RDWR | (opt->create ? O_CREAT : 0) | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys(e, ERR_LEDGER, errno, "cannot open %s", data);
-	uint64_t fsize;
+	uint64_t fsize, want = opt->map_size;
 	int rc = 0;
 	if (file_size(fd, &fsize) != 0) {
 		rc = err_sys(e, ERR_LEDGER, errno, "cannot stat %s", data);
 		goto out;
 	}
-	*out = want > fsize ? want : fsize;
 	if (fsize == 0) {
+		if (!opt->create) {
+			rc = err_set(e, ERR_LEDGER,
+			             "ledger %s is damaged: data.mdb is empty; restore it from a "
+			             "backup",
+			             l->path);
+			goto out;
+		}
 		/* a new ledger: LMDB takes only an empty file for new, so the map
-		 * is reserved once LMDB has written its first pages */
+		 * is reserved once LMDB has written its first pages; no larger
+		 * than the disk can hold */
+		struct statvfs vfs;
+		if (statvfs(l->path, &vfs) == 0) {
+			uint64_t room = (uint64_t)vfs.f_bavail * vfs.f_frsize / 10 * 9;
+			room &= ~(uint64_t)((1u << 20) - 1);
+			if (want > room)
+				want = room > (1u << 20) ? room : (1u << 20);
+		}
+		*out = want;
 		l->reserved = 0;
 		*fresh = true;
 		goto out;
 	}
-	/* the file first (a file of an older optsync may have holes), then the
-	 * growth to the size wanted, as far as the disk has room */
-	uint64_t size = 0;
-	int r = reserve_upto(fd, &size, fsize);
-	if (r == 0) {
-		r = reserve_upto(fd, &size, *out);
-		if (r == 0 || r == ENOSPC || r == EDQUOT) {
-			*out = size > fsize ? size : fsize;
-			r = 0;
+	*out = fsize;
+	int r = reserve_range(fd, 0, fsize);
+	if ((r == ENOSPC || r == EDQUOT) && alone) {
+		uint64_t used = ledger_file_used(fd),
+		         cut = (used + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+		if (used && cut < fsize && ftruncate(fd, (off_t)cut) == 0) {
+			log_warn("ledger.reserve",
+			         "ledger %s: the disk cannot hold its %llu-byte file; cut to the "
+			         "%llu bytes in use",
+			         l->path, (unsigned long long)fsize, (unsigned long long)cut);
+			*out = fsize = cut;
+			r = reserve_range(fd, 0, fsize);
 		}
-		l->reserved = size;
-	} else if (r == ENOSPC || r == EDQUOT) {
-		l->reserved = size; /* writes wait for ensure_reserved */
-		if (fsize == 0)
-			rc = no_space(l, want, e);
-	} else {
+	}
+	if (r == ENOSPC || r == EDQUOT) {
+		l->reserved = 0; /* writes wait for ensure_reserved */
+	} else if (r) {
 		reserve_unsupported(l, r);
+	} else {
+		l->reserved = fsize;
+		/* the growth to map_size only whole: a command that only reads
+		 * must not take what is left of the disk */
+		if (want > fsize && reserve_range(fd, fsize, want) == 0)
+			*out = l->reserved = want;
 	}
 out:
 	close(fd);
 	return rc;
 }
 
+/* lock.mdb is LMDB's, written through a map as well: its room is reserved
+ * before LMDB maps it (LMDB keeps a larger file as it is). */
+#define LOCKFILE_RESERVE (64u << 10)
+static int reserve_lockfile(struct ledger *l, struct err *e)
+{
+	char p[4096];
+	int n = snprintf(p, sizeof(p), "%s/lock.mdb", l->path);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return err_set(e, ERR_LEDGER, "ledger path too long: %s", l->path);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, ERR_LEDGER, errno, "cannot open %s", p);
+	uint64_t size;
+	int rc = 0;
+	if (file_size(fd, &size) == 0 && size < LOCKFILE_RESERVE) {
+		int r = reserve_range(fd, 0, LOCKFILE_RESERVE);
+		if (r == ENOSPC || r == EDQUOT)
+			rc = no_space(l, LOCKFILE_RESERVE, e);
+	}
+	close(fd);
+	return rc;
+}
+
 /* ---- opening ---- */
 
-static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
+static int open_dbs(struct ledger *l, MDB_txn *txn, bool create, struct err *e)
 {
 	static const struct {
 		const char *name;
@@ -561,7 +618,10 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, struct err *e)
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
-		int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbi);
+		int rc =
+		    mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | (create ? MDB_CREATE : 0), dbi);
+		if (rc == MDB_NOTFOUND && !create)
+			return ERR_NOTFOUND; /* a table to create: the write path */
 		if (rc) {
 			struct ledger_txn t = {.l = l, .txn = txn, .write = 1};
 			return ledger_mdb_error(&t, rc, dbs[i].name, e);
@@ -701,18 +761,58 @@ static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
 	return 0;
 }
 
+static int lock_file_open(struct ledger *l, const char *name, int *fd, struct err *e)
+{
+	char p[4096];
+	int n = snprintf(p, sizeof(p), "%s/%s", l->path, name);
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return err_set(e, ERR_LEDGER, "ledger path too long: %s", l->path);
+	*fd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	return *fd < 0 ? err_sys(e, ERR_LEDGER, errno, "cannot open %s", p) : 0;
+}
+
+/* In a read transaction: the tables, and whether the schema is this
+ * optsync's (then the ledger key is read, and nothing is left to write). */
+static int open_current(struct ledger *l, bool *current, struct err *e)
+{
+	MDB_txn *txn;
+	int rc;
+	*current = false;
+	while ((rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn)) == MDB_MAP_RESIZED)
+		ledger_adopt_map_size(l);
+	if (rc)
+		return ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "begin read", e);
+	struct ledger_txn t = {.l = l, .txn = txn};
+	MDB_val v;
+	rc = open_dbs(l, txn, false, e);
+	if (rc == 0)
+		rc = db_get(&t, l->meta, "schema", 6, &v, "schema version", e);
+	if (rc == 0 && v.mv_size == 8 && be64_get(v.mv_data) == LEDGER_SCHEMA_VERSION &&
+	    db_get(&t, l->meta, "key", 3, &v, "ledger key", NULL) == 0 && v.mv_size == 32) {
+		memcpy(l->hmac_key, v.mv_data, 32);
+		*current = true;
+	}
+	if (rc && rc != ERR_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	/* committed, a read transaction keeps the table handles it opened */
+	rc = mdb_txn_commit(txn);
+	return rc ? ledger_mdb_error(&t, rc, "commit read", e) : 0;
+}
+
 int ledger_open(struct ledger **out, const struct ledger_options *opt, struct err *e)
 {
 	*out = NULL;
 	struct ledger *l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	l->lock_fd = l->map_fd = -1;
+	l->lock_fd = l->map_fd = l->open_fd = -1;
 	pthread_mutex_init(&l->copy_mu, NULL);
 	pthread_cond_init(&l->copy_cv, NULL);
 	pthread_rwlockattr_t attr;
 	pthread_rwlockattr_init(&attr);
-#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+#ifdef __GLIBC__ /* an enum constant there, not a macro */
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 #endif
 	pthread_rwlock_init(&l->resize, &attr);
@@ -751,25 +851,25 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		goto out;
 	}
 
-	char lockpath[4096];
-	n = snprintf(lockpath, sizeof(lockpath), "%s/map.lock", opt->path);
-	if (n < 0 || (size_t)n >= sizeof(lockpath)) {
-		rc = err_set(e, ERR_LEDGER, "ledger path too long: %s", opt->path);
+	/* map.lock: held exclusively while a process sets data.mdb's size;
+	 * open.lock: held shared by every process with the ledger open (taken
+	 * exclusively, under map.lock, only to learn that none is). Both are
+	 * empty, opened read-only (flock needs no more), 0644 so that an
+	 * operator's root shell does not lock the service user out. */
+	if ((rc = lock_file_open(l, "map.lock", &l->map_fd, e)) ||
+	    (rc = lock_file_open(l, "open.lock", &l->open_fd, e)))
 		goto out;
-	}
-	l->map_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (l->map_fd < 0) {
-		rc = err_sys(e, ERR_LEDGER, errno, "cannot open %s", lockpath);
-		goto out;
-	}
 	if (map_lock(l) != 0) {
-		rc = err_sys(e, ERR_LEDGER, errno, "cannot lock %s", lockpath);
+		rc = err_sys(e, ERR_LEDGER, errno, "cannot lock %s/map.lock", opt->path);
 		goto out;
 	}
+	bool alone = flock(l->open_fd, LOCK_EX | LOCK_NB) == 0;
 	uint64_t mapsize = 0;
 	int mrc = 0;
 	bool fresh = false;
-	rc = opening_map_size(l, data, opt->map_size, &mapsize, &fresh, e);
+	rc = opening_map_size(l, data, opt, alone, &mapsize, &fresh, e);
+	if (rc == 0)
+		rc = reserve_lockfile(l, e);
 	if (rc == 0 &&
 	    ((rc = mdb_env_create(&l->env)) || (rc = mdb_env_set_maxdbs(l->env, MAX_DBS)) ||
 	     (rc = mdb_env_set_mapsize(l->env, (size_t)mapsize))))
@@ -777,6 +877,17 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 	if (rc == 0)
 		mrc =
 		    mdb_env_open(l->env, opt->path, MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP, 0600);
+	if (rc == 0 && mrc == 0) {
+		mdb_filehandle_t dfd;
+		mdb_env_get_fd(l->env, &dfd);
+		l->data_fd = dfd;
+		/* a new ledger's first write needs its map on disk; on a full disk
+		 * the file is left empty, for the next open to begin again */
+		if (fresh && (rc = ensure_reserved(l, e)) && alone && ftruncate(dfd, 0) != 0)
+			log_warn("ledger.reserve", "ledger %s: cannot empty data.mdb: %s", l->path,
+			         strerror(errno));
+	}
+	flock(l->open_fd, LOCK_SH); /* under map.lock: nobody takes it exclusively now */
 	map_unlock(l);
 	if (rc)
 		goto out;
@@ -786,40 +897,44 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 			             "ledger %s is corrupt or not an optsync ledger (%s)",
 			             opt->path, mdb_strerror(rc));
 		else
-			rc = err_set(e, ERR_LEDGER, "cannot open the ledger %s: %s", opt->path,
-			             mdb_strerror(rc));
+			rc = err_set(e, rc == ENOMEM ? ERR_NOMEM : ERR_LEDGER,
+			             "cannot open the ledger %s: %s", opt->path, mdb_strerror(rc));
 		goto out;
 	}
 	int dead = 0;
 	mdb_reader_check(l->env, &dead); /* clear slots of crashed readers */
-	mdb_filehandle_t dfd;
-	mdb_env_get_fd(l->env, &dfd);
-	l->data_fd = dfd;
-	if (fresh && (rc = ensure_reserved(l, e)))
-		goto out; /* a new ledger on a full disk: its first write needs room */
 
 	if (!opt->no_migration_backup && (rc = backup_before_migrating(l, e)))
 		goto out;
+	/* a ledger of this schema with all its tables needs no write to open
+	 * (a full disk must not stop a reader); a new or older one does */
+	bool current = false;
+	if ((rc = open_current(l, &current, e)))
+		goto out;
+	if (!current && (rc = ensure_reserved(l, e)))
+		goto out;
 	/* another process may grow the file between the open and this */
-	while ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
+	while (!current && (rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
 		ledger_adopt_map_size(l);
 	if (rc) {
 		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "begin", e);
 		goto out;
 	}
-	rc = open_dbs(l, txn, e);
-	if (rc == 0)
-		rc = init_meta(l, txn, e);
-	if (rc) {
-		mdb_txn_abort(txn);
-		if (rc == ERR_NOTFOUND)
-			rc = ERR_LEDGER;
-		goto out;
-	}
-	mrc = mdb_txn_commit(txn);
-	if (mrc) {
-		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, mrc, "commit", e);
-		goto out;
+	if (!current) {
+		rc = open_dbs(l, txn, true, e);
+		if (rc == 0)
+			rc = init_meta(l, txn, e);
+		if (rc) {
+			mdb_txn_abort(txn);
+			if (rc == ERR_NOTFOUND)
+				rc = ERR_LEDGER;
+			goto out;
+		}
+		mrc = mdb_txn_commit(txn);
+		if (mrc) {
+			rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, mrc, "commit", e);
+			goto out;
+		}
 	}
 	l->hmac = sha_hmac_key_new(l->hmac_key);
 	if (l->hmac == NULL)
@@ -847,6 +962,8 @@ void ledger_close(struct ledger *l)
 	pthread_cond_destroy(&l->copy_cv);
 	if (l->map_fd >= 0)
 		close(l->map_fd);
+	if (l->open_fd >= 0)
+		close(l->open_fd); /* and with it the shared flock */
 	free(l->path);
 	free(l->migration_backup);
 	free(l);
@@ -878,8 +995,22 @@ static void grow_ahead(struct ledger *l)
 	}
 }
 
+static bool map_lost(struct ledger *l)
+{
+	pthread_rwlock_rdlock(&l->resize);
+	bool lost = l->unmapped;
+	pthread_rwlock_unlock(&l->resize);
+	return lost;
+}
+
 static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct err *e)
 {
+	if (map_lost(l)) /* nothing may read the environment, not even its info */
+		return err_set(e, ERR_NOMEM,
+		               "ledger %s: its map was lost when a growth failed (out of address "
+		               "space): restart optsync",
+		               l->path);
+
 	if (write) {
 		int rc = ensure_reserved(l, e);
 		if (rc)
@@ -888,6 +1019,11 @@ static int run_txn(struct ledger *l, int write, ledger_fn fn, void *ctx, struct 
 	}
 	for (;;) {
 		pthread_rwlock_rdlock(&l->resize);
+		if (l->unmapped) {
+			pthread_rwlock_unlock(&l->resize);
+			return err_set(e, ERR_NOMEM, "ledger %s: its map was lost; restart optsync",
+			               l->path);
+		}
 		struct ledger_txn t = {.l = l, .write = write, .cache = write != 0};
 		int rc = mdb_txn_begin(l->env, NULL, write ? 0 : MDB_RDONLY, &t.txn);
 		if (rc == MDB_MAP_RESIZED) {

@@ -15,7 +15,7 @@
  * The on-disk layout is LMDB 0.9's (lmdb.h and mdb.c: MDB_page, MDB_node,
  * MDB_meta, MDB_db), on a 64-bit little-endian machine as LMDB writes it
  * (native byte order; the page numbers of branch nodes are split over the
- * node's size and flag words). docs/ledger-format.md describes it. */
+ * node's size and flag words), as lmdb.h and mdb.c of LMDB 0.9 define it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -498,6 +498,65 @@ struct live {
 	int fd;
 };
 
+/* What the trees' structure cannot show: each person under the key its
+ * email gives (a flipped bit in a key, or in the ledger key, makes opted-out
+ * persons unfindable), and the event counter at the history's last event
+ * (past it, every append would fail). */
+static int check_meaning(struct ledger_txn *t, struct ledger_tree_report *rep, struct err *e)
+{
+	struct ledger *l = t->l;
+	struct ledger_person *p = malloc(sizeof(*p));
+	if (p == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory checking the ledger %s", l->path);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, l->persons, &c);
+	if (rc) {
+		free(p);
+		return ledger_mdb_error(t, rc, "persons cursor", e);
+	}
+	MDB_val k, v;
+	uint8_t want[LEDGER_KEY_LEN];
+	int op = MDB_FIRST, bad = 0;
+	while (!bad && (rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (ent_person_decode(&v, p) || p->email[0] == '\0')
+			continue; /* the walk decoded it; an erased person has no email */
+		ledger_person_key(l, p->email, strlen(p->email), want);
+		if (k.mv_size != LEDGER_KEY_LEN || memcmp(k.mv_data, want, LEDGER_KEY_LEN) != 0) {
+			snprintf(rep->damage, sizeof(rep->damage),
+			         "tree persons: a person is not under the key its email gives (the "
+			         "entry or the ledger key is damaged)");
+			bad = 1;
+		}
+	}
+	mdb_cursor_close(c);
+	free(p);
+	if (bad)
+		return err_set(e, ERR_LEDGER, "ledger %s is damaged (%s); restore it from a backup",
+		               l->path, rep->damage);
+	if (rc != MDB_NOTFOUND)
+		return ledger_mdb_error(t, rc, "persons cursor", e);
+	uint64_t seq = 0, last = 0;
+	if ((rc = meta_get_u64(t, "event_seq", &seq, e)))
+		return rc;
+	if ((rc = mdb_cursor_open(t->txn, l->history, &c)))
+		return ledger_mdb_error(t, rc, "history cursor", e);
+	rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+	if (rc == 0 && k.mv_size == 8)
+		last = be64_get(k.mv_data);
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return ledger_mdb_error(t, rc, "history cursor", e);
+	if (seq != last) {
+		snprintf(rep->damage, sizeof(rep->damage),
+		         "meta: the event counter says %llu, the history ends at %llu",
+		         (unsigned long long)seq, (unsigned long long)last);
+		return err_set(e, ERR_LEDGER, "ledger %s is damaged (%s); restore it from a backup",
+		               l->path, rep->damage);
+	}
+	return 0;
+}
+
 static int check_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct live *lv = ctx;
@@ -505,6 +564,8 @@ static int check_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	 * ledger_copy_enter), so that suppression checks do not queue behind */
 	ledger_copy_enter(t->l);
 	int rc = walk_fd(lv->fd, t->l->path, mdb_txn_id(t->txn), lv->rep, e);
+	if (rc == 0)
+		rc = check_meaning(t, lv->rep, e);
 	ledger_copy_leave(t->l);
 	return rc;
 }
@@ -532,4 +593,18 @@ int ledger_check_file(const char *data, struct ledger_tree_report *rep, struct e
 	int rc = walk_fd(fd, data, 0, rep, e);
 	close(fd);
 	return rc;
+}
+
+uint64_t ledger_file_used(int fd)
+{
+	uint8_t m[2][4096];
+	if (pread(fd, m[0], sizeof(m[0]), 0) != (ssize_t)sizeof(m[0]))
+		return 0;
+	uint32_t psize = rd32(m[0] + PAGEHDRSZ + META_DBS);
+	if (psize != 4096) /* the page size LMDB takes on this platform */
+		return 0;
+	if (pread(fd, m[1], sizeof(m[1]), 4096) != (ssize_t)sizeof(m[1]))
+		return 0;
+	int mi = pick_meta(m[0], sizeof(m), psize, 0);
+	return mi < 0 ? 0 : (rd64(m[mi] + PAGEHDRSZ + META_LAST) + 1) * psize;
 }
