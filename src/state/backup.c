@@ -210,7 +210,16 @@ int ledger_backup(struct ledger *l, const char *file, struct ledger_backup_info 
 {
 	memset(info, 0, sizeof(*info));
 	uint32_t schema = 0;
-	int rc = ledger_read(l, read_schema, &schema, e);
+	/* the history chain too (before a migration, the backup taken of the
+	 * older ledger checks its trees only: its tables are not open yet) */
+	struct ledger_verify_report vr;
+	int rc = ledger_verify(l, &vr, e);
+	if (rc) {
+		if (rc == ERR_LEDGER)
+			err_prefix(e, "no backup was written: ");
+		return rc;
+	}
+	rc = ledger_read(l, read_schema, &schema, e);
 	return rc ? rc : ledger_backup_schema(l, file, schema, info, e);
 }
 
@@ -223,10 +232,7 @@ int ledger_backup_schema(struct ledger *l, const char *file, uint32_t schema,
 	t.schema = schema;
 	/* a damaged ledger is reported, never copied as good */
 	struct ledger_tree_report tr;
-	struct ledger_verify_report vr;
 	int rc = ledger_check_trees(l, &tr, e);
-	if (rc == 0)
-		rc = ledger_verify(l, &vr, e); /* and the history chain */
 	if (rc) {
 		if (rc == ERR_LEDGER)
 			err_prefix(e, "no backup was written: ");
@@ -397,7 +403,8 @@ int ledger_backup_check(const char *file, struct ledger_backup_info *info, struc
 
 int ledger_remove_dir(const char *dir)
 {
-	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock", "map.lock"};
+	static const char *const files[] = {"data.mdb", "lock.mdb", "sync.lock", "map.lock",
+	                                    "open.lock"};
 	char p[4096];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		int n = snprintf(p, sizeof(p), "%s/%s", dir, files[i]);

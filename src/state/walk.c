@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "state/internal.h"
+#include "state/sha.h"
 
 #define PAGEHDRSZ  16u
 #define NODESIZE   8u
@@ -505,14 +506,35 @@ struct live {
 static int check_meaning(struct ledger_txn *t, struct ledger_tree_report *rep, struct err *e)
 {
 	struct ledger *l = t->l;
+	/* the tables by name: a ledger being backed up before its migration
+	 * has not opened them yet */
+	MDB_dbi persons, history, meta;
+	if (mdb_dbi_open(t->txn, "persons", 0, &persons) != 0 ||
+	    mdb_dbi_open(t->txn, "history", 0, &history) != 0 ||
+	    mdb_dbi_open(t->txn, "meta", 0, &meta) != 0)
+		return 0; /* a ledger without them has nothing to check here */
+	/* the ledger key as this snapshot holds it (the open ledger's is not
+	 * set yet while a ledger is backed up before its migration) */
+	MDB_val kk = {3, (void *)"key"}, kv;
+	int rc = mdb_get(t->txn, meta, &kk, &kv);
+	if (rc == MDB_NOTFOUND || (rc == 0 && kv.mv_size != 32)) {
+		snprintf(rep->damage, sizeof(rep->damage), "meta: the ledger key is %s",
+		         rc ? "missing" : "not 32 bytes");
+		return err_set(e, ERR_LEDGER, "ledger %s is damaged (%s); restore it from a backup",
+		               l->path, rep->damage);
+	}
+	if (rc)
+		return ledger_mdb_error(t, rc, "ledger key", e);
+	struct hmac_key *hk = sha_hmac_key_new(kv.mv_data);
 	struct ledger_person *p = malloc(sizeof(*p));
-	if (p == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory checking the ledger %s", l->path);
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(t->txn, l->persons, &c);
-	if (rc) {
-		free(p);
-		return ledger_mdb_error(t, rc, "persons cursor", e);
+	MDB_cursor *c = NULL;
+	if (p == NULL || hk == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out of memory checking the ledger %s", l->path);
+		goto fail;
+	}
+	if ((rc = mdb_cursor_open(t->txn, persons, &c))) {
+		rc = ledger_mdb_error(t, rc, "persons cursor", e);
+		goto fail;
 	}
 	MDB_val k, v;
 	uint8_t want[LEDGER_KEY_LEN];
@@ -521,7 +543,7 @@ static int check_meaning(struct ledger_txn *t, struct ledger_tree_report *rep, s
 		op = MDB_NEXT;
 		if (ent_person_decode(&v, p) || p->email[0] == '\0')
 			continue; /* the walk decoded it; an erased person has no email */
-		ledger_person_key(l, p->email, strlen(p->email), want);
+		sha_hmac(hk, p->email, strlen(p->email), want);
 		if (k.mv_size != LEDGER_KEY_LEN || memcmp(k.mv_data, want, LEDGER_KEY_LEN) != 0) {
 			snprintf(rep->damage, sizeof(rep->damage),
 			         "tree persons: a person is not under the key its email gives (the "
@@ -531,15 +553,23 @@ static int check_meaning(struct ledger_txn *t, struct ledger_tree_report *rep, s
 	}
 	mdb_cursor_close(c);
 	free(p);
+	sha_hmac_key_free(hk);
 	if (bad)
 		return err_set(e, ERR_LEDGER, "ledger %s is damaged (%s); restore it from a backup",
 		               l->path, rep->damage);
 	if (rc != MDB_NOTFOUND)
 		return ledger_mdb_error(t, rc, "persons cursor", e);
 	uint64_t seq = 0, last = 0;
-	if ((rc = meta_get_u64(t, "event_seq", &seq, e)))
-		return rc;
-	if ((rc = mdb_cursor_open(t->txn, l->history, &c)))
+	MDB_val mk = {9, (void *)"event_seq"};
+	rc = mdb_get(t->txn, meta, &mk, &v);
+	if (rc == 0 && v.mv_size == 8)
+		seq = be64_get(v.mv_data);
+	else if (rc != MDB_NOTFOUND)
+		return rc ? ledger_mdb_error(t, rc, "event counter", e)
+		          : err_set(e, ERR_LEDGER,
+		                    "ledger %s is damaged: the event counter is %zu bytes", l->path,
+		                    v.mv_size);
+	if ((rc = mdb_cursor_open(t->txn, history, &c)))
 		return ledger_mdb_error(t, rc, "history cursor", e);
 	rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
 	if (rc == 0 && k.mv_size == 8)
@@ -555,6 +585,10 @@ static int check_meaning(struct ledger_txn *t, struct ledger_tree_report *rep, s
 		               l->path, rep->damage);
 	}
 	return 0;
+fail:
+	free(p);
+	sha_hmac_key_free(hk);
+	return rc;
 }
 
 static int check_txn(struct ledger_txn *t, void *ctx, struct err *e)
