@@ -735,6 +735,20 @@ static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, stru
 	return master.id[0] ? carry_to_master(t, cfg, w, &master, st, e) : 0;
 }
 
+/* Rule 8: a record whose Email is no address optsync can take is refused
+ * (parked by the caller), nothing written. The reason says what is wrong
+ * without the value: a parked record belongs to no person whose erasure
+ * would remove it. */
+static int refuse_email(const struct err *ie, struct apply_stats *st, struct err *e)
+{
+	const char *why = strrchr(ie->msg, '(');
+	size_t n = why ? strlen(why) : 0;
+	st->refused = CONN_PARK_INVALID_EMAIL;
+	return err_set(e, ERR_INVALID, "field Email holds no email address optsync can take%s%.*s",
+	               n > 2 && why[n - 1] == ')' ? " " : "",
+	               n > 2 && why[n - 1] == ')' ? (int)n : 0, why ? why : "");
+}
+
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e)
 {
@@ -752,12 +766,14 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	}
 	char email[LEDGER_EMAIL_MAX + 1], raw[LEDGER_TEXT_MAX + 1];
 	const struct sf_value *ev_email = sf_record_get(r, "Email");
-	struct err ie;
 	if (ev_email == NULL || ev_email->type != SF_STRING ||
-	    conn_email_normalize(ev_email->str, email, &ie)) {
+	    ev_email->str[strspn(ev_email->str, " \t\r\n\v\f")] == '\0') {
 		st->skipped_no_email++;
 		return 0;
 	}
+	struct err ie;
+	if (conn_email_normalize(ev_email->str, email, &ie))
+		return refuse_email(&ie, st, e);
 	struct work *w = malloc(sizeof(*w));
 	if (w == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
