@@ -956,6 +956,11 @@ int64_t push_park_backoff(uint32_t attempts)
 	return ms > PUSH_PARK_MAX_MS ? PUSH_PARK_MAX_MS : ms;
 }
 
+int64_t push_parked_at(const struct ledger_push *q)
+{
+	return q->next_try - push_park_backoff(q->attempts); /* as push_failed set it */
+}
+
 static const char *up_type(const struct ledger_push *s)
 {
 	return ledger_object_name(s->record.object);

@@ -375,6 +375,9 @@ class Rules(unittest.TestCase):
         ok = e.sf_put("Contact", Email="lee@example.com", LastName="L")
         bad = e.sf_put("Contact", Email="mo@example.com", LastName="M")
         e.sync()
+        # the push is refused a second or more after the record last changed
+        # (a record read again in the second of the refusal is tried once more)
+        time.sleep(1.1)
         e.ctl("POST", "faults", {"errors": {bad: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
         e.json("optout", "lee@example.com")
         e.json("optout", "mo@example.com")
@@ -411,12 +414,54 @@ class Rules(unittest.TestCase):
         self.assertEqual(st["pushes"]["parked"], 0)
         self.assertEqual(st["pushes"]["queued"], 0)
 
+    def test_an_edit_in_the_second_of_the_last_read_releases_a_parked_push(self):
+        """SystemModstamp keeps whole seconds: an edit in the second optsync
+        last read the record does not move it. Read again, the record still
+        releases its parked push when it reads otherwise."""
+        e = self.env
+        rid = e.sf_put("Contact", Email="same@example.com", LastName="S")
+        e.sync()
+        time.sleep(1.1)
+        e.ctl("POST", "faults", {"errors": {rid: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        e.json("optout", "same@example.com")
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 1)
+        stamp = e.sf_get("Contact", rid)["SystemModstamp"]
+        e.ctl("DELETE", "faults")
+        e.sync()
+        self.assertEqual(e.json("status")["pushes"]["parked"], 1)  # read again, unchanged
+        # fixed by an admin in the same second: SystemModstamp does not move
+        e.sf_put("Contact", Id=rid, Title="fixed", SystemModstamp=stamp)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+
+    def test_an_edit_in_the_second_of_the_refusal_releases_a_parked_push(self):
+        """A field optsync does not read, edited in the second Salesforce
+        refused the push: the record reads the same, at the same
+        SystemModstamp, and is tried once more."""
+        e = self.env
+        other = e.sf_put("Contact", Email="other@example.com", LastName="O")
+        e.sync()
+        e.ctl("POST", "faults", {"errors": {other: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        e.json("optout", "other@example.com")
+        # the record's last change, as Salesforce's clock has it, is the
+        # second of the refusal (a few seconds ahead of optsync's clock)
+        later = sf_time(time.time() + 5)
+        e.sf_put("Contact", Id=other, SystemModstamp=later)
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 1)
+        e.ctl("DELETE", "faults")
+        e.sf_put("Contact", Id=other, Events_Opt_Out__c=True, SystemModstamp=later)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", other)["HasOptedOutOfEmail"])
+
     def test_pushes_retry_on_demand(self):
         e = self.env
         a = e.sf_put("Contact", Email="ana@example.com", LastName="A")
         b = e.sf_put("Lead", Email="ben@example.com", LastName="B", Company="X")
         c = e.sf_put("Contact", Email="cy@example.com", LastName="C")
         e.sync()
+        time.sleep(1.1)  # refused in a later second than the records' last change
         e.ctl("POST", "faults", {"errors": {a: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
                                             b: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
                                             c: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
