@@ -347,6 +347,16 @@ static void safe_copy(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
+/* Whether a record deleted in Salesforce (IsDeleted: what queryAll reads)
+ * can be applied with its flaw: its deletion takes only its Id and
+ * MasterRecordId. */
+static bool deletion_unflawed(const struct sf_record *r)
+{
+	const struct sf_value *d = sf_record_get(r, "IsDeleted");
+	return d && d->type == SF_BOOL && d->b && strcmp(r->flaw_field, "Id") != 0 &&
+	       strcmp(r->flaw_field, "MasterRecordId") != 0;
+}
+
 /* Why r cannot be applied as it came (enum conn_park_reason, its words in
  * error), or 0. */
 static int record_flaw(const struct sf_record *r, char *error, size_t cap)
@@ -354,7 +364,7 @@ static int record_flaw(const struct sf_record *r, char *error, size_t cap)
 	static const char *const what[] = {NULL, "a NUL character (\\u0000)",
 	                                   "an unpaired surrogate (half of a character)",
 	                                   "bytes that are not UTF-8"};
-	if (r->flaw > SF_FLAW_NONE && r->flaw <= SF_FLAW_UTF8) {
+	if (r->flaw > SF_FLAW_NONE && r->flaw <= SF_FLAW_UTF8 && !deletion_unflawed(r)) {
 		char field[101];
 		safe_copy(field, sizeof(field), r->flaw_field);
 		snprintf(error, cap,

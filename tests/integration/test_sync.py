@@ -818,6 +818,17 @@ class BadRecords(unittest.TestCase):
         self.assertEqual(self.parked(), {"total": 0, "by_reason": {}, "records": []})
         self.assertTrue(good)
 
+    def test_a_parked_record_deleted_in_salesforce_is_parked_no_more(self):
+        e = self.env
+        bad = e.sf_put("Contact", Email="gone@example.com", LastName="G\u0000ne")
+        e.sync()
+        self.assertEqual(self.parked()["total"], 1)
+        time.sleep(1.1)
+        e.ctl("POST", "delete", {"object": "Contact", "ids": [bad]})  # the NUL stays in it
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["records_parked"], 0)
+        self.assertEqual(self.parked()["total"], 0)
+
     def test_text_optsync_cannot_store(self):
         """An unpaired surrogate, bytes that are not UTF-8, an Email that is no
         address, an Id longer than Salesforce's: each parks its record only."""
