@@ -620,8 +620,10 @@ static int mark_caught_up(struct ledger_txn *t, void *ctx, struct err *e)
 	return ledger_cursor_put(t, cu->object, &cur, e);
 }
 
+/* The query of object from since; skip: the purposes (bit i: cfg->purposes[i])
+ * whose checkbox the object lacks, left out. */
 static int build_soql(const struct config *cfg, int object, int64_t since, bool with_individual,
-                      struct buf *q, struct err *e)
+                      unsigned skip, struct buf *q, struct err *e)
 {
 	const struct config_fields *f = &cfg->salesforce.fields;
 	int rc = buf_printf(q, e,
@@ -632,7 +634,7 @@ static int build_soql(const struct config *cfg, int object, int64_t since, bool 
 	                    f->authorization_type, f->authorization_other, f->consent_date,
 	                    f->purpose, f->source_type, f->source_other);
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++)
-		if (cfg->purposes[i].sf_field)
+		if (cfg->purposes[i].sf_field && !(skip & (1u << i)))
 			rc = buf_printf(q, e, ", %s", cfg->purposes[i].sf_field);
 	if (rc == 0 && with_individual)
 		rc = buf_puts(q, ", IndividualId", e); /* exists with Data Protection and Privacy */
@@ -647,20 +649,47 @@ static int build_soql(const struct config *cfg, int object, int64_t since, bool 
 	return rc;
 }
 
+/* The field Salesforce says a query names but the object lacks (INVALID_FIELD,
+ * "No such column 'X'"), into field; false when e says nothing of the kind. */
+static bool invalid_field(const struct err *e, char field[128])
+{
+	const char *q = strstr(e->msg, "No such column '");
+	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_FIELD") == NULL || q == NULL)
+		return false;
+	q += 16;
+	size_t n = strcspn(q, "'");
+	if (n == 0 || n >= 128)
+		return false;
+	memcpy(field, q, n);
+	field[n] = '\0';
+	return true;
+}
+
+/* The purpose whose checkbox is the field e says is missing (its index in
+ * cfg->purposes), or -1: another field, or none. */
+static int missing_purpose(const struct config *cfg, const struct err *e)
+{
+	char field[128];
+	if (!invalid_field(e, field))
+		return -1;
+	struct field_key keys[CONFIG_FIELD_KEYS];
+	config_field_keys(cfg, keys);
+	for (size_t i = 0; i < CONFIG_FIELD_KEYS; i++)
+		if (keys[i].field && strcasecmp(keys[i].field, field) == 0)
+			return -1; /* a field every record needs */
+	for (size_t i = 0; i < cfg->npurposes; i++)
+		if (cfg->purposes[i].sf_field && strcasecmp(cfg->purposes[i].sf_field, field) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* An unknown field in the query: say which key names it and what to do,
  * in place of Salesforce's words (kept at the end). */
 static void explain_invalid_field(const struct config *cfg, int object, struct err *e)
 {
-	const char *q = strstr(e->msg, "No such column '");
-	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_FIELD") == NULL || q == NULL)
-		return;
 	char field[128];
-	q += 16;
-	size_t n = strcspn(q, "'");
-	if (n == 0 || n >= sizeof(field))
+	if (!invalid_field(e, field))
 		return;
-	memcpy(field, q, n);
-	field[n] = '\0';
 	struct field_key keys[CONFIG_FIELD_KEYS];
 	config_field_keys(cfg, keys);
 	const char *key = NULL;
@@ -732,18 +761,38 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		since = cr.cur.modstamp - c->cfg->sync.overlap_ms;
 	struct buf q;
 	buf_init(&q, 8192);
-	rc = object == LEDGER_OBJ_CONSENT ? consent_soql(c, since, &q, e)
-	                                  : build_soql(c->cfg, object, since, c->consent_ok, &q, e);
 	struct pull pl = {.c = c,
 	                  .object = object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress};
-	if (rc == 0)
-		rc = ledger_read(c->l, read_parked, &pl, e);
-	/* queryAll: records deleted or merged since the cursor come too */
-	if (rc == 0 && (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)))
+	rc = ledger_read(c->l, read_parked, &pl, e);
+	/* a purpose's checkbox the object lacks: the object is pulled without it
+	 * (its opt-outs and facts still come), and the cycle says so */
+	unsigned skip = 0;
+	struct err skipped = {0};
+	while (rc == 0) {
+		buf_reset(&q);
+		rc = object == LEDGER_OBJ_CONSENT
+		         ? consent_soql(c, since, &q, e)
+		         : build_soql(c->cfg, object, since, c->consent_ok, skip, &q, e);
+		/* queryAll: records deleted or merged since the cursor come too */
+		if (rc ||
+		    (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)) == 0)
+			break;
+		int pi = pl.head == NULL && pl.pages == 0 && !pl.cb_failed
+		             ? missing_purpose(c->cfg, e)
+		             : -1;
 		explain_invalid_field(c->cfg, object, e);
+		if (pi < 0 || (skip & (1u << pi)))
+			break;
+		skip |= 1u << pi;
+		if (skipped.code == 0)
+			err_set(&skipped, ERR_REMOTE,
+			        "purpose '%s' is not synced with %s (the rest is): %s",
+			        c->cfg->purposes[pi].name, ledger_object_name(object), e->msg);
+		rc = 0;
+	}
 	/* the pages read before the end (or before Salesforce failed) are whole:
 	 * they are applied, and the next cycle goes on from them */
 	if (!pl.cb_failed) {
@@ -761,6 +810,10 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 	struct caught_up cu = {object, pl.started};
 	if (rc == 0)
 		rc = ledger_write(c->l, mark_caught_up, &cu, e);
+	if (rc == 0 && skipped.code) {
+		*e = skipped; /* part of the configured work not done */
+		rc = skipped.code;
+	}
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
 	if (object > 0 && object < 4) {

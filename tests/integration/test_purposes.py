@@ -327,6 +327,32 @@ class FieldMapping(unittest.TestCase):
         self.assertEqual(r["pulled"]["Lead"]["purpose_optouts_from_salesforce"], 0)
         self.assertEqual(len(e.json("contact", "history", "tick@example.com")), 1)
 
+    def test_a_missing_checkbox_skips_its_purpose_only(self):
+        """A purpose's field missing on Lead: the Leads are read without it
+        (their opt-outs of all email come), the cycle names what it skipped,
+        and sync --once exits 1."""
+        e = self.e
+        cid, lid = self.person("nobox@example.com")
+        e.sync()
+        e.ctl("POST", "config", {"hidden_fields": {"Lead": ["Events_Opt_Out__c"]}})
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=lid, HasOptedOutOfEmail=True)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_Out__c=True)
+        p = e.run("sync", "--once", "--json", check=1)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["result"], "partial")
+        err = r["pulled"]["Lead"]["error"]
+        self.assertIn("purpose 'events' is not synced with Lead (the rest is)", err)
+        self.assertIn("Salesforce has no field Events_Opt_Out__c on Lead", err)
+        self.assertEqual(r["error"], err)
+        self.assertEqual(r["pulled"]["Lead"]["optouts_from_salesforce"], 1)
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optouts_from_salesforce"], 1)
+        self.assertTrue(e.json("contact", "show", "nobox@example.com")["opted_out"])
+        self.assertTrue(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])  # spread
+        self.assertIn("purpose 'events' is not synced with Lead", p.stderr)
+        e.ctl("POST", "config", {"hidden_fields": {}})
+        self.assertEqual(e.sync()["result"], "ok")
+
     def test_p1_local_optout_reaches_every_record_in_one_call(self):
         e = self.e
         cid, lid = self.person("local@example.com")
