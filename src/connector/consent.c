@@ -532,9 +532,10 @@ static int create_individuals(struct conn *c, struct sf_client *sf,
 			                           x.v[i].q.record.id, 1, vals[m]};
 			m++;
 		}
+		struct err le = {0};
 		if (rc == 0 && m) {
 			report->push.collection_calls++;
-			if (sf_update(sf, up, m, x.linked, e) == 0) {
+			if (sf_update(sf, up, m, x.linked, &le) == 0) {
 				for (size_t k = 0; k < m; k++)
 					if (!x.linked[k].success)
 						log_warn("sync.consent",
@@ -546,7 +547,7 @@ static int create_individuals(struct conn *c, struct sf_client *sf,
 						         x.linked[k].status_code);
 			} else {
 				log_warn("sync.consent", "linking new Individuals failed: %s",
-				         e->msg);
+				         le.msg);
 			}
 		}
 		if (rc)
@@ -810,13 +811,18 @@ int consent_drain(struct conn *c, struct sf_client *sf, struct conn_cycle_report
 			for (size_t j = 0; j < n; j++)
 				x->res[where[j]] = res[j];
 		}
-		int wrc = ledger_write(c->l, consent_results, x, e);
+		/* the round's outcome recorded; a ledger failure in that is the
+		 * one to report, with its own message (nothing was recorded) */
+		struct err we = {0};
+		int wrc = ledger_write(c->l, consent_results, x, &we);
 		report->push.succeeded += x->ok;
 		report->push.retrying += x->retry;
 		report->push.parked_now += x->parked;
 		report->push.conflicts_reverted += x->reverted;
-		if (rc == 0)
+		if (wrc) {
+			*e = we;
 			rc = wrc;
+		}
 		if (x->parked)
 			log_warn("sync.parked",
 			         "%zu consent row write(s) failed permanently: parked (see optsync "
