@@ -134,6 +134,23 @@ char *http_metrics_text(struct sidecar *s, size_t *len)
 		           (unsigned long long)st->retention.purged[0],
 		           (unsigned long long)st->retention.purged[1],
 		           (unsigned long long)st->retention.purged[2]);
+		buf_printf(&b, &e,
+		           "# HELP optsync_records_parked Salesforce records that could not be "
+		           "applied (rule 8), by object and reason; each is tried again when it "
+		           "changes.\n"
+		           "# TYPE optsync_records_parked gauge\n");
+		for (int obj = CONN_OBJ_CONTACT; obj <= CONN_OBJ_CONSENT; obj++)
+			for (int k = 1; k < CONN_PARK_REASONS; k++)
+				if (st->records_parked_by[obj][k])
+					buf_printf(
+					    &b, &e,
+					    "optsync_records_parked{object=\"%s\",reason=\"%s\"} "
+					    "%llu\n",
+					    obj == CONN_OBJ_CONTACT ? "Contact"
+					    : obj == CONN_OBJ_LEAD  ? "Lead"
+					                            : "ContactPointTypeConsent",
+					    conn_park_reason_name(k),
+					    (unsigned long long)st->records_parked_by[obj][k]);
 		if (st->api_max >= 0)
 			buf_printf(&b, &e,
 			           "# HELP optsync_salesforce_api_requests Daily API requests used "

@@ -153,10 +153,17 @@ int sidecar_run(const struct config *cfg, volatile sig_atomic_t *stop, struct er
 		struct err ce = {0};
 		int crc = conn_sync_once(s.conn, &o, &report, &ce);
 		note_cycle(&s, crc, report);
+		/* a cycle that did the rest of its work: Salesforce answers, so
+		 * the next one comes at the interval */
+		bool partial = report && report->partial;
 		conn_cycle_report_free(report);
 		if (crc && *stop)
 			break; /* stopped mid-cycle: what was committed stays */
-		if (crc) {
+		if (crc && partial) {
+			failures = 0;
+			log_error("run.cycle",
+			          "sync cycle did the rest of its work, but not all: %s", ce.msg);
+		} else if (crc) {
 			failures++;
 			log_error("run.cycle", "sync cycle failed (%d in a row): %s", failures,
 			          ce.msg);

@@ -188,7 +188,10 @@ struct conn_pull_report {
 	uint64_t unchanged;             /* nothing new, our own writes among them */
 	uint64_t skipped_no_email;
 	uint64_t pushes_queued;
-	uint64_t unlinked; /* records deleted or merged away in Salesforce, unlinked */
+	uint64_t unlinked;       /* records deleted or merged away in Salesforce, unlinked */
+	uint64_t parked;         /* records that could not be applied (rule 8), parked */
+	bool skipped;            /* not pulled: the cycle stopped before (see stopped) */
+	char error[ERR_MSG_MAX]; /* why the pull failed, "" when it did not */
 };
 struct conn_push_list; /* a dry run's due pushes; rendered, not read */
 /* An opt-in seen in Salesforce without the date that makes it evidence (a
@@ -230,7 +233,12 @@ struct conn_cycle_report {
 	struct conn_undated_list undated;
 	int result;              /* 0, or the cycle's error code */
 	char error[ERR_MSG_MAX]; /* its message */
-	bool api_known;          /* the cycle talked to Salesforce */
+	/* result set: the cycle did the rest of its configured work (the other
+	 * pulls, the pushes) and says per part what failed (partial), or it
+	 * stopped, for the reason in plain words (stopped; a static string) */
+	bool partial;
+	const char *stopped;
+	bool api_known; /* the cycle talked to Salesforce */
 	struct {
 		uint64_t requests, token_calls, retries;
 		long daily_used, daily_max; /* daily_max 0: no Sforce-Limit-Info seen */
@@ -399,6 +407,33 @@ struct conn_parked_push {
 	uint32_t attempts;
 	int64_t next_try; /* ms */
 };
+/* Why a pulled record could not be applied (rule 8): it is parked, named
+ * in status and /metrics, and tried again when it changes in Salesforce
+ * (its SystemModstamp moves) or on a --full pull. */
+enum conn_park_reason {
+	CONN_PARK_NUL = 1,          /* a value holds a NUL (\u0000) */
+	CONN_PARK_INVALID_UTF8,     /* a value is not UTF-8 (or an unpaired surrogate) */
+	CONN_PARK_TOO_LONG,         /* a value optsync keeps exactly is longer than it keeps */
+	CONN_PARK_INVALID_EMAIL,    /* Email holds no address optsync can take */
+	CONN_PARK_UNKNOWN_PICKLIST, /* a picklist value optsync does not know */
+	CONN_PARK_LIMIT,            /* a limit of optsync's */
+	CONN_PARK_INVALID,          /* any other value the rules refuse */
+	CONN_PARK_REASONS           /* the number of reasons, plus one */
+};
+/* "nul", "invalid_utf8", "too_long", "invalid_email", "unknown_picklist",
+ * "limit", "invalid"; "other" for a number that is none of them. */
+const char *conn_park_reason_name(int reason);
+
+#define CONN_PARKED_RECORDS_SHOWN 100 /* parked records listed one by one */
+struct conn_parked_record {
+	enum conn_object object;
+	char id[19];
+	enum conn_park_reason reason;
+	char error[301];   /* what is wrong, naming the field */
+	int64_t modstamp;  /* the SystemModstamp of the version refused (ms) */
+	int64_t parked_at; /* when it was last refused (ms) */
+};
+
 struct conn_status {
 	int64_t now; /* ms, when read: lags are measured from it */
 	struct conn_status_cursor {
@@ -422,6 +457,12 @@ struct conn_status {
 	uint64_t pushes_queued, pushes_parked;
 	struct conn_parked_push *parked; /* the first CONN_PARKED_SHOWN of them */
 	size_t nparked;
+	/* pulled records that could not be applied (rule 8), in all and by
+	 * object and reason; with details the first CONN_PARKED_RECORDS_SHOWN */
+	uint64_t records_parked;
+	uint64_t records_parked_by[4][CONN_PARK_REASONS]; /* [enum conn_object][reason] */
+	struct conn_parked_record *parked_records;
+	size_t nparked_records;
 	uint64_t open_conflicts;
 	long api_used, api_max; /* the last Sforce-Limit-Info; -1 when not seen */
 	struct {

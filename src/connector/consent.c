@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "connector/internal.h"
+#include "util/buf.h"
 #include "util/log.h"
 #include "util/timefmt.h"
 
@@ -40,11 +41,17 @@ static int on_purposes(void *ctx, const struct sf_record *recs, size_t n, struct
 	return 0;
 }
 
-/* Salesforce says a consent object does not exist: say what to do. */
+/* Salesforce says a consent object does not exist (INVALID_TYPE, "sObject
+ * type ... is not supported"), and not anything else. */
+static bool objects_missing(const struct err *e)
+{
+	return e->code == ERR_REMOTE && strstr(e->msg, "INVALID_TYPE") != NULL;
+}
+
+/* Salesforce says a consent object does not exist: say what to do, with
+ * its words at the end. */
 static int explain_missing(const struct config *cfg, struct err *e)
 {
-	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_TYPE") == NULL)
-		return e->code;
 	char orig[ERR_MSG_MAX], names[CONFIG_PURPOSES_MAX * 36] = "";
 	snprintf(orig, sizeof(orig), "%s", e->msg);
 	size_t o = 0;
@@ -77,7 +84,7 @@ static int resolve_purposes(struct conn *c, struct sf_client *sf, char *missing,
 	int rc = sf_query_in(sf, "SELECT Id, Name FROM DataUsePurpose WHERE Name IN (", names, n,
 	                     ")", false, on_purposes, c, e);
 	if (rc)
-		return explain_missing(c->cfg, e);
+		return rc;
 	missing[0] = '\0';
 	size_t o = 0;
 	for (size_t i = 0; i < c->cfg->npurposes; i++)
@@ -125,14 +132,24 @@ int consent_prepare(struct conn *c, struct sf_client *sf, struct conn_cycle_repo
 		return 0;
 	char missing[512];
 	int rc = resolve_purposes(c, sf, missing, sizeof(missing), e);
-	c->consent_ok = rc == 0;
-	if (rc == 0 && missing[0])
-		snprintf(
-		    r->consent_error, sizeof(r->consent_error),
-		    "Salesforce has no DataUsePurpose named %.300s: create it (Setup, Data Use "
-		    "Purposes) or fix the purpose's data_use_purpose; until then that purpose "
-		    "is kept in the ledger only",
-		    missing);
+	if (rc && objects_missing(e)) {
+		/* a state of the org, in plain words: the purposes wait */
+		rc = explain_missing(c->cfg, e);
+		str_copy(r->consent_error, sizeof(r->consent_error), e->msg);
+		return rc;
+	}
+	if (rc)
+		return rc; /* any other failure, as it came */
+	c->consent_ok = true;
+	if (missing[0]) {
+		rc =
+		    err_set(e, ERR_REMOTE,
+		            "Salesforce has no DataUsePurpose named %.300s: create it (Setup, Data "
+		            "Use Purposes) or fix the purpose's data_use_purpose; until then that "
+		            "purpose is kept in the ledger only",
+		            missing);
+		str_copy(r->consent_error, sizeof(r->consent_error), e->msg);
+	}
 	return rc;
 }
 
@@ -188,12 +205,32 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	const struct sf_value *status = sf_record_get(r, "PrivacyConsentStatus");
 	int pi = dup && dup->type == SF_STRING ? purpose_index(c, dup->str) : -1;
 	if (pi < 0 || party == NULL || party->type != SF_STRING || status == NULL ||
-	    status->type != SF_STRING || strlen(r->id) > LEDGER_ID_MAX ||
-	    strlen(party->str) > LEDGER_ID_MAX)
+	    status->type != SF_STRING || strlen(r->id) > LEDGER_ID_MAX)
 		return 0;
+	if (strlen(party->str) > LEDGER_ID_MAX) {
+		st->refused = CONN_PARK_TOO_LONG;
+		return err_set(e, ERR_INVALID,
+		               "field PartyId is longer than the %d characters of a Salesforce Id",
+		               LEDGER_ID_MAX);
+	}
 	uint8_t now_status = strcmp(status->str, "OptOut") == 0  ? LEDGER_PURPOSE_OUT
 	                     : strcmp(status->str, "OptIn") == 0 ? LEDGER_PURPOSE_IN
 	                                                         : 0;
+	if (now_status == 0 && strcmp(status->str, "NotSeen") != 0 &&
+	    strcmp(status->str, "Seen") != 0) {
+		/* rule 8: a picklist value optsync does not know (named when it is
+		 * short plain text) */
+		size_t n = strlen(status->str), k = 0;
+		while (k < n && status->str[k] >= 0x20 && status->str[k] < 0x7f)
+			k++;
+		bool show = n <= 40 && k == n;
+		st->refused = CONN_PARK_UNKNOWN_PICKLIST;
+		return err_set(e, ERR_INVALID,
+		               "field PrivacyConsentStatus holds %s%s%s, a value optsync does not "
+		               "know (OptIn, OptOut, NotSeen, Seen)",
+		               show ? "'" : "", show ? status->str : "another value",
+		               show ? "'" : "");
+	}
 	if (now_status == 0)
 		return 0; /* NotSeen, Seen: no decision either way */
 	const char *name = c->cfg->purposes[pi].name;
@@ -523,9 +560,10 @@ static int create_individuals(struct conn *c, struct sf_client *sf,
 			                           x.v[i].q.record.id, 1, vals[m]};
 			m++;
 		}
+		struct err le = {0};
 		if (rc == 0 && m) {
 			report->push.collection_calls++;
-			if (sf_update(sf, up, m, x.linked, e) == 0) {
+			if (sf_update(sf, up, m, x.linked, &le) == 0) {
 				for (size_t k = 0; k < m; k++)
 					if (!x.linked[k].success)
 						log_warn("sync.consent",
@@ -537,7 +575,7 @@ static int create_individuals(struct conn *c, struct sf_client *sf,
 						         x.linked[k].status_code);
 			} else {
 				log_warn("sync.consent", "linking new Individuals failed: %s",
-				         e->msg);
+				         le.msg);
 			}
 		}
 		if (rc)
@@ -801,13 +839,18 @@ int consent_drain(struct conn *c, struct sf_client *sf, struct conn_cycle_report
 			for (size_t j = 0; j < n; j++)
 				x->res[where[j]] = res[j];
 		}
-		int wrc = ledger_write(c->l, consent_results, x, e);
+		/* the round's outcome recorded; a ledger failure in that is the
+		 * one to report, with its own message (nothing was recorded) */
+		struct err we = {0};
+		int wrc = ledger_write(c->l, consent_results, x, &we);
 		report->push.succeeded += x->ok;
 		report->push.retrying += x->retry;
 		report->push.parked_now += x->parked;
 		report->push.conflicts_reverted += x->reverted;
-		if (rc == 0)
+		if (wrc) {
+			*e = we;
 			rc = wrc;
+		}
 		if (x->parked)
 			log_warn("sync.parked",
 			         "%zu consent row write(s) failed permanently: parked (see optsync "

@@ -214,6 +214,28 @@ bool push_failed(struct ledger_push *q, const char *request_error, const struct 
 #define PUSH_PARK_FIRST_MS (3600 * 1000LL)
 #define PUSH_PARK_MAX_MS   (24 * 3600 * 1000LL)
 int64_t push_park_backoff(uint32_t attempts);
+/* When a parked push was refused: push_failed's time (ms). */
+int64_t push_parked_at(const struct ledger_push *q);
+
+/* Pulled records that could not be applied (rule 8, parked.c), in the
+ * ledger's named values. */
+struct parked_record {
+	uint8_t object; /* LEDGER_OBJ_* */
+	char id[LEDGER_ID_MAX + 1];
+	int64_t modstamp;  /* SystemModstamp of the version refused (ms) */
+	int64_t parked_at; /* ms */
+	uint8_t reason;    /* enum conn_park_reason */
+	char error[LEDGER_ERROR_MAX + 1];
+};
+/* Park (or park again) p->object's record p->id. */
+int parked_put(struct ledger_txn *t, const struct parked_record *p, struct err *e);
+/* The record applied: no longer parked (0 when it was not). */
+int parked_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
+/* Each parked record of object (0: of every object), in id order; fn's
+ * nonzero return stops the walk and is returned. ERR_LEDGER when an entry
+ * is not one parked_put wrote. */
+int parked_each(struct ledger_txn *t, int object, int (*fn)(const struct parked_record *, void *),
+                void *ctx, struct err *e);
 
 /* Rules (rules.c), inside a write transaction. */
 struct apply_stats {
@@ -221,9 +243,13 @@ struct apply_stats {
 	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
 	uint64_t pushes_queued, purpose_optouts_in, unlinked;
 	uint64_t purpose_optins_in, purpose_optins_nodate;
-	/* not a counter (the counters above are summed as one array): where
-	 * undated opt-ins are named, NULL: counted only */
+	uint64_t parked; /* records refused (rule 8) */
+	/* not counters (the counters above are summed as one array): where
+	 * undated opt-ins are named, NULL: counted only; and why
+	 * apply_sf_record or apply_sf_consent refused the record when it
+	 * returned ERR_INVALID (enum conn_park_reason) */
 	struct conn_undated_list *undated;
+	int refused;
 };
 /* Name an undated opt-in in st's list (once; the first CONN_UNDATED_MAX). */
 void undated_note(struct apply_stats *st, int object, const char *id, const char *purpose,
@@ -278,8 +304,11 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 /* Purposes on Salesforce's consent objects (consent.c). */
 bool consent_configured(const struct config *cfg);
 int consent_soql(const struct conn *c, int64_t since, struct buf *q, struct err *e);
-/* Before the pulls: resolve this cycle's DataUsePurpose Ids (one query);
- * fails, in plain words, when the org has no consent objects. */
+/* Before the pulls: resolve this cycle's DataUsePurpose Ids (one query).
+ * When the org has no consent objects, or lacks a configured
+ * DataUsePurpose, ERR_REMOTE in plain words, also in r->consent_error (the
+ * purposes resolved, if any, are synced); any other failure as it came,
+ * r->consent_error left empty. */
 int consent_prepare(struct conn *c, struct sf_client *sf, struct conn_cycle_report *r,
                     struct err *e);
 /* After the Contact and Lead pulls: the ContactPointTypeConsent rows. */
@@ -350,7 +379,13 @@ int64_t record_time(const struct sf_record *r, const char *name);
  * valid, raw the offending value. */
 void read_sf_record(const struct config *cfg, const struct sf_record *r, int64_t now,
                     struct ledger_facts *f, uint32_t *invalid, char *raw, size_t rawcap);
-/* Apply one pulled record to the ledger under the sync rules. */
+/* Apply one pulled record to the ledger under the sync rules. A record
+ * that cannot be applied (rule 8) is refused with ERR_INVALID and
+ * st->refused set, before anything is written: the caller parks it and
+ * goes on in the same transaction. Any other failure may come after some
+ * of the record was written: the transaction is to be aborted (ERR_LIMIT,
+ * ERR_INVALID without st->refused: the record is refused by the caller on
+ * a second run without it). apply_sf_consent likewise. */
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e);
 /* Append an event about p (storing p) and its change-feed entry. */

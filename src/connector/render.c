@@ -320,6 +320,33 @@ static void render_pushes(cJSON *o, const struct conn_status *s)
 	}
 }
 
+/* Rule 8: the pulled records that could not be applied, named. */
+static void render_parked_records(cJSON *o, const struct conn_status *s)
+{
+	cJSON *p = cJSON_AddObjectToObject(o, "records_parked");
+	cJSON_AddNumberToObject(p, "total", (double)s->records_parked);
+	cJSON *by = cJSON_AddObjectToObject(p, "by_reason");
+	for (int k = 1; k < CONN_PARK_REASONS; k++) {
+		uint64_t n = 0;
+		for (int obj = 0; obj < 4; obj++)
+			n += s->records_parked_by[obj][k];
+		if (n)
+			cJSON_AddNumberToObject(by, conn_park_reason_name(k), (double)n);
+	}
+	cJSON *list = cJSON_AddArrayToObject(p, "records");
+	for (size_t i = 0; list && i < s->nparked_records; i++) {
+		const struct conn_parked_record *q = &s->parked_records[i];
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "object", ledger_object_name((int)q->object));
+		cJSON_AddStringToObject(r, "id", q->id);
+		cJSON_AddStringToObject(r, "reason", conn_park_reason_name((int)q->reason));
+		cJSON_AddStringToObject(r, "error", q->error);
+		add_time(r, "system_modstamp", q->modstamp);
+		add_time(r, "parked_at", q->parked_at);
+		json_append(list, r);
+	}
+}
+
 int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e)
 {
 	json_mark();
@@ -350,6 +377,7 @@ int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e)
 		cJSON_AddNullToObject(o, "last_cycle");
 	}
 	render_pushes(o, s);
+	render_parked_records(o, s);
 	cJSON_AddNumberToObject(o, "open_conflicts", (double)s->open_conflicts);
 	if (s->api_max >= 0) {
 		cJSON *api = cJSON_AddObjectToObject(o, "salesforce_api");
@@ -376,9 +404,17 @@ int conn_render_status(const struct conn_status *s, cJSON **out, struct err *e)
 
 /* ---- the cycle report ---- */
 
-static cJSON *render_pull(const struct conn_pull_report *s)
+static cJSON *render_pull(const struct conn_pull_report *s, const char *stopped)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (s->skipped) { /* the cycle stopped before it */
+		cJSON_AddStringToObject(o, "skipped", stopped ? stopped : "");
+		return o;
+	}
+	if (!s->pulled) { /* failed before it could read (the consent objects' lookup) */
+		cJSON_AddStringToObject(o, "error", s->error);
+		return o;
+	}
 	cJSON_AddNumberToObject(o, "records", (double)s->records);
 	cJSON_AddNumberToObject(o, "pages", (double)s->pages);
 	cJSON_AddNumberToObject(o, "optouts_from_salesforce", (double)s->optouts_in);
@@ -395,9 +431,18 @@ static cJSON *render_pull(const struct conn_pull_report *s)
 	cJSON_AddNumberToObject(o, "skipped_without_email", (double)s->skipped_no_email);
 	cJSON_AddNumberToObject(o, "pushes_queued", (double)s->pushes_queued);
 	cJSON_AddNumberToObject(o, "records_unlinked", (double)s->unlinked);
+	cJSON_AddNumberToObject(o, "records_parked", (double)s->parked);
 	if (s->since)
 		add_time(o, "since", s->since);
+	if (s->error[0])
+		cJSON_AddStringToObject(o, "error", s->error);
 	return o;
+}
+
+/* "ok"; "partial": a part failed, the rest was done; "failed": stopped. */
+static const char *cycle_result(const struct conn_cycle_report *r)
+{
+	return r->result == 0 ? "ok" : r->partial ? "partial" : "failed";
 }
 
 static cJSON *render_push(const struct config *cfg, const struct ledger_push *q)
@@ -477,7 +522,7 @@ int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cf
 	cJSON *objs = cJSON_AddObjectToObject(o, "pulled");
 	for (size_t i = 0; i < r->norder; i++)
 		json_attach(objs, ledger_object_name((int)r->order[i]),
-		            render_pull(&r->pull[r->order[i]]));
+		            render_pull(&r->pull[r->order[i]], r->stopped));
 	if (r->consent_error[0])
 		cJSON_AddStringToObject(o, "consent_objects_error", r->consent_error);
 	if (r->undated.n) {
@@ -495,6 +540,9 @@ int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cf
 	}
 	if (r->pushed)
 		render_cycle_pushes(o, r, cfg);
+	else if (r->stopped) /* what was queued waits for the next cycle */
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "pushes"), "skipped",
+		                        r->stopped);
 	if (r->retention.failed) {
 		cJSON *ret = cJSON_AddObjectToObject(o, "retention");
 		cJSON_AddStringToObject(ret, "error", r->retention.error);
@@ -504,7 +552,7 @@ int conn_render_cycle(const struct conn_cycle_report *r, const struct config *cf
 		                             r->retention.conflicts, r->retention.event_seq));
 	}
 	add_time(o, "finished_at", r->finished_at);
-	cJSON_AddStringToObject(o, "result", r->result ? "failed" : "ok");
+	cJSON_AddStringToObject(o, "result", cycle_result(r));
 	if (r->result)
 		cJSON_AddStringToObject(o, "error", r->error);
 	if (r->api_known) {
@@ -527,7 +575,7 @@ cJSON *render_cycle_summary(const struct conn_cycle_report *r, size_t bytes)
 	add_time(o, "finished_at", r->finished_at);
 	cJSON_AddBoolToObject(o, "dry_run", r->dry_run);
 	cJSON_AddBoolToObject(o, "full", r->full);
-	cJSON_AddStringToObject(o, "result", r->result ? "failed" : "ok");
+	cJSON_AddStringToObject(o, "result", cycle_result(r));
 	if (r->result)
 		cJSON_AddStringToObject(o, "error", r->error);
 	cJSON_AddNumberToObject(o, "report_bytes", (double)bytes);

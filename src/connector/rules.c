@@ -408,6 +408,32 @@ int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *re
 	return rc;
 }
 
+/* A read of ref's record at modstamp (not older than the last read): its
+ * parked push, if any, back in the queue when the record changed since
+ * Salesforce refused the push, or may have. changed: it did (a greater
+ * SystemModstamp, other values). Otherwise, as SystemModstamp keeps whole
+ * seconds, an edit in the second of the refusal or later may be one made
+ * after it: tried once more (a refusal again parks it anew, at a later
+ * time). */
+static int push_release_on_read(struct ledger_txn *t, const struct ledger_recref *ref,
+                                int64_t modstamp, bool changed, struct err *e)
+{
+	struct ledger_push *q = malloc(sizeof(*q));
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_push_get(t, ref->object, ref->id, q, e);
+	if (rc == ERR_NOTFOUND) {
+		rc = 0;
+	} else if (rc == 0 && q->parked &&
+	           (changed || modstamp / 1000 >= push_parked_at(q) / 1000)) {
+		q->parked = false;
+		q->next_try = 0;
+		rc = ledger_push_put(t, q, e);
+	}
+	free(q);
+	return rc;
+}
+
 /* Record i of p into r when optsync may write to it: 1, or 0 when it is
  * except, converted or deleted; an ERR_* code on failure. A record linked
  * but never read counts as writable (the push will tell). */
@@ -579,6 +605,25 @@ static void copy_str(char *dst, size_t cap, const struct sf_record *r, const cha
 {
 	const struct sf_value *v = sf_record_get(r, name);
 	str_copy(dst, cap, v && v->type == SF_STRING ? v->str : "");
+}
+
+/* Whether copy_str would put into have something else than it holds. */
+static bool str_differs(const char *have, size_t cap, const struct sf_record *r, const char *name)
+{
+	const struct sf_value *v = sf_record_get(r, name);
+	const char *s = v && v->type == SF_STRING ? v->str : "";
+	size_t n = strnlen(s, cap - 1);
+	return n != strlen(have) || memcmp(have, s, n) != 0;
+}
+
+/* Whether r's names, company, title or phone differ from those rec keeps. */
+static bool names_differ(const struct ledger_record *rec, const struct sf_record *r)
+{
+	return str_differs(rec->first_name, sizeof(rec->first_name), r, "FirstName") ||
+	       str_differs(rec->last_name, sizeof(rec->last_name), r, "LastName") ||
+	       str_differs(rec->company, sizeof(rec->company), r, "Company") ||
+	       str_differs(rec->title, sizeof(rec->title), r, "Title") ||
+	       str_differs(rec->phone, sizeof(rec->phone), r, "Phone");
 }
 
 /* A record's SystemModstamp, LastModifiedDate and CreatedDate are often the
@@ -859,6 +904,20 @@ static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, stru
 	return master.id[0] ? carry_to_master(t, cfg, w, &master, st, e) : 0;
 }
 
+/* Rule 8: a record whose Email is no address optsync can take is refused
+ * (parked by the caller), nothing written. The reason says what is wrong
+ * without the value: a parked record belongs to no person whose erasure
+ * would remove it. */
+static int refuse_email(const struct err *ie, struct apply_stats *st, struct err *e)
+{
+	const char *why = strrchr(ie->msg, '(');
+	size_t n = why ? strlen(why) : 0;
+	st->refused = CONN_PARK_INVALID_EMAIL;
+	return err_set(e, ERR_INVALID, "field Email holds no email address optsync can take%s%.*s",
+	               n > 2 && why[n - 1] == ')' ? " " : "",
+	               n > 2 && why[n - 1] == ')' ? (int)n : 0, why ? why : "");
+}
+
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e)
 {
@@ -876,12 +935,14 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	}
 	char email[LEDGER_EMAIL_MAX + 1], raw[LEDGER_TEXT_MAX + 1];
 	const struct sf_value *ev_email = sf_record_get(r, "Email");
-	struct err ie;
 	if (ev_email == NULL || ev_email->type != SF_STRING ||
-	    conn_email_normalize(ev_email->str, email, &ie)) {
+	    ev_email->str[strspn(ev_email->str, " \t\r\n\v\f")] == '\0') {
 		st->skipped_no_email++;
 		return 0;
 	}
+	struct err ie;
+	if (conn_email_normalize(ev_email->str, email, &ie))
+		return refuse_email(&ie, st, e);
 	struct work *w = malloc(sizeof(*w));
 	if (w == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
@@ -946,6 +1007,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		             LEDGER_RECORDS_MAX, ledger_object_name(object), ref.id);
 		goto out;
 	}
+	bool was_converted = (rec->flags & LEDGER_RECORD_CONVERTED) != 0;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
 	if (conv && conv->type == SF_BOOL && conv->b)
 		rec->flags |= LEDGER_RECORD_CONVERTED;
@@ -1105,10 +1167,18 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		facts_copy_group(sf, seen, SOURCE_GROUP);
 	/* the record changed in Salesforce since it was last read (an edit, a
 	 * validation rule fixed): a push parked on it may go through now, so
-	 * this cycle's drain tries it again */
-	bool released;
-	if (!is_new && modstamp > rec->modstamp && (rc = push_release(t, &ref, &released, e)))
-		goto out;
+	 * this cycle's drain tries it again. SystemModstamp keeps whole
+	 * seconds: read again at the same one, the record changed when it
+	 * reads otherwise, and may have when the push was refused in that
+	 * second (push_release_on_read) */
+	if (!is_new && modstamp >= rec->modstamp) {
+		bool reads_otherwise = any_change || sf_changed != rec->sf_modified ||
+		                       was_converted != !writable ||
+		                       (!(p->flags & LEDGER_PERSON_ERASED) && names_differ(rec, r));
+		if ((rc = push_release_on_read(t, &ref, modstamp,
+		                               modstamp > rec->modstamp || reads_otherwise, e)))
+			goto out;
+	}
 	rec->seen = *sf;
 	memcpy(rec->person, p->key, LEDGER_KEY_LEN);
 	rec->modstamp = modstamp;

@@ -41,6 +41,25 @@ static int count_push(const struct ledger_push *q, void *ctx)
 	return 0;
 }
 
+static int count_parked_record(const struct parked_record *p, void *ctx)
+{
+	struct status_ctx *x = ctx;
+	struct conn_status *s = x->s;
+	s->records_parked++;
+	if (p->object < 4)
+		s->records_parked_by[p->object][p->reason < CONN_PARK_REASONS ? p->reason : 0]++;
+	if (!x->details || s->nparked_records == CONN_PARKED_RECORDS_SHOWN)
+		return 0;
+	struct conn_parked_record *o = &s->parked_records[s->nparked_records++];
+	o->object = (enum conn_object)p->object;
+	str_copy(o->id, sizeof(o->id), p->id);
+	o->reason = (enum conn_park_reason)p->reason;
+	str_copy(o->error, sizeof(o->error), p->error);
+	o->modstamp = p->modstamp;
+	o->parked_at = p->parked_at;
+	return 0;
+}
+
 static int count_open(const struct ledger_conflict *cf, void *ctx)
 {
 	*(uint64_t *)ctx += cf->status == LEDGER_CONFLICT_OPEN;
@@ -109,9 +128,11 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	struct conn_status *s = x->s;
 	/* a re-run (a busy reader slot) starts over */
 	struct conn_parked_push *parked = s->parked;
+	struct conn_parked_record *parked_records = s->parked_records;
 	free(s->last_cycle);
 	memset(s, 0, sizeof(*s));
 	s->parked = parked;
+	s->parked_records = parked_records;
 	s->now = time_now_ms();
 	s->api_used = s->api_max = -1;
 	x->t = t;
@@ -123,6 +144,8 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		rc = 0;
 	if (rc == 0)
 		rc = ledger_push_each(t, count_push, x, e);
+	if (rc == 0)
+		rc = parked_each(t, 0, count_parked_record, x, e);
 	if (rc == 0)
 		rc = ledger_conflict_each(t, count_open, &s->open_conflicts, e);
 	char usage[64];
@@ -156,6 +179,7 @@ void conn_status_free(struct conn_status *s)
 	if (s == NULL)
 		return;
 	free(s->parked);
+	free(s->parked_records);
 	free(s->last_cycle);
 	free(s);
 }
@@ -168,7 +192,9 @@ int conn_status(struct conn *c, bool details, struct conn_status **out, struct e
 	                       details ? malloc(sizeof(struct ledger_person)) : NULL};
 	int rc = 0;
 	if (s == NULL || (details && x.p == NULL) ||
-	    (details && (s->parked = malloc(CONN_PARKED_SHOWN * sizeof(*s->parked))) == NULL))
+	    (details && (s->parked = malloc(CONN_PARKED_SHOWN * sizeof(*s->parked))) == NULL) ||
+	    (details && (s->parked_records = malloc(CONN_PARKED_RECORDS_SHOWN *
+	                                            sizeof(*s->parked_records))) == NULL))
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0)
 		rc = ledger_read(c->l, status_txn, &x, e);

@@ -29,7 +29,8 @@
 
 /* A page kept past its callback, compactly (a quarter of the parsed form):
  * its field names once, then each record as
- *   u32 nvalues, type NUL, id NUL, and per value: u8 name, u8 kind, then
+ *   u32 nvalues, type NUL, id NUL, u8 flaw (enum sf_flaw) and, when not
+ *   0, the flawed field's name NUL; and per value: u8 name, u8 kind, then
  *   a string's u32 length and bytes with their NUL, or a number's 8 bytes.
  * Offsets, not pointers, so that the block may grow while it is written. */
 struct page_copy {
@@ -54,6 +55,20 @@ struct name_map {
 	unsigned char last_idx[PAGE_NAMES_MAX];
 };
 
+/* A record parked when the pull began: one read again at this SystemModstamp
+ * is the version refused, and is not tried again. */
+struct parked_id {
+	char id[LEDGER_ID_MAX + 1];
+	int64_t modstamp;
+};
+
+/* A held record to refuse (its place among the records held). */
+struct refusal {
+	uint64_t at;
+	uint8_t reason; /* enum conn_park_reason */
+	char error[LEDGER_ERROR_MAX + 1];
+};
+
 struct pull {
 	struct conn *c;
 	int object;
@@ -69,6 +84,15 @@ struct pull {
 	int64_t started;
 	bool progress;
 	bool cb_failed; /* on_page stopped the query (a ledger error, a signal) */
+	/* rule 8: the object's records parked when the pull began (id order),
+	 * and the held records that a run of page_txn could not apply after it
+	 * had written some of them: refused on the next run (held order) */
+	struct parked_id *parked;
+	size_t nparked;
+	struct refusal *refused;
+	size_t nrefused, refused_cap;
+	bool redo;              /* page_txn failed on a held record after writing: */
+	struct refusal pending; /* that record, to refuse on the next run */
 	/* one held record, as apply_sf_record takes it */
 	struct sf_record rec;
 	struct sf_value *vals;
@@ -107,6 +131,12 @@ static int held_u32(struct page_copy *pc, size_t v)
 	return v > UINT32_MAX ? -1 : held_put(pc, &u, 4);
 }
 
+static int held_byte(struct page_copy *pc, unsigned v)
+{
+	unsigned char b = (unsigned char)v;
+	return held_put(pc, &b, 1);
+}
+
 static uint32_t get_u32(const unsigned char *p)
 {
 	uint32_t u;
@@ -134,19 +164,22 @@ static int name_index(struct name_map *m, size_t k, const char *name)
 	return (int)i;
 }
 
+/* -1 when memory ran out (or a count does not fit), -2 when the page names
+ * more fields than a held page keeps. */
 static int page_copy_fill(struct page_copy *pc, const struct sf_record *recs, size_t n,
                           struct name_map *m)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct sf_record *r = &recs[i];
 		if (held_u32(pc, r->nvalues) || held_put(pc, r->type, strlen(r->type) + 1) ||
-		    held_put(pc, r->id, strlen(r->id) + 1))
+		    held_put(pc, r->id, strlen(r->id) + 1) || held_byte(pc, r->flaw) ||
+		    (r->flaw && held_put(pc, r->flaw_field, strlen(r->flaw_field) + 1)))
 			return -1;
 		for (size_t k = 0; k < r->nvalues; k++) {
 			const struct sf_value *v = &r->values[k];
 			int ni = name_index(m, k, v->name);
 			if (ni < 0)
-				return -1;
+				return -2;
 			unsigned char h[2] = {(unsigned char)ni, HELD_NULL};
 			size_t len = 0;
 			switch (v->type) {
@@ -196,11 +229,15 @@ static struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs
 	pc->used = 0;
 	pl->map.nm = 0;
 	memset(pl->map.last_ptr, 0, sizeof(pl->map.last_ptr));
-	if (page_copy_fill(pc, recs, n, &pl->map)) {
+	int frc = page_copy_fill(pc, recs, n, &pl->map);
+	if (frc) {
 		free(pc->data);
 		free(pc);
-		err_set(e, ERR_NOMEM, "out of memory (or more than %d field names in a page)",
-		        PAGE_NAMES_MAX);
+		if (frc == -2)
+			err_set(e, ERR_LIMIT, "a %s query page names more than %d fields",
+			        ledger_object_name(pl->object), PAGE_NAMES_MAX);
+		else
+			err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
 	return pc;
@@ -235,6 +272,12 @@ static int held_record(struct pull *pl, const struct page_copy *pc, size_t *at, 
 	p += strlen(pl->rec.type) + 1;
 	pl->rec.id = (const char *)p;
 	p += strlen(pl->rec.id) + 1;
+	pl->rec.flaw = (enum sf_flaw) * p++;
+	pl->rec.flaw_field = NULL;
+	if (pl->rec.flaw) {
+		pl->rec.flaw_field = (const char *)p;
+		p += strlen(pl->rec.flaw_field) + 1;
+	}
 	for (uint32_t k = 0; k < nv; k++) {
 		struct sf_value *v = &pl->vals[k];
 		v->name = pl->name_at[p[0]];
@@ -294,11 +337,93 @@ static void drop_pages(struct pull *pl, bool all)
 	pl->held_pages = 0;
 }
 
+/* A field's name or a record's id as a message may hold it: printable
+ * ASCII, '?' for anything else (the bytes of a flawed one are no text). */
+static void safe_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+	for (; src[n] && n + 1 < cap; n++)
+		dst[n] = src[n] >= 0x20 && src[n] < 0x7f ? src[n] : '?';
+	dst[n] = '\0';
+}
+
+/* Whether a record deleted in Salesforce (IsDeleted: what queryAll reads)
+ * can be applied with its flaw: its deletion takes only its Id and
+ * MasterRecordId. */
+static bool deletion_unflawed(const struct sf_record *r)
+{
+	const struct sf_value *d = sf_record_get(r, "IsDeleted");
+	return d && d->type == SF_BOOL && d->b && strcmp(r->flaw_field, "Id") != 0 &&
+	       strcmp(r->flaw_field, "MasterRecordId") != 0;
+}
+
+/* Why r cannot be applied as it came (enum conn_park_reason, its words in
+ * error), or 0. */
+static int record_flaw(const struct sf_record *r, char *error, size_t cap)
+{
+	static const char *const what[] = {NULL, "a NUL character (\\u0000)",
+	                                   "an unpaired surrogate (half of a character)",
+	                                   "bytes that are not UTF-8"};
+	if (r->flaw > SF_FLAW_NONE && r->flaw <= SF_FLAW_UTF8 && !deletion_unflawed(r)) {
+		char field[101];
+		safe_copy(field, sizeof(field), r->flaw_field);
+		snprintf(error, cap,
+		         "field %s holds %s, which optsync cannot store: correct the value in "
+		         "Salesforce",
+		         field, what[r->flaw]);
+		return r->flaw == SF_FLAW_NUL ? CONN_PARK_NUL : CONN_PARK_INVALID_UTF8;
+	}
+	if (strlen(r->id) > LEDGER_ID_MAX) {
+		snprintf(error, cap, "its Id is longer than the %d characters of a Salesforce Id",
+		         LEDGER_ID_MAX);
+		return CONN_PARK_TOO_LONG;
+	}
+	return 0;
+}
+
+static const struct parked_id *parked_find(const struct pull *pl, const char *id)
+{
+	size_t lo = 0, hi = pl->nparked;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(pl->parked[mid].id, id);
+		if (c == 0)
+			return &pl->parked[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Rule 8: r, which cannot be applied, parked with why. */
+static int park_record(struct ledger_txn *t, struct pull *pl, const struct sf_record *r,
+                       int64_t modstamp, int reason, const char *why, struct err *e)
+{
+	struct parked_record p = {.object = (uint8_t)pl->object,
+	                          .modstamp = modstamp,
+	                          .parked_at = time_now_ms(),
+	                          .reason = (uint8_t)reason};
+	safe_copy(p.id, sizeof(p.id), r->id);
+	str_copy(p.error, sizeof(p.error), why);
+	int rc = parked_put(t, &p, e);
+	if (rc == 0) {
+		pl->page.parked++;
+		log_warn("sync.parked_record",
+		         "%s %s cannot be applied and is parked (tried again when it changes in "
+		         "Salesforce): %s",
+		         ledger_object_name(pl->object), p.id, p.error);
+	}
+	return rc;
+}
+
 static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct pull *pl = ctx;
 	/* the callback may run again; the undated opt-ins' names stay (each once) */
 	pl->page = (struct apply_stats){.undated = pl->page.undated};
+	pl->redo = false;
 	struct ledger_cursor cur;
 	int rc = ledger_cursor_get(t, pl->object, &cur, e);
 	if (rc == ERR_NOTFOUND) {
@@ -307,20 +432,61 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	}
 	if (rc)
 		return rc;
+	uint64_t at = 0;     /* the record's place among those held */
+	size_t next_ref = 0; /* the next of pl->refused */
+	char why[LEDGER_ERROR_MAX + 1];
 	for (const struct page_copy *pc = pl->head; pc && rc == 0; pc = pc->next) {
 		held_names(pl, pc);
-		size_t at = 0;
-		for (size_t i = 0; i < pc->n && rc == 0; i++) {
-			if ((rc = held_record(pl, pc, &at, e)))
+		size_t off = 0;
+		for (size_t i = 0; i < pc->n && rc == 0; i++, at++) {
+			if ((rc = held_record(pl, pc, &off, e)))
 				break;
 			const struct sf_record *r = &pl->rec;
-			rc = pl->object == LEDGER_OBJ_CONSENT
-			         ? apply_sf_consent(t, pl->c, r, &pl->page, e)
-			         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, r,
-			                           &pl->page, e);
-			int64_t m = rc ? 0 : record_time(r, "SystemModstamp");
-			if (m && (m > cur.modstamp ||
-			          (m == cur.modstamp && strcmp(r->id, cur.last_id) > 0))) {
+			int64_t m = record_time(r, "SystemModstamp");
+			const struct parked_id *was = pl->nparked ? parked_find(pl, r->id) : NULL;
+			int reason = 0;
+			if (next_ref < pl->nrefused && pl->refused[next_ref].at == at) {
+				/* a run before this one failed on it */
+				reason = pl->refused[next_ref].reason;
+				str_copy(why, sizeof(why), pl->refused[next_ref++].error);
+				pl->page.records++;
+			} else if (was && was->modstamp == m && !pl->full) {
+				/* the version refused, read again: it stays parked */
+				pl->page.records++;
+				pl->page.parked++;
+			} else if ((reason = record_flaw(r, why, sizeof(why))) != 0) {
+				pl->page.records++;
+			} else {
+				pl->page.refused = 0;
+				rc = pl->object == LEDGER_OBJ_CONSENT
+				         ? apply_sf_consent(t, pl->c, r, &pl->page, e)
+				         : apply_sf_record(t, pl->c->l, pl->c->cfg, pl->object, r,
+				                           &pl->page, e);
+				if (rc == ERR_INVALID && pl->page.refused) {
+					/* refused before anything was written */
+					reason = pl->page.refused;
+					str_copy(why, sizeof(why), e->msg);
+					rc = 0;
+				} else if (rc == ERR_INVALID || rc == ERR_LIMIT) {
+					/* some of it may be written: the whole run is undone,
+					 * and the next one refuses this record */
+					pl->redo = true;
+					pl->pending.at = at;
+					pl->pending.reason =
+					    rc == ERR_LIMIT ? CONN_PARK_LIMIT : CONN_PARK_INVALID;
+					str_copy(pl->pending.error, sizeof(pl->pending.error),
+					         e->msg);
+					break;
+				} else if (rc == 0 && was) {
+					rc = parked_delete(t, pl->object, r->id,
+					                   e); /* applied now */
+				}
+			}
+			if (rc == 0 && reason)
+				rc = park_record(t, pl, r, m, reason, why, e);
+			if (rc == 0 && m &&
+			    (m > cur.modstamp ||
+			     (m == cur.modstamp && strcmp(r->id, cur.last_id) > 0))) {
 				cur.modstamp = m;
 				str_copy(cur.last_id, sizeof(cur.last_id), r->id);
 			}
@@ -333,6 +499,24 @@ static int page_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return ledger_cursor_put(t, pl->object, &cur, e);
 }
 
+/* The record page_txn could not apply, among those to refuse (held order). */
+static int refusal_add(struct pull *pl, struct err *e)
+{
+	if (pl->nrefused == pl->refused_cap) {
+		size_t cap = pl->refused_cap ? pl->refused_cap * 2 : 8;
+		struct refusal *r = realloc(pl->refused, cap * sizeof(*r));
+		if (r == NULL)
+			return err_set(e, ERR_NOMEM, "out of memory");
+		pl->refused = r;
+		pl->refused_cap = cap;
+	}
+	size_t i = pl->nrefused++;
+	for (; i > 0 && pl->refused[i - 1].at > pl->pending.at; i--)
+		pl->refused[i] = pl->refused[i - 1];
+	pl->refused[i] = pl->pending;
+	return 0;
+}
+
 static void add_stats(struct apply_stats *a, const struct apply_stats *b)
 {
 	const uint64_t *src = (const uint64_t *)b;
@@ -341,12 +525,19 @@ static void add_stats(struct apply_stats *a, const struct apply_stats *b)
 		dst[i] += src[i];
 }
 
-/* Apply the pages held, in one commit. */
+/* Apply the pages held, in one commit. A record that fails after some of
+ * it was written (a limit) undoes the commit: it is run again with that
+ * record refused, the others applied (rule 8). */
 static int flush_pages(struct pull *pl, struct err *e)
 {
 	if (pl->head == NULL)
 		return 0;
-	int rc = ledger_write(pl->c->l, page_txn, pl, e);
+	int rc;
+	while ((rc = ledger_write(pl->c->l, page_txn, pl, e)) != 0 && pl->redo &&
+	       (rc = refusal_add(pl, e)) == 0)
+		log_debug("sync.page", "%s: the batch is applied again without record %llu of it",
+		          ledger_object_name(pl->object), (unsigned long long)pl->pending.at);
+	pl->nrefused = 0; /* places in this batch */
 	uint64_t n = pl->held, pages = pl->held_pages;
 	drop_pages(pl, false);
 	if (rc)
@@ -371,7 +562,7 @@ static int on_page(void *ctx, const struct sf_record *recs, size_t n, struct err
 	struct page_copy *pc = page_copy(pl, recs, n, e);
 	if (pc == NULL) {
 		pl->cb_failed = true;
-		return ERR_NOMEM;
+		return e->code;
 	}
 	if (pl->head == NULL)
 		pl->held_since = time_now_ms();
@@ -430,8 +621,10 @@ static int mark_caught_up(struct ledger_txn *t, void *ctx, struct err *e)
 	return ledger_cursor_put(t, cu->object, &cur, e);
 }
 
+/* The query of object from since; skip: the purposes (bit i: cfg->purposes[i])
+ * whose checkbox the object lacks, left out. */
 static int build_soql(const struct config *cfg, int object, int64_t since, bool with_individual,
-                      struct buf *q, struct err *e)
+                      unsigned skip, struct buf *q, struct err *e)
 {
 	const struct config_fields *f = &cfg->salesforce.fields;
 	int rc = buf_printf(q, e,
@@ -442,7 +635,7 @@ static int build_soql(const struct config *cfg, int object, int64_t since, bool 
 	                    f->authorization_type, f->authorization_other, f->consent_date,
 	                    f->purpose, f->source_type, f->source_other);
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++)
-		if (cfg->purposes[i].sf_field)
+		if (cfg->purposes[i].sf_field && !(skip & (1u << i)))
 			rc = buf_printf(q, e, ", %s", cfg->purposes[i].sf_field);
 		else if (cfg->purposes[i].sf_opt_in_field)
 			rc = buf_printf(q, e, ", %s, %s", cfg->purposes[i].sf_opt_in_field,
@@ -460,20 +653,47 @@ static int build_soql(const struct config *cfg, int object, int64_t since, bool 
 	return rc;
 }
 
+/* The field Salesforce says a query names but the object lacks (INVALID_FIELD,
+ * "No such column 'X'"), into field; false when e says nothing of the kind. */
+static bool invalid_field(const struct err *e, char field[128])
+{
+	const char *q = strstr(e->msg, "No such column '");
+	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_FIELD") == NULL || q == NULL)
+		return false;
+	q += 16;
+	size_t n = strcspn(q, "'");
+	if (n == 0 || n >= 128)
+		return false;
+	memcpy(field, q, n);
+	field[n] = '\0';
+	return true;
+}
+
+/* The purpose whose checkbox is the field e says is missing (its index in
+ * cfg->purposes), or -1: another field, or none. */
+static int missing_purpose(const struct config *cfg, const struct err *e)
+{
+	char field[128];
+	if (!invalid_field(e, field))
+		return -1;
+	struct field_key keys[CONFIG_FIELD_KEYS];
+	config_field_keys(cfg, keys);
+	for (size_t i = 0; i < CONFIG_FIELD_KEYS; i++)
+		if (keys[i].field && strcasecmp(keys[i].field, field) == 0)
+			return -1; /* a field every record needs */
+	for (size_t i = 0; i < cfg->npurposes; i++)
+		if (cfg->purposes[i].sf_field && strcasecmp(cfg->purposes[i].sf_field, field) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* An unknown field in the query: say which key names it and what to do,
  * in place of Salesforce's words (kept at the end). */
 static void explain_invalid_field(const struct config *cfg, int object, struct err *e)
 {
-	const char *q = strstr(e->msg, "No such column '");
-	if (e->code != ERR_REMOTE || strstr(e->msg, "INVALID_FIELD") == NULL || q == NULL)
-		return;
 	char field[128];
-	q += 16;
-	size_t n = strcspn(q, "'");
-	if (n == 0 || n >= sizeof(field))
+	if (!invalid_field(e, field))
 		return;
-	memcpy(field, q, n);
-	field[n] = '\0';
 	struct field_key keys[CONFIG_FIELD_KEYS];
 	config_field_keys(cfg, keys);
 	const char *key = NULL;
@@ -537,6 +757,30 @@ static void log_undated(int object, uint64_t n, const struct conn_undated_list *
 	         n > named ? ", and more" : "");
 }
 
+static int add_parked(const struct parked_record *p, void *ctx)
+{
+	struct pull *pl = ctx;
+	if (pl->nparked % 64 == 0) {
+		struct parked_id *v = realloc(pl->parked, (pl->nparked + 64) * sizeof(*v));
+		if (v == NULL)
+			return ERR_NOMEM;
+		pl->parked = v;
+	}
+	struct parked_id *x = &pl->parked[pl->nparked++];
+	str_copy(x->id, sizeof(x->id), p->id);
+	x->modstamp = p->modstamp;
+	return 0;
+}
+
+/* The object's parked records, in id order (as the ledger keeps them). */
+static int read_parked(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct pull *pl = ctx;
+	pl->nparked = 0; /* the callback may run again */
+	int rc = parked_each(t, pl->object, add_parked, pl, e);
+	return rc == ERR_NOMEM ? err_set(e, ERR_NOMEM, "out of memory") : rc;
+}
+
 int pull_object(struct conn *c, struct sf_client *sf, int object, const struct conn_sync_opts *o,
                 struct conn_cycle_report *r, struct err *e)
 {
@@ -549,17 +793,39 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		since = cr.cur.modstamp - c->cfg->sync.overlap_ms;
 	struct buf q;
 	buf_init(&q, 8192);
-	rc = object == LEDGER_OBJ_CONSENT ? consent_soql(c, since, &q, e)
-	                                  : build_soql(c->cfg, object, since, c->consent_ok, &q, e);
 	struct pull pl = {.c = c,
 	                  .object = object,
 	                  .full = o->full,
 	                  .started = time_now_ms(),
 	                  .progress = o->progress,
 	                  .page = {.undated = &r->undated}};
-	/* queryAll: records deleted or merged since the cursor come too */
-	if (rc == 0 && (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)))
+	rc = ledger_read(c->l, read_parked, &pl, e);
+	/* a purpose's checkbox the object lacks: the object is pulled without it
+	 * (its opt-outs and facts still come), and the cycle says so */
+	unsigned skip = 0;
+	struct err skipped = {0};
+	while (rc == 0) {
+		buf_reset(&q);
+		rc = object == LEDGER_OBJ_CONSENT
+		         ? consent_soql(c, since, &q, e)
+		         : build_soql(c->cfg, object, since, c->consent_ok, skip, &q, e);
+		/* queryAll: records deleted or merged since the cursor come too */
+		if (rc ||
+		    (rc = sf_query(sf, q.data, object != LEDGER_OBJ_CONSENT, on_page, &pl, e)) == 0)
+			break;
+		int pi = pl.head == NULL && pl.pages == 0 && !pl.cb_failed
+		             ? missing_purpose(c->cfg, e)
+		             : -1;
 		explain_invalid_field(c->cfg, object, e);
+		if (pi < 0 || (skip & (1u << pi)))
+			break;
+		skip |= 1u << pi;
+		if (skipped.code == 0)
+			err_set(&skipped, ERR_REMOTE,
+			        "purpose '%s' is not synced with %s (the rest is): %s",
+			        c->cfg->purposes[pi].name, ledger_object_name(object), e->msg);
+		rc = 0;
+	}
 	/* the pages read before the end (or before Salesforce failed) are whole:
 	 * they are applied, and the next cycle goes on from them */
 	if (!pl.cb_failed) {
@@ -571,10 +837,16 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		}
 	}
 	drop_pages(&pl, true);
+	free(pl.parked);
+	free(pl.refused);
 	buf_free(&q);
 	struct caught_up cu = {object, pl.started};
 	if (rc == 0)
 		rc = ledger_write(c->l, mark_caught_up, &cu, e);
+	if (rc == 0 && skipped.code) {
+		*e = skipped; /* part of the configured work not done */
+		rc = skipped.code;
+	}
 	if (o->progress && pl.pages)
 		fputc('\n', stderr);
 	if (object > 0 && object < 4) {
@@ -596,7 +868,10 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 		                               .unchanged = t->echoes,
 		                               .skipped_no_email = t->skipped_no_email,
 		                               .pushes_queued = t->pushes_queued,
-		                               .unlinked = t->unlinked};
+		                               .unlinked = t->unlinked,
+		                               .parked = t->parked};
+		if (rc)
+			str_copy(p->error, sizeof(p->error), e->msg);
 		r->order[r->norder++] = (enum conn_object)object;
 	}
 	if (pl.total.purpose_optins_nodate)
@@ -792,6 +1067,11 @@ int64_t push_park_backoff(uint32_t attempts)
 	for (uint32_t i = 1; i < attempts && ms < PUSH_PARK_MAX_MS; i++)
 		ms *= 2;
 	return ms > PUSH_PARK_MAX_MS ? PUSH_PARK_MAX_MS : ms;
+}
+
+int64_t push_parked_at(const struct ledger_push *q)
+{
+	return q->next_try - push_park_backoff(q->attempts); /* as push_failed set it */
 }
 
 static const char *up_type(const struct ledger_push *s)
@@ -1126,6 +1406,75 @@ static void save_cycle(struct conn *c, const struct conn_cycle_report *r, const 
 	free(json);
 }
 
+/* A cycle's parts (the consent objects' lookup, each object's pull, the
+ * drains) each do their own work: one that fails leaves the others to do
+ * theirs (rules 7 and 8: pushes drain whenever Salesforce answers, even in
+ * a cycle whose pull failed), unless its failure is one the next part
+ * would meet too. */
+struct cycle_run {
+	struct conn *c;
+	struct sf_client *sf;
+	struct conn_cycle_report *r;
+	struct err *e; /* the cycle's error: its first failure, or the one that stopped it */
+	int rc;
+	bool stopped;
+};
+
+/* Why nothing more is tried after a part failed with rc, or NULL: the
+ * ledger fails, memory ran out, a signal came, or Salesforce itself does
+ * not answer. */
+static const char *stop_reason(const struct cycle_run *x, int rc)
+{
+	if (x->c->stop && *x->c->stop)
+		return "stopped by a signal";
+	if (rc == ERR_LEDGER)
+		return "the ledger failed";
+	if (rc == ERR_NOMEM)
+		return "out of memory";
+	if (rc != ERR_REMOTE && rc != ERR_RETRY && rc != ERR_LIMIT)
+		return "an error optsync did not expect";
+	switch (x->sf ? sf_last_reach(x->sf) : SF_ANSWERED) {
+	case SF_UNREACHABLE:
+		return "Salesforce does not answer";
+	case SF_NO_SESSION:
+		return "Salesforce refuses optsync's session";
+	case SF_OUT_OF_CALLS:
+		return "the org's API requests for the day are used up";
+	default:
+		return NULL;
+	}
+}
+
+/* The outcome of one part: rc, with its message in pe. The first failure
+ * is the cycle's (one that stops the cycle takes its place: what stopped
+ * the cycle is what to fix first), and its message is kept unchanged. */
+static void cycle_part(struct cycle_run *x, int rc, const struct err *pe)
+{
+	if (rc == 0 || x->stopped)
+		return;
+	const char *why = stop_reason(x, rc);
+	if (x->rc == 0 || why) {
+		x->rc = rc;
+		*x->e = *pe;
+	}
+	if (why) {
+		x->stopped = true;
+		x->r->stopped = why;
+	}
+}
+
+/* The configured objects the cycle stopped before: named as skipped. */
+static void note_skipped(struct conn_cycle_report *r, int object)
+{
+	for (size_t i = 0; i < r->norder; i++)
+		if ((int)r->order[i] == object)
+			return;
+	if (object > 0 && object < 4 && r->norder < 4) {
+		r->pull[object].skipped = true;
+		r->order[r->norder++] = (enum conn_object)object;
+	}
+}
+
 /* One cycle on c; a dry run (o->dry_run) is this on a copy of the ledger
  * (conn_sync_once), where it writes nothing to Salesforce. */
 static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cycle_report *r,
@@ -1135,26 +1484,43 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cyc
 	r->started_at = started;
 	r->dry_run = o->dry_run;
 	r->full = o->full;
-	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, "optsync sync", e);
-	struct sf_client *sf = NULL;
+	struct cycle_run x = {c, NULL, r, e, 0, false};
+	struct err pe = {0};
+	int rc = o->dry_run ? 0 : ledger_sync_lock(c->l, "optsync sync", &pe);
 	if (rc == 0)
-		rc = conn_sf(c, &sf, e);
-	/* the consent objects: their failure (Data Protection and Privacy off)
-	 * is reported in plain words; the rest of the cycle goes on */
-	struct err ce = {0};
-	if (rc == 0 && consent_prepare(c, sf, r, &ce))
-		snprintf(r->consent_error, sizeof(r->consent_error), "%s", ce.msg);
-	for (size_t i = 0; rc == 0 && i < c->cfg->salesforce.nobjects; i++)
-		rc = pull_object(c, sf, object_of(c->cfg->salesforce.objects[i]), o, r, e);
-	if (rc == 0 && consent_pull(c, sf, o, r, &ce))
-		snprintf(r->consent_error, sizeof(r->consent_error), "%s", ce.msg);
+		rc = conn_sf(c, &x.sf, &pe);
+	if (rc) {
+		x.rc = rc;
+		*e = pe;
+		x.stopped = true;
+	}
+	/* the consent objects first (the pulls select IndividualId when they
+	 * are there): missing, they are named in plain words, and the rest of
+	 * the cycle goes on */
+	if (!x.stopped && (rc = consent_prepare(c, x.sf, r, &pe)) && !r->consent_error[0]) {
+		str_copy(r->pull[CONN_OBJ_CONSENT].error, sizeof(r->pull[CONN_OBJ_CONSENT].error),
+		         pe.msg);
+		r->order[r->norder++] = CONN_OBJ_CONSENT;
+	}
+	cycle_part(&x, rc, &pe);
+	for (size_t i = 0; !x.stopped && i < c->cfg->salesforce.nobjects; i++)
+		cycle_part(
+		    &x, pull_object(c, x.sf, object_of(c->cfg->salesforce.objects[i]), o, r, &pe),
+		    &pe);
+	if (!x.stopped)
+		cycle_part(&x, consent_pull(c, x.sf, o, r, &pe), &pe);
 	if (r->consent_error[0])
 		log_error("sync.consent", "%s", r->consent_error);
-	if (rc == 0)
-		rc = drain(c, sf, o, r, e);
-	if (rc == 0 && !o->dry_run)
-		rc = consent_drain(c, sf, r, e);
-	if (rc == 0 && !o->dry_run) {
+	if (!x.stopped)
+		cycle_part(&x, drain(c, x.sf, o, r, &pe), &pe);
+	if (!x.stopped && !o->dry_run)
+		cycle_part(&x, consent_drain(c, x.sf, r, &pe), &pe);
+	if (x.stopped && r->stopped) {
+		for (size_t i = 0; i < c->cfg->salesforce.nobjects; i++)
+			note_skipped(r, object_of(c->cfg->salesforce.objects[i]));
+	}
+	r->partial = x.rc != 0 && !x.stopped;
+	if (!x.stopped && !o->dry_run) {
 		/* housekeeping: a failure is reported, the cycle itself succeeded */
 		struct err re = {0};
 		struct ledger_retention_report rep;
@@ -1169,6 +1535,7 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cyc
 			r->retention.event_seq = rep.event_seq;
 		}
 	}
+	rc = x.rc;
 	if (!o->dry_run && !c->owns_ledger)
 		ledger_sync_unlock(c->l);
 	r->finished_at = time_now_ms();
@@ -1176,8 +1543,8 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cyc
 	if (rc)
 		snprintf(r->error, sizeof(r->error), "%s", e->msg);
 	struct sf_stats st;
-	if (sf) {
-		sf_stats_get(sf, &st);
+	if (x.sf) {
+		sf_stats_get(x.sf, &st);
 		r->api_known = true;
 		r->api.requests = st.requests;
 		r->api.token_calls = st.token_calls;
@@ -1186,8 +1553,11 @@ static int cycle(struct conn *c, const struct conn_sync_opts *o, struct conn_cyc
 		r->api.daily_max = st.api_max > 0 ? st.api_max : 0;
 	}
 	if (!o->dry_run && rc != ERR_LEDGER)
-		save_cycle(c, r, sf ? &st : NULL);
-	if (rc)
+		save_cycle(c, r, x.sf ? &st : NULL);
+	if (rc && r->partial)
+		log_warn("sync.cycle", "cycle failed in part after %lld ms (the rest was done): %s",
+		         (long long)(time_now_ms() - started), e->msg);
+	else if (rc)
 		log_warn("sync.cycle", "cycle failed after %lld ms: %s",
 		         (long long)(time_now_ms() - started), e->msg);
 	else

@@ -281,6 +281,7 @@ int sf_http(struct sf_client *c, const char *method, const char *url, const char
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
 	}
 	c->st.requests++;
+	c->last_status = 0;
 	CURLcode cc = curl_easy_perform(h);
 	OPENSSL_cleanse(auth, sizeof(auth));
 	if (cc != CURLE_OK) {
@@ -298,6 +299,7 @@ int sf_http(struct sf_client *c, const char *method, const char *url, const char
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	c->last_status = *status;
 out:
 	curl_slist_free_all(hdrs);
 	return rc;
@@ -483,16 +485,38 @@ int sf_parse_json(struct sf_client *c, void *ctx, struct err *e)
 	return 0;
 }
 
+enum sf_reach sf_last_reach(const struct sf_client *c)
+{
+	return c->reach;
+}
+
+/* What a failed call says of Salesforce: the last exchange got no answer,
+ * a login (or a second token) was refused, the day's calls are used up. */
+static enum sf_reach reach_of(const struct sf_client *c, const char *code, const char *msg,
+                              bool login)
+{
+	if (c->last_status == 0)
+		return SF_UNREACHABLE;
+	if (login || c->last_status == 401)
+		return SF_NO_SESSION;
+	if (code && strcmp(code, "REQUEST_LIMIT_EXCEEDED") == 0 && strstr(msg, "TotalRequests"))
+		return SF_OUT_OF_CALLS; /* not ConcurrentPerOrgLongTxn: that one passes */
+	return SF_ANSWERED;
+}
+
 int sf_call(struct sf_client *c, const char *method, const char *url_or_path, const char *ctype,
             const char *body, size_t blen, sf_parse_fn parse, void *pctx, struct err *e)
 {
 	int reauthed = 0, rc = 0;
-	char code[64], msg[300];
+	char code[64] = "", msg[300] = "";
+	c->reach = SF_ANSWERED;
 	for (int attempt = 1;; attempt++) {
 		if (c->token == NULL) {
 			rc = sf_login(c, e);
-			if (rc)
+			if (rc) {
+				c->reach = reach_of(c, NULL, "", true);
 				return rc;
+			}
 		}
 		char url[16384 + 512];
 		int n = url_or_path[0] == '/'
@@ -501,6 +525,7 @@ int sf_call(struct sf_client *c, const char *method, const char *url_or_path, co
 		if (n < 0 || (size_t)n >= sizeof(url))
 			return err_set(e, ERR_INTERNAL, "Salesforce URL too long (%d bytes)", n);
 		long status;
+		code[0] = msg[0] = '\0';
 		rc = sf_http(c, method, url, ctype, body, blen, 1, &status, e);
 		if (rc == 0) {
 			if (status >= 200 && status < 300) {
@@ -526,13 +551,16 @@ int sf_call(struct sf_client *c, const char *method, const char *url_or_path, co
 		if (rc != ERR_RETRY || attempt >= c->max_attempts) {
 			if (rc == ERR_RETRY && attempt > 1)
 				err_prefix(e, "gave up after %d attempts: ", attempt);
+			c->reach = reach_of(c, code, msg, false);
 			return rc;
 		}
 		c->st.retries++;
 		long ms = sf_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt,
 		                        c->retry_after_ms, sf_next_random(c));
 		log_info("sf.retry", "%s; trying again in %ld ms", e->msg, ms);
-		if (sf_sleep(c, ms))
+		if (sf_sleep(c, ms)) {
+			c->reach = reach_of(c, code, msg, false);
 			return rc;
+		}
 	}
 }

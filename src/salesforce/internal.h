@@ -25,6 +25,8 @@ struct sf_client {
 	struct buf body; /* the last response body */
 	int body_overflow;
 	long retry_after_ms; /* from the last response, -1 when absent */
+	long last_status;    /* HTTP status of the last exchange, 0: no answer */
+	enum sf_reach reach; /* what the last sf_call says of Salesforce (sf_last_reach) */
 	struct sf_stats st;
 	uint64_t rng;
 };

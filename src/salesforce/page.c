@@ -5,9 +5,15 @@
  * there, so no value is copied and nothing is allocated per record; the
  * record and value arrays are reused from page to page. It accepts exactly
  * RFC 8259 JSON (no trailing commas, no comments, no control characters in
- * strings, paired surrogates) and refuses anything else, so that a cut-off
- * or damaged page is never taken for a whole one. Nested objects and arrays
- * inside a record (relationship fields) are checked and skipped. */
+ * strings) and refuses anything else, so that a cut-off or damaged page is
+ * never taken for a whole one. Nested objects and arrays inside a record
+ * (relationship fields) are checked and skipped.
+ *
+ * A value that is well-formed JSON but no text optsync can take (an
+ * escaped NUL, an unpaired surrogate, bytes that are not UTF-8) is no
+ * damage to the page: it is decoded as far as it goes and the record is
+ * flagged (sf_record.flaw), so that the caller refuses that record alone
+ * and reads the rest of the page (rule 8). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,7 @@ struct pp {
 	char *p, *end;
 	struct sf_page *pg;
 	struct err *e;
+	enum sf_flaw flaw; /* the first flaw of the strings read since it was cleared */
 };
 
 static int bad(struct pp *s, const char *what)
@@ -62,8 +69,39 @@ static int hex4(const char *p, unsigned *out)
 	return 0;
 }
 
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when the bytes before end are
+ * not one. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+static void flaw(struct pp *s, enum sf_flaw f)
+{
+	if (s->flaw == SF_FLAW_NONE)
+		s->flaw = f;
+}
+
 /* A string at s->p (the opening quote); *out points at its unescaped,
- * NUL-terminated bytes inside the buffer. */
+ * NUL-terminated bytes inside the buffer. A flaw (a NUL, an unpaired
+ * surrogate, bytes that are not UTF-8) is noted in s->flaw: a NUL ends the
+ * C string there, a lone surrogate becomes U+FFFD, other bytes are kept. */
 static int string(struct pp *s, char **out)
 {
 	ws(s);
@@ -72,20 +110,22 @@ static int string(struct pp *s, char **out)
 	char *r = ++s->p, *w;
 	*out = r;
 	/* until the first escape the string stays where it is: nothing moves.
-	 * Eight bytes at a time while none is a quote, a backslash or a
-	 * control character (each test flags every such byte; a flag may also
-	 * fall on a byte that is none, and the bytewise loop then decides) */
+	 * Eight bytes at a time while none is a quote, a backslash, a control
+	 * character or a byte of a multi-byte character (each test flags every
+	 * such byte; a flag may also fall on a byte that is none, and the
+	 * bytewise loop then decides) */
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 	while (s->end - r >= 8) {
 		uint64_t x, q, b;
 		memcpy(&x, r, 8);
 		q = x ^ (ones * '"');
 		b = x ^ (ones * '\\');
-		if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs)
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & highs)
 			break;
 		r += 8;
 	}
-	while (r < s->end && *r != '"' && *r != '\\' && (unsigned char)*r >= 0x20)
+	while (r < s->end && *r != '"' && *r != '\\' && (unsigned char)*r >= 0x20 &&
+	       (unsigned char)*r < 0x80)
 		r++;
 	w = r;
 	while (r < s->end) {
@@ -98,6 +138,18 @@ static int string(struct pp *s, char **out)
 		if (c < 0x20) {
 			s->p = r;
 			return bad(s, "control character in a string");
+		}
+		if (c >= 0x80) {
+			/* a whole character, or a byte that starts none (kept, noted) */
+			size_t n =
+			    utf8_seq((const unsigned char *)r, (const unsigned char *)s->end);
+			if (n == 0) {
+				flaw(s, SF_FLAW_UTF8);
+				n = 1;
+			}
+			while (n--)
+				*w++ = *r++;
+			continue;
 		}
 		if (c != '\\') {
 			*w++ = (char)c;
@@ -140,22 +192,20 @@ static int string(struct pp *s, char **out)
 				return bad(s, "bad \\u escape");
 			}
 			r += 4;
-			if (cp >= 0xdc00 && cp <= 0xdfff) {
-				s->p = r;
-				return bad(s, "lone low surrogate");
-			}
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (s->end - r < 6 || r[0] != '\\' || r[1] != 'u' ||
-				    hex4(r + 2, &lo) || lo < 0xdc00 || lo > 0xdfff) {
-					s->p = r;
-					return bad(s, "unpaired surrogate");
-				}
+			if (cp >= 0xd800 && cp <= 0xdbff && s->end - r >= 6 && r[0] == '\\' &&
+			    r[1] == 'u' && hex4(r + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
 				r += 6;
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			} else if (cp >= 0xd800 && cp <= 0xdfff) {
+				/* valid JSON, but no character: U+FFFD in its place */
+				flaw(s, SF_FLAW_SURROGATE);
+				cp = 0xfffd;
 			}
 			if (cp == 0) {
-				s->p = r;
-				return bad(s, "\\u0000 in a string");
+				/* decoded: the C string ends here, and the record is refused */
+				flaw(s, SF_FLAW_NUL);
+				*w++ = '\0';
+				break;
 			}
 			/* UTF-8 is never longer than the escape it replaces */
 			if (cp < 0x80) {
@@ -327,6 +377,8 @@ static int record(struct pp *s)
 	rec->id = NULL;
 	rec->nvalues = 0;
 	rec->values = NULL;
+	rec->flaw = SF_FLAW_NONE;
+	rec->flaw_field = NULL;
 	if (expect(s, '{'))
 		return bad(s, "a record is not an object");
 	ws(s);
@@ -336,6 +388,7 @@ static int record(struct pp *s)
 	}
 	for (;;) {
 		char *name;
+		s->flaw = SF_FLAW_NONE;
 		if ((rc = string(s, &name)))
 			return rc;
 		if (expect(s, ':'))
@@ -353,11 +406,17 @@ static int record(struct pp *s)
 				if (expect(s, ':'))
 					return bad(s, "expected ':'");
 				ws(s);
+				s->flaw = SF_FLAW_NONE;
 				if (s->p < s->end && *s->p == '"') {
 					if ((rc = string(s, &v)))
 						return rc;
-					if (strcmp(k, "type") == 0)
+					if (strcmp(k, "type") == 0) {
 						rec->type = v;
+						if (s->flaw && rec->flaw == SF_FLAW_NONE) {
+							rec->flaw = s->flaw;
+							rec->flaw_field = "attributes.type";
+						}
+					}
 				} else if ((rc = skip_value(s, 2))) {
 					return rc;
 				}
@@ -411,6 +470,10 @@ static int record(struct pp *s)
 			}
 			if (rc)
 				return rc;
+			if (s->flaw && rec->flaw == SF_FLAW_NONE) {
+				rec->flaw = s->flaw; /* in the name or the value */
+				rec->flaw_field = name;
+			}
 			if (v->type == SF_STRING && name[0] == 'I' && strcmp(name, "Id") == 0)
 				rec->id = v->str;
 			pg->nvals++;
@@ -434,7 +497,7 @@ static int record(struct pp *s)
 
 int sf_page_parse(char *buf, size_t len, struct sf_page *pg, struct err *e)
 {
-	struct pp s = {buf, buf + len, pg, e};
+	struct pp s = {buf, buf + len, pg, e, SF_FLAW_NONE};
 	pg->len = len;
 	pg->nrecs = pg->nvals = 0;
 	pg->next = NULL;
@@ -479,8 +542,11 @@ int sf_page_parse(char *buf, size_t len, struct sf_page *pg, struct err *e)
 			if ((rc = pg->done ? literal(&s, "true") : literal(&s, "false")))
 				return rc;
 		} else if (strcmp(key, "nextRecordsUrl") == 0 && s.p < s.end && *s.p == '"') {
+			s.flaw = SF_FLAW_NONE;
 			if ((rc = string(&s, &pg->next)))
 				return rc;
+			if (s.flaw)
+				return bad(&s, "nextRecordsUrl is not a URL");
 		} else if ((rc = skip_value(&s, 1))) {
 			return rc;
 		}

@@ -73,11 +73,23 @@ struct sf_value {
 	double num;      /* SF_NUMBER */
 };
 
+/* A string in a page that is valid JSON but no text optsync can take: the
+ * page is read on, and the record carries the first one so that the caller
+ * refuses that record alone (rule 8). */
+enum sf_flaw {
+	SF_FLAW_NONE = 0,
+	SF_FLAW_NUL,       /* \u0000, decoded: the C string ends there */
+	SF_FLAW_SURROGATE, /* an unpaired \ud800-\udfff: no character (U+FFFD in its place) */
+	SF_FLAW_UTF8,      /* bytes that are not UTF-8 (kept as they came) */
+};
+
 struct sf_record {
 	const char *type; /* "Contact" */
 	const char *id;
 	size_t nvalues;
 	const struct sf_value *values; /* the selected fields, attributes excluded */
+	enum sf_flaw flaw;             /* the first flaw in its fields' names or values */
+	const char *flaw_field;        /* the field it is in, NULL with SF_FLAW_NONE */
 };
 
 /* The value of field in r (case-insensitive, as SOQL is), or NULL. */
@@ -151,6 +163,20 @@ bool sf_describe_field(const struct sf_describe *d, const char *field, bool *upd
 /* 1 when field is a picklist with value among its active values, 0 when it
  * is a picklist without it, -1 when it is not a picklist (or not seen). */
 int sf_describe_picklist_has(const struct sf_describe *d, const char *field, const char *value);
+
+/* ---- reach ---- */
+
+/* What the last call that failed says of Salesforce itself, for a caller
+ * that decides whether other calls are worth making now. */
+enum sf_reach {
+	SF_ANSWERED = 0, /* Salesforce answered: a refusal of that request, a 5xx, a bad body */
+	SF_UNREACHABLE,  /* no HTTP answer came: no connection, TLS refused, timed out */
+	SF_NO_SESSION,   /* the login was refused, or so was a new token */
+	SF_OUT_OF_CALLS, /* the org's API requests for the day are used up */
+};
+/* As of the last sf_query, sf_query_in, sf_update, sf_create or
+ * sf_describe that failed (SF_ANSWERED after one that did not). */
+enum sf_reach sf_last_reach(const struct sf_client *c);
 
 /* ---- usage ---- */
 

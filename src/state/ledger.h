@@ -587,6 +587,15 @@ int ledger_meta_get(struct ledger_txn *t, const char *name, void *buf, size_t ca
                     struct err *e);
 int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, size_t len,
                     struct err *e);
+/* Remove a named value; ERR_NOTFOUND when absent. */
+int ledger_meta_delete(struct ledger_txn *t, const char *name, struct err *e);
+/* The named values whose names start with prefix (1-64 bytes), in name
+ * order: fn gets the whole name and the value, valid during the call; its
+ * nonzero return stops the walk and is returned. Nothing may be put or
+ * deleted during the walk. */
+int ledger_meta_each(struct ledger_txn *t, const char *prefix,
+                     int (*fn)(const char *name, const void *data, size_t len, void *ctx),
+                     void *ctx, struct err *e);
 
 /* ---- statistics ---- */
 

@@ -182,3 +182,46 @@ int ledger_meta_put(struct ledger_txn *t, const char *name, const void *data, si
 		               LEDGER_META_MAX);
 	return db_put(t, t->l->meta, k, (size_t)kl, data, len, 0, name, e);
 }
+
+int ledger_meta_delete(struct ledger_txn *t, const char *name, struct err *e)
+{
+	char k[72];
+	int kl = app_key(k, name, e);
+	if (kl < 0)
+		return kl;
+	return db_del(t, t->l->meta, k, (size_t)kl, NULL, name, e);
+}
+
+int ledger_meta_each(struct ledger_txn *t, const char *prefix,
+                     int (*fn)(const char *name, const void *data, size_t len, void *ctx),
+                     void *ctx, struct err *e)
+{
+	char k[72];
+	int kl = app_key(k, prefix, e);
+	if (kl < 0)
+		return kl;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(t->txn, t->l->meta, &cur);
+	if (rc)
+		return ledger_mdb_error(t, rc, prefix, e);
+	MDB_val key = {(size_t)kl, k}, v;
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT)) {
+		if (key.mv_size < (size_t)kl || memcmp(key.mv_data, k, (size_t)kl) != 0)
+			break; /* past the names that start with prefix */
+		char name[72];
+		if (key.mv_size > sizeof(name) - 1) {
+			ret = corrupt(t, prefix, e);
+			break;
+		}
+		memcpy(name, (const char *)key.mv_data + 4, key.mv_size - 4);
+		name[key.mv_size - 4] = '\0';
+		if ((ret = fn(name, v.mv_data, v.mv_size, ctx)) != 0)
+			break;
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, prefix, e);
+	mdb_cursor_close(cur);
+	return ret;
+}

@@ -372,6 +372,9 @@ class State:
         # (absent from describe, "No such column" in queries) or not write
         self.hidden_fields = {}    # object -> [field]
         self.readonly_fields = {}  # object -> [field]
+        # text -> hex bytes put in its place in data answers: values that are
+        # not UTF-8, which JSON text cannot carry otherwise
+        self.raw_bytes = {}
 
     def visible_fields(self):
         return {obj: {f: t for f, t in fields.items()
@@ -446,9 +449,11 @@ class State:
     def count(self, route):
         self.calls[route] = self.calls.get(route, 0) + 1
 
-    def take_fault(self, route):
+    def take_fault(self, route, soql=""):
         for f in self.faults:
             want = f.get("route", "any")
+            if "soql" in f and f["soql"] not in soql:
+                continue  # a fault for the queries that hold this text only
             # "any" means any data route: the token endpoint only fails when named
             if (want == route or (want == "any" and route != "token")) and f.get("count", 1) > 0:
                 f["count"] = f.get("count", 1) - 1
@@ -483,6 +488,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def send(self, status, obj=None, raw=None, headers=None, limit_info=False):
         data = raw if raw is not None else (b"" if obj is None else json.dumps(obj).encode())
+        if limit_info:
+            for text, hexed in self.server.state.raw_bytes.items():
+                data = data.replace(text.encode(), bytes.fromhex(hexed))
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
@@ -604,9 +612,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send(404, [{"message": "The requested resource does not exist",
                              "errorCode": "NOT_FOUND"}])
             return
+        soql = urllib.parse.parse_qs(self.path.split("?", 1)[1]).get("q", [""])[0] \
+            if route == "query" and "?" in self.path else ""
         with st.lock:
             st.count(route)
-            fault = st.take_fault(route)
+            fault = st.take_fault(route, soql)
         self.record_request(route, raw)
         if fault and self.apply_fault(fault):
             return
@@ -915,7 +925,7 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/__control/config":
                 for k in ("api_max", "api_used", "session_idle_s", "short_pages", "locator_ttl_s",
                           "rotate_refresh", "now_offset", "hidden_fields", "readonly_fields",
-                          "dpp"):
+                          "dpp", "raw_bytes"):
                     if k in req:
                         setattr(st, k, req[k])
                 if req.get("revoke"):

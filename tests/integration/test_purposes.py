@@ -327,6 +327,32 @@ class FieldMapping(unittest.TestCase):
         self.assertEqual(r["pulled"]["Lead"]["purpose_optouts_from_salesforce"], 0)
         self.assertEqual(len(e.json("contact", "history", "tick@example.com")), 1)
 
+    def test_a_missing_checkbox_skips_its_purpose_only(self):
+        """A purpose's field missing on Lead: the Leads are read without it
+        (their opt-outs of all email come), the cycle names what it skipped,
+        and sync --once exits 1."""
+        e = self.e
+        cid, lid = self.person("nobox@example.com")
+        e.sync()
+        e.ctl("POST", "config", {"hidden_fields": {"Lead": ["Events_Opt_Out__c"]}})
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=lid, HasOptedOutOfEmail=True)
+        e.sf_put("Contact", Id=cid, Newsletter_Opt_Out__c=True)
+        p = e.run("sync", "--once", "--json", check=1)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["result"], "partial")
+        err = r["pulled"]["Lead"]["error"]
+        self.assertIn("purpose 'events' is not synced with Lead (the rest is)", err)
+        self.assertIn("Salesforce has no field Events_Opt_Out__c on Lead", err)
+        self.assertEqual(r["error"], err)
+        self.assertEqual(r["pulled"]["Lead"]["optouts_from_salesforce"], 1)
+        self.assertEqual(r["pulled"]["Contact"]["purpose_optouts_from_salesforce"], 1)
+        self.assertTrue(e.json("contact", "show", "nobox@example.com")["opted_out"])
+        self.assertTrue(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])  # spread
+        self.assertIn("purpose 'events' is not synced with Lead", p.stderr)
+        e.ctl("POST", "config", {"hidden_fields": {}})
+        self.assertEqual(e.sync()["result"], "ok")
+
     def test_p1_local_optout_reaches_every_record_in_one_call(self):
         e = self.e
         cid, lid = self.person("local@example.com")
@@ -683,10 +709,13 @@ class ConsentObjects(unittest.TestCase):
         e.ctl("POST", "config", {"dpp": False})
         cid = e.sf_put("Contact", Email="nodpp@example.com", LastName="N")
         e.json("optout", "nodpp@example.com")
-        p = e.run("sync", "--once", "--json", check=0)
+        # part of the configured work cannot be done: exit 1, so that a
+        # scheduled job shows it
+        p = e.run("sync", "--once", "--json", check=1)
         r = json.loads(p.stdout)
         # the rest of the cycle goes on: the opt-out of all email is written
-        self.assertEqual(r["result"], "ok")
+        self.assertEqual(r["result"], "partial")
+        self.assertEqual(r["error"], r["consent_objects_error"])
         self.assertTrue(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])
         msg = r["consent_objects_error"]
         self.assertIn("consent objects (Individual, ContactPointTypeConsent, DataUsePurpose) "
@@ -700,16 +729,74 @@ class ConsentObjects(unittest.TestCase):
         e = self.e
         e.ctl("POST", "delete", {"object": "DataUsePurpose", "ids": [self.dup["Event Invitations"]]})
         ind, cid = self.person("dupgone@example.com")
-        e.sync()
+        e.run("sync", "--once", check=1)
         e.json("optout", "dupgone@example.com", "--purpose", "offers")
         e.json("optout", "dupgone@example.com", "--purpose", "events")
-        r = e.sync()
+        p = e.run("sync", "--once", "--json", check=1)  # a purpose cannot be synced
+        r = json.loads(p.stdout)
+        self.assertEqual(r["result"], "partial")
         self.assertIn("no DataUsePurpose named 'Event Invitations' (purpose 'events')",
                       r["consent_objects_error"])
+        self.assertIn("no DataUsePurpose named 'Event Invitations'", p.stderr)
         # the purpose that resolves is written; the other waits in the queue
         self.assertEqual([(x["DataUsePurposeId"], x["PrivacyConsentStatus"])
                           for x in self.rows(ind)], [(self.dup["Offers"], "OptOut")])
         self.assertEqual(e.json("status")["pushes"]["queued"], 1)
+
+    def test_other_failures_are_errors_of_their_own(self):
+        """Only "the objects are not there" is the plain-words note; a
+        Salesforce failure of the consent queries is an error with its own
+        message, the rest of the cycle done, sync --once exit 1."""
+        e = self.e
+        ind, cid = self.person("fails@example.com")
+        e.sync()
+        e.json("optout", "fails@example.com")
+        for soql, where in (("FROM DataUsePurpose", "lookup"),
+                            ("FROM ContactPointTypeConsent", "pull")):
+            e.ctl("POST", "faults", {"faults": [{"route": "query", "soql": soql,
+                                                 "kind": "status", "status": 500,
+                                                 "errorCode": "UNKNOWN_EXCEPTION",
+                                                 "count": 100}]})
+            p = e.run("sync", "--once", "--json", check=1)
+            r = json.loads(p.stdout)
+            self.assertNotIn("consent_objects_error", r, where)
+            self.assertEqual(r["result"], "partial", where)
+            self.assertIn("HTTP 500 UNKNOWN_EXCEPTION", r["error"], where)
+            self.assertIn("HTTP 500 UNKNOWN_EXCEPTION",
+                          r["pulled"]["ContactPointTypeConsent"]["error"], where)
+            self.assertNotIn("not available", p.stderr, where)
+            self.assertIn("Contact", r["pulled"], where)
+            self.assertTrue(e.sf_get("Contact", cid)["HasOptedOutOfEmail"])
+            e.ctl("DELETE", "faults")
+        self.assertEqual(e.sync()["result"], "ok")
+
+    def test_a_row_with_an_unknown_status_is_parked(self):
+        e = self.e
+        ind1, _ = self.person("odd@example.com")
+        ind2, _ = self.person("even@example.com")
+        e.sync()
+        time.sleep(1.1)
+        row = dict(Name="x", ContactPointType="Email", DataUsePurposeId=self.dup["Offers"],
+                   CaptureDate="2026-11-01T00:00:00Z", CaptureSource="Web form",
+                   CaptureContactPointType="Email")
+        odd = e.sf_put("ContactPointTypeConsent", PartyId=ind1, PrivacyConsentStatus="Maybe",
+                       **row)
+        e.sf_put("ContactPointTypeConsent", PartyId=ind2, PrivacyConsentStatus="OptOut", **row)
+        r = e.sync()
+        self.assertEqual(r["result"], "ok")
+        pulled = r["pulled"]["ContactPointTypeConsent"]
+        self.assertEqual((pulled["records_parked"], pulled["purpose_optouts_from_salesforce"]),
+                         (1, 1))
+        self.assertEqual(self.purpose("even@example.com", "offers")["status"], "opted_out")
+        p = e.json("status")["records_parked"]
+        self.assertEqual([(x["object"], x["id"], x["reason"]) for x in p["records"]],
+                         [("ContactPointTypeConsent", odd, "unknown_picklist")])
+        self.assertIn("PrivacyConsentStatus holds 'Maybe'", p["records"][0]["error"])
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=odd, PrivacyConsentStatus="OptOut")
+        e.sync()
+        self.assertEqual(self.purpose("odd@example.com", "offers")["status"], "opted_out")
+        self.assertEqual(e.json("status")["records_parked"]["total"], 0)
 
     def test_p1_local_optout_creates_then_updates_the_row(self):
         e = self.e

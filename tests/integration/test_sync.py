@@ -375,6 +375,9 @@ class Rules(unittest.TestCase):
         ok = e.sf_put("Contact", Email="lee@example.com", LastName="L")
         bad = e.sf_put("Contact", Email="mo@example.com", LastName="M")
         e.sync()
+        # the push is refused a second or more after the record last changed
+        # (a record read again in the second of the refusal is tried once more)
+        time.sleep(1.1)
         e.ctl("POST", "faults", {"errors": {bad: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
         e.json("optout", "lee@example.com")
         e.json("optout", "mo@example.com")
@@ -411,12 +414,54 @@ class Rules(unittest.TestCase):
         self.assertEqual(st["pushes"]["parked"], 0)
         self.assertEqual(st["pushes"]["queued"], 0)
 
+    def test_an_edit_in_the_second_of_the_last_read_releases_a_parked_push(self):
+        """SystemModstamp keeps whole seconds: an edit in the second optsync
+        last read the record does not move it. Read again, the record still
+        releases its parked push when it reads otherwise."""
+        e = self.env
+        rid = e.sf_put("Contact", Email="same@example.com", LastName="S")
+        e.sync()
+        time.sleep(1.1)
+        e.ctl("POST", "faults", {"errors": {rid: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        e.json("optout", "same@example.com")
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 1)
+        stamp = e.sf_get("Contact", rid)["SystemModstamp"]
+        e.ctl("DELETE", "faults")
+        e.sync()
+        self.assertEqual(e.json("status")["pushes"]["parked"], 1)  # read again, unchanged
+        # fixed by an admin in the same second: SystemModstamp does not move
+        e.sf_put("Contact", Id=rid, Title="fixed", SystemModstamp=stamp)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+
+    def test_an_edit_in_the_second_of_the_refusal_releases_a_parked_push(self):
+        """A field optsync does not read, edited in the second Salesforce
+        refused the push: the record reads the same, at the same
+        SystemModstamp, and is tried once more."""
+        e = self.env
+        other = e.sf_put("Contact", Email="other@example.com", LastName="O")
+        e.sync()
+        e.ctl("POST", "faults", {"errors": {other: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
+        e.json("optout", "other@example.com")
+        # the record's last change, as Salesforce's clock has it, is the
+        # second of the refusal (a few seconds ahead of optsync's clock)
+        later = sf_time(time.time() + 5)
+        e.sf_put("Contact", Id=other, SystemModstamp=later)
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 1)
+        e.ctl("DELETE", "faults")
+        e.sf_put("Contact", Id=other, Events_Opt_Out__c=True, SystemModstamp=later)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertTrue(e.sf_get("Contact", other)["HasOptedOutOfEmail"])
+
     def test_pushes_retry_on_demand(self):
         e = self.env
         a = e.sf_put("Contact", Email="ana@example.com", LastName="A")
         b = e.sf_put("Lead", Email="ben@example.com", LastName="B", Company="X")
         c = e.sf_put("Contact", Email="cy@example.com", LastName="C")
         e.sync()
+        time.sleep(1.1)  # refused in a later second than the records' last change
         e.ctl("POST", "faults", {"errors": {a: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
                                             b: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
                                             c: "FIELD_CUSTOM_VALIDATION_EXCEPTION"}})
@@ -683,6 +728,249 @@ class Rules(unittest.TestCase):
         e.run("conflicts", "show", "18446744073709551615", check=1)  # valid, not there
         e.run("conflicts", "list", "--status", "closed", check=2)
         e.run("conflicts", "resolve", "1", "--take", "remote", check=2)
+
+
+def metrics_of_run(e, wait_for):
+    """optsync run on e's ledger until /metrics holds wait_for: its text."""
+    port = free_port()
+    with open(e.config) as f:
+        cfg = f.read()
+    with open(e.config, "a") as f:
+        f.write('[api]\nlisten = "127.0.0.1:%d"\n' % port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTSYNC_")}
+    env.update(OPTSYNC_SALESFORCE_CLIENT_SECRET="fake-client-secret",
+               OPTSYNC_API_TOKEN="t" * 40)
+    proc = subprocess.Popen([OPTSYNC, "-c", e.config, "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    text = ""
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                            timeout=5) as r:
+                    text = r.read().decode()
+                if wait_for in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        with open(e.config, "w") as f:
+            f.write(cfg)
+    return text
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+class BadRecords(unittest.TestCase):
+    """Rule 8: one record optsync cannot apply never stops the sync. It is
+    parked and named (object, id, reason) in status and /metrics, every
+    other record is applied, and it is tried again when it changes."""
+
+    def setUp(self):
+        self.env = Env()
+
+    def tearDown(self):
+        self.env.close()
+
+    def parked(self):
+        return self.env.json("status")["records_parked"]
+
+    def test_a_nul_parks_its_record_and_the_rest_is_applied(self):
+        e = self.env
+        good = e.sf_put("Contact", Email="good@example.com", LastName="G", HasOptedOutOfEmail=True)
+        bad = e.sf_put("Contact", Email="nul@example.com", LastName="B\u0000d",
+                       HasOptedOutOfEmail=True)
+        e.sf_put("Lead", Email="lead@example.com", LastName="L", Company="X")
+        r = e.sync()  # exit 0: the pull went on, the cycle did all it could
+        self.assertEqual(r["result"], "ok")
+        self.assertEqual(r["pulled"]["Contact"]["records"], 2)
+        self.assertEqual(r["pulled"]["Contact"]["records_parked"], 1)
+        self.assertTrue(e.json("contact", "show", "good@example.com")["opted_out"])
+        e.run("contact", "show", "nul@example.com", check=1)  # nothing of it applied
+        p = self.parked()
+        self.assertEqual(p["total"], 1)
+        self.assertEqual(p["by_reason"], {"nul": 1})
+        rec = p["records"][0]
+        self.assertEqual((rec["object"], rec["id"], rec["reason"]), ("Contact", bad, "nul"))
+        self.assertIn("field LastName holds a NUL character", rec["error"])
+        # later cycles go on: the pushes drain, the Lead is read
+        e.json("optout", "lead@example.com")
+        r = e.sync()
+        self.assertEqual(r["result"], "ok")
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        self.assertEqual(self.parked()["total"], 1)  # unchanged: still parked
+        text = metrics_of_run(e, "optsync_records_parked{")
+        self.assertIn('optsync_records_parked{object="Contact",reason="nul"} 1', text)
+        # fixed in Salesforce: its SystemModstamp moves, it is tried again and applied
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=bad, LastName="Bud")
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["records_parked"], 0)
+        self.assertTrue(e.json("contact", "show", "nul@example.com")["opted_out"])
+        self.assertEqual(self.parked(), {"total": 0, "by_reason": {}, "records": []})
+        self.assertTrue(good)
+
+    def test_a_parked_record_deleted_in_salesforce_is_parked_no_more(self):
+        e = self.env
+        bad = e.sf_put("Contact", Email="gone@example.com", LastName="G\u0000ne")
+        e.sync()
+        self.assertEqual(self.parked()["total"], 1)
+        time.sleep(1.1)
+        e.ctl("POST", "delete", {"object": "Contact", "ids": [bad]})  # the NUL stays in it
+        r = e.sync()
+        self.assertEqual(r["pulled"]["Contact"]["records_parked"], 0)
+        self.assertEqual(self.parked()["total"], 0)
+
+    def test_text_optsync_cannot_store(self):
+        """An unpaired surrogate, bytes that are not UTF-8, an Email that is no
+        address, an Id longer than Salesforce's: each parks its record only."""
+        e = self.env
+        e.ctl("POST", "config", {"raw_bytes": {"@@NOT-UTF8@@": "ff"}})
+        ids = {
+            "invalid_utf8": e.sf_put("Contact", Email="s@example.com", LastName="x\ud83d"),
+            "bytes": e.sf_put("Lead", Email="b@example.com", LastName="@@NOT-UTF8@@",
+                              Company="C"),
+            "invalid_email": e.sf_put("Contact", Email="ctl\u0001@example.com", LastName="C"),
+            "too_long": e.sf_put("Contact", Id="003" + "x" * 30, Email="long@example.com",
+                                 LastName="L", HasOptedOutOfEmail=True),
+        }
+        e.sf_put("Contact", Email="fine@example.com", LastName="F", HasOptedOutOfEmail=True)
+        e.sf_put("Lead", Email="fine2@example.com", LastName="F", Company="C",
+                 HasOptedOutOfEmail=True)
+        r = e.sync()
+        self.assertEqual(r["result"], "ok")
+        self.assertEqual(r["pulled"]["Contact"]["records_parked"], 3)
+        self.assertEqual(r["pulled"]["Lead"]["records_parked"], 1)
+        self.assertTrue(e.json("contact", "show", "fine@example.com")["opted_out"])
+        self.assertTrue(e.json("contact", "show", "fine2@example.com")["opted_out"])
+        p = self.parked()
+        self.assertEqual(p["by_reason"], {"invalid_utf8": 2, "invalid_email": 1, "too_long": 1})
+        got = {(x["object"], x["reason"]): x for x in p["records"]}
+        self.assertEqual(got[("Contact", "invalid_utf8")]["id"], ids["invalid_utf8"])
+        self.assertIn("field LastName holds an unpaired surrogate",
+                      got[("Contact", "invalid_utf8")]["error"])
+        self.assertEqual(got[("Lead", "invalid_utf8")]["id"], ids["bytes"])
+        self.assertIn("field LastName holds bytes that are not UTF-8",
+                      got[("Lead", "invalid_utf8")]["error"])
+        self.assertEqual(got[("Contact", "invalid_email")]["id"], ids["invalid_email"])
+        self.assertIn("field Email holds no email address optsync can take (character 0x01)",
+                      got[("Contact", "invalid_email")]["error"])
+        self.assertNotIn("ctl", got[("Contact", "invalid_email")]["error"])  # not the value
+        self.assertEqual(got[("Contact", "too_long")]["id"], ("003" + "x" * 30)[:18])
+        self.assertIn("longer than the 18 characters", got[("Contact", "too_long")]["error"])
+        e.run("contact", "show", "long@example.com", check=1)
+        # the status text shows them too
+        self.assertIn("invalid_email", e.run("status", check=0).stdout)
+
+    def test_a_limit_parks_one_record_not_the_pull(self):
+        """More records on one address than a person holds: the one over the
+        limit is parked (the batch is applied again without it), the others
+        are applied."""
+        e = self.env
+        e.ctl("POST", "records", {"object": "Lead", "records": [
+            {"Email": "info@example.com", "LastName": "L%d" % i, "Company": "C"}
+            for i in range(40)]})
+        e.sf_put("Contact", Email="ok@example.com", LastName="O", HasOptedOutOfEmail=True)
+        r = e.sync()
+        self.assertEqual(r["result"], "ok")
+        self.assertTrue(e.json("contact", "show", "ok@example.com")["opted_out"])
+        linked = len(e.json("contact", "show", "info@example.com")["salesforce_records"])
+        p = self.parked()
+        self.assertEqual(linked + p["total"], 40)
+        if p["total"]:  # a person holds fewer than 40 records
+            self.assertEqual(set(p["by_reason"]), {"limit"})
+            self.assertIn("Salesforce records", p["records"][0]["error"])
+        self.assertEqual(r["pulled"]["Lead"]["records_parked"], p["total"])
+        self.assertTrue(e.json("audit", "verify")["ok"])
+
+
+class CycleParts(unittest.TestCase):
+    """Rule 7: pushes drain whenever Salesforce answers, whatever the pull
+    did; a cycle that could not do part of its work does the rest, says what
+    it skipped, and sync --once exits 1."""
+
+    def setUp(self):
+        self.env = Env()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_a_failed_pull_still_pulls_the_rest_and_drains(self):
+        e = self.env
+        c = e.sf_put("Contact", Email="c@example.com", LastName="C")
+        l = e.sf_put("Lead", Email="l@example.com", LastName="L", Company="X")
+        e.sync()
+        e.json("optout", "c@example.com")
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=l, HasOptedOutOfEmail=True)
+        # every query of Contacts fails (after its retries); the Leads answer
+        e.ctl("POST", "faults", {"faults": [{"route": "query", "soql": "FROM Contact",
+                                             "kind": "status", "status": 500,
+                                             "errorCode": "UNKNOWN_EXCEPTION", "count": 100}]})
+        p = e.run("sync", "--once", "--json", check=1)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["result"], "partial")
+        self.assertIn("UNKNOWN_EXCEPTION", r["pulled"]["Contact"]["error"])
+        self.assertIn("UNKNOWN_EXCEPTION", r["error"])
+        self.assertEqual(r["pulled"]["Lead"]["optouts_from_salesforce"], 1)
+        self.assertEqual(r["pushes"]["succeeded"], 1)  # the local opt-out went out
+        self.assertTrue(e.sf_get("Contact", c)["HasOptedOutOfEmail"])
+        self.assertIn("UNKNOWN_EXCEPTION", p.stderr)
+        self.assertEqual(e.json("status")["last_cycle"]["result"], "partial")
+        e.ctl("DELETE", "faults")
+        self.assertEqual(e.sync()["result"], "ok")
+
+    def test_no_drain_when_salesforce_does_not_answer(self):
+        e = self.env
+        e.sf_put("Contact", Email="d@example.com", LastName="D")
+        e.sync()
+        e.json("optout", "d@example.com")
+        # the session is refused (the token endpoint too): nothing can be done
+        e.ctl("POST", "config", {"revoke": True})
+        e.ctl("POST", "faults", {"faults": [{"route": "token", "kind": "status", "status": 400,
+                                             "errorCode": "invalid_grant", "count": 100}]})
+        e.reset_calls()
+        p = e.run("sync", "--once", "--json", check=1)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["result"], "failed")
+        self.assertIn("refuses optsync's session", r["pulled"]["Lead"]["skipped"])
+        self.assertIn("refuses optsync's session", r["pushes"]["skipped"])
+        self.assertEqual(e.calls().get("collections", 0), 0)  # not tried: it would fail too
+        self.assertEqual(e.calls().get("query", 0), 0)
+        self.assertEqual(e.json("status")["pushes"]["queued"], 1)  # kept
+        # Salesforce down (nothing listens): the same, after the retries
+        e.ctl("DELETE", "faults")
+        with open(e.config) as f:
+            cfg = f.read()
+        with open(e.config, "w") as f:
+            f.write(cfg.replace("localhost:%d" % e.port, "localhost:1"))
+        r = json.loads(e.run("sync", "--once", "--json", check=1).stdout)
+        self.assertEqual(r["result"], "failed")
+        self.assertIn("does not answer", r["pushes"]["skipped"])
+        with open(e.config, "w") as f:
+            f.write(cfg)
+        e.sync()
+        self.assertEqual(e.json("status")["pushes"]["queued"], 0)
+
+    def test_out_of_api_calls_skips_the_drain(self):
+        e = self.env
+        e.sf_put("Contact", Email="q@example.com", LastName="Q")
+        e.sync()
+        e.json("optout", "q@example.com")
+        e.ctl("POST", "config", {"api_max": 5, "api_used": 5})
+        e.reset_calls()
+        r = json.loads(e.run("sync", "--once", "--json", check=1).stdout)
+        self.assertEqual(r["result"], "failed")
+        self.assertIn("API requests for the day are used up", r["pushes"]["skipped"])
+        self.assertEqual(e.calls().get("collections", 0), 0)
 
 
 class Messages(unittest.TestCase):

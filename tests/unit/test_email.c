@@ -193,7 +193,8 @@ static void test_record_email(void **state)
 	char email[LEDGER_EMAIL_MAX + 1];
 	struct err e = {0};
 	struct sf_value v[1] = {{"Email", SF_STRING, "Jane.Doe+News@BÜCHER.Example", false, 0}};
-	struct sf_record r = {"Contact", "003000000000001AAA", 1, v};
+	struct sf_record r = {
+	    .type = "Contact", .id = "003000000000001AAA", .nvalues = 1, .values = v};
 	assert_int_equal(conn_record_email(LEDGER_OBJ_CONTACT, &r, email, &e), 0);
 	assert_string_equal(email, "jane.doe+news@xn--bcher-kva.example");
 	v[0].str = "jane@b\xfc"

@@ -1757,6 +1757,57 @@ static void test_meta_cap(void **state)
 	ledger_close(l);
 }
 
+/* The named values under a prefix, in name order, and their removal. */
+static int meta_some_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	(void)ctx;
+	static const char *const names[] = {"p.b", "p.a", "pa", "p", "q.a", "o.z"};
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
+		rc = ledger_meta_put(t, names[i], names[i], strlen(names[i]), e);
+	return rc;
+}
+
+static int meta_list(const char *name, const void *data, size_t len, void *ctx)
+{
+	char *out = ctx;
+	size_t o = strlen(out);
+	snprintf(out + o, 200 - o, "%s=%.*s;", name, (int)len, (const char *)data);
+	return strcmp(name, "p.z") == 0 ? 7 : 0;
+}
+
+static int meta_each_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	((char *)ctx)[0] = '\0';
+	return ledger_meta_each(t, "p.", meta_list, ctx, e);
+}
+
+static int meta_del_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	int rc = ledger_meta_delete(t, "p.a", e);
+	if (rc == 0)
+		rc = ledger_meta_put(t, "p.z", "z", 1, e);
+	*(int *)ctx = ledger_meta_delete(t, "p.nothing", e);
+	return rc;
+}
+
+static void test_meta_each_and_delete(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct err e = {0};
+	char got[200];
+	assert_int_equal(ledger_write(l, meta_some_txn, NULL, &e), 0);
+	assert_int_equal(ledger_read(l, meta_each_txn, got, &e), 0);
+	assert_string_equal(got, "p.a=p.a;p.b=p.b;"); /* not "p", "pa", "q.a", "o.z" */
+	int absent = 0;
+	assert_int_equal(ledger_write(l, meta_del_txn, &absent, &e), 0);
+	assert_int_equal(absent, ERR_NOTFOUND);
+	/* fn's nonzero return stops the walk and is returned */
+	assert_int_equal(ledger_read(l, meta_each_txn, got, &e), 7);
+	assert_string_equal(got, "p.b=p.b;p.z=z;");
+	ledger_close(l);
+}
+
 /* ---- backups ---- */
 
 static void backup_to(struct ledger *l, const char *file)
@@ -1945,6 +1996,7 @@ int main(void)
 	    T(test_hash_v1_events),
 	    T(test_backup_restore),
 	    T(test_meta_cap),
+	    T(test_meta_each_and_delete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

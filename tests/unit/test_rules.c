@@ -80,7 +80,8 @@ static int apply_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (in->object == LEDGER_OBJ_LEAD)
 		v[n++] = (struct sf_value){"IsConverted", SF_BOOL, NULL, in->converted != 0, 0};
 #undef STR
-	struct sf_record r = {ledger_object_name(in->object), in->id, n, v};
+	struct sf_record r = {
+	    .type = ledger_object_name(in->object), .id = in->id, .nvalues = n, .values = v};
 	memset(&a->st, 0, sizeof(a->st)); /* the callback may run again */
 	return apply_sf_record(t, a->c->l, a->c->cfg, in->object, &r, &a->st, e);
 }

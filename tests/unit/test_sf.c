@@ -134,7 +134,7 @@ static void test_record_get(void **state)
 	struct sf_value v[] = {{"Id", SF_STRING, "003", false, 0},
 	                       {"HasOptedOutOfEmail", SF_BOOL, NULL, true, 0},
 	                       {"Consent_Date__c", SF_NULL, NULL, false, 0}};
-	struct sf_record r = {"Contact", "003", 3, v};
+	struct sf_record r = {.type = "Contact", .id = "003", .nvalues = 3, .values = v};
 	assert_ptr_equal(sf_record_get(&r, "hasoptedoutofemail"), &v[1]);
 	assert_true(sf_record_get(&r, "HasOptedOutOfEmail")->b);
 	assert_int_equal(sf_record_get(&r, "Consent_Date__c")->type, SF_NULL);
@@ -201,17 +201,18 @@ static void test_page_rejects_damage(void **state)
 {
 	static const char *const bad[] = {
 	    "",
-	    "{\"done\":true,\"records\":[{\"Id\":\"1\"}]",        /* cut off */
-	    "{\"done\":true,\"records\":[{\"Id\":\"1\"},]}",      /* trailing comma */
-	    "{\"done\":true,\"records\":[{\"Id\":\"1\"}]} x",     /* data after */
-	    "{\"done\":tru,\"records\":[]}",                      /* bad literal */
-	    "{\"done\":true,\"records\":[{\"Id\":\"a\nb\"}]}",    /* raw newline */
-	    "{\"done\":true,\"records\":[{\"Id\":\"\\ud800\"}]}", /* lone surrogate */
-	    "{\"done\":true,\"records\":[{\"Id\":\"\\u0000\"}]}", /* NUL */
-	    "{\"done\":true,\"records\":[{\"Id\":01}]}",          /* bad number */
-	    "{\"done\":true}",                                    /* no records */
-	    "{\"records\":[]}",                                   /* no done */
-	    "{\"done\":true,\"records\":[{\"Email\":\"x\"}]}",    /* no Id */
+	    "{\"done\":true,\"records\":[{\"Id\":\"1\"}]",      /* cut off */
+	    "{\"done\":true,\"records\":[{\"Id\":\"1\"},]}",    /* trailing comma */
+	    "{\"done\":true,\"records\":[{\"Id\":\"1\"}]} x",   /* data after */
+	    "{\"done\":tru,\"records\":[]}",                    /* bad literal */
+	    "{\"done\":true,\"records\":[{\"Id\":\"a\nb\"}]}",  /* raw newline */
+	    "{\"done\":true,\"records\":[{\"Id\":\"\\u00\"}]}", /* short \\u */
+	    "{\"done\":true,\"next\":\"\\x\",\"records\":[]}",  /* bad escape */
+	    "{\"done\":false,\"nextRecordsUrl\":\"/q\\u0000\",\"records\":[]}",
+	    "{\"done\":true,\"records\":[{\"Id\":01}]}",       /* bad number */
+	    "{\"done\":true}",                                 /* no records */
+	    "{\"records\":[]}",                                /* no done */
+	    "{\"done\":true,\"records\":[{\"Email\":\"x\"}]}", /* no Id */
 	    "{\"done\":true,\"records\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
 	    "[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
 	    "]]]]]]]]]]]]]]]}",
@@ -225,21 +226,31 @@ static void test_page_rejects_damage(void **state)
 	}
 }
 
-/* A quote (escaped), a backslash (escaped), an escape sequence and a raw
- * control character at every offset of a 40-byte string: the scan goes
- * eight bytes at a time until one of them, and must find each wherever it
- * falls. The names of the second record are the first record's (one
- * pointer each). */
+/* A quote (escaped), a backslash (escaped), an escape sequence, a raw
+ * control character and bytes of multi-byte characters, whole or not, at
+ * every offset of a 40-byte string: the scan goes eight bytes at a time
+ * until one of them, and must find each wherever it falls. The names of
+ * the second record are the first record's (one pointer each). */
 static void test_page_string_offsets(void **state)
 {
 	(void)state;
 	static const struct {
 		const char *raw, *got; /* in the JSON, and unescaped */
 		bool ok;
-	} cases[] = {{"\\\"", "\"", true},          {"\\\\", "\\", true},
-	             {"\\u00e9", "\xc3\xa9", true}, {"\x01", NULL, false},
-	             {"\x1f", NULL, false},         {"\x7f", "\x7f", true},
-	             {"\xc3\xa9", "\xc3\xa9", true}};
+		enum sf_flaw flaw; /* of the record */
+	} cases[] = {{"\\\"", "\"", true, SF_FLAW_NONE},
+	             {"\\\\", "\\", true, SF_FLAW_NONE},
+	             {"\\u00e9", "\xc3\xa9", true, SF_FLAW_NONE},
+	             {"\x01", NULL, false, SF_FLAW_NONE},
+	             {"\x1f", NULL, false, SF_FLAW_NONE},
+	             {"\x7f", "\x7f", true, SF_FLAW_NONE},
+	             {"\xc3\xa9", "\xc3\xa9", true, SF_FLAW_NONE},
+	             {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", true, SF_FLAW_NONE},
+	             {"\xff", "\xff", true, SF_FLAW_UTF8},
+	             {"\xc3", "\xc3", true, SF_FLAW_UTF8},                 /* cut short */
+	             {"\xed\xa0\x80", "\xed\xa0\x80", true, SF_FLAW_UTF8}, /* a surrogate */
+	             {"\xc0\xaf", "\xc0\xaf", true, SF_FLAW_UTF8},         /* overlong */
+	             {"\\udc00", "\xef\xbf\xbd", true, SF_FLAW_SURROGATE}};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
 		for (size_t at = 0; at <= 40; at++) {
 			char json[256], want[64];
@@ -263,10 +274,55 @@ static void test_page_string_offsets(void **state)
 			snprintf(want, sizeof(want), "%.*s%s%.*s", (int)at, pad, cases[c].got,
 			         (int)(40 - at), pad);
 			assert_string_equal(sf_record_get(&pg.recs[0], "V")->str, want);
+			if (pg.recs[0].flaw != cases[c].flaw)
+				fail_msg("case %zu at %zu: flaw %d, not %d", c, at, pg.recs[0].flaw,
+				         cases[c].flaw);
+			if (cases[c].flaw)
+				assert_string_equal(pg.recs[0].flaw_field, "V");
+			assert_int_equal(pg.recs[1].flaw, SF_FLAW_NONE);
 			assert_ptr_equal(pg.recs[0].values[1].name, pg.recs[1].values[1].name);
 			assert_string_equal(sf_record_get(&pg.recs[1], "v")->str, "y");
 			sf_page_free(&pg);
 		}
+}
+
+/* Rule 8: a value that is valid JSON but no text optsync can take flags
+ * its record, and the page is read on: each record is there, the others
+ * unflagged and whole. */
+static void test_page_flawed_values(void **state)
+{
+	(void)state;
+	struct sf_page pg = {0};
+	struct err e = {0};
+	assert_int_equal(
+	    page_of("{\"done\":true,\"records\":["
+	            "{\"Id\":\"1\",\"LastName\":\"a\\u0000b\",\"Email\":\"x@y.org\"},"
+	            "{\"Id\":\"2\",\"LastName\":\"ok\",\"Email\":\"z@y.org\"},"
+	            "{\"Id\":\"3\",\"Title\":\"\\ud83d!\",\"X\":\"\\udc00\\u0000\"},"
+	            "{\"Id\":\"4\",\"Company\":\"caf\xe9\",\"Account\":{\"Name\":\"\\u0000\"}},"
+	            "{\"Id\":\"5\",\"Account\":{\"Name\":\"\\u0000\"},\"N\":\"fine\"},"
+	            "{\"attributes\":{\"type\":\"Le\\u0000ad\"},\"Id\":\"6\"}]}",
+	            &pg, &e),
+	    0);
+	assert_int_equal(pg.nrecs, 6);
+	assert_int_equal(pg.recs[0].flaw, SF_FLAW_NUL);
+	assert_string_equal(pg.recs[0].flaw_field, "LastName");
+	assert_string_equal(sf_record_get(&pg.recs[0], "LastName")->str, "a"); /* ends there */
+	assert_string_equal(sf_record_get(&pg.recs[0], "Email")->str, "x@y.org");
+	assert_int_equal(pg.recs[1].flaw, SF_FLAW_NONE);
+	assert_null(pg.recs[1].flaw_field);
+	assert_string_equal(sf_record_get(&pg.recs[1], "Email")->str, "z@y.org");
+	assert_int_equal(pg.recs[2].flaw, SF_FLAW_SURROGATE); /* the first flaw counts */
+	assert_string_equal(pg.recs[2].flaw_field, "Title");
+	assert_string_equal(sf_record_get(&pg.recs[2], "Title")->str, "\xef\xbf\xbd!");
+	assert_int_equal(pg.recs[3].flaw, SF_FLAW_UTF8);
+	assert_string_equal(pg.recs[3].flaw_field, "Company");
+	/* a relationship field is skipped, and what it holds does not matter */
+	assert_int_equal(pg.recs[4].flaw, SF_FLAW_NONE);
+	assert_string_equal(sf_record_get(&pg.recs[4], "N")->str, "fine");
+	assert_int_equal(pg.recs[5].flaw, SF_FLAW_NUL);
+	assert_string_equal(pg.recs[5].flaw_field, "attributes.type");
+	sf_page_free(&pg);
 }
 
 static void test_page_large(void **state)
@@ -298,12 +354,13 @@ int main(void)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || atexit(curl_global_cleanup) != 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rs256_rfc7515_a2), cmocka_unit_test(test_jwt_build_claims),
-	    cmocka_unit_test(test_bad_keys),         cmocka_unit_test(test_soql_quote),
-	    cmocka_unit_test(test_classify),         cmocka_unit_test(test_backoff),
-	    cmocka_unit_test(test_record_get),       cmocka_unit_test(test_options_checked),
-	    cmocka_unit_test(test_page_parse),       cmocka_unit_test(test_page_rejects_damage),
-	    cmocka_unit_test(test_page_large),       cmocka_unit_test(test_page_string_offsets),
+	    cmocka_unit_test(test_rs256_rfc7515_a2),   cmocka_unit_test(test_jwt_build_claims),
+	    cmocka_unit_test(test_bad_keys),           cmocka_unit_test(test_soql_quote),
+	    cmocka_unit_test(test_classify),           cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_record_get),         cmocka_unit_test(test_options_checked),
+	    cmocka_unit_test(test_page_parse),         cmocka_unit_test(test_page_rejects_damage),
+	    cmocka_unit_test(test_page_large),         cmocka_unit_test(test_page_string_offsets),
+	    cmocka_unit_test(test_page_flawed_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
