@@ -524,9 +524,14 @@ class Limits(unittest.TestCase):
             self.assertEqual(st, 503, body)
             self.assertEqual(h["retry-after"], "5")
             self.assertGreater(len(ok), 100)
-            # the page's form: the retry page, with Retry-After
-            st, h, body = s.public("POST", paths[len(ok)], body="action=unsubscribe", headers={
-                "Content-Type": "application/x-www-form-urlencoded"})
+            # the page's form: the retry page, with Retry-After (one opt-out
+            # alone may still fit the pages a group could not use: the first
+            # answer that is not a 200 counts, and it must be the retry page)
+            for p in paths[len(ok):len(ok) + 200]:
+                st, h, body = s.public("POST", p, body="action=unsubscribe", headers={
+                    "Content-Type": "application/x-www-form-urlencoded"})
+                if st != 200:
+                    break
             self.assertEqual(st, 503, body)
             self.assertEqual(h["retry-after"], "5")
             self.assertIn("text/html", h["content-type"])

@@ -861,7 +861,7 @@ class BadRecords(unittest.TestCase):
         self.assertIn("field LastName holds bytes that are not UTF-8",
                       got[("Lead", "invalid_utf8")]["error"])
         self.assertEqual(got[("Contact", "invalid_email")]["id"], ids["invalid_email"])
-        self.assertIn("field Email holds no email address optsync can take (character 0x01)",
+        self.assertIn("field Email holds no email address optsync can take (control character U+0001 at offset 3)",
                       got[("Contact", "invalid_email")]["error"])
         self.assertNotIn("ctl", got[("Contact", "invalid_email")]["error"])  # not the value
         self.assertEqual(got[("Contact", "too_long")]["id"], ("003" + "x" * 30)[:18])
