@@ -104,6 +104,7 @@ class Record:
         self.odd = None        # why optsync may leave it unapplied (rule 8), if so
         self.bad_picklist = 0  # unknown picklist values written to it
         self.individual = None
+        self.moved = False     # its email changed in the history (rule 9)
         self.val = {c: False for c in BOX_CHANNELS}
         self.writer = {c: "user" for c in BOX_CHANNELS}
         # the step a Salesforce user set the box, and the person it was set for
@@ -216,6 +217,7 @@ class Model:
         r = self.records[rid]
         old = r.person
         r.email = email
+        r.moved = True
         new = r.person
         for c in BOX_CHANNELS:
             r.known_true[c] = False
@@ -248,6 +250,7 @@ class Model:
             c = Record(contact_id, "Contact", r.email, self.step)
             c.individual = r.individual
             c.odd = r.odd
+            c.bad_picklist = r.bad_picklist
             self.records[contact_id] = c
             for ch in BOX_CHANNELS:
                 if r.val[ch]:

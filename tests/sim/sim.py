@@ -275,8 +275,8 @@ class Gen:
         mine = [w for w, i in self.rows if i == ind]
         status = self.rng.choice(["OptIn", "OptOut"])
         capture = self.rng.random() < 0.6
-        if status == "OptIn" and capture and "sf-consent" in self.without:
-            capture = False
+        if "sf-consent" in self.without:
+            capture = False  # a row flipped to OptIn later would carry it
         if mine and self.rng.random() < 0.7:
             row = mine[0]
         else:
@@ -597,7 +597,7 @@ class History:
                 self.res.optime[name] = self.res.optime.get(name, 0) + time.time() - t1
                 if done is False:
                     self.res.skipped += 1
-                else:
+                elif name not in ("optout", "consent", "resubscribe"):  # counted by channel
                     self.res.count(name if name != "sf_flip" or op["ch"] == "global" else "sf_box")
             self.model.step = len(self.ops) + 1
             t1 = time.time()
@@ -1187,7 +1187,7 @@ def check(m, v):
                        "%s %s (%s) is not opted out of %s in Salesforce, but its person is" % (
                            obj, rid, r.person, c))
             if val and ls != "out":
-                yield ("rule-9" if c == M.GLOBAL else "rule-P1",
+                yield ("rule-9" if r.moved else "rule-1" if c == M.GLOBAL else "rule-P1",
                        "%s %s is opted out of %s in Salesforce, but its current person %s is "
                        "%s in the ledger" % (obj, rid, c, r.person, ls or "unknown"))
     # consent rows (P1, P2): the row of a person's one Individual
