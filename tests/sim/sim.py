@@ -578,9 +578,13 @@ class History:
     def rid(self, h):
         return self.ids.get(h)
 
-    def rec_of(self, h):
+    def rec_of(self, h, converted_ok=False):
+        """A live record; a converted Lead only where Salesforce lets a user
+        act on one (merging it is refused too)."""
         rid = self.ids.get(h)
         r = self.model.records.get(rid) if rid else None
+        if r and r.converted and not converted_ok:
+            return None
         return r if r and r.alive else None
 
     # ---- the history ----
@@ -702,7 +706,7 @@ class History:
         self.model.sf_row(self.rows[op["row"]], ind, "offers", op["status"], bool(cap), new)
 
     def op_sf_delete(self, op):
-        r = self.rec_of(op["rec"])
+        r = self.rec_of(op["rec"], converted_ok=True)
         if not r:
             return False
         self.tick()
@@ -743,9 +747,10 @@ class History:
                   "text_utf8": {"Source_Other__c": "caf\udce9"},
                   "name_long": {"LastName": "N" * 70000}}[k]
         self.fake.put(r.obj, [dict(fields, Id=r.id)])
-        if k.startswith("picklist"):
-            r.bad_picklist += 1
-        else:
+        # an invalid value (rule 5: a conflict, raised once) or one optsync
+        # cannot store (rule 8: the record parked and named)
+        r.bad_picklist += 1
+        if not k.startswith("picklist"):
             r.odd = k
 
     # local operations
