@@ -143,6 +143,7 @@ class Model:
         self.pending_attempts = []  # (key, record id, channel, person, certain so far)
         self.merges = []            # (loser person, master person), until a clean cycle
         self.dup_ids = {}           # purpose -> DataUsePurpose id
+        self.ind_history = {}       # Individual id -> persons of records ever linked
 
     # ---- persons ----
     def person(self, key):
@@ -153,6 +154,17 @@ class Model:
     def persons_of_individual(self, ind):
         return {r.person for r in self.records.values()
                 if r.alive and r.individual == ind and r.person}
+
+    def link_individual(self, rid, ind):
+        r = self.records[rid]
+        r.individual = ind
+        if r.person:
+            self.ind_history.setdefault(ind, set()).add(r.person)
+
+    def persons_ever_of_individual(self, ind):
+        """Every person a record linked to the Individual belonged to (optsync
+        may keep an Individual for a person after the record moved or went)."""
+        return self.ind_history.get(ind, set()) | self.persons_of_individual(ind)
 
     def records_of(self, key):
         return [r for r in self.records.values() if r.alive and r.person == key]
@@ -180,7 +192,7 @@ class Model:
                        and not r.known_true[channel] for r in self.records_of(key))
         return any(w.status == "OptOut" and w.writer == "user" and not w.known_out
                    for w in self.rows.values() if w.purpose == channel
-                   and key in self.persons_of_individual(w.party))
+                   and key in self.persons_ever_of_individual(w.party))
 
     # ---- Salesforce user operations ----
     def sf_record(self, rid, obj, email, vals):
@@ -219,6 +231,8 @@ class Model:
         r.email = email
         r.moved = True
         new = r.person
+        if r.individual and new:
+            self.ind_history.setdefault(r.individual, set()).add(new)
         for c in BOX_CHANNELS:
             r.known_true[c] = False
             if r.val[c] and new and new != old:
@@ -263,7 +277,8 @@ class Model:
         """A ContactPointTypeConsent row made or changed by a Salesforce user."""
         w = self.rows.get(rid)
         persons = self.persons_of_individual(party)
-        key = next(iter(persons)) if len(persons) == 1 else None
+        key = next(iter(persons)) if len(persons) == 1 and \
+            self.persons_ever_of_individual(party) == persons else None
         if new or w is None:
             w = Row(rid, party, purpose, status, capture, "user")
             self.rows[rid] = w
@@ -377,12 +392,13 @@ class Model:
             if w.writer != "user" or w.user_set is None:
                 continue
             persons = self.persons_of_individual(w.party)
+            ever = self.persons_ever_of_individual(w.party)
             odd = any(r.odd for r in self.records.values()
                       if r.alive and r.individual == w.party)
-            for key in persons:
+            for key in ever:
                 ch = self.person(key).ch[w.purpose]
                 g = self.person(key).ch[GLOBAL]
-                sure = len(persons) == 1 and not odd
+                sure = persons == ever == {key} and not odd
                 step, who = w.user_set
                 if w.status == "OptOut":
                     ch.out(sure and step > ch.last_in and who == key)
