@@ -312,8 +312,10 @@ class Model:
                     if self.person(pl).ch[c].must_out:
                         self.person(pm).ch[c].out(True)
             self.merges = []
-            self.read_boxes(before)
-            self.read_rows(before)
+        # what a Salesforce user left there: read for sure by a complete
+        # cycle, maybe by a faulty or killed one
+        self.read_boxes(before, clean)
+        self.read_rows(before, clean)
         self.settle_attempts(before, clean)
         self.absorb(after)
         if clean:
@@ -361,7 +363,7 @@ class Model:
                 return p
         return None
 
-    def read_boxes(self, dump):
+    def read_boxes(self, dump, clean=True):
         """A complete cycle read every record: a box a Salesforce user ticked
         for the record's current person is that person's opt-out (rule 1, P1);
         one optsync may not take as new (ticked before a later accepted opt-in,
@@ -382,10 +384,10 @@ class Model:
                     continue  # read by an earlier complete cycle: applied then
                 step, key = r.user_true[c]
                 ch = self.person(r.person).ch[c]
-                certain = key == r.person and step > ch.last_in and not r.odd
+                certain = key == r.person and step > ch.last_in and not r.odd and clean
                 ch.out(certain)
 
-    def read_rows(self, dump):
+    def read_rows(self, dump, clean=True):
         """Consent rows (P1, P2 and SPEC 7 'Consent given in Salesforce
         counts')."""
         for w in self.rows.values():
@@ -398,7 +400,7 @@ class Model:
             for key in ever:
                 ch = self.person(key).ch[w.purpose]
                 g = self.person(key).ch[GLOBAL]
-                sure = persons == ever == {key} and not odd
+                sure = persons == ever == {key} and not odd and clean
                 step, who = w.user_set
                 if w.status == "OptOut":
                     ch.out(sure and step > ch.last_in and who == key)
@@ -409,7 +411,8 @@ class Model:
                         ch.must_in = ch.may_in = True
                     elif not ch.must_out and not g.must_out:
                         ch.may_in = True
-            w.user_set = None
+            if clean:
+                w.user_set = None
 
     def settle_attempts(self, before, clean):
         """Each pending re-subscribe attempt: certain when the value optsync

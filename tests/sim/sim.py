@@ -62,6 +62,14 @@ SWITCHES = {
     "unicode-case": "found by this simulation: the local part of an email is lower-cased for "
                     "ASCII letters only, so ÅSA@example.com and åsa@example.com are two persons "
                     "(SPEC 1); without it the pool writes no upper-case non-ASCII letter",
+    "merge-unseen": "found by this simulation: a merge into a record optsync has not read yet "
+                    "opts the survivor out in Salesforce but leaves its person opted in in the "
+                    "ledger (the docs' merges; rules 1, 9); without it merges only go into "
+                    "records a sync has read",
+    "row-optin-push": "found by this simulation: a queued opt-in to a consent-object purpose is "
+                      "written over a ContactPointTypeConsent row a Salesforce user has just set "
+                      "to OptOut, while the ledger takes the opt-out (P1); without it no local "
+                      "opt-in to a consent-object purpose",
     "sf-consent": "defect 6: a ContactPointTypeConsent row at OptIn with a CaptureDate for a "
                   "person with no status stays 'none' (SPEC 7, consent given in Salesforce "
                   "counts); without it no row is set to OptIn with a CaptureDate",
@@ -142,6 +150,7 @@ class Gen:
         self.inds = []
         self.rows = []
         self.count_of = {}  # person -> records made (for the 32 limit)
+        self.synced = set()  # records made before the last sync
 
     def handle(self, prefix="h"):
         self.n += 1
@@ -173,6 +182,7 @@ class Gen:
             ops.append(self.sf_create())
         if self.rng.random() < 0.8:
             ops.append({"op": "sync"})
+            self.synced = {r[0] for r in self.recs}
         table = [
             (14, self.sf_create), (2.5, self.sf_bulk), (5, self.sf_email), (9, self.sf_flip),
             (5, self.sf_box), (4, self.sf_link_ind), (6, self.sf_cptc), (2, self.sf_delete),
@@ -191,6 +201,8 @@ class Gen:
                 if x <= 0:
                     op = f()
                     if op:
+                        if op["op"] == "sync":
+                            self.synced = {r[0] for r in self.recs}
                         if cfg["sidecar"] and op.get("via") == "cli" and \
                                 op["op"] in ("optout", "consent", "resubscribe") and \
                                 self.rng.random() < 0.6:
@@ -295,6 +307,8 @@ class Gen:
         if len(c) < 2:
             return None
         master, loser = self.rng.sample(c, 2)
+        if "merge-unseen" in self.without and master[0] not in self.synced:
+            return None
         return {"op": "sf_merge", "obj": obj, "master": master[0], "losers": [loser[0]]}
 
     def sf_convert(self):
@@ -331,7 +345,9 @@ class Gen:
 
     def consent(self):
         _, email = self.email(list(PEOPLE))
-        return {"op": "consent", "email": email, "purpose": self.rng.choice(list(M.PURPOSES)),
+        purposes = [p for p in M.PURPOSES
+                    if "row-optin-push" not in self.without or p not in M.ROW_CHANNELS]
+        return {"op": "consent", "email": email, "purpose": self.rng.choice(purposes),
                 "admin": self.rng.choices(["none", "good", "bad"], [5, 3, 1])[0],
                 "date": self.rng.choices(["now", "old", "future"], [7, 2, 1])[0],
                 "evidence": self.rng.random() < 0.92, "via": "cli"}
@@ -596,6 +612,11 @@ class History:
                 self.model.step = i + 1
                 name = op["op"]
                 fn = getattr(self, "op_" + name)
+                if self.run:
+                    # the sidecar runs cycles of its own at any time: what
+                    # stands now may have been read
+                    d = self.dump()
+                    self.model.observe(d, d, False)
                 t1 = time.time()
                 done = fn(op)
                 self.res.optime[name] = self.res.optime.get(name, 0) + time.time() - t1
@@ -1042,6 +1063,9 @@ class History:
 
     # ---- after the history ----
     def finish(self):
+        if self.run:
+            d = self.dump()
+            self.model.observe(d, d, False)
         self.stop_run()
         self.fake.ctl("DELETE", "faults")
         self.armed = False
