@@ -422,8 +422,10 @@ class Model:
         for key, rid, c, person, certain in self.pending_attempts:
             if rid in self.records:
                 r = self.records[rid]
+                # a Lead converted since: optsync cannot write it back, and
+                # may leave it be
                 stood = r.alive and not r.val[c] and r.person == person and \
-                    r.writer[c] == "user"
+                    r.writer[c] == "user" and not r.converted
             else:
                 w = self.rows.get(rid)
                 stood = w is not None and w.status == "OptIn" and w.writer == "user"
