@@ -981,7 +981,7 @@ class History:
             self.fake.ctl("DELETE", "faults?only=faults")
             self.armed = False
         if not armed and p.returncode != 0:
-            self.res.fail("rule-8" if "record" in p.stderr else "sync",
+            self.res.fail("rule-8",
                           "sync --once%s exit %d with no fault armed: %s" % (
                               " (final)" if final else "", p.returncode,
                               (p.stderr.strip() or p.stdout.strip())[-400:]))
