@@ -55,6 +55,8 @@ def normalize(email):
     local, domain = e.split("@")
     if not local or not domain or "." not in domain or not domain.isascii():
         return None
+    if len(local.encode()) > 64 or len(e.encode()) > 254:
+        return None  # past RFC 5321's limits: optsync may refuse it; no person here
     return unicodedata.normalize("NFC", local).lower() + "@" + domain.lower()
 
 

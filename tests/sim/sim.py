@@ -59,9 +59,10 @@ SWITCHES = {
                 "any string of a Salesforce query page (an email, a free text) makes the page "
                 "'not valid JSON', retried 5 times, and every later sync exits 1 (rule 8, SPEC "
                 "1); without it no record gets such a value",
-    "unicode-case": "found by this simulation: the local part of an email is lower-cased for "
-                    "ASCII letters only, so ÅSA@example.com and åsa@example.com are two persons "
-                    "(SPEC 1); without it the pool writes no upper-case non-ASCII letter",
+    "unicode-email": "found by this simulation: the local part of an email is neither put in "
+                     "NFC nor lower-cased beyond ASCII, so ÅSA@, åsa@ and a+U+030A sa@ "
+                     "(NFD) are three persons (SPEC 1); without it the pool writes each person "
+                     "in ASCII case forms only",
     "merge-unseen": "found by this simulation: a merge into a record optsync has not read yet "
                     "opts the survivor out in Salesforce but leaves its person opted in in the "
                     "ledger (the docs' merges; rules 1, 9); without it merges only go into "
@@ -70,6 +71,15 @@ SWITCHES = {
                       "written over a ContactPointTypeConsent row a Salesforce user has just set "
                       "to OptOut, while the ledger takes the opt-out (P1); without it no local "
                       "opt-in to a consent-object purpose",
+    "duplicate-rows": "found by this simulation: with two ContactPointTypeConsent rows for one "
+                      "Individual and purpose (OptIn and OptOut), every cycle writes the same "
+                      "OptOut to the OptOut row again and leaves the OptIn row (never quiet, "
+                      "rule 4; P1); without it a Salesforce user writes the existing row",
+    "erase-compliance": "found by this simulation: after contact erase of a person whose basis "
+                        "is consent (or other), a new record of theirs gets "
+                        "Authorization_Type__c=Consent with no Processing_Purpose__c, and "
+                        "optsync reads its own write back as an invalid_value conflict "
+                        "(rules 4, 5); without it only persons never given a basis are erased",
     "sf-consent": "defect 6: a ContactPointTypeConsent row at OptIn with a CaptureDate for a "
                   "person with no status stays 'none' (SPEC 7, consent given in Salesforce "
                   "counts); without it no row is set to OptIn with a CaptureDate",
@@ -151,6 +161,7 @@ class Gen:
         self.rows = []
         self.count_of = {}  # person -> records made (for the 32 limit)
         self.synced = set()  # records made before the last sync
+        self.carded = set()  # persons a contact set or re-subscribe gave a basis
 
     def handle(self, prefix="h"):
         self.n += 1
@@ -159,7 +170,7 @@ class Gen:
     def email(self, people=None):
         p = self.rng.choice(people or [k for k in PEOPLE if k != MANY])
         forms = PEOPLE[p]
-        if "unicode-case" in self.without:
+        if "unicode-email" in self.without:
             forms = [f for f in forms if f == unicodedata.normalize("NFC", f).lower()
                      or f.isascii()] or [p]
         return p, self.rng.choice(forms)
@@ -289,13 +300,16 @@ class Gen:
         capture = self.rng.random() < 0.6
         if "sf-consent" in self.without:
             capture = False  # a row flipped to OptIn later would carry it
-        if mine and self.rng.random() < 0.7:
+        if mine and (self.rng.random() < 0.7 or "duplicate-rows" in self.without):
             row = mine[0]
         else:
             row = self.handle("w")
             self.rows.append((row, ind))
-        return {"op": "sf_cptc", "ind": ind, "row": row, "status": status, "capture": capture,
-                "age_h": self.rng.randint(1, 24 * 60)}
+        op = {"op": "sf_cptc", "ind": ind, "row": row, "status": status, "capture": capture,
+              "age_h": self.rng.randint(1, 24 * 60)}
+        if "duplicate-rows" in self.without:
+            op["reuse"] = True  # a row optsync made for the Individual is written, not a new one
+        return op
 
     def sf_delete(self):
         r = self.rec()
@@ -353,13 +367,15 @@ class Gen:
                 "evidence": self.rng.random() < 0.92, "via": "cli"}
 
     def resubscribe(self):
-        _, email = self.email(list(PEOPLE))
+        p, email = self.email(list(PEOPLE))
+        self.carded.add(p)
         return {"op": "resubscribe", "email": email, "admin": self.admin(),
                 "date": self.rng.choices(["now", "old", "future"], [7, 2, 1])[0],
                 "evidence": self.rng.random() < 0.9, "via": "cli"}
 
     def contact_set(self):
-        _, email = self.email(list(PEOPLE))
+        p, email = self.email(list(PEOPLE))
+        self.carded.add(p)
         r = self.rng.random()
         if r < 0.15:  # invalid: consent without its date, an unknown basis
             args = self.rng.choice([["--authorization", "consent"],
@@ -379,7 +395,12 @@ class Gen:
         return {"op": "contact_set", "email": email, "args": args, "valid": True}
 
     def erase(self):
-        _, email = self.email(list(PEOPLE))
+        people = list(PEOPLE)
+        if "erase-compliance" in self.without:
+            people = [p for p in people if p not in self.carded] or None
+            if not people:
+                return None
+        _, email = self.email(people)
         return {"op": "erase", "email": email, "admin": self.rng.random() < 0.85}
 
     def sync_kill(self):
@@ -713,6 +734,13 @@ class History:
         self.tick()
         cap = now_iso(time.time() - 3600 * op["age_h"], ms=False) if op["capture"] else None
         new = op["row"] not in self.rows
+        if new and op.get("reuse"):
+            have = [w["Id"] for w in self.fake.ctl("GET", "records?object=ContactPointTypeConsent")
+                    ["records"] if w.get("PartyId") == ind and
+                    w.get("DataUsePurposeId") == self.model.dup_ids["offers"]]
+            if have:
+                self.rows[op["row"]] = have[0]
+                new = False
         if new:
             rec = {"Name": "Sim consent", "PartyId": ind, "ContactPointType": "Email",
                    "DataUsePurposeId": self.model.dup_ids["offers"],
