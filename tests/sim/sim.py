@@ -80,6 +80,11 @@ SWITCHES = {
                         "Authorization_Type__c=Consent with no Processing_Purpose__c, and "
                         "optsync reads its own write back as an invalid_value conflict "
                         "(rules 4, 5); without it only persons never given a basis are erased",
+    "resubscribe-queued": "found by this simulation: an admin's re-subscribe while the "
+                          "person's opt-out push is still queued: the opt-out is written to "
+                          "Salesforce after it, so the record stays opted out and the ledger "
+                          "opted in (rules 2, 6); without it re-subscribes only follow a sync "
+                          "of the person's opt-outs",
     "sf-consent": "defect 6: a ContactPointTypeConsent row at OptIn with a CaptureDate for a "
                   "person with no status stays 'none' (SPEC 7, consent given in Salesforce "
                   "counts); without it no row is set to OptIn with a CaptureDate",
@@ -162,6 +167,7 @@ class Gen:
         self.count_of = {}  # person -> records made (for the 32 limit)
         self.synced = set()  # records made before the last sync
         self.carded = set()  # persons a contact set or re-subscribe gave a basis
+        self.unpushed = set()  # persons opted out locally since the last sync
 
     def handle(self, prefix="h"):
         self.n += 1
@@ -214,6 +220,7 @@ class Gen:
                     if op:
                         if op["op"] == "sync":
                             self.synced = {r[0] for r in self.recs}
+                            self.unpushed = set()
                         if cfg["sidecar"] and op.get("via") == "cli" and \
                                 op["op"] in ("optout", "consent", "resubscribe") and \
                                 self.rng.random() < 0.6:
@@ -350,8 +357,9 @@ class Gen:
             return {"op": "optout", "email": self.rng.choice(["bad\x01@example.com",
                                                               "not-an-email"]),
                     "purpose": None, "via": "cli"}
-        _, email = self.email(list(PEOPLE))
+        p, email = self.email(list(PEOPLE))
         purpose = self.rng.choice(list(M.PURPOSES)) if self.rng.random() < 0.4 else None
+        self.unpushed.add(p)
         return {"op": "optout", "email": email, "purpose": purpose, "via": "cli"}
 
     def admin(self):
@@ -367,7 +375,12 @@ class Gen:
                 "evidence": self.rng.random() < 0.92, "via": "cli"}
 
     def resubscribe(self):
-        p, email = self.email(list(PEOPLE))
+        people = list(PEOPLE)
+        if "resubscribe-queued" in self.without:
+            people = [p for p in people if p not in self.unpushed] or None
+            if not people:
+                return None
+        p, email = self.email(people)
         self.carded.add(p)
         return {"op": "resubscribe", "email": email, "admin": self.admin(),
                 "date": self.rng.choices(["now", "old", "future"], [7, 2, 1])[0],
