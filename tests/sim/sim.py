@@ -514,6 +514,7 @@ class History:
         self.offset = 0
         self.armed = False
         self.run = None
+        self.stop = False
         self.persons_seen = set()
 
     # ---- plumbing ----
@@ -643,6 +644,8 @@ class History:
         try:
             self.setup()
             for i, op in enumerate(self.ops):
+                if self.stop:
+                    break  # a sync failed with no fault armed: the history has failed
                 self.model.step = i + 1
                 name = op["op"]
                 fn = getattr(self, "op_" + name)
@@ -660,7 +663,8 @@ class History:
                     self.res.count(name if name != "sf_flip" or op["ch"] == "global" else "sf_box")
             self.model.step = len(self.ops) + 1
             t1 = time.time()
-            self.finish()
+            if not self.stop:
+                self.finish()
             self.res.optime["finish"] = time.time() - t1
         except Exception as e:  # a harness error is a failure too, with its cause
             import traceback
@@ -1022,6 +1026,8 @@ class History:
             self.fake.ctl("DELETE", "faults?only=faults")
             self.armed = False
         if not armed and p.returncode != 0:
+            # fail fast: such a cycle may take its retries' backoff each time
+            self.stop = not final
             self.res.fail("rule-8",
                           "sync --once%s exit %d with no fault armed: %s" % (
                               " (final)" if final else "", p.returncode,
@@ -1059,7 +1065,7 @@ class History:
             self.fake.ctl("DELETE", "faults?only=faults")
             self.armed = False
         if not armed and last.get("result") != "ok":
-            self.res.fail("sync", "a cycle of optsync run with no fault armed: %s" %
+            self.res.fail("rule-8", "a cycle of optsync run with no fault armed: %s" %
                           json.dumps(last)[:400])
 
     def op_sync_kill(self, op):
