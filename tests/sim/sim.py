@@ -1443,6 +1443,19 @@ def simplify(world, cfg, ops, idx, target, budget_s):
     return ops, runs
 
 
+def read_ops(path):
+    with open(path) as f:
+        text = f.read()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    ops = []
+    for line in text.splitlines():
+        line = line.strip()
+        if "{" in line:
+            ops.append(json.loads(line[line.index("{"):line.rindex("}") + 1]))
+    return ops
+
+
 def describe(op):
     return json.dumps(op, ensure_ascii=True, sort_keys=True)
 
@@ -1464,6 +1477,12 @@ def main():
                          "history prints them)")
     ap.add_argument("--without", default=os.environ.get("OPTSYNC_SIM_WITHOUT", ""),
                     help="comma-separated switches, see below")
+    ap.add_argument("--ops", default=None,
+                    help="replay the operations in this file: a shrunk history as it was "
+                         "printed (one '  INDEX {json}' per line) or a JSON array")
+    ap.add_argument("--policy", default="revert", choices=["revert", "hold"],
+                    help="with --ops: sync.resubscribe_policy")
+    ap.add_argument("--sidecar", action="store_true", help="with --ops: beside optsync run")
     ap.add_argument("--no-shrink", action="store_true")
     ap.add_argument("--shrink-seconds", type=float, default=240)
     ap.add_argument("--max-failures", type=int, default=3,
@@ -1486,8 +1505,12 @@ def main():
     try:
         print("optsync simulation: seed %d, %d histories%s" % (seed, len(indices), wflag),
               flush=True)
+        if a.ops:
+            indices = [0]
         for h in indices:
             cfg, ops = Gen(seed, h, without).history()
+            if a.ops:
+                cfg, ops = {"policy": a.policy, "sidecar": a.sidecar}, read_ops(a.ops)
             keep = None
             if a.keep is not None:
                 keep = [int(x) for x in a.keep.split(",") if x != ""]
@@ -1510,8 +1533,12 @@ def main():
                 h, cfg["policy"], ", sidecar" if cfg["sidecar"] else "", len(ops)))
             for inv, msg in res.failures[:8]:
                 print("  [%s] %s" % (inv, msg))
-            print("  replay: bash scripts/sim.sh --seed %d --history %d%s%s" % (
-                seed, h, wflag, " --keep " + a.keep if a.keep else ""))
+            where = "--seed %d --history %d%s" % (seed, h, wflag)
+            if a.ops:
+                where = "--ops %s%s%s" % (a.ops, " --policy hold" if a.policy == "hold" else "",
+                                          " --sidecar" if a.sidecar else "")
+            print("  replay: bash scripts/sim.sh %s%s" % (where, " --keep " + a.keep if a.keep
+                                                          else ""))
             target = res.failures[0][0]
             if a.no_shrink or shrunk >= a.max_failures or target == "harness":
                 continue
@@ -1527,8 +1554,8 @@ def main():
                                       "" if op == ops[i] else "   (parameters simplified)"))
             for inv, msg in final.failures[:4]:
                 print("    => [%s] %s" % (inv, msg))
-            print("  replay shrunk: bash scripts/sim.sh --seed %d --history %d%s --keep %s" % (
-                seed, h, wflag, ",".join(str(base[i]) for i in idx)), flush=True)
+            print("  replay shrunk: bash scripts/sim.sh %s --keep %s" % (
+                where, ",".join(str(base[i]) for i in idx)), flush=True)
     finally:
         world.close()
     el = time.time() - t0
