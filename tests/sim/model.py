@@ -146,6 +146,7 @@ class Model:
         self.merges = []            # (loser person, master person), until a clean cycle
         self.dup_ids = {}           # purpose -> DataUsePurpose id
         self.ind_history = {}       # Individual id -> persons of records ever linked
+        self.person_inds = {}       # person -> Individuals their records were ever linked to
 
     # ---- persons ----
     def person(self, key):
@@ -162,6 +163,7 @@ class Model:
         r.individual = ind
         if r.person:
             self.ind_history.setdefault(ind, set()).add(r.person)
+            self.person_inds.setdefault(r.person, set()).add(ind)
 
     def persons_ever_of_individual(self, ind):
         """Every person a record linked to the Individual belonged to (optsync
@@ -235,6 +237,7 @@ class Model:
         new = r.person
         if r.individual and new:
             self.ind_history.setdefault(r.individual, set()).add(new)
+            self.person_inds.setdefault(new, set()).add(r.individual)
         for c in BOX_CHANNELS:
             r.known_true[c] = False
             if r.val[c] and new and new != old:

@@ -1272,7 +1272,9 @@ def check(m, v):
         if len(inds) != 1 or any(r.odd for r in mine):
             continue
         ind = inds.pop()
-        if m.persons_ever_of_individual(ind) != {key}:
+        # "a person's rows go to the first Individual optsync saw for them":
+        # only a person who only ever had this one
+        if m.persons_ever_of_individual(ind) != {key} or m.person_inds.get(key) != {ind}:
             continue
         for c in M.ROW_CHANNELS:
             ls = lstatus(key, c)
