@@ -64,9 +64,10 @@ SWITCHES = {
                      "(NFD) are three persons (SPEC 1); without it the pool writes each person "
                      "in ASCII case forms only",
     "merge-unseen": "found by this simulation: a merge into a record optsync has not read yet "
-                    "opts the survivor out in Salesforce but leaves its person opted in in the "
-                    "ledger (the docs' merges; rules 1, 9); without it merges only go into "
-                    "records a sync has read",
+                    "does not carry the loser's person's opt-outs to the survivor's person (the "
+                    "ledger keeps them opted in; the survivor is sometimes written opted out "
+                    "all the same), as the docs' merges say it must (rules 1, 9); without it "
+                    "merges only go into records a sync has read",
     "row-optin-push": "found by this simulation: a queued opt-in to a consent-object purpose is "
                       "written over a ContactPointTypeConsent row a Salesforce user has just set "
                       "to OptOut, while the ledger takes the opt-out (P1); without it no local "
