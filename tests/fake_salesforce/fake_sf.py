@@ -25,7 +25,9 @@ with = != < <= > >= IN NOT IN, parentheses] [ORDER BY f [ASC|DESC], ...]
 [LIMIT n]. Unknown fields give 400 INVALID_FIELD, bad syntax MALFORMED_QUERY.
 
 A control API under /__control/ (no auth) lets tests act as a Salesforce
-user and inject faults; see Control below. Start it with:
+user and inject faults (records, delete, merge, convert, faults, config,
+calls, requests, seed; reset and dump for the simulation in tests/sim,
+which reuses one fake for many histories). Start it with:
 
   fake_sf.py --port 0 --port-file F [--contacts N --leads M --seed S]
              [--jwt-public-key PEM] [--client-id ID] [--username U]
@@ -347,7 +349,8 @@ def sort_key(v):
 
 class State:
     def __init__(self, args):
-        self.lock = threading.RLock()
+        if not hasattr(self, "lock"):
+            self.lock = threading.RLock()
         self.args = args
         self.records = {obj: {} for obj in FIELDS}
         self.dpp = bool(getattr(args, "dpp", False))  # Data Protection and Privacy on
@@ -375,6 +378,11 @@ class State:
         # text -> hex bytes put in its place in data answers: values that are
         # not UTF-8, which JSON text cannot carry otherwise
         self.raw_bytes = {}
+
+    def reset(self):
+        """Everything back to how the process started (no seeding): records,
+        ids, sessions, faults, counters and knobs."""
+        self.__init__(self.args)
 
     def visible_fields(self):
         return {obj: {f: t for f, t in fields.items()
@@ -476,6 +484,9 @@ class State:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeSalesforce/1.0"
+    # headers and body go out in two writes: without TCP_NODELAY the second
+    # waits for the client's delayed ACK (40 ms a request on Linux)
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if self.server.state.args.verbose:
@@ -920,8 +931,41 @@ class Handler(BaseHTTPRequestHandler):
                 st.perm_errors.update(req.get("errors", {}))
                 return self.send(200, {"ok": True})
             if path == "/__control/faults" and self.command == "DELETE":
-                st.faults, st.lock_row, st.perm_errors = [], {}, {}
+                # ?only=faults: the armed request faults, keeping the
+                # per-record ones (lock_row, errors)
+                st.faults = []
+                if qs.get("only") != "faults":
+                    st.lock_row, st.perm_errors = {}, {}
                 return self.send(200, {"ok": True})
+            if path == "/__control/faults" and self.command == "GET":
+                return self.send(200, {"faults": st.faults, "lock_row": st.lock_row,
+                                       "errors": st.perm_errors})
+            if path == "/__control/convert":
+                # a Lead converted as Salesforce does it: IsConverted set (the
+                # Lead can no longer be updated), and, with "contact" (default
+                # true), a new Contact with the Lead's email, names, opt-out,
+                # checkboxes, compliance fields and Individual
+                lead = st.records["Lead"].get(req["id"])
+                if lead is None or lead.get("IsDeleted") or lead.get("IsConverted"):
+                    return self.send(400, {"error": "no such unconverted Lead"})
+                cid = None
+                if req.get("contact", True):
+                    keep = [f for f in FIELDS["Contact"]
+                            if f in FIELDS["Lead"] and f not in READONLY
+                            and f not in SYSTEM_FIELDS]
+                    cid = st.put("Contact", {f: lead.get(f) for f in keep})
+                st.put("Lead", {"Id": req["id"], "IsConverted": True})
+                return self.send(200, {"contact": cid})
+            if path == "/__control/reset":
+                st.reset()
+                if "dpp" in req:
+                    st.dpp = bool(req["dpp"])
+                return self.send(200, {"ok": True})
+            if path == "/__control/dump":
+                # every record of every object, as records GET shows them
+                return self.send(200, {obj: [st.to_json(obj, r, list(FIELDS[obj]), "62.0")
+                                             for r in st.records[obj].values()]
+                                       for obj in FIELDS})
             if path == "/__control/config":
                 for k in ("api_max", "api_used", "session_idle_s", "short_pages", "locator_ttl_s",
                           "rotate_refresh", "now_offset", "hidden_fields", "readonly_fields",
