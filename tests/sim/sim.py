@@ -86,6 +86,10 @@ SWITCHES = {
                           "Salesforce after it, so the record stays opted out and the ledger "
                           "opted in (rules 2, 6); without it re-subscribes only follow a sync "
                           "of the person's opt-outs",
+    "convert-optout": "found by this simulation after the fixes of issue #24 were merged: a "
+                      "Lead opted out in Salesforce and then converted makes every later cycle "
+                      "write one collection call (never quiet, rule 4); without it no Lead is "
+                      "converted",
     "sf-consent": "defect 6: a ContactPointTypeConsent row at OptIn with a CaptureDate for a "
                   "person with no status stays 'none' (SPEC 7, consent given in Salesforce "
                   "counts); without it no row is set to OptIn with a CaptureDate",
@@ -334,7 +338,7 @@ class Gen:
         return {"op": "sf_merge", "obj": obj, "master": master[0], "losers": [loser[0]]}
 
     def sf_convert(self):
-        if not self.leads:
+        if not self.leads or "convert-optout" in self.without:
             return None
         lead = self.rng.choice(self.leads)
         p = [r[2] for r in self.recs if r[0] == lead][0]
