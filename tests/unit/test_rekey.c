@@ -94,7 +94,9 @@ static int make_old(struct ledger_txn *t, void *ctx, struct err *e)
 		memset(p, 0, sizeof(*p));
 		ledger_person_key(mk->l, email, strlen(email), p->key);
 		memcpy(mk->keys[i], p->key, 32);
-		snprintf(p->email, sizeof(p->email), "%s", email);
+		size_t el = strlen(email);
+		assert_true(el < sizeof(p->email));
+		memcpy(p->email, email, el + 1);
 		ledger_facts_init(&p->facts);
 		p->facts.mask = LEDGER_F_OPTED_OUT;
 		p->facts.opted_out = s->opted_out;
