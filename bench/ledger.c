@@ -94,11 +94,12 @@ static int insert_batch(struct ledger_txn *t, void *ctx, struct err *e)
 		p->created_at = p->updated_at = 1795000000000 + (int64_t)i;
 		p->flags = 0;
 		p->last_event = 0; /* a new person */
+		p->records_no = 0;
 		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
 		snprintf(ref.id, sizeof(ref.id), "003%012lluAAA",
 		         (unsigned long long)(i % 1000000000000ull));
 		int rc;
-		if ((rc = ledger_person_record_add(t, p->key, &ref, e)))
+		if ((rc = ledger_person_record_add(t, p, &ref, e)))
 			return rc;
 		struct ledger_record *r = &b->r;
 		r->object = LEDGER_OBJ_CONTACT;

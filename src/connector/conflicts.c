@@ -70,7 +70,7 @@ static int conflict_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	rc = ledger_person_get(t, o->cf.person, &o->p, e);
 	o->person_found = rc == 0;
 	if (rc == 0)
-		rc = person_refs_read(t, o->cf.person, &o->refs, e);
+		rc = person_refs_read(t, &o->p, &o->refs, e);
 	return rc == ERR_NOTFOUND ? 0 : rc;
 }
 

@@ -313,7 +313,7 @@ int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 	if (p->individual_id[0]) {
 		snprintf(to.id, sizeof(to.id), "%s", p->individual_id);
 	} else if (cfg->salesforce.create_individuals &&
-	           (rc = ledger_person_record_first(t, p->key, &first, e)) != ERR_NOTFOUND) {
+	           (rc = ledger_person_record_first(t, p, &first, e)) != ERR_NOTFOUND) {
 		if (rc)
 			return rc;
 		/* an Individual made for the person, linked to their first record

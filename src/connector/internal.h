@@ -167,7 +167,7 @@ struct person_refs {
 };
 /* Read the person's references into r (emptied first: a callback may run
  * again). */
-int person_refs_read(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct person_refs *r,
+int person_refs_read(struct ledger_txn *t, const struct ledger_person *p, struct person_refs *r,
                      struct err *e);
 void person_refs_free(struct person_refs *r);
 /* A person's state; with refs, its Salesforce record references

@@ -202,12 +202,12 @@ static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	v->e = e;
 	if ((rc = ledger_purpose_each(t, v->key, collect_purpose, v, e)))
 		return rc;
-	if ((v->parts & VIEW_REFS) && (rc = person_refs_read(t, v->key, &v->refs, e)))
+	if ((v->parts & VIEW_REFS) && (rc = person_refs_read(t, &v->p, &v->refs, e)))
 		return rc;
 	if (v->parts & VIEW_RECORDS) {
 		if (v->rec == NULL && (v->rec = malloc(sizeof(*v->rec))) == NULL)
 			return err_set(e, ERR_NOMEM, "out of memory");
-		if ((rc = ledger_person_records_each(t, v->key, collect_record, v, e)))
+		if ((rc = ledger_person_records_each(t, &v->p, collect_record, v, e)))
 			return rc;
 	}
 	if (v->parts & VIEW_HISTORY)
@@ -232,11 +232,11 @@ static int add_ref(const struct ledger_recref *ref, void *ctx)
 	return 0;
 }
 
-int person_refs_read(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct person_refs *r,
+int person_refs_read(struct ledger_txn *t, const struct ledger_person *p, struct person_refs *r,
                      struct err *e)
 {
 	r->n = 0;
-	int rc = ledger_person_records_each(t, key, add_ref, r, e);
+	int rc = ledger_person_records_each(t, p, add_ref, r, e);
 	return rc == ERR_NOMEM ? err_set(e, ERR_NOMEM, "out of memory") : rc;
 }
 

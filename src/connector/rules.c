@@ -408,7 +408,7 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 	x.r = malloc(sizeof(*x.r));
 	if (x.r == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_person_records_each(t, p->key, spread_facts, &x, e);
+	int rc = ledger_person_records_each(t, p, spread_facts, &x, e);
 	free(x.r);
 	return rc;
 }
@@ -422,7 +422,7 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 	x.r = malloc(sizeof(*x.r));
 	if (x.r == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_person_records_each(t, p->key, spread_purpose, &x, e);
+	int rc = ledger_person_records_each(t, p, spread_purpose, &x, e);
 	free(x.r);
 	return rc;
 }
@@ -776,10 +776,7 @@ static int move_record(struct ledger_txn *t, struct work *w, const struct ledger
                        int64_t now, struct err *e)
 {
 	struct ledger_person *old = &w->old;
-	int rc = ledger_person_record_remove(t, w->rec.person, ref, e);
-	if (rc && rc != ERR_NOTFOUND)
-		return rc;
-	rc = ledger_push_delete(t, ref->object, ref->id, e);
+	int rc = ledger_push_delete(t, ref->object, ref->id, e);
 	bool dropped = rc == 0;
 	if (rc && rc != ERR_NOTFOUND)
 		return rc;
@@ -790,7 +787,10 @@ static int move_record(struct ledger_txn *t, struct work *w, const struct ledger
 	w->rec.flags &= ~(LEDGER_RECORD_INVALID_AUTH | LEDGER_RECORD_INVALID_SOURCE);
 	rc = ledger_person_get(t, w->rec.person, old, e);
 	if (rc)
-		return rc == ERR_NOTFOUND ? 0 : rc;
+		return rc == ERR_NOTFOUND ? 0 : rc; /* gone, and its links with it */
+	rc = ledger_person_record_remove(t, old, ref, e);
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
 	event_about(&w->ev, LEDGER_EV_UNLINKED, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
 	snprintf(w->ev.reason, sizeof(w->ev.reason),
 	         "its email changed in Salesforce: another person's record now%s%s",
@@ -826,7 +826,7 @@ static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, stru
 	rc = ledger_push_delete(t, ref->object, ref->id, e);
 	if (rc && rc != ERR_NOTFOUND)
 		return rc;
-	rc = ledger_person_record_remove(t, rec->person, ref, e);
+	rc = have_person ? ledger_person_record_remove(t, p, ref, e) : 0;
 	if (rc && rc != ERR_NOTFOUND)
 		return rc;
 	int64_t now = time_now_ms();
@@ -929,7 +929,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	}
 	/* a record new to the person is linked to it (an index entry of its
 	 * own: no limit on a person's records, the same cost for each) */
-	if (is_new && (rc = ledger_person_record_add(t, p->key, &ref, e)))
+	if (is_new && (rc = ledger_person_record_add(t, p, &ref, e)))
 		goto out;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
 	if (conv && conv->type == SF_BOOL && conv->b)

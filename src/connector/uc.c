@@ -37,14 +37,14 @@ int uc_fail(struct uc *u, int rc)
 }
 
 struct refs_ctx {
-	const uint8_t *key;
+	const struct ledger_person *p;
 	struct person_refs refs;
 };
 
 static int refs_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct refs_ctx *x = ctx;
-	return person_refs_read(t, x->key, &x->refs, e);
+	return person_refs_read(t, x->p, &x->refs, e);
 }
 
 int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e)
@@ -53,7 +53,7 @@ int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e)
 		return uc_fail(u, rc);
 	/* the person's records, read after the change (which leaves them as
 	 * they were) */
-	struct refs_ctx x = {u->p.key, {0}};
+	struct refs_ctx x = {&u->p, {0}};
 	if ((rc = ledger_read(u->c->l, refs_txn, &x, e))) {
 		person_refs_free(&x.refs);
 		return uc_fail(u, rc);

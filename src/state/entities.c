@@ -41,6 +41,7 @@ static void ent_person_init(struct ledger_person *p)
 	p->created_at = p->updated_at = 0;
 	p->last_event = 0;
 	p->flags = 0;
+	p->records_no = 0;
 	p->individual_id[0] = '\0';
 }
 
@@ -61,6 +62,7 @@ size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, size_t cap
 	 * person_records index); never reused */
 	enc_uint(&en, 11, p->last_event);
 	enc_str(&en, 12, p->individual_id);
+	enc_uint(&en, 13, p->records_no);
 	*ovf = en.overflow;
 	return en.len;
 }
@@ -110,6 +112,9 @@ int ent_person_decode(const MDB_val *v, struct ledger_person *p)
 		case 12:
 			if (dec_str(&f, p->individual_id, sizeof(p->individual_id)))
 				return -1;
+			break;
+		case 13:
+			p->records_no = f.u;
 			break;
 		default:
 			break;
@@ -386,7 +391,7 @@ int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
 	if ((rc = ledger_person_put(t, p, e)))
 		goto out;
 	struct erase_ctx x = {t, r, q, e};
-	if ((rc = ledger_person_records_each(t, key, erase_record, &x, e)))
+	if ((rc = ledger_person_records_each(t, p, erase_record, &x, e)))
 		goto out;
 	if ((rc = ledger_purposes_scrub(t, key, e)))
 		goto out;

@@ -37,7 +37,7 @@ struct ledger {
  * (event_seq, change_seq, ...) and the chain head in memory and writes them
  * once, just before the commit: a batch of pulled pages appends thousands of
  * events, each of which used to read and write them in the meta tree. */
-#define TXN_META_SLOTS 4
+#define TXN_META_SLOTS 5 /* event_seq, change_seq, conflict_id, person_records_no, schema */
 struct ledger_txn {
 	struct ledger *l;
 	MDB_txn *txn;

@@ -154,7 +154,10 @@ struct ledger_person {
 	int64_t created_at, updated_at;
 	uint64_t last_event; /* the person's newest history event (0: none) */
 	uint32_t flags;      /* LEDGER_PERSON_* */
-	/* its Contacts and Leads: ledger_person_record_add and _each */
+	/* the key of its Contacts and Leads in person_records (0: it has never
+	 * had one), numbered in the order persons got their first record:
+	 * ledger_person_record_add assigns it */
+	uint64_t records_no;
 	char individual_id[LEDGER_ID_MAX + 1]; /* the Individual of its consent rows, "" if none */
 };
 
@@ -347,31 +350,34 @@ int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struc
 
 /* A person's Salesforce records (schema 4): the Contacts and Leads of the
  * person's email, as many as Salesforce holds. They are an index the
- * ledger keeps apart from the person (table person_records, keyed by the
- * person key, the object and the id), so that linking a record costs the
- * same for a person of one record as for a person of 100,000, and the
- * person's own value stays small. Each record (ledger_record_get) names
- * its person too; the caller keeps the two in step, in one transaction. */
+ * ledger keeps apart from the person (table person_records), keyed by the
+ * person's records_no, the object and the id: linking a record costs the
+ * same for a person of one record as for a person of 100,000, the person's
+ * own value stays small, and a first pull, which numbers its new persons
+ * in turn, appends to the index instead of writing all over it. Each
+ * record (ledger_record_get) names its person too; the caller keeps the
+ * two in step, in one transaction. */
 
-/* Link ref (a Contact or a Lead) to person; linking it again is 0. */
-int ledger_person_record_add(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+/* Link ref (a Contact or a Lead) to p; linking it again is 0. A person's
+ * first record gives it its records_no: then p is changed, and the caller
+ * stores it (ledger_person_put) before the transaction ends. */
+int ledger_person_record_add(struct ledger_txn *t, struct ledger_person *p,
                              const struct ledger_recref *ref, struct err *e);
-/* Unlink it; ERR_NOTFOUND when it was not linked to person. */
-int ledger_person_record_remove(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+/* Unlink it; ERR_NOTFOUND when it was not linked to p. */
+int ledger_person_record_remove(struct ledger_txn *t, const struct ledger_person *p,
                                 const struct ledger_recref *ref, struct err *e);
-/* The person's records in (object, id) order: Contacts first, then Leads.
- * fn's nonzero return stops the walk and is returned. fn may write to any
- * other table, but must not link or unlink records of this person. */
-int ledger_person_records_each(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+/* p's records in (object, id) order: Contacts first, then Leads. fn's
+ * nonzero return stops the walk and is returned. fn may write to any other
+ * table, but must not link or unlink records of p. */
+int ledger_person_records_each(struct ledger_txn *t, const struct ledger_person *p,
                                int (*fn)(const struct ledger_recref *, void *), void *ctx,
                                struct err *e);
-/* *first: the person's first record in that order; ERR_NOTFOUND when the
- * person has none. */
-int ledger_person_record_first(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+/* *first: p's first record in that order; ERR_NOTFOUND when it has none. */
+int ledger_person_record_first(struct ledger_txn *t, const struct ledger_person *p,
                                struct ledger_recref *first, struct err *e);
-/* *n: how many records the person has, counted up to max (0: no limit). */
-int ledger_person_records_count(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
-                                uint64_t max, uint64_t *n, struct err *e);
+/* *n: how many records p has, counted up to max (0: no limit). */
+int ledger_person_records_count(struct ledger_txn *t, const struct ledger_person *p, uint64_t max,
+                                uint64_t *n, struct err *e);
 
 /* Erasure: remove the person's personal data (clear email, free texts,
  * names from Salesforce, the personal part of every history event and the

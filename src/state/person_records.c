@@ -1,31 +1,37 @@
 /* A person's Salesforce records (schema 4): the person_records index, and
  * the migration that moved each person's embedded list into it.
  *
- * Key: the 32-byte person key, the object byte, the record id (1 to
- * LEDGER_ID_MAX bytes); the value is empty. A person's records are the
- * keys that start with the person key, in (object, id) order: a range of
- * one B-tree, read with one cursor. */
+ * Key: the person's records_no (u64 BE), the object byte, the record id
+ * (1 to LEDGER_ID_MAX bytes); the value is empty. A person's records are
+ * the keys that start with its number, in (object, id) order: a range of
+ * one B-tree, read with one cursor. The numbers are given in the order
+ * persons get their first record, so a first pull appends.
+ *
+ * Why a number and not the person key: keyed by the (random) person key,
+ * every record of a first pull was one more write to a random leaf of a
+ * large tree (+60% CPU for a first pull of 200,000 persons, measured). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "state/internal.h"
 
-#define LINK_KEY_MAX (LEDGER_KEY_LEN + 1 + LEDGER_ID_MAX)
+#define NO_LEN       8
+#define LINK_KEY_MAX (NO_LEN + 1 + LEDGER_ID_MAX)
 
-static size_t link_key(uint8_t out[LINK_KEY_MAX], const uint8_t person[LEDGER_KEY_LEN],
-                       const struct ledger_recref *ref)
+static size_t link_key(uint8_t out[LINK_KEY_MAX], uint64_t no, const struct ledger_recref *ref)
 {
-	memcpy(out, person, LEDGER_KEY_LEN);
-	return LEDGER_KEY_LEN + recref_key(out + LEDGER_KEY_LEN, ref->object, ref->id);
+	be64_put(out, no);
+	return NO_LEN + recref_key(out + NO_LEN, ref->object, ref->id);
 }
 
 bool person_records_key_ok(const uint8_t *k, size_t kl)
 {
-	if (kl < LEDGER_KEY_LEN + 2 || kl > LINK_KEY_MAX)
+	static const uint8_t zero[NO_LEN];
+	if (kl < NO_LEN + 2 || kl > LINK_KEY_MAX || memcmp(k, zero, NO_LEN) == 0)
 		return false;
-	if (k[LEDGER_KEY_LEN] != LEDGER_OBJ_CONTACT && k[LEDGER_KEY_LEN] != LEDGER_OBJ_LEAD)
+	if (k[NO_LEN] != LEDGER_OBJ_CONTACT && k[NO_LEN] != LEDGER_OBJ_LEAD)
 		return false;
-	return memchr(k + LEDGER_KEY_LEN + 1, '\0', kl - LEDGER_KEY_LEN - 1) == NULL;
+	return memchr(k + NO_LEN + 1, '\0', kl - NO_LEN - 1) == NULL;
 }
 
 static int check_ref(const struct ledger_recref *ref, struct err *e)
@@ -40,28 +46,42 @@ static int check_ref(const struct ledger_recref *ref, struct err *e)
 	return 0;
 }
 
-int ledger_person_record_add(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+int ledger_person_record_add(struct ledger_txn *t, struct ledger_person *p,
                              const struct ledger_recref *ref, struct err *e)
 {
 	uint8_t k[LINK_KEY_MAX];
 	int rc = check_ref(ref, e);
 	if (rc)
 		return rc;
-	size_t kl = link_key(k, person, ref);
+	if (p->records_no == 0) {
+		/* the person's first record: the next number, so its key is the
+		 * largest of the tree */
+		uint64_t no;
+		if ((rc = meta_next(t, "person_records_no", &no, e)))
+			return rc;
+		p->records_no = no;
+		size_t kl = link_key(k, no, ref);
+		return db_put(t, t->l->person_records, k, kl, "", 0, MDB_APPEND,
+		              "link a Salesforce record to its person", e);
+	}
+	size_t kl = link_key(k, p->records_no, ref);
 	/* a person's records are neighbours in the tree: a cursor left on the
 	 * leaf of the last one linked finds the next one's place there */
 	return db_cursor_put(t, &t->links_cur, t->l->person_records, k, kl, "", 0,
 	                     "link a Salesforce record to its person", e);
 }
 
-int ledger_person_record_remove(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+int ledger_person_record_remove(struct ledger_txn *t, const struct ledger_person *p,
                                 const struct ledger_recref *ref, struct err *e)
 {
 	uint8_t k[LINK_KEY_MAX];
 	int rc = check_ref(ref, e);
 	if (rc)
 		return rc;
-	size_t kl = link_key(k, person, ref);
+	if (p->records_no == 0)
+		return err_set(e, ERR_NOTFOUND, "%s %s is not linked to that person",
+		               ledger_object_name(ref->object), ref->id);
+	size_t kl = link_key(k, p->records_no, ref);
 	MDB_val key = {kl, k};
 	rc = mdb_del(t->txn, t->l->person_records, &key, NULL);
 	if (rc == MDB_NOTFOUND)
@@ -72,21 +92,27 @@ int ledger_person_record_remove(struct ledger_txn *t, const uint8_t person[LEDGE
 
 /* The walk of one person's range: fn for each record (fn NULL: count them
  * into *n, up to max). */
-static int walk_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+static int walk_person(struct ledger_txn *t, const struct ledger_person *p,
                        int (*fn)(const struct ledger_recref *, void *), void *ctx, uint64_t max,
                        uint64_t *n, struct err *e)
 {
+	if (n)
+		*n = 0;
+	if (p->records_no == 0)
+		return 0; /* never had a record */
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(t->txn, t->l->person_records, &c);
 	if (rc)
 		return ledger_mdb_error(t, rc, "person_records cursor", e);
-	MDB_val k = {LEDGER_KEY_LEN, (void *)person}, v;
+	uint8_t no[NO_LEN];
+	be64_put(no, p->records_no);
+	MDB_val k = {NO_LEN, no}, v;
 	struct ledger_recref ref;
 	int ret = 0;
 	uint64_t count = 0;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < LEDGER_KEY_LEN || memcmp(k.mv_data, person, LEDGER_KEY_LEN) != 0)
+		if (k.mv_size < NO_LEN || memcmp(k.mv_data, no, NO_LEN) != 0)
 			break; /* the next person's */
 		const uint8_t *kb = k.mv_data;
 		if (!person_records_key_ok(kb, k.mv_size)) {
@@ -99,9 +125,9 @@ static int walk_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN
 				break;
 			continue;
 		}
-		ref.object = kb[LEDGER_KEY_LEN];
-		memcpy(ref.id, kb + LEDGER_KEY_LEN + 1, k.mv_size - LEDGER_KEY_LEN - 1);
-		ref.id[k.mv_size - LEDGER_KEY_LEN - 1] = '\0';
+		ref.object = kb[NO_LEN];
+		memcpy(ref.id, kb + NO_LEN + 1, k.mv_size - NO_LEN - 1);
+		ref.id[k.mv_size - NO_LEN - 1] = '\0';
 		if ((ret = fn(&ref, ctx)) != 0)
 			break;
 	}
@@ -113,17 +139,17 @@ static int walk_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN
 	return ret;
 }
 
-int ledger_person_records_each(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+int ledger_person_records_each(struct ledger_txn *t, const struct ledger_person *p,
                                int (*fn)(const struct ledger_recref *, void *), void *ctx,
                                struct err *e)
 {
-	return walk_person(t, person, fn, ctx, 0, NULL, e);
+	return walk_person(t, p, fn, ctx, 0, NULL, e);
 }
 
-int ledger_person_records_count(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
-                                uint64_t max, uint64_t *n, struct err *e)
+int ledger_person_records_count(struct ledger_txn *t, const struct ledger_person *p, uint64_t max,
+                                uint64_t *n, struct err *e)
 {
-	return walk_person(t, person, NULL, NULL, max, n, e);
+	return walk_person(t, p, NULL, NULL, max, n, e);
 }
 
 static int take_first(const struct ledger_recref *ref, void *ctx)
@@ -132,10 +158,10 @@ static int take_first(const struct ledger_recref *ref, void *ctx)
 	return 1;
 }
 
-int ledger_person_record_first(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+int ledger_person_record_first(struct ledger_txn *t, const struct ledger_person *p,
                                struct ledger_recref *first, struct err *e)
 {
-	int rc = walk_person(t, person, take_first, first, 0, NULL, e);
+	int rc = walk_person(t, p, take_first, first, 0, NULL, e);
 	if (rc == 1)
 		return 0;
 	return rc ? rc : err_set(e, ERR_NOTFOUND, "the person has no Salesforce record");
@@ -169,6 +195,11 @@ int person_records_migrate_3_to_4(struct ledger_txn *t, struct err *e)
 		}
 		uint8_t key[LEDGER_KEY_LEN];
 		memcpy(key, k.mv_data, LEDGER_KEY_LEN);
+		/* the person as schema 4 reads it (field 10 skipped) */
+		if (ent_person_decode(&v, p)) {
+			ret = corrupt(t, "a person", e);
+			break;
+		}
 		while (ret == 0 && (r = dec_next(&d, &f)) == 1) {
 			struct ledger_recref ref;
 			if (f.num != V3_PERSON_RECORD)
@@ -177,18 +208,15 @@ int person_records_migrate_3_to_4(struct ledger_txn *t, struct err *e)
 				ret = corrupt(t, "a person's Salesforce record", e);
 				break;
 			}
-			ret = ledger_person_record_add(t, key, &ref, e);
+			/* numbered in the persons' key order */
+			ret = ledger_person_record_add(t, p, &ref, e);
 			linked++;
 		}
 		if (ret == 0 && r < 0)
 			ret = corrupt(t, "a person", e);
 		if (ret || linked == 0)
 			continue;
-		/* stored again without field 10 (the decoder skips it) */
-		if (ent_person_decode(&v, p)) {
-			ret = corrupt(t, "a person", e);
-			break;
-		}
+		/* stored again without field 10, with its records_no */
 		int ovf;
 		size_t n = ent_person_encode(p, buf, CODEC_MAX, &ovf);
 		/* the key from our copy: LMDB moves the page's bytes when the

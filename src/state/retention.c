@@ -91,7 +91,7 @@ static int scan_person(const struct ledger_person *p, void *ctx)
 	if (stale) {
 		/* a person with a Salesforce record is not stale */
 		uint64_t n;
-		if ((s->rc = ledger_person_records_count(s->t, p->key, 1, &n, s->e)))
+		if ((s->rc = ledger_person_records_count(s->t, p, 1, &n, s->e)))
 			return 1;
 		stale = n == 0;
 	}

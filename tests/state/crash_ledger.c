@@ -60,7 +60,7 @@ static int write_batch(struct ledger_txn *t, void *ctx, struct err *e)
 		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
 		snprintf(ref.id, sizeof(ref.id), "003%09llu%02dAAA", (unsigned long long)b->batch,
 		         i);
-		if ((rc = ledger_person_record_add(t, p->key, &ref, e)))
+		if ((rc = ledger_person_record_add(t, p, &ref, e)))
 			break;
 		memset(&b->r, 0, sizeof(b->r));
 		ledger_facts_init(&b->r.seen);

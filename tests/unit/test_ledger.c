@@ -81,9 +81,9 @@ static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
 	p->opted_out_at = s->opted_out ? 1700000001000 : 0;
 	struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
 	snprintf(ref.id, sizeof(ref.id), "%s", s->record_id);
-	int rc = ledger_person_put(t, p, e);
+	int rc = ledger_person_record_add(t, p, &ref, e); /* sets p->records_no */
 	if (rc == 0)
-		rc = ledger_person_record_add(t, p->key, &ref, e);
+		rc = ledger_person_put(t, p, e);
 	if (rc == 0) {
 		memcpy(r->person, p->key, 32);
 		r->object = LEDGER_OBJ_CONTACT;
@@ -137,9 +137,9 @@ static int get_person(struct ledger_txn *t, void *ctx, struct err *e)
 	uint8_t key[32];
 	ledger_person_key(g->l, g->email, strlen(g->email), key);
 	g->rc = ledger_person_get(t, key, &g->p, e);
-	if (g->rc == 0 && ledger_person_records_count(t, key, 0, &g->nrecords, e) == 0 &&
+	if (g->rc == 0 && ledger_person_records_count(t, &g->p, 0, &g->nrecords, e) == 0 &&
 	    g->nrecords)
-		assert_int_equal(ledger_person_record_first(t, key, &g->first, e), 0);
+		assert_int_equal(ledger_person_record_first(t, &g->p, &g->first, e), 0);
 	return g->rc == ERR_NOTFOUND ? 0 : g->rc;
 }
 
@@ -1067,12 +1067,14 @@ static int ret_person(struct ledger_txn *t, struct ledger *l, const char *email,
 	p->facts.mask = LEDGER_F_OPTED_OUT;
 	p->facts.opted_out = opted_out;
 	p->updated_at = updated;
-	int rc = ledger_person_put(t, p, e);
-	if (rc == 0 && records) {
+	int rc = 0;
+	if (records) {
 		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
 		snprintf(ref.id, sizeof(ref.id), "003%.15s", email);
-		rc = ledger_person_record_add(t, p->key, &ref, e);
+		rc = ledger_person_record_add(t, p, &ref, e);
 	}
+	if (rc == 0)
+		rc = ledger_person_put(t, p, e);
 	for (int i = 0; rc == 0 && i < ntimes; i++) {
 		ledger_event_init(ev);
 		ev->at = times[i];
@@ -1755,7 +1757,7 @@ static int meta_get_txn(struct ledger_txn *t, void *ctx, struct err *e)
 
 struct links_ctx {
 	struct ledger *l;
-	uint8_t big[LEDGER_KEY_LEN], small[LEDGER_KEY_LEN], other[LEDGER_KEY_LEN];
+	struct ledger_person big, small, other; /* as stored */
 	uint64_t n;
 	char last[LEDGER_ID_MAX + 2]; /* object byte and id of the last seen: the order */
 	int out_of_order;
@@ -1766,26 +1768,45 @@ static void lead_id(char out[LEDGER_ID_MAX + 1], unsigned i)
 	snprintf(out, LEDGER_ID_MAX + 1, "00Q5e%010uAAA", i);
 }
 
+static void links_person(struct links_ctx *x, struct ledger_person *p, const char *email)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->email, sizeof(p->email), "%s", email);
+	ledger_person_key(x->l, email, strlen(email), p->key);
+	ledger_facts_init(&p->facts);
+}
+
 static int links_put(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct links_ctx *x = ctx;
+	links_person(x, &x->big, "info@bigco.example");
+	links_person(x, &x->small, "ada@example.com");
+	links_person(x, &x->other, "bob@example.com");
 	int rc = 0;
 	/* the big person's records interleaved with two others' */
 	for (unsigned i = 0; rc == 0 && i < BIG; i++) {
 		struct ledger_recref ref = {LEDGER_OBJ_LEAD, ""};
 		lead_id(ref.id, i);
-		rc = ledger_person_record_add(t, x->big, &ref, e);
+		rc = ledger_person_record_add(t, &x->big, &ref, e);
 		if (rc == 0 && i % 1000 == 0) {
 			ref.object = LEDGER_OBJ_CONTACT;
 			snprintf(ref.id, sizeof(ref.id), "0035e%010uAAA", i);
-			rc = ledger_person_record_add(t, i % 2000 ? x->small : x->other, &ref, e);
+			rc = ledger_person_record_add(t, i % 2000 ? &x->small : &x->other, &ref, e);
 		}
 	}
 	/* linking again is nothing new */
 	struct ledger_recref again = {LEDGER_OBJ_LEAD, ""};
 	lead_id(again.id, 7);
 	if (rc == 0)
-		rc = ledger_person_record_add(t, x->big, &again, e);
+		rc = ledger_person_record_add(t, &x->big, &again, e);
+	/* numbered in the order they got their first record */
+	assert_true(x->big.records_no == 1 && x->other.records_no == 2 && x->small.records_no == 3);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->big, e);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->small, e);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->other, e);
 	return rc;
 }
 
@@ -1808,84 +1829,99 @@ static int stop_at_3(const struct ledger_recref *ref, void *ctx)
 	return ++((struct links_ctx *)ctx)->n == 3 ? 42 : 0;
 }
 
+/* The three persons as the ledger has them. */
+static void links_get(struct ledger_txn *t, struct links_ctx *x, struct err *e)
+{
+	struct ledger_person *ps[3] = {&x->big, &x->small, &x->other};
+	for (int i = 0; i < 3; i++) {
+		uint8_t k[LEDGER_KEY_LEN];
+		memcpy(k, ps[i]->key, sizeof(k));
+		assert_int_equal(ledger_person_get(t, k, ps[i], e), 0);
+	}
+}
+
 static int links_check(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct links_ctx *x = ctx;
+	links_get(t, x, e);
 	x->n = 0;
 	x->out_of_order = 0;
-	assert_int_equal(ledger_person_records_each(t, x->big, links_seen, x, e), 0);
+	assert_int_equal(ledger_person_records_each(t, &x->big, links_seen, x, e), 0);
 	assert_true(x->n == BIG);
 	assert_false(x->out_of_order);
 	uint64_t n;
-	assert_int_equal(ledger_person_records_count(t, x->big, 0, &n, e), 0);
+	assert_int_equal(ledger_person_records_count(t, &x->big, 0, &n, e), 0);
 	assert_true(n == BIG);
-	assert_int_equal(ledger_person_records_count(t, x->big, 1, &n, e), 0);
+	assert_int_equal(ledger_person_records_count(t, &x->big, 1, &n, e), 0);
 	assert_true(n == 1);
-	assert_int_equal(ledger_person_records_count(t, x->small, 0, &n, e), 0);
+	assert_int_equal(ledger_person_records_count(t, &x->small, 0, &n, e), 0);
 	assert_true(n == 5); /* 1000, 3000, 5000, 7000, 9000 */
-	assert_int_equal(ledger_person_records_count(t, x->other, 0, &n, e), 0);
+	assert_int_equal(ledger_person_records_count(t, &x->other, 0, &n, e), 0);
 	assert_true(n == 5);
 	struct ledger_recref first;
-	assert_int_equal(ledger_person_record_first(t, x->big, &first, e), 0);
+	assert_int_equal(ledger_person_record_first(t, &x->big, &first, e), 0);
 	assert_int_equal(first.object, LEDGER_OBJ_LEAD);
 	assert_string_equal(first.id, "00Q5e0000000000AAA");
-	assert_int_equal(ledger_person_record_first(t, x->small, &first, e), 0);
+	assert_int_equal(ledger_person_record_first(t, &x->small, &first, e), 0);
 	assert_int_equal(first.object, LEDGER_OBJ_CONTACT);
 	assert_string_equal(first.id, "0035e0000001000AAA");
 	x->n = 0;
-	assert_int_equal(ledger_person_records_each(t, x->big, stop_at_3, x, e), 42);
+	assert_int_equal(ledger_person_records_each(t, &x->big, stop_at_3, x, e), 42);
 	return 0;
 }
 
 static int links_remove(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct links_ctx *x = ctx;
+	links_get(t, x, e);
 	struct ledger_recref ref = {LEDGER_OBJ_LEAD, ""};
 	for (unsigned i = 0; i < BIG; i += 2) {
 		lead_id(ref.id, i);
-		assert_int_equal(ledger_person_record_remove(t, x->big, &ref, e), 0);
+		assert_int_equal(ledger_person_record_remove(t, &x->big, &ref, e), 0);
 	}
 	lead_id(ref.id, 0);
-	assert_int_equal(ledger_person_record_remove(t, x->big, &ref, e), ERR_NOTFOUND);
+	assert_int_equal(ledger_person_record_remove(t, &x->big, &ref, e), ERR_NOTFOUND);
 	/* the record of another person is not this one's to unlink */
 	lead_id(ref.id, 1);
-	assert_int_equal(ledger_person_record_remove(t, x->small, &ref, e), ERR_NOTFOUND);
+	assert_int_equal(ledger_person_record_remove(t, &x->small, &ref, e), ERR_NOTFOUND);
 	/* only Contacts and Leads are linked */
 	struct ledger_recref row = {LEDGER_OBJ_CONSENT, "0ZW5e000000001AAA"};
-	assert_int_equal(ledger_person_record_add(t, x->big, &row, e), ERR_INVALID);
+	assert_int_equal(ledger_person_record_add(t, &x->big, &row, e), ERR_INVALID);
 	struct ledger_recref empty = {LEDGER_OBJ_LEAD, ""};
-	assert_int_equal(ledger_person_record_add(t, x->big, &empty, e), ERR_INVALID);
+	assert_int_equal(ledger_person_record_add(t, &x->big, &empty, e), ERR_INVALID);
 	uint64_t n;
-	assert_int_equal(ledger_person_records_count(t, x->big, 0, &n, e), 0);
+	assert_int_equal(ledger_person_records_count(t, &x->big, 0, &n, e), 0);
 	assert_true(n == BIG / 2);
-	uint8_t nobody[LEDGER_KEY_LEN];
-	memset(nobody, 0xff, sizeof(nobody));
+	/* a person that never had a record */
+	struct ledger_person *nobody = calloc(1, sizeof(*nobody));
 	struct ledger_recref first;
 	assert_int_equal(ledger_person_record_first(t, nobody, &first, e), ERR_NOTFOUND);
 	assert_int_equal(ledger_person_records_count(t, nobody, 0, &n, e), 0);
 	assert_true(n == 0);
+	assert_int_equal(ledger_person_record_remove(t, nobody, &ref, e), ERR_NOTFOUND);
+	free(nobody);
 	return 0;
 }
 
 static void test_person_records_index(void **state)
 {
 	struct ledger *l = open_ledger(1 << 20, 1 << 26);
-	struct links_ctx x = {.l = l};
-	ledger_person_key(l, "info@bigco.example", 18, x.big);
-	ledger_person_key(l, "ada@example.com", 15, x.small);
-	ledger_person_key(l, "bob@example.com", 15, x.other);
+	struct links_ctx *x = calloc(1, sizeof(*x));
+	x->l = l;
 	struct err e = {0};
-	if (ledger_write(l, links_put, &x, &e))
+	if (ledger_write(l, links_put, x, &e))
 		fail_msg("put: %s", e.msg);
-	assert_int_equal(ledger_read(l, links_check, &x, &e), 0);
+	assert_int_equal(ledger_read(l, links_check, x, &e), 0);
 	ledger_close(l);
 	l = open_ledger(1 << 20, 1 << 26); /* durable */
-	assert_int_equal(ledger_read(l, links_check, &x, &e), 0);
-	assert_int_equal(ledger_write(l, links_remove, &x, &e), 0);
+	x->l = l;
+	assert_int_equal(ledger_read(l, links_check, x, &e), 0);
+	assert_int_equal(ledger_write(l, links_remove, x, &e), 0);
 	struct ledger_tree_report rep;
 	if (ledger_check_trees(l, &rep, &e))
 		fail_msg("trees: %s", e.msg);
 	ledger_close(l);
+	free(x);
 }
 
 static struct ledger_conflict conflict_on(const char *id, uint32_t field, const char *purpose,
@@ -2023,22 +2059,35 @@ static void downgrade_to_3(void)
 	assert_int_equal(mdb_dbi_open(txn, "open_conflicts", 0, &open), 0);
 	assert_int_equal(mdb_dbi_open(txn, "conflicts", 0, &conflicts), 0);
 	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	assert_int_equal(mdb_cursor_open(txn, links, &c), 0);
+	assert_int_equal(mdb_cursor_open(txn, persons, &c), 0);
 	static struct val v;
 	MDB_val k, d;
 	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
-		MDB_val pk = {LEDGER_KEY_LEN, k.mv_data}, pv;
-		assert_int_equal(mdb_get(txn, persons, &pk, &pv), 0);
-		memcpy(v.b, pv.mv_data, pv.mv_size);
-		v.n = pv.mv_size;
-		uint8_t f10[2 + 1 + LEDGER_ID_MAX];
-		size_t n = raw_field(f10, 10, W_BYTES, (uint8_t *)k.mv_data + LEDGER_KEY_LEN,
-		                     k.mv_size - LEDGER_KEY_LEN);
-		val_add(&v, 11, f10, n);
-		uint8_t kb[LEDGER_KEY_LEN];
+		memcpy(v.b, d.mv_data, d.mv_size);
+		v.n = d.mv_size;
+		struct rawf f;
+		if (rawf_find(&v, 13, &f) < 0)
+			continue; /* no record */
+		uint8_t no[8];
+		for (int i = 0; i < 8; i++)
+			no[i] = (uint8_t)(f.u >> (56 - 8 * i));
+		val_drop(&v, 13);
+		MDB_cursor *lc;
+		assert_int_equal(mdb_cursor_open(txn, links, &lc), 0);
+		MDB_val lk = {8, no}, ld;
+		for (int rc = mdb_cursor_get(lc, &lk, &ld, MDB_SET_RANGE);
+		     rc == 0 && memcmp(lk.mv_data, no, 8) == 0;
+		     rc = mdb_cursor_get(lc, &lk, &ld, MDB_NEXT)) {
+			uint8_t f10[2 + 1 + LEDGER_ID_MAX];
+			size_t n =
+			    raw_field(f10, 10, W_BYTES, (uint8_t *)lk.mv_data + 8, lk.mv_size - 8);
+			val_add(&v, 11, f10, n);
+		}
+		mdb_cursor_close(lc);
+		uint8_t kb[LEDGER_KEY_LEN]; /* k points into the page the put changes */
 		memcpy(kb, k.mv_data, sizeof(kb));
 		MDB_val nk = {LEDGER_KEY_LEN, kb}, nv = {v.n, v.b};
-		assert_int_equal(mdb_put(txn, persons, &nk, &nv, 0), 0);
+		assert_int_equal(mdb_cursor_put(c, &nk, &nv, MDB_CURRENT), 0);
 	}
 	mdb_cursor_close(c);
 	assert_int_equal(mdb_drop(txn, links, 1), 0);
@@ -2078,14 +2127,15 @@ static int mig_put(struct ledger_txn *t, void *ctx, struct err *e)
 		ledger_person_key(l, p->email, strlen(p->email), p->key);
 		ledger_facts_init(&p->facts);
 		p->created_at = 1700000000000 + i;
-		rc = ledger_person_put(t, p, e);
 		for (unsigned j = 0; rc == 0 && j < mig_records(i); j++) {
 			struct ledger_recref ref = {j % 2 ? LEDGER_OBJ_LEAD : LEDGER_OBJ_CONTACT,
 			                            ""};
 			snprintf(ref.id, sizeof(ref.id), "%s5e%05u%05uAAA", j % 2 ? "00Q" : "003",
 			         i, j);
-			rc = ledger_person_record_add(t, p->key, &ref, e);
+			rc = ledger_person_record_add(t, p, &ref, e);
 		}
+		if (rc == 0)
+			rc = ledger_person_put(t, p, e);
 	}
 	struct ledger_conflict a = conflict_on(ID18, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_OPEN);
 	struct ledger_conflict b = a;
@@ -2114,8 +2164,9 @@ static int mig_check(struct ledger_txn *t, void *ctx, struct err *e)
 		assert_string_equal(p->email, email);
 		assert_true(p->created_at == 1700000000000 + i);
 		uint64_t n;
-		assert_int_equal(ledger_person_records_count(t, key, 0, &n, e), 0);
+		assert_int_equal(ledger_person_records_count(t, p, 0, &n, e), 0);
 		assert_true(n == mig_records(i));
+		assert_true((p->records_no != 0) == (mig_records(i) != 0));
 	}
 	free(p);
 	struct ledger_conflict got;
