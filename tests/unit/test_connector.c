@@ -440,6 +440,32 @@ static void corrupt_person(MDB_env *env, const uint8_t key[LEDGER_KEY_LEN])
 	assert_int_equal(mdb_txn_commit(txn), 0);
 }
 
+struct opted_check {
+	struct ledger *l;
+	char (*emails)[40];
+	size_t n, bad, found;
+};
+
+static int check_opted(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct opted_check *k = ctx;
+	struct ledger_person *p = malloc(sizeof(*p));
+	k->found = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		if (i % (k->n / 2) == k->bad)
+			continue;
+		uint8_t key[LEDGER_KEY_LEN];
+		ledger_person_key(k->l, k->emails[i], strlen(k->emails[i]), key);
+		if (ledger_person_get(t, key, p, e))
+			fail_msg("%s: %s", k->emails[i], e->msg);
+		if (!p->facts.opted_out)
+			fail_msg("%s: acknowledged, not opted out", k->emails[i]);
+		k->found++;
+	}
+	free(p);
+	return 0;
+}
+
 static void test_link_group_isolation(void **state)
 {
 	enum { N = 40, BAD = 17 };
@@ -500,19 +526,11 @@ static void test_link_group_isolation(void **state)
 			fail_msg("%s (in the retry's group): %s", next[i], calls[i].e.msg);
 		assert_false(calls[i].res.already);
 	}
-	/* every acknowledged opt-out is in the ledger */
-	const char **list = calloc(2 * N, sizeof(*list));
-	bool *got = calloc(2 * N, sizeof(*got));
-	size_t n = 0;
-	for (size_t i = 0; i < 2 * N; i++)
-		if (i != BAD && i != N + BAD)
-			list[n++] = emails[i];
-	assert_int_equal(conn_suppressed(c, list, n, NULL, got, NULL, &e), 0);
-	for (size_t i = 0; i < n; i++)
-		if (!got[i])
-			fail_msg("%s: acknowledged, not opted out", list[i]);
-	free(list);
-	free(got);
+	/* every acknowledged opt-out is in the ledger (read person by person:
+	 * the suppression index would read the damaged one too) */
+	struct opted_check k = {c->l, emails, 2 * N, BAD, 0};
+	assert_int_equal(ledger_read(c->l, check_opted, &k, &e), 0);
+	assert_int_equal(k.found, 2 * N - 2);
 	free(calls);
 	conn_close(c);
 	config_free(cfg);
