@@ -30,8 +30,9 @@
 #include "util/err.h"
 
 /* 2: per-purpose statuses (the purposes table); 3: events hashed from their
- * stored bytes (hash version 2, event field 20) */
-#define LEDGER_SCHEMA_VERSION 3
+ * stored bytes (hash version 2, event field 20); 5: the outbox's due index,
+ * the open conflicts' index and the counts of both in meta */
+#define LEDGER_SCHEMA_VERSION 5
 
 #define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
 #define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
@@ -508,6 +509,10 @@ int ledger_cursor_put(struct ledger_txn *t, int object, const struct ledger_curs
 
 /* ---- conflicts ---- */
 
+/* Every put and delete keeps, in the same transaction, an index of the
+ * open conflicts by person and by record, and their counts by the object of
+ * their record (schema 5): finding a record's or a person's open conflicts
+ * and counting them reads no other conflict. */
 int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct err *e);
 int ledger_conflict_get(struct ledger_txn *t, uint64_t id, struct ledger_conflict *out,
                         struct err *e);
@@ -515,15 +520,66 @@ int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, s
 int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e);
 int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_conflict *, void *),
                          void *ctx, struct err *e);
+/* The open conflicts of one record (object and id), or of one person, in id
+ * order, from the index; fn's nonzero return stops the walk and is
+ * returned. The ids are read before fn is first called, so fn may change
+ * conflicts (close them) in a write transaction. */
+int ledger_conflict_each_open_of_record(struct ledger_txn *t, int object, const char *id,
+                                        int (*fn)(const struct ledger_conflict *, void *),
+                                        void *ctx, struct err *e);
+int ledger_conflict_each_open_of_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                                        int (*fn)(const struct ledger_conflict *, void *),
+                                        void *ctx, struct err *e);
 
-/* ---- push outbox ---- */
+/* Counts by object byte (LEDGER_OBJ_*); the last slot holds any larger. */
+#define LEDGER_OBJ_SLOTS 8
+/* The open conflicts, by the object of their record (0: none). */
+int ledger_conflict_open_counts(struct ledger_txn *t, uint64_t out[LEDGER_OBJ_SLOTS],
+                                struct err *e);
+
+/* ---- push outbox ----
+ *
+ * Every put and delete keeps, in the same transaction, an index of the
+ * pushes by (object, next_try, id) and their counts by object and state
+ * (schema 5): a drain reads the due pushes only, status reads the counts. */
 
 int ledger_push_get(struct ledger_txn *t, int object, const char *id, struct ledger_push *out,
                     struct err *e);
+/* The version of the push queued for a record, without decoding the rest
+ * (what a drain compares with the version it sent); ERR_NOTFOUND. */
+int ledger_push_version(struct ledger_txn *t, int object, const char *id, uint64_t *version,
+                        struct err *e);
 int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct err *e);
 int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
                      struct err *e);
+
+/* A place in the due index: the last push ledger_push_each_due gave. */
+struct ledger_push_mark {
+	bool set; /* false: the index's start */
+	int64_t next_try;
+	char id[LEDGER_ID_MAX + 1];
+};
+/* The pushes of one object whose next_try is at most due_by, parked or
+ * not, in (next_try, id) order, from the index: the pushes not due are not
+ * read. With mark->set, only those after the mark. fn's nonzero return
+ * stops the walk and is returned; mark (NULL: none kept) is moved to each
+ * push fn returned 0 for, so that a later walk goes on after the pushes
+ * taken. fn must not change the outbox (collect, then change). */
+int ledger_push_each_due(struct ledger_txn *t, int object, int64_t due_by,
+                         struct ledger_push_mark *mark,
+                         int (*fn)(const struct ledger_push *, void *), void *ctx, struct err *e);
+
+/* The same into out[*n..cap), each push decoded in place (no copy), *n
+ * counting them: the walk stops when out is full. */
+int ledger_push_due(struct ledger_txn *t, int object, int64_t due_by, struct ledger_push_mark *mark,
+                    struct ledger_push *out, size_t cap, size_t *n, struct err *e);
+
+struct ledger_push_counts {
+	uint64_t queued[LEDGER_OBJ_SLOTS]; /* not parked, by object */
+	uint64_t parked[LEDGER_OBJ_SLOTS];
+};
+int ledger_push_counts(struct ledger_txn *t, struct ledger_push_counts *out, struct err *e);
 
 /* ---- per-purpose statuses (schema 2) ---- */
 

@@ -761,7 +761,7 @@ class Migration(unittest.TestCase):
             # restore: the file is checked, opened (migrated) and verified
             j("restore", os.path.join(fx, "ledger-v1.backup"))
             st = j("status")
-            self.assertEqual(st["ledger"]["schema_version"], 3)
+            self.assertEqual(st["ledger"]["schema_version"], 5)
             for k in ["persons", "salesforce_records", "history_events", "changes"]:
                 self.assertEqual(st["ledger"][k], want["ledger"][k], k)
             a = j("audit", "verify", "--expect", want["audit_head"])
@@ -795,10 +795,10 @@ class Migration(unittest.TestCase):
             p = subprocess.run([OPTSYNC, "-c", cfg, "status", "--json"], capture_output=True,
                                text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 3)
+            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 5)
             backups = glob.glob(os.path.join(tmp, "ledger2.schema1-*.backup"))
             self.assertEqual(len(backups), 1, p.stderr)
-            self.assertIn("before migrating to schema 3", p.stderr)
+            self.assertIn("before migrating to schema 5", p.stderr)
             # that backup is a schema-1 ledger that restores
             v = subprocess.run([OPTSYNC, "-c", cfg, "audit", "verify", "--json"],
                                capture_output=True, text=True)
