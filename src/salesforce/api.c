@@ -204,18 +204,125 @@ int sf_query_in(struct sf_client *c, const char *head, const char *const *values
 	return rc;
 }
 
-static cJSON *value_json(const struct sf_value *v)
+/* A JSON string, escaped as cJSON prints one: ", \ and the control
+ * characters; every other byte (UTF-8 too) as it is. */
+static int json_string(struct buf *b, const char *s, struct err *e)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = buf_putc(b, '"', e);
+	const char *run = s;
+	for (; rc == 0 && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 32 && ch != '"' && ch != '\\')
+			continue;
+		char esc[6] = {'\\', 0};
+		size_t el = 2;
+		switch (ch) {
+		case '"':
+		case '\\':
+			esc[1] = (char)ch;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			el = 6;
+		}
+		if ((rc = buf_append(b, run, (size_t)(s - run), e)) == 0)
+			rc = buf_append(b, esc, el, e);
+		run = s + 1;
+	}
+	if (rc == 0)
+		rc = buf_append(b, run, strlen(run), e);
+	return rc ? rc : buf_putc(b, '"', e);
+}
+
+static int json_value(struct buf *b, const struct sf_value *v, struct err *e)
 {
 	switch (v->type) {
 	case SF_BOOL:
-		return cJSON_CreateBool(v->b);
+		return buf_puts(b, v->b ? "true" : "false", e);
 	case SF_STRING:
-		return cJSON_CreateString(v->str);
-	case SF_NUMBER:
-		return cJSON_CreateNumber(v->num);
-	default:
-		return cJSON_CreateNull();
+		return json_string(b, v->str, e);
+	case SF_NUMBER: {
+		/* cJSON's own formatting of a number (none is written today) */
+		cJSON *n = cJSON_CreateNumber(v->num);
+		char *text = n ? cJSON_PrintUnformatted(n) : NULL;
+		int rc = text ? buf_puts(b, text, e) : err_set(e, ERR_NOMEM, "out of memory");
+		cJSON_free(text);
+		cJSON_Delete(n);
+		return rc;
 	}
+	default:
+		return buf_puts(b, "null", e);
+	}
+}
+
+#define COLLECTION_BODY_MAX (256u << 20)
+
+/* The body of a collections call, written as cJSON would print it (the
+ * tree of ~12 allocations per record it would build cost more than the
+ * rest of the call): {"allOrNone":false,"records":[{"attributes":{"type":
+ * T},"id":I,NAME:VALUE,...},...]}. A string value without a string is left
+ * out, as cJSON left it. */
+static int collection_body(struct buf *b, const struct sf_update *recs, size_t n, struct err *e)
+{
+	int rc = buf_puts(b, "{\"allOrNone\":false,\"records\":[", e);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct sf_update *r = &recs[i];
+		if ((rc = buf_puts(
+		         b, i ? ",{\"attributes\":{\"type\":" : "{\"attributes\":{\"type\":", e)) ||
+		    (rc = json_string(b, r->type, e)) || (rc = buf_putc(b, '}', e)))
+			break;
+		if (r->id && ((rc = buf_puts(b, ",\"id\":", e)) || (rc = json_string(b, r->id, e))))
+			break;
+		for (size_t k = 0; rc == 0 && k < r->nvalues; k++) {
+			const struct sf_value *v = &r->values[k];
+			if (v->type == SF_STRING && v->str == NULL)
+				continue;
+			if ((rc = buf_putc(b, ',', e)) == 0 &&
+			    (rc = json_string(b, v->name, e)) == 0 &&
+			    (rc = buf_putc(b, ':', e)) == 0)
+				rc = json_value(b, v, e);
+		}
+		if (rc == 0)
+			rc = buf_putc(b, '}', e);
+	}
+	return rc ? rc : buf_puts(b, "]}", e);
+}
+
+/* The answer of a collections call: read at once when every record was
+ * written (sf_collection_fast), else as a cJSON tree for
+ * sf_collection_results. */
+struct answer {
+	size_t n;
+	struct sf_result *results;
+	bool read; /* results filled */
+	cJSON *j;
+};
+
+static int parse_answer(struct sf_client *c, void *ctx, struct err *e)
+{
+	struct answer *a = ctx;
+	cJSON_Delete(a->j); /* an answer before, to a request sent again */
+	a->j = NULL;
+	a->read = sf_collection_fast(c->body.data, c->body.len, a->n, a->results) == 1;
+	return a->read ? 0 : sf_parse_json(c, &a->j, e);
 }
 
 /* One collections call for recs[0..n); results[i] for recs[i]. PATCH
@@ -228,41 +335,19 @@ static int collection_once(struct sf_client *c, const char *method, const struct
 	if (n > SF_COLLECTION_MAX)
 		return err_set(e, ERR_INTERNAL, "%zu records in one collection (at most %d)", n,
 		               SF_COLLECTION_MAX);
-	cJSON *root = cJSON_CreateObject(), *arr = NULL;
-	int rc = 0;
-	if (root == NULL || !cJSON_AddFalseToObject(root, "allOrNone") ||
-	    (arr = cJSON_AddArrayToObject(root, "records")) == NULL)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		cJSON *r = cJSON_CreateObject(), *attr = cJSON_CreateObject();
-		if (r == NULL || attr == NULL ||
-		    !cJSON_AddStringToObject(attr, "type", recs[i].type) ||
-		    !cJSON_AddItemToObject(r, "attributes", attr) ||
-		    (recs[i].id && !cJSON_AddStringToObject(r, "id", recs[i].id))) {
-			cJSON_Delete(r);
-			rc = err_set(e, ERR_NOMEM, "out of memory");
-			break;
-		}
-		for (size_t k = 0; k < recs[i].nvalues; k++)
-			cJSON_AddItemToObject(r, recs[i].values[k].name,
-			                      value_json(&recs[i].values[k]));
-		cJSON_AddItemToArray(arr, r);
-	}
-	char *body = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
-	cJSON_Delete(root);
-	if (rc == 0 && body == NULL)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	cJSON *j = NULL;
+	struct buf body;
+	buf_init(&body, COLLECTION_BODY_MAX);
+	int rc = collection_body(&body, recs, n, e);
+	struct answer a = {n, results, false, NULL};
 	char path[128];
 	snprintf(path, sizeof(path), "/services/data/v%s/composite/sobjects", c->api_version);
 	if (rc == 0)
-		rc = sf_call(c, method, path, "application/json", body, strlen(body), sf_parse_json,
-		             &j, e);
-	free(body);
-	if (rc)
-		return rc;
-	rc = sf_collection_results(j, n, results, e);
-	cJSON_Delete(j);
+		rc = sf_call(c, method, path, "application/json", body.data, body.len, parse_answer,
+		             &a, e);
+	buf_free(&body);
+	if (rc == 0 && !a.read)
+		rc = sf_collection_results(a.j, n, results, e);
+	cJSON_Delete(a.j);
 	return rc;
 }
 
