@@ -205,105 +205,163 @@ int sf_query_in(struct sf_client *c, const char *head, const char *const *values
 }
 
 /* A JSON string, escaped as cJSON prints one: ", \ and the control
- * characters; every other byte (UTF-8 too) as it is. */
-static int json_string(struct buf *b, const char *s, struct err *e)
+ * characters; every other byte (UTF-8 too) as it is. json_len counts the
+ * bytes json_put writes (it writes no NUL). */
+static size_t json_len(const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	int rc = buf_putc(b, '"', e);
-	const char *run = s;
-	for (; rc == 0 && *s; s++) {
+	size_t n = 2;
+	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if (ch >= 32 && ch != '"' && ch != '\\')
+			n++;
+		else if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		         ch == '\r' || ch == '\t')
+			n += 2;
+		else
+			n += 6;
+	}
+	return n;
+}
+
+static char *json_put(char *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	*o++ = '"';
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 32 && ch != '"' && ch != '\\') {
+			*o++ = (char)ch;
 			continue;
-		char esc[6] = {'\\', 0};
-		size_t el = 2;
+		}
+		*o++ = '\\';
 		switch (ch) {
 		case '"':
 		case '\\':
-			esc[1] = (char)ch;
+			*o++ = (char)ch;
 			break;
 		case '\b':
-			esc[1] = 'b';
+			*o++ = 'b';
 			break;
 		case '\f':
-			esc[1] = 'f';
+			*o++ = 'f';
 			break;
 		case '\n':
-			esc[1] = 'n';
+			*o++ = 'n';
 			break;
 		case '\r':
-			esc[1] = 'r';
+			*o++ = 'r';
 			break;
 		case '\t':
-			esc[1] = 't';
+			*o++ = 't';
 			break;
 		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 15];
-			el = 6;
+			memcpy(o, "u00", 3);
+			o[3] = hex[ch >> 4];
+			o[4] = hex[ch & 15];
+			o += 5;
 		}
-		if ((rc = buf_append(b, run, (size_t)(s - run), e)) == 0)
-			rc = buf_append(b, esc, el, e);
-		run = s + 1;
 	}
-	if (rc == 0)
-		rc = buf_append(b, run, strlen(run), e);
-	return rc ? rc : buf_putc(b, '"', e);
+	*o++ = '"';
+	return o;
 }
 
-static int json_value(struct buf *b, const struct sf_value *v, struct err *e)
+static char *put_text(char *o, const char *t, size_t n)
 {
-	switch (v->type) {
-	case SF_BOOL:
-		return buf_puts(b, v->b ? "true" : "false", e);
-	case SF_STRING:
-		return json_string(b, v->str, e);
-	case SF_NUMBER: {
-		/* cJSON's own formatting of a number (none is written today) */
-		cJSON *n = cJSON_CreateNumber(v->num);
-		char *text = n ? cJSON_PrintUnformatted(n) : NULL;
-		int rc = text ? buf_puts(b, text, e) : err_set(e, ERR_NOMEM, "out of memory");
-		cJSON_free(text);
-		cJSON_Delete(n);
-		return rc;
-	}
-	default:
-		return buf_puts(b, "null", e);
-	}
+	memcpy(o, t, n);
+	return o + n;
 }
 
 #define COLLECTION_BODY_MAX (256u << 20)
+#define NUMBER_TEXT_MAX     64 /* cJSON prints a double in at most 26 bytes */
+#define BODY_HEAD           "{\"allOrNone\":false,\"records\":["
+#define REC_HEAD            "{\"attributes\":{\"type\":"
+#define REC_ID              ",\"id\":"
+
+/* The bytes a value takes; 0 for one left out (a string value without a
+ * string, as cJSON left it out). */
+static size_t value_len(const struct sf_value *v)
+{
+	switch (v->type) {
+	case SF_BOOL:
+		return v->b ? 4 : 5;
+	case SF_STRING:
+		return v->str ? json_len(v->str) : 0;
+	case SF_NUMBER:
+		return NUMBER_TEXT_MAX;
+	default:
+		return 4;
+	}
+}
 
 /* The body of a collections call, written as cJSON would print it (the
  * tree of ~12 allocations per record it would build cost more than the
- * rest of the call): {"allOrNone":false,"records":[{"attributes":{"type":
- * T},"id":I,NAME:VALUE,...},...]}. A string value without a string is left
- * out, as cJSON left it. */
-static int collection_body(struct buf *b, const struct sf_update *recs, size_t n, struct err *e)
+ * rest of the call), measured first, then written in one allocation:
+ * {"allOrNone":false,"records":[{"attributes":{"type":T},"id":I,NAME:VALUE,
+ * ...},...]}. *out is malloc'ed and NUL-terminated. */
+static int collection_body(char **out, size_t *len, const struct sf_update *recs, size_t n,
+                           struct err *e)
 {
-	int rc = buf_puts(b, "{\"allOrNone\":false,\"records\":[", e);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
+	*out = NULL;
+	size_t total = sizeof(BODY_HEAD) - 1 + 2; /* then "]}" */
+	for (size_t i = 0; i < n; i++) {
 		const struct sf_update *r = &recs[i];
-		if ((rc = buf_puts(
-		         b, i ? ",{\"attributes\":{\"type\":" : "{\"attributes\":{\"type\":", e)) ||
-		    (rc = json_string(b, r->type, e)) || (rc = buf_putc(b, '}', e)))
-			break;
-		if (r->id && ((rc = buf_puts(b, ",\"id\":", e)) || (rc = json_string(b, r->id, e))))
-			break;
-		for (size_t k = 0; rc == 0 && k < r->nvalues; k++) {
+		total += 1 + sizeof(REC_HEAD) - 1 + json_len(r->type) + 2;
+		if (r->id)
+			total += sizeof(REC_ID) - 1 + json_len(r->id);
+		for (size_t k = 0; k < r->nvalues; k++)
+			total += 2 + json_len(r->values[k].name) + value_len(&r->values[k]);
+		if (total > COLLECTION_BODY_MAX)
+			return err_set(e, ERR_LIMIT, "a collections call of more than %u bytes",
+			               COLLECTION_BODY_MAX);
+	}
+	char *b = malloc(total + 1), *o = b;
+	if (b == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	o = put_text(o, BODY_HEAD, sizeof(BODY_HEAD) - 1);
+	for (size_t i = 0; i < n; i++) {
+		const struct sf_update *r = &recs[i];
+		if (i)
+			*o++ = ',';
+		o = json_put(put_text(o, REC_HEAD, sizeof(REC_HEAD) - 1), r->type);
+		*o++ = '}';
+		if (r->id)
+			o = json_put(put_text(o, REC_ID, sizeof(REC_ID) - 1), r->id);
+		for (size_t k = 0; k < r->nvalues; k++) {
 			const struct sf_value *v = &r->values[k];
+			char *num = NULL;
 			if (v->type == SF_STRING && v->str == NULL)
 				continue;
-			if ((rc = buf_putc(b, ',', e)) == 0 &&
-			    (rc = json_string(b, v->name, e)) == 0 &&
-			    (rc = buf_putc(b, ':', e)) == 0)
-				rc = json_value(b, v, e);
+			if (v->type == SF_NUMBER) {
+				/* cJSON's own formatting (no number is written today) */
+				cJSON *nj = cJSON_CreateNumber(v->num);
+				num = nj ? cJSON_PrintUnformatted(nj) : NULL;
+				cJSON_Delete(nj);
+				if (num == NULL || strlen(num) > NUMBER_TEXT_MAX) {
+					cJSON_free(num);
+					continue; /* left out, as cJSON left out what it could not
+					             make */
+				}
+			}
+			*o++ = ',';
+			o = json_put(o, v->name);
+			*o++ = ':';
+			if (v->type == SF_BOOL)
+				o = v->b ? put_text(o, "true", 4) : put_text(o, "false", 5);
+			else if (v->type == SF_STRING)
+				o = json_put(o, v->str);
+			else if (num)
+				o = put_text(o, num, strlen(num));
+			else
+				o = put_text(o, "null", 4);
+			cJSON_free(num);
 		}
-		if (rc == 0)
-			rc = buf_putc(b, '}', e);
+		*o++ = '}';
 	}
-	return rc ? rc : buf_puts(b, "]}", e);
+	o = put_text(o, "]}", 2);
+	*o = '\0';
+	*out = b;
+	*len = (size_t)(o - b);
+	return 0;
 }
 
 /* The answer of a collections call: read at once when every record was
@@ -335,16 +393,15 @@ static int collection_once(struct sf_client *c, const char *method, const struct
 	if (n > SF_COLLECTION_MAX)
 		return err_set(e, ERR_INTERNAL, "%zu records in one collection (at most %d)", n,
 		               SF_COLLECTION_MAX);
-	struct buf body;
-	buf_init(&body, COLLECTION_BODY_MAX);
-	int rc = collection_body(&body, recs, n, e);
+	char *body;
+	size_t blen = 0;
+	int rc = collection_body(&body, &blen, recs, n, e);
 	struct answer a = {n, results, false, NULL};
 	char path[128];
 	snprintf(path, sizeof(path), "/services/data/v%s/composite/sobjects", c->api_version);
 	if (rc == 0)
-		rc = sf_call(c, method, path, "application/json", body.data, body.len, parse_answer,
-		             &a, e);
-	buf_free(&body);
+		rc = sf_call(c, method, path, "application/json", body, blen, parse_answer, &a, e);
+	free(body);
 	if (rc == 0 && !a.read)
 		rc = sf_collection_results(a.j, n, results, e);
 	cJSON_Delete(a.j);
