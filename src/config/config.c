@@ -602,7 +602,7 @@ static void load_purpose_mapping(struct loader *L, struct config_purpose *p,
 }
 
 /* The fields of Contact and Lead that purpose p maps ("" at the end). */
-static void purpose_fields(const struct config_purpose *p, const char *out[3])
+static void purpose_fields(const struct config_purpose *p, const char *out[4])
 {
 	size_t n = 0;
 	if (p->sf_field)
@@ -685,7 +685,7 @@ static void load_purposes(struct loader *L, const struct toml_value *v, int line
 			          "\"soft_opt_in\")");
 		if (!mapped)
 			cfg_error(L, p->line, "[[purposes]]: missing required key 'salesforce'");
-		const char *mine[3], *theirs[3];
+		const char *mine[4], *theirs[4];
 		purpose_fields(p, mine);
 		for (size_t j = 0; p->name && j + 1 < cfg->npurposes; j++) {
 			const struct config_purpose *q = &cfg->purposes[j];
