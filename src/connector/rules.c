@@ -361,11 +361,7 @@ static int push_queue(struct ledger_txn *t, const struct ledger_person *p,
 			q->want.mask |= LEDGER_F_OPTED_OUT;
 			q->want.opted_out = opted_out_value;
 		}
-		q->version++;
-		q->attempts = 0;
-		q->next_try = 0;
-		q->parked = false;
-		q->last_error[0] = '\0';
+		ledger_push_renew(q);
 		rc = ledger_push_put(t, q, e);
 		if (rc == 0 && st)
 			st->pushes_queued++;

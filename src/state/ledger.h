@@ -527,6 +527,9 @@ int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_con
 int ledger_push_get(struct ledger_txn *t, int object, const char *id, struct ledger_push *out,
                     struct err *e);
 int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct err *e);
+/* A push whose values changed: a new version, due now, its failures and
+ * parking forgotten (the caller then puts it). */
+void ledger_push_renew(struct ledger_push *p);
 int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
                      struct err *e);

@@ -225,3 +225,12 @@ int ledger_meta_each(struct ledger_txn *t, const char *prefix,
 	mdb_cursor_close(cur);
 	return ret;
 }
+
+void ledger_push_renew(struct ledger_push *p)
+{
+	p->version++;
+	p->attempts = 0;
+	p->next_try = 0;
+	p->parked = false;
+	p->last_error[0] = '\0';
+}

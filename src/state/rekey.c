@@ -300,11 +300,7 @@ static int spread_optout(struct ledger_txn *t, const struct ledger_person *m, st
 		memcpy(q->person, m->key, LEDGER_KEY_LEN);
 		q->want.mask |= LEDGER_F_OPTED_OUT;
 		q->want.opted_out = true;
-		q->version++;
-		q->attempts = 0;
-		q->next_try = 0;
-		q->parked = false;
-		q->last_error[0] = '\0';
+		ledger_push_renew(q);
 		if ((rc = ledger_push_put(t, q, e)) == 0)
 			r->pushes++;
 	}
