@@ -94,14 +94,16 @@ static int insert_batch(struct ledger_txn *t, void *ctx, struct err *e)
 		p->created_at = p->updated_at = 1795000000000 + (int64_t)i;
 		p->flags = 0;
 		p->last_event = 0; /* a new person */
-		p->nrecords = 1;
-		p->records[0].object = LEDGER_OBJ_CONTACT;
-		snprintf(p->records[0].id, sizeof(p->records[0].id), "003%012lluAAA",
+		p->records_no = 0;
+		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
+		snprintf(ref.id, sizeof(ref.id), "003%012lluAAA",
 		         (unsigned long long)(i % 1000000000000ull));
 		int rc;
+		if ((rc = ledger_person_record_add(t, p, &ref, e)))
+			return rc;
 		struct ledger_record *r = &b->r;
 		r->object = LEDGER_OBJ_CONTACT;
-		memcpy(r->id, p->records[0].id, sizeof(r->id));
+		memcpy(r->id, ref.id, sizeof(r->id));
 		memcpy(r->person, p->key, LEDGER_KEY_LEN);
 		r->modstamp = 1795000000000 + (int64_t)(i / 50) * 1000;
 		r->seen = p->facts;
@@ -116,7 +118,7 @@ static int insert_batch(struct ledger_txn *t, void *ctx, struct err *e)
 		b->ev.kind = LEDGER_EV_RECORD;
 		b->ev.origin = LEDGER_ORIGIN_SALESFORCE;
 		memcpy(b->ev.person, p->key, LEDGER_KEY_LEN);
-		b->ev.record = p->records[0];
+		b->ev.record = ref;
 		b->ev.facts.mask = p->facts.mask;
 		b->ev.facts.opted_out = p->facts.opted_out;
 		b->ev.facts.auth_type = p->facts.auth_type;

@@ -55,6 +55,7 @@ struct one_conflict {
 	uint64_t id;
 	struct ledger_conflict cf;
 	struct ledger_person p;
+	struct person_refs refs;
 	int person_found;
 };
 
@@ -68,6 +69,8 @@ static int conflict_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return rc;
 	rc = ledger_person_get(t, o->cf.person, &o->p, e);
 	o->person_found = rc == 0;
+	if (rc == 0)
+		rc = person_refs_read(t, &o->p, &o->refs, e);
 	return rc == ERR_NOTFOUND ? 0 : rc;
 }
 
@@ -84,8 +87,9 @@ int conn_conflict_show(struct conn *c, uint64_t id, cJSON **out, struct err *e)
 	if (rc == 0) {
 		r = render_conflict(&o->cf);
 		if (o->person_found)
-			json_attach(r, "person_state", render_person(&o->p, true));
+			json_attach(r, "person_state", render_person(&o->p, &o->refs));
 	}
+	person_refs_free(&o->refs);
 	free(o);
 	return json_result(r, rc, out, e);
 }

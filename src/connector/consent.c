@@ -374,13 +374,17 @@ int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 	uint8_t want = out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_IN;
 	if (rc == 0 && cur.sf_row_status == want)
 		return 0;
-	struct ledger_recref to = {LEDGER_OBJ_INDIVIDUAL, ""};
+	struct ledger_recref to = {LEDGER_OBJ_INDIVIDUAL, ""}, first;
 	if (p->individual_id[0]) {
 		snprintf(to.id, sizeof(to.id), "%s", p->individual_id);
-	} else if (cfg->salesforce.create_individuals && p->nrecords) {
-		/* an Individual made for the person, linked to their first record */
+	} else if (cfg->salesforce.create_individuals &&
+	           (rc = ledger_person_record_first(t, p, &first, e)) != ERR_NOTFOUND) {
+		if (rc)
+			return rc;
+		/* an Individual made for the person, linked to their first record
+		 * (Contacts before Leads, then by id) */
 		to.object = LEDGER_OBJ_NEW_INDIVIDUAL;
-		snprintf(to.id, sizeof(to.id), "%s", p->records[0].id);
+		snprintf(to.id, sizeof(to.id), "%s", first.id);
 	} else {
 		return 0; /* written once a record of the person names its Individual */
 	}

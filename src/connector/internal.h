@@ -135,6 +135,10 @@ bool conn_retention_configured(const struct config *cfg);
 /* The resolution of a resubscribe conflict that optsync closed itself when
  * its revert landed in Salesforce (shown as status "reverted"). */
 #define CONFLICT_REVERTED "reverted"
+/* ... and of the open conflicts of a record no longer its person's: its
+ * email changed in Salesforce (rule 9), or it was deleted there. */
+#define CONFLICT_RECORD_MOVED   "record_moved"
+#define CONFLICT_RECORD_DELETED "record_deleted"
 
 /* in normalized into email and its ledger key; ERR_INVALID naming in when
  * it is not an email address. */
@@ -170,9 +174,20 @@ bool json_begin(void);
 bool json_end(bool was);
 
 /* Rendering (the contract's JSON shapes). */
-/* A person's state; refs: with its Salesforce record references
- * ("salesforce_records": object and id). */
-cJSON *render_person(const struct ledger_person *p, bool refs);
+/* A person's Salesforce record references, read in a transaction to be
+ * rendered after it (reads.c): every one of them, in (object, id) order. */
+struct person_refs {
+	struct ledger_recref *v;
+	size_t n, cap;
+};
+/* Read the person's references into r (emptied first: a callback may run
+ * again). */
+int person_refs_read(struct ledger_txn *t, const struct ledger_person *p, struct person_refs *r,
+                     struct err *e);
+void person_refs_free(struct person_refs *r);
+/* A person's state; with refs, its Salesforce record references
+ * ("salesforce_records": object and id), NULL: without them. */
+cJSON *render_person(const struct ledger_person *p, const struct person_refs *refs);
 cJSON *render_event(const struct ledger_event *ev);
 cJSON *render_conflict(const struct ledger_conflict *cf);
 cJSON *render_record(const struct ledger_record *r);

@@ -7,12 +7,39 @@
 #include <string.h>
 
 #include "connector/internal.h"
+#include "util/buf.h"
 #include "util/csv.h"
 #include "util/timefmt.h"
 
-/* What is read: the person always, the records in full and the history
- * when asked. */
-enum view_part { VIEW_PERSON = 0, VIEW_RECORDS = 1, VIEW_HISTORY = 2 };
+/* What is read: the person always, its record references, the records in
+ * full and the history when asked. */
+enum view_part { VIEW_PERSON = 0, VIEW_RECORDS = 1, VIEW_HISTORY = 2, VIEW_REFS = 4 };
+
+#define EXPORT_CSV_MAX (64 << 20) /* bytes: one person's export */
+
+/* A record of the view, compact: a person may have thousands of records
+ * (a role address's Leads), and a struct ledger_record is 7 KB; its texts
+ * are kept in one arena. view_record() makes a struct ledger_record of it
+ * again, one at a time, to render. */
+enum {
+	T_PURPOSE,
+	T_AUTH_OTHER,
+	T_SOURCE_OTHER,
+	T_FIRST,
+	T_LAST,
+	T_COMPANY,
+	T_TITLE,
+	T_PHONE,
+	NTEXTS
+};
+struct view_rec {
+	uint8_t object, auth_type, source_type;
+	bool opted_out;
+	char id[LEDGER_ID_MAX + 1];
+	uint32_t flags, mask;
+	int64_t consent_date, sf_created, sf_modified, modstamp, written_at;
+	size_t text[NTEXTS]; /* offsets into the arena */
+};
 
 struct person_view {
 	struct conn *c;
@@ -20,20 +47,27 @@ struct person_view {
 	char email[LEDGER_EMAIL_MAX + 1];
 	uint8_t key[LEDGER_KEY_LEN];
 	struct ledger_person p;
-	struct ledger_record *recs; /* VIEW_RECORDS: the person's live records */
-	uint32_t nrecs;
-	struct ledger_event *evs; /* VIEW_HISTORY: oldest first */
+	struct person_refs refs; /* VIEW_REFS */
+	struct view_rec *recs;   /* VIEW_RECORDS: the person's live records */
+	size_t nrecs, caprecs;
+	struct buf arena;          /* their texts */
+	struct ledger_record *rec; /* scratch: one record read, or rendered */
+	struct ledger_event *evs;  /* VIEW_HISTORY: oldest first */
 	size_t nevs, capevs;
 	struct ledger_purpose purposes[CONFIG_PURPOSES_MAX]; /* the configured ones set */
 	size_t npurposes;
-	struct err *e; /* for the event collector */
+	struct ledger_txn *t; /* for the collectors */
+	struct err *e;
 };
 
 static void view_free(struct person_view *v)
 {
 	if (v == NULL)
 		return;
+	person_refs_free(&v->refs);
 	free(v->recs);
+	buf_free(&v->arena);
+	free(v->rec);
 	free(v->evs);
 	free(v);
 }
@@ -61,6 +95,99 @@ static int collect_purpose(const struct ledger_purpose *p, void *ctx)
 	return 0;
 }
 
+static int collect_record(const struct ledger_recref *ref, void *ctx)
+{
+	struct person_view *v = ctx;
+	struct ledger_record *r = v->rec;
+	int rc = ledger_record_get(v->t, ref->object, ref->id, r, v->e);
+	if (rc == ERR_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (v->nrecs == v->caprecs) {
+		size_t cap = v->caprecs ? 2 * v->caprecs : 16;
+		struct view_rec *n = realloc(v->recs, cap * sizeof(*n));
+		if (n == NULL)
+			return err_set(v->e, ERR_NOMEM, "out of memory");
+		v->recs = n;
+		v->caprecs = cap;
+	}
+	struct view_rec *x = &v->recs[v->nrecs];
+	x->object = r->object;
+	memcpy(x->id, r->id, sizeof(x->id));
+	x->flags = r->flags;
+	x->mask = r->seen.mask;
+	x->opted_out = r->seen.opted_out;
+	x->auth_type = r->seen.auth_type;
+	x->source_type = r->seen.source_type;
+	x->consent_date = r->seen.consent_date;
+	x->sf_created = r->sf_created;
+	x->sf_modified = r->sf_modified;
+	x->modstamp = r->modstamp;
+	x->written_at = r->written_at;
+	const char *texts[NTEXTS] = {r->seen.purpose,
+	                             r->seen.auth_other,
+	                             r->seen.source_other,
+	                             r->first_name,
+	                             r->last_name,
+	                             r->company,
+	                             r->title,
+	                             r->phone};
+	for (int i = 0; rc == 0 && i < NTEXTS; i++) {
+		x->text[i] = v->arena.len;
+		rc = buf_append(&v->arena, texts[i], strlen(texts[i]) + 1, v->e);
+	}
+	if (rc == ERR_LIMIT)
+		return err_set(v->e, ERR_LIMIT,
+		               "the Salesforce records of %s hold more than %d MiB of text",
+		               v->email, EXPORT_CSV_MAX >> 20);
+	if (rc == 0)
+		v->nrecs++;
+	return rc;
+}
+
+/* Record i of the view as a struct ledger_record, in v->rec (valid until
+ * the next call). */
+static const struct ledger_record *view_record(const struct person_view *v, size_t i)
+{
+	const struct view_rec *x = &v->recs[i];
+	struct ledger_record *r = v->rec;
+	memset(r, 0, sizeof(*r));
+	ledger_facts_init(&r->seen);
+	ledger_facts_init(&r->written);
+	r->object = x->object;
+	memcpy(r->id, x->id, sizeof(r->id));
+	r->flags = x->flags;
+	r->seen.mask = x->mask;
+	r->seen.opted_out = x->opted_out;
+	r->seen.auth_type = x->auth_type;
+	r->seen.source_type = x->source_type;
+	r->seen.consent_date = x->consent_date;
+	r->sf_created = x->sf_created;
+	r->sf_modified = x->sf_modified;
+	r->modstamp = x->modstamp;
+	r->written_at = x->written_at;
+	char *dst[NTEXTS] = {r->seen.purpose,
+	                     r->seen.auth_other,
+	                     r->seen.source_other,
+	                     r->first_name,
+	                     r->last_name,
+	                     r->company,
+	                     r->title,
+	                     r->phone};
+	size_t cap[NTEXTS] = {sizeof(r->seen.purpose),
+	                      sizeof(r->seen.auth_other),
+	                      sizeof(r->seen.source_other),
+	                      sizeof(r->first_name),
+	                      sizeof(r->last_name),
+	                      sizeof(r->company),
+	                      sizeof(r->title),
+	                      sizeof(r->phone)};
+	for (int k = 0; k < NTEXTS; k++)
+		str_copy(dst[k], cap[k], v->arena.data + x->text[k]);
+	return r;
+}
+
 static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct person_view *v = ctx;
@@ -69,27 +196,55 @@ static int view_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		return err_set(e, ERR_NOTFOUND, "no person with email %s", v->email);
 	if (rc)
 		return rc;
-	v->npurposes = 0; /* the callback may run again */
+	v->npurposes = v->nrecs = v->nevs = 0; /* the callback may run again */
+	buf_reset(&v->arena);
+	v->t = t;
+	v->e = e;
 	if ((rc = ledger_purpose_each(t, v->key, collect_purpose, v, e)))
 		return rc;
-	if ((v->parts & VIEW_RECORDS) && v->p.nrecords > 0) {
-		v->recs = calloc(v->p.nrecords, sizeof(*v->recs));
-		if (v->recs == NULL)
+	if ((v->parts & VIEW_REFS) && (rc = person_refs_read(t, &v->p, &v->refs, e)))
+		return rc;
+	if (v->parts & VIEW_RECORDS) {
+		if (v->rec == NULL && (v->rec = malloc(sizeof(*v->rec))) == NULL)
 			return err_set(e, ERR_NOMEM, "out of memory");
-		for (uint32_t i = 0; i < v->p.nrecords; i++) {
-			rc = ledger_record_get(t, v->p.records[i].object, v->p.records[i].id,
-			                       &v->recs[v->nrecs], e);
-			if (rc == 0)
-				v->nrecs++;
-			else if (rc != ERR_NOTFOUND)
-				return rc;
-		}
+		if ((rc = ledger_person_records_each(t, &v->p, collect_record, v, e)))
+			return rc;
 	}
-	if (v->parts & VIEW_HISTORY) {
-		v->e = e;
+	if (v->parts & VIEW_HISTORY)
 		rc = ledger_event_each_of(t, v->key, collect_event, v, e);
-	}
 	return rc;
+}
+
+/* ---- a person's record references ---- */
+
+static int add_ref(const struct ledger_recref *ref, void *ctx)
+{
+	struct person_refs *r = ctx;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		struct ledger_recref *g = realloc(r->v, cap * sizeof(*g));
+		if (g == NULL)
+			return ERR_NOMEM;
+		r->v = g;
+		r->cap = cap;
+	}
+	r->v[r->n++] = *ref;
+	return 0;
+}
+
+int person_refs_read(struct ledger_txn *t, const struct ledger_person *p, struct person_refs *r,
+                     struct err *e)
+{
+	r->n = 0;
+	int rc = ledger_person_records_each(t, p, add_ref, r, e);
+	return rc == ERR_NOMEM ? err_set(e, ERR_NOMEM, "out of memory") : rc;
+}
+
+void person_refs_free(struct person_refs *r)
+{
+	free(r->v);
+	r->v = NULL;
+	r->n = r->cap = 0;
 }
 
 /* The view of email's person; *out is NULL on failure. */
@@ -102,6 +257,7 @@ static int view_read(struct conn *c, const char *email, unsigned parts, struct p
 		return err_set(e, ERR_NOMEM, "out of memory");
 	v->c = c;
 	v->parts = parts;
+	buf_init(&v->arena, EXPORT_CSV_MAX);
 	int rc = conn_person_key(c, email, v->email, v->key, e);
 	if (rc == 0)
 		rc = ledger_read(c->l, view_txn, v, e);
@@ -125,11 +281,11 @@ int conn_contact_show(struct conn *c, const char *email, cJSON **out, struct err
 {
 	*out = NULL;
 	struct person_view *v;
-	int rc = view_read(c, email, VIEW_PERSON, &v, e);
+	int rc = view_read(c, email, VIEW_REFS, &v, e);
 	if (rc)
 		return rc;
 	json_mark();
-	cJSON *o = render_person(&v->p, true);
+	cJSON *o = render_person(&v->p, &v->refs);
 	json_attach(o, "purposes", render_purposes(v->c->cfg, &v->p, v->purposes, v->npurposes));
 	view_free(v);
 	return json_result(o, 0, out, e);
@@ -162,19 +318,17 @@ int conn_contact_export(struct conn *c, const char *email, cJSON **out, struct e
 	cJSON_AddStringToObject(o, "email", (v->p.flags & LEDGER_PERSON_ERASED) ? "" : v->p.email);
 	add_time(o, "exported_at", time_now_ms());
 	cJSON *recs = cJSON_AddArrayToObject(o, "salesforce_records");
-	for (uint32_t i = 0; i < v->nrecs; i++)
-		json_append(recs, render_record(&v->recs[i]));
+	for (size_t i = 0; i < v->nrecs; i++)
+		json_append(recs, render_record(view_record(v, i)));
 	cJSON *hist = render_history(v);
 	json_attach(o, "history", hist);
-	cJSON *state = render_person(&v->p, false);
+	cJSON *state = render_person(&v->p, NULL);
 	json_attach(state, "purposes",
 	            render_purposes(v->c->cfg, &v->p, v->purposes, v->npurposes));
 	json_attach(o, "state", state);
 	view_free(v);
 	return json_result(o, 0, out, e);
 }
-
-#define EXPORT_CSV_MAX (64 << 20) /* bytes: one person's export */
 
 /* The export's CSV columns, in order. */
 enum col {
@@ -286,8 +440,8 @@ static int export_csv(const struct person_view *v, struct buf *b, struct err *e)
 	int rc = 0;
 	for (size_t k = 0; rc == 0 && k < NCOLS; k++)
 		rc = csv_write_field(b, col_names[k], k + 1 == NCOLS, e);
-	for (uint32_t i = 0; rc == 0 && i < (v->nrecs ? v->nrecs : 1); i++) {
-		const struct ledger_record *rec = v->nrecs ? &v->recs[i] : NULL;
+	for (size_t i = 0; rc == 0 && i < (v->nrecs ? v->nrecs : 1); i++) {
+		const struct ledger_record *rec = v->nrecs ? view_record(v, i) : NULL;
 		struct csv_row r = {.cell = {[C_SECTION] = "record",
 		                             [C_PERSON] = person,
 		                             [C_EMAIL] = email,

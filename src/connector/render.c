@@ -56,7 +56,7 @@ static cJSON *render_source(const struct ledger_facts *f)
 	return s;
 }
 
-cJSON *render_person(const struct ledger_person *p, bool refs)
+cJSON *render_person(const struct ledger_person *p, const struct person_refs *refs)
 {
 	cJSON *o = cJSON_CreateObject();
 	char key[65];
@@ -71,10 +71,10 @@ cJSON *render_person(const struct ledger_person *p, bool refs)
 	json_attach(o, "authorization", render_auth(&p->facts));
 	json_attach(o, "source", render_source(&p->facts));
 	cJSON *recs = refs ? cJSON_AddArrayToObject(o, "salesforce_records") : NULL;
-	for (uint32_t i = 0; refs && i < p->nrecords; i++) {
+	for (size_t i = 0; refs && i < refs->n; i++) {
 		cJSON *r = cJSON_CreateObject();
-		cJSON_AddStringToObject(r, "object", ledger_object_name(p->records[i].object));
-		cJSON_AddStringToObject(r, "id", p->records[i].id);
+		cJSON_AddStringToObject(r, "object", ledger_object_name(refs->v[i].object));
+		cJSON_AddStringToObject(r, "id", refs->v[i].id);
 		json_append(recs, r);
 	}
 	cJSON_AddBoolToObject(o, "erased", (p->flags & LEDGER_PERSON_ERASED) != 0);

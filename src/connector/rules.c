@@ -430,14 +430,13 @@ static int push_release_on_read(struct ledger_txn *t, const struct ledger_recref
 	return rc;
 }
 
-/* Record i of p into r when optsync may write to it: 1, or 0 when it is
- * except, converted or deleted; an ERR_* code on failure. A record linked
- * but never read counts as writable (the push will tell). */
-static int writable_record(struct ledger_txn *t, const struct ledger_person *p, uint32_t i,
+/* ref into r when optsync may write to it: 1, or 0 when it is except,
+ * converted or deleted; an ERR_* code on failure. A record linked but never
+ * read counts as writable (the push will tell). */
+static int writable_record(struct ledger_txn *t, const struct ledger_recref *ref,
                            const struct ledger_recref *except, struct ledger_record *r,
                            struct err *e)
 {
-	const struct ledger_recref *ref = &p->records[i];
 	if (except && except->object == ref->object && strcmp(except->id, ref->id) == 0)
 		return 0;
 	int rc = ledger_record_get(t, ref->object, ref->id, r, e);
@@ -452,32 +451,65 @@ static int writable_record(struct ledger_txn *t, const struct ledger_person *p, 
 	return (r->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)) ? 0 : 1;
 }
 
+/* A spread over the person's records (push_spread, purpose_push_spread):
+ * one record read and at most one push per record, whatever their number. */
+struct spread {
+	struct ledger_txn *t;
+	const struct ledger_person *p;
+	const struct ledger_recref *except;
+	struct ledger_record *r;
+	uint32_t mask;       /* push_spread: the fields */
+	const char *purpose; /* purpose_push_spread: the purpose, and */
+	bool out;            /* its checkbox */
+	bool opt_in_box;     /* and whether that box is an opt-in one */
+	struct apply_stats *st;
+	struct err *e;
+};
+
+static int spread_facts(const struct ledger_recref *ref, void *ctx)
+{
+	struct spread *x = ctx;
+	const struct ledger_person *p = x->p;
+	struct ledger_record *r = x->r;
+	int w = writable_record(x->t, ref, x->except, r, x->e);
+	if (w <= 0)
+		return w;
+	uint32_t need = 0, mask = x->mask;
+	if ((mask & LEDGER_F_OPTED_OUT) &&
+	    !((r->seen.mask & LEDGER_F_OPTED_OUT) && r->seen.opted_out == p->facts.opted_out))
+		need |= LEDGER_F_OPTED_OUT;
+	if ((mask & LEDGER_F_AUTH_TYPE) && !auth_equal(&r->seen, &p->facts))
+		need |= AUTH_GROUP;
+	if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
+		need |= SOURCE_GROUP;
+	return need ? push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e) : 0;
+}
+
+static int spread_purpose(const struct ledger_recref *ref, void *ctx)
+{
+	struct spread *x = ctx;
+	int w = writable_record(x->t, ref, x->except, x->r, x->e);
+	if (w <= 0)
+		return w;
+	/* an opt-out goes wherever the record is not known to say out; an
+	 * opt-in unticks only opt-out boxes known ticked, and ticks an opt-in
+	 * box (with its date) wherever it is not known ticked */
+	int box = ledger_pflags_get(&x->r->seen_purposes, x->purpose); /* 1: says out */
+	if (x->out ? box != 1 : x->opt_in_box ? box != 0 : box == 1)
+		return push_enqueue_purpose(x->t, x->p, ref, x->purpose, x->out, x->st, x->e);
+	return 0;
+}
+
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
                 struct err *e)
 {
-	struct ledger_record *r = malloc(sizeof(*r));
-	if (r == NULL)
+	struct spread x = {.t = t, .p = p, .except = except, .mask = mask, .st = st, .e = e};
+	x.r = malloc(sizeof(*x.r));
+	if (x.r == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = 0;
-	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
-		int w = writable_record(t, p, i, except, r, e);
-		if (w <= 0) {
-			rc = w;
-			continue;
-		}
-		uint32_t need = 0;
-		if ((mask & LEDGER_F_OPTED_OUT) && !((r->seen.mask & LEDGER_F_OPTED_OUT) &&
-		                                     r->seen.opted_out == p->facts.opted_out))
-			need |= LEDGER_F_OPTED_OUT;
-		if ((mask & LEDGER_F_AUTH_TYPE) && !auth_equal(&r->seen, &p->facts))
-			need |= AUTH_GROUP;
-		if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
-			need |= SOURCE_GROUP;
-		if (need)
-			rc = push_enqueue(t, p, &p->records[i], need, p->facts.opted_out, st, e);
-	}
-	free(r);
+	int rc = ledger_person_records_each(t, p, spread_facts, &x, e);
+	free(x.r);
 	return rc;
 }
 
@@ -485,25 +517,56 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
                         const struct ledger_recref *except, const char *purpose, bool out,
                         bool opt_in_box, struct apply_stats *st, struct err *e)
 {
-	struct ledger_record *r = malloc(sizeof(*r));
-	if (r == NULL)
+	struct spread x = {.t = t,
+	                   .p = p,
+	                   .except = except,
+	                   .purpose = purpose,
+	                   .out = out,
+	                   .opt_in_box = opt_in_box,
+	                   .st = st,
+	                   .e = e};
+	x.r = malloc(sizeof(*x.r));
+	if (x.r == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = 0;
-	for (uint32_t i = 0; rc == 0 && i < p->nrecords; i++) {
-		int w = writable_record(t, p, i, except, r, e);
-		if (w <= 0) {
-			rc = w;
-			continue;
-		}
-		/* an opt-out goes wherever the record is not known to say out; an
-		 * opt-in unticks only opt-out boxes known ticked, and ticks an opt-in
-		 * box (with its date) wherever it is not known ticked */
-		int box = ledger_pflags_get(&r->seen_purposes, purpose); /* 1: says out */
-		if (out ? box != 1 : opt_in_box ? box != 0 : box == 1)
-			rc = push_enqueue_purpose(t, p, &p->records[i], purpose, out, st, e);
-	}
-	free(r);
+	int rc = ledger_person_records_each(t, p, spread_purpose, &x, e);
+	free(x.r);
 	return rc;
+}
+
+static const char *conflict_field_word(uint32_t field)
+{
+	return field == LEDGER_F_OPTED_OUT   ? "opt-out"
+	       : field == LEDGER_F_AUTH_TYPE ? "authorization"
+	                                     : "source";
+}
+
+/* A conflict seen again while it is still open (the record went back and
+ * forth in Salesforce): the one open conflict of the record, field and
+ * purpose is kept, with the values Salesforce and optsync hold now, and the
+ * repeat is an event of the person's history naming it. */
+static int conflict_again(struct ledger_txn *t, struct ledger_person *p, struct ledger_conflict *cf,
+                          struct ledger_event *ev, const char *local, const char *sf, int64_t now,
+                          struct err *e)
+{
+	int rc = 0;
+	if (strcmp(cf->local_value, local) != 0 || strcmp(cf->sf_value, sf) != 0) {
+		snprintf(cf->local_value, sizeof(cf->local_value), "%s", local);
+		snprintf(cf->sf_value, sizeof(cf->sf_value), "%s", sf);
+		if ((rc = ledger_conflict_put(t, cf, e)))
+			return rc;
+	}
+	event_about(ev, LEDGER_EV_CONFLICT, LEDGER_ORIGIN_SALESFORCE, "salesforce", &cf->record,
+	            now);
+	ev->conflict_id = cf->id;
+	if (cf->purpose_name[0])
+		snprintf(ev->purpose_name, sizeof(ev->purpose_name), "%s", cf->purpose_name);
+	snprintf(ev->reason, sizeof(ev->reason),
+	         "%s conflict on %s%s%s seen again: Salesforce has %s, optsync has %s; still open "
+	         "as conflict %llu",
+	         ledger_conflict_kind_name(cf->kind), conflict_field_word(cf->field),
+	         cf->purpose_name[0] ? " of " : "", cf->purpose_name, sf, local,
+	         (unsigned long long)cf->id);
+	return event_record(t, p, ev, e);
 }
 
 static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
@@ -517,6 +580,18 @@ static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
 	if (cf == NULL || ev == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
+	}
+	if (!auto_resolved) {
+		/* one open conflict per record, field and purpose */
+		rc = ledger_conflict_open_get(t, ref, field, purpose, cf, e);
+		if (rc == 0) {
+			rc = conflict_again(t, p, cf, ev, local, sf, now, e);
+			goto out;
+		}
+		if (rc != ERR_NOTFOUND)
+			goto out;
+		memset(cf, 0, sizeof(*cf));
+		rc = 0;
 	}
 	memcpy(cf->person, p->key, LEDGER_KEY_LEN);
 	cf->record = *ref;
@@ -542,12 +617,9 @@ static int conflict_add(struct ledger_txn *t, struct ledger_person *p,
 		snprintf(ev->purpose_name, sizeof(ev->purpose_name), "%s", purpose);
 	snprintf(ev->reason, sizeof(ev->reason),
 	         "%s conflict on %s%s%s: Salesforce has %s, optsync has %s%s%s",
-	         ledger_conflict_kind_name(kind),
-	         field == LEDGER_F_OPTED_OUT   ? "opt-out"
-	         : field == LEDGER_F_AUTH_TYPE ? "authorization"
-	                                       : "source",
-	         purpose ? " of " : "", purpose ? purpose : "", sf, local,
-	         auto_resolved ? "; " : "", auto_resolved ? resolution : "");
+	         ledger_conflict_kind_name(kind), conflict_field_word(field), purpose ? " of " : "",
+	         purpose ? purpose : "", sf, local, auto_resolved ? "; " : "",
+	         auto_resolved ? resolution : "");
 	rc = event_record(t, p, ev, e);
 out:
 	free(cf);
@@ -576,26 +648,6 @@ int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 }
 
 /* ---- applying one Salesforce record ---- */
-
-static void unlink_record(struct ledger_person *p, const struct ledger_recref *ref)
-{
-	for (uint32_t i = 0; i < p->nrecords; i++)
-		if (p->records[i].object == ref->object && strcmp(p->records[i].id, ref->id) == 0) {
-			p->records[i] = p->records[--p->nrecords];
-			return;
-		}
-}
-
-static int link_record(struct ledger_person *p, const struct ledger_recref *ref)
-{
-	for (uint32_t i = 0; i < p->nrecords; i++)
-		if (p->records[i].object == ref->object && strcmp(p->records[i].id, ref->id) == 0)
-			return 0;
-	if (p->nrecords == LEDGER_RECORDS_MAX)
-		return -1;
-	p->records[p->nrecords++] = *ref;
-	return 0;
-}
 
 static void copy_str(char *dst, size_t cap, const struct sf_record *r, const char *name)
 {
@@ -854,11 +906,78 @@ static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struc
 	return rc;
 }
 
+/* The open conflicts of a record that is no longer its person's (moved to
+ * another email, deleted): the question they ask is moot, and they are
+ * closed by optsync with resolution why; *closed counts them. */
+struct moot {
+	struct ledger_txn *t;
+	const char *why;
+	int64_t now;
+	size_t closed;
+	struct err *e;
+};
+
+static int close_moot(struct ledger_conflict *cf, void *ctx)
+{
+	struct moot *m = ctx;
+	cf->status = LEDGER_CONFLICT_RESOLVED;
+	cf->auto_resolved = true;
+	cf->resolved_at = m->now;
+	snprintf(cf->resolution, sizeof(cf->resolution), "%s", m->why);
+	snprintf(cf->resolved_by, sizeof(cf->resolved_by), "optsync");
+	m->closed++;
+	return ledger_conflict_put(m->t, cf, m->e);
+}
+
+static int close_moot_conflicts(struct ledger_txn *t, const struct ledger_recref *ref,
+                                const char *why, int64_t now, size_t *closed, struct err *e)
+{
+	struct moot m = {t, why, now, 0, e};
+	int rc = ledger_conflict_open_each(t, ref, close_moot, &m, e);
+	*closed = m.closed;
+	return rc;
+}
+
+/* Rule 9: a record whose email changed in Salesforce leaves its old person
+ * (w->rec names it): it is unlinked from that person, with an event in the
+ * old person's history; a push still queued for it (the old person's
+ * values) is dropped, and the old person's open conflicts about it are
+ * closed as moot ("record_moved"). What the record gets instead is derived
+ * from its new person, as for any record new to that person. */
+static int move_record(struct ledger_txn *t, struct work *w, const struct ledger_recref *ref,
+                       int64_t now, struct err *e)
+{
+	struct ledger_person *old = &w->old;
+	int rc = ledger_push_delete(t, ref->object, ref->id, e);
+	bool dropped = rc == 0;
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	size_t closed;
+	if ((rc = close_moot_conflicts(t, ref, CONFLICT_RECORD_MOVED, now, &closed, e)))
+		return rc;
+	/* what was raised about its values was raised for the old person */
+	w->rec.flags &= ~(LEDGER_RECORD_INVALID_AUTH | LEDGER_RECORD_INVALID_SOURCE);
+	rc = ledger_person_get(t, w->rec.person, old, e);
+	if (rc)
+		return rc == ERR_NOTFOUND ? 0 : rc; /* gone, and its links with it */
+	rc = ledger_person_record_remove(t, old, ref, e);
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	event_about(&w->ev, LEDGER_EV_UNLINKED, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
+	snprintf(w->ev.reason, sizeof(w->ev.reason),
+	         "its email changed in Salesforce: another person's record now%s%s",
+	         dropped ? "; the write queued for it dropped" : "",
+	         closed ? "; its open conflicts closed" : "");
+	old->updated_at = now;
+	return event_record(t, old, &w->ev, e);
+}
+
 /* A record deleted in Salesforce (queryAll shows it with IsDeleted), on its
  * own or merged into another (MasterRecordId): it is unlinked from its
  * person and forgotten, the history keeps its id, a push still queued for
- * it is dropped, and after a merge the surviving record gets the person's
- * opt-outs. A record never seen is skipped. */
+ * it is dropped, its open conflicts are closed ("record_deleted"), and
+ * after a merge the surviving record gets the person's opt-outs. A record
+ * never seen is skipped. */
 static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, struct work *w,
                             const struct sf_record *r, const struct ledger_recref *ref,
                             struct apply_stats *st, struct err *e)
@@ -879,15 +998,20 @@ static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, stru
 	rc = ledger_push_delete(t, ref->object, ref->id, e);
 	if (rc && rc != ERR_NOTFOUND)
 		return rc;
+	rc = have_person ? ledger_person_record_remove(t, p, ref, e) : 0;
+	if (rc && rc != ERR_NOTFOUND)
+		return rc;
+	int64_t now = time_now_ms();
+	size_t closed;
+	if ((rc = close_moot_conflicts(t, ref, CONFLICT_RECORD_DELETED, now, &closed, e)))
+		return rc;
 	st->unlinked++;
 	if (!have_person)
 		return 0;
-	unlink_record(p, ref);
 	const struct sf_value *mv = sf_record_get(r, "MasterRecordId");
 	struct ledger_recref master = {ref->object, ""};
 	if (mv && mv->type == SF_STRING && mv->str[0] && strlen(mv->str) <= LEDGER_ID_MAX)
 		snprintf(master.id, sizeof(master.id), "%s", mv->str);
-	int64_t now = time_now_ms();
 	event_about(&w->ev, LEDGER_EV_UNLINKED, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
 	if (master.id[0])
 		snprintf(w->ev.reason, sizeof(w->ev.reason), "merged into %s %s in Salesforce",
@@ -985,24 +1109,16 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	if (rc)
 		goto out;
 	if (!is_new && memcmp(rec->person, p->key, LEDGER_KEY_LEN) != 0) {
-		/* the email changed in Salesforce: the record moves to another person */
-		rc = ledger_person_get(t, rec->person, &w->old, e);
-		if (rc == 0) {
-			unlink_record(&w->old, &ref);
-			rc = ledger_person_put(t, &w->old, e);
-		} else if (rc == ERR_NOTFOUND) {
-			rc = 0;
-		}
-		if (rc)
+		/* Rule 9: the email changed in Salesforce, the record moves to
+		 * this person */
+		if ((rc = move_record(t, w, &ref, now, e)))
 			goto out;
 		is_new = 1; /* new to this person */
 	}
-	if (link_record(p, &ref)) {
-		rc = err_set(e, ERR_LIMIT,
-		             "%s has more than %d Salesforce records; %s %s not linked", "a person",
-		             LEDGER_RECORDS_MAX, ledger_object_name(object), ref.id);
+	/* a record new to the person is linked to it (an index entry of its
+	 * own: no limit on a person's records, the same cost for each) */
+	if (is_new && (rc = ledger_person_record_add(t, p, &ref, e)))
 		goto out;
-	}
 	bool was_converted = (rec->flags & LEDGER_RECORD_CONVERTED) != 0;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
 	if (conv && conv->type == SF_BOOL && conv->b)

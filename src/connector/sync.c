@@ -997,49 +997,25 @@ struct results {
 	size_t nreverted, conflicts_reverted;
 };
 
-struct revert_scan {
-	const struct ledger_recref *refs;
-	const char *const *names;
-	size_t nrefs;
-	uint64_t *ids;
-	size_t n;
-};
-
-static int find_reverted(const struct ledger_conflict *cf, void *ctx)
-{
-	struct revert_scan *rs = ctx;
-	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE)
-		return 0;
-	for (size_t i = 0; i < rs->nrefs; i++)
-		if (rs->refs[i].object == cf->record.object &&
-		    strcmp(rs->refs[i].id, cf->record.id) == 0 &&
-		    strcmp(rs->names[i], cf->purpose_name) == 0) {
-			rs->ids[rs->n++] = cf->id;
-			break;
-		}
-	/* each record has one open conflict per purpose at most */
-	return rs->n == rs->nrefs ? 1 : 0;
-}
-
 /* Rule 2 under "revert": once Salesforce holds the opt-out again, the
  * re-subscribe conflicts of those records are settled: closed as reverted,
- * so that open conflicts are the ones a human must decide. */
+ * so that open conflicts are the ones a human must decide. A record has one
+ * open conflict per purpose at most, found by the ledger's index of open
+ * conflicts (no scan of the conflicts). */
 int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
                          const char *const *purposes, size_t n, int64_t now, size_t *closed,
                          struct err *e)
 {
-	struct revert_scan rs = {refs, purposes, n, malloc(n * sizeof(uint64_t)), 0};
-	if (rs.ids == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_conflict_each(t, find_reverted, &rs, e);
-	if (rc > 0)
-		rc = 0; /* stopped early: all found */
 	struct ledger_conflict *cf = malloc(sizeof(*cf));
-	if (rc == 0 && cf == NULL)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < rs.n; i++) {
-		if ((rc = ledger_conflict_get(t, rs.ids[i], cf, e)))
-			break;
+	int rc = cf ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = ledger_conflict_open_get(t, &refs[i], LEDGER_F_OPTED_OUT, purposes[i], cf, e);
+		if (rc == ERR_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE)
+			continue;
 		cf->status = LEDGER_CONFLICT_RESOLVED;
 		cf->auto_resolved = true;
 		cf->resolved_at = now;
@@ -1049,7 +1025,6 @@ int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
 			(*closed)++;
 	}
 	free(cf);
-	free(rs.ids);
 	return rc;
 }
 

@@ -36,12 +36,31 @@ int uc_fail(struct uc *u, int rc)
 	return rc;
 }
 
+struct refs_ctx {
+	const struct ledger_person *p;
+	struct person_refs refs;
+};
+
+static int refs_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct refs_ctx *x = ctx;
+	return person_refs_read(t, x->p, &x->refs, e);
+}
+
 int uc_person_result(struct uc *u, int rc, cJSON **result, struct err *e)
 {
 	if (rc)
 		return uc_fail(u, rc);
+	/* the person's records, read after the change (which leaves them as
+	 * they were) */
+	struct refs_ctx x = {&u->p, {0}};
+	if ((rc = ledger_read(u->c->l, refs_txn, &x, e))) {
+		person_refs_free(&x.refs);
+		return uc_fail(u, rc);
+	}
 	json_mark();
-	cJSON *r = render_person(&u->p, true);
+	cJSON *r = render_person(&u->p, &x.refs);
+	person_refs_free(&x.refs);
 	free(u);
 	return json_result(r, 0, result, e);
 }

@@ -1,4 +1,5 @@
 /* Conflicts: their encoding and operations. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,8 +75,180 @@ int ent_conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_confli
 	return r;
 }
 
+/* ---- the open conflicts by record (schema 4) ----
+ *
+ * Key: the object byte, the record id NUL-padded to LEDGER_ID_MAX bytes
+ * (so that a 15-character id is not a prefix of another record's), the
+ * field (a LEDGER_F_* bit), the purpose's name (none: all email); value:
+ * the conflict id (u64 BE). */
+
+#define OPEN_KEY_MAX (1 + LEDGER_ID_MAX + 1 + LEDGER_PURPOSE_NAME_MAX)
+
+static size_t open_key(uint8_t out[OPEN_KEY_MAX], const struct ledger_recref *ref, uint32_t field,
+                       const char *purpose)
+{
+	memset(out, 0, 1 + LEDGER_ID_MAX);
+	out[0] = ref->object;
+	memcpy(out + 1, ref->id, strnlen(ref->id, LEDGER_ID_MAX));
+	out[1 + LEDGER_ID_MAX] = (uint8_t)field;
+	size_t n = purpose ? strnlen(purpose, LEDGER_PURPOSE_NAME_MAX) : 0;
+	memcpy(out + 2 + LEDGER_ID_MAX, purpose ? purpose : "", n);
+	return 2 + LEDGER_ID_MAX + n;
+}
+
+bool open_conflicts_key_ok(const uint8_t *k, size_t kl)
+{
+	return kl >= 2 + LEDGER_ID_MAX && kl <= OPEN_KEY_MAX && k[0] != 0 && k[1] != 0 &&
+	       k[1 + LEDGER_ID_MAX] != 0;
+}
+
+/* A conflict the index holds: open, about a record, of a field that fits
+ * the key's byte. */
+static bool indexed(const struct ledger_conflict *c)
+{
+	return c->status == LEDGER_CONFLICT_OPEN && c->record.object != 0 && c->field != 0 &&
+	       c->field <= 0xff;
+}
+
+/* The id the index holds for c's key: 0 when none. */
+static int open_lookup(struct ledger_txn *t, const uint8_t *k, size_t kl, uint64_t *id,
+                       struct err *e)
+{
+	MDB_val key = {kl, (void *)k}, v;
+	int rc = mdb_get(t->txn, t->l->open_conflicts, &key, &v);
+	*id = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return ledger_mdb_error(t, rc, "open conflicts", e);
+	if (v.mv_size != 8)
+		return corrupt(t, "an open conflict's index entry", e);
+	*id = be64_get(v.mv_data);
+	return 0;
+}
+
+static const char *field_word(uint32_t field)
+{
+	return field == LEDGER_F_OPTED_OUT     ? "the opt-out"
+	       : field == LEDGER_F_AUTH_TYPE   ? "the authorization"
+	       : field == LEDGER_F_SOURCE_TYPE ? "the source"
+	                                       : "a field";
+}
+
+/* Index c, open, under its key; ERR_CONFLICT when another conflict is open
+ * there. */
+static int open_index(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+{
+	uint8_t k[OPEN_KEY_MAX], v[8];
+	size_t kl = open_key(k, &c->record, c->field, c->purpose_name);
+	uint64_t have;
+	int rc = open_lookup(t, k, kl, &have, e);
+	if (rc)
+		return rc;
+	if (have && have != c->id)
+		return err_set(
+		    e, ERR_CONFLICT, "%s %s already has an open conflict (%llu) about %s%s%s",
+		    ledger_object_name(c->record.object), c->record.id, (unsigned long long)have,
+		    field_word(c->field), c->purpose_name[0] ? " of " : "", c->purpose_name);
+	if (have == c->id)
+		return 0;
+	be64_put(v, c->id);
+	return db_put(t, t->l->open_conflicts, k, kl, v, 8, 0, "index an open conflict", e);
+}
+
+/* Take c out of the index, where it is the one held. */
+static int open_unindex(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+{
+	uint8_t k[OPEN_KEY_MAX];
+	size_t kl = open_key(k, &c->record, c->field, c->purpose_name);
+	uint64_t have;
+	int rc = open_lookup(t, k, kl, &have, e);
+	if (rc || have != c->id)
+		return rc;
+	return db_del(t, t->l->open_conflicts, k, kl, NULL, "unindex a conflict", e);
+}
+
+int ledger_conflict_open_get(struct ledger_txn *t, const struct ledger_recref *ref, uint32_t field,
+                             const char *purpose, struct ledger_conflict *out, struct err *e)
+{
+	uint8_t k[OPEN_KEY_MAX];
+	size_t kl = open_key(k, ref, field, purpose);
+	uint64_t id;
+	int rc = open_lookup(t, k, kl, &id, e);
+	if (rc)
+		return rc;
+	if (id == 0)
+		return err_set(e, ERR_NOTFOUND, "no open conflict about %s %s",
+		               ledger_object_name(ref->object), ref->id);
+	rc = ledger_conflict_get(t, id, out, e);
+	if (rc == ERR_NOTFOUND || (rc == 0 && !indexed(out)))
+		return corrupt(t, "the index of open conflicts", e);
+	return rc;
+}
+
+int ledger_conflict_open_each(struct ledger_txn *t, const struct ledger_recref *ref,
+                              int (*fn)(struct ledger_conflict *, void *), void *ctx, struct err *e)
+{
+	uint8_t k[OPEN_KEY_MAX];
+	size_t pl = open_key(k, ref, 0, NULL) - 1; /* object and padded id */
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->l->open_conflicts, &c);
+	if (rc)
+		return ledger_mdb_error(t, rc, "open conflicts cursor", e);
+	/* the ids first, then fn: closing one takes it out of this tree */
+	MDB_val key = {pl, k}, v;
+	int ret = 0;
+	for (rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
+		if (key.mv_size < pl || memcmp(key.mv_data, k, pl) != 0)
+			break;
+		if (v.mv_size != 8) {
+			ret = corrupt(t, "an open conflict's index entry", e);
+			break;
+		}
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 8;
+			uint64_t *g = realloc(ids, nc * sizeof(*g));
+			if (g == NULL) {
+				ret = err_set(e, ERR_NOMEM, "out of memory");
+				break;
+			}
+			ids = g;
+			cap = nc;
+		}
+		ids[n++] = be64_get(v.mv_data);
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "open conflicts cursor", e);
+	mdb_cursor_close(c);
+	struct ledger_conflict *cf = ret == 0 ? malloc(sizeof(*cf)) : NULL;
+	if (ret == 0 && cf == NULL)
+		ret = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		ret = ledger_conflict_get(t, ids[i], cf, e);
+		if (ret == ERR_NOTFOUND || (ret == 0 && !indexed(cf)))
+			ret = corrupt(t, "the index of open conflicts", e);
+		else if (ret == 0)
+			ret = fn(cf, ctx);
+	}
+	free(cf);
+	free(ids);
+	return ret;
+}
+
 int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e)
 {
+	struct ledger_conflict *old = malloc(sizeof(*old));
+	if (old == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_conflict_get(t, id, old, e);
+	if (rc == 0 && indexed(old))
+		rc = open_unindex(t, old, e);
+	free(old);
+	if (rc)
+		return rc;
 	uint8_t k[8];
 	be64_put(k, id);
 	return db_del(t, t->l->conflicts, k, 8, NULL, "delete conflict", e);
@@ -86,7 +259,7 @@ int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN]
 	return db_del(t, t->l->persons, key, LEDGER_KEY_LEN, NULL, "delete person", e);
 }
 
-int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+static int conflict_store(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
 {
 	uint8_t buf[CODEC_MAX], k[8];
 	struct enc en;
@@ -110,10 +283,112 @@ int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, s
 	return db_put(t, t->l->conflicts, k, 8, buf, en.len, 0, "put conflict", e);
 }
 
+int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+{
+	struct ledger_conflict *old = malloc(sizeof(*old));
+	if (old == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	/* the index follows the change: out when it is no longer open (or no
+	 * longer about the same record, field and purpose), in when it is */
+	int rc = ledger_conflict_get(t, c->id, old, e);
+	if (rc == ERR_NOTFOUND)
+		rc = 0;
+	else if (rc == 0 && indexed(old) &&
+	         !(indexed(c) && old->field == c->field && old->record.object == c->record.object &&
+	           strcmp(old->record.id, c->record.id) == 0 &&
+	           strcmp(old->purpose_name, c->purpose_name) == 0))
+		rc = open_unindex(t, old, e);
+	free(old);
+	if (rc == 0 && indexed(c))
+		rc = open_index(t, c, e);
+	return rc ? rc : conflict_store(t, c, e);
+}
+
 int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct err *e)
 {
+	c->id = 0;
+	if (indexed(c)) {
+		/* refused before an id is taken */
+		uint8_t k[OPEN_KEY_MAX];
+		uint64_t have;
+		int rc =
+		    open_lookup(t, k, open_key(k, &c->record, c->field, c->purpose_name), &have, e);
+		if (rc == 0 && have)
+			rc = open_index(t, c, e); /* says which one is open */
+		if (rc)
+			return rc;
+	}
 	int rc = meta_next(t, "conflict_id", &c->id, e);
-	return rc ? rc : ledger_conflict_put(t, c, e);
+	if (rc == 0 && indexed(c))
+		rc = open_index(t, c, e);
+	return rc ? rc : conflict_store(t, c, e);
+}
+
+/* ---- schema 3 -> 4: the index of open conflicts ---- */
+
+struct dup_scan {
+	struct ledger_txn *t;
+	struct err *e;
+	uint64_t *dups; /* later open conflicts of a key already held */
+	size_t n, cap;
+	int rc;
+};
+
+static int index_one(const struct ledger_conflict *c, void *ctx)
+{
+	struct dup_scan *s = ctx;
+	if (!indexed(c))
+		return 0;
+	uint8_t k[OPEN_KEY_MAX], v[8];
+	size_t kl = open_key(k, &c->record, c->field, c->purpose_name);
+	uint64_t have;
+	if ((s->rc = open_lookup(s->t, k, kl, &have, s->e)))
+		return 1;
+	if (have == 0) {
+		be64_put(v, c->id);
+		s->rc = db_put(s->t, s->t->l->open_conflicts, k, kl, v, 8, 0,
+		               "index an open conflict", s->e);
+		return s->rc ? 1 : 0;
+	}
+	if (have == c->id)
+		return 0; /* indexed already: a ledger this step migrated before */
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		uint64_t *g = realloc(s->dups, cap * sizeof(*g));
+		if (g == NULL) {
+			s->rc = err_set(s->e, ERR_NOMEM, "out of memory");
+			return 1;
+		}
+		s->dups = g;
+		s->cap = cap;
+	}
+	s->dups[s->n++] = c->id;
+	return 0;
+}
+
+int conflicts_index_open(struct ledger_txn *t, int64_t now, struct err *e)
+{
+	struct dup_scan s = {t, e, NULL, 0, 0, 0};
+	/* in id order: the first open conflict of a key is the one kept */
+	int rc = ledger_conflict_each(t, index_one, &s, e);
+	if (s.rc)
+		rc = s.rc;
+	struct ledger_conflict *c = malloc(sizeof(*c));
+	if (rc == 0 && c == NULL)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		if ((rc = ledger_conflict_get(t, s.dups[i], c, e)))
+			break;
+		c->status = LEDGER_CONFLICT_RESOLVED;
+		c->auto_resolved = true;
+		c->resolved_at = now;
+		snprintf(c->resolution, sizeof(c->resolution), "duplicate");
+		snprintf(c->resolved_by, sizeof(c->resolved_by), "optsync");
+		rc = conflict_store(t, c, e);
+	}
+	free(c);
+	free(s.dups);
+	return rc;
 }
 
 int ledger_conflict_get(struct ledger_txn *t, uint64_t id, struct ledger_conflict *out,

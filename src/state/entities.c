@@ -41,11 +41,11 @@ static void ent_person_init(struct ledger_person *p)
 	p->created_at = p->updated_at = 0;
 	p->last_event = 0;
 	p->flags = 0;
-	p->nrecords = 0;
+	p->records_no = 0;
 	p->individual_id[0] = '\0';
 }
 
-static size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, size_t cap, int *ovf)
+size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, size_t cap, int *ovf)
 {
 	struct enc en;
 	enc_init(&en, buf, cap);
@@ -58,10 +58,11 @@ static size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, siz
 	enc_sint(&en, 7, p->created_at);
 	enc_sint(&en, 8, p->updated_at);
 	enc_uint(&en, 9, p->flags);
-	for (uint32_t i = 0; i < p->nrecords && i < LEDGER_RECORDS_MAX; i++)
-		ent_enc_recref(&en, 10, &p->records[i]);
+	/* 10 was the person's Salesforce records until schema 4 (now the
+	 * person_records index); never reused */
 	enc_uint(&en, 11, p->last_event);
 	enc_str(&en, 12, p->individual_id);
+	enc_uint(&en, 13, p->records_no);
 	*ovf = en.overflow;
 	return en.len;
 }
@@ -105,18 +106,15 @@ int ent_person_decode(const MDB_val *v, struct ledger_person *p)
 		case 9:
 			p->flags = (uint32_t)f.u;
 			break;
-		case 10:
-			if (p->nrecords >= LEDGER_RECORDS_MAX ||
-			    ent_dec_recref(&f, &p->records[p->nrecords]))
-				return -1;
-			p->nrecords++;
-			break;
 		case 11:
 			p->last_event = f.u;
 			break;
 		case 12:
 			if (dec_str(&f, p->individual_id, sizeof(p->individual_id)))
 				return -1;
+			break;
+		case 13:
+			p->records_no = f.u;
 			break;
 		default:
 			break;
@@ -144,9 +142,9 @@ int ledger_person_put(struct ledger_txn *t, const struct ledger_person *p, struc
 	uint8_t buf[CODEC_MAX];
 	int ovf;
 	size_t n = ent_person_encode(p, buf, sizeof(buf), &ovf);
-	if (ovf || p->nrecords > LEDGER_RECORDS_MAX)
-		return err_set(e, ERR_LIMIT, "person record too large (%u Salesforce records)",
-		               p->nrecords);
+	if (ovf)
+		return err_set(e, ERR_LIMIT, "person %s too large to store",
+		               p->email[0] ? p->email : "(erased)");
 	return db_cursor_put(t, &t->persons_cur, t->l->persons, p->key, LEDGER_KEY_LEN, buf, n,
 	                     "put person", e);
 }
@@ -333,6 +331,47 @@ static int collect_conflict(const struct ledger_conflict *c, void *ctx)
 	return 0;
 }
 
+/* Erasure's part in one of the person's records: the names from
+ * Salesforce and the free texts go, from the record and from a push still
+ * queued for it. */
+struct erase_ctx {
+	struct ledger_txn *t;
+	struct ledger_record *r;
+	struct ledger_push *q;
+	struct err *e;
+};
+
+static int erase_record(const struct ledger_recref *ref, void *ctx)
+{
+	struct erase_ctx *x = ctx;
+	struct ledger_txn *t = x->t;
+	struct ledger_record *r = x->r;
+	struct ledger_push *q = x->q;
+	int rc = ledger_record_get(t, ref->object, ref->id, r, x->e);
+	if (rc == 0) {
+		r->first_name[0] = r->last_name[0] = r->company[0] = r->title[0] = r->phone[0] =
+		    '\0';
+		facts_scrub(&r->seen);
+		facts_scrub(&r->written);
+		rc = ledger_record_put(t, r, x->e);
+	} else if (rc == ERR_NOTFOUND) {
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	rc = ledger_push_get(t, ref->object, ref->id, q, x->e);
+	if (rc == 0) {
+		/* do not send erased texts; the enums still go */
+		facts_scrub(&q->want);
+		q->want.mask &= ~(LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER | LEDGER_F_SOURCE_OTHER);
+		rc = q->want.mask ? ledger_push_put(t, q, x->e)
+		                  : ledger_push_delete(t, ref->object, ref->id, x->e);
+	} else if (rc == ERR_NOTFOUND) {
+		rc = 0;
+	}
+	return rc;
+}
+
 int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e)
 {
 	struct ledger_person *p = malloc(sizeof(*p));
@@ -351,34 +390,9 @@ int ledger_person_erase(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN],
 	p->flags |= LEDGER_PERSON_ERASED;
 	if ((rc = ledger_person_put(t, p, e)))
 		goto out;
-	for (uint32_t i = 0; i < p->nrecords; i++) {
-		const struct ledger_recref *ref = &p->records[i];
-		rc = ledger_record_get(t, ref->object, ref->id, r, e);
-		if (rc == 0) {
-			r->first_name[0] = r->last_name[0] = r->company[0] = r->title[0] =
-			    r->phone[0] = '\0';
-			facts_scrub(&r->seen);
-			facts_scrub(&r->written);
-			rc = ledger_record_put(t, r, e);
-		} else if (rc == ERR_NOTFOUND) {
-			rc = 0;
-		}
-		if (rc)
-			goto out;
-		rc = ledger_push_get(t, ref->object, ref->id, q, e);
-		if (rc == 0) {
-			/* do not send erased texts; the enums still go */
-			facts_scrub(&q->want);
-			q->want.mask &=
-			    ~(LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER | LEDGER_F_SOURCE_OTHER);
-			rc = q->want.mask ? ledger_push_put(t, q, e)
-			                  : ledger_push_delete(t, ref->object, ref->id, e);
-		} else if (rc == ERR_NOTFOUND) {
-			rc = 0;
-		}
-		if (rc)
-			goto out;
-	}
+	struct erase_ctx x = {t, r, q, e};
+	if ((rc = ledger_person_records_each(t, p, erase_record, &x, e)))
+		goto out;
 	if ((rc = ledger_purposes_scrub(t, key, e)))
 		goto out;
 	if ((rc = ledger_event_scrub_list(t, p->last_event, e)))

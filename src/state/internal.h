@@ -12,7 +12,8 @@
 struct ledger {
 	MDB_env *env;
 	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem, purposes;
-	char *migration_backup; /* the backup taken before migrating, or NULL */
+	MDB_dbi person_records, open_conflicts; /* schema 4 */
+	char *migration_backup;                 /* the backup taken before migrating, or NULL */
 	char *path;
 	uint64_t max_map_size;
 	uint8_t hmac_key[32];
@@ -38,7 +39,7 @@ struct ledger {
  * (event_seq, change_seq, ...) and the chain head in memory and writes them
  * once, just before the commit: a batch of pulled pages appends thousands of
  * events, each of which used to read and write them in the meta tree. */
-#define TXN_META_SLOTS 4
+#define TXN_META_SLOTS 5 /* event_seq, change_seq, conflict_id, person_records_no, schema */
 struct ledger_txn {
 	struct ledger *l;
 	MDB_txn *txn;
@@ -58,7 +59,7 @@ struct ledger_txn {
 	 * leaves one on the key's leaf, where the put that follows finds its
 	 * place without a search from the root. LMDB closes them with the
 	 * transaction. */
-	MDB_cursor *persons_cur, *records_cur;
+	MDB_cursor *persons_cur, *records_cur, *links_cur;
 };
 
 /* db_get and db_put through *cur when the transaction keeps cursors. */
@@ -143,6 +144,8 @@ void ent_enc_recref(struct enc *en, unsigned field, const struct ledger_recref *
 int ent_dec_recref(const struct field *f, struct ledger_recref *r);
 int ent_dec_hash(const struct field *f, uint8_t out[32]);
 int ent_person_decode(const MDB_val *v, struct ledger_person *p);
+/* The person's value into buf (cap bytes); *ovf set when it did not fit. */
+size_t ent_person_encode(const struct ledger_person *p, uint8_t *buf, size_t cap, int *ovf);
 int ent_record_decode(const MDB_val *v, struct ledger_record *r);
 int ent_change_decode(const MDB_val *k, const MDB_val *v, struct ledger_change *c);
 int ent_conflict_decode(const MDB_val *k, const MDB_val *v, struct ledger_conflict *c);
@@ -188,6 +191,19 @@ int hist_migrate_2_to_3(struct ledger_txn *t, struct err *e);
 /* Schema 5 -> 6 (ledger.c's migrations, rekey.c): every person keyed by
  * today's email normalization; persons that are one address merged. */
 int rekey_migrate(struct ledger_txn *t, struct err *e);
+/* Schema 3 -> 4 (person_records.c): each person's embedded list of
+ * Salesforce records (person field 10) moves into person_records and the
+ * person is stored without it; then conflicts_index_open builds the index
+ * of open conflicts. */
+int person_records_migrate_3_to_4(struct ledger_txn *t, struct err *e);
+/* The open conflicts by record (conflicts.c), for the migration: each open
+ * conflict about a record is indexed; a later open one of the same record,
+ * field and purpose (schema 3 allowed it) is closed as a duplicate of the
+ * first, resolved at now. */
+int conflicts_index_open(struct ledger_txn *t, int64_t now, struct err *e);
+/* Keys of the schema-4 indexes, for the trees' walk: a well-formed one. */
+bool person_records_key_ok(const uint8_t *k, size_t kl);
+bool open_conflicts_key_ok(const uint8_t *k, size_t kl);
 
 /* Erasure of the personal part of every event in the person's list that
  * ends at last_event (chain.c). */

@@ -17,6 +17,7 @@
 #include "state/internal.h"
 #include "state/sha.h"
 #include "util/log.h"
+#include "util/timefmt.h"
 
 #define MAX_DBS 16
 
@@ -614,7 +615,9 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, bool create, struct err *e)
 	    {"conflicts", offsetof(struct ledger, conflicts), 0},
 	    {"outbox", offsetof(struct ledger, outbox), 0},
 	    {"idempotency", offsetof(struct ledger, idem), 0},
-	    {"purposes", offsetof(struct ledger, purposes), 0}, /* schema 2 */
+	    {"purposes", offsetof(struct ledger, purposes), 0},             /* schema 2 */
+	    {"person_records", offsetof(struct ledger, person_records), 0}, /* schema 4 */
+	    {"open_conflicts", offsetof(struct ledger, open_conflicts), 0}, /* schema 4 */
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
@@ -644,17 +647,38 @@ static int migrate_1_to_2(struct ledger_txn *t, struct err *e)
 	return 0;
 }
 
-/* 3 -> 4 and 4 -> 5 belong to other branches; until they are merged in,
- * nothing. */
-static int migrate_none(struct ledger_txn *t, struct err *e)
+/* 3 -> 4: each person's Salesforce records move from the person into the
+ * person_records index, which open_dbs has just created, and the open
+ * conflicts are indexed by record (of two open about one record, field and
+ * purpose, which schema 3 allowed, the later is closed as a duplicate). */
+static int migrate_3_to_4(struct ledger_txn *t, struct err *e)
+{
+	int rc = person_records_migrate_3_to_4(t, e);
+	return rc ? rc : conflicts_index_open(t, time_now_ms(), e);
+}
+
+/* 4 -> 5: the due-push index, the open-conflict index by person and the
+ * counters (the drain's branch; nothing yet). */
+static int migrate_4_to_5(struct ledger_txn *t, struct err *e)
 {
 	(void)t;
 	(void)e;
 	return 0;
 }
 
+/* 6 -> 7: an optsync of schema 6 had empty 3 -> 4 and 4 -> 5 steps, so a
+ * ledger it created or migrated may still hold records inside its persons
+ * and no indexes: both steps run again (each is idempotent on a ledger
+ * they already migrated). */
+static int migrate_6_to_7(struct ledger_txn *t, struct err *e)
+{
+	int rc = migrate_3_to_4(t, e);
+	return rc ? rc : migrate_4_to_5(t, e);
+}
+
 static const migration_fn migrations[LEDGER_SCHEMA_VERSION] = {
-    NULL, migrate_1_to_2, hist_migrate_2_to_3, migrate_none, migrate_none, rekey_migrate};
+    NULL,           migrate_1_to_2, hist_migrate_2_to_3, migrate_3_to_4,
+    migrate_4_to_5, rekey_migrate,  migrate_6_to_7};
 
 /* A ledger of an older schema is backed up before it is migrated: the
  * schema is read in a read transaction of its own (the tables of the new
@@ -709,26 +733,29 @@ const char *ledger_migration_backup(const struct ledger *l)
 	return l->migration_backup;
 }
 
-static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
+/* The schema and the ledger key, in the opening write transaction t: a new
+ * ledger gets them, an older one is migrated; a migration that fills the
+ * map sets t->map_full (the opening grows the map and runs again). */
+static int init_meta(struct ledger_txn *t, struct err *e)
 {
-	struct ledger_txn t = {.l = l, .txn = txn, .write = 1};
+	struct ledger *l = t->l;
 	MDB_val v;
-	int rc = db_get(&t, l->meta, "schema", 6, &v, "schema version", e);
+	int rc = db_get(t, l->meta, "schema", 6, &v, "schema version", e);
 	if (rc == ERR_NOTFOUND) {
 		/* A new ledger: schema version and a fresh HMAC key. */
 		uint8_t b[8];
 		be64_put(b, LEDGER_SCHEMA_VERSION);
 		if (RAND_bytes(l->hmac_key, sizeof(l->hmac_key)) != 1)
 			return err_set(e, ERR_INTERNAL, "cannot generate the ledger key");
-		rc = db_put(&t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
+		rc = db_put(t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
 		if (rc == 0)
-			rc = db_put(&t, l->meta, "key", 3, l->hmac_key, 32, 0, "ledger key", e);
+			rc = db_put(t, l->meta, "key", 3, l->hmac_key, 32, 0, "ledger key", e);
 		return rc;
 	}
 	if (rc)
 		return rc;
 	if (v.mv_size != 8)
-		return corrupt(&t, "schema version", e);
+		return corrupt(t, "schema version", e);
 	uint64_t version = be64_get(v.mv_data);
 	if (version > LEDGER_SCHEMA_VERSION)
 		return err_set(e, ERR_LEDGER,
@@ -736,27 +763,27 @@ static int init_meta(struct ledger *l, MDB_txn *txn, struct err *e)
 		               "upgrade optsync",
 		               l->path, (unsigned long long)version, LEDGER_SCHEMA_VERSION);
 	if (version == 0)
-		return corrupt(&t, "schema version 0", e);
+		return corrupt(t, "schema version 0", e);
 	for (; version < LEDGER_SCHEMA_VERSION; version++) {
 		if (migrations[version] == NULL)
 			return err_set(e, ERR_INTERNAL, "no migration from schema %llu",
 			               (unsigned long long)version);
-		rc = migrations[version](&t, e);
+		rc = migrations[version](t, e);
 		if (rc)
 			return rc;
 		uint8_t b[8];
 		be64_put(b, version + 1);
-		rc = db_put(&t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
+		rc = db_put(t, l->meta, "schema", 6, b, 8, 0, "schema version", e);
 		if (rc)
 			return rc;
 	}
-	rc = db_get(&t, l->meta, "key", 3, &v, "ledger key", e);
+	rc = db_get(t, l->meta, "key", 3, &v, "ledger key", e);
 	if (rc == ERR_NOTFOUND)
-		return corrupt(&t, "ledger key (missing)", e);
+		return corrupt(t, "ledger key (missing)", e);
 	if (rc)
 		return rc;
 	if (v.mv_size != 32)
-		return corrupt(&t, "ledger key", e);
+		return corrupt(t, "ledger key", e);
 	memcpy(l->hmac_key, v.mv_data, 32);
 	return 0;
 }
@@ -913,28 +940,35 @@ int ledger_open(struct ledger **out, const struct ledger_options *opt, struct er
 		goto out;
 	if (!current && (rc = ensure_reserved(l, e)))
 		goto out;
-	/* another process may grow the file between the open and this */
-	while (!current && (rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
-		ledger_adopt_map_size(l);
-	if (rc) {
-		rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "begin", e);
-		goto out;
-	}
-	if (!current) {
+	while (!current) {
+		/* another process may grow the file between the open and this */
+		while ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) == MDB_MAP_RESIZED)
+			ledger_adopt_map_size(l);
+		if (rc) {
+			rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, rc, "begin", e);
+			goto out;
+		}
+		MDB_envinfo info;
+		mdb_env_info(l->env, &info);
+		struct ledger_txn t = {.l = l, .txn = txn, .write = 1};
 		rc = open_dbs(l, txn, true, e);
 		if (rc == 0)
-			rc = init_meta(l, txn, e);
-		if (rc) {
+			rc = init_meta(&t, e);
+		if (rc == 0 && (mrc = mdb_txn_commit(txn)) != 0)
+			rc = ledger_mdb_error(&t, mrc, "commit", e);
+		else if (rc)
 			mdb_txn_abort(txn);
-			if (rc == ERR_NOTFOUND)
-				rc = ERR_LEDGER;
+		if (rc == 0 || !t.map_full)
+			break;
+		/* a migration filled the map: it grows, and the migration runs
+		 * again from the start (nothing of it was committed) */
+		if ((rc = resize(l, MAP_GROW, info.me_mapsize, e)))
 			goto out;
-		}
-		mrc = mdb_txn_commit(txn);
-		if (mrc) {
-			rc = ledger_mdb_error(&(struct ledger_txn){.l = l}, mrc, "commit", e);
-			goto out;
-		}
+	}
+	if (rc) {
+		if (rc == ERR_NOTFOUND)
+			rc = ERR_LEDGER;
+		goto out;
 	}
 	l->hmac = sha_hmac_key_new(l->hmac_key);
 	if (l->hmac == NULL)
@@ -1131,9 +1165,14 @@ int ledger_stats(struct ledger_txn *t, struct ledger_stats *out, struct err *e)
 	struct {
 		MDB_dbi dbi;
 		uint64_t *dst;
-	} map[] = {{l->persons, &out->persons},     {l->records, &out->records},
-	           {l->history, &out->events},      {l->feed, &out->changes},
-	           {l->conflicts, &out->conflicts}, {l->outbox, &out->pushes}};
+	} map[] = {{l->persons, &out->persons},
+	           {l->records, &out->records},
+	           {l->history, &out->events},
+	           {l->feed, &out->changes},
+	           {l->conflicts, &out->conflicts},
+	           {l->outbox, &out->pushes},
+	           {l->person_records, &out->person_records},
+	           {l->open_conflicts, &out->open_conflicts}};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		int rc = mdb_stat(t->txn, map[i].dbi, &st);
 		if (rc)

@@ -30,21 +30,23 @@
 #include "util/err.h"
 
 /* 2: per-purpose statuses (the purposes table); 3: events hashed from their
- * stored bytes (hash version 2, event field 20); 6: persons keyed by the
- * email normalization of SPEC section 1 (rekey.c; 4 and 5 are taken by
- * other branches' migrations) */
-#define LEDGER_SCHEMA_VERSION 6
+ * stored bytes (hash version 2, event field 20); 4: a person's Salesforce
+ * records in an index of their own (person_records) instead of inside the
+ * person, and at most one open conflict per record, field and purpose
+ * (open_conflicts); 6: persons keyed by the email normalization of
+ * docs/sync-rules.md (rekey.c); 7: steps 3->4 and 4->5 run again for a
+ * ledger that an optsync with empty ones wrote at schema 6 */
+#define LEDGER_SCHEMA_VERSION 7
 
-#define LEDGER_KEY_LEN     32   /* person key: HMAC-SHA256 */
-#define LEDGER_EMAIL_MAX   254  /* bytes, RFC 5321 path limit */
-#define LEDGER_ID_MAX      18   /* Salesforce record id */
-#define LEDGER_TEXT_MAX    1000 /* free texts: purpose, other, reason, evidence */
-#define LEDGER_ACTOR_MAX   64   /* admin name or "salesforce", "local" */
-#define LEDGER_TAG_MAX     64   /* a campaign id, a purpose's name */
-#define LEDGER_ERROR_MAX   300  /* last push error */
-#define LEDGER_RECORDS_MAX 32   /* Salesforce records one person may have */
-#define LEDGER_NAME_MAX    120  /* names, company, title, phone from Salesforce */
-#define LEDGER_IDEM_MAX    200  /* idempotency key */
+#define LEDGER_KEY_LEN   32   /* person key: HMAC-SHA256 */
+#define LEDGER_EMAIL_MAX 254  /* bytes, RFC 5321 path limit */
+#define LEDGER_ID_MAX    18   /* Salesforce record id */
+#define LEDGER_TEXT_MAX  1000 /* free texts: purpose, other, reason, evidence */
+#define LEDGER_ACTOR_MAX 64   /* admin name or "salesforce", "local" */
+#define LEDGER_TAG_MAX   64   /* a campaign id, a purpose's name */
+#define LEDGER_ERROR_MAX 300  /* last push error */
+#define LEDGER_NAME_MAX  120  /* names, company, title, phone from Salesforce */
+#define LEDGER_IDEM_MAX  200  /* idempotency key */
 
 /* ---- domain enums; the numbers are stored, never renumber ---- */
 
@@ -155,8 +157,10 @@ struct ledger_person {
 	int64_t created_at, updated_at;
 	uint64_t last_event; /* the person's newest history event (0: none) */
 	uint32_t flags;      /* LEDGER_PERSON_* */
-	uint32_t nrecords;
-	struct ledger_recref records[LEDGER_RECORDS_MAX]; /* Contacts and Leads */
+	/* the key of its Contacts and Leads in person_records (0: it has never
+	 * had one), numbered in the order persons got their first record:
+	 * ledger_person_record_add assigns it */
+	uint64_t records_no;
 	char individual_id[LEDGER_ID_MAX + 1]; /* the Individual of its consent rows, "" if none */
 };
 
@@ -350,6 +354,37 @@ int ledger_record_put(struct ledger_txn *t, const struct ledger_record *r, struc
  * ERR_NOTFOUND when absent. */
 int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 
+/* A person's Salesforce records (schema 4): the Contacts and Leads of the
+ * person's email, as many as Salesforce holds. They are an index the
+ * ledger keeps apart from the person (table person_records), keyed by the
+ * person's records_no, the object and the id: linking a record costs the
+ * same for a person of one record as for a person of 100,000, the person's
+ * own value stays small, and a first pull, which numbers its new persons
+ * in turn, appends to the index instead of writing all over it. Each
+ * record (ledger_record_get) names its person too; the caller keeps the
+ * two in step, in one transaction. */
+
+/* Link ref (a Contact or a Lead) to p; linking it again is 0. A person's
+ * first record gives it its records_no: then p is changed, and the caller
+ * stores it (ledger_person_put) before the transaction ends. */
+int ledger_person_record_add(struct ledger_txn *t, struct ledger_person *p,
+                             const struct ledger_recref *ref, struct err *e);
+/* Unlink it; ERR_NOTFOUND when it was not linked to p. */
+int ledger_person_record_remove(struct ledger_txn *t, const struct ledger_person *p,
+                                const struct ledger_recref *ref, struct err *e);
+/* p's records in (object, id) order: Contacts first, then Leads. fn's
+ * nonzero return stops the walk and is returned. fn may write to any other
+ * table, but must not link or unlink records of p. */
+int ledger_person_records_each(struct ledger_txn *t, const struct ledger_person *p,
+                               int (*fn)(const struct ledger_recref *, void *), void *ctx,
+                               struct err *e);
+/* *first: p's first record in that order; ERR_NOTFOUND when it has none. */
+int ledger_person_record_first(struct ledger_txn *t, const struct ledger_person *p,
+                               struct ledger_recref *first, struct err *e);
+/* *n: how many records p has, counted up to max (0: no limit). */
+int ledger_person_records_count(struct ledger_txn *t, const struct ledger_person *p, uint64_t max,
+                                uint64_t *n, struct err *e);
+
 /* Erasure: remove the person's personal data (clear email, free texts,
  * names from Salesforce, the personal part of every history event and the
  * values of its conflicts) and keep the key, the opt-out, the facts'
@@ -512,9 +547,26 @@ int ledger_cursor_get(struct ledger_txn *t, int object, struct ledger_cursor *ou
 int ledger_cursor_put(struct ledger_txn *t, int object, const struct ledger_cursor *c,
                       struct err *e);
 
-/* ---- conflicts ---- */
+/* ---- conflicts ----
+ *
+ * A record has at most one open conflict per field (LEDGER_F_OPTED_OUT,
+ * LEDGER_F_AUTH_TYPE or LEDGER_F_SOURCE_TYPE) and purpose (schema 4): the
+ * ledger keeps the open ones in an index by record (open_conflicts),
+ * updated by add, put and delete. add and put refuse to open a second one
+ * (ERR_CONFLICT naming the one open); ledger_conflict_open_get finds it. A
+ * conflict about no record is not in the index. */
 
 int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct err *e);
+/* The open conflict of ref about field and purpose ("" or NULL: all
+ * email); ERR_NOTFOUND when there is none. */
+int ledger_conflict_open_get(struct ledger_txn *t, const struct ledger_recref *ref, uint32_t field,
+                             const char *purpose, struct ledger_conflict *out, struct err *e);
+/* The open conflicts of ref, whatever their field and purpose, in the
+ * index's order; fn may close them (ledger_conflict_put); its nonzero
+ * return stops the walk and is returned. */
+int ledger_conflict_open_each(struct ledger_txn *t, const struct ledger_recref *ref,
+                              int (*fn)(struct ledger_conflict *, void *), void *ctx,
+                              struct err *e);
 int ledger_conflict_get(struct ledger_txn *t, uint64_t id, struct ledger_conflict *out,
                         struct err *e);
 int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e);
@@ -604,6 +656,8 @@ int ledger_meta_each(struct ledger_txn *t, const char *prefix,
 
 struct ledger_stats {
 	uint64_t persons, records, events, changes, conflicts, pushes;
+	uint64_t person_records; /* links of records to persons */
+	uint64_t open_conflicts; /* those about a record */
 	uint64_t map_size, used_bytes;
 	uint32_t schema_version;
 };

@@ -54,7 +54,7 @@ struct move {
 struct rekey {
 	struct move *v;
 	size_t n, cap;
-	uint64_t erased, invalid, recoded, merged, into, pushes, records_over;
+	uint64_t erased, invalid, recoded, merged, into, pushes;
 	char first_invalid[ERR_MSG_MAX];
 };
 
@@ -154,7 +154,7 @@ static int64_t max64(int64_t a, int64_t b)
 }
 
 /* Merge c into m (see the top of the file). */
-static void merge_into(struct ledger_person *m, const struct ledger_person *c, struct rekey *r)
+static void merge_into(struct ledger_person *m, const struct ledger_person *c)
 {
 	if (c->facts.opted_out) {
 		m->opted_out_at =
@@ -178,21 +178,51 @@ static void merge_into(struct ledger_person *m, const struct ledger_person *c, s
 	}
 	if (c->created_at && (m->created_at == 0 || c->created_at < m->created_at))
 		m->created_at = c->created_at;
-	for (uint32_t i = 0; i < c->nrecords; i++) {
-		bool have = false;
-		for (uint32_t j = 0; j < m->nrecords && !have; j++)
-			have = m->records[j].object == c->records[i].object &&
-			       strcmp(m->records[j].id, c->records[i].id) == 0;
-		if (have)
-			continue;
-		if (m->nrecords == LEDGER_RECORDS_MAX) {
-			r->records_over++; /* the record still names the person */
-			continue;
-		}
-		m->records[m->nrecords++] = c->records[i];
-	}
 	if (m->individual_id[0] == '\0')
 		memcpy(m->individual_id, c->individual_id, sizeof(m->individual_id));
+}
+
+/* ---- records ---- */
+
+struct refs {
+	struct ledger_recref *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static int refs_add(const struct ledger_recref *ref, void *ctx)
+{
+	struct refs *l = ctx;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct ledger_recref *g =
+		    cap > SIZE_MAX / sizeof(*g) ? NULL : realloc(l->v, cap * sizeof(*g));
+		if (g == NULL) {
+			l->oom = true;
+			return 1;
+		}
+		l->v = g;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *ref;
+	return 0;
+}
+
+/* c's Salesforce records (the person_records index) become m's: any number
+ * of them; m gets its records_no here if it had none (m is stored after). */
+static int move_links(struct ledger_txn *t, struct ledger_person *m, const struct ledger_person *c,
+                      struct err *e)
+{
+	struct refs l = {0};
+	int rc = ledger_person_records_each(t, c, refs_add, &l, e);
+	if (l.oom)
+		rc = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < l.n; i++) {
+		if ((rc = ledger_person_record_remove(t, c, &l.v[i], e)) == 0)
+			rc = ledger_person_record_add(t, m, &l.v[i], e);
+	}
+	free(l.v);
+	return rc;
 }
 
 /* ---- purposes ---- */
@@ -267,45 +297,58 @@ static int move_purposes(struct ledger_txn *t, const uint8_t from[LEDGER_KEY_LEN
 
 /* ---- the merged person's opt-out, spread ---- */
 
+struct spread {
+	struct ledger_txn *t;
+	const struct ledger_person *m;
+	struct rekey *r;
+	struct ledger_record *rec;
+	struct ledger_push *q;
+	struct err *e;
+};
+
+static int spread_one(const struct ledger_recref *ref, void *ctx)
+{
+	struct spread *x = ctx;
+	struct ledger_txn *t = x->t;
+	struct ledger_record *rec = x->rec;
+	struct ledger_push *q = x->q;
+	int rc = ledger_record_get(t, ref->object, ref->id, rec, x->e);
+	if (rc == ERR_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if ((rec->flags & (LEDGER_RECORD_DELETED | LEDGER_RECORD_CONVERTED)) ||
+	    ((rec->seen.mask & LEDGER_F_OPTED_OUT) && rec->seen.opted_out))
+		return 0;
+	rc = ledger_push_get(t, ref->object, ref->id, q, x->e);
+	if (rc == ERR_NOTFOUND) {
+		memset(q, 0, sizeof(*q));
+		q->record = *ref;
+		ledger_facts_init(&q->want);
+		q->enqueued_at = time_now_ms();
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	memcpy(q->person, x->m->key, LEDGER_KEY_LEN);
+	q->want.mask |= LEDGER_F_OPTED_OUT;
+	q->want.opted_out = true;
+	ledger_push_renew(q);
+	if ((rc = ledger_push_put(t, q, x->e)) == 0)
+		x->r->pushes++;
+	return rc;
+}
+
+/* The merged person's opt-out onto each of its writable records that
+ * Salesforce shows opted in. */
 static int spread_optout(struct ledger_txn *t, const struct ledger_person *m, struct rekey *r,
                          struct err *e)
 {
-	struct ledger_record *rec = malloc(sizeof(*rec));
-	struct ledger_push *q = malloc(sizeof(*q));
-	int rc = rec && q ? 0 : err_set(e, ERR_NOMEM, "out of memory");
-	for (uint32_t i = 0; rc == 0 && i < m->nrecords; i++) {
-		const struct ledger_recref *ref = &m->records[i];
-		if (ref->object != LEDGER_OBJ_CONTACT && ref->object != LEDGER_OBJ_LEAD)
-			continue;
-		rc = ledger_record_get(t, ref->object, ref->id, rec, e);
-		if (rc == ERR_NOTFOUND) {
-			rc = 0;
-			continue;
-		}
-		if (rc)
-			break;
-		if ((rec->flags & (LEDGER_RECORD_DELETED | LEDGER_RECORD_CONVERTED)) ||
-		    ((rec->seen.mask & LEDGER_F_OPTED_OUT) && rec->seen.opted_out))
-			continue;
-		rc = ledger_push_get(t, ref->object, ref->id, q, e);
-		if (rc == ERR_NOTFOUND) {
-			memset(q, 0, sizeof(*q));
-			q->record = *ref;
-			ledger_facts_init(&q->want);
-			q->enqueued_at = time_now_ms();
-			rc = 0;
-		}
-		if (rc)
-			break;
-		memcpy(q->person, m->key, LEDGER_KEY_LEN);
-		q->want.mask |= LEDGER_F_OPTED_OUT;
-		q->want.opted_out = true;
-		ledger_push_renew(q);
-		if ((rc = ledger_push_put(t, q, e)) == 0)
-			r->pushes++;
-	}
-	free(rec);
-	free(q);
+	struct spread x = {t, m, r, malloc(sizeof(*x.rec)), malloc(sizeof(*x.q)), e};
+	int rc = x.rec && x.q ? ledger_person_records_each(t, m, spread_one, &x, e)
+	                      : err_set(e, ERR_NOMEM, "out of memory");
+	free(x.rec);
+	free(x.q);
 	return rc;
 }
 
@@ -340,7 +383,9 @@ static int move_group(struct ledger_txn *t, const struct move *g, size_t n, stru
 			memcpy(m->key, g[0].to, LEDGER_KEY_LEN);
 			continue;
 		}
-		merge_into(m, c, r);
+		merge_into(m, c);
+		if ((rc = move_links(t, m, c, e)))
+			break;
 		if (nabs == sizeof(absorbed) / sizeof(absorbed[0])) {
 			rc = err_set(e, ERR_LIMIT, "more than %zu spellings of one email address",
 			             sizeof(absorbed) / sizeof(absorbed[0]));
@@ -497,11 +542,6 @@ int rekey_migrate(struct ledger_txn *t, struct err *e)
 		         "schema 6: %llu persons keep their key and email, which the new rules "
 		         "refuse; the first: %s",
 		         (unsigned long long)r->invalid, r->first_invalid);
-	if (rc == 0 && r->records_over)
-		log_warn("ledger.migrate",
-		         "schema 6: %llu Salesforce records of merged persons are over the %d a "
-		         "person lists; they still name their person",
-		         (unsigned long long)r->records_over, LEDGER_RECORDS_MAX);
 	if (r)
 		free(r->v);
 	free(r);

@@ -77,6 +77,9 @@ struct scan {
 	struct cand *c;
 	size_t n, cap;
 	int oom;
+	struct ledger_txn *t; /* for the person's records */
+	struct err *e;
+	int rc;
 };
 
 static int scan_person(const struct ledger_person *p, void *ctx)
@@ -84,8 +87,14 @@ static int scan_person(const struct ledger_person *p, void *ctx)
 	struct scan *s = ctx;
 	if (p->facts.opted_out)
 		return 0; /* an opt-out outlives every rule */
-	bool stale =
-	    s->r->persons_before && p->nrecords == 0 && p->updated_at < s->r->persons_before;
+	bool stale = s->r->persons_before && p->updated_at < s->r->persons_before;
+	if (stale) {
+		/* a person with a Salesforce record is not stale */
+		uint64_t n;
+		if ((s->rc = ledger_person_records_count(s->t, p, 1, &n, s->e)))
+			return 1;
+		stale = n == 0;
+	}
 	if (!stale && (s->r->events_before == 0 || p->last_event == 0))
 		return 0;
 	if (s->n == s->cap) {
@@ -156,7 +165,7 @@ static int retention_in(struct ledger_txn *t, const struct ledger_retention *r, 
                         struct ledger_retention_report *rep, struct err *e)
 {
 	memset(rep, 0, sizeof(*rep));
-	struct scan s = {r, NULL, 0, 0, 0};
+	struct scan s = {r, NULL, 0, 0, 0, t, e, 0};
 	struct old_conflicts oc = {r->conflicts_before, NULL, 0, 0, 0};
 	uint64_t **lists = NULL;
 	size_t *lens = NULL;
@@ -187,7 +196,9 @@ static int retention_in(struct ledger_txn *t, const struct ledger_retention *r, 
 		free(p);
 		free(c);
 	}
-	if (rc == 0 && (s.oom || oc.oom))
+	if (s.rc)
+		rc = s.rc;
+	else if (s.oom || oc.oom) /* the scan stopped (fn's 1) */
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 	lists = calloc(s.n ? s.n : 1, sizeof(*lists));
 	lens = calloc(s.n ? s.n : 1, sizeof(*lens));

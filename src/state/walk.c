@@ -84,7 +84,19 @@ struct walk {
 	void *scratch; /* a decoded entity */
 };
 
-enum { K_MAIN, K_FREE, K_PERSONS, K_RECORDS, K_HISTORY, K_FEED, K_CONFLICTS, K_OUTBOX, K_OTHER };
+enum {
+	K_MAIN,
+	K_FREE,
+	K_PERSONS,
+	K_RECORDS,
+	K_HISTORY,
+	K_FEED,
+	K_CONFLICTS,
+	K_OUTBOX,
+	K_LINKS, /* person_records */
+	K_OPEN,  /* open_conflicts */
+	K_OTHER
+};
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -215,6 +227,14 @@ static int leaf(struct walk *w, uint64_t pgno, const uint8_t *k, size_t kl, cons
 	case K_HISTORY:
 		return hist_event_decode(&key, &val, w->scratch, digest)
 		           ? damage(w, pgno, "an event cannot be decoded")
+		           : 0;
+	case K_LINKS:
+		return !person_records_key_ok(k, kl) || dl != 0
+		           ? damage(w, pgno, "a person's record link of %zu+%zu bytes", kl, dl)
+		           : 0;
+	case K_OPEN:
+		return !open_conflicts_key_ok(k, kl) || dl != 8
+		           ? damage(w, pgno, "an open conflict's entry of %zu+%zu bytes", kl, dl)
 		           : 0;
 	default:
 		return 0;
@@ -374,8 +394,10 @@ static int kind_of(const char *name)
 	static const struct {
 		const char *name;
 		int kind;
-	} kinds[] = {{"persons", K_PERSONS}, {"records", K_RECORDS},     {"history", K_HISTORY},
-	             {"feed", K_FEED},       {"conflicts", K_CONFLICTS}, {"outbox", K_OUTBOX}};
+	} kinds[] = {{"persons", K_PERSONS},      {"records", K_RECORDS},
+	             {"history", K_HISTORY},      {"feed", K_FEED},
+	             {"conflicts", K_CONFLICTS},  {"outbox", K_OUTBOX},
+	             {"person_records", K_LINKS}, {"open_conflicts", K_OPEN}};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strcmp(kinds[i].name, name) == 0)
 			return kinds[i].kind;

@@ -272,7 +272,7 @@ class OldLedger(unittest.TestCase):
                 return json.loads(p.stdout) if p.stdout.strip() else None
             j("restore", fixture)
             st = j("status")["ledger"]
-            self.assertEqual((st["schema_version"], st["persons"]), (6, 5))
+            self.assertEqual((st["schema_version"], st["persons"]), (7, 5))
             self.assertTrue(j("audit", "verify")["ok"])
             for form in JANE_FORMS[:3]:
                 show = j("contact", "show", form)

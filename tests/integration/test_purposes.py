@@ -1118,7 +1118,7 @@ class Migration(unittest.TestCase):
             # restore: the file is checked, opened (migrated) and verified
             j("restore", os.path.join(fx, "ledger-v1.backup"))
             st = j("status")
-            self.assertEqual(st["ledger"]["schema_version"], 6)
+            self.assertEqual(st["ledger"]["schema_version"], 7)
             for k in ["persons", "salesforce_records", "history_events", "changes"]:
                 self.assertEqual(st["ledger"][k], want["ledger"][k], k)
             a = j("audit", "verify", "--expect", want["audit_head"])
@@ -1152,14 +1152,78 @@ class Migration(unittest.TestCase):
             p = subprocess.run([OPTSYNC, "-c", cfg, "status", "--json"], capture_output=True,
                                text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 6)
+            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 7)
             backups = glob.glob(os.path.join(tmp, "ledger2.schema1-*.backup"))
             self.assertEqual(len(backups), 1, p.stderr)
-            self.assertIn("before migrating to schema 6", p.stderr)
+            self.assertIn("before migrating to schema 7", p.stderr)
             # that backup is a schema-1 ledger that restores
             v = subprocess.run([OPTSYNC, "-c", cfg, "audit", "verify", "--json"],
                                capture_output=True, text=True)
             self.assertTrue(json.loads(v.stdout)["ok"])
+        finally:
+            shutil.rmtree(tmp)
+
+    def test_schema_3_fixture(self):
+        """Schema 3 kept a person's records inside the person (at most 32)
+        and let one record hold two open conflicts; the migration to schema
+        4 moves the records into the person_records index and keeps the
+        first open conflict of a record and purpose."""
+        fx = os.path.join(SRC, "tests", "state", "fixtures")
+        with open(os.path.join(fx, "ledger-v3.expected.json")) as f:
+            want = json.load(f)
+        tmp = tempfile.mkdtemp()
+        try:
+            cfg = os.path.join(tmp, "optsync.toml")
+
+            def config(path, level="warn"):
+                with open(cfg, "w") as f:
+                    f.write('[salesforce]\nclient_id = "x"\nauth = "client_credentials"\n'
+                            'client_secret_file = "/nonexistent"\n[state]\npath = "%s/%s"\n'
+                            '[log]\nlevel = "%s"\nformat = "text"\n' % (tmp, path, level))
+
+            def j(*a, check=0):
+                p = subprocess.run([OPTSYNC, "-c", cfg, *a, "--json"], capture_output=True,
+                                   text=True)
+                self.assertEqual(p.returncode, check, p.stderr)
+                return json.loads(p.stdout) if p.stdout.strip() else None
+            config("ledger")
+            j("restore", os.path.join(fx, "ledger-v3.backup"))
+            st = j("status")
+            self.assertEqual(st["ledger"]["schema_version"], 7)
+            for k in ["persons", "salesforce_records", "history_events", "changes"]:
+                self.assertEqual(st["ledger"][k], want["ledger"][k], k)
+            self.assertEqual(st["pushes"]["queued"], want["pushes_queued"])
+            self.assertTrue(j("audit", "verify", "--expect", want["audit_head"])["ok"])
+            for email, p in want["persons"].items():
+                show = j("contact", "show", email)
+                self.assertEqual(show["opted_out"], p["opted_out"], email)
+                self.assertEqual(sorted([r["object"], r["id"]] for r in show["salesforce_records"]),
+                                 p["salesforce_records"], email)
+            self.assertEqual(len(want["persons"]["info@bigco.example"]["salesforce_records"]), 32)
+            # two open conflicts of one record: the first stays open, the
+            # later one is closed as its duplicate
+            got = {c["id"]: c for c in j("conflicts", "list", "--status", "all")["conflicts"]}
+            self.assertEqual(sorted(got), [c["id"] for c in want["conflicts"]])
+            dup = [c for c in want["conflicts"] if c["status"] == "open"]
+            self.assertEqual(dup[0]["record"], dup[2]["record"])
+            self.assertEqual([got[c["id"]]["status"] for c in dup], ["open", "open", "resolved"])
+            self.assertEqual(got[dup[2]["id"]]["resolution"], "duplicate")
+            self.assertEqual(got[dup[2]["id"]]["resolved_by"], "optsync")
+            self.assertEqual(len(j("conflicts", "list")["conflicts"]), 2)
+            self.assertTrue(j("audit", "verify")["ok"])
+            # opened in place, a schema-3 ledger is backed up first
+            os.makedirs(os.path.join(tmp, "ledger2"))
+            with open(os.path.join(fx, "ledger-v3.backup"), "rb") as f:
+                data = f.read()
+            with open(os.path.join(tmp, "ledger2", "data.mdb"), "wb") as f:
+                f.write(data[:-64])
+            config("ledger2", "info")
+            p = subprocess.run([OPTSYNC, "-c", cfg, "status", "--json"], capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(json.loads(p.stdout)["ledger"]["schema_version"], 7)
+            self.assertEqual(len(glob.glob(os.path.join(tmp, "ledger2.schema3-*.backup"))), 1)
+            self.assertIn("before migrating to schema 7", p.stderr)
         finally:
             shutil.rmtree(tmp)
 

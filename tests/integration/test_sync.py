@@ -973,6 +973,142 @@ class CycleParts(unittest.TestCase):
         self.assertEqual(e.calls().get("collections", 0), 0)
 
 
+class Records(unittest.TestCase):
+    """A person's Salesforce records (issue #24): any number of them, each
+    the record of the person of its current email (rule 9), and one open
+    conflict per record and purpose."""
+
+    def setUp(self):
+        self.env = Env()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_forty_leads_on_one_address(self):
+        e = self.env
+        ids = [e.sf_put("Lead", Email="info@bigco.example", LastName="L%02d" % i,
+                        Company="BigCo") for i in range(40)]
+        ada = e.sf_put("Contact", Email="ada@example.com", LastName="A")
+        e.sync()  # exit 0: no limit on the records of one person
+        show = e.json("contact", "show", "info@bigco.example")
+        self.assertEqual(sorted(r["id"] for r in show["salesforce_records"]), sorted(ids))
+        self.assertEqual([r["id"] for r in e.json("contact", "show", "ada@example.com")[
+            "salesforce_records"]], [ada])
+        # later records of that object are pulled, and an opt-out reaches
+        # every record in one collection call (up to 200 a call)
+        time.sleep(1.1)
+        ids.append(e.sf_put("Lead", Email="INFO@bigco.example", LastName="L40", Company="BigCo"))
+        e.json("optout", "info@bigco.example")
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 41)
+        self.assertEqual(e.calls()["collections"], 1)
+        for rid in ids:
+            self.assertTrue(e.sf_get("Lead", rid)["HasOptedOutOfEmail"], rid)
+        self.assertFalse(e.sf_get("Contact", ada)["HasOptedOutOfEmail"])
+        # the right of access lists every record, in full
+        exp = e.json("contact", "export", "info@bigco.example")
+        self.assertEqual(sorted(x["id"] for x in exp["salesforce_records"]), sorted(ids))
+        csv = e.run("contact", "export", "info@bigco.example", "--format", "csv", check=0).stdout
+        self.assertEqual(sum(1 for line in csv.splitlines() if line.startswith("record,")), 41)
+        # the next cycle reads our writes back and writes nothing
+        e.reset_calls()
+        e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+
+    # Rule 9: a record belongs to the person of its current email
+    def test_record_moves_to_the_person_of_its_new_email(self):
+        e = self.env
+        rid = e.sf_put("Contact", Email="a@example.com", LastName="A")
+        e.sync()
+        e.json("optout", "a@example.com")  # queued for rid on behalf of a@
+        e.json("contact", "set", "a@example.com", "--authorization", "contract")
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Email="b@example.com")  # before the push went out
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 0)
+        # a@'s opt-out and basis were not written to the record that is b@'s now
+        rec = e.sf_get("Contact", rid)
+        self.assertFalse(rec["HasOptedOutOfEmail"])
+        self.assertIsNone(rec["Authorization_Type__c"])
+        self.assertEqual(e.json("status")["pushes"]["queued"], 0)
+        a = e.json("contact", "show", "a@example.com")
+        self.assertTrue(a["opted_out"])
+        self.assertEqual(a["salesforce_records"], [])
+        b = e.json("contact", "show", "b@example.com")
+        self.assertFalse(b["opted_out"])
+        self.assertEqual([x["id"] for x in b["salesforce_records"]], [rid])
+        # and the two sides agree from then on
+        e.sync()
+        self.assertFalse(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+        self.assertFalse(e.json("contact", "show", "b@example.com")["opted_out"])
+        # the new person's state decides what is written: c@ is opted out
+        # (rule 3), and only c@'s state is written
+        e.json("optout", "c@example.com")
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Email="c@example.com")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)
+        rec = e.sf_get("Contact", rid)
+        self.assertTrue(rec["HasOptedOutOfEmail"])
+        self.assertIsNone(rec["Authorization_Type__c"])
+        self.assertEqual(e.json("contact", "show", "b@example.com")["salesforce_records"], [])
+        e.reset_calls()
+        e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+        self.assertFalse(e.json("contact", "show", "b@example.com")["opted_out"])
+
+    def test_a_moved_record_takes_no_open_conflict_along(self):
+        self.env.close()
+        self.env = e = Env(extra='[sync]\nresubscribe_policy = "hold"\n')
+        rid = e.sf_put("Contact", Email="a@example.com", LastName="A", HasOptedOutOfEmail=True)
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)
+        e.sync()
+        self.assertEqual(len(e.json("conflicts", "list")["conflicts"]), 1)
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, Email="b@example.com")
+        e.sync()
+        # a@'s question about a record that is b@'s now is moot
+        self.assertEqual(e.json("conflicts", "list")["conflicts"], [])
+        closed = e.json("conflicts", "list", "--status", "resolved")["conflicts"]
+        self.assertEqual([c["resolution"] for c in closed], ["record_moved"])
+        self.assertFalse(e.json("contact", "show", "b@example.com")["opted_out"])
+        self.assertTrue(e.json("contact", "show", "a@example.com")["opted_out"])
+
+    def test_one_open_conflict_per_record_under_hold(self):
+        self.env.close()
+        self.env = e = Env(extra='[sync]\nresubscribe_policy = "hold"\n')
+        rid = e.sf_put("Contact", Email="dan@example.com", LastName="D", HasOptedOutOfEmail=True)
+        e.sync()
+        for opted_out in (False, True, False):  # in -> out -> in
+            time.sleep(1.1)
+            e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=opted_out)
+            e.sync()
+        open_ = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual(len(open_), 1)
+        self.assertEqual(open_[0]["record"]["id"], rid)
+        # each re-subscribe is in the history, both naming the one conflict
+        hist = [h for h in e.json("contact", "history", "dan@example.com")
+                if h["kind"] == "conflict"]
+        self.assertEqual(len(hist), 2)
+        self.assertEqual({h["conflict_id"] for h in hist}, {open_[0]["id"]})
+        self.assertIn("seen again", hist[1]["reason"])
+        # one decision settles it
+        e.run("conflicts", "resolve", str(open_[0]["id"]), "--keep-optout", admin=True, check=0)
+        self.assertEqual(e.json("conflicts", "list")["conflicts"], [])
+        e.sync()
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+        # a re-subscribe after that decision is a new question
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=False)
+        e.sync()
+        again = e.json("conflicts", "list")["conflicts"]
+        self.assertEqual(len(again), 1)
+        self.assertNotEqual(again[0]["id"], open_[0]["id"])
+
+
 class Messages(unittest.TestCase):
     """Errors that say what to do, whole."""
 

@@ -57,15 +57,16 @@ static int write_batch(struct ledger_txn *t, void *ctx, struct err *e)
 		ledger_facts_init(&p->facts);
 		p->facts.mask = LEDGER_F_OPTED_OUT;
 		p->facts.opted_out = true;
-		p->nrecords = 1;
-		p->records[0].object = LEDGER_OBJ_CONTACT;
-		snprintf(p->records[0].id, sizeof(p->records[0].id), "003%09llu%02dAAA",
-		         (unsigned long long)b->batch, i);
+		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
+		snprintf(ref.id, sizeof(ref.id), "003%09llu%02dAAA", (unsigned long long)b->batch,
+		         i);
+		if ((rc = ledger_person_record_add(t, p, &ref, e)))
+			break;
 		memset(&b->r, 0, sizeof(b->r));
 		ledger_facts_init(&b->r.seen);
 		ledger_facts_init(&b->r.written);
 		b->r.object = LEDGER_OBJ_CONTACT;
-		memcpy(b->r.id, p->records[0].id, sizeof(b->r.id));
+		memcpy(b->r.id, ref.id, sizeof(b->r.id));
 		memcpy(b->r.person, p->key, LEDGER_KEY_LEN);
 		rc = ledger_record_put(t, &b->r, e);
 		if (rc)

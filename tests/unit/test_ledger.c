@@ -79,10 +79,11 @@ static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
 	p->facts.consent_date = 1700000000000;
 	snprintf(p->facts.purpose, sizeof(p->facts.purpose), "newsletter for %s", s->email);
 	p->opted_out_at = s->opted_out ? 1700000001000 : 0;
-	p->nrecords = 1;
-	p->records[0].object = LEDGER_OBJ_CONTACT;
-	snprintf(p->records[0].id, sizeof(p->records[0].id), "%s", s->record_id);
-	int rc = ledger_person_put(t, p, e);
+	struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
+	snprintf(ref.id, sizeof(ref.id), "%s", s->record_id);
+	int rc = ledger_person_record_add(t, p, &ref, e); /* sets p->records_no */
+	if (rc == 0)
+		rc = ledger_person_put(t, p, e);
 	if (rc == 0) {
 		memcpy(r->person, p->key, 32);
 		r->object = LEDGER_OBJ_CONTACT;
@@ -100,7 +101,7 @@ static int add_person(struct ledger_txn *t, void *ctx, struct err *e)
 		ev->origin = LEDGER_ORIGIN_LOCAL;
 		memcpy(ev->person, p->key, 32);
 		snprintf(ev->actor, sizeof(ev->actor), "cli");
-		ev->record = p->records[0];
+		ev->record = ref;
 		ev->facts = p->facts;
 		snprintf(ev->reason, sizeof(ev->reason), "%s", s->reason);
 		snprintf(ev->evidence_ref, sizeof(ev->evidence_ref), "ticket for %s", s->email);
@@ -126,6 +127,8 @@ struct get_ctx {
 	const char *email;
 	struct ledger_person p;
 	int rc;
+	uint64_t nrecords;
+	struct ledger_recref first; /* its first record */
 };
 
 static int get_person(struct ledger_txn *t, void *ctx, struct err *e)
@@ -134,6 +137,9 @@ static int get_person(struct ledger_txn *t, void *ctx, struct err *e)
 	uint8_t key[32];
 	ledger_person_key(g->l, g->email, strlen(g->email), key);
 	g->rc = ledger_person_get(t, key, &g->p, e);
+	if (g->rc == 0 && ledger_person_records_count(t, &g->p, 0, &g->nrecords, e) == 0 &&
+	    g->nrecords)
+		assert_int_equal(ledger_person_record_first(t, &g->p, &g->first, e), 0);
 	return g->rc == ERR_NOTFOUND ? 0 : g->rc;
 }
 
@@ -242,8 +248,8 @@ static void test_person_roundtrip(void **state)
 	assert_int_equal(g.p.facts.auth_type, LEDGER_AUTH_CONSENT);
 	assert_true(g.p.facts.consent_date == 1700000000000);
 	assert_string_equal(g.p.facts.purpose, "newsletter for ada@example.com");
-	assert_int_equal(g.p.nrecords, 1);
-	assert_string_equal(g.p.records[0].id, "0035e00000AbCdEAAA");
+	assert_int_equal(g.nrecords, 1);
+	assert_string_equal(g.first.id, "0035e00000AbCdEAAA");
 	g.email = "nobody@example.com";
 	assert_int_equal(ledger_read(l, get_person, &g, &e), 0);
 	assert_int_equal(g.rc, ERR_NOTFOUND);
@@ -1061,12 +1067,14 @@ static int ret_person(struct ledger_txn *t, struct ledger *l, const char *email,
 	p->facts.mask = LEDGER_F_OPTED_OUT;
 	p->facts.opted_out = opted_out;
 	p->updated_at = updated;
-	p->nrecords = (uint32_t)records;
+	int rc = 0;
 	if (records) {
-		p->records[0].object = LEDGER_OBJ_CONTACT;
-		snprintf(p->records[0].id, sizeof(p->records[0].id), "003%s", email);
+		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
+		snprintf(ref.id, sizeof(ref.id), "003%.15s", email);
+		rc = ledger_person_record_add(t, p, &ref, e);
 	}
-	int rc = ledger_person_put(t, p, e);
+	if (rc == 0)
+		rc = ledger_person_put(t, p, e);
 	for (int i = 0; rc == 0 && i < ntimes; i++) {
 		ledger_event_init(ev);
 		ev->at = times[i];
@@ -1743,6 +1751,511 @@ static int meta_get_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return ledger_meta_get(t, "big", buf, sizeof(buf), &n, e);
 }
 
+/* ---- a person's records and the open conflicts (schema 4) ---- */
+
+#define BIG 10000 /* records of one person: a role address's Leads */
+
+struct links_ctx {
+	struct ledger *l;
+	struct ledger_person big, small, other; /* as stored */
+	uint64_t n;
+	char last[LEDGER_ID_MAX + 2]; /* object byte and id of the last seen: the order */
+	int out_of_order;
+};
+
+static void lead_id(char out[LEDGER_ID_MAX + 1], unsigned i)
+{
+	snprintf(out, LEDGER_ID_MAX + 1, "00Q5e%010uAAA", i);
+}
+
+static void links_person(struct links_ctx *x, struct ledger_person *p, const char *email)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->email, sizeof(p->email), "%s", email);
+	ledger_person_key(x->l, email, strlen(email), p->key);
+	ledger_facts_init(&p->facts);
+}
+
+static int links_put(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct links_ctx *x = ctx;
+	links_person(x, &x->big, "info@bigco.example");
+	links_person(x, &x->small, "ada@example.com");
+	links_person(x, &x->other, "bob@example.com");
+	int rc = 0;
+	/* the big person's records interleaved with two others' */
+	for (unsigned i = 0; rc == 0 && i < BIG; i++) {
+		struct ledger_recref ref = {LEDGER_OBJ_LEAD, ""};
+		lead_id(ref.id, i);
+		rc = ledger_person_record_add(t, &x->big, &ref, e);
+		if (rc == 0 && i % 1000 == 0) {
+			ref.object = LEDGER_OBJ_CONTACT;
+			snprintf(ref.id, sizeof(ref.id), "0035e%010uAAA", i);
+			rc = ledger_person_record_add(t, i % 2000 ? &x->small : &x->other, &ref, e);
+		}
+	}
+	/* linking again is nothing new */
+	struct ledger_recref again = {LEDGER_OBJ_LEAD, ""};
+	lead_id(again.id, 7);
+	if (rc == 0)
+		rc = ledger_person_record_add(t, &x->big, &again, e);
+	/* numbered in the order they got their first record */
+	assert_true(x->big.records_no == 1 && x->other.records_no == 2 && x->small.records_no == 3);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->big, e);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->small, e);
+	if (rc == 0)
+		rc = ledger_person_put(t, &x->other, e);
+	return rc;
+}
+
+static int links_seen(const struct ledger_recref *ref, void *ctx)
+{
+	struct links_ctx *x = ctx;
+	char cur[LEDGER_ID_MAX + 2];
+	cur[0] = (char)ref->object;
+	snprintf(cur + 1, sizeof(cur) - 1, "%s", ref->id);
+	if (x->n && strcmp(cur, x->last) <= 0)
+		x->out_of_order = 1;
+	memcpy(x->last, cur, sizeof(cur));
+	x->n++;
+	return 0;
+}
+
+static int stop_at_3(const struct ledger_recref *ref, void *ctx)
+{
+	(void)ref;
+	return ++((struct links_ctx *)ctx)->n == 3 ? 42 : 0;
+}
+
+/* The three persons as the ledger has them. */
+static void links_get(struct ledger_txn *t, struct links_ctx *x, struct err *e)
+{
+	struct ledger_person *ps[3] = {&x->big, &x->small, &x->other};
+	for (int i = 0; i < 3; i++) {
+		uint8_t k[LEDGER_KEY_LEN];
+		memcpy(k, ps[i]->key, sizeof(k));
+		assert_int_equal(ledger_person_get(t, k, ps[i], e), 0);
+	}
+}
+
+static int links_check(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct links_ctx *x = ctx;
+	links_get(t, x, e);
+	x->n = 0;
+	x->out_of_order = 0;
+	assert_int_equal(ledger_person_records_each(t, &x->big, links_seen, x, e), 0);
+	assert_true(x->n == BIG);
+	assert_false(x->out_of_order);
+	uint64_t n;
+	assert_int_equal(ledger_person_records_count(t, &x->big, 0, &n, e), 0);
+	assert_true(n == BIG);
+	assert_int_equal(ledger_person_records_count(t, &x->big, 1, &n, e), 0);
+	assert_true(n == 1);
+	assert_int_equal(ledger_person_records_count(t, &x->small, 0, &n, e), 0);
+	assert_true(n == 5); /* 1000, 3000, 5000, 7000, 9000 */
+	assert_int_equal(ledger_person_records_count(t, &x->other, 0, &n, e), 0);
+	assert_true(n == 5);
+	struct ledger_recref first;
+	assert_int_equal(ledger_person_record_first(t, &x->big, &first, e), 0);
+	assert_int_equal(first.object, LEDGER_OBJ_LEAD);
+	assert_string_equal(first.id, "00Q5e0000000000AAA");
+	assert_int_equal(ledger_person_record_first(t, &x->small, &first, e), 0);
+	assert_int_equal(first.object, LEDGER_OBJ_CONTACT);
+	assert_string_equal(first.id, "0035e0000001000AAA");
+	x->n = 0;
+	assert_int_equal(ledger_person_records_each(t, &x->big, stop_at_3, x, e), 42);
+	return 0;
+}
+
+static int links_remove(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct links_ctx *x = ctx;
+	links_get(t, x, e);
+	struct ledger_recref ref = {LEDGER_OBJ_LEAD, ""};
+	for (unsigned i = 0; i < BIG; i += 2) {
+		lead_id(ref.id, i);
+		assert_int_equal(ledger_person_record_remove(t, &x->big, &ref, e), 0);
+	}
+	lead_id(ref.id, 0);
+	assert_int_equal(ledger_person_record_remove(t, &x->big, &ref, e), ERR_NOTFOUND);
+	/* the record of another person is not this one's to unlink */
+	lead_id(ref.id, 1);
+	assert_int_equal(ledger_person_record_remove(t, &x->small, &ref, e), ERR_NOTFOUND);
+	/* only Contacts and Leads are linked */
+	struct ledger_recref row = {LEDGER_OBJ_CONSENT, "0ZW5e000000001AAA"};
+	assert_int_equal(ledger_person_record_add(t, &x->big, &row, e), ERR_INVALID);
+	struct ledger_recref empty = {LEDGER_OBJ_LEAD, ""};
+	assert_int_equal(ledger_person_record_add(t, &x->big, &empty, e), ERR_INVALID);
+	uint64_t n;
+	assert_int_equal(ledger_person_records_count(t, &x->big, 0, &n, e), 0);
+	assert_true(n == BIG / 2);
+	/* a person that never had a record */
+	struct ledger_person *nobody = calloc(1, sizeof(*nobody));
+	struct ledger_recref first;
+	assert_int_equal(ledger_person_record_first(t, nobody, &first, e), ERR_NOTFOUND);
+	assert_int_equal(ledger_person_records_count(t, nobody, 0, &n, e), 0);
+	assert_true(n == 0);
+	assert_int_equal(ledger_person_record_remove(t, nobody, &ref, e), ERR_NOTFOUND);
+	free(nobody);
+	return 0;
+}
+
+static void test_person_records_index(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 26);
+	struct links_ctx *x = calloc(1, sizeof(*x));
+	x->l = l;
+	struct err e = {0};
+	if (ledger_write(l, links_put, x, &e))
+		fail_msg("put: %s", e.msg);
+	assert_int_equal(ledger_read(l, links_check, x, &e), 0);
+	ledger_close(l);
+	l = open_ledger(1 << 20, 1 << 26); /* durable */
+	x->l = l;
+	assert_int_equal(ledger_read(l, links_check, x, &e), 0);
+	assert_int_equal(ledger_write(l, links_remove, x, &e), 0);
+	struct ledger_tree_report rep;
+	if (ledger_check_trees(l, &rep, &e))
+		fail_msg("trees: %s", e.msg);
+	ledger_close(l);
+	free(x);
+}
+
+static struct ledger_conflict conflict_on(const char *id, uint32_t field, const char *purpose,
+                                          int status)
+{
+	struct ledger_conflict c;
+	memset(&c, 0, sizeof(c));
+	c.record.object = LEDGER_OBJ_CONTACT;
+	snprintf(c.record.id, sizeof(c.record.id), "%s", id);
+	c.field = field;
+	c.kind = field == LEDGER_F_OPTED_OUT ? LEDGER_CONFLICT_RESUBSCRIBE
+	                                     : LEDGER_CONFLICT_INVALID_VALUE;
+	c.status = (uint8_t)status;
+	snprintf(c.purpose_name, sizeof(c.purpose_name), "%s", purpose);
+	return c;
+}
+
+static int count_each(struct ledger_conflict *c, void *ctx)
+{
+	(void)c;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int close_each(struct ledger_conflict *c, void *ctx)
+{
+	struct ledger_txn *t = ctx;
+	c->status = LEDGER_CONFLICT_RESOLVED;
+	struct err e = {0};
+	return ledger_conflict_put(t, c, &e);
+}
+
+#define ID15 "0035e0000000001" /* a 15-character id, a prefix of ID18's */
+#define ID18 "0035e0000000001AAA"
+
+static int open_conflicts_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	(void)ctx;
+	struct ledger_conflict a = conflict_on(ID18, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_OPEN);
+	assert_int_equal(ledger_conflict_add(t, &a, e), 0);
+	/* a second open one of the record, field and purpose is refused, and
+	 * takes no id */
+	struct ledger_conflict b = a;
+	assert_int_equal(ledger_conflict_add(t, &b, e), ERR_CONFLICT);
+	assert_non_null(strstr(e->msg, "already has an open conflict (1)"));
+	/* another purpose, another field, the 15-character id: other questions */
+	struct ledger_conflict c =
+	    conflict_on(ID18, LEDGER_F_OPTED_OUT, "news", LEDGER_CONFLICT_OPEN);
+	struct ledger_conflict d = conflict_on(ID18, LEDGER_F_AUTH_TYPE, "", LEDGER_CONFLICT_OPEN);
+	struct ledger_conflict f = conflict_on(ID15, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_OPEN);
+	assert_int_equal(ledger_conflict_add(t, &c, e), 0);
+	assert_int_equal(ledger_conflict_add(t, &d, e), 0);
+	assert_int_equal(ledger_conflict_add(t, &f, e), 0);
+	assert_true(c.id == 2 && d.id == 3 && f.id == 4);
+	/* resolved ones are not in the index, as many as there are */
+	struct ledger_conflict r1 =
+	    conflict_on(ID18, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_RESOLVED);
+	struct ledger_conflict r2 = r1;
+	assert_int_equal(ledger_conflict_add(t, &r1, e), 0);
+	assert_int_equal(ledger_conflict_add(t, &r2, e), 0);
+	struct ledger_conflict got;
+	assert_int_equal(ledger_conflict_open_get(t, &a.record, LEDGER_F_OPTED_OUT, NULL, &got, e),
+	                 0);
+	assert_true(got.id == a.id);
+	assert_int_equal(
+	    ledger_conflict_open_get(t, &a.record, LEDGER_F_OPTED_OUT, "news", &got, e), 0);
+	assert_true(got.id == c.id);
+	assert_int_equal(ledger_conflict_open_get(t, &f.record, LEDGER_F_OPTED_OUT, "", &got, e),
+	                 0);
+	assert_true(got.id == f.id);
+	assert_int_equal(ledger_conflict_open_get(t, &a.record, LEDGER_F_SOURCE_TYPE, "", &got, e),
+	                 ERR_NOTFOUND);
+	int n = 0;
+	assert_int_equal(ledger_conflict_open_each(t, &a.record, count_each, &n, e), 0);
+	assert_int_equal(n, 3); /* the 15-character id's is not among them */
+	/* reopening a resolved one while another is open is refused */
+	r1.status = LEDGER_CONFLICT_OPEN;
+	assert_int_equal(ledger_conflict_put(t, &r1, e), ERR_CONFLICT);
+	/* resolved: out of the index; then another may open */
+	a.status = LEDGER_CONFLICT_RESOLVED;
+	assert_int_equal(ledger_conflict_put(t, &a, e), 0);
+	assert_int_equal(ledger_conflict_open_get(t, &a.record, LEDGER_F_OPTED_OUT, "", &got, e),
+	                 ERR_NOTFOUND);
+	assert_int_equal(ledger_conflict_put(t, &r1, e), 0);
+	assert_int_equal(ledger_conflict_open_get(t, &a.record, LEDGER_F_OPTED_OUT, "", &got, e),
+	                 0);
+	assert_true(got.id == r1.id);
+	/* a put that leaves it open keeps it; a delete takes it out */
+	snprintf(r1.sf_value, sizeof(r1.sf_value), "opted_in");
+	assert_int_equal(ledger_conflict_put(t, &r1, e), 0);
+	assert_int_equal(ledger_conflict_delete(t, r1.id, e), 0);
+	assert_int_equal(ledger_conflict_open_get(t, &a.record, LEDGER_F_OPTED_OUT, "", &got, e),
+	                 ERR_NOTFOUND);
+	/* fn may close what it is given */
+	assert_int_equal(ledger_conflict_open_each(t, &a.record, close_each, t, e), 0);
+	n = 0;
+	assert_int_equal(ledger_conflict_open_each(t, &a.record, count_each, &n, e), 0);
+	assert_int_equal(n, 0);
+	struct ledger_stats st;
+	assert_int_equal(ledger_stats(t, &st, e), 0);
+	assert_true(st.open_conflicts == 1); /* f's */
+	return 0;
+}
+
+static void test_open_conflicts_index(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct err e = {0};
+	if (ledger_write(l, open_conflicts_txn, NULL, &e))
+		fail_msg("%s", e.msg);
+	struct ledger_tree_report rep;
+	if (ledger_check_trees(l, &rep, &e))
+		fail_msg("trees: %s", e.msg);
+	ledger_close(l);
+}
+
+/* A schema-3 ledger, made from a schema-4 one as optsync of schema 3 stored
+ * it: each person's links back inside the person (field 10), no indexes,
+ * and the second of two conflicts of one record open as well. */
+#define MIG_PERSONS 3000
+
+static void downgrade_to(int version)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi persons, links, open, conflicts, meta;
+	MDB_cursor *c;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_set_mapsize(env, 1 << 26), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "persons", 0, &persons), 0);
+	assert_int_equal(mdb_dbi_open(txn, "person_records", 0, &links), 0);
+	assert_int_equal(mdb_dbi_open(txn, "open_conflicts", 0, &open), 0);
+	assert_int_equal(mdb_dbi_open(txn, "conflicts", 0, &conflicts), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_cursor_open(txn, persons, &c), 0);
+	static struct val v;
+	MDB_val k, d;
+	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
+		memcpy(v.b, d.mv_data, d.mv_size);
+		v.n = d.mv_size;
+		struct rawf f;
+		if (rawf_find(&v, 13, &f) < 0)
+			continue; /* no record */
+		uint8_t no[8];
+		for (int i = 0; i < 8; i++)
+			no[i] = (uint8_t)(f.u >> (56 - 8 * i));
+		val_drop(&v, 13);
+		MDB_cursor *lc;
+		assert_int_equal(mdb_cursor_open(txn, links, &lc), 0);
+		MDB_val lk = {8, no}, ld;
+		for (int rc = mdb_cursor_get(lc, &lk, &ld, MDB_SET_RANGE);
+		     rc == 0 && memcmp(lk.mv_data, no, 8) == 0;
+		     rc = mdb_cursor_get(lc, &lk, &ld, MDB_NEXT)) {
+			uint8_t f10[2 + 1 + LEDGER_ID_MAX];
+			size_t n =
+			    raw_field(f10, 10, W_BYTES, (uint8_t *)lk.mv_data + 8, lk.mv_size - 8);
+			val_add(&v, 11, f10, n);
+		}
+		mdb_cursor_close(lc);
+		uint8_t kb[LEDGER_KEY_LEN]; /* k points into the page the put changes */
+		memcpy(kb, k.mv_data, sizeof(kb));
+		MDB_val nk = {LEDGER_KEY_LEN, kb}, nv = {v.n, v.b};
+		assert_int_equal(mdb_cursor_put(c, &nk, &nv, MDB_CURRENT), 0);
+	}
+	mdb_cursor_close(c);
+	assert_int_equal(mdb_drop(txn, links, 1), 0);
+	assert_int_equal(mdb_drop(txn, open, 1), 0);
+	/* conflict 2 (resolved, of the same record as the open 1) open too */
+	uint8_t ck[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+	MDB_val ckv = {8, ck}, cv;
+	assert_int_equal(mdb_get(txn, conflicts, &ckv, &cv), 0);
+	memcpy(v.b, cv.mv_data, cv.mv_size);
+	v.n = cv.mv_size;
+	struct rawf f;
+	assert_true(rawf_find(&v, 5, &f) >= 0);
+	assert_int_equal(v.b[f.at + 1], LEDGER_CONFLICT_RESOLVED);
+	v.b[f.at + 1] = LEDGER_CONFLICT_OPEN;
+	MDB_val nv = {v.n, v.b};
+	assert_int_equal(mdb_put(txn, conflicts, &ckv, &nv, 0), 0);
+	uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, (uint8_t)version};
+	MDB_val sk = {6, "schema"}, sv = {8, b};
+	assert_int_equal(mdb_put(txn, meta, &sk, &sv, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static unsigned mig_records(unsigned i)
+{
+	return i == 0 ? 32 : i % 5; /* schema 3's most on the first */
+}
+
+static int mig_put(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger *l = ctx;
+	struct ledger_person *p = calloc(1, sizeof(*p));
+	int rc = 0;
+	for (unsigned i = 0; rc == 0 && i < MIG_PERSONS; i++) {
+		memset(p, 0, sizeof(*p));
+		snprintf(p->email, sizeof(p->email), "person%u@example.com", i);
+		ledger_person_key(l, p->email, strlen(p->email), p->key);
+		ledger_facts_init(&p->facts);
+		p->created_at = 1700000000000 + i;
+		for (unsigned j = 0; rc == 0 && j < mig_records(i); j++) {
+			struct ledger_recref ref = {j % 2 ? LEDGER_OBJ_LEAD : LEDGER_OBJ_CONTACT,
+			                            ""};
+			snprintf(ref.id, sizeof(ref.id), "%s5e%05u%05uAAA", j % 2 ? "00Q" : "003",
+			         i % 100000, j % 100000);
+			rc = ledger_person_record_add(t, p, &ref, e);
+		}
+		if (rc == 0)
+			rc = ledger_person_put(t, p, e);
+	}
+	struct ledger_conflict a = conflict_on(ID18, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_OPEN);
+	struct ledger_conflict b = a;
+	b.status = LEDGER_CONFLICT_RESOLVED;
+	struct ledger_conflict c = conflict_on(ID15, LEDGER_F_OPTED_OUT, "", LEDGER_CONFLICT_OPEN);
+	if (rc == 0)
+		rc = ledger_conflict_add(t, &a, e);
+	if (rc == 0)
+		rc = ledger_conflict_add(t, &b, e);
+	if (rc == 0)
+		rc = ledger_conflict_add(t, &c, e);
+	free(p);
+	return rc;
+}
+
+static int mig_check(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct ledger *l = ctx;
+	struct ledger_person *p = calloc(1, sizeof(*p));
+	for (unsigned i = 0; i < MIG_PERSONS; i++) {
+		char email[64];
+		snprintf(email, sizeof(email), "person%u@example.com", i);
+		uint8_t key[LEDGER_KEY_LEN];
+		ledger_person_key(l, email, strlen(email), key);
+		assert_int_equal(ledger_person_get(t, key, p, e), 0);
+		assert_string_equal(p->email, email);
+		assert_true(p->created_at == 1700000000000 + i);
+		uint64_t n;
+		assert_int_equal(ledger_person_records_count(t, p, 0, &n, e), 0);
+		assert_true(n == mig_records(i));
+		assert_true((p->records_no != 0) == (mig_records(i) != 0));
+	}
+	free(p);
+	struct ledger_conflict got;
+	struct ledger_recref x = {LEDGER_OBJ_CONTACT, ID18}, y = {LEDGER_OBJ_CONTACT, ID15};
+	assert_int_equal(ledger_conflict_open_get(t, &x, LEDGER_F_OPTED_OUT, "", &got, e), 0);
+	assert_true(got.id == 1); /* the first is kept */
+	assert_int_equal(ledger_conflict_get(t, 2, &got, e), 0);
+	assert_int_equal(got.status, LEDGER_CONFLICT_RESOLVED);
+	assert_string_equal(got.resolution, "duplicate");
+	assert_string_equal(got.resolved_by, "optsync");
+	assert_true(got.auto_resolved);
+	assert_int_equal(ledger_conflict_open_get(t, &y, LEDGER_F_OPTED_OUT, "", &got, e), 0);
+	assert_true(got.id == 3);
+	struct ledger_stats st;
+	assert_int_equal(ledger_stats(t, &st, e), 0);
+	assert_int_equal(st.schema_version, LEDGER_SCHEMA_VERSION);
+	assert_true(st.open_conflicts == 2);
+	return 0;
+}
+
+static int no_field_10(MDB_txn *txn)
+{
+	MDB_dbi persons;
+	MDB_cursor *c;
+	assert_int_equal(mdb_dbi_open(txn, "persons", 0, &persons), 0);
+	assert_int_equal(mdb_cursor_open(txn, persons, &c), 0);
+	static struct val v;
+	MDB_val k, d;
+	int left = 0;
+	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
+		memcpy(v.b, d.mv_data, d.mv_size);
+		v.n = d.mv_size;
+		struct rawf f;
+		left += rawf_find(&v, 10, &f) >= 0;
+	}
+	mdb_cursor_close(c);
+	return left == 0;
+}
+
+/* A ledger in schema 3's layout, marked version: opened, migrated. */
+static void migrate_from(int version)
+{
+	/* a map that the migration outgrows: it grows and migrates again */
+	struct ledger *l = open_ledger(1 << 20, 1 << 26);
+	struct err e = {0};
+	if (ledger_write(l, mig_put, l, &e))
+		fail_msg("%s", e.msg);
+	ledger_close(l);
+	downgrade_to(version);
+	struct stat before;
+	char data[128];
+	snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	assert_int_equal(stat(data, &before), 0);
+	struct ledger_options o = {dir, 1 << 20, 1 << 26, false, true};
+	if (ledger_open(&l, &o, &e))
+		fail_msg("open: %s", e.msg);
+	assert_int_equal(ledger_read(l, mig_check, l, &e), 0);
+	struct ledger_tree_report rep;
+	if (ledger_check_trees(l, &rep, &e))
+		fail_msg("trees: %s", e.msg);
+	ledger_close(l);
+	MDB_env *env;
+	MDB_txn *txn;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_true(no_field_10(txn));
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	struct stat after;
+	assert_int_equal(stat(data, &after), 0);
+	/* the opening grew the map for the migration (nothing else wrote) */
+	assert_true(after.st_size > before.st_size);
+}
+
+static void test_migrate_schema_3(void **state)
+{
+	migrate_from(3);
+}
+
+/* The optsync that introduced schema 6 had empty steps 3 -> 4 and 4 -> 5: a
+ * ledger it wrote is at schema 6 with its records still inside the persons
+ * and no indexes. Step 6 -> 7 migrates it as 3 -> 4 would have. */
+static void test_migrate_release_6(void **state)
+{
+	migrate_from(6);
+}
+
 static void test_meta_cap(void **state)
 {
 	struct ledger *l = open_ledger(1 << 20, 1 << 24);
@@ -1997,6 +2510,10 @@ int main(void)
 	    T(test_backup_restore),
 	    T(test_meta_cap),
 	    T(test_meta_each_and_delete),
+	    T(test_person_records_index),
+	    T(test_open_conflicts_index),
+	    T(test_migrate_schema_3),
+	    T(test_migrate_release_6),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,9 +110,10 @@ static int make_old(struct ledger_txn *t, void *ctx, struct err *e)
 			p->auth_changed_at = s->auth_changed_at;
 		}
 		p->created_at = p->updated_at = 1690000000000 + (int64_t)i;
-		p->nrecords = 1;
-		p->records[0].object = LEDGER_OBJ_CONTACT;
-		snprintf(p->records[0].id, sizeof(p->records[0].id), "%s", s->record_id);
+		struct ledger_recref ref = {LEDGER_OBJ_CONTACT, ""};
+		snprintf(ref.id, sizeof(ref.id), "%s", s->record_id);
+		if ((rc = ledger_person_record_add(t, p, &ref, e)))
+			break;
 		memset(r, 0, sizeof(*r));
 		r->object = LEDGER_OBJ_CONTACT;
 		snprintf(r->id, sizeof(r->id), "%s", s->record_id);
@@ -131,7 +132,7 @@ static int make_old(struct ledger_txn *t, void *ctx, struct err *e)
 			ev->origin = LEDGER_ORIGIN_LOCAL;
 			snprintf(ev->actor, sizeof(ev->actor), "cli");
 			snprintf(ev->reason, sizeof(ev->reason), "reason %zu.%d", i, k);
-			ev->record = p->records[0];
+			ev->record = ref;
 			rc = ledger_event_append(t, p, ev, e);
 			struct ledger_change ch;
 			memset(&ch, 0, sizeof(ch));
@@ -154,7 +155,7 @@ static int make_old(struct ledger_txn *t, void *ctx, struct err *e)
 		}
 		if (rc == 0 && i == 0) { /* a queued push and a conflict name the key too */
 			memset(q, 0, sizeof(*q));
-			q->record = p->records[0];
+			q->record = ref;
 			memcpy(q->person, p->key, 32);
 			ledger_facts_init(&q->want);
 			q->want.mask = LEDGER_F_OPTED_OUT;
@@ -163,7 +164,7 @@ static int make_old(struct ledger_txn *t, void *ctx, struct err *e)
 			rc = ledger_push_put(t, q, e);
 			memset(cf, 0, sizeof(*cf));
 			memcpy(cf->person, p->key, 32);
-			cf->record = p->records[0];
+			cf->record = ref;
 			cf->kind = LEDGER_CONFLICT_RESUBSCRIBE;
 			cf->status = LEDGER_CONFLICT_OPEN;
 			cf->field = LEDGER_F_OPTED_OUT;
@@ -206,6 +207,7 @@ struct after {
 	struct ledger_person p;
 	int rc;
 	size_t nevents, nmerge, nscrubbed;
+	uint64_t nrecords;
 	uint8_t key[32];
 };
 
@@ -226,6 +228,9 @@ static int read_person(struct ledger_txn *t, void *ctx, struct err *e)
 	a->rc = ledger_person_get(t, a->key, &a->p, e);
 	if (a->rc)
 		return a->rc == ERR_NOTFOUND ? 0 : a->rc;
+	int rc = ledger_person_records_count(t, &a->p, 0, &a->nrecords, e);
+	if (rc)
+		return rc;
 	return ledger_event_each_of(t, a->key, count_event, a, e);
 }
 
@@ -288,7 +293,7 @@ static struct ledger *make_and_migrate(struct make *mk)
 	if (ledger_write(mk->l, make_old, mk, &e))
 		fail_msg("make: %s", e.msg);
 	ledger_close(mk->l);
-	set_schema(3);
+	set_schema(5); /* the layout of schema 5: records in person_records */
 	struct ledger *l;
 	o.create = false;
 	if (ledger_open(&l, &o, &e))
@@ -332,7 +337,7 @@ static void test_rekey(void **state)
 	assert_int_equal(a->rc, 0);
 	assert_true(a->p.facts.opted_out);
 	assert_int_equal(a->p.opted_out_at, 1700000200000);
-	assert_int_equal(a->p.nrecords, 2);
+	assert_int_equal(a->nrecords, 2);
 	assert_int_equal(a->p.facts.auth_type, LEDGER_AUTH_CONTRACT);
 	assert_int_equal(a->nevents, 2 + 2 + 1);
 	assert_int_equal(a->nmerge, 1);
@@ -350,7 +355,7 @@ static void test_rekey(void **state)
 	a = person(l, "ren\xc3\xa9@x.org");
 	assert_int_equal(a->rc, 0);
 	assert_false(a->p.facts.opted_out);
-	assert_int_equal(a->p.nrecords, 2);
+	assert_int_equal(a->nrecords, 2);
 	assert_int_equal(a->nevents, 5);
 	assert_int_equal(a->nmerge, 1);
 

@@ -152,6 +152,12 @@ enum setup {
 	S_LOCAL_OUT,         /* a local opt-out, no record known */
 	S_SEEN_IN_LOCAL_OUT, /* ID1 pulled not opted out, then a local opt-out */
 	S_LOCAL_AUTH,        /* ID1 pulled, then a local authorization change queued */
+	/* rule 9: ID1 pulled as OTHER's record, then OTHER opted out and set
+	 * its basis locally (a push queued for ID1 on OTHER's behalf) */
+	S_OTHER_QUEUED,
+	S_OTHER_QUEUED_LOCAL_OUT, /* the same, and EMAIL opted out locally (no record yet) */
+	/* ID1 pulled opted out, then in, out again in Salesforce (one conflict open) */
+	S_SEEN_OUT_IN_OUT,
 };
 
 struct rule_case {
@@ -167,9 +173,11 @@ struct rule_case {
 	size_t want_pushes;      /* pushes queued in all */
 	int want_push_out;       /* -1: no push for ID1; 0/1: its opted_out value */
 	struct apply_stats want; /* the counters (records is checked to be 1) */
+	uint32_t want_push_mask; /* the fields of ID1's push exactly; 0: not checked */
 };
 
 #define LATER (T0 + 60000)
+#define OTHER "bea@example.com"
 
 static const struct rule_case cases[] = {
     /* rule 1: an opt-out seen in Salesforce is applied */
@@ -183,7 +191,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {.optouts_in = 1}},
+     {.optouts_in = 1},
+     0},
     {"opt-out in Salesforce on a known record: applied and spread",
      "revert",
      S_SEEN_IN,
@@ -194,7 +203,8 @@ static const struct rule_case cases[] = {
      {0},
      1,
      1,
-     {.optouts_in = 1, .pushes_queued = 1}},
+     {.optouts_in = 1, .pushes_queued = 1},
+     0},
     {"no opt-out anywhere: a new person",
      "revert",
      S_NONE,
@@ -205,7 +215,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {0}},
+     {0},
+     0},
     /* rule 3: a record that appears for a suppressed person */
     {"new record of a locally opted-out person is set to opted out",
      "revert",
@@ -217,7 +228,8 @@ static const struct rule_case cases[] = {
      {0},
      1,
      1,
-     {.suppressed_new = 1, .pushes_queued = 1}},
+     {.suppressed_new = 1, .pushes_queued = 1},
+     0},
     {"a converted lead of a suppressed person is not written",
      "revert",
      S_LOCAL_OUT,
@@ -228,7 +240,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {0}},
+     {0},
+     0},
     /* rule 2: no silent re-subscribe */
     {"re-subscribe in Salesforce: a conflict, reverted",
      "revert",
@@ -240,7 +253,8 @@ static const struct rule_case cases[] = {
      {0, 1, 0, 0},
      1,
      1,
-     {.resubscribe_conflicts = 1, .pushes_queued = 1}},
+     {.resubscribe_conflicts = 1, .pushes_queued = 1},
+     0},
     {"re-subscribe in Salesforce under hold: a conflict, Salesforce left alone",
      "hold",
      S_SEEN_OUT,
@@ -251,7 +265,8 @@ static const struct rule_case cases[] = {
      {0, 1, 0, 0},
      0,
      -1,
-     {.resubscribe_conflicts = 1}},
+     {.resubscribe_conflicts = 1},
+     0},
     {"a record seen opted in, the person opted out locally since: not a re-subscribe",
      "revert",
      S_SEEN_IN_LOCAL_OUT,
@@ -262,7 +277,8 @@ static const struct rule_case cases[] = {
      {0},
      1,
      1,
-     {.echoes = 1}}, /* the local opt-out's push is what is queued */
+     {.echoes = 1},
+     0}, /* the local opt-out's push is what is queued */
     /* rule 4: own writes are not changes */
     {"our own write read back: an echo, nothing else",
      "revert",
@@ -274,7 +290,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {.echoes = 1}},
+     {.echoes = 1},
+     0},
     /* rule 5: compliance fields */
     {"valid facts from Salesforce are applied",
      "revert",
@@ -287,7 +304,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {.facts_applied = 2}},
+     {.facts_applied = 2},
+     0},
     {"a picklist value that maps to nothing: a conflict, not applied",
      "revert",
      S_NONE,
@@ -298,7 +316,8 @@ static const struct rule_case cases[] = {
      {0, 0, 1, 0},
      0,
      -1,
-     {.invalid_conflicts = 1}},
+     {.invalid_conflicts = 1},
+     0},
     {"consent without a consent date: a conflict, not applied",
      "revert",
      S_NONE,
@@ -309,7 +328,8 @@ static const struct rule_case cases[] = {
      {0, 0, 1, 0},
      0,
      -1,
-     {.invalid_conflicts = 1}},
+     {.invalid_conflicts = 1},
+     0},
     {"a consent date in the future: a conflict, not applied",
      "revert",
      S_NONE,
@@ -321,7 +341,8 @@ static const struct rule_case cases[] = {
      {0, 0, 1, 0},
      0,
      -1,
-     {.invalid_conflicts = 1}},
+     {.invalid_conflicts = 1},
+     0},
     {"both sides changed the basis, Salesforce later: Salesforce wins, conflict kept",
      "revert",
      S_LOCAL_AUTH,
@@ -333,7 +354,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {.concurrent_conflicts = 1, .facts_applied = 1}},
+     {.concurrent_conflicts = 1, .facts_applied = 1},
+     0},
     {"both sides changed the basis at the same moment: the tie goes to the local change",
      "revert",
      S_LOCAL_AUTH,
@@ -345,7 +367,46 @@ static const struct rule_case cases[] = {
      {0},
      1,
      -1,
-     {.concurrent_conflicts = 1}},
+     {.concurrent_conflicts = 1},
+     0},
+    /* rule 9: a record belongs to the person of its current email */
+    {"a record moves to another email: what was queued for its old person is dropped",
+     "revert",
+     S_OTHER_QUEUED,
+     {LEDGER_OBJ_CONTACT, ID1, EMAIL, 0, NULL, NULL, NULL, NULL, 0, LATER, 0},
+     1,
+     0,
+     LEDGER_AUTH_NONE,
+     {0},
+     0,
+     -1,
+     {0},
+     0},
+    {"a record moves to an opted-out person: only that person's opt-out is written",
+     "revert",
+     S_OTHER_QUEUED_LOCAL_OUT,
+     {LEDGER_OBJ_CONTACT, ID1, EMAIL, 0, NULL, NULL, NULL, NULL, 0, LATER, 0},
+     1,
+     1,
+     LEDGER_AUTH_NONE,
+     {0},
+     1,
+     1,
+     {.suppressed_new = 1, .pushes_queued = 1},
+     LEDGER_F_OPTED_OUT},
+    /* one open conflict per record and purpose */
+    {"in, out and in again under hold: the one open conflict is kept",
+     "hold",
+     S_SEEN_OUT_IN_OUT,
+     {LEDGER_OBJ_CONTACT, ID1, EMAIL, 0, NULL, NULL, NULL, NULL, 0, LATER + 3000, 0},
+     1,
+     1,
+     -1,
+     {0, 1, 0, 0},
+     0,
+     -1,
+     {.resubscribe_conflicts = 1},
+     0},
     /* records without an address */
     {"a record without an email is skipped",
      "revert",
@@ -357,7 +418,8 @@ static const struct rule_case cases[] = {
      {0},
      0,
      -1,
-     {.skipped_no_email = 1}},
+     {.skipped_no_email = 1},
+     0},
 };
 
 static struct conn *open_conn(const char *dir, const char *policy, struct config **cfg)
@@ -384,13 +446,28 @@ static struct conn *open_conn(const char *dir, const char *policy, struct config
 
 static const struct conn_actor local = {CONN_ORIGIN_LOCAL, "test"};
 
-static void local_optout(struct conn *c)
+static void local_optout_of(struct conn *c, const char *email)
 {
-	struct conn_optout o = {.email = EMAIL};
+	struct conn_optout o = {.email = email};
 	cJSON *r = NULL;
 	struct err e = {0};
 	if (conn_optout(c, &local, &o, &r, &e))
 		fail_msg("optout: %s", e.msg);
+	cJSON_Delete(r);
+}
+
+static void local_optout(struct conn *c)
+{
+	local_optout_of(c, EMAIL);
+}
+
+static void local_auth_of(struct conn *c, const char *email)
+{
+	struct conn_facts_change ch = {.authorization = "contract"};
+	cJSON *r = NULL;
+	struct err e = {0};
+	if (conn_contact_set(c, &local, email, &ch, &r, &e))
+		fail_msg("contact set: %s", e.msg);
 	cJSON_Delete(r);
 }
 
@@ -416,14 +493,28 @@ static int64_t set_up(struct conn *c, enum setup s)
 		apply(c, &first, &st);
 		local_optout(c);
 		return 0;
+	case S_OTHER_QUEUED:
+	case S_OTHER_QUEUED_LOCAL_OUT:
+		first.email = OTHER;
+		apply(c, &first, &st);
+		local_optout_of(c, OTHER);
+		local_auth_of(c, OTHER);
+		if (s == S_OTHER_QUEUED_LOCAL_OUT)
+			local_optout(c);
+		return 0;
+	case S_SEEN_OUT_IN_OUT:
+		first.opted_out = 1;
+		apply(c, &first, &st);
+		first.opted_out = 0;
+		first.modstamp = LATER + 1000;
+		apply(c, &first, &st);
+		first.opted_out = 1;
+		first.modstamp = LATER + 2000;
+		apply(c, &first, &st);
+		return 0;
 	case S_LOCAL_AUTH: {
 		apply(c, &first, &st);
-		struct conn_facts_change ch = {.authorization = "contract"};
-		cJSON *r = NULL;
-		struct err e = {0};
-		if (conn_contact_set(c, &local, EMAIL, &ch, &r, &e))
-			fail_msg("contact set: %s", e.msg);
-		cJSON_Delete(r);
+		local_auth_of(c, EMAIL);
 		struct facts_of *f = facts(c);
 		int64_t at = f->p.auth_changed_at;
 		free(f);
@@ -480,6 +571,12 @@ static void run_case(const struct rule_case *k)
 	if (k->want_push_out >= 0 && (!f->push1 || !(f->push.want.mask & LEDGER_F_OPTED_OUT) ||
 	                              f->push.want.opted_out != (k->want_push_out != 0)))
 		fail_msg("%s: no push of opted_out = %d for %s", k->name, k->want_push_out, ID1);
+	if (f->push1 && memcmp(f->push.person, f->p.key, LEDGER_KEY_LEN) != 0)
+		fail_msg("%s: the push of %s is on behalf of another person than %s's", k->name,
+		         ID1, EMAIL);
+	if (k->want_push_mask && (!f->push1 || f->push.want.mask != k->want_push_mask))
+		fail_msg("%s: the push of %s writes fields 0x%x, wanted 0x%x", k->name, ID1,
+		         f->push1 ? f->push.want.mask : 0, k->want_push_mask);
 	free(f);
 	conn_close(c);
 	config_free(cfg);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "connector/connector.h"
+#include "connector/internal.h"
 #include "util/timefmt.h"
 
 void *__real_malloc(size_t n);
@@ -78,9 +79,9 @@ char *__wrap_strndup(const char *s, size_t n)
 	return fail_now() ? NULL : __real_strndup(s, n);
 }
 
-/* ---- the fixture: a ledger with a person, history, a record-less
- * conflict-free state (no Salesforce is called), and a retention run's
- * stub ---- */
+/* ---- the fixture: a ledger with a person, history, three Salesforce
+ * records of that person (pulled as a sync would, no Salesforce is called),
+ * a conflict-free state, and a retention run's stub ---- */
 
 struct fixture {
 	char dir[64];
@@ -91,6 +92,33 @@ struct fixture {
 
 static const struct conn_actor cli = {CONN_ORIGIN_LOCAL, "torture"};
 static const struct conn_actor admin = {CONN_ORIGIN_ADMIN, "alice"};
+
+/* ada's records, as a pull hands them over */
+static int pull_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct conn *c = ctx;
+	static const struct {
+		int object;
+		const char *id, *first;
+	} recs[] = {{LEDGER_OBJ_CONTACT, "0035e0000000001AAA", "Ada"},
+	            {LEDGER_OBJ_LEAD, "00Q5e0000000002AAA", "Augusta"},
+	            {LEDGER_OBJ_CONTACT, "0035e0000000003AAA", "A."}};
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < sizeof(recs) / sizeof(recs[0]); i++) {
+		struct sf_value v[] = {
+		    {"Email", SF_STRING, "Ada@Example.com", false, 0},
+		    {"HasOptedOutOfEmail", SF_BOOL, NULL, true, 0},
+		    {"FirstName", SF_STRING, recs[i].first, false, 0},
+		    {"LastName", SF_STRING, "Lovelace", false, 0},
+		    {"SystemModstamp", SF_STRING, "2026-11-01T10:00:00.000+0000", false, 0},
+		};
+		struct sf_record r = {ledger_object_name(recs[i].object), recs[i].id,
+		                      sizeof(v) / sizeof(v[0]), v, SF_FLAW_NONE, NULL};
+		struct apply_stats st = {0};
+		rc = apply_sf_record(t, c->l, c->cfg, recs[i].object, &r, &st, e);
+	}
+	return rc;
+}
 
 static int setup(void **state)
 {
@@ -145,6 +173,10 @@ static int setup(void **state)
 	if (conn_optout(f->c, &cli, &o, &r, &e))
 		return -1;
 	cJSON_Delete(r);
+	if (ledger_write(f->c->l, pull_txn, f->c, &e)) {
+		fprintf(stderr, "setup: %s\n", e.msg);
+		return -1;
+	}
 	/* and a retention run that purged someone else's events: the chain
 	 * holds stubs and the run's event, which verify counts against each
 	 * other (in memory it allocates) */
@@ -527,6 +559,12 @@ static int uc_optout_many(struct fixture *f, unsigned long i, void **out, struct
 	return rc;
 }
 
+static int uc_retention(struct fixture *f, unsigned long i, void **out, struct err *e)
+{
+	(void)i;
+	return conn_retention_run(f->c, &cli, true, (cJSON **)out, e); /* a dry run */
+}
+
 #define TORTURE(fn, free_out, text)                                                                \
 	static void test_##fn(void **state)                                                        \
 	{                                                                                          \
@@ -552,6 +590,7 @@ TORTURE(backup, NULL, NULL)
 TORTURE(optout_many, NULL, NULL)
 TORTURE(access, NULL, NULL)
 TORTURE(access_list, free_json, json_text)
+TORTURE(retention, free_json, json_text)
 
 int main(void)
 {
@@ -566,6 +605,7 @@ int main(void)
 	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
 	    cmocka_unit_test(test_access),      cmocka_unit_test(test_access_list),
 	    cmocka_unit_test(test_backup),
+	    cmocka_unit_test(test_retention),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
