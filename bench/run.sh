@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 opt="$PWD/build/optsync"
-if [ "${QUICK:-0}" = 1 ]; then persons=100000 pull=100000 api_secs=5; else
-	persons=1000000 pull=1000000 api_secs=10; fi
+if [ "${QUICK:-0}" = 1 ]; then persons=100000 pull=100000 drain=100000 api_secs=5; else
+	persons=1000000 pull=1000000 drain=1000000 api_secs=10; fi
 out=bench/results.md
 {
 	echo "# Benchmark results"
@@ -28,6 +28,7 @@ row "build/bench/salesforce-pull 100000"
 row "python3 bench/sync_cost.py $opt"
 row "python3 bench/sync_pull.py $opt $pull"
 row "python3 bench/sync_records.py $opt 100000 10000"
+row "python3 bench/sync_drain.py $opt $drain"
 row "bash bench/api.sh $opt 100000 $api_secs 8"
 row "bash bench/api.sh $opt 100000 $api_secs 32"
 row "python3 bench/bulk.py $opt 100000"

@@ -105,7 +105,6 @@ static int close_conflict(struct ledger_txn *t, struct uc *u, struct ledger_conf
 }
 
 struct resub_scan {
-	const uint8_t *person;
 	const char *purpose; /* the purpose's conflicts; NULL: those about all email */
 	uint64_t *ids;       /* every open resubscribe conflict of the person */
 	size_t n, cap;
@@ -115,8 +114,7 @@ struct resub_scan {
 static int find_resub(const struct ledger_conflict *cf, void *ctx)
 {
 	struct resub_scan *s = ctx;
-	if (cf->status != LEDGER_CONFLICT_OPEN || cf->kind != LEDGER_CONFLICT_RESUBSCRIBE ||
-	    memcmp(cf->person, s->person, LEDGER_KEY_LEN) != 0 ||
+	if (cf->kind != LEDGER_CONFLICT_RESUBSCRIBE ||
 	    strcmp(cf->purpose_name, s->purpose ? s->purpose : "") != 0)
 		return 0;
 	if (s->n == s->cap) {
@@ -136,8 +134,8 @@ static int find_resub(const struct ledger_conflict *cf, void *ctx)
 int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *purpose,
                                      const char *how, struct err *e)
 {
-	struct resub_scan s = {u->key, purpose, NULL, 0, 0, 0};
-	int rc = ledger_conflict_each(t, find_resub, &s, e);
+	struct resub_scan s = {purpose, NULL, 0, 0, 0};
+	int rc = ledger_conflict_each_open_of_person(t, u->key, find_resub, &s, e);
 	if (s.nomem)
 		rc = err_set(e, ERR_NOMEM, "out of memory");
 	struct ledger_conflict *cf = rc == 0 ? malloc(sizeof(*cf)) : NULL;

@@ -404,6 +404,7 @@ struct new_round {
 	struct new_ind *v;
 	size_t n;
 	int64_t now;
+	struct ledger_push_mark mark; /* where the next round goes on in the due index */
 	struct sf_result *created, *linked;
 	size_t made, parked;
 };
@@ -420,8 +421,6 @@ struct new_scan {
 static int take_new(const struct ledger_push *q, void *ctx)
 {
 	struct new_scan *d = ctx;
-	if (q->record.object != LEDGER_OBJ_NEW_INDIVIDUAL || q->next_try > d->x->now)
-		return 0;
 	if (d->x->n == SF_COLLECTION_MAX)
 		return 1;
 	struct new_ind *ni = &d->x->v[d->x->n];
@@ -453,10 +452,16 @@ static int collect_new(struct ledger_txn *t, void *ctx, struct err *e)
 	x->n = 0;
 	struct new_scan d = {
 	    x, t, malloc(sizeof(struct ledger_record)), malloc(sizeof(struct ledger_person)), 0, e};
-	int rc = d.rec && d.p ? ledger_push_each(t, take_new, &d, e)
+	/* on from the round before: what it took is written, backed off or
+	 * skipped (no record to link) */
+	struct ledger_push_mark mark = x->mark;
+	int rc = d.rec && d.p ? ledger_push_each_due(t, LEDGER_OBJ_NEW_INDIVIDUAL, x->now, &mark,
+	                                             take_new, &d, e)
 	                      : err_set(e, ERR_NOMEM, "out of memory");
 	free(d.rec);
 	free(d.p);
+	if (d.rc == 0 && rc >= 0)
+		x->mark = mark;
 	return d.rc ? d.rc : rc < 0 ? rc : 0;
 }
 
@@ -612,6 +617,7 @@ struct row {
 struct consent_round {
 	struct conn *c;
 	int64_t now;
+	struct ledger_push_mark mark; /* where the next round goes on in the due index */
 	struct ledger_push *pushes;
 	size_t npushes;
 	struct row rows[SF_COLLECTION_MAX];
@@ -638,8 +644,6 @@ static int take_push(const struct ledger_push *q, void *ctx)
 {
 	struct due_scan *d = ctx;
 	struct consent_round *x = d->x;
-	if (q->record.object != LEDGER_OBJ_INDIVIDUAL || q->next_try > x->now)
-		return 0;
 	if (x->npushes == SF_COLLECTION_MAX || x->nrows + q->want_purposes.n > SF_COLLECTION_MAX)
 		return 1; /* the round is full */
 	size_t pi = x->npushes;
@@ -680,7 +684,12 @@ static int collect_consent(struct ledger_txn *t, void *ctx, struct err *e)
 	struct consent_round *x = ctx;
 	x->npushes = x->nrows = 0;
 	struct due_scan d = {x, t, 0, e};
-	int rc = ledger_push_each(t, take_push, &d, e);
+	/* on from the round before: what it took is written, backed off, or
+	 * waits for a purpose not resolved this cycle (skipped until the next) */
+	struct ledger_push_mark mark = x->mark;
+	int rc = ledger_push_each_due(t, LEDGER_OBJ_INDIVIDUAL, x->now, &mark, take_push, &d, e);
+	if (d.rc == 0 && rc >= 0)
+		x->mark = mark;
 	return d.rc ? d.rc : rc < 0 ? rc : 0;
 }
 

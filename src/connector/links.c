@@ -4,7 +4,9 @@
  * the first request that finds no commit running becomes the leader, takes
  * every request queued so far and applies them in one write transaction
  * (one fsync); requests that arrive meanwhile wait for the next commit.
- * Each request is answered only after the commit that holds it. */
+ * Each request is answered only after the commit that holds it. A request
+ * that fails for a reason of its own (a person whose record cannot be
+ * read, an allocation) fails alone: the group is committed without it. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,9 +139,11 @@ struct link_req {
 	struct err e;
 };
 
+/* The requests from head up to end (NULL: to the list's end), applied in
+ * one write transaction. */
 struct link_batch {
-	struct link_req *head;
-	size_t n;
+	struct link_req *head, *end;
+	struct link_req *failed; /* the request whose opt-out failed; NULL: none did */
 };
 
 #define GROUP_MAX 1000 /* requests in one commit */
@@ -147,12 +151,56 @@ struct link_batch {
 static int batch_txn(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct link_batch *b = ctx;
-	for (struct link_req *r = b->head; r; r = r->next) {
+	b->failed = NULL; /* the callback may run again */
+	for (struct link_req *r = b->head; r != b->end; r = r->next) {
 		int rc = optout_txn(t, &r->x, e);
-		if (rc)
+		if (rc) {
+			b->failed = r;
 			return rc;
+		}
 	}
 	return 0;
+}
+
+static void settle(struct link_req *from, const struct link_req *end, int rc, const struct err *e)
+{
+	for (struct link_req *r = from; r != end; r = r->next) {
+		r->rc = rc;
+		if (rc)
+			r->e = *e;
+	}
+}
+
+/* Commit the requests from head on, each apart from the others' failures.
+ * The group goes in one write; when one request's opt-out fails, that
+ * request alone takes the error, the requests before it (which went
+ * through in that transaction) are committed by themselves, and the group
+ * goes on after it: for n requests of which k fail, at most 2n opt-outs
+ * applied and 2k + 1 writes. A failure that is no request's (the commit, a
+ * disk too full to begin) is that of every request not yet committed, and
+ * so is a second failure of the requests before a failed one (the ledger
+ * changed under them): each is answered with it and tried again by its
+ * sender. */
+static void commit_group(struct conn *c, struct link_req *head)
+{
+	struct link_req *from = head;
+	while (from) {
+		struct link_batch b = {from, NULL, NULL};
+		struct err e = {0};
+		int rc = ledger_write(c->l, batch_txn, &b, &e);
+		if (rc == 0 || b.failed == NULL) {
+			settle(from, NULL, rc, &e);
+			return;
+		}
+		struct link_req *bad = b.failed;
+		settle(bad, bad->next, rc, &e);
+		if (bad != from) {
+			b = (struct link_batch){from, bad, NULL};
+			rc = ledger_write(c->l, batch_txn, &b, &e);
+			settle(from, bad, rc, &e);
+		}
+		from = bad->next;
+	}
 }
 
 struct link_group {
@@ -192,11 +240,11 @@ void link_group_free(struct link_group *g)
 /* Lead one commit: the queued requests (up to GROUP_MAX) in one write. */
 static void lead(struct conn *c, struct link_group *g)
 {
-	struct link_batch b = {g->head, 0};
-	struct link_req **cut = &g->head;
-	while (*cut && b.n < GROUP_MAX) {
+	struct link_req *head = g->head, **cut = &g->head;
+	size_t n = 0;
+	while (*cut && n < GROUP_MAX) {
 		cut = &(*cut)->next;
-		b.n++;
+		n++;
 	}
 	g->head = *cut;
 	*cut = NULL;
@@ -204,15 +252,10 @@ static void lead(struct conn *c, struct link_group *g)
 		g->tail = &g->head;
 	g->busy = true;
 	pthread_mutex_unlock(&g->mu);
-	struct err e = {0};
-	int rc = ledger_write(c->l, batch_txn, &b, &e);
+	commit_group(c, head);
 	pthread_mutex_lock(&g->mu);
-	for (struct link_req *r = b.head; r; r = r->next) {
-		r->rc = rc;
-		if (rc)
-			r->e = e;
+	for (struct link_req *r = head; r; r = r->next)
 		r->done = true;
-	}
 	g->busy = false;
 	pthread_cond_broadcast(&g->cv);
 }

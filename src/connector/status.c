@@ -20,16 +20,13 @@ struct status_ctx {
 	struct ledger_person *p; /* scratch: the person of a parked push */
 };
 
-static int count_push(const struct ledger_push *q, void *ctx)
+/* The parked pushes one by one (status --details), up to CONN_PARKED_SHOWN:
+ * the walk stops once it has them (the counts say how many there are). */
+static int list_parked(const struct ledger_push *q, void *ctx)
 {
 	struct status_ctx *x = ctx;
 	struct conn_status *s = x->s;
-	if (!q->parked) {
-		s->pushes_queued++;
-		return 0;
-	}
-	s->pushes_parked++;
-	if (!x->details || s->nparked == CONN_PARKED_SHOWN)
+	if (!q->parked)
 		return 0;
 	struct conn_parked_push *o = &s->parked[s->nparked++];
 	o->object = (enum conn_object)q->record.object;
@@ -38,7 +35,7 @@ static int count_push(const struct ledger_push *q, void *ctx)
 	snprintf(o->error, sizeof(o->error), "%s", q->last_error);
 	o->attempts = q->attempts;
 	o->next_try = q->next_try;
-	return 0;
+	return s->nparked == CONN_PARKED_SHOWN || s->nparked == s->pushes_parked;
 }
 
 static int count_parked_record(const struct parked_record *p, void *ctx)
@@ -60,10 +57,26 @@ static int count_parked_record(const struct parked_record *p, void *ctx)
 	return 0;
 }
 
-static int count_open(const struct ledger_conflict *cf, void *ctx)
+/* The outbox's and the open conflicts' counts, which the ledger keeps
+ * with them: no walk of either. */
+static int read_counts(struct ledger_txn *t, struct status_ctx *x, struct err *e)
 {
-	*(uint64_t *)ctx += cf->status == LEDGER_CONFLICT_OPEN;
-	return 0;
+	struct conn_status *s = x->s;
+	struct ledger_push_counts pc;
+	uint64_t open[LEDGER_OBJ_SLOTS];
+	int rc = ledger_push_counts(t, &pc, e);
+	if (rc == 0)
+		rc = ledger_conflict_open_counts(t, open, e);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < LEDGER_OBJ_SLOTS; i++) {
+		s->pushes_queued += pc.queued[i];
+		s->pushes_parked += pc.parked[i];
+		s->open_conflicts += open[i];
+	}
+	if (x->details && s->pushes_parked > 0)
+		rc = ledger_push_each(t, list_parked, x, e);
+	return rc < 0 ? rc : 0;
 }
 
 static int read_cursors(struct ledger_txn *t, const struct config *cfg, struct conn_status *s,
@@ -143,11 +156,9 @@ static int status_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	    (rc = read_meta_text(t, META_LAST_CYCLE, &s->last_cycle, e)) == ERR_NOTFOUND)
 		rc = 0;
 	if (rc == 0)
-		rc = ledger_push_each(t, count_push, x, e);
+		rc = read_counts(t, x, e);
 	if (rc == 0)
 		rc = parked_each(t, 0, count_parked_record, x, e);
-	if (rc == 0)
-		rc = ledger_conflict_each(t, count_open, &s->open_conflicts, e);
 	char usage[64];
 	size_t n;
 	if (rc == 0 &&

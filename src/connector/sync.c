@@ -892,8 +892,8 @@ struct due {
 	struct ledger_push *items;
 	size_t n, cap;
 	int64_t now;
-	size_t total, parked;
-	struct conn_push_list *list; /* dry run: the due pushes (the first DRY_LIST_MAX) */
+	struct ledger_push_mark *marks; /* per object: where the next round goes on */
+	struct conn_push_list *list;    /* dry run: the due pushes (the first DRY_LIST_MAX) */
 	size_t due_total, due_by_object[3];
 	size_t due_consent; /* dry run: consent rows (and Individuals) due */
 	bool nomem;         /* the dry run's list could not grow */
@@ -931,52 +931,48 @@ static int dry_list(struct due *d, const struct ledger_push *q)
 	return 0;
 }
 
+/* A dry run counts every due push and lists the first DRY_LIST_MAX. */
 static int collect_due(const struct ledger_push *q, void *ctx)
 {
 	struct due *d = ctx;
 	if (q->record.object > LEDGER_OBJ_LEAD) {
-		/* a consent row's write (or an Individual's): consent_drain's, which a
-		 * dry run does not run; it lists them here */
-		if (d->list == NULL || q->next_try > d->now)
-			return 0;
-		d->due_consent++;
-		return dry_list(d, q);
-	}
-	d->total++;
-	if (q->parked) {
-		/* failed permanently: tried again at next_try (push_park_backoff),
-		 * when its record changes in Salesforce, or on `pushes retry` */
-		d->parked++;
-		if (q->next_try > d->now)
-			return 0;
-	}
-	if (q->next_try > d->now)
-		return 0;
-	if (d->list) {
-		/* a dry run: what the drain would write now, every one counted */
+		d->due_consent++; /* consent_drain's, which a dry run does not run */
+	} else {
 		d->due_total++;
-		if (q->record.object < 3)
-			d->due_by_object[q->record.object]++;
-		return dry_list(d, q);
+		d->due_by_object[q->record.object]++;
 	}
-	if (d->n == d->cap)
-		return 0;
-	d->items[d->n++] = *q;
-	return 0;
+	return dry_list(d, q);
 }
 
+/* The due pushes (parked ones too: tried again at next_try,
+ * push_park_backoff, when the record changes in Salesforce, or on `pushes
+ * retry`) from the outbox's due index: a round reads the ones it sends,
+ * however many others wait, and goes on after those the rounds before
+ * took (whose results may not be written yet). A dry run reads them all,
+ * the consent rows' too. */
 static int read_due(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct due *d = ctx;
-	d->n = d->total = d->parked = 0;
+	d->n = 0;
 	d->due_total = d->due_by_object[0] = d->due_by_object[1] = d->due_by_object[2] = 0;
 	d->due_consent = 0;
-	if (d->list)
+	int rc = 0;
+	if (d->list) {
 		d->list->n = 0; /* the callback may run again */
-	int rc = ledger_push_each(t, collect_due, d, e);
-	for (size_t i = 0; rc == 0 && d->texts && i < d->n; i++)
+		for (int object = LEDGER_OBJ_CONTACT;
+		     rc == 0 && object <= LEDGER_OBJ_NEW_INDIVIDUAL; object++)
+			rc = ledger_push_each_due(t, object, d->now, NULL, collect_due, d, e);
+		return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc < 0 ? rc : 0;
+	}
+	struct ledger_push_mark marks[LEDGER_OBJ_LEAD + 1];
+	memcpy(marks, d->marks, sizeof(marks));
+	for (int object = LEDGER_OBJ_CONTACT; rc == 0 && object <= LEDGER_OBJ_LEAD; object++)
+		rc = ledger_push_due(t, object, d->now, &marks[object], d->items, d->cap, &d->n, e);
+	for (size_t i = 0; rc == 0 && i < d->n; i++)
 		rc = purpose_box_dates(t, d->cfg, &d->items[i], d->texts[i].box_ms, e);
-	return d->nomem ? err_set(e, ERR_NOMEM, "out of memory") : rc;
+	if (rc == 0)
+		memcpy(d->marks, marks, sizeof(marks));
+	return rc;
 }
 
 /* Each push lands at most its opt-out and one opt-out per purpose. */
@@ -1082,14 +1078,17 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	int rc = cur && rec ? 0 : err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < r->n; i++) {
 		const struct ledger_push *s = &r->sent[i];
-		rc = ledger_push_get(t, s->record.object, s->record.id, cur, e);
+		bool ok = !r->request_failed && r->res[i].success;
+		uint64_t version = 0; /* of the push queued now: changed meanwhile? */
+		rc = ok ? ledger_push_version(t, s->record.object, s->record.id, &version, e)
+		        : ledger_push_get(t, s->record.object, s->record.id, cur, e);
 		if (rc == ERR_NOTFOUND) {
 			rc = 0;
 			continue;
 		}
 		if (rc)
 			break;
-		if (!r->request_failed && r->res[i].success) {
+		if (ok) {
 			/* Salesforce holds what we wrote: it is what we will read back */
 			int g = ledger_record_get(t, s->record.object, s->record.id, rec, e);
 			if (g == 0) {
@@ -1116,7 +1115,7 @@ static int results_txn(struct ledger_txn *t, void *ctx, struct err *e)
 			} else if (g != ERR_NOTFOUND) {
 				rc = g;
 			}
-			if (rc == 0 && cur->version == s->version)
+			if (rc == 0 && version == s->version)
 				rc = ledger_push_delete(t, s->record.object, s->record.id, e);
 			if (rc == 0 && (s->want.mask & LEDGER_F_OPTED_OUT) && s->want.opted_out) {
 				r->rev_refs[r->nreverted] = s->record;
@@ -1218,25 +1217,70 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 	}
 }
 
+/* The results of the rounds sent since the last write go in one write:
+ * up to DRAIN_HOLD_ROUNDS rounds or DRAIN_HOLD_MS, whichever comes first.
+ * A durable commit (an msync of the map) cost more than a round's changes:
+ * at 1,000,000 pushes, one write per 4 rounds spent as much CPU in the
+ * kernel as in optsync. What a crash loses of them is written again by a
+ * later drain: the same writes, sent twice (at-least-once, as before). */
+#define DRAIN_HOLD_ROUNDS 16
+#define DRAIN_HOLD_MS     1000
+
+struct drain_tally {
+	size_t ok, retry, parked, reverted, by_object[3];
+};
+
+/* Write the results of sent[0..n) (res, or the request's failure). */
+static int drain_record(struct conn *c, struct results *r, const struct ledger_push *sent,
+                        const struct sf_result *res, size_t n, const char *request_error,
+                        struct drain_tally *tl, struct err *e)
+{
+	r->sent = sent;
+	r->res = res;
+	r->n = n;
+	r->request_failed = request_error != NULL;
+	r->request_error = request_error;
+	r->now = time_now_ms();
+	int rc = ledger_write(c->l, results_txn, r, e);
+	tl->ok += r->ok;
+	tl->reverted += r->conflicts_reverted;
+	for (int k = 0; k < 3; k++)
+		tl->by_object[k] += r->ok_by_object[k];
+	tl->retry += r->retry;
+	tl->parked += r->parked;
+	if (r->parked)
+		log_warn("sync.parked",
+		         "%zu push(es) failed permanently: parked, tried again when "
+		         "the record changes in Salesforce, on `optsync pushes retry`, or "
+		         "by themselves after a backoff (see optsync status)",
+		         r->parked);
+	return rc;
+}
+
 static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_opts *o,
                  struct conn_cycle_report *report, struct err *e)
 {
+	const size_t hold = SF_COLLECTION_MAX * DRAIN_HOLD_ROUNDS;
 	struct due d = {0};
+	struct ledger_push_mark marks[LEDGER_OBJ_LEAD + 1];
+	memset(marks, 0, sizeof(marks));
 	d.cap = SF_COLLECTION_MAX;
-	d.items = malloc(d.cap * sizeof(*d.items));
-	struct sf_update *up = malloc(d.cap * sizeof(*up));
-	struct sf_value(*vals)[PUSH_VALUES_MAX] = malloc(d.cap * sizeof(*vals));
-	struct push_texts *texts = malloc(d.cap * sizeof(*texts));
+	struct ledger_push *sent = malloc(hold * sizeof(*sent));
+	struct sf_result *res = malloc(hold * sizeof(*res));
+	struct sf_update *up = malloc(SF_COLLECTION_MAX * sizeof(*up));
+	struct sf_value(*vals)[PUSH_VALUES_MAX] = malloc(SF_COLLECTION_MAX * sizeof(*vals));
+	struct push_texts *texts = malloc(SF_COLLECTION_MAX * sizeof(*texts));
 	d.cfg = c->cfg;
 	d.texts = texts;
-	struct sf_result *res = malloc(d.cap * sizeof(*res));
-	struct ledger_recref *refs = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*refs));
-	const char **rev_names = malloc(d.cap * REVERTED_PER_PUSH * sizeof(*rev_names));
-	size_t calls = 0, ok = 0, retry = 0, parked = 0, reverted = 0, by_object[3] = {0, 0, 0};
-	int rc = d.items && up && vals && texts && res && refs && rev_names
+	struct results r = {.rev_refs = malloc(hold * REVERTED_PER_PUSH * sizeof(*r.rev_refs)),
+	                    .rev_names = malloc(hold * REVERTED_PER_PUSH * sizeof(*r.rev_names))};
+	struct drain_tally tl = {0};
+	size_t calls = 0;
+	int rc = sent && res && up && vals && texts && r.rev_refs && r.rev_names
 	             ? 0
 	             : err_set(e, ERR_NOMEM, "out of memory");
 	if (rc == 0 && o->dry_run) {
+		d.items = sent;
 		d.list = report->would_push = calloc(1, sizeof(*d.list));
 		if (d.list == NULL) {
 			rc = err_set(e, ERR_NOMEM, "out of memory");
@@ -1249,11 +1293,15 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		calls = (d.due_total + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX +
 		        (d.due_consent + SF_COLLECTION_MAX - 1) / SF_COLLECTION_MAX;
 		d.due_total += d.due_consent;
-		memcpy(by_object, d.due_by_object, sizeof(by_object));
+		memcpy(tl.by_object, d.due_by_object, sizeof(tl.by_object));
 		goto out;
 	}
+	d.marks = marks;
+	size_t held = 0;
+	int64_t held_since = 0;
 	for (int round = 0; rc == 0 && round < 100000 && !(c->stop && *c->stop); round++) {
 		d.now = time_now_ms();
+		d.items = sent + held;
 		if ((rc = ledger_read(c->l, read_due, &d, e)) || d.n == 0)
 			break;
 		for (size_t i = 0; i < d.n; i++) {
@@ -1264,46 +1312,52 @@ static int drain(struct conn *c, struct sf_client *sf, const struct conn_sync_op
 		}
 		calls++;
 		struct err se = {0};
-		int src = sf_update(sf, up, d.n, res, &se);
-		struct results r = {.sent = d.items,
-		                    .res = res,
-		                    .n = d.n,
-		                    .request_failed = src != 0,
-		                    .request_error = se.msg,
-		                    .now = time_now_ms(),
-		                    .rev_refs = refs,
-		                    .rev_names = rev_names};
-		rc = ledger_write(c->l, results_txn, &r, e);
-		ok += r.ok;
-		reverted += r.conflicts_reverted;
-		for (int k = 0; k < 3; k++)
-			by_object[k] += r.ok_by_object[k];
-		retry += r.retry;
-		parked += r.parked;
-		if (rc == 0 && src) {
-			*e = se;
-			rc = src;
+		int src = sf_update(sf, up, d.n, res + held, &se);
+		if (src) {
+			/* the rounds held, then this one with the request's failure */
+			if (held)
+				rc = drain_record(c, &r, sent, res, held, NULL, &tl, e);
+			int frc =
+			    rc ? rc : drain_record(c, &r, d.items, res + held, d.n, se.msg, &tl, e);
+			if (rc == 0 && frc == 0) {
+				*e = se;
+				rc = src;
+			} else if (rc == 0) {
+				rc = frc;
+			}
+			held = 0;
+			break;
 		}
-		if (r.parked)
-			log_warn("sync.parked",
-			         "%zu push(es) failed permanently: parked, tried again when "
-			         "the record changes in Salesforce, on `optsync pushes retry`, or "
-			         "by themselves after a backoff (see optsync status)",
-			         r.parked);
+		if (held == 0)
+			held_since = time_now_ms();
+		held += d.n;
+		if (held + SF_COLLECTION_MAX > hold ||
+		    time_now_ms() - held_since >= DRAIN_HOLD_MS) {
+			rc = drain_record(c, &r, sent, res, held, NULL, &tl, e);
+			held = 0;
+		}
+	}
+	if (held) {
+		struct err we = {0};
+		int wrc = drain_record(c, &r, sent, res, held, NULL, &tl, &we);
+		if (rc == 0 && wrc) {
+			*e = we;
+			rc = wrc;
+		}
 	}
 out:
 	report->pushed = true;
 	report->push.would_push = d.due_total;
 	report->push.collection_calls = calls;
-	report->push.succeeded = ok;
+	report->push.succeeded = tl.ok;
 	for (int k = 0; k < 3; k++)
-		report->push.by_object[k] = by_object[k];
-	report->push.retrying = retry;
-	report->push.parked_now = parked;
-	report->push.conflicts_reverted = reverted;
-	free(refs);
-	free(rev_names);
-	free(d.items);
+		report->push.by_object[k] = tl.by_object[k];
+	report->push.retrying = tl.retry;
+	report->push.parked_now = tl.parked;
+	report->push.conflicts_reverted = tl.reverted;
+	free(r.rev_refs);
+	free(r.rev_names);
+	free(sent);
 	free(up);
 	free(vals);
 	free(texts);

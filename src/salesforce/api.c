@@ -204,18 +204,183 @@ int sf_query_in(struct sf_client *c, const char *head, const char *const *values
 	return rc;
 }
 
-static cJSON *value_json(const struct sf_value *v)
+/* A JSON string, escaped as cJSON prints one: ", \ and the control
+ * characters; every other byte (UTF-8 too) as it is. json_len counts the
+ * bytes json_put writes (it writes no NUL). */
+static size_t json_len(const char *s)
+{
+	size_t n = 2;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 32 && ch != '"' && ch != '\\')
+			n++;
+		else if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		         ch == '\r' || ch == '\t')
+			n += 2;
+		else
+			n += 6;
+	}
+	return n;
+}
+
+static char *json_put(char *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	*o++ = '"';
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 32 && ch != '"' && ch != '\\') {
+			*o++ = (char)ch;
+			continue;
+		}
+		*o++ = '\\';
+		switch (ch) {
+		case '"':
+		case '\\':
+			*o++ = (char)ch;
+			break;
+		case '\b':
+			*o++ = 'b';
+			break;
+		case '\f':
+			*o++ = 'f';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hex[ch >> 4];
+			o[4] = hex[ch & 15];
+			o += 5;
+		}
+	}
+	*o++ = '"';
+	return o;
+}
+
+static char *put_text(char *o, const char *t, size_t n)
+{
+	memcpy(o, t, n);
+	return o + n;
+}
+
+#define COLLECTION_BODY_MAX (256u << 20)
+#define NUMBER_TEXT_MAX     64 /* cJSON prints a double in at most 26 bytes */
+#define BODY_HEAD           "{\"allOrNone\":false,\"records\":["
+#define REC_HEAD            "{\"attributes\":{\"type\":"
+#define REC_ID              ",\"id\":"
+
+/* The bytes a value takes; 0 for one left out (a string value without a
+ * string, as cJSON left it out). */
+static size_t value_len(const struct sf_value *v)
 {
 	switch (v->type) {
 	case SF_BOOL:
-		return cJSON_CreateBool(v->b);
+		return v->b ? 4 : 5;
 	case SF_STRING:
-		return cJSON_CreateString(v->str);
+		return v->str ? json_len(v->str) : 0;
 	case SF_NUMBER:
-		return cJSON_CreateNumber(v->num);
+		return NUMBER_TEXT_MAX;
 	default:
-		return cJSON_CreateNull();
+		return 4;
 	}
+}
+
+/* The body of a collections call, written as cJSON would print it (the
+ * tree of ~12 allocations per record it would build cost more than the
+ * rest of the call), measured first, then written in one allocation:
+ * {"allOrNone":false,"records":[{"attributes":{"type":T},"id":I,NAME:VALUE,
+ * ...},...]}. *out is malloc'ed and NUL-terminated. */
+static int collection_body(char **out, size_t *len, const struct sf_update *recs, size_t n,
+                           struct err *e)
+{
+	*out = NULL;
+	size_t total = sizeof(BODY_HEAD) - 1 + 2; /* then "]}" */
+	for (size_t i = 0; i < n; i++) {
+		const struct sf_update *r = &recs[i];
+		total += 1 + sizeof(REC_HEAD) - 1 + json_len(r->type) + 2;
+		if (r->id)
+			total += sizeof(REC_ID) - 1 + json_len(r->id);
+		for (size_t k = 0; k < r->nvalues; k++)
+			total += 2 + json_len(r->values[k].name) + value_len(&r->values[k]);
+		if (total > COLLECTION_BODY_MAX)
+			return err_set(e, ERR_LIMIT, "a collections call of more than %u bytes",
+			               COLLECTION_BODY_MAX);
+	}
+	char *b = malloc(total + 1), *o = b;
+	if (b == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	o = put_text(o, BODY_HEAD, sizeof(BODY_HEAD) - 1);
+	for (size_t i = 0; i < n; i++) {
+		const struct sf_update *r = &recs[i];
+		if (i)
+			*o++ = ',';
+		o = json_put(put_text(o, REC_HEAD, sizeof(REC_HEAD) - 1), r->type);
+		*o++ = '}';
+		if (r->id)
+			o = json_put(put_text(o, REC_ID, sizeof(REC_ID) - 1), r->id);
+		for (size_t k = 0; k < r->nvalues; k++) {
+			const struct sf_value *v = &r->values[k];
+			char *num = NULL;
+			if (v->type == SF_STRING && v->str == NULL)
+				continue;
+			if (v->type == SF_NUMBER) {
+				/* cJSON's own formatting (no number is written today) */
+				cJSON *nj = cJSON_CreateNumber(v->num);
+				num = nj ? cJSON_PrintUnformatted(nj) : NULL;
+				cJSON_Delete(nj);
+				if (num == NULL || strlen(num) > NUMBER_TEXT_MAX) {
+					cJSON_free(num);
+					continue; /* left out, as cJSON left out what it could not
+					             make */
+				}
+			}
+			*o++ = ',';
+			o = json_put(o, v->name);
+			*o++ = ':';
+			if (v->type == SF_BOOL)
+				o = v->b ? put_text(o, "true", 4) : put_text(o, "false", 5);
+			else if (v->type == SF_STRING)
+				o = json_put(o, v->str);
+			else if (num)
+				o = put_text(o, num, strlen(num));
+			else
+				o = put_text(o, "null", 4);
+			cJSON_free(num);
+		}
+		*o++ = '}';
+	}
+	o = put_text(o, "]}", 2);
+	*o = '\0';
+	*out = b;
+	*len = (size_t)(o - b);
+	return 0;
+}
+
+/* The answer of a collections call: read at once when every record was
+ * written (sf_collection_fast), else as a cJSON tree for
+ * sf_collection_results. */
+struct answer {
+	size_t n;
+	struct sf_result *results;
+	bool read; /* results filled */
+	cJSON *j;
+};
+
+static int parse_answer(struct sf_client *c, void *ctx, struct err *e)
+{
+	struct answer *a = ctx;
+	cJSON_Delete(a->j); /* an answer before, to a request sent again */
+	a->j = NULL;
+	a->read = sf_collection_fast(c->body.data, c->body.len, a->n, a->results) == 1;
+	return a->read ? 0 : sf_parse_json(c, &a->j, e);
 }
 
 /* One collections call for recs[0..n); results[i] for recs[i]. PATCH
@@ -228,41 +393,18 @@ static int collection_once(struct sf_client *c, const char *method, const struct
 	if (n > SF_COLLECTION_MAX)
 		return err_set(e, ERR_INTERNAL, "%zu records in one collection (at most %d)", n,
 		               SF_COLLECTION_MAX);
-	cJSON *root = cJSON_CreateObject(), *arr = NULL;
-	int rc = 0;
-	if (root == NULL || !cJSON_AddFalseToObject(root, "allOrNone") ||
-	    (arr = cJSON_AddArrayToObject(root, "records")) == NULL)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		cJSON *r = cJSON_CreateObject(), *attr = cJSON_CreateObject();
-		if (r == NULL || attr == NULL ||
-		    !cJSON_AddStringToObject(attr, "type", recs[i].type) ||
-		    !cJSON_AddItemToObject(r, "attributes", attr) ||
-		    (recs[i].id && !cJSON_AddStringToObject(r, "id", recs[i].id))) {
-			cJSON_Delete(r);
-			rc = err_set(e, ERR_NOMEM, "out of memory");
-			break;
-		}
-		for (size_t k = 0; k < recs[i].nvalues; k++)
-			cJSON_AddItemToObject(r, recs[i].values[k].name,
-			                      value_json(&recs[i].values[k]));
-		cJSON_AddItemToArray(arr, r);
-	}
-	char *body = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
-	cJSON_Delete(root);
-	if (rc == 0 && body == NULL)
-		rc = err_set(e, ERR_NOMEM, "out of memory");
-	cJSON *j = NULL;
+	char *body;
+	size_t blen = 0;
+	int rc = collection_body(&body, &blen, recs, n, e);
+	struct answer a = {n, results, false, NULL};
 	char path[128];
 	snprintf(path, sizeof(path), "/services/data/v%s/composite/sobjects", c->api_version);
 	if (rc == 0)
-		rc = sf_call(c, method, path, "application/json", body, strlen(body), sf_parse_json,
-		             &j, e);
+		rc = sf_call(c, method, path, "application/json", body, blen, parse_answer, &a, e);
 	free(body);
-	if (rc)
-		return rc;
-	rc = sf_collection_results(j, n, results, e);
-	cJSON_Delete(j);
+	if (rc == 0 && !a.read)
+		rc = sf_collection_results(a.j, n, results, e);
+	cJSON_Delete(a.j);
 	return rc;
 }
 

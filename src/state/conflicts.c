@@ -238,28 +238,121 @@ int ledger_conflict_open_each(struct ledger_txn *t, const struct ledger_recref *
 	return ret;
 }
 
+int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e)
+{
+	return db_del(t, t->l->persons, key, LEDGER_KEY_LEN, NULL, "delete person", e);
+}
+
+/* ---- the open conflicts by person, and their counts (schema 5) ----
+ *
+ * conflicts_open holds, for each open conflict, an empty value keyed 'p' +
+ * person key + conflict id (big-endian); "conflict_counts" in meta holds the
+ * open conflicts by their record's object. Both change with the conflicts,
+ * in the same transaction. (The open conflicts by record are the schema-4
+ * index above.) */
+
+#define PERSON_KEY_LEN  (1 + LEDGER_KEY_LEN + 8)
+#define CONFLICT_COUNTS "conflict_counts"
+
+/* What the person index and the counts know of a conflict. */
+struct open_place {
+	uint8_t person[LEDGER_KEY_LEN];
+	struct ledger_recref record;
+	uint8_t status;
+};
+
+static size_t person_key(uint8_t out[PERSON_KEY_LEN], const uint8_t person[LEDGER_KEY_LEN])
+{
+	out[0] = 'p';
+	memcpy(out + 1, person, LEDGER_KEY_LEN);
+	return 1 + LEDGER_KEY_LEN;
+}
+
+static int open_place_decode(const MDB_val *v, struct open_place *pl)
+{
+	struct dec d;
+	struct field f;
+	int r;
+	memset(pl, 0, sizeof(*pl));
+	if (dec_init(&d, v->mv_data, v->mv_size))
+		return -1;
+	while ((r = dec_next(&d, &f)) == 1) {
+		int bad = 0;
+		if (f.num == 1)
+			bad = ent_dec_hash(&f, pl->person);
+		else if (f.num == 2)
+			bad = ent_dec_recref(&f, &pl->record);
+		else if (f.num == 5)
+			pl->status = (uint8_t)f.u;
+		if (bad)
+			return -1;
+	}
+	return r;
+}
+
+/* Add (or, with del, remove) the person entry of an open conflict, and
+ * count it. */
+static int person_index(struct ledger_txn *t, uint64_t id, const struct open_place *pl, bool del,
+                        struct err *e)
+{
+	uint8_t k[PERSON_KEY_LEN];
+	size_t kl = person_key(k, pl->person);
+	be64_put(k + kl, id);
+	int rc = del ? db_del(t, t->l->conflicts_open, k, kl + 8, NULL, "open conflicts", e)
+	             : db_put(t, t->l->conflicts_open, k, kl + 8, "", 0, 0, "open conflicts", e);
+	if (rc)
+		return rc;
+	return meta_counts_add(t, CONFLICT_COUNTS, LEDGER_OBJ_SLOTS, count_slot(pl->record.object),
+	                       del ? -1 : 1, e);
+}
+
+/* The conflict stored as id: *found, and its place. */
+static int open_place_get(struct ledger_txn *t, uint64_t id, bool *found, struct open_place *pl,
+                          struct err *e)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	MDB_val v;
+	int rc = db_get(t, t->l->conflicts, k, 8, &v, "conflict", e);
+	*found = rc == 0;
+	if (rc == ERR_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	return open_place_decode(&v, pl) ? corrupt(t, "a conflict", e) : 0;
+}
+
+static bool same_place(const struct open_place *a, const struct ledger_conflict *c)
+{
+	return memcmp(a->person, c->person, LEDGER_KEY_LEN) == 0 &&
+	       a->record.object == c->record.object && strcmp(a->record.id, c->record.id) == 0;
+}
+
 int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e)
 {
 	struct ledger_conflict *old = malloc(sizeof(*old));
 	if (old == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = ledger_conflict_get(t, id, old, e);
+	if (rc == ERR_NOTFOUND)
+		rc = err_set(e, ERR_NOTFOUND, "delete conflict: not found");
 	if (rc == 0 && indexed(old))
 		rc = open_unindex(t, old, e);
+	struct open_place was = {.record = old->record, .status = old->status};
+	memcpy(was.person, old->person, LEDGER_KEY_LEN);
 	free(old);
 	if (rc)
 		return rc;
 	uint8_t k[8];
 	be64_put(k, id);
-	return db_del(t, t->l->conflicts, k, 8, NULL, "delete conflict", e);
+	rc = db_del(t, t->l->conflicts, k, 8, NULL, "delete conflict", e);
+	if (rc == 0 && was.status == LEDGER_CONFLICT_OPEN)
+		rc = person_index(t, id, &was, true, e);
+	return rc;
 }
 
-int ledger_person_delete(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], struct err *e)
-{
-	return db_del(t, t->l->persons, key, LEDGER_KEY_LEN, NULL, "delete person", e);
-}
-
-static int conflict_store(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+/* The conflict as stored, without its indexes (the migrations' writes). */
+static int conflict_write(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
 {
 	uint8_t buf[CODEC_MAX], k[8];
 	struct enc en;
@@ -281,6 +374,30 @@ static int conflict_store(struct ledger_txn *t, const struct ledger_conflict *c,
 		return err_set(e, ERR_LIMIT, "conflict too large to store");
 	be64_put(k, c->id);
 	return db_put(t, t->l->conflicts, k, 8, buf, en.len, 0, "put conflict", e);
+}
+
+/* The conflict stored, its person entry and the counts following it. */
+static int conflict_store(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
+{
+	bool found;
+	struct open_place was;
+	int rc = open_place_get(t, c->id, &found, &was, e);
+	if (rc)
+		return rc;
+	if ((rc = conflict_write(t, c, e)))
+		return rc;
+	bool was_open = found && was.status == LEDGER_CONFLICT_OPEN;
+	bool is_open = c->status == LEDGER_CONFLICT_OPEN;
+	if (was_open && is_open && same_place(&was, c))
+		return 0;
+	if (was_open && (rc = person_index(t, c->id, &was, true, e)))
+		return rc;
+	if (is_open) {
+		struct open_place now = {.record = c->record, .status = c->status};
+		memcpy(now.person, c->person, LEDGER_KEY_LEN);
+		rc = person_index(t, c->id, &now, false, e);
+	}
+	return rc;
 }
 
 int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, struct err *e)
@@ -384,7 +501,7 @@ int conflicts_index_open(struct ledger_txn *t, int64_t now, struct err *e)
 		c->resolved_at = now;
 		snprintf(c->resolution, sizeof(c->resolution), "duplicate");
 		snprintf(c->resolved_by, sizeof(c->resolved_by), "optsync");
-		rc = conflict_store(t, c, e);
+		rc = conflict_write(t, c, e); /* 4 -> 5 builds the person index */
 	}
 	free(c);
 	free(s.dups);
@@ -408,4 +525,105 @@ int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_con
 {
 	EACH(t, t->l->conflicts, struct ledger_conflict, ent_conflict_decode, fn, ctx, "conflicts",
 	     e);
+}
+
+/* The ids of the index entries under prefix, then fn for each conflict. */
+static int each_open(struct ledger_txn *t, const uint8_t *prefix, size_t pl,
+                     int (*fn)(const struct ledger_conflict *, void *), void *ctx, struct err *e)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	/* the transaction's cursor in a write (a drain asks for each record it
+	 * wrote), else one of its own */
+	MDB_cursor *cur = NULL;
+	int ret = db_txn_cursor(t, &t->open_cur, t->l->conflicts_open, e), rc = 0;
+	if (ret)
+		return ret;
+	bool own = t->open_cur == NULL;
+	if (own && (rc = mdb_cursor_open(t->txn, t->l->conflicts_open, &cur)) != 0)
+		return ledger_mdb_error(t, rc, "open conflicts", e);
+	if (!own)
+		cur = t->open_cur;
+	MDB_val k = {pl, (void *)prefix}, v;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != pl + 8 || memcmp(k.mv_data, prefix, pl) != 0)
+			break;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			uint64_t *g = realloc(ids, nc * sizeof(*g));
+			if (g == NULL) {
+				ret = err_set(e, ERR_NOMEM, "out of memory");
+				break;
+			}
+			ids = g;
+			cap = nc;
+		}
+		ids[n++] = be64_get((const uint8_t *)k.mv_data + pl);
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "open conflicts", e);
+	if (own)
+		mdb_cursor_close(cur);
+	struct ledger_conflict *c = ret == 0 && n ? malloc(sizeof(*c)) : NULL;
+	if (ret == 0 && n && c == NULL)
+		ret = err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		ret = ledger_conflict_get(t, ids[i], c, e);
+		if (ret == ERR_NOTFOUND)
+			ret = corrupt(t, "the open conflicts' index (a conflict not stored)", e);
+		if (ret == 0 && c->status != LEDGER_CONFLICT_OPEN)
+			continue; /* the index is behind the table: not open */
+		if (ret == 0)
+			ret = fn(c, ctx);
+	}
+	free(c);
+	free(ids);
+	return ret;
+}
+
+int ledger_conflict_each_open_of_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                                        int (*fn)(const struct ledger_conflict *, void *),
+                                        void *ctx, struct err *e)
+{
+	uint8_t k[PERSON_KEY_LEN];
+	return each_open(t, k, person_key(k, person), fn, ctx, e);
+}
+
+int ledger_conflict_open_counts(struct ledger_txn *t, uint64_t out[LEDGER_OBJ_SLOTS], struct err *e)
+{
+	return meta_counts_get(t, CONFLICT_COUNTS, LEDGER_OBJ_SLOTS, out, e);
+}
+
+int conflicts_migrate_4_to_5(struct ledger_txn *t, struct err *e)
+{
+	uint64_t n[LEDGER_OBJ_SLOTS] = {0};
+	MDB_cursor *cur;
+	int rc = mdb_drop(t->txn, t->l->conflicts_open, 0);
+	if (rc == 0)
+		rc = mdb_cursor_open(t->txn, t->l->conflicts, &cur);
+	if (rc)
+		return ledger_mdb_error(t, rc, "open conflicts", e);
+	MDB_val k, v;
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ret == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct open_place pl;
+		if (k.mv_size != 8 || open_place_decode(&v, &pl)) {
+			ret = corrupt(t, "a conflict", e);
+			break;
+		}
+		if (pl.status != LEDGER_CONFLICT_OPEN)
+			continue;
+		uint64_t id = be64_get(k.mv_data);
+		uint8_t ik[PERSON_KEY_LEN];
+		size_t kl = person_key(ik, pl.person);
+		be64_put(ik + kl, id);
+		ret = db_put(t, t->l->conflicts_open, ik, kl + 8, "", 0, 0, "open conflicts", e);
+		n[count_slot(pl.record.object)]++;
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "conflicts", e);
+	mdb_cursor_close(cur);
+	return ret ? ret : meta_counts_put(t, CONFLICT_COUNTS, LEDGER_OBJ_SLOTS, n, e);
 }

@@ -13,7 +13,8 @@ struct ledger {
 	MDB_env *env;
 	MDB_dbi meta, persons, records, history, feed, cursors, conflicts, outbox, idem, purposes;
 	MDB_dbi person_records, open_conflicts; /* schema 4 */
-	char *migration_backup;                 /* the backup taken before migrating, or NULL */
+	MDB_dbi push_due, conflicts_open; /* schema 5: the indexes of outbox.c and conflicts.c */
+	char *migration_backup;           /* the backup taken before migrating, or NULL */
 	char *path;
 	uint64_t max_map_size;
 	uint8_t hmac_key[32];
@@ -40,6 +41,11 @@ struct ledger {
  * once, just before the commit: a batch of pulled pages appends thousands of
  * events, each of which used to read and write them in the meta tree. */
 #define TXN_META_SLOTS 5 /* event_seq, change_seq, conflict_id, person_records_no, schema */
+/* Counts kept in meta as arrays of u64 BE (schema 5), by object byte
+ * (LEDGER_OBJ_SLOTS): "outbox_counts" (pushes queued, then parked: 2
+ * arrays) and "conflict_counts" (open conflicts). */
+#define TXN_COUNTS     2
+#define TXN_COUNTS_MAX (2 * LEDGER_OBJ_SLOTS)
 struct ledger_txn {
 	struct ledger *l;
 	MDB_txn *txn;
@@ -52,6 +58,13 @@ struct ledger_txn {
 		uint64_t v;
 		bool dirty;
 	} slot[TXN_META_SLOTS];
+	int ncounts;
+	struct {
+		const char *name; /* a literal */
+		size_t n;
+		bool dirty;
+		uint64_t v[TXN_COUNTS_MAX];
+	} counts[TXN_COUNTS];
 	int head; /* chain head: 0 not read yet, 1 none, 2 in head_v */
 	bool head_dirty;
 	uint8_t head_v[40];
@@ -60,6 +73,8 @@ struct ledger_txn {
 	 * place without a search from the root. LMDB closes them with the
 	 * transaction. */
 	MDB_cursor *persons_cur, *records_cur, *links_cur;
+	MDB_cursor *outbox_cur, *due_cur; /* the outbox and its due index (outbox.c) */
+	MDB_cursor *open_cur;             /* the open conflicts' index (conflicts.c) */
 };
 
 /* db_get and db_put through *cur when the transaction keeps cursors. */
@@ -67,6 +82,13 @@ int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const voi
                   MDB_val *out, const char *what, struct err *e);
 int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
                   const void *data, size_t len, const char *what, struct err *e);
+/* db_del through *cur: one search, none when the cursor is on the key. */
+/* A cursor of the transaction on dbi (opened into *cur on first use,
+ * closed by LMDB with the transaction): ledger_write's transactions only;
+ * *cur stays NULL, and 0 is returned, in others. */
+int db_txn_cursor(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, struct err *e);
+int db_cursor_del(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  const char *what, struct err *e);
 
 /* The chain head (seq then hash, 40 bytes): *found 0 on an empty chain. */
 int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e);
@@ -90,6 +112,16 @@ uint64_t be64_get(const uint8_t in[8]);
 /* meta counters: "event_seq", "change_seq", "conflict_id" */
 int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e);
 int meta_get_u64(struct ledger_txn *t, const char *name, uint64_t *out, struct err *e);
+/* The counts array name (n u64s, all 0 while none is stored), and a change
+ * of its entry i by delta (never below 0). A transaction of ledger_write
+ * reads it once and writes it once, before its commit. */
+int meta_counts_get(struct ledger_txn *t, const char *name, size_t n, uint64_t *out, struct err *e);
+int meta_counts_add(struct ledger_txn *t, const char *name, size_t n, size_t i, int64_t delta,
+                    struct err *e);
+int meta_counts_put(struct ledger_txn *t, const char *name, size_t n, const uint64_t *v,
+                    struct err *e);
+/* The counts slot of an object byte. */
+size_t count_slot(int object);
 
 /* Another process grew the map: take its size (no transaction of this
  * process may be open; it takes the resize lock exclusively). */
@@ -204,6 +236,10 @@ int conflicts_index_open(struct ledger_txn *t, int64_t now, struct err *e);
 /* Keys of the schema-4 indexes, for the trees' walk: a well-formed one. */
 bool person_records_key_ok(const uint8_t *k, size_t kl);
 bool open_conflicts_key_ok(const uint8_t *k, size_t kl);
+/* Schema 4 -> 5: the outbox's due index and counts (outbox.c), the open
+ * conflicts' index and counts (conflicts.c), built from the tables. */
+int outbox_migrate_4_to_5(struct ledger_txn *t, struct err *e);
+int conflicts_migrate_4_to_5(struct ledger_txn *t, struct err *e);
 
 /* Erasure of the personal part of every event in the person's list that
  * ends at last_event (chain.c). */

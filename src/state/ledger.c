@@ -99,6 +99,19 @@ static int txn_cursor(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, struc
 	return rc ? ledger_mdb_error(t, rc, "open a cursor", e) : 0;
 }
 
+/* Whether cur stands on key (its value in *v, when v is given). */
+static bool on_key(MDB_cursor *cur, const void *key, size_t klen, MDB_val *v)
+{
+	MDB_val k, d;
+	return mdb_cursor_get(cur, &k, v ? v : &d, MDB_GET_CURRENT) == 0 && k.mv_size == klen &&
+	       memcmp(k.mv_data, key, klen) == 0;
+}
+
+int db_txn_cursor(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, struct err *e)
+{
+	return t->cache ? txn_cursor(t, cur, dbi, e) : 0;
+}
+
 int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
                   MDB_val *out, const char *what, struct err *e)
 {
@@ -107,9 +120,13 @@ int db_cursor_get(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const voi
 	int rc = txn_cursor(t, cur, dbi, e);
 	if (rc)
 		return rc;
+	/* on the key already (a get, then a put or a delete): no search */
+	MDB_val k;
+	if (on_key(*cur, key, klen, out))
+		return 0;
 	/* MDB_SET_RANGE leaves the cursor on the leaf even when the key is
 	 * missing (MDB_SET does not); the trees compare keys bytewise */
-	MDB_val k = {klen, (void *)key};
+	k = (MDB_val){klen, (void *)key};
 	rc = mdb_cursor_get(*cur, &k, out, MDB_SET_RANGE);
 	if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, key, klen) != 0))
 		rc = MDB_NOTFOUND;
@@ -125,7 +142,21 @@ int db_cursor_put(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const voi
 	if (rc)
 		return rc;
 	MDB_val k = {klen, (void *)key}, v = {len, (void *)data};
-	rc = mdb_cursor_put(*cur, &k, &v, 0);
+	/* a put after the get of its key replaces the value where it is */
+	rc = mdb_cursor_put(*cur, &k, &v, on_key(*cur, key, klen, NULL) ? MDB_CURRENT : 0);
+	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
+}
+
+int db_cursor_del(struct ledger_txn *t, MDB_cursor **cur, MDB_dbi dbi, const void *key, size_t klen,
+                  const char *what, struct err *e)
+{
+	if (!t->cache)
+		return db_del(t, dbi, key, klen, NULL, what, e);
+	MDB_val v;
+	int rc = db_cursor_get(t, cur, dbi, key, klen, &v, what, e);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_del(*cur, 0);
 	return rc ? ledger_mdb_error(t, rc, what, e) : 0;
 }
 
@@ -211,6 +242,122 @@ int meta_next(struct ledger_txn *t, const char *name, uint64_t *out, struct err 
 	return 0;
 }
 
+/* ---- counts (schema 5) ---- */
+
+size_t count_slot(int object)
+{
+	return object >= 0 && object < LEDGER_OBJ_SLOTS ? (size_t)object : LEDGER_OBJ_SLOTS - 1;
+}
+
+static int counts_read(struct ledger_txn *t, const char *name, size_t n, uint64_t *out,
+                       struct err *e)
+{
+	MDB_val v;
+	int rc = db_get(t, t->l->meta, name, strlen(name), &v, name, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(out, 0, n * sizeof(*out));
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (v.mv_size != n * 8)
+		return corrupt(t, name, e);
+	for (size_t i = 0; i < n; i++)
+		out[i] = be64_get((const uint8_t *)v.mv_data + 8 * i);
+	return 0;
+}
+
+static int counts_write(struct ledger_txn *t, const char *name, size_t n, const uint64_t *v,
+                        struct err *e)
+{
+	uint8_t b[8 * TXN_COUNTS_MAX];
+	for (size_t i = 0; i < n; i++)
+		be64_put(b + 8 * i, v[i]);
+	return db_put(t, t->l->meta, name, strlen(name), b, n * 8, 0, name, e);
+}
+
+/* The transaction's copy of counts name, read in on first use; NULL when
+ * the transaction keeps none. */
+static int counts_slot(struct ledger_txn *t, const char *name, size_t n, uint64_t **out,
+                       struct err *e)
+{
+	*out = NULL;
+	if (!t->cache || n > TXN_COUNTS_MAX)
+		return 0;
+	for (int i = 0; i < t->ncounts; i++)
+		if (t->counts[i].name == name || strcmp(t->counts[i].name, name) == 0) {
+			*out = t->counts[i].v;
+			return 0;
+		}
+	if (t->ncounts == TXN_COUNTS)
+		return 0;
+	int i = t->ncounts;
+	int rc = counts_read(t, name, n, t->counts[i].v, e);
+	if (rc)
+		return rc;
+	t->counts[i].name = name;
+	t->counts[i].n = n;
+	t->counts[i].dirty = false;
+	t->ncounts++;
+	*out = t->counts[i].v;
+	return 0;
+}
+
+int meta_counts_get(struct ledger_txn *t, const char *name, size_t n, uint64_t *out, struct err *e)
+{
+	uint64_t *v;
+	int rc = counts_slot(t, name, n, &v, e);
+	if (rc || v == NULL)
+		return rc ? rc : counts_read(t, name, n, out, e);
+	memcpy(out, v, n * sizeof(*out));
+	return 0;
+}
+
+static void counts_move(uint64_t *v, int64_t delta)
+{
+	if (delta < 0 && (uint64_t)-delta > *v)
+		*v = 0; /* a ledger edited by hand: never below 0 */
+	else
+		*v += (uint64_t)delta;
+}
+
+int meta_counts_add(struct ledger_txn *t, const char *name, size_t n, size_t i, int64_t delta,
+                    struct err *e)
+{
+	uint64_t *v;
+	int rc = counts_slot(t, name, n, &v, e);
+	if (rc)
+		return rc;
+	if (v) {
+		counts_move(&v[i], delta);
+		for (int k = 0; k < t->ncounts; k++)
+			if (t->counts[k].v == v)
+				t->counts[k].dirty = true;
+		return 0;
+	}
+	uint64_t cur[TXN_COUNTS_MAX];
+	if ((rc = counts_read(t, name, n, cur, e)))
+		return rc;
+	counts_move(&cur[i], delta);
+	return counts_write(t, name, n, cur, e);
+}
+
+int meta_counts_put(struct ledger_txn *t, const char *name, size_t n, const uint64_t *v,
+                    struct err *e)
+{
+	uint64_t *c;
+	int rc = counts_slot(t, name, n, &c, e);
+	if (rc)
+		return rc;
+	if (c == NULL)
+		return counts_write(t, name, n, v, e);
+	memcpy(c, v, n * sizeof(*c));
+	for (int k = 0; k < t->ncounts; k++)
+		if (t->counts[k].v == c)
+			t->counts[k].dirty = true;
+	return 0;
+}
+
 int chain_head_get(struct ledger_txn *t, uint8_t out[40], int *found, struct err *e)
 {
 	if (!t->cache || t->head == 0) {
@@ -252,6 +399,9 @@ static int txn_flush(struct ledger_txn *t, struct err *e)
 	for (int i = 0; rc == 0 && i < t->nslots; i++)
 		if (t->slot[i].dirty)
 			rc = meta_write_u64(t, t->slot[i].name, t->slot[i].v, e);
+	for (int i = 0; rc == 0 && i < t->ncounts; i++)
+		if (t->counts[i].dirty)
+			rc = counts_write(t, t->counts[i].name, t->counts[i].n, t->counts[i].v, e);
 	if (rc == 0 && t->head_dirty)
 		rc = head_write(t, t->head_v, e);
 	return rc;
@@ -618,6 +768,8 @@ static int open_dbs(struct ledger *l, MDB_txn *txn, bool create, struct err *e)
 	    {"purposes", offsetof(struct ledger, purposes), 0},             /* schema 2 */
 	    {"person_records", offsetof(struct ledger, person_records), 0}, /* schema 4 */
 	    {"open_conflicts", offsetof(struct ledger, open_conflicts), 0}, /* schema 4 */
+	    {"push_due", offsetof(struct ledger, push_due), 0},             /* schema 5 */
+	    {"conflicts_open", offsetof(struct ledger, conflicts_open), 0}, /* schema 5 */
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)l + dbs[i].off);
@@ -657,13 +809,13 @@ static int migrate_3_to_4(struct ledger_txn *t, struct err *e)
 	return rc ? rc : conflicts_index_open(t, time_now_ms(), e);
 }
 
-/* 4 -> 5: the due-push index, the open-conflict index by person and the
- * counters (the drain's branch; nothing yet). */
+/* 4 -> 5: the indexes and counts of the outbox and the conflicts, built
+ * from the tables open_dbs has just created beside them (both steps drop
+ * what they build first: idempotent). */
 static int migrate_4_to_5(struct ledger_txn *t, struct err *e)
 {
-	(void)t;
-	(void)e;
-	return 0;
+	int rc = outbox_migrate_4_to_5(t, e);
+	return rc ? rc : conflicts_migrate_4_to_5(t, e);
 }
 
 /* 6 -> 7: an optsync of schema 6 had empty 3 -> 4 and 4 -> 5 steps, so a

@@ -33,7 +33,8 @@
  * stored bytes (hash version 2, event field 20); 4: a person's Salesforce
  * records in an index of their own (person_records) instead of inside the
  * person, and at most one open conflict per record, field and purpose
- * (open_conflicts); 6: persons keyed by the email normalization of
+ * (open_conflicts); 5: the outbox's due index, the open conflicts by
+ * person and the counts of both in meta; 6: persons keyed by the email normalization of
  * docs/sync-rules.md (rekey.c); 7: steps 3->4 and 4->5 run again for a
  * ledger that an optsync with empty ones wrote at schema 6 */
 #define LEDGER_SCHEMA_VERSION 7
@@ -556,6 +557,10 @@ int ledger_cursor_put(struct ledger_txn *t, int object, const struct ledger_curs
  * (ERR_CONFLICT naming the one open); ledger_conflict_open_get finds it. A
  * conflict about no record is not in the index. */
 
+/* Every put and delete keeps, in the same transaction, an index of the
+ * open conflicts by person and by record, and their counts by the object of
+ * their record (schema 5): finding a record's or a person's open conflicts
+ * and counting them reads no other conflict. */
 int ledger_conflict_add(struct ledger_txn *t, struct ledger_conflict *c, struct err *e);
 /* The open conflict of ref about field and purpose ("" or NULL: all
  * email); ERR_NOTFOUND when there is none. */
@@ -573,11 +578,32 @@ int ledger_conflict_put(struct ledger_txn *t, const struct ledger_conflict *c, s
 int ledger_conflict_delete(struct ledger_txn *t, uint64_t id, struct err *e);
 int ledger_conflict_each(struct ledger_txn *t, int (*fn)(const struct ledger_conflict *, void *),
                          void *ctx, struct err *e);
+/* The open conflicts of one person, in id order, from the index (those of
+ * a record: ledger_conflict_open_each); fn's nonzero return stops the walk
+ * and is returned. The ids are read before fn is first called, so fn may
+ * change conflicts (close them) in a write transaction. */
+int ledger_conflict_each_open_of_person(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN],
+                                        int (*fn)(const struct ledger_conflict *, void *),
+                                        void *ctx, struct err *e);
 
-/* ---- push outbox ---- */
+/* Counts by object byte (LEDGER_OBJ_*); the last slot holds any larger. */
+#define LEDGER_OBJ_SLOTS 8
+/* The open conflicts, by the object of their record (0: none). */
+int ledger_conflict_open_counts(struct ledger_txn *t, uint64_t out[LEDGER_OBJ_SLOTS],
+                                struct err *e);
+
+/* ---- push outbox ----
+ *
+ * Every put and delete keeps, in the same transaction, an index of the
+ * pushes by (object, next_try, id) and their counts by object and state
+ * (schema 5): a drain reads the due pushes only, status reads the counts. */
 
 int ledger_push_get(struct ledger_txn *t, int object, const char *id, struct ledger_push *out,
                     struct err *e);
+/* The version of the push queued for a record, without decoding the rest
+ * (what a drain compares with the version it sent); ERR_NOTFOUND. */
+int ledger_push_version(struct ledger_txn *t, int object, const char *id, uint64_t *version,
+                        struct err *e);
 int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct err *e);
 /* A push whose values changed: a new version, due now, its failures and
  * parking forgotten (the caller then puts it). */
@@ -585,6 +611,33 @@ void ledger_push_renew(struct ledger_push *p);
 int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e);
 int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
                      struct err *e);
+
+/* A place in the due index: the last push ledger_push_each_due gave. */
+struct ledger_push_mark {
+	bool set; /* false: the index's start */
+	int64_t next_try;
+	char id[LEDGER_ID_MAX + 1];
+};
+/* The pushes of one object whose next_try is at most due_by, parked or
+ * not, in (next_try, id) order, from the index: the pushes not due are not
+ * read. With mark->set, only those after the mark. fn's nonzero return
+ * stops the walk and is returned; mark (NULL: none kept) is moved to each
+ * push fn returned 0 for, so that a later walk goes on after the pushes
+ * taken. fn must not change the outbox (collect, then change). */
+int ledger_push_each_due(struct ledger_txn *t, int object, int64_t due_by,
+                         struct ledger_push_mark *mark,
+                         int (*fn)(const struct ledger_push *, void *), void *ctx, struct err *e);
+
+/* The same into out[*n..cap), each push decoded in place (no copy), *n
+ * counting them: the walk stops when out is full. */
+int ledger_push_due(struct ledger_txn *t, int object, int64_t due_by, struct ledger_push_mark *mark,
+                    struct ledger_push *out, size_t cap, size_t *n, struct err *e);
+
+struct ledger_push_counts {
+	uint64_t queued[LEDGER_OBJ_SLOTS]; /* not parked, by object */
+	uint64_t parked[LEDGER_OBJ_SLOTS];
+};
+int ledger_push_counts(struct ledger_txn *t, struct ledger_push_counts *out, struct err *e);
 
 /* ---- per-purpose statuses (schema 2) ---- */
 

@@ -71,15 +71,104 @@ int ledger_push_get(struct ledger_txn *t, int object, const char *id, struct led
 {
 	uint8_t kb[1 + LEDGER_ID_MAX];
 	MDB_val k = {recref_key(kb, object, id), kb}, v;
-	int rc = db_get(t, t->l->outbox, kb, k.mv_size, &v, "queued push", e);
+	int rc =
+	    db_cursor_get(t, &t->outbox_cur, t->l->outbox, kb, k.mv_size, &v, "queued push", e);
 	if (rc)
 		return rc;
 	return ent_push_decode(&k, &v, out) ? corrupt(t, "a queued push", e) : 0;
 }
 
+/* ---- the due index and the counts (schema 5) ----
+ *
+ * push_due holds one empty value per queued push, keyed by its object
+ * byte, its next_try (8 bytes big-endian, the sign bit flipped so that
+ * the keys sort as the times) and its Salesforce id; "outbox_counts" in
+ * meta holds the pushes not parked, then those parked, by object. Both
+ * change with the outbox, in the same transaction. */
+
+#define DUE_KEY_MAX   (1 + 8 + LEDGER_ID_MAX)
+#define OUTBOX_COUNTS "outbox_counts"
+
+static size_t due_key(uint8_t out[DUE_KEY_MAX], int object, int64_t next_try, const char *id)
+{
+	size_t n = strnlen(id, LEDGER_ID_MAX);
+	out[0] = (uint8_t)object;
+	be64_put(out + 1, (uint64_t)next_try ^ (UINT64_C(1) << 63));
+	memcpy(out + 9, id, n);
+	return 9 + n;
+}
+
+static int64_t due_key_time(const uint8_t *k)
+{
+	return (int64_t)(be64_get(k + 1) ^ (UINT64_C(1) << 63));
+}
+
+/* What the index and the counts know of a stored push. */
+struct place {
+	int64_t next_try;
+	bool parked;
+};
+
+static int place_decode(const MDB_val *v, struct place *pl)
+{
+	struct dec d;
+	struct field f;
+	int r;
+	pl->next_try = 0;
+	pl->parked = false;
+	if (dec_init(&d, v->mv_data, v->mv_size))
+		return -1;
+	while ((r = dec_next(&d, &f)) == 1)
+		if (f.num == 6)
+			pl->next_try = f.s;
+		else if (f.num == 7)
+			pl->parked = f.u != 0;
+	return r;
+}
+
+/* The stored push at key k: *found, and its place. */
+static int place_get(struct ledger_txn *t, const uint8_t *k, size_t kl, bool *found,
+                     struct place *pl, struct err *e)
+{
+	MDB_val v;
+	int rc = db_cursor_get(t, &t->outbox_cur, t->l->outbox, k, kl, &v, "queued push", e);
+	*found = rc == 0;
+	if (rc == ERR_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	return place_decode(&v, pl) ? corrupt(t, "a queued push", e) : 0;
+}
+
+static int count_push(struct ledger_txn *t, int object, bool parked, int64_t delta, struct err *e)
+{
+	size_t i = (parked ? LEDGER_OBJ_SLOTS : 0) + count_slot(object);
+	return meta_counts_add(t, OUTBOX_COUNTS, 2 * LEDGER_OBJ_SLOTS, i, delta, e);
+}
+
+int ledger_push_version(struct ledger_txn *t, int object, const char *id, uint64_t *version,
+                        struct err *e)
+{
+	uint8_t kb[1 + LEDGER_ID_MAX];
+	MDB_val v;
+	int rc = db_cursor_get(t, &t->outbox_cur, t->l->outbox, kb, recref_key(kb, object, id), &v,
+	                       "queued push", e);
+	if (rc)
+		return rc;
+	struct dec d;
+	struct field f;
+	*version = 0;
+	if (dec_init(&d, v.mv_data, v.mv_size))
+		return corrupt(t, "a queued push", e);
+	while ((rc = dec_next(&d, &f)) == 1)
+		if (f.num == 3)
+			*version = f.u;
+	return rc ? corrupt(t, "a queued push", e) : 0;
+}
+
 int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct err *e)
 {
-	uint8_t buf[CODEC_MAX], k[1 + LEDGER_ID_MAX];
+	uint8_t buf[CODEC_MAX], k[1 + LEDGER_ID_MAX], dk[DUE_KEY_MAX];
 	struct enc en;
 	enc_init(&en, buf, sizeof(buf));
 	enc_hash(&en, 1, p->person);
@@ -94,19 +183,210 @@ int ledger_push_put(struct ledger_txn *t, const struct ledger_push *p, struct er
 	if (en.overflow)
 		return err_set(e, ERR_LIMIT, "push for %s too large to store", p->record.id);
 	size_t kl = recref_key(k, p->record.object, p->record.id);
-	return db_put(t, t->l->outbox, k, kl, buf, en.len, 0, "queue push", e);
+	bool found;
+	struct place was;
+	int rc = place_get(t, k, kl, &found, &was, e);
+	if (rc == 0)
+		rc = db_cursor_put(t, &t->outbox_cur, t->l->outbox, k, kl, buf, en.len,
+		                   "queue push", e);
+	if (rc == 0 && found && was.next_try != p->next_try)
+		rc = db_cursor_del(t, &t->due_cur, t->l->push_due, dk,
+		                   due_key(dk, p->record.object, was.next_try, p->record.id),
+		                   "the due index", e);
+	if (rc == 0 && (!found || was.next_try != p->next_try))
+		rc = db_cursor_put(t, &t->due_cur, t->l->push_due, dk,
+		                   due_key(dk, p->record.object, p->next_try, p->record.id), "", 0,
+		                   "the due index", e);
+	if (rc == 0 && found && was.parked != p->parked)
+		rc = count_push(t, p->record.object, was.parked, -1, e);
+	if (rc == 0 && (!found || was.parked != p->parked))
+		rc = count_push(t, p->record.object, p->parked, 1, e);
+	return rc;
 }
 
 int ledger_push_delete(struct ledger_txn *t, int object, const char *id, struct err *e)
 {
-	uint8_t k[1 + LEDGER_ID_MAX];
-	return db_del(t, t->l->outbox, k, recref_key(k, object, id), NULL, "delete push", e);
+	uint8_t k[1 + LEDGER_ID_MAX], dk[DUE_KEY_MAX];
+	size_t kl = recref_key(k, object, id);
+	bool found;
+	struct place was;
+	int rc = place_get(t, k, kl, &found, &was, e);
+	if (rc == 0 && !found)
+		return err_set(e, ERR_NOTFOUND, "delete push: not found");
+	if (rc == 0)
+		rc = db_cursor_del(t, &t->outbox_cur, t->l->outbox, k, kl, "delete push", e);
+	if (rc == 0)
+		rc = db_cursor_del(t, &t->due_cur, t->l->push_due, dk,
+		                   due_key(dk, object, was.next_try, id), "the due index", e);
+	if (rc == 0)
+		rc = count_push(t, object, was.parked, -1, e);
+	return rc;
 }
 
 int ledger_push_each(struct ledger_txn *t, int (*fn)(const struct ledger_push *, void *), void *ctx,
                      struct err *e)
 {
 	EACH(t, t->l->outbox, struct ledger_push, ent_push_decode, fn, ctx, "outbox", e);
+}
+
+/* The walk of the due index for both: each due push decoded into
+ * slot(ctx) (NULL: the walk is done), then took(push, ctx): 0, it is taken
+ * and the mark moves past it; nonzero stops the walk and is returned. */
+static int due_walk(struct ledger_txn *t, int object, int64_t due_by, struct ledger_push_mark *mark,
+                    struct ledger_push *(*slot)(void *),
+                    int (*took)(const struct ledger_push *, void *), void *ctx, struct err *e)
+{
+	uint8_t start[DUE_KEY_MAX];
+	bool after = mark && mark->set;
+	size_t sl = after ? due_key(start, object, mark->next_try, mark->id)
+	                  : due_key(start, object, INT64_MIN, "");
+	/* the pushes are looked up through a cursor of their own: pushes due
+	 * together are often neighbours, found without a search from the root */
+	MDB_cursor *cur, *qcur = NULL;
+	int rc = mdb_cursor_open(t->txn, t->l->push_due, &cur), ret = 0;
+	if (rc == 0 && (rc = mdb_cursor_open(t->txn, t->l->outbox, &qcur)) != 0)
+		mdb_cursor_close(cur);
+	if (rc)
+		return ledger_mdb_error(t, rc, "the due index", e);
+	MDB_val k = {sl, start}, v;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const uint8_t *kb = k.mv_data;
+		if (k.mv_size < 10 || k.mv_size > DUE_KEY_MAX || kb[0] != (uint8_t)object ||
+		    due_key_time(kb) > due_by)
+			break;
+		if (after && k.mv_size == sl && memcmp(kb, start, sl) == 0)
+			continue; /* the mark itself: taken before */
+		struct ledger_push *item = slot(ctx);
+		if (item == NULL)
+			break;
+		MDB_val pk = {k.mv_size - 8, NULL}, pv;
+		uint8_t kbuf[1 + LEDGER_ID_MAX];
+		kbuf[0] = kb[0];
+		memcpy(kbuf + 1, kb + 9, k.mv_size - 9);
+		pk.mv_data = kbuf;
+		if ((rc = mdb_cursor_get(qcur, &pk, &pv, MDB_SET_KEY)) != 0) {
+			ret = rc == MDB_NOTFOUND
+			          ? corrupt(t, "the due index (a push not queued)", e)
+			          : ledger_mdb_error(t, rc, "outbox", e);
+			break;
+		}
+		if (ent_push_decode(&pk, &pv, item)) {
+			ret = corrupt(t, "a queued push", e);
+			break;
+		}
+		if ((ret = took(item, ctx)) != 0)
+			break;
+		if (mark) {
+			mark->set = true;
+			mark->next_try = due_key_time(kb);
+			memcpy(mark->id, kb + 9, k.mv_size - 9);
+			mark->id[k.mv_size - 9] = '\0';
+		}
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "the due index", e);
+	mdb_cursor_close(qcur);
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+struct each_due {
+	struct ledger_push *item;
+	int (*fn)(const struct ledger_push *, void *);
+	void *ctx;
+};
+
+static struct ledger_push *each_slot(void *ctx)
+{
+	return ((struct each_due *)ctx)->item;
+}
+
+static int each_took(const struct ledger_push *q, void *ctx)
+{
+	struct each_due *x = ctx;
+	return x->fn(q, x->ctx);
+}
+
+int ledger_push_each_due(struct ledger_txn *t, int object, int64_t due_by,
+                         struct ledger_push_mark *mark,
+                         int (*fn)(const struct ledger_push *, void *), void *ctx, struct err *e)
+{
+	struct each_due x = {malloc(sizeof(struct ledger_push)), fn, ctx};
+	if (x.item == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = due_walk(t, object, due_by, mark, each_slot, each_took, &x, e);
+	free(x.item);
+	return rc;
+}
+
+struct into_due {
+	struct ledger_push *out;
+	size_t cap, *n;
+};
+
+static struct ledger_push *into_slot(void *ctx)
+{
+	struct into_due *x = ctx;
+	return *x->n < x->cap ? &x->out[*x->n] : NULL;
+}
+
+static int into_took(const struct ledger_push *q, void *ctx)
+{
+	(void)q;
+	(*((struct into_due *)ctx)->n)++;
+	return 0;
+}
+
+int ledger_push_due(struct ledger_txn *t, int object, int64_t due_by, struct ledger_push_mark *mark,
+                    struct ledger_push *out, size_t cap, size_t *n, struct err *e)
+{
+	struct into_due x = {out, cap, n};
+	return due_walk(t, object, due_by, mark, into_slot, into_took, &x, e);
+}
+
+int ledger_push_counts(struct ledger_txn *t, struct ledger_push_counts *out, struct err *e)
+{
+	uint64_t v[2 * LEDGER_OBJ_SLOTS];
+	int rc = meta_counts_get(t, OUTBOX_COUNTS, 2 * LEDGER_OBJ_SLOTS, v, e);
+	if (rc)
+		return rc;
+	memcpy(out->queued, v, sizeof(out->queued));
+	memcpy(out->parked, v + LEDGER_OBJ_SLOTS, sizeof(out->parked));
+	return 0;
+}
+
+int outbox_migrate_4_to_5(struct ledger_txn *t, struct err *e)
+{
+	uint64_t n[2 * LEDGER_OBJ_SLOTS] = {0};
+	MDB_cursor *cur;
+	int rc = mdb_drop(t->txn, t->l->push_due, 0);
+	if (rc == 0)
+		rc = mdb_cursor_open(t->txn, t->l->outbox, &cur);
+	if (rc)
+		return ledger_mdb_error(t, rc, "the due index", e);
+	MDB_val k, v;
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ret == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct place pl;
+		if (k.mv_size < 2 || k.mv_size > 1 + LEDGER_ID_MAX || place_decode(&v, &pl)) {
+			ret = corrupt(t, "a queued push", e);
+			break;
+		}
+		uint8_t dk[DUE_KEY_MAX];
+		char id[LEDGER_ID_MAX + 1];
+		int object = ((const uint8_t *)k.mv_data)[0];
+		memcpy(id, (const uint8_t *)k.mv_data + 1, k.mv_size - 1);
+		id[k.mv_size - 1] = '\0';
+		ret = db_put(t, t->l->push_due, dk, due_key(dk, object, pl.next_try, id), "", 0, 0,
+		             "the due index", e);
+		n[(pl.parked ? LEDGER_OBJ_SLOTS : 0) + count_slot(object)]++;
+	}
+	if (rc && rc != MDB_NOTFOUND && ret == 0)
+		ret = ledger_mdb_error(t, rc, "outbox", e);
+	mdb_cursor_close(cur);
+	return ret ? ret : meta_counts_put(t, OUTBOX_COUNTS, 2 * LEDGER_OBJ_SLOTS, n, e);
 }
 
 /* ---- idempotency keys ---- */

@@ -526,6 +526,8 @@ int rekey_migrate(struct ledger_txn *t, struct err *e)
 			rc = patch_keys(t, t->l->conflicts, 1, r->v, r->n, "conflicts", e);
 		if (rc == 0)
 			rc = patch_keys(t, t->l->feed, 5, r->v, r->n, "change feed", e);
+		/* the open conflicts by person (keyed by the person) are built
+		 * anew by step 6 -> 7, which always follows this one */
 	}
 	if (rc == 0)
 		log_info("ledger.migrate",

@@ -455,6 +455,55 @@ class Rules(unittest.TestCase):
         self.assertEqual(r["pushes"]["succeeded"], 1)
         self.assertTrue(e.sf_get("Contact", other)["HasOptedOutOfEmail"])
 
+    def test_drain_makes_the_minimum_calls(self):
+        # issue 24: a drain reads the due pushes only, each round going on
+        # where the last stopped: every record once, 200 to a call, and the
+        # parked pushes waiting for their hour are not read at all
+        e = self.env
+        contacts = e.ctl("POST", "records", {"object": "Contact", "records": [
+            {"Email": "c%d@drain.example" % i, "LastName": "C%d" % i}
+            for i in range(1050)]})["ids"]
+        leads = e.ctl("POST", "records", {"object": "Lead", "records": [
+            {"Email": "l%d@drain.example" % i, "LastName": "L%d" % i, "Company": "X"}
+            for i in range(230)]})["ids"]
+        e.sync()
+        # the refusals come a second after the records' last edit: a parked
+        # push is released by a read that may hold an edit made after its
+        # refusal (one in the same second, or later)
+        time.sleep(1.1)
+        bad = contacts[::26][:40]  # spread over the outbox
+        e.ctl("POST", "faults", {"errors": {rid: "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+                                            for rid in bad}})
+        listing = os.path.join(e.dir, "parked.txt")
+        with open(listing, "w") as f:
+            f.write("".join("c%d@drain.example\n" % contacts.index(rid) for rid in bad))
+        e.run("optout", "--from", listing, check=0)
+        self.assertEqual(e.sync()["pushes"]["parked_now"], 40)
+        e.ctl("DELETE", "faults")
+        listing = os.path.join(e.dir, "rest.txt")
+        with open(listing, "w") as f:
+            f.write("".join("c%d@drain.example\n" % i for i in range(1050)
+                            if contacts[i] not in bad))
+            f.write("".join("l%d@drain.example\n" % i for i in range(230)))
+        e.run("optout", "--from", listing, check=0)
+        st = e.json("status")["pushes"]
+        self.assertEqual((st["queued"], st["parked"]), (1240, 40))
+        e.reset_calls()
+        e.ctl("POST", "requests")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1240)
+        self.assertEqual(r["pushes"]["collection_calls"], 7)  # ceil(1240 / 200)
+        self.assertEqual(e.calls()["collections"], 7)
+        sent = [rec["id"] for q in e.ctl("GET", "requests")["requests"]
+                if q["route"] == "collections" for rec in q["body"]["records"]]
+        self.assertEqual(len(sent), 1240)
+        self.assertEqual(set(sent), (set(contacts) - set(bad)) | set(leads))
+        st = e.json("status")["pushes"]
+        self.assertEqual((st["queued"], st["parked"]), (0, 40))
+        e.reset_calls()
+        e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+
     def test_pushes_retry_on_demand(self):
         e = self.env
         a = e.sf_put("Contact", Email="ana@example.com", LastName="A")

@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,12 +329,224 @@ static void test_purpose_index(void **state)
 	assert_int_equal(system(text), 0);
 }
 
+/* ---- the link group commit: one request's failure is its own ---- */
+
+/* A write transaction held open, so that link opt-outs queue behind it. */
+struct holder {
+	struct conn *c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool holding, release;
+	pthread_t th;
+};
+
+static int hold_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct holder *h = ctx;
+	pthread_mutex_lock(&h->mu);
+	h->holding = true;
+	pthread_cond_broadcast(&h->cv);
+	while (!h->release)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	return 0;
+}
+
+static void *hold_main(void *arg)
+{
+	struct holder *h = arg;
+	struct err e = {0};
+	if (ledger_write(h->c->l, hold_txn, h, &e))
+		fail_msg("hold: %s", e.msg);
+	return NULL;
+}
+
+static void hold_start(struct holder *h, struct conn *c)
+{
+	memset(h, 0, sizeof(*h));
+	h->c = c;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	assert_int_equal(pthread_create(&h->th, NULL, hold_main, h), 0);
+	pthread_mutex_lock(&h->mu);
+	while (!h->holding)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void hold_end(struct holder *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->release = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->th, NULL);
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+}
+
+struct link_call {
+	struct conn *c;
+	struct conn_link_view v;
+	struct conn_link_result res;
+	struct err e;
+	int rc;
+	pthread_t th;
+};
+
+static void *link_main(void *arg)
+{
+	struct link_call *k = arg;
+	k->rc = conn_link_optout(k->c, &k->v, CONN_LINK_ONE_CLICK, NULL, &k->res, &k->e);
+	return NULL;
+}
+
+static void link_start(struct link_call *k, struct conn *c, const char *email)
+{
+	memset(k, 0, sizeof(*k));
+	k->c = c;
+	k->v.state = CONN_LINK_VALID;
+	snprintf(k->v.email, sizeof(k->v.email), "%s", email);
+	snprintf(k->v.campaign, sizeof(k->v.campaign), "spring");
+	assert_int_equal(pthread_create(&k->th, NULL, link_main, k), 0);
+}
+
+/* One opt-out alone (it leads a commit of its own, waiting behind the held
+ * write), then n more, queued meanwhile: one group, committed once the
+ * write is let go. */
+static void link_round(struct conn *c, struct link_call *calls, char (*emails)[40], size_t n)
+{
+	struct holder h;
+	hold_start(&h, c);
+	link_start(&calls[0], c, emails[0]);
+	usleep(100 * 1000);
+	for (size_t i = 1; i < n; i++)
+		link_start(&calls[i], c, emails[i]);
+	usleep(300 * 1000);
+	hold_end(&h);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(calls[i].th, NULL);
+}
+
+static void corrupt_person(MDB_env *env, const uint8_t key[LEDGER_KEY_LEN])
+{
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "persons", 0, &dbi), 0);
+	uint8_t b[5] = {1, 0x0a, 0xff, 0xff, 0xff}; /* a bytes field running past the end */
+	MDB_val k = {LEDGER_KEY_LEN, (void *)key}, v = {sizeof(b), b};
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+struct opted_check {
+	struct ledger *l;
+	char (*emails)[40];
+	size_t n, bad, found;
+};
+
+static int check_opted(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct opted_check *k = ctx;
+	struct ledger_person *p = malloc(sizeof(*p));
+	k->found = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		if (i % (k->n / 2) == k->bad)
+			continue;
+		uint8_t key[LEDGER_KEY_LEN];
+		ledger_person_key(k->l, k->emails[i], strlen(k->emails[i]), key);
+		if (ledger_person_get(t, key, p, e))
+			fail_msg("%s: %s", k->emails[i], e->msg);
+		if (!p->facts.opted_out)
+			fail_msg("%s: acknowledged, not opted out", k->emails[i]);
+		k->found++;
+	}
+	free(p);
+	return 0;
+}
+
+static void test_link_group_isolation(void **state)
+{
+	enum { N = 40, BAD = 17 };
+	char dir[] = "/tmp/optsync-test-links-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct err e = {0};
+	struct config *cfg = test_config(dir, "");
+	struct conn *c;
+	assert_int_equal(conn_open(&c, cfg, true, NULL, &e), 0);
+	char(*emails)[40] = calloc(2 * N, sizeof(*emails));
+	for (size_t i = 0; i < 2 * N; i++)
+		snprintf(emails[i], sizeof(emails[i]), "p%zu@example.org", i);
+	snprintf(emails[BAD], sizeof(emails[BAD]), "damaged@example.org");
+	/* a person whose stored record cannot be read: that request's own
+	 * failure, whatever group it is in */
+	static const struct conn_actor cli = {LEDGER_ORIGIN_LOCAL, "test"};
+	struct conn_optout o = {.email = emails[BAD]};
+	cJSON *r = NULL;
+	assert_int_equal(conn_optout(c, &cli, &o, &r, &e), 0);
+	cJSON_Delete(r);
+	uint8_t key[LEDGER_KEY_LEN];
+	ledger_person_key(c->l, emails[BAD], strlen(emails[BAD]), key);
+	conn_close(c);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state", dir);
+	MDB_env *env;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+	corrupt_person(env, key);
+	mdb_env_close(env);
+	assert_int_equal(conn_open(&c, cfg, true, NULL, &e), 0);
+
+	struct link_call *calls = calloc(N, sizeof(*calls));
+	link_round(c, calls, emails, N);
+	for (size_t i = 0; i < N; i++) {
+		if (i == BAD) {
+			assert_int_equal(calls[i].rc, ERR_LEDGER);
+			assert_non_null(strstr(calls[i].e.msg, "corrupt"));
+			continue;
+		}
+		if (calls[i].rc)
+			fail_msg("%s (a request of the damaged one's group): %s", emails[i],
+			         calls[i].e.msg);
+		assert_false(calls[i].res.already);
+		assert_true(calls[i].res.event_seq > 0);
+	}
+	/* its retry goes in the next group, of new requests: only it fails */
+	char(*next)[40] = emails + N;
+	memcpy(next[BAD], emails[BAD], sizeof(next[BAD]));
+	link_round(c, calls, next, N);
+	for (size_t i = 0; i < N; i++) {
+		if (i == BAD) {
+			assert_int_equal(calls[i].rc, ERR_LEDGER);
+			continue;
+		}
+		if (calls[i].rc)
+			fail_msg("%s (in the retry's group): %s", next[i], calls[i].e.msg);
+		assert_false(calls[i].res.already);
+	}
+	/* every acknowledged opt-out is in the ledger (read person by person:
+	 * the suppression index would read the damaged one too) */
+	struct opted_check k = {c->l, emails, 2 * N, BAD, 0};
+	assert_int_equal(ledger_read(c->l, check_opted, &k, &e), 0);
+	assert_int_equal(k.found, 2 * N - 2);
+	free(calls);
+	conn_close(c);
+	config_free(cfg);
+	free(emails);
+	char text[128];
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	assert_int_equal(system(text), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_email_normalize),   cmocka_unit_test(test_admin_hash_format),
-	    cmocka_unit_test(test_admin_check),       cmocka_unit_test(test_facts_valid),
-	    cmocka_unit_test(test_suppression_index), cmocka_unit_test(test_purpose_index),
+	    cmocka_unit_test(test_email_normalize),      cmocka_unit_test(test_admin_hash_format),
+	    cmocka_unit_test(test_admin_check),          cmocka_unit_test(test_facts_valid),
+	    cmocka_unit_test(test_suppression_index),    cmocka_unit_test(test_purpose_index),
+	    cmocka_unit_test(test_link_group_isolation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2485,6 +2485,418 @@ static void test_backup_restore(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the outbox's due index and the counts (schema 5) ---- */
+
+/* A model of the outbox: what the index and the counts must agree with. */
+#define QN 300
+struct qmodel {
+	bool live[QN];
+	int object[QN];
+	int64_t next_try[QN];
+	bool parked[QN];
+	uint64_t seed;
+};
+
+static uint64_t qrand(struct qmodel *m)
+{
+	m->seed = m->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	return m->seed >> 33;
+}
+
+static void qid(int i, char out[LEDGER_ID_MAX + 1])
+{
+	snprintf(out, LEDGER_ID_MAX + 1, "003Q%011dAAA", i);
+}
+
+/* A batch of random changes: new pushes, backoffs, parks, releases and
+ * deletes, as the drain and the rules make them. */
+static int qchange(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct qmodel *m = ctx;
+	struct ledger_push *q = calloc(1, sizeof(*q));
+	int rc = 0;
+	for (int k = 0; rc == 0 && k < 60; k++) {
+		int i = (int)(qrand(m) % QN);
+		memset(q, 0, sizeof(*q));
+		ledger_facts_init(&q->want);
+		q->record.object = (uint8_t)(m->live[i] ? m->object[i] : 1 + (int)(qrand(m) % 5));
+		qid(i, q->record.id);
+		int what = (int)(qrand(m) % 4);
+		if (m->live[i] && what == 0) {
+			rc = ledger_push_delete(t, q->record.object, q->record.id, e);
+			m->live[i] = false;
+			continue;
+		}
+		if (m->live[i] && (rc = ledger_push_get(t, q->record.object, q->record.id, q, e)))
+			break;
+		q->want.mask |= LEDGER_F_OPTED_OUT;
+		q->want.opted_out = true;
+		q->version++;
+		q->parked = what == 1 ? !q->parked : q->parked;
+		q->next_try = what == 2 ? 0 : (int64_t)(qrand(m) % 5000) - 1000; /* some before 0 */
+		if ((rc = ledger_push_put(t, q, e)))
+			break;
+		m->live[i] = true;
+		m->object[i] = q->record.object;
+		m->next_try[i] = q->next_try;
+		m->parked[i] = q->parked;
+	}
+	free(q);
+	return rc;
+}
+
+struct qdue {
+	int object;
+	int64_t last_try;
+	char last_id[LEDGER_ID_MAX + 1];
+	size_t n, stop_at;
+	struct qmodel *m;
+};
+
+static int qdue_one(const struct ledger_push *q, void *ctx)
+{
+	struct qdue *d = ctx;
+	if (d->n == d->stop_at)
+		return 7;
+	assert_int_equal(q->record.object, d->object);
+	int i = atoi(q->record.id + 4);
+	assert_true(d->m->live[i]);
+	assert_true(d->m->next_try[i] == q->next_try);
+	assert_int_equal(d->m->parked[i], q->parked);
+	/* in (next_try, id) order */
+	assert_true(d->n == 0 || q->next_try > d->last_try ||
+	            (q->next_try == d->last_try && strcmp(q->record.id, d->last_id) > 0));
+	d->last_try = q->next_try;
+	snprintf(d->last_id, sizeof(d->last_id), "%s", q->record.id);
+	d->n++;
+	return 0;
+}
+
+struct qcheck {
+	struct qmodel *m;
+	int64_t due_by;
+};
+
+/* The index gives exactly the model's due pushes, in order, also when
+ * walked in pieces from a mark; the counts are the model's. */
+static int qcheck_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct qcheck *c = ctx;
+	struct qmodel *m = c->m;
+	for (int object = 1; object <= 5; object++) {
+		size_t want = 0;
+		for (int i = 0; i < QN; i++)
+			want += m->live[i] && m->object[i] == object && m->next_try[i] <= c->due_by;
+		struct qdue d = {object, 0, "", 0, SIZE_MAX, m};
+		if (ledger_push_each_due(t, object, c->due_by, NULL, qdue_one, &d, e))
+			fail_msg("each_due: %s", e->msg);
+		assert_int_equal(d.n, want);
+		/* in pieces of 7: the mark goes on after the last one taken */
+		struct ledger_push_mark mark = {0};
+		size_t total = 0;
+		for (;;) {
+			struct qdue p = {object, 0, "", 0, 7, m};
+			int rc = ledger_push_each_due(t, object, c->due_by, &mark, qdue_one, &p, e);
+			assert_true(rc == 0 || rc == 7);
+			total += p.n;
+			if (rc == 0)
+				break;
+		}
+		assert_int_equal(total, want);
+	}
+	struct ledger_push_counts pc;
+	if (ledger_push_counts(t, &pc, e))
+		fail_msg("counts: %s", e->msg);
+	for (int object = 0; object < LEDGER_OBJ_SLOTS; object++) {
+		uint64_t queued = 0, parked = 0;
+		for (int i = 0; i < QN; i++)
+			if (m->live[i] && m->object[i] == object) {
+				queued += !m->parked[i];
+				parked += m->parked[i];
+			}
+		assert_int_equal(pc.queued[object], queued);
+		assert_int_equal(pc.parked[object], parked);
+	}
+	return 0;
+}
+
+static void qcheck(struct ledger *l, struct qmodel *m)
+{
+	struct err e = {0};
+	int64_t dues[] = {INT64_MIN, -1, 0, 1500, INT64_MAX};
+	for (size_t k = 0; k < sizeof(dues) / sizeof(dues[0]); k++) {
+		struct qcheck c = {m, dues[k]};
+		if (ledger_read(l, qcheck_txn, &c, &e))
+			fail_msg("%s", e.msg);
+	}
+}
+
+static void qmodel_run(struct ledger *l, struct qmodel *m, int batches)
+{
+	struct err e = {0};
+	for (int b = 0; b < batches; b++) {
+		if (ledger_write(l, qchange, m, &e))
+			fail_msg("change: %s", e.msg);
+		qcheck(l, m);
+	}
+}
+
+static int failing_after_change(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	int rc = qchange(t, ctx, e);
+	return rc ? rc : err_set(e, ERR_INVALID, "refused after the change");
+}
+
+static void test_push_due_index(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 26);
+	static struct qmodel m = {.seed = 24};
+	qmodel_run(l, &m, 40);
+	/* a batch that fails leaves the index and the counts as they were */
+	static struct qmodel copy;
+	copy = m;
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, failing_after_change, &copy, &e), ERR_INVALID);
+	qcheck(l, &m);
+	ledger_close(l);
+	l = open_ledger(1 << 20, 1 << 26);
+	qcheck(l, &m);
+	/* audit's walk of the trees takes the new tables */
+	struct ledger_tree_report tr;
+	if (ledger_check_trees(l, &tr, &e))
+		fail_msg("trees: %s", e.msg);
+	ledger_close(l);
+}
+
+/* ---- the open conflicts' index and counts (schema 5) ---- */
+
+struct cspec {
+	int person; /* 0 or 1 */
+	int object;
+	const char *id;
+	int kind, status;
+	const char *purpose;
+};
+
+static const struct cspec cspecs[] = {
+    {0, LEDGER_OBJ_CONTACT, "003C00000000001AAA", LEDGER_CONFLICT_RESUBSCRIBE, 1, ""},
+    {0, LEDGER_OBJ_CONTACT, "003C00000000001AAA", LEDGER_CONFLICT_RESUBSCRIBE, 1, "news"},
+    {0, LEDGER_OBJ_LEAD, "00QC00000000002AAA", LEDGER_CONFLICT_INVALID_VALUE, 1, ""},
+    {1, LEDGER_OBJ_CONTACT, "003C00000000003AAA", LEDGER_CONFLICT_RESUBSCRIBE, 2, ""},
+    {1, LEDGER_OBJ_CONSENT, "0ZWC00000000004AAA", LEDGER_CONFLICT_RESUBSCRIBE, 1, "news"},
+    /* an id that is a prefix of another's */
+    {1, LEDGER_OBJ_CONTACT, "003C0000000000", LEDGER_CONFLICT_CONCURRENT, 1, ""},
+};
+#define NC (sizeof(cspecs) / sizeof(cspecs[0]))
+
+struct cstate {
+	uint64_t id[NC];
+	int status[NC];
+	bool gone[NC];
+};
+
+static void ckey(int person, uint8_t key[LEDGER_KEY_LEN])
+{
+	memset(key, 0xa0 + person, LEDGER_KEY_LEN);
+}
+
+static int cadd(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct cstate *c = ctx;
+	struct ledger_conflict *cf = calloc(1, sizeof(*cf));
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < NC; i++) {
+		memset(cf, 0, sizeof(*cf));
+		ckey(cspecs[i].person, cf->person);
+		cf->record.object = (uint8_t)cspecs[i].object;
+		snprintf(cf->record.id, sizeof(cf->record.id), "%s", cspecs[i].id);
+		cf->kind = (uint8_t)cspecs[i].kind;
+		cf->status = (uint8_t)cspecs[i].status;
+		cf->field = LEDGER_F_OPTED_OUT;
+		snprintf(cf->purpose_name, sizeof(cf->purpose_name), "%s", cspecs[i].purpose);
+		snprintf(cf->local_value, sizeof(cf->local_value), "true");
+		rc = ledger_conflict_add(t, cf, e);
+		c->id[i] = cf->id;
+		c->status[i] = cspecs[i].status;
+	}
+	free(cf);
+	return rc;
+}
+
+struct cwalk {
+	uint64_t ids[NC];
+	size_t n;
+};
+
+static int cwalk_one(const struct ledger_conflict *cf, void *ctx)
+{
+	struct cwalk *w = ctx;
+	assert_int_equal(cf->status, LEDGER_CONFLICT_OPEN);
+	w->ids[w->n++] = cf->id;
+	return 0;
+}
+
+static int cwalk_rec(struct ledger_conflict *cf, void *ctx)
+{
+	return cwalk_one(cf, ctx);
+}
+
+static int ccheck_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct cstate *c = ctx;
+	uint64_t counts[LEDGER_OBJ_SLOTS], want_counts[LEDGER_OBJ_SLOTS] = {0};
+	for (size_t i = 0; i < NC; i++) {
+		bool open = !c->gone[i] && c->status[i] == LEDGER_CONFLICT_OPEN;
+		want_counts[cspecs[i].object] += open;
+		/* the record's open conflicts: exactly the open ones of it */
+		struct cwalk w = {{0}, 0};
+		struct ledger_recref ref = {(uint8_t)cspecs[i].object, ""};
+		snprintf(ref.id, sizeof(ref.id), "%s", cspecs[i].id);
+		if (ledger_conflict_open_each(t, &ref, cwalk_rec, &w, e))
+			fail_msg("%s", e->msg);
+		size_t want = 0;
+		for (size_t j = 0; j < NC; j++)
+			if (!c->gone[j] && c->status[j] == LEDGER_CONFLICT_OPEN &&
+			    cspecs[j].object == cspecs[i].object &&
+			    strcmp(cspecs[j].id, cspecs[i].id) == 0) {
+				assert_true(want < w.n);
+				assert_int_equal(w.ids[want], c->id[j]); /* in id order */
+				want++;
+			}
+		assert_int_equal(w.n, want);
+	}
+	for (int person = 0; person < 2; person++) {
+		uint8_t key[LEDGER_KEY_LEN];
+		ckey(person, key);
+		struct cwalk w = {{0}, 0};
+		if (ledger_conflict_each_open_of_person(t, key, cwalk_one, &w, e))
+			fail_msg("%s", e->msg);
+		size_t want = 0;
+		for (size_t j = 0; j < NC; j++)
+			if (!c->gone[j] && c->status[j] == LEDGER_CONFLICT_OPEN &&
+			    cspecs[j].person == person) {
+				assert_true(want < w.n);
+				assert_int_equal(w.ids[want], c->id[j]);
+				want++;
+			}
+		assert_int_equal(w.n, want);
+	}
+	if (ledger_conflict_open_counts(t, counts, e))
+		fail_msg("%s", e->msg);
+	for (int k = 0; k < LEDGER_OBJ_SLOTS; k++)
+		assert_int_equal(counts[k], want_counts[k]);
+	return 0;
+}
+
+static void ccheck(struct ledger *l, struct cstate *c)
+{
+	struct err e = {0};
+	if (ledger_read(l, ccheck_txn, c, &e))
+		fail_msg("%s", e.msg);
+}
+
+struct cset {
+	struct cstate *c;
+	size_t i;
+	int status; /* 0: delete */
+};
+
+static int cset_txn(struct ledger_txn *t, void *ctx, struct err *e)
+{
+	struct cset *x = ctx;
+	if (x->status == 0)
+		return ledger_conflict_delete(t, x->c->id[x->i], e);
+	struct ledger_conflict cf;
+	int rc = ledger_conflict_get(t, x->c->id[x->i], &cf, e);
+	if (rc)
+		return rc;
+	cf.status = (uint8_t)x->status;
+	cf.local_value[0] = '\0'; /* an erasure's change: the index stays */
+	return ledger_conflict_put(t, &cf, e);
+}
+
+static void cset(struct ledger *l, struct cstate *c, size_t i, int status)
+{
+	struct cset x = {c, i, status};
+	struct err e = {0};
+	if (ledger_write(l, cset_txn, &x, &e))
+		fail_msg("%s", e.msg);
+	if (status)
+		c->status[i] = status;
+	else
+		c->gone[i] = true;
+}
+
+static void test_conflict_open_index(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 24);
+	struct cstate c = {{0}, {0}, {0}};
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, cadd, &c, &e), 0);
+	ccheck(l, &c);
+	cset(l, &c, 1, LEDGER_CONFLICT_RESOLVED); /* closed: out of the index */
+	ccheck(l, &c);
+	cset(l, &c, 2, LEDGER_CONFLICT_OPEN); /* put again, still open */
+	ccheck(l, &c);
+	cset(l, &c, 3, LEDGER_CONFLICT_OPEN); /* opened again: back in it */
+	ccheck(l, &c);
+	cset(l, &c, 4, 0); /* deleted while open */
+	cset(l, &c, 1, 0); /* deleted when resolved (retention) */
+	ccheck(l, &c);
+	ledger_close(l);
+	l = open_ledger(1 << 20, 1 << 24);
+	ccheck(l, &c);
+	ledger_close(l);
+}
+
+/* ---- the migration from schema 4: the indexes and counts built ---- */
+
+static void drop_indexes(MDB_txn *txn, MDB_dbi meta, MDB_val *k, MDB_val *v)
+{
+	(void)k;
+	(void)v;
+	uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, 4};
+	MDB_val sk = {6, "schema"}, nv = {8, b};
+	assert_int_equal(mdb_put(txn, meta, &sk, &nv, 0), 0);
+	static const char *const counts[] = {"outbox_counts", "conflict_counts"};
+	for (int i = 0; i < 2; i++) {
+		MDB_val ck = {strlen(counts[i]), (void *)counts[i]};
+		assert_int_equal(mdb_del(txn, meta, &ck, NULL), 0);
+	}
+	static const char *const tables[] = {"push_due", "conflicts_open"};
+	for (int i = 0; i < 2; i++) {
+		MDB_dbi dbi;
+		assert_int_equal(mdb_dbi_open(txn, tables[i], 0, &dbi), 0);
+		assert_int_equal(mdb_drop(txn, dbi, 1), 0); /* gone, as before schema 5 */
+	}
+}
+
+static void test_migration_builds_indexes(void **state)
+{
+	struct ledger *l = open_ledger(1 << 20, 1 << 26);
+	static struct qmodel m = {.seed = 5};
+	qmodel_run(l, &m, 10);
+	struct cstate c = {{0}, {0}, {0}};
+	struct err e = {0};
+	assert_int_equal(ledger_write(l, cadd, &c, &e), 0);
+	cset(l, &c, 1, LEDGER_CONFLICT_RESOLVED);
+	ledger_close(l);
+	raw_edit("meta", "schema", 6, drop_indexes);
+	struct ledger_options o = {dir, 1 << 20, 1 << 26, false, true};
+	if (ledger_open(&l, &o, &e))
+		fail_msg("open: %s", e.msg);
+	struct schema_ctx sc;
+	assert_int_equal(ledger_read(l, read_stats, &sc, &e), 0);
+	assert_int_equal(sc.st.schema_version, LEDGER_SCHEMA_VERSION);
+	qcheck(l, &m);
+	ccheck(l, &c);
+	/* and kept from then on */
+	qmodel_run(l, &m, 3);
+	cset(l, &c, 3, LEDGER_CONFLICT_OPEN);
+	ccheck(l, &c);
+	ledger_close(l);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -2514,6 +2926,9 @@ int main(void)
 	    T(test_open_conflicts_index),
 	    T(test_migrate_schema_3),
 	    T(test_migrate_release_6),
+	    T(test_push_due_index),
+	    T(test_conflict_open_index),
+	    T(test_migration_builds_indexes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -253,8 +253,15 @@ struct keyed {
 	struct ledger_push q;
 	struct ledger_conflict cf;
 	struct ledger_purpose pu;
-	uint64_t changes_of_key, optout_changes;
+	uint64_t changes_of_key, optout_changes, open_conflicts;
 };
+
+static int count_open(const struct ledger_conflict *cf, void *ctx)
+{
+	(void)cf;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
 
 static int per_change(const struct ledger_change *c, void *ctx)
 {
@@ -270,7 +277,9 @@ static int read_keyed(struct ledger_txn *t, void *ctx, struct err *e)
 {
 	struct keyed *k = ctx;
 	k->rc = ledger_person_get(t, k->key, &(struct ledger_person){0}, e);
-	return ledger_change_list(t, 0, 1000, per_change, k, e);
+	k->open_conflicts = 0;
+	int rc = ledger_conflict_each_open_of_person(t, k->key, count_open, &k->open_conflicts, e);
+	return rc ? rc : ledger_change_list(t, 0, 1000, per_change, k, e);
 }
 
 static int count_person(const struct ledger_person *p, void *ctx)
@@ -326,9 +335,11 @@ static void test_rekey(void **state)
 	assert_int_equal(ledger_read(l, read_keyed, k, &e), 0);
 	assert_int_equal(k->rc, ERR_NOTFOUND);
 	assert_int_equal(k->changes_of_key, 0);
+	assert_int_equal(k->open_conflicts, 0);
 	memcpy(k->key, a->key, 32);
 	assert_int_equal(ledger_read(l, read_keyed, k, &e), 0);
 	assert_int_equal(k->changes_of_key, 2);
+	assert_int_equal(k->open_conflicts, 1); /* found by its new key */
 
 	/* ÅSA and åsa: one person, opted out since the first's opt-out, with
 	 * both records, both histories and a merge event, the newer
