@@ -401,6 +401,12 @@ void read_sf_record(const struct config *cfg, const struct sf_record *r, int64_t
  * of the record was written: the transaction is to be aborted (ERR_LIMIT,
  * ERR_INVALID without st->refused: the record is refused by the caller on
  * a second run without it). apply_sf_consent likewise. */
+/* A record parked (rule 8) whose email now names another person, or no
+ * address: it leaves its old person as rule 9 says (a push queued for it
+ * dropped, its open conflicts closed) and is forgotten, so that it is new
+ * to the person of its email when it is applied. */
+int forget_moved_parked(struct ledger_txn *t, struct ledger *l, int object,
+                        const struct sf_record *r, struct err *e);
 int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config *cfg, int object,
                     const struct sf_record *r, struct apply_stats *st, struct err *e);
 /* Append an event about p (storing p) and its change-feed entry. */

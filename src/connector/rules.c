@@ -817,15 +817,20 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 /* After a merge, the survivor's person (mp: another email, now known to be
  * the same human) takes over p's opt-outs, spread to all its records. */
 static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struct work *w,
-                           struct ledger_person *mp, const struct ledger_recref *master,
-                           struct apply_stats *st, struct err *e)
+                           const struct ledger_person *p, struct ledger_person *mp,
+                           const struct ledger_recref *master, struct apply_stats *st,
+                           struct err *e)
 {
-	struct ledger_person *p = &w->p;
 	int64_t now = time_now_ms();
 	char why[LEDGER_TEXT_MAX + 1];
-	snprintf(why, sizeof(why), "carried over from %s %s, merged into %s %s",
-	         ledger_object_name(w->ev.record.object), w->ev.record.id,
-	         ledger_object_name(master->object), master->id);
+	if (w->ev.record.id[0])
+		snprintf(why, sizeof(why), "carried over from %s %s, merged into %s %s",
+		         ledger_object_name(w->ev.record.object), w->ev.record.id,
+		         ledger_object_name(master->object), master->id);
+	else
+		snprintf(why, sizeof(why),
+		         "carried over from a record merged into %s %s before optsync read it",
+		         ledger_object_name(master->object), master->id);
 	int rc = 0;
 	if (p->facts.opted_out && !mp->facts.opted_out) {
 		mp->facts.mask |= LEDGER_F_OPTED_OUT;
@@ -874,18 +879,31 @@ static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struc
 	struct ledger_record *m = &w->rec; /* the deleted record is no longer needed */
 	int rc = ledger_record_get(t, master->object, master->id, m, e);
 	if (rc == ERR_NOTFOUND) {
-		m->flags = 0;
-		ledger_facts_init(&m->seen);
-		m->seen_purposes.n = 0;
+		/* a survivor not read yet: whose record it is, its email tells, and
+		 * optsync has not seen it. It is kept as pending, naming this
+		 * person; its first read carries this person's opt-outs to the
+		 * person of its email (apply_sf_record) */
+		memset(m, 0, sizeof(*m));
+		m->object = master->object;
+		str_copy(m->id, sizeof(m->id), master->id);
 		memcpy(m->person, p->key, LEDGER_KEY_LEN);
-		rc = 0;
+		ledger_facts_init(&m->seen);
+		ledger_facts_init(&m->written);
+		m->flags = LEDGER_RECORD_MERGE_PENDING;
+		return ledger_record_put(t, m, e);
 	}
 	if (rc || (m->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)))
 		return rc;
-	if (memcmp(m->person, p->key, LEDGER_KEY_LEN) != 0) {
+	bool pending = (m->flags & LEDGER_RECORD_MERGE_PENDING) != 0;
+	if (pending && memcmp(m->person, p->key, LEDGER_KEY_LEN) == 0)
+		return 0; /* pending for this person already */
+	/* (pending for another person merged into it before it was read: the
+	 * pending carry names one person; this one's opt-outs are written to
+	 * the survivor below) */
+	if (!pending && memcmp(m->person, p->key, LEDGER_KEY_LEN) != 0) {
 		rc = ledger_person_get(t, m->person, &w->old, e);
 		if (rc == 0)
-			rc = carry_to_person(t, cfg, w, &w->old, master, st, e);
+			rc = carry_to_person(t, cfg, w, &w->p, &w->old, master, st, e);
 		return rc == ERR_NOTFOUND ? 0 : rc;
 	}
 	if (p->facts.opted_out && !((m->seen.mask & LEDGER_F_OPTED_OUT) && m->seen.opted_out) &&
@@ -972,22 +990,100 @@ static int move_record(struct ledger_txn *t, struct work *w, const struct ledger
 	return event_record(t, old, &w->ev, e);
 }
 
+static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                           const struct ledger_recref *master, struct apply_stats *st,
+                           struct err *e);
+
+/* The survivor a deleted record names (MasterRecordId), "" when none. */
+static void master_of(const struct sf_record *r, int object, struct ledger_recref *master)
+{
+	const struct sf_value *mv = sf_record_get(r, "MasterRecordId");
+	master->object = (uint8_t)object;
+	master->id[0] = '\0';
+	if (mv && mv->type == SF_STRING && mv->str[0] && strlen(mv->str) <= LEDGER_ID_MAX)
+		snprintf(master->id, sizeof(master->id), "%s", mv->str);
+}
+
+/* A record merged into another before optsync read it: the person of its
+ * email (as the deleted row shows it), if the ledger knows them, has their
+ * opt-outs carried to the survivor all the same (rules 1 and 9). A record
+ * deleted on its own, never read, is skipped. */
+static int merged_unseen(struct ledger_txn *t, struct ledger *l, const struct config *cfg,
+                         struct work *w, const struct sf_record *r, const struct ledger_recref *ref,
+                         struct apply_stats *st, struct err *e)
+{
+	struct ledger_recref master;
+	master_of(r, ref->object, &master);
+	const struct sf_value *v = sf_record_get(r, "Email");
+	char email[LEDGER_EMAIL_MAX + 1];
+	struct err ie;
+	if (master.id[0] == '\0' || v == NULL || v->type != SF_STRING ||
+	    conn_email_normalize(v->str, email, &ie) != 0)
+		return 0;
+	ledger_person_key(l, email, strlen(email), w->p.key);
+	int rc = ledger_person_get(t, w->p.key, &w->p, e);
+	if (rc)
+		return rc == ERR_NOTFOUND ? 0 : rc;
+	w->ev.record = *ref;
+	return carry_to_master(t, cfg, w, &master, st, e);
+}
+
+int forget_moved_parked(struct ledger_txn *t, struct ledger *l, int object,
+                        const struct sf_record *r, struct err *e)
+{
+	if ((object != LEDGER_OBJ_CONTACT && object != LEDGER_OBJ_LEAD) || r->id == NULL ||
+	    strlen(r->id) > LEDGER_ID_MAX)
+		return 0;
+	struct ledger_recref ref = {(uint8_t)object, ""};
+	str_copy(ref.id, sizeof(ref.id), r->id);
+	struct work *w = malloc(sizeof(*w));
+	if (w == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_record_get(t, object, ref.id, &w->rec, e);
+	if (rc || (w->rec.flags & LEDGER_RECORD_MERGE_PENDING))
+		goto out;
+	const struct sf_value *v = sf_record_get(r, "Email");
+	if (v == NULL || v->type != SF_STRING || v->str[strspn(v->str, " \t\r\n\v\f")] == '\0')
+		goto out; /* no email: as for a record that is read, left where it is */
+	char email[LEDGER_EMAIL_MAX + 1];
+	struct err ie;
+	if (conn_email_normalize(v->str, email, &ie) == 0) {
+		uint8_t key[LEDGER_KEY_LEN];
+		ledger_person_key(l, email, strlen(email), key);
+		if (memcmp(key, w->rec.person, LEDGER_KEY_LEN) == 0)
+			goto out; /* still its person's */
+	}
+	/* another person's record now, or no address: no longer the old one's */
+	if ((rc = move_record(t, w, &ref, time_now_ms(), e)) == 0)
+		rc = ledger_record_delete(t, object, ref.id, e);
+out:
+	free(w);
+	return rc == ERR_NOTFOUND ? 0 : rc;
+}
+
 /* A record deleted in Salesforce (queryAll shows it with IsDeleted), on its
  * own or merged into another (MasterRecordId): it is unlinked from its
  * person and forgotten, the history keeps its id, a push still queued for
  * it is dropped, its open conflicts are closed ("record_deleted"), and
  * after a merge the surviving record gets the person's opt-outs. A record
  * never seen is skipped. */
-static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, struct work *w,
-                            const struct sf_record *r, const struct ledger_recref *ref,
-                            struct apply_stats *st, struct err *e)
+static int apply_sf_deleted(struct ledger_txn *t, struct ledger *l, const struct config *cfg,
+                            struct work *w, const struct sf_record *r,
+                            const struct ledger_recref *ref, struct apply_stats *st, struct err *e)
 {
 	struct ledger_record *rec = &w->rec;
 	int rc = ledger_record_get(t, ref->object, ref->id, rec, e);
 	if (rc == ERR_NOTFOUND)
-		return 0;
+		return merged_unseen(t, l, cfg, w, r, ref, st, e);
 	if (rc)
 		return rc;
+	if (rec->flags & LEDGER_RECORD_MERGE_PENDING) {
+		/* a merge's survivor never read, deleted since: no person's */
+		rc = ledger_push_delete(t, ref->object, ref->id, e);
+		if (rc && rc != ERR_NOTFOUND)
+			return rc;
+		return ledger_record_delete(t, ref->object, ref->id, e);
+	}
 	struct ledger_person *p = &w->p;
 	rc = ledger_person_get(t, rec->person, p, e);
 	if (rc && rc != ERR_NOTFOUND)
@@ -1008,10 +1104,8 @@ static int apply_sf_deleted(struct ledger_txn *t, const struct config *cfg, stru
 	st->unlinked++;
 	if (!have_person)
 		return 0;
-	const struct sf_value *mv = sf_record_get(r, "MasterRecordId");
-	struct ledger_recref master = {ref->object, ""};
-	if (mv && mv->type == SF_STRING && mv->str[0] && strlen(mv->str) <= LEDGER_ID_MAX)
-		snprintf(master.id, sizeof(master.id), "%s", mv->str);
+	struct ledger_recref master;
+	master_of(r, ref->object, &master);
 	event_about(&w->ev, LEDGER_EV_UNLINKED, LEDGER_ORIGIN_SALESFORCE, "salesforce", ref, now);
 	if (master.id[0])
 		snprintf(w->ev.reason, sizeof(w->ev.reason), "merged into %s %s in Salesforce",
@@ -1049,7 +1143,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			return err_set(e, ERR_NOMEM, "out of memory");
 		struct ledger_recref ref = {(uint8_t)object, ""};
 		str_copy(ref.id, sizeof(ref.id), r->id);
-		int rc = apply_sf_deleted(t, cfg, w, r, &ref, st, e);
+		int rc = apply_sf_deleted(t, l, cfg, w, r, &ref, st, e);
 		free(w);
 		return rc;
 	}
@@ -1108,6 +1202,18 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	}
 	if (rc)
 		goto out;
+	/* the survivor of a merge, read for the first time (carry_to_master) */
+	bool merge_pending = !is_new && (rec->flags & LEDGER_RECORD_MERGE_PENDING);
+	uint8_t merged_from[LEDGER_KEY_LEN];
+	if (merge_pending) {
+		memcpy(merged_from, rec->person, LEDGER_KEY_LEN);
+		memset(rec, 0, sizeof(*rec));
+		rec->object = (uint8_t)object;
+		memcpy(rec->id, ref.id, sizeof(rec->id));
+		ledger_facts_init(&rec->seen);
+		ledger_facts_init(&rec->written);
+		is_new = 1;
+	}
 	if (!is_new && memcmp(rec->person, p->key, LEDGER_KEY_LEN) != 0) {
 		/* Rule 9: the email changed in Salesforce, the record moves to
 		 * this person */
@@ -1119,6 +1225,17 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	 * own: no limit on a person's records, the same cost for each) */
 	if (is_new && (rc = ledger_person_record_add(t, p, &ref, e)))
 		goto out;
+	if (merge_pending && memcmp(merged_from, p->key, LEDGER_KEY_LEN) != 0) {
+		/* the opt-outs of the person merged into it go to its person */
+		rc = ledger_person_get(t, merged_from, &w->old, e);
+		if (rc == 0) {
+			w->ev.record.id[0] = '\0';
+			rc = carry_to_person(t, cfg, w, &w->old, p, &ref, st, e);
+		}
+		if (rc && rc != ERR_NOTFOUND)
+			goto out;
+		rc = 0;
+	}
 	bool was_converted = (rec->flags & LEDGER_RECORD_CONVERTED) != 0;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
 	if (conv && conv->type == SF_BOOL && conv->b)

@@ -408,6 +408,8 @@ static int park_record(struct ledger_txn *t, struct pull *pl, const struct sf_re
 	safe_copy(p.id, sizeof(p.id), r->id);
 	str_copy(p.error, sizeof(p.error), why);
 	int rc = parked_put(t, &p, e);
+	if (rc == 0)
+		rc = forget_moved_parked(t, pl->c->l, pl->object, r, e);
 	if (rc == 0) {
 		pl->page.parked++;
 		log_warn("sync.parked_record",

@@ -169,6 +169,10 @@ struct ledger_person {
 #define LEDGER_RECORD_CONVERTED      2u
 #define LEDGER_RECORD_INVALID_AUTH   4u /* an invalid authorization was raised as a conflict */
 #define LEDGER_RECORD_INVALID_SOURCE 8u /* likewise for the source */
+/* The survivor of a merge, not read yet: its person field names the
+ * person of the record merged into it, whose opt-outs it carries to its own
+ * person when it is first read (it is linked to no person until then). */
+#define LEDGER_RECORD_MERGE_PENDING 16u
 
 #define LEDGER_PURPOSE_NAME_MAX 32 /* [a-z0-9_]{1,32} */
 
