@@ -136,7 +136,11 @@ int purpose_optin_apply(struct ledger_txn *t, struct uc *u, const char *purpose,
 			               "credentials and new consent evidence (rule P2)",
 			               u->email, global_out ? "of all email" : "of this purpose",
 			               purpose);
-		int64_t out_at = global_out ? u->p.opted_out_at : cur.changed_at;
+		/* the evidence postdates every opt-out that stands: of all email,
+		 * and of this purpose (out of both, the later one) */
+		int64_t out_at = global_out ? u->p.opted_out_at : 0;
+		if (cur.status == LEDGER_PURPOSE_OUT && cur.changed_at > out_at)
+			out_at = cur.changed_at;
 		if ((rc = uc_evidence_after(consent_date, out_at, "opt in again", e)))
 			return rc;
 	}

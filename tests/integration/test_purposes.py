@@ -95,6 +95,29 @@ class Purposes(unittest.TestCase):
         self.assertEqual(st, 422)
         self.assertIn("unknown purpose 'x'", doc["error"]["message"])
 
+    def test_p2_evidence_after_both_opt_outs(self):
+        """Out of all email and of a purpose, the later opt-out is the one
+        new consent evidence must postdate, whichever came first."""
+        import time
+        e = "both@example.com"
+        self.s.cli("optout", e)
+        time.sleep(1.1)
+        between = time_now()
+        time.sleep(1.1)
+        self.s.cli("optout", e, "--purpose", "newsletter")
+        time.sleep(1.1)
+        env = dict(self.s.env, OPTSYNC_ADMIN="alice", OPTSYNC_ADMIN_TOKEN=ADMIN)
+        run = lambda *a: subprocess.run([OPTSYNC, "-c", self.s.config, *a], env=env,
+                                        capture_output=True, text=True)
+        p = run("consent", e, "--purpose", "newsletter", "--consent-date", between,
+                "--evidence-ref", "r")
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("not later than the opt-out", p.stderr)
+        p = run("consent", e, "--purpose", "newsletter", "--consent-date", time_now(),
+                "--evidence-ref", "r", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["status"], "opted_in")
+
     def test_p2_opt_in_rules(self):
         e = "p2@example.com"
         # evidence is needed
