@@ -143,7 +143,7 @@ class Model:
         # None): [certain, possible] (rule 2, P2: each one seen is one conflict)
         self.attempts = {}
         self.pending_attempts = []  # (key, record id, channel, person, certain so far)
-        self.merges = []            # (loser person, master person), until a clean cycle
+        self.merges = []            # (loser person, master id, loser id), until a clean cycle
         self.dup_ids = {}           # purpose -> DataUsePurpose id
         self.ind_history = {}       # Individual id -> persons of records ever linked
         self.person_inds = {}       # person -> Individuals their records were ever linked to
@@ -260,7 +260,7 @@ class Model:
                 for c in CHANNELS:
                     if self.person(pl).ch[c].may_out or (c in BOX_CHANNELS and loser.val[c]):
                         self.person(pm).ch[c].out(False)
-                self.merges.append((pl, pm, lid))
+                self.merges.append((pl, master, lid))
 
     def sf_convert(self, lead, contact_id):
         r = self.records[lead]
@@ -312,7 +312,12 @@ class Model:
         if clean:
             # a merge carries the opt-outs the loser's person had before this
             # cycle; one the same cycle reveals may or may not be carried
-            for pl, pm, lid in self.merges:
+            # (to the person of the survivor's email as the cycle reads it:
+            # an email changed since the merge moves the survivor, rule 9)
+            for pl, mid, lid in self.merges:
+                pm = self.records[mid].person
+                if not pm:
+                    continue
                 for c in CHANNELS:
                     if self.person(pl).ch[c].must_out:
                         self.person(pm).ch[c].out(True)
