@@ -293,6 +293,12 @@ class Model:
                 ch = self.person(key).ch[purpose]
                 certain = w.known_out and ch.must_out
                 self.pending_attempts.append(((rid, purpose), rid, purpose, key, certain))
+            elif prev == "OptOut" and status == "OptIn" and \
+                    any(self.person(k).ch[purpose].may_out for k in persons):
+                # whose row it is depends on what optsync read of the
+                # Individual's records (one moved before a sync read it):
+                # an attempt it may count
+                self.attempts.setdefault((rid, purpose), [0, 0])[1] += 1
             w.status = status
             w.capture = w.capture or capture
             w.writer = "user"
