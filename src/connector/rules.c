@@ -814,12 +814,34 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 	return 0;
 }
 
+/* The opt-outs a merge carries to its survivor: of all email, and of each
+ * purpose (out: ticked in purposes). */
+struct carried {
+	bool out;
+	struct ledger_pflags purposes;
+};
+
+static int carried_of_person(struct ledger_txn *t, const struct config *cfg,
+                             const struct ledger_person *p, struct carried *c, struct err *e)
+{
+	c->out = p->facts.opted_out;
+	c->purposes.n = 0;
+	for (size_t i = 0; i < cfg->npurposes; i++) {
+		struct ledger_purpose cur;
+		int g = ledger_purpose_get(t, p->key, cfg->purposes[i].name, &cur, e);
+		if (g && g != ERR_NOTFOUND)
+			return g;
+		if (g == 0 && cur.status == LEDGER_PURPOSE_OUT)
+			ledger_pflags_set(&c->purposes, cfg->purposes[i].name, true);
+	}
+	return 0;
+}
+
 /* After a merge, the survivor's person (mp: another email, now known to be
- * the same human) takes over p's opt-outs, spread to all its records. */
-static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struct work *w,
-                           const struct ledger_person *p, struct ledger_person *mp,
-                           const struct ledger_recref *master, struct apply_stats *st,
-                           struct err *e)
+ * the same human) takes over the opt-outs c, spread to all its records. */
+static int carry_optouts(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                         const struct carried *c, struct ledger_person *mp,
+                         const struct ledger_recref *master, struct apply_stats *st, struct err *e)
 {
 	int64_t now = time_now_ms();
 	char why[LEDGER_TEXT_MAX + 1];
@@ -832,7 +854,7 @@ static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struc
 		         "carried over from a record merged into %s %s before optsync read it",
 		         ledger_object_name(master->object), master->id);
 	int rc = 0;
-	if (p->facts.opted_out && !mp->facts.opted_out) {
+	if (c->out && !mp->facts.opted_out) {
 		mp->facts.mask |= LEDGER_F_OPTED_OUT;
 		mp->facts.opted_out = true;
 		mp->opted_out_at = mp->optout_changed_at = mp->updated_at = now;
@@ -848,13 +870,10 @@ static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struc
 	}
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
 		const char *name = cfg->purposes[i].name;
-		struct ledger_purpose cur, theirs;
-		int g = ledger_purpose_get(t, p->key, name, &cur, e);
-		if (g == ERR_NOTFOUND || (g == 0 && cur.status != LEDGER_PURPOSE_OUT))
+		struct ledger_purpose theirs;
+		if (ledger_pflags_get(&c->purposes, name) != 1)
 			continue;
-		if (g)
-			return g;
-		g = ledger_purpose_get(t, mp->key, name, &theirs, e);
+		int g = ledger_purpose_get(t, mp->key, name, &theirs, e);
 		if (g == 0 && theirs.status == LEDGER_PURPOSE_OUT)
 			continue;
 		if (g && g != ERR_NOTFOUND)
@@ -867,10 +886,51 @@ static int carry_to_person(struct ledger_txn *t, const struct config *cfg, struc
 	return rc;
 }
 
+/* The opt-outs c carried to a survivor that is no person's record yet, or
+ * another person's (w->rec and w->old are scratch). A survivor not read
+ * yet (created and merged into between two cycles) is kept as pending: a
+ * record linked to no person, flagged LEDGER_RECORD_MERGE_PENDING, whose
+ * seen facts hold the opt-outs of every person merged into it; its first
+ * read carries them to the person of its email (apply_sf_record). */
+static int carry_pending(struct ledger_txn *t, const struct config *cfg, struct work *w,
+                         const struct ledger_recref *master, const struct carried *c,
+                         struct apply_stats *st, struct err *e)
+{
+	struct ledger_record *m = &w->rec;
+	int rc = ledger_record_get(t, master->object, master->id, m, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(m, 0, sizeof(*m));
+		m->object = master->object;
+		str_copy(m->id, sizeof(m->id), master->id);
+		memcpy(m->person, w->p.key, LEDGER_KEY_LEN); /* the first merged in */
+		ledger_facts_init(&m->seen);
+		ledger_facts_init(&m->written);
+		m->flags = LEDGER_RECORD_MERGE_PENDING;
+		m->seen.mask = LEDGER_F_OPTED_OUT;
+		rc = 0;
+	}
+	if (rc || (m->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)))
+		return rc;
+	if (m->flags & LEDGER_RECORD_MERGE_PENDING) {
+		m->seen.opted_out |= c->out;
+		for (uint8_t i = 0; i < c->purposes.n; i++)
+			if (c->purposes.v[i].out &&
+			    ledger_pflags_set(&m->seen_purposes, c->purposes.v[i].name, true) < 0)
+				return err_set(e, ERR_LIMIT, "more than %d purposes",
+				               LEDGER_PFLAGS_MAX);
+		return ledger_record_put(t, m, e);
+	}
+	rc = ledger_person_get(t, m->person, &w->old, e);
+	if (rc)
+		return rc == ERR_NOTFOUND ? 0 : rc;
+	return carry_optouts(t, cfg, w, c, &w->old, master, st, e);
+}
+
 /* The person's opt-outs on the record that survived a merge: the global
  * one and each field-mapped purpose's. A survivor known as another
- * person's record carries them to that person; otherwise they are written
- * to it where it is not known to hold them already. */
+ * person's record, or not read yet, carries them to that person
+ * (carry_pending); otherwise they are written to it where it is not known
+ * to hold them already. */
 static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struct work *w,
                            const struct ledger_recref *master, struct apply_stats *st,
                            struct err *e)
@@ -878,33 +938,16 @@ static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struc
 	struct ledger_person *p = &w->p;
 	struct ledger_record *m = &w->rec; /* the deleted record is no longer needed */
 	int rc = ledger_record_get(t, master->object, master->id, m, e);
-	if (rc == ERR_NOTFOUND) {
-		/* a survivor not read yet: whose record it is, its email tells, and
-		 * optsync has not seen it. It is kept as pending, naming this
-		 * person; its first read carries this person's opt-outs to the
-		 * person of its email (apply_sf_record) */
-		memset(m, 0, sizeof(*m));
-		m->object = master->object;
-		str_copy(m->id, sizeof(m->id), master->id);
-		memcpy(m->person, p->key, LEDGER_KEY_LEN);
-		ledger_facts_init(&m->seen);
-		ledger_facts_init(&m->written);
-		m->flags = LEDGER_RECORD_MERGE_PENDING;
-		return ledger_record_put(t, m, e);
-	}
-	if (rc || (m->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)))
+	if (rc && rc != ERR_NOTFOUND)
 		return rc;
-	bool pending = (m->flags & LEDGER_RECORD_MERGE_PENDING) != 0;
-	if (pending && memcmp(m->person, p->key, LEDGER_KEY_LEN) == 0)
-		return 0; /* pending for this person already */
-	/* (pending for another person merged into it before it was read: the
-	 * pending carry names one person; this one's opt-outs are written to
-	 * the survivor below) */
-	if (!pending && memcmp(m->person, p->key, LEDGER_KEY_LEN) != 0) {
-		rc = ledger_person_get(t, m->person, &w->old, e);
-		if (rc == 0)
-			rc = carry_to_person(t, cfg, w, &w->p, &w->old, master, st, e);
-		return rc == ERR_NOTFOUND ? 0 : rc;
+	if (rc == 0 && (m->flags & (LEDGER_RECORD_CONVERTED | LEDGER_RECORD_DELETED)))
+		return 0;
+	if (rc == ERR_NOTFOUND || (m->flags & LEDGER_RECORD_MERGE_PENDING) ||
+	    memcmp(m->person, p->key, LEDGER_KEY_LEN) != 0) {
+		struct carried c;
+		if ((rc = carried_of_person(t, cfg, p, &c, e)))
+			return rc;
+		return carry_pending(t, cfg, w, master, &c, st, e);
 	}
 	if (p->facts.opted_out && !((m->seen.mask & LEDGER_F_OPTED_OUT) && m->seen.opted_out) &&
 	    (rc = push_enqueue(t, p, master, LEDGER_F_OPTED_OUT, true, st, e)))
@@ -990,10 +1033,6 @@ static int move_record(struct ledger_txn *t, struct work *w, const struct ledger
 	return event_record(t, old, &w->ev, e);
 }
 
-static int carry_to_master(struct ledger_txn *t, const struct config *cfg, struct work *w,
-                           const struct ledger_recref *master, struct apply_stats *st,
-                           struct err *e);
-
 /* The survivor a deleted record names (MasterRecordId), "" when none. */
 static void master_of(const struct sf_record *r, int object, struct ledger_recref *master)
 {
@@ -1078,11 +1117,21 @@ static int apply_sf_deleted(struct ledger_txn *t, struct ledger *l, const struct
 	if (rc)
 		return rc;
 	if (rec->flags & LEDGER_RECORD_MERGE_PENDING) {
-		/* a merge's survivor never read, deleted since: no person's */
+		/* a merge's survivor never read, deleted since: no person's; merged
+		 * into another in turn, the opt-outs it carries go on to that one */
+		struct carried c = {rec->seen.opted_out, rec->seen_purposes};
+		memcpy(w->p.key, rec->person, LEDGER_KEY_LEN);
 		rc = ledger_push_delete(t, ref->object, ref->id, e);
 		if (rc && rc != ERR_NOTFOUND)
 			return rc;
-		return ledger_record_delete(t, ref->object, ref->id, e);
+		if ((rc = ledger_record_delete(t, ref->object, ref->id, e)))
+			return rc;
+		struct ledger_recref master;
+		master_of(r, ref->object, &master);
+		if (master.id[0] == '\0' || (!c.out && c.purposes.n == 0))
+			return 0;
+		w->ev.record = *ref;
+		return carry_pending(t, cfg, w, &master, &c, st, e);
 	}
 	struct ledger_person *p = &w->p;
 	rc = ledger_person_get(t, rec->person, p, e);
@@ -1204,9 +1253,10 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		goto out;
 	/* the survivor of a merge, read for the first time (carry_to_master) */
 	bool merge_pending = !is_new && (rec->flags & LEDGER_RECORD_MERGE_PENDING);
-	uint8_t merged_from[LEDGER_KEY_LEN];
+	struct carried merged = {false, {0}};
 	if (merge_pending) {
-		memcpy(merged_from, rec->person, LEDGER_KEY_LEN);
+		merged.out = rec->seen.opted_out;
+		merged.purposes = rec->seen_purposes;
 		memset(rec, 0, sizeof(*rec));
 		rec->object = (uint8_t)object;
 		memcpy(rec->id, ref.id, sizeof(rec->id));
@@ -1225,16 +1275,11 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	 * own: no limit on a person's records, the same cost for each) */
 	if (is_new && (rc = ledger_person_record_add(t, p, &ref, e)))
 		goto out;
-	if (merge_pending && memcmp(merged_from, p->key, LEDGER_KEY_LEN) != 0) {
-		/* the opt-outs of the person merged into it go to its person */
-		rc = ledger_person_get(t, merged_from, &w->old, e);
-		if (rc == 0) {
-			w->ev.record.id[0] = '\0';
-			rc = carry_to_person(t, cfg, w, &w->old, p, &ref, st, e);
-		}
-		if (rc && rc != ERR_NOTFOUND)
+	if (merge_pending) {
+		/* the opt-outs of the persons merged into it go to its person */
+		w->ev.record.id[0] = '\0';
+		if ((rc = carry_optouts(t, cfg, w, &merged, p, &ref, st, e)))
 			goto out;
-		rc = 0;
 	}
 	bool was_converted = (rec->flags & LEDGER_RECORD_CONVERTED) != 0;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
@@ -1400,7 +1445,15 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	 * seconds: read again at the same one, the record changed when it
 	 * reads otherwise, and may have when the push was refused in that
 	 * second (push_release_on_read) */
-	if (!is_new && modstamp >= rec->modstamp) {
+	if (!writable) {
+		/* a converted Lead takes no write (Salesforce refuses it:
+		 * CANNOT_UPDATE_CONVERTED_LEAD): one queued before is dropped; the
+		 * person's records that can be written got theirs */
+		rc = ledger_push_delete(t, object, ref.id, e);
+		if (rc && rc != ERR_NOTFOUND)
+			goto out;
+		rc = 0;
+	} else if (!is_new && modstamp >= rec->modstamp) {
 		bool reads_otherwise = any_change || sf_changed != rec->sf_modified ||
 		                       was_converted != !writable ||
 		                       (!(p->flags & LEDGER_PERSON_ERASED) && names_differ(rec, r));

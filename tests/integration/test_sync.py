@@ -1098,6 +1098,63 @@ class Records(unittest.TestCase):
         e.sync()
         self.assertEqual(e.calls().get("collections", 0), 0)
 
+    def test_a_lead_converted_with_a_push_queued_gets_quiet(self):
+        """A Lead converted while an opt-out is queued for it: Salesforce
+        refuses any write to it, so the push is dropped when the pull reads
+        it converted; the Contact made by the conversion gets the opt-out,
+        and the next cycles write nothing."""
+        e = self.env
+        lead = e.sf_put("Lead", Email="conv@example.com", LastName="C", Company="X")
+        e.sync()
+        e.json("optout", "conv@example.com")
+        contact = e.ctl("POST", "convert", {"id": lead})["contact"]
+        r = e.sync()
+        self.assertEqual((r["pushes"]["succeeded"], r["pushes"]["parked_now"]), (1, 0))
+        self.assertTrue(e.sf_get("Contact", contact)["HasOptedOutOfEmail"])
+        self.assertEqual(e.json("status")["pushes"], {"queued": 0, "parked": 0,
+                                                      "parked_records": []})
+        for _ in range(2):
+            e.reset_calls()
+            e.sync()
+            self.assertEqual(e.calls().get("collections", 0), 0)
+
+    def test_two_persons_merged_into_a_record_not_read_yet(self):
+        """Two read Leads of two persons merged into one created since: the
+        opt-out of either reaches the survivor's person when it is first
+        read, and none is written under the loser's person."""
+        e = self.env
+        a = e.sf_put("Lead", Email="a@example.com", LastName="A", Company="C")
+        b = e.sf_put("Lead", Email="b@example.com", LastName="B", Company="C")
+        e.sync()
+        e.json("optout", "b@example.com")
+        e.sync()
+        master = e.sf_put("Lead", Email="now@example.com", LastName="N", Company="C")
+        e.ctl("POST", "merge", {"object": "Lead", "master": master, "losers": [a, b]})
+        e.sync()
+        self.assertTrue(e.json("contact", "show", "now@example.com")["opted_out"])
+        self.assertTrue(e.sf_get("Lead", master)["HasOptedOutOfEmail"])
+        self.assertFalse(e.json("contact", "show", "a@example.com")["opted_out"])
+
+    def test_a_merge_chain_before_a_read(self):
+        """was@ (opted out, read) merged into m1, then m1 into m2, before a
+        sync read either: the opt-out reaches m2's person."""
+        e = self.env
+        loser = e.sf_put("Lead", Email="was@example.com", LastName="W", Company="C")
+        e.sync()
+        e.json("optout", "was@example.com")
+        e.sync()
+        m1 = e.sf_put("Lead", Email="mid@example.com", LastName="M", Company="C")
+        m2 = e.sf_put("Lead", Email="now@example.com", LastName="N", Company="C")
+        e.ctl("POST", "merge", {"object": "Lead", "master": m1, "losers": [loser]})
+        time.sleep(0.01)
+        e.ctl("POST", "merge", {"object": "Lead", "master": m2, "losers": [m1]})
+        e.sync()
+        self.assertTrue(e.json("contact", "show", "now@example.com")["opted_out"])
+        self.assertTrue(e.sf_get("Lead", m2)["HasOptedOutOfEmail"])
+        e.reset_calls()
+        e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+
     def test_forty_leads_on_one_address(self):
         e = self.env
         ids = [e.sf_put("Lead", Email="info@bigco.example", LastName="L%02d" % i,
