@@ -258,7 +258,12 @@ class Model:
             pl, pm = loser.person, m.person
             if pl and pm:
                 for c in CHANNELS:
-                    if self.person(pl).ch[c].may_out or (c in BOX_CHANNELS and loser.val[c]):
+                    # the loser's person's opt-outs, and those its records
+                    # hold in Salesforce that a sync has not read yet (the
+                    # cycle that reads the merge may read them first)
+                    if self.person(pl).ch[c].may_out or (c in BOX_CHANNELS and any(
+                            r.val[c] for r in self.records.values()
+                            if r.person == pl and (r.alive or r is loser))):
                         self.person(pm).ch[c].out(False)
                 self.merges.append((pl, master, lid))
 
