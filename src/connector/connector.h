@@ -73,7 +73,7 @@ int conn_admin_actor_header(struct conn *c, const char *header, const char *emai
 
 /* ---- emails ---- */
 
-/* The one normalization of an email address (util/email.h, SPEC section 1):
+/* The one normalization of an email address (util/email.h, docs/sync-rules.md, "What a person is"):
  * trimmed; invalid UTF-8 and control characters refused; the domain as its
  * IDNA2008 A-label, lower-cased; the local part in NFC, lower-cased.
  * ERR_INVALID naming the input (quoted: the message is valid UTF-8) when

@@ -1,4 +1,4 @@
-/* Schema 6: every person keyed by the email normalization of SPEC section 1
+/* Schema 6: every person keyed by the email normalization of docs/sync-rules.md, "What a person is"
  * (util/email.c), in the opening transaction of a ledger of an older
  * schema, after the backup ledger_open takes before migrating.
  *
@@ -405,8 +405,10 @@ static int move_group(struct ledger_txn *t, const struct move *g, size_t n, stru
 		ev->origin = LEDGER_ORIGIN_LOCAL;
 		snprintf(ev->actor, sizeof(ev->actor), "optsync");
 		snprintf(ev->reason, sizeof(ev->reason),
-		         "two spellings of one email address, one person since schema 6 (SPEC "
-		         "section 1: the domain's A-label, the local part in NFC, lower-cased)");
+		         "two spellings of one email address, one person since schema 6 "
+		         "(docs/sync-rules.md, "
+		         "'What a person is': the domain's A-label, the local part in NFC, "
+		         "lower-cased)");
 		ev->facts.mask = LEDGER_F_OPTED_OUT;
 		ev->facts.opted_out = m->facts.opted_out;
 		ev->merged_prev = absorbed[i];

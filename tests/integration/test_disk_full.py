@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue #23, a full disk under a real `optsync run` (SPEC section 8: "a full
+"""Issue #23, a full disk under a real `optsync run` (docs/reliability.md: "a full
 disk is an error, never a crash"). The ledger (state.path) is on a tmpfs of
 4 MiB of its own, with state.map_size = 1MiB and state.max_map_size far
 above the tmpfs, so the map outgrows the disk. Opt-outs arrive through the

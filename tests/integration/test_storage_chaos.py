@@ -6,7 +6,7 @@ unsubscribes on its public listener, while 56 CLI processes at once
 (`status`, `optout`, `contact export`, `backup`, `link`) open the same
 ledger, and `run` is SIGKILLed at random moments and started again.
 
-What must hold (SPEC section 8, "the ledger file is never damaged by
+What must hold (docs/reliability.md, "the ledger file is never damaged by
 optsync"; sections 5 and 6, "acknowledged once durable"):
 - every acknowledged opt-out (a 2xx from POST /v1/optouts, a 200 one-click,
   an `optsync optout` that exited 0) is suppressed afterwards, and every

@@ -1,10 +1,10 @@
 """The reference model of the sync rules, for the simulation (tests/sim/sim.py).
 
-Written from the contract (SPEC sections 1, 2, 5, 6 and 7) and
+Written from the contract (docs/sync-rules.md and docs/optsync.1) and
 docs/sync-rules.md, not from src/connector: it says what optsync must have
 done after a history, never how. Its vocabulary:
 
-- a *person* is a normalized email (SPEC 1); a record belongs to the person
+- a *person* is a normalized email (docs/sync-rules.md); a record belongs to the person
   of its CURRENT email (rule 9);
 - a *channel* is the opt-out of all email ("global") or one purpose;
 - an opt-out is *certain* when the contract says optsync must have applied
@@ -39,7 +39,7 @@ RETRYABLE = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION",
 
 
 def normalize(email):
-    """SPEC 1: trim; refuse invalid UTF-8 (a lone surrogate here: what a JSON
+    """docs/sync-rules.md: trim; refuse invalid UTF-8 (a lone surrogate here: what a JSON
     escape of a bad byte decodes to) and control characters; the domain
     lower-cased (the pool has ASCII domains only, so no IDNA), the local part
     NFC and lower-cased. None when refused, or not an address at all."""
@@ -409,7 +409,7 @@ class Model:
                 ch.out(certain)
 
     def read_rows(self, dump, clean=True):
-        """Consent rows (P1, P2 and SPEC 7 'Consent given in Salesforce
+        """Consent rows (P1, P2 and docs/sync-rules.md, Purposes 'Consent given in Salesforce
         counts')."""
         for w in self.rows.values():
             if w.writer != "user" or w.user_set is None:

@@ -57,11 +57,11 @@ SWITCHES = {
                     "push (rule 9); without it no record's email changes",
     "bad-json": "found by this simulation: a \\u0000 or a lone surrogate (invalid UTF-8) in "
                 "any string of a Salesforce query page (an email, a free text) makes the page "
-                "'not valid JSON', retried 5 times, and every later sync exits 1 (rule 8, SPEC "
-                "1); without it no record gets such a value",
+                "'not valid JSON', retried 5 times, and every later sync exits 1 (rule 8; "
+                "docs/sync-rules.md); without it no record gets such a value",
     "unicode-email": "found by this simulation: the local part of an email is neither put in "
                      "NFC nor lower-cased beyond ASCII, so ÅSA@, åsa@ and a+U+030A sa@ "
-                     "(NFD) are three persons (SPEC 1); without it the pool writes each person "
+                     "(NFD) are three persons (docs/sync-rules.md); without it the pool writes each person "
                      "in ASCII case forms only",
     "merge-unseen": "found by this simulation: a merge into a record optsync has not read yet "
                     "does not carry the loser's person's opt-outs to the survivor's person (the "
@@ -91,7 +91,7 @@ SWITCHES = {
                       "write one collection call (never quiet, rule 4); without it no Lead is "
                       "converted",
     "sf-consent": "defect 6: a ContactPointTypeConsent row at OptIn with a CaptureDate for a "
-                  "person with no status stays 'none' (SPEC 7, consent given in Salesforce "
+                  "person with no status stays 'none' (docs/sync-rules.md, Purposes, consent given in Salesforce "
                   "counts); without it no row is set to OptIn with a CaptureDate",
 }
 
@@ -575,7 +575,7 @@ class History:
             try:
                 rc = self.run.wait(15)
                 if rc != 0:
-                    self.res.fail("run", "optsync run exited %d on SIGTERM (SPEC 3: stops "
+                    self.res.fail("run", "optsync run exited %d on SIGTERM (docs/optsync.1: stops "
                                   "cleanly)" % rc)
             except subprocess.TimeoutExpired:
                 self.run.kill()
@@ -1247,7 +1247,7 @@ def check(m, v):
             # I3 (rule 2, P2): nobody opted in without evidence
             if ls == "in" and c != M.GLOBAL and not ch.may_in:
                 yield ("rule-P2", "%s is opted in to %s without an opt-in with evidence" % (key, c))
-            # I4 (SPEC 7): consent given in Salesforce counts
+            # I4 (docs/sync-rules.md, Purposes): consent given in Salesforce counts
             if c != M.GLOBAL and ch.must_in and not ch.may_out and ls != "in":
                 yield ("spec-7", "%s must be opted in to %s (an opt-in with evidence: a local "
                        "consent or a ContactPointTypeConsent row at OptIn with a CaptureDate), "

@@ -1,4 +1,4 @@
-/* Email normalization (util/email.c, SPEC section 1): one person per
+/* Email normalization (util/email.c, docs/sync-rules.md, "What a person is"): one person per
  * address however it is spelled, and a clear refusal naming the input. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,7 +54,7 @@ static void norm_bad(const char *in, const char *named, const char *why)
 
 static void test_spec_domains(void **state)
 {
-	/* SPEC section 1: one domain in its A-label form, lower-cased */
+	/* docs/sync-rules.md, "What a person is": one domain in its A-label form, lower-cased */
 	const char *want = "jane.doe+news@xn--bcher-kva.example";
 	norm_is("Jane.Doe+News@BÜCHER.Example", want);
 	norm_is("jane.doe+news@bücher.example", want);
@@ -81,7 +81,7 @@ static void test_spec_domains(void **state)
 
 static void test_spec_local_parts(void **state)
 {
-	/* SPEC section 1: NFC, lower-cased */
+	/* docs/sync-rules.md, "What a person is": NFC, lower-cased */
 	norm_is("ÅSA@x.example", "åsa@x.example");
 	norm_is("åsa@x.example", "åsa@x.example");
 	norm_is("A\xcc\x8aSA@x.example", "åsa@x.example"); /* A + combining ring */

@@ -56,7 +56,7 @@ struct old_person {
 };
 
 static const struct old_person people[] = {
-    /* re-keyed alone: the SPEC's example, stored as jane.doe+news@bÜcher.example */
+    /* re-keyed alone: the docs' example, stored as jane.doe+news@bÜcher.example */
     {"Jane.Doe+News@BÜCHER.Example", true, 1700000100000, 0, "003000000000001AAA", NULL, false},
     /* two spellings of one address: merged, opted out (the first's) */
     {"ÅSA@x.org", true, 1700000200000, 1700000000000, "003000000000002AAA", "o", false},
@@ -322,7 +322,7 @@ static void test_rekey(void **state)
 	struct ledger_verify_report rep;
 	assert_int_equal(ledger_verify(l, &rep, &e), 0);
 
-	/* the SPEC's example is found by every spelling's normalized form */
+	/* the docs' example is found by every spelling's normalized form */
 	struct after *a = person(l, "jane.doe+news@xn--bcher-kva.example");
 	assert_int_equal(a->rc, 0);
 	assert_string_equal(a->p.email, "jane.doe+news@xn--bcher-kva.example");

@@ -606,7 +606,7 @@ struct purpose_case {
 };
 
 static const struct purpose_case purpose_cases[] = {
-    /* consent given in Salesforce counts (SPEC section 7) */
+    /* consent given in Salesforce counts (docs/sync-rules.md, "Purposes") */
     {"a consent row at OptIn with a CaptureDate, no status: an opt-in",
      PURPOSE_MAP_CONSENT_ROW,
      {true, true, -1, NONE, false},
