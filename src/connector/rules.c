@@ -1276,7 +1276,11 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	if (is_new && (rc = ledger_person_record_add(t, p, &ref, e)))
 		goto out;
 	if (merge_pending) {
-		/* the opt-outs of the persons merged into it go to its person */
+		/* the opt-outs of the persons merged into it go to its person, and
+		 * to it: the pending entry (whose seen facts held them) goes first,
+		 * so that the spread sees a record never read */
+		if ((rc = ledger_record_delete(t, object, ref.id, e)))
+			goto out;
 		w->ev.record.id[0] = '\0';
 		if ((rc = carry_optouts(t, cfg, w, &merged, p, &ref, st, e)))
 			goto out;

@@ -322,6 +322,21 @@ class FieldMapping(unittest.TestCase):
     def purpose(self, email, name):
         return self.e.json("contact", "show", email)["purposes"][name]
 
+    def test_a_merge_into_a_record_not_read_yet_carries_the_purpose(self):
+        """A Lead out of the newsletter merged into a Lead created since:
+        the survivor's person is out of the newsletter once the survivor is
+        read, and its box is ticked in Salesforce."""
+        e = self.e
+        loser = e.sf_put("Lead", Email="b@example.com", LastName="B", Company="C",
+                         Newsletter_Opt_Out__c=True)
+        e.sync()
+        master = e.sf_put("Lead", Email="now@example.com", LastName="N", Company="C")
+        e.ctl("POST", "merge", {"object": "Lead", "master": master, "losers": [loser]})
+        e.sync()
+        self.assertEqual(self.purpose("now@example.com", "newsletter")["status"], "opted_out")
+        self.assertTrue(e.sf_get("Lead", master)["Newsletter_Opt_Out__c"])
+        self.assertFalse(e.sf_get("Lead", master)["Events_Opt_Out__c"])
+
     def test_p1_box_ticked_in_salesforce_spreads(self):
         e = self.e
         cid, lid = self.person("tick@example.com")
