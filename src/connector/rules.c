@@ -1355,7 +1355,11 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		int kind;
 	} groups[] = {{AUTH_GROUP, LEDGER_F_AUTH_TYPE, LEDGER_EV_AUTHORIZATION},
 	              {SOURCE_GROUP, LEDGER_F_SOURCE_TYPE, LEDGER_EV_SOURCE}};
-	for (size_t gi = 0; gi < 2; gi++) {
+	/* an erased person takes no compliance facts from Salesforce: erasure
+	 * left none (ledger_person_erase), and its free texts are not stored
+	 * again, as its records' names are not */
+	bool erased = (p->flags & LEDGER_PERSON_ERASED) != 0;
+	for (size_t gi = 0; gi < 2 && !erased; gi++) {
 		uint32_t g = groups[gi].group, tb = groups[gi].typebit;
 		uint32_t invflag = tb == LEDGER_F_AUTH_TYPE ? LEDGER_RECORD_INVALID_AUTH
 		                                            : LEDGER_RECORD_INVALID_SOURCE;
@@ -1443,6 +1447,12 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		facts_copy_group(sf, seen, AUTH_GROUP);
 	if (invalid & SOURCE_GROUP)
 		facts_copy_group(sf, seen, SOURCE_GROUP);
+	if (erased) {
+		sf->mask &= ~(AUTH_GROUP | SOURCE_GROUP);
+		sf->auth_type = sf->source_type = 0;
+		sf->consent_date = 0;
+		sf->purpose[0] = sf->auth_other[0] = sf->source_other[0] = '\0';
+	}
 	/* the record changed in Salesforce since it was last read (an edit, a
 	 * validation rule fixed): a push parked on it may go through now, so
 	 * this cycle's drain tries it again. SystemModstamp keeps whole

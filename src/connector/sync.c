@@ -1172,7 +1172,14 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 		v[*n].b = w->opted_out;
 		(*n)++;
 	}
-	if (w->mask & LEDGER_F_AUTH_TYPE) {
+	/* a basis is written whole or not at all: consent without its date or
+	 * purpose, other without its description, would be invalid in
+	 * Salesforce and read back as a conflict (rules 4, 5) */
+	bool auth_whole = w->auth_type == LEDGER_AUTH_CONSENT
+	                      ? w->consent_date && w->purpose[0]
+	                      : w->auth_type != LEDGER_AUTH_OTHER || w->auth_other[0];
+	bool source_whole = w->source_type != LEDGER_SOURCE_OTHER || w->source_other[0];
+	if ((w->mask & LEDGER_F_AUTH_TYPE) && auth_whole) {
 		PUT_STR(f->authorization_type, map_auth_to_sf(cfg, w->auth_type));
 		if (w->auth_type == LEDGER_AUTH_CONSENT && w->consent_date)
 			time_format_sf(w->consent_date, date);
@@ -1183,7 +1190,7 @@ static void fill_values(const struct config *cfg, const struct ledger_push *q, s
 		PUT_STR(f->authorization_other,
 		        w->auth_type == LEDGER_AUTH_OTHER ? w->auth_other : "");
 	}
-	if (w->mask & LEDGER_F_SOURCE_TYPE) {
+	if ((w->mask & LEDGER_F_SOURCE_TYPE) && source_whole) {
 		PUT_STR(f->source_type, map_source_to_sf(cfg, w->source_type));
 		PUT_STR(f->source_other,
 		        w->source_type == LEDGER_SOURCE_OTHER ? w->source_other : "");

@@ -303,8 +303,21 @@ int ledger_record_delete(struct ledger_txn *t, int object, const char *id, struc
 
 /* ---- erasure ---- */
 
+/* What erasure leaves of a set of facts: the opt-out, and nothing of the
+ * compliance groups. Their free texts are personal, and a basis of consent
+ * or other is not valid without them (rule 5): kept, it would be written to
+ * the person's next record as Consent without a purpose and read back as a
+ * conflict. The other bases and sources go with them: an erased person is
+ * a suppression, with no lawful basis or source of data left to state. */
+#define ERASED_FACTS                                                                               \
+	(LEDGER_F_AUTH_TYPE | LEDGER_F_AUTH_OTHER | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE |     \
+	 LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
+
 static void facts_scrub(struct ledger_facts *f)
 {
+	f->mask &= ~ERASED_FACTS;
+	f->auth_type = f->source_type = 0;
+	f->consent_date = 0;
 	f->purpose[0] = f->auth_other[0] = f->source_other[0] = '\0';
 }
 
@@ -332,8 +345,8 @@ static int collect_conflict(const struct ledger_conflict *c, void *ctx)
 }
 
 /* Erasure's part in one of the person's records: the names from
- * Salesforce and the free texts go, from the record and from a push still
- * queued for it. */
+ * Salesforce and the compliance facts go, from the record and from a push
+ * still queued for it. */
 struct erase_ctx {
 	struct ledger_txn *t;
 	struct ledger_record *r;
@@ -361,11 +374,12 @@ static int erase_record(const struct ledger_recref *ref, void *ctx)
 		return rc;
 	rc = ledger_push_get(t, ref->object, ref->id, q, x->e);
 	if (rc == 0) {
-		/* do not send erased texts; the enums still go */
+		/* the compliance groups are not sent (facts_scrub); the
+		 * opt-outs still go */
 		facts_scrub(&q->want);
-		q->want.mask &= ~(LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER | LEDGER_F_SOURCE_OTHER);
-		rc = q->want.mask ? ledger_push_put(t, q, x->e)
-		                  : ledger_push_delete(t, ref->object, ref->id, x->e);
+		rc = q->want.mask || q->want_purposes.n
+		         ? ledger_push_put(t, q, x->e)
+		         : ledger_push_delete(t, ref->object, ref->id, x->e);
 	} else if (rc == ERR_NOTFOUND) {
 		rc = 0;
 	}

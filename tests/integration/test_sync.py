@@ -1280,6 +1280,92 @@ class Records(unittest.TestCase):
         self.assertNotEqual(again[0]["id"], open_[0]["id"])
 
 
+class Erasure(unittest.TestCase):
+    """What `contact erase` leaves: the suppression, and no compliance facts
+    (a basis of consent or other cannot stand without the texts erasure
+    removes), so that nothing optsync writes later is invalid in Salesforce
+    and nothing it reads back is a conflict (rules 3, 4, 5)."""
+
+    def setUp(self):
+        self.env = Env()
+
+    def tearDown(self):
+        self.env.close()
+
+    def assert_no_basis(self, rec):
+        for f in ("Authorization_Type__c", "Consent_Date__c", "Processing_Purpose__c",
+                  "Authorization_Other__c", "Source_Type__c", "Source_Other__c"):
+            self.assertIsNone(rec.get(f), "%s on %s" % (f, rec["Id"]))
+
+    def assert_quiet(self):
+        e = self.env
+        e.reset_calls()
+        r = e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0, r)
+        self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
+
+    def test_new_record_of_an_erased_person_gets_the_suppression_only(self):
+        e = self.env
+        for auth in (["consent", "--consent-date", "2026-01-05", "--purpose", "Newsletter"],
+                     ["other", "--other", "club membership"]):
+            email = "erased-%s@example.com" % auth[0]
+            c = e.sf_put("Contact", Email=email, LastName="E")
+            e.sync()
+            e.json("contact", "set", email, "--authorization", *auth,
+                   "--source", "other", "--source-other", "met at the fair")
+            e.json("optout", email)
+            e.sync()
+            self.assertEqual(e.sf_get("Contact", c)["Source_Other__c"], "met at the fair")
+            e.run("contact", "erase", email, admin=True, check=0)
+            shown = e.json("contact", "show", email)
+            self.assertTrue(shown["opted_out"])  # the suppression stays
+            self.assertIsNone(shown["authorization"]["type"])
+            self.assertIsNone(shown["source"]["type"])
+            lid = e.sf_put("Lead", Email=email, LastName="E", Company="C")
+            r = e.sync()
+            self.assertEqual(r["pulled"]["Lead"]["new_records_suppressed"], 1)
+            lead = e.sf_get("Lead", lid)
+            self.assertTrue(lead["HasOptedOutOfEmail"])
+            self.assert_no_basis(lead)
+            self.assert_quiet()
+
+    def test_erasure_with_a_push_queued_writes_no_basis_without_its_texts(self):
+        e = self.env
+        c = e.sf_put("Contact", Email="queued@example.com", LastName="Q")
+        e.sync()
+        e.json("contact", "set", "queued@example.com", "--authorization", "consent",
+               "--consent-date", "2026-01-05", "--purpose", "Newsletter",
+               "--source", "other", "--source-other", "met at the fair")
+        e.json("optout", "queued@example.com")
+        e.run("contact", "erase", "queued@example.com", admin=True, check=0)
+        r = e.sync()
+        self.assertEqual(r["pushes"]["succeeded"], 1)  # the opt-out still goes
+        rec = e.sf_get("Contact", c)
+        self.assertTrue(rec["HasOptedOutOfEmail"])
+        self.assert_no_basis(rec)
+        self.assert_quiet()
+
+    def test_an_erased_person_takes_no_texts_back_from_salesforce(self):
+        e = self.env
+        c = e.sf_put("Contact", Email="back@example.com", LastName="B")
+        e.sync()
+        e.json("contact", "set", "back@example.com", "--authorization", "consent",
+               "--consent-date", "2026-01-05", "--purpose", "Newsletter")
+        e.json("optout", "back@example.com")
+        e.sync()
+        e.run("contact", "erase", "back@example.com", admin=True, check=0)
+        time.sleep(1.1)
+        # the Contact still holds the basis in Salesforce; it changes there
+        e.sf_put("Contact", Id=c, LastName="Changed", Title="Chief")
+        lid = e.sf_put("Lead", Email="back@example.com", LastName="B", Company="C")
+        e.sync()
+        self.assert_no_basis(e.sf_get("Lead", lid))
+        x = e.run("contact", "export", "back@example.com", check=0).stdout
+        self.assertNotIn("Newsletter", x)
+        self.assertIsNone(e.json("contact", "show", "back@example.com")["authorization"]["type"])
+        self.assert_quiet()
+
+
 class Messages(unittest.TestCase):
     """Errors that say what to do, whole."""
 

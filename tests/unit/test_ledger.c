@@ -433,11 +433,16 @@ static void test_erasure(void **state)
 	assert_true(x->p.flags & LEDGER_PERSON_ERASED);
 	assert_true(x->p.facts.opted_out); /* the suppression stays */
 	assert_true(x->p.opted_out_at == 1700000001000);
-	assert_int_equal(x->p.facts.auth_type, LEDGER_AUTH_CONSENT);
+	/* no compliance facts stay: consent without its purpose is no basis */
+	assert_int_equal(x->p.facts.mask, LEDGER_F_OPTED_OUT);
+	assert_int_equal(x->p.facts.auth_type, 0);
+	assert_true(x->p.facts.consent_date == 0);
 	assert_string_equal(x->p.facts.purpose, "");
 	assert_string_equal(x->r.first_name, "");
 	assert_string_equal(x->r.company, "");
 	assert_string_equal(x->r.seen.purpose, "");
+	assert_int_equal(x->r.seen.mask & ~LEDGER_F_OPTED_OUT, 0);
+	assert_int_equal(x->r.written.mask & ~LEDGER_F_OPTED_OUT, 0);
 	assert_string_equal(x->c.sf_value, "");
 	assert_true(x->ev.erased);
 	assert_string_equal(x->ev.reason, "");
