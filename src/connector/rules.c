@@ -458,7 +458,8 @@ struct spread {
 	const struct ledger_person *p;
 	const struct ledger_recref *except;
 	struct ledger_record *r;
-	uint32_t mask;       /* push_spread: the fields */
+	struct ledger_push *q; /* push_spread: scratch */
+	uint32_t mask;         /* push_spread: the fields */
 	const char *purpose; /* purpose_push_spread: the purpose, and */
 	bool out;            /* its checkbox */
 	bool opt_in_box;     /* and whether that box is an opt-in one */
@@ -482,6 +483,17 @@ static int spread_facts(const struct ledger_recref *ref, void *ctx)
 		need |= AUTH_GROUP;
 	if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
 		need |= SOURCE_GROUP;
+	if ((mask & LEDGER_F_OPTED_OUT) && !(need & LEDGER_F_OPTED_OUT)) {
+		/* the record says what the person says, but a write still queued
+		 * for it says the other (an opt-out not sent yet, then a
+		 * re-subscribe): it is written the person's value instead */
+		int rc = ledger_push_get(x->t, ref->object, ref->id, x->q, x->e);
+		if (rc && rc != ERR_NOTFOUND)
+			return rc;
+		if (rc == 0 && (x->q->want.mask & LEDGER_F_OPTED_OUT) &&
+		    x->q->want.opted_out != p->facts.opted_out)
+			need |= LEDGER_F_OPTED_OUT;
+	}
 	return need ? push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e) : 0;
 }
 
@@ -506,10 +518,11 @@ int push_spread(struct ledger_txn *t, const struct ledger_person *p,
 {
 	struct spread x = {.t = t, .p = p, .except = except, .mask = mask, .st = st, .e = e};
 	x.r = malloc(sizeof(*x.r));
-	if (x.r == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_person_records_each(t, p, spread_facts, &x, e);
+	x.q = malloc(sizeof(*x.q));
+	int rc = x.r && x.q ? ledger_person_records_each(t, p, spread_facts, &x, e)
+	                    : err_set(e, ERR_NOMEM, "out of memory");
 	free(x.r);
+	free(x.q);
 	return rc;
 }
 

@@ -193,6 +193,25 @@ class Rules(unittest.TestCase):
         self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
         self.assertEqual(e.json("conflicts", "list", "--status", "resolved")["conflicts"][0]["resolved_by"], "alice")
 
+    def test_resubscribe_while_the_optout_is_queued(self):
+        """An admin's re-subscribe before the opt-out's write was sent: the
+        write queued for the record says opted in now, so Salesforce and
+        the ledger agree (rules 2 and 6)."""
+        e = self.env
+        rid = e.sf_put("Contact", Email="quick@example.com", LastName="Q")
+        e.sync()
+        e.json("optout", "quick@example.com")  # queued, not sent
+        time.sleep(1.1)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        e.run("resubscribe", "quick@example.com", "--consent-date", now, "--purpose",
+              "Newsletter", "--evidence-ref", "form-7", admin=True, check=0)
+        e.sync()
+        self.assertFalse(e.json("contact", "show", "quick@example.com")["opted_out"])
+        self.assertFalse(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+        e.reset_calls()
+        e.sync()
+        self.assertEqual(e.calls().get("collections", 0), 0)
+
     def test_resubscribe_needs_admin_and_evidence(self):
         e = self.env
         rid = e.sf_put("Contact", Email="erin@example.com", LastName="E")
