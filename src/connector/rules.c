@@ -460,9 +460,9 @@ struct spread {
 	struct ledger_record *r;
 	struct ledger_push *q; /* push_spread: scratch */
 	uint32_t mask;         /* push_spread: the fields */
-	const char *purpose; /* purpose_push_spread: the purpose, and */
-	bool out;            /* its checkbox */
-	bool opt_in_box;     /* and whether that box is an opt-in one */
+	const char *purpose;   /* purpose_push_spread: the purpose, and */
+	bool out;              /* its checkbox */
+	bool opt_in_box;       /* and whether that box is an opt-in one */
 	struct apply_stats *st;
 	struct err *e;
 };

@@ -112,8 +112,12 @@ static int pull_txn(struct ledger_txn *t, void *ctx, struct err *e)
 		    {"LastName", SF_STRING, "Lovelace", false, 0},
 		    {"SystemModstamp", SF_STRING, "2026-11-01T10:00:00.000+0000", false, 0},
 		};
-		struct sf_record r = {ledger_object_name(recs[i].object), recs[i].id,
-		                      sizeof(v) / sizeof(v[0]), v, SF_FLAW_NONE, NULL};
+		struct sf_record r = {ledger_object_name(recs[i].object),
+		                      recs[i].id,
+		                      sizeof(v) / sizeof(v[0]),
+		                      v,
+		                      SF_FLAW_NONE,
+		                      NULL};
 		struct apply_stats st = {0};
 		rc = apply_sf_record(t, c->l, c->cfg, recs[i].object, &r, &st, e);
 	}
@@ -604,8 +608,7 @@ int main(void)
 	    cmocka_unit_test(test_link),        cmocka_unit_test(test_audit),
 	    cmocka_unit_test(test_suppressed),  cmocka_unit_test(test_optout_many),
 	    cmocka_unit_test(test_access),      cmocka_unit_test(test_access_list),
-	    cmocka_unit_test(test_backup),
-	    cmocka_unit_test(test_retention),
+	    cmocka_unit_test(test_backup),      cmocka_unit_test(test_retention),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
