@@ -742,6 +742,26 @@ class ConsentObjects(unittest.TestCase):
     def purpose(self, email, name):
         return self.e.json("contact", "show", email)["purposes"][name]
 
+    def test_a_row_set_to_optout_before_a_queued_optin_is_written(self):
+        """A local opt-in to a consent-object purpose is queued; a Salesforce
+        user gives the person's Individual an OptOut row before it is
+        written: the ledger takes the opt-out (P1), and the queued write
+        says OptOut too, so that Salesforce and the ledger agree."""
+        e = self.e
+        ind, cid = self.person("late@example.com")
+        e.sync()
+        e.json("consent", "late@example.com", "--purpose", "events", "--consent-date",
+               "2026-11-01T10:00:00Z", "--evidence-ref", "t-1")  # queued: OptIn
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Name="x", PartyId=ind, ContactPointType="Email",
+                 DataUsePurposeId=self.dup["Event Invitations"], PrivacyConsentStatus="OptOut",
+                 CaptureDate="2026-12-01T10:00:00Z")
+        e.sync()
+        e.sync()
+        self.assertEqual(self.purpose("late@example.com", "events")["status"], "opted_out")
+        self.assertEqual([x["PrivacyConsentStatus"] for x in self.rows(ind)], ["OptOut"])
+        self.assertEqual(e.json("status")["pushes"]["queued"], 0)
+
     def test_without_data_protection_and_privacy(self):
         e = self.e
         e.ctl("POST", "config", {"dpp": False})
