@@ -384,6 +384,38 @@ int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
 	return push_queue(t, p, ref, 0, false, purpose, out, st, e);
 }
 
+/* A write still queued for ref that says the other value than the person
+ * now holds (of all email: purpose NULL; or of a purpose) is made to say
+ * the person's: it was queued before a later change (an opt-out, then a
+ * re-subscribe; an opt-in, then an opt-out read from Salesforce), and
+ * written as it was it would undo that change. q is scratch. */
+static int queued_correct(struct ledger_txn *t, const struct ledger_person *p,
+                          const struct ledger_recref *ref, const char *purpose, bool out,
+                          struct ledger_push *q, struct apply_stats *st, struct err *e)
+{
+	int rc = ledger_push_get(t, ref->object, ref->id, q, e);
+	if (rc)
+		return rc == ERR_NOTFOUND ? 0 : rc;
+	if (purpose == NULL)
+		return (q->want.mask & LEDGER_F_OPTED_OUT) && q->want.opted_out != out
+		           ? push_enqueue(t, p, ref, LEDGER_F_OPTED_OUT, out, st, e)
+		           : 0;
+	int w = ledger_pflags_get(&q->want_purposes, purpose); /* 1: out */
+	return w >= 0 && (w == 1) != out ? push_enqueue_purpose(t, p, ref, purpose, out, st, e) : 0;
+}
+
+static int queued_correct_alloc(struct ledger_txn *t, const struct ledger_person *p,
+                                const struct ledger_recref *ref, const char *purpose, bool out,
+                                struct apply_stats *st, struct err *e)
+{
+	struct ledger_push *q = malloc(sizeof(*q));
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = queued_correct(t, p, ref, purpose, out, q, st, e);
+	free(q);
+	return rc;
+}
+
 int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
                  struct err *e)
 {
@@ -483,18 +515,13 @@ static int spread_facts(const struct ledger_recref *ref, void *ctx)
 		need |= AUTH_GROUP;
 	if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
 		need |= SOURCE_GROUP;
-	if ((mask & LEDGER_F_OPTED_OUT) && !(need & LEDGER_F_OPTED_OUT)) {
-		/* the record says what the person says, but a write still queued
-		 * for it says the other (an opt-out not sent yet, then a
-		 * re-subscribe): it is written the person's value instead */
-		int rc = ledger_push_get(x->t, ref->object, ref->id, x->q, x->e);
-		if (rc && rc != ERR_NOTFOUND)
-			return rc;
-		if (rc == 0 && (x->q->want.mask & LEDGER_F_OPTED_OUT) &&
-		    x->q->want.opted_out != p->facts.opted_out)
-			need |= LEDGER_F_OPTED_OUT;
-	}
-	return need ? push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e) : 0;
+	if (need)
+		return push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e);
+	/* the record says what the person says, but a write still queued for
+	 * it may say the other (an opt-out not sent yet, then a re-subscribe) */
+	return (mask & LEDGER_F_OPTED_OUT)
+	           ? queued_correct(x->t, p, ref, NULL, p->facts.opted_out, x->q, x->st, x->e)
+	           : 0;
 }
 
 static int spread_purpose(const struct ledger_recref *ref, void *ctx)
@@ -509,7 +536,8 @@ static int spread_purpose(const struct ledger_recref *ref, void *ctx)
 	int box = ledger_pflags_get(&x->r->seen_purposes, x->purpose); /* 1: says out */
 	if (x->out ? box != 1 : x->opt_in_box ? box != 0 : box == 1)
 		return push_enqueue_purpose(x->t, x->p, ref, x->purpose, x->out, x->st, x->e);
-	return 0;
+	/* as spread_facts: a queued write that says the other value */
+	return queued_correct(x->t, x->p, ref, x->purpose, x->out, x->q, x->st, x->e);
 }
 
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
@@ -539,10 +567,11 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 	                   .st = st,
 	                   .e = e};
 	x.r = malloc(sizeof(*x.r));
-	if (x.r == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_person_records_each(t, p, spread_purpose, &x, e);
+	x.q = malloc(sizeof(*x.q));
+	int rc = x.r && x.q ? ledger_person_records_each(t, p, spread_purpose, &x, e)
+	                    : err_set(e, ERR_NOMEM, "out of memory");
 	free(x.r);
+	free(x.q);
 	return rc;
 }
 
@@ -798,7 +827,8 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		case PURPOSE_OPT_OUT:
 			if ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL,
 			                                 sf_changed, true, st, e)) ||
-			    (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)))
+			    (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)) ||
+			    (rc = queued_correct_alloc(t, p, ref, cp->name, true, st, e)))
 				return rc;
 			break;
 		case PURPOSE_SET_OUT:
@@ -1297,6 +1327,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		w->ev.record.id[0] = '\0';
 		if ((rc = carry_optouts(t, cfg, w, &merged, p, &ref, st, e)))
 			goto out;
+		new_person = 0; /* it holds what was carried: read its statuses */
 	}
 	bool was_converted = (rec->flags & LEDGER_RECORD_CONVERTED) != 0;
 	const struct sf_value *conv = sf_record_get(r, "IsConverted");
@@ -1331,6 +1362,10 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 				goto out;
 			st->optouts_in++;
 			if ((rc = push_spread(t, p, &ref, LEDGER_F_OPTED_OUT, st, e)))
+				goto out;
+			/* a write queued for this record that says opted in (queued
+			 * before this opt-out) would undo it */
+			if ((rc = queued_correct_alloc(t, p, &ref, NULL, true, st, e)))
 				goto out;
 		} else if (!sf_out && p->facts.opted_out && writable) {
 			if (is_new || !seen_known || !seen->opted_out) {

@@ -1041,6 +1041,93 @@ class CycleParts(unittest.TestCase):
         self.assertEqual(e.calls().get("collections", 0), 0)
 
 
+QW_OPT_IN = """
+[[purposes]]
+name = "newsletter"
+label = { en = "Newsletter" }
+basis = "consent"
+salesforce = { opt_in_field = "Newsletter_Opt_In__c", consent_date_field = "Newsletter_Consent_Date__c" }
+"""
+
+QW_FIELD = """
+[[purposes]]
+name = "newsletter"
+label = { en = "Newsletter" }
+basis = "consent"
+salesforce = { field = "Newsletter_Opt_Out__c" }
+"""
+
+
+def qw_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class QueuedWrites(unittest.TestCase):
+    """A write queued before a later change of the same value never undoes
+    it (found by a review of issue #24's fixes): a Salesforce opt-out read
+    while an opt-in is queued for that record, a purpose opt-in while its
+    opt-out is queued, and a merge's carried purpose opt-out on the
+    survivor of a person new to the ledger."""
+
+    def tearDown(self):
+        self.e.close()
+
+    def queued_optin_then_sf_optout(self, extra):
+        self.e = e = Env(extra=extra)
+        rid = e.sf_put("Contact", Email="q@example.com", LastName="Q")
+        e.sync()
+        e.json("optout", "q@example.com")  # queued: opted out
+        time.sleep(1.1)
+        e.run("resubscribe", "q@example.com", "--consent-date", qw_now(), "--purpose",
+              "Newsletter", "--evidence-ref", "form-7", admin=True, check=0)  # queued: in
+        time.sleep(1.1)
+        e.sf_put("Contact", Id=rid, HasOptedOutOfEmail=True)  # opted out in Salesforce
+        for _ in range(3):
+            e.sync()
+        self.assertTrue(e.json("contact", "show", "q@example.com")["opted_out"])
+        self.assertTrue(e.sf_get("Contact", rid)["HasOptedOutOfEmail"])
+        self.assertEqual(e.json("status")["pushes"]["queued"], 0)
+
+    def test_sf_optout_over_a_queued_optin_revert(self):
+        self.queued_optin_then_sf_optout("")
+
+    def test_sf_optout_over_a_queued_optin_hold(self):
+        self.queued_optin_then_sf_optout('[sync]\nresubscribe_policy = "hold"\n')
+
+    def test_merge_into_a_new_persons_record_keeps_the_carried_purpose_optout(self):
+        self.e = e = Env(extra=QW_OPT_IN)
+        loser = e.sf_put("Lead", Email="b@example.com", LastName="B", Company="C",
+                         Newsletter_Opt_In__c=True,
+                         Newsletter_Consent_Date__c="2026-10-01T00:00:00Z")
+        e.sync()
+        time.sleep(1.1)
+        e.sf_put("Lead", Id=loser, Newsletter_Opt_In__c=False)  # P1: out
+        e.sync()
+        master = e.sf_put("Lead", Email="fresh@example.com", LastName="N", Company="C",
+                          Newsletter_Opt_In__c=True,
+                          Newsletter_Consent_Date__c="2026-10-05T00:00:00Z")
+        e.ctl("POST", "merge", {"object": "Lead", "master": master, "losers": [loser]})
+        e.sync()
+        n = e.json("contact", "show", "fresh@example.com")["purposes"]["newsletter"]
+        self.assertEqual(n["status"], "opted_out")
+        self.assertFalse(e.sf_get("Lead", master)["Newsletter_Opt_In__c"])
+
+    def test_purpose_optin_while_its_optout_is_queued(self):
+        self.e = e = Env(extra=QW_FIELD)
+        cid = e.sf_put("Contact", Email="pq@example.com", LastName="Q")
+        e.sync()
+        e.json("optout", "pq@example.com", "--purpose", "newsletter")  # queued: ticked
+        time.sleep(1.1)
+        e.run("consent", "pq@example.com", "--purpose", "newsletter", "--consent-date",
+              qw_now(), "--evidence-ref", "form-9", admin=True, check=0)
+        e.sync()
+        e.sync()
+        n = e.json("contact", "show", "pq@example.com")["purposes"]["newsletter"]
+        self.assertEqual(n["status"], "opted_in")
+        self.assertFalse(e.sf_get("Contact", cid)["Newsletter_Opt_Out__c"])
+        self.assertEqual(e.json("status")["pushes"]["queued"], 0)
+
+
 class Records(unittest.TestCase):
     """A person's Salesforce records (issue #24): any number of them, each
     the record of the person of its current email (rule 9), and one open
