@@ -515,13 +515,12 @@ static int spread_facts(const struct ledger_recref *ref, void *ctx)
 		need |= AUTH_GROUP;
 	if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
 		need |= SOURCE_GROUP;
-	if (need)
-		return push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e);
+	int rc = need ? push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e) : 0;
 	/* the record says what the person says, but a write still queued for
 	 * it may say the other (an opt-out not sent yet, then a re-subscribe) */
-	return (mask & LEDGER_F_OPTED_OUT)
-	           ? queued_correct(x->t, p, ref, NULL, p->facts.opted_out, x->q, x->st, x->e)
-	           : 0;
+	if (rc == 0 && (mask & LEDGER_F_OPTED_OUT) && !(need & LEDGER_F_OPTED_OUT))
+		rc = queued_correct(x->t, p, ref, NULL, p->facts.opted_out, x->q, x->st, x->e);
+	return rc;
 }
 
 static int spread_purpose(const struct ledger_recref *ref, void *ctx)
