@@ -196,23 +196,6 @@ struct consent_work {
 	struct ledger_event ev;
 };
 
-/* A write queued for ref that says opted in to purpose: it says out instead
- * (a Salesforce user's OptOut read after a local opt-in was queued). */
-static int queued_optin_out(struct ledger_txn *t, const struct ledger_person *p,
-                            const struct ledger_recref *ref, const char *purpose,
-                            struct apply_stats *st, struct err *e)
-{
-	struct ledger_push *q = malloc(sizeof(*q));
-	if (q == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	int rc = ledger_push_get(t, ref->object, ref->id, q, e);
-	bool in = rc == 0 && ledger_pflags_get(&q->want_purposes, purpose) == 0;
-	free(q);
-	if (rc)
-		return rc == ERR_NOTFOUND ? 0 : rc;
-	return in ? push_enqueue_purpose(t, p, ref, purpose, true, st, e) : 0;
-}
-
 int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_record *r,
                      struct apply_stats *st, struct err *e)
 {
@@ -303,7 +286,7 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 		/* an opt-in still queued for the Individual's rows would be written
 		 * over it: it says out now */
 		if (rc == 0)
-			rc = queued_optin_out(t, &w->p, &ind, name, st, e);
+			rc = push_queued_correct(t, &w->p, &ind, name, true, st, e);
 		break;
 	case PURPOSE_OPT_IN: {
 		/* consent given in Salesforce counts: the row is the evidence */

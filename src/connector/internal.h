@@ -306,6 +306,12 @@ int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
 int push_release(struct ledger_txn *t, const struct ledger_recref *ref, bool *released,
                  struct err *e);
 /* Queue one purpose's checkbox (field mapping) to one record. */
+/* A write still queued for ref that says the other value than out (of
+ * all email: purpose NULL; or of purpose) says out instead: it was queued
+ * before a later change, and written as it was it would undo it. */
+int push_queued_correct(struct ledger_txn *t, const struct ledger_person *p,
+                        const struct ledger_recref *ref, const char *purpose, bool out,
+                        struct apply_stats *st, struct err *e);
 int push_enqueue_purpose(struct ledger_txn *t, const struct ledger_person *p,
                          const struct ledger_recref *ref, const char *purpose, bool out,
                          struct apply_stats *st, struct err *e);

@@ -404,9 +404,9 @@ static int queued_correct(struct ledger_txn *t, const struct ledger_person *p,
 	return w >= 0 && (w == 1) != out ? push_enqueue_purpose(t, p, ref, purpose, out, st, e) : 0;
 }
 
-static int queued_correct_alloc(struct ledger_txn *t, const struct ledger_person *p,
-                                const struct ledger_recref *ref, const char *purpose, bool out,
-                                struct apply_stats *st, struct err *e)
+int push_queued_correct(struct ledger_txn *t, const struct ledger_person *p,
+                        const struct ledger_recref *ref, const char *purpose, bool out,
+                        struct apply_stats *st, struct err *e)
 {
 	struct ledger_push *q = malloc(sizeof(*q));
 	if (q == NULL)
@@ -539,18 +539,24 @@ static int spread_purpose(const struct ledger_recref *ref, void *ctx)
 	return queued_correct(x->t, x->p, ref, x->purpose, x->out, x->q, x->st, x->e);
 }
 
+/* fn over each of x->p's records, with the spread's scratch. */
+static int spread_each(struct spread *x, int (*fn)(const struct ledger_recref *, void *))
+{
+	x->r = malloc(sizeof(*x->r));
+	x->q = malloc(sizeof(*x->q));
+	int rc = x->r && x->q ? ledger_person_records_each(x->t, x->p, fn, x, x->e)
+	                      : err_set(x->e, ERR_NOMEM, "out of memory");
+	free(x->r);
+	free(x->q);
+	return rc;
+}
+
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
                 struct err *e)
 {
 	struct spread x = {.t = t, .p = p, .except = except, .mask = mask, .st = st, .e = e};
-	x.r = malloc(sizeof(*x.r));
-	x.q = malloc(sizeof(*x.q));
-	int rc = x.r && x.q ? ledger_person_records_each(t, p, spread_facts, &x, e)
-	                    : err_set(e, ERR_NOMEM, "out of memory");
-	free(x.r);
-	free(x.q);
-	return rc;
+	return spread_each(&x, spread_facts);
 }
 
 int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
@@ -565,13 +571,7 @@ int purpose_push_spread(struct ledger_txn *t, const struct ledger_person *p,
 	                   .opt_in_box = opt_in_box,
 	                   .st = st,
 	                   .e = e};
-	x.r = malloc(sizeof(*x.r));
-	x.q = malloc(sizeof(*x.q));
-	int rc = x.r && x.q ? ledger_person_records_each(t, p, spread_purpose, &x, e)
-	                    : err_set(e, ERR_NOMEM, "out of memory");
-	free(x.r);
-	free(x.q);
-	return rc;
+	return spread_each(&x, spread_purpose);
 }
 
 static const char *conflict_field_word(uint32_t field)
@@ -827,7 +827,7 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 			if ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL,
 			                                 sf_changed, true, st, e)) ||
 			    (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)) ||
-			    (rc = queued_correct_alloc(t, p, ref, cp->name, true, st, e)))
+			    (rc = push_queued_correct(t, p, ref, cp->name, true, st, e)))
 				return rc;
 			break;
 		case PURPOSE_SET_OUT:
@@ -1075,6 +1075,22 @@ static int move_record(struct ledger_txn *t, struct work *w, const struct ledger
 	return event_record(t, old, &w->ev, e);
 }
 
+/* The person key of r's Email into key: 1, or 0 when it has none (absent
+ * or blank), -1 when it is no address optsync takes. */
+static int email_person_key(struct ledger *l, const struct sf_record *r,
+                            uint8_t key[LEDGER_KEY_LEN])
+{
+	const struct sf_value *v = sf_record_get(r, "Email");
+	if (v == NULL || v->type != SF_STRING || v->str[strspn(v->str, " \t\r\n\v\f")] == '\0')
+		return 0;
+	char email[LEDGER_EMAIL_MAX + 1];
+	struct err ie;
+	if (conn_email_normalize(v->str, email, &ie))
+		return -1;
+	ledger_person_key(l, email, strlen(email), key);
+	return 1;
+}
+
 /* The survivor a deleted record names (MasterRecordId), "" when none. */
 static void master_of(const struct sf_record *r, int object, struct ledger_recref *master)
 {
@@ -1095,13 +1111,8 @@ static int merged_unseen(struct ledger_txn *t, struct ledger *l, const struct co
 {
 	struct ledger_recref master;
 	master_of(r, ref->object, &master);
-	const struct sf_value *v = sf_record_get(r, "Email");
-	char email[LEDGER_EMAIL_MAX + 1];
-	struct err ie;
-	if (master.id[0] == '\0' || v == NULL || v->type != SF_STRING ||
-	    conn_email_normalize(v->str, email, &ie) != 0)
+	if (master.id[0] == '\0' || email_person_key(l, r, w->p.key) != 1)
 		return 0;
-	ledger_person_key(l, email, strlen(email), w->p.key);
 	int rc = ledger_person_get(t, w->p.key, &w->p, e);
 	if (rc)
 		return rc == ERR_NOTFOUND ? 0 : rc;
@@ -1123,17 +1134,12 @@ int forget_moved_parked(struct ledger_txn *t, struct ledger *l, int object,
 	int rc = ledger_record_get(t, object, ref.id, &w->rec, e);
 	if (rc || (w->rec.flags & LEDGER_RECORD_MERGE_PENDING))
 		goto out;
-	const struct sf_value *v = sf_record_get(r, "Email");
-	if (v == NULL || v->type != SF_STRING || v->str[strspn(v->str, " \t\r\n\v\f")] == '\0')
+	uint8_t key[LEDGER_KEY_LEN];
+	int has = email_person_key(l, r, key);
+	if (has == 0)
 		goto out; /* no email: as for a record that is read, left where it is */
-	char email[LEDGER_EMAIL_MAX + 1];
-	struct err ie;
-	if (conn_email_normalize(v->str, email, &ie) == 0) {
-		uint8_t key[LEDGER_KEY_LEN];
-		ledger_person_key(l, email, strlen(email), key);
-		if (memcmp(key, w->rec.person, LEDGER_KEY_LEN) == 0)
-			goto out; /* still its person's */
-	}
+	if (has == 1 && memcmp(key, w->rec.person, LEDGER_KEY_LEN) == 0)
+		goto out; /* still its person's */
 	/* another person's record now, or no address: no longer the old one's */
 	if ((rc = move_record(t, w, &ref, time_now_ms(), e)) == 0)
 		rc = ledger_record_delete(t, object, ref.id, e);
@@ -1364,7 +1370,7 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 				goto out;
 			/* a write queued for this record that says opted in (queued
 			 * before this opt-out) would undo it */
-			if ((rc = queued_correct_alloc(t, p, &ref, NULL, true, st, e)))
+			if ((rc = push_queued_correct(t, p, &ref, NULL, true, st, e)))
 				goto out;
 		} else if (!sf_out && p->facts.opted_out && writable) {
 			if (is_new || !seen_known || !seen->opted_out) {
