@@ -7,7 +7,9 @@ API and one-click links until the disk is full.
 
 What must hold:
 - every answer is a 2xx (stored) or a 503 with Retry-After, on the API and
-  on the public listener; nothing answered 2xx is missing afterwards;
+  on the public listener; nothing answered 2xx is missing afterwards (once
+  the disk is full, a later write may still fit in pages the ledger freed:
+  a 202 then is honest, and it is checked like the others);
 - run does not crash (the review saw it die of SIGBUS, exit 135): it stays
   alive and answers suppression checks correctly for what it stored;
 - `optsync optout` on the full disk exits 5 and its message names the disk
@@ -222,7 +224,12 @@ class DiskFull(unittest.TestCase):
                                                                      if got.get(e)])
         st, doc, h = s.api_with_headers("POST", "/v1/optouts", {"email": "still@full.example.com",
                                                                 "reason": REASON})
-        self.check(st == 503 and h.get("retry-after", "").isdigit(),
+        # A 503 with Retry-After, or a 202 when the write found room after
+        # all: pages LMDB frees become reusable once the readers that saw
+        # them are gone, so one more small write may fit. A 202 must then be
+        # stored; it is checked with the others below.
+        print("POST /v1/optouts on the full disk: %d" % st)
+        self.check((st == 503 and h.get("retry-after", "").isdigit()) or st == 202,
                    "POST /v1/optouts on the full disk: %d, Retry-After %r: %s" % (
                        st, h.get("retry-after"), doc))
         if st == 202:
