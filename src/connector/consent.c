@@ -172,7 +172,10 @@ static int purpose_index(const struct conn *c, const char *dup_id)
 	return -1;
 }
 
-/* Remember the row of a person's purpose and the status it holds. */
+/* Remember a row of a person's purpose and the status it holds. A person
+ * with LEDGER_PURPOSE_ROWS_MAX rows of the purpose already: the row is named
+ * in the log and not remembered (read again, it is a new row: an OptOut
+ * there still counts; optsync's writes go to the rows it remembers). */
 static int note_row(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], const char *name,
                     const char *row, uint8_t status, struct err *e)
 {
@@ -185,8 +188,15 @@ static int note_row(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], con
 	}
 	if (rc)
 		return rc;
-	snprintf(cur.sf_row, sizeof(cur.sf_row), "%s", row);
-	cur.sf_row_status = status;
+	struct err le = {0};
+	if ((rc = ledger_purpose_row_note(&cur, row, status, &le)) == ERR_LIMIT) {
+		log_warn("sync.consent", "%s", le.msg);
+		return 0;
+	}
+	if (rc) {
+		*e = le;
+		return rc;
+	}
 	return ledger_purpose_put(t, key, &cur, e);
 }
 
@@ -253,7 +263,8 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	}
 	if (rc)
 		goto out;
-	uint8_t seen = strcmp(cur.sf_row, r->id) == 0 ? cur.sf_row_status : 0;
+	const struct ledger_purpose_row *known = ledger_purpose_row_find(&cur, r->id);
+	uint8_t seen = known ? known->status : 0;
 	int64_t now = time_now_ms();
 	int64_t capture = record_time(r, "CaptureDate");
 	struct purpose_seen s = {.in = now_status == LEDGER_PURPOSE_IN,
@@ -273,8 +284,11 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	int64_t changed = record_time(r, "LastModifiedDate");
 	if (changed == 0)
 		changed = now;
+	/* the person's writes are queued on their first Individual, whichever
+	 * of theirs the row is on: that push writes every row of theirs */
 	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
-	snprintf(ind.id, sizeof(ind.id), "%s", party->str);
+	snprintf(ind.id, sizeof(ind.id), "%s",
+	         w->p.individual_id[0] ? w->p.individual_id : party->str);
 	switch (a) {
 	case PURPOSE_KEEP:
 	case PURPOSE_SET_IN: /* not for rows: an OptOut row says out */
@@ -322,12 +336,39 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	if (rc)
 		goto out;
 	rc = note_row(t, w->p.key, name, r->id, now_status, e);
+	/* a change read on one row of the person's goes to their other rows */
+	if (rc == 0 && (a == PURPOSE_OPT_OUT || a == PURPOSE_OPT_IN))
+		rc = consent_spread(t, c->cfg, &w->p, name, a == PURPOSE_OPT_OUT, st, e);
 out:
 	free(w);
 	return rc;
 }
 
 /* ---- following IndividualId ---- */
+
+/* Another Individual named by a record of a person who has one: its consent
+ * rows are read as the person's too (unless it is another person's
+ * already), and the person's writes go to every row (their push stays on
+ * the first Individual, where optsync creates a row when there is none). */
+static int also_individual(struct ledger_txn *t, const struct ledger_person *p, const char *id,
+                           struct err *e)
+{
+	struct ledger_record *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	int rc = ledger_record_get(t, LEDGER_OBJ_INDIVIDUAL, id, m, e);
+	if (rc == ERR_NOTFOUND) {
+		memset(m, 0, sizeof(*m));
+		m->object = LEDGER_OBJ_INDIVIDUAL;
+		snprintf(m->id, sizeof(m->id), "%s", id);
+		ledger_facts_init(&m->seen);
+		ledger_facts_init(&m->written);
+		memcpy(m->person, p->key, LEDGER_KEY_LEN);
+		rc = ledger_record_put(t, m, e);
+	}
+	free(m);
+	return rc;
+}
 
 int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
                               struct ledger_person *p, const struct sf_record *r,
@@ -338,7 +379,7 @@ int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
 	    strlen(v->str) > LEDGER_ID_MAX || strcmp(p->individual_id, v->str) == 0)
 		return 0;
 	if (p->individual_id[0])
-		return 0; /* the person's consent rows stay on their first Individual */
+		return also_individual(t, p, v->str, e);
 	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
 	snprintf(ind.id, sizeof(ind.id), "%s", v->str);
 	snprintf(p->individual_id, sizeof(p->individual_id), "%s", v->str);
@@ -376,8 +417,11 @@ int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 	if (rc && rc != ERR_NOTFOUND)
 		return rc;
 	uint8_t want = out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_IN;
-	if (rc == 0 && cur.sf_row_status == want)
-		return 0;
+	bool all = rc == 0 && cur.nrows > 0;
+	for (uint8_t i = 0; all && i < cur.nrows; i++)
+		all = cur.rows[i].status == want;
+	if (all)
+		return 0; /* every row of theirs says so already */
 	struct ledger_recref to = {LEDGER_OBJ_INDIVIDUAL, ""}, first;
 	if (p->individual_id[0]) {
 		snprintf(to.id, sizeof(to.id), "%s", p->individual_id);
@@ -648,9 +692,9 @@ static int take_push(const struct ledger_push *q, void *ctx)
 {
 	struct due_scan *d = ctx;
 	struct consent_round *x = d->x;
-	if (x->npushes == SF_COLLECTION_MAX || x->nrows + q->want_purposes.n > SF_COLLECTION_MAX)
+	if (x->npushes == SF_COLLECTION_MAX)
 		return 1; /* the round is full */
-	size_t pi = x->npushes;
+	size_t pi = x->npushes, start = x->nrows;
 	size_t added = 0;
 	for (uint8_t k = 0; k < q->want_purposes.n; k++) {
 		const struct ledger_pflag *f = &q->want_purposes.v[k];
@@ -666,16 +710,27 @@ static int take_push(const struct ledger_push *q, void *ctx)
 		}
 		if (g)
 			memset(&cur, 0, sizeof(cur));
-		struct row *r = &x->rows[x->nrows++];
-		memset(r, 0, sizeof(*r));
-		r->push = pi;
-		r->purpose = idx;
-		r->out = f->out;
-		r->create = cur.sf_row[0] == '\0';
-		snprintf(r->row_id, sizeof(r->row_id), "%s", cur.sf_row);
-		r->capture = !f->out && cur.consent_date ? cur.consent_date
-		             : cur.changed_at            ? cur.changed_at
-		                                         : x->now;
+		/* every row of the person's purpose is written (a new one on their
+		 * Individual when there is none); LEDGER_PURPOSE_ROWS_MAX rows for
+		 * each of LEDGER_PFLAGS_MAX purposes fit in an empty round */
+		size_t nrows = cur.nrows ? cur.nrows : 1;
+		if (x->nrows + nrows > SF_COLLECTION_MAX) {
+			x->nrows = start;
+			return 1; /* the round is full: the push goes in the next */
+		}
+		for (size_t j = 0; j < nrows; j++) {
+			struct row *r = &x->rows[x->nrows++];
+			memset(r, 0, sizeof(*r));
+			r->push = pi;
+			r->purpose = idx;
+			r->out = f->out;
+			r->create = cur.nrows == 0;
+			if (!r->create)
+				snprintf(r->row_id, sizeof(r->row_id), "%s", cur.rows[j].id);
+			r->capture = !f->out && cur.consent_date ? cur.consent_date
+			             : cur.changed_at            ? cur.changed_at
+			                                         : x->now;
+		}
 		added++;
 	}
 	if (added)
@@ -739,15 +794,17 @@ static int consent_results(struct ledger_txn *t, void *ctx, struct err *e)
 		struct ledger_pflags left = {0};
 		for (uint8_t k = 0; k < cur->want_purposes.n; k++) {
 			const struct ledger_pflag *f = &cur->want_purposes.v[k];
-			bool written = false;
-			for (size_t i = 0; i < x->nrows && !written; i++) {
+			/* written: every row of it was, with what it says now */
+			bool any = false, all = !x->request_failed;
+			for (size_t i = 0; i < x->nrows && all; i++) {
 				const struct row *r = &x->rows[i];
-				written =
-				    r->push == p && !x->request_failed && x->res[i].success &&
-				    r->out == f->out &&
-				    strcmp(x->c->cfg->purposes[r->purpose].name, f->name) == 0;
+				if (r->push != p ||
+				    strcmp(x->c->cfg->purposes[r->purpose].name, f->name) != 0)
+					continue;
+				any = true;
+				all = x->res[i].success && r->out == f->out;
 			}
-			if (!written)
+			if (!(any && all))
 				left.v[left.n++] = *f;
 		}
 		if (left.n == 0 && !x->failed[p]) {

@@ -645,6 +645,11 @@ int ledger_push_counts(struct ledger_txn *t, struct ledger_push_counts *out, str
 
 /* ---- per-purpose statuses (schema 2) ---- */
 
+/* Consent rows remembered per person and purpose: at most 8, so that
+ * every row of a push's purposes (LEDGER_PFLAGS_MAX of them) fits in one
+ * collection call of 200. */
+#define LEDGER_PURPOSE_ROWS_MAX 8
+
 enum ledger_purpose_status {
 	LEDGER_PURPOSE_NONE = 0,
 	LEDGER_PURPOSE_IN = 1,  /* opted in: consent date and evidence */
@@ -659,11 +664,22 @@ struct ledger_purpose {
 	char evidence_ref[LEDGER_TEXT_MAX + 1]; /* personal: "" once erased */
 	uint64_t event_seq;                     /* the history event of the change */
 	/* a purpose on Salesforce's consent objects: the person's
-	 * ContactPointTypeConsent row and its status as last read or written
-	 * (LEDGER_PURPOSE_IN: OptIn, LEDGER_PURPOSE_OUT: OptOut, 0: unknown) */
-	char sf_row[LEDGER_ID_MAX + 1];
-	uint8_t sf_row_status;
+	 * ContactPointTypeConsent rows (one on each Individual of theirs, and
+	 * any more Salesforce users made), each with the status it was last
+	 * read or written with (LEDGER_PURPOSE_IN: OptIn, LEDGER_PURPOSE_OUT:
+	 * OptOut, 0: unknown); the first is the one optsync made or read first */
+	uint8_t nrows;
+	struct ledger_purpose_row {
+		char id[LEDGER_ID_MAX + 1];
+		uint8_t status;
+	} rows[LEDGER_PURPOSE_ROWS_MAX];
 };
+/* The row of p with that id, or NULL. */
+struct ledger_purpose_row *ledger_purpose_row_find(struct ledger_purpose *p, const char *id);
+/* Remember row id at status (added when new): 0, or ERR_LIMIT when p holds
+ * LEDGER_PURPOSE_ROWS_MAX rows already (the row is then not remembered). */
+int ledger_purpose_row_note(struct ledger_purpose *p, const char *id, uint8_t status,
+                            struct err *e);
 /* A person's status for one purpose; ERR_NOTFOUND when none was ever set. */
 int ledger_purpose_get(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN], const char *name,
                        struct ledger_purpose *out, struct err *e);

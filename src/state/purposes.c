@@ -1,6 +1,8 @@
 /* Per-purpose statuses (schema 2): key person key (32 bytes) + purpose
  * name; value fields 1 status, 2 changed_at, 3 origin, 4 consent_date,
- * 5 evidence_ref (personal: scrubbed by erasure), 6 event_seq. */
+ * 5 evidence_ref (personal: scrubbed by erasure), 6 event_seq, 7 and 8 the
+ * first consent row's id and status, 9 each further row (repeated: its
+ * status byte, then its id). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,20 @@ static size_t key_of(const uint8_t person[LEDGER_KEY_LEN], const char *name,
 	memcpy(k, person, LEDGER_KEY_LEN);
 	memcpy(k + LEDGER_KEY_LEN, name, n);
 	return LEDGER_KEY_LEN + n;
+}
+
+/* Field 9: one more row, its status byte then its id (after field 7's). */
+static int dec_row(const struct field *f, struct ledger_purpose *p)
+{
+	if (f->wire != W_BYTES || f->len < 2 || f->len > 1 + LEDGER_ID_MAX ||
+	    f->data[0] > LEDGER_PURPOSE_OUT || memchr(f->data + 1, 0, f->len - 1) ||
+	    p->nrows == 0 || p->nrows >= LEDGER_PURPOSE_ROWS_MAX)
+		return -1;
+	struct ledger_purpose_row *w = &p->rows[p->nrows++];
+	w->status = f->data[0];
+	memcpy(w->id, f->data + 1, f->len - 1);
+	w->id[f->len - 1] = '\0';
+	return 0;
 }
 
 static int decode(const MDB_val *k, const MDB_val *v, struct ledger_purpose *p)
@@ -60,17 +76,25 @@ static int decode(const MDB_val *k, const MDB_val *v, struct ledger_purpose *p)
 			p->event_seq = f.u;
 			break;
 		case 7:
-			if (dec_str(&f, p->sf_row, sizeof(p->sf_row)))
+			if (dec_str(&f, p->rows[0].id, sizeof(p->rows[0].id)))
 				return -1;
+			if (p->nrows == 0 && p->rows[0].id[0])
+				p->nrows = 1;
 			break;
 		case 8:
-			p->sf_row_status = (uint8_t)f.u;
+			p->rows[0].status = (uint8_t)f.u;
+			break;
+		case 9:
+			if (dec_row(&f, p))
+				return -1;
 			break;
 		default:
 			break;
 		}
 	}
-	return r < 0 || p->status > LEDGER_PURPOSE_OUT ? -1 : 0;
+	if (r < 0 || p->status > LEDGER_PURPOSE_OUT || p->rows[0].status > LEDGER_PURPOSE_OUT)
+		return -1;
+	return p->nrows > 1 && p->rows[0].id[0] == '\0' ? -1 : 0; /* more rows, no first */
 }
 
 int ledger_purpose_get(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN], const char *name,
@@ -100,12 +124,54 @@ int ledger_purpose_put(struct ledger_txn *t, const uint8_t person[LEDGER_KEY_LEN
 	enc_sint(&en, 4, p->consent_date);
 	enc_str(&en, 5, p->evidence_ref);
 	enc_uint(&en, 6, p->event_seq);
-	enc_str(&en, 7, p->sf_row);
-	enc_uint(&en, 8, p->sf_row_status);
+	if (p->nrows > LEDGER_PURPOSE_ROWS_MAX)
+		return err_set(e, ERR_INVALID, "purpose status with %u consent rows",
+		               (unsigned)p->nrows);
+	if (p->nrows) {
+		enc_str(&en, 7, p->rows[0].id);
+		enc_uint(&en, 8, p->rows[0].status);
+	}
+	for (uint8_t i = 1; i < p->nrows; i++) {
+		uint8_t b[1 + LEDGER_ID_MAX];
+		size_t n = strnlen(p->rows[i].id, sizeof(p->rows[i].id));
+		if (n == 0 || n > LEDGER_ID_MAX)
+			return err_set(e, ERR_INVALID, "a consent row id of %zu bytes", n);
+		b[0] = p->rows[i].status;
+		memcpy(b + 1, p->rows[i].id, n);
+		enc_bytes(&en, 9, b, 1 + n);
+	}
 	if (en.overflow)
 		return err_set(e, ERR_INVALID, "purpose status too large");
 	return db_put(t, t->l->purposes, k, key_of(person, p->name, k), buf, en.len, 0, "purpose",
 	              e);
+}
+
+struct ledger_purpose_row *ledger_purpose_row_find(struct ledger_purpose *p, const char *id)
+{
+	for (uint8_t i = 0; i < p->nrows && i < LEDGER_PURPOSE_ROWS_MAX; i++)
+		if (strcmp(p->rows[i].id, id) == 0)
+			return &p->rows[i];
+	return NULL;
+}
+
+int ledger_purpose_row_note(struct ledger_purpose *p, const char *id, uint8_t status, struct err *e)
+{
+	struct ledger_purpose_row *w = ledger_purpose_row_find(p, id);
+	if (w == NULL) {
+		size_t n = strlen(id);
+		if (n == 0 || n > LEDGER_ID_MAX)
+			return err_set(e, ERR_INVALID, "a consent row id of %zu bytes", n);
+		if (p->nrows >= LEDGER_PURPOSE_ROWS_MAX)
+			return err_set(
+			    e, ERR_LIMIT,
+			    "purpose %s of this person has %d ContactPointTypeConsent rows "
+			    "already; row %s is not remembered",
+			    p->name, LEDGER_PURPOSE_ROWS_MAX, id);
+		w = &p->rows[p->nrows++];
+		memcpy(w->id, id, n + 1);
+	}
+	w->status = status;
+	return 0;
 }
 
 /* Walk the purposes table from key (len bytes; 0: from the start) while

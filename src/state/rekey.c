@@ -285,10 +285,12 @@ static int move_purposes(struct ledger_txn *t, const uint8_t from[LEDGER_KEY_LEN
 		                          : (p->changed_at > cur.changed_at ? p : &cur);
 		const struct ledger_purpose *lose = win == p ? &cur : p;
 		struct ledger_purpose w = *win;
-		if (w.sf_row[0] == '\0' && lose->sf_row[0]) {
-			memcpy(w.sf_row, lose->sf_row, sizeof(w.sf_row));
-			w.sf_row_status = lose->sf_row_status;
-		}
+		/* both persons' consent rows are the merged person's (as many
+		 * as it can remember; the others are read again when changed) */
+		for (uint8_t j = 0; j < lose->nrows; j++)
+			if (ledger_purpose_row_find(&w, lose->rows[j].id) == NULL &&
+			    w.nrows < LEDGER_PURPOSE_ROWS_MAX)
+				w.rows[w.nrows++] = lose->rows[j];
 		rc = ledger_purpose_put(t, to, &w, e);
 	}
 	free(l.v);

@@ -969,6 +969,87 @@ class ConsentObjects(unittest.TestCase):
         self.assertEqual(e.sf_get("ContactPointTypeConsent", row)["PrivacyConsentStatus"], "OptOut")
         self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
 
+    def test_two_rows_of_one_purpose_are_both_written(self):
+        """Two ContactPointTypeConsent rows for one Individual and purpose
+        (a Salesforce user added one beside optsync's): an OptOut on either
+        is honoured (P1), every row is written OptOut, and then the cycles
+        are quiet (rule 4). Before, optsync remembered one row: it wrote the
+        same OptOut to it on every cycle and left the OptIn row."""
+        e = self.e
+        ind, cid = self.person("tworows@example.com")
+        e.sync()
+        e.json("optout", "tworows@example.com", "--purpose", "offers")
+        e.sync()
+        first = self.rows(ind)[0]["Id"]
+        time.sleep(1.1)
+        second = e.sf_put("ContactPointTypeConsent", Name="by hand", PartyId=ind,
+                          ContactPointType="Email", DataUsePurposeId=self.dup["Offers"],
+                          PrivacyConsentStatus="OptIn", CaptureContactPointType="Email")
+        e.sync()
+        e.sync()
+        self.assertEqual({r["Id"]: r["PrivacyConsentStatus"] for r in self.rows(ind)},
+                         {first: "OptOut", second: "OptOut"})
+        e.ctl("POST", "requests")
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0, r["pushes"])
+        # an admin's opt-in with new evidence goes to both rows
+        time.sleep(1.1)
+        e.run("consent", "tworows@example.com", "--purpose", "offers", "--consent-date",
+              time_now(), "--evidence-ref", "call-3", admin=True, check=0)
+        e.sync()
+        self.assertEqual({r["Id"]: r["PrivacyConsentStatus"] for r in self.rows(ind)},
+                         {first: "OptIn", second: "OptIn"})
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0, r["pushes"])
+        # an OptOut a user gives on the second row is taken (P1), and the
+        # first row follows
+        time.sleep(1.1)
+        e.sf_put("ContactPointTypeConsent", Id=second, PrivacyConsentStatus="OptOut")
+        e.sync()
+        e.sync()
+        self.assertEqual(self.purpose("tworows@example.com", "offers")["status"], "opted_out")
+        self.assertEqual({r["Id"]: r["PrivacyConsentStatus"] for r in self.rows(ind)},
+                         {first: "OptOut", second: "OptOut"})
+        self.assertEqual(len(self.rows(ind)), 2)  # no third row
+
+    def test_a_second_individual_of_a_person_counts(self):
+        """A person's Contact names one Individual and their Lead another: an
+        OptOut row on the second is the person's opt-out (P1), and the
+        person's writes go to the rows of both. Before, the second
+        Individual's rows were never read."""
+        e = self.e
+        ind, cid = self.person("twoinds@example.com")
+        e.sync()
+        e.json("optout", "twoinds@example.com", "--purpose", "events")
+        e.sync()
+        time.sleep(1.1)
+        ind2 = e.sf_put("Individual", LastName="I2")
+        e.sf_put("Lead", Email="twoinds@example.com", LastName="L", Company="c",
+                 IndividualId=ind2)
+        e.sync()
+        time.sleep(1.1)
+        row2 = e.sf_put("ContactPointTypeConsent", Name="by hand", PartyId=ind2,
+                        ContactPointType="Email", DataUsePurposeId=self.dup["Offers"],
+                        PrivacyConsentStatus="OptOut", CaptureDate="2026-11-01T00:00:00Z",
+                        CaptureContactPointType="Email")
+        e.sync()
+        self.assertEqual(self.purpose("twoinds@example.com", "offers")["status"], "opted_out")
+        # the person's events opt-out reaches a row of the second Individual
+        time.sleep(1.1)
+        row3 = e.sf_put("ContactPointTypeConsent", Name="by hand", PartyId=ind2,
+                        ContactPointType="Email",
+                        DataUsePurposeId=self.dup["Event Invitations"],
+                        PrivacyConsentStatus="OptIn", CaptureContactPointType="Email")
+        e.sync()
+        e.sync()
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row3)["PrivacyConsentStatus"],
+                         "OptOut")
+        self.assertEqual(e.sf_get("ContactPointTypeConsent", row2)["PrivacyConsentStatus"],
+                         "OptOut")
+        self.assertEqual(e.json("conflicts", "list", "--status", "all")["conflicts"], [])
+        r = e.sync()
+        self.assertEqual(r["pushes"]["collection_calls"], 0, r["pushes"])
+
     def test_an_optin_row_with_a_capture_date_is_an_opt_in(self):
         """Consent given in Salesforce counts: a row at OptIn with a
         CaptureDate, for a person with no status, is an opt-in with evidence
