@@ -280,7 +280,7 @@ int conn_conflict_resolve(struct conn *c, const struct conn_actor *who, uint64_t
 	if (who->origin != LEDGER_ORIGIN_ADMIN)
 		return err_set(e, ERR_REFUSED, "resolving a conflict needs admin credentials");
 	if (how == CONN_RESUBSCRIBE) {
-		int rc = uc_check_evidence(ev, e);
+		int rc = evidence_check(ev, time_now_ms(), e);
 		if (rc)
 			return rc;
 	}

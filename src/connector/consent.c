@@ -267,15 +267,17 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	uint8_t seen = known ? known->status : 0;
 	int64_t now = time_now_ms();
 	int64_t capture = record_time(r, "CaptureDate");
-	struct purpose_seen s = {.in = now_status == LEDGER_PURPOSE_IN,
-	                         .dated = capture > 0 && capture <= now + FUTURE_TOLERANCE_MS,
-	                         .before = seen == LEDGER_PURPOSE_IN    ? 1
-	                                   : seen == LEDGER_PURPOSE_OUT ? 0
-	                                                                : -1,
-	                         .status = cur.status,
-	                         .global_out = w->p.facts.opted_out};
-	enum purpose_action a = purpose_decide(PURPOSE_MAP_CONSENT_ROW, &s);
-	if (a == PURPOSE_KEEP && seen == now_status) {
+	struct flag_seen s = {.in = now_status == LEDGER_PURPOSE_IN,
+	                      .dated = capture > 0 && capture <= now + FUTURE_TOLERANCE_MS,
+	                      .before = seen == LEDGER_PURPOSE_IN    ? 1
+	                                : seen == LEDGER_PURPOSE_OUT ? 0
+	                                                             : -1,
+	                      .status = cur.status,
+	                      .global_out = w->p.facts.opted_out,
+	                      .writable = true,
+	                      .revert = c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT};
+	unsigned a = flag_decide(FLAG_CONSENT_ROW, &s);
+	if (a == 0) {
 		st->echoes++; /* unchanged, or our own write read back */
 		goto out;
 	}
@@ -289,20 +291,16 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
 	snprintf(ind.id, sizeof(ind.id), "%s",
 	         w->p.individual_id[0] ? w->p.individual_id : party->str);
-	switch (a) {
-	case PURPOSE_KEEP:
-	case PURPOSE_SET_IN: /* not for rows: an OptOut row says out */
-		break;
-	case PURPOSE_OPT_OUT:
-		/* P1: an opt-out of the purpose made in Salesforce */
-		rc = purpose_optout_from_sf(t, &w->p, &w->ev, &ref, name, NULL, changed, false, st,
-		                            e);
-		/* an opt-in still queued for the Individual's rows would be written
-		 * over it: it says out now */
-		if (rc == 0)
-			rc = push_queued_correct(t, &w->p, &ind, name, true, st, e);
-		break;
-	case PURPOSE_OPT_IN: {
+	if (a & FLAG_OPT_OUT) {
+		/* P1: an opt-out of the purpose made in Salesforce; an opt-in
+		 * still queued for the Individual's rows would be written over
+		 * it: it says out now */
+		if ((rc = purpose_optout_from_sf(t, &w->p, &w->ev, &ref, name, NULL, changed, false,
+		                                 st, e)) ||
+		    (rc = push_queued_correct(t, &w->p, &ind, name, true, st, e)))
+			goto out;
+	}
+	if (a & FLAG_OPT_IN) {
 		/* consent given in Salesforce counts: the row is the evidence */
 		char evidence[LEDGER_TEXT_MAX + 1], reason[LEDGER_TEXT_MAX + 1];
 		const struct sf_value *src = sf_record_get(r, "CaptureSource");
@@ -310,35 +308,30 @@ int apply_sf_consent(struct ledger_txn *t, struct conn *c, const struct sf_recor
 		snprintf(evidence, sizeof(evidence), "salesforce:ContactPointTypeConsent/%s",
 		         r->id);
 		snprintf(reason, sizeof(reason), "CaptureSource: %.900s", has_src ? src->str : "");
-		rc = purpose_optin_from_sf(t, &w->p, &w->ev, &ref, name, capture, evidence,
-		                           has_src ? reason : NULL, changed, false, st, e);
-		break;
+		if ((rc = purpose_optin_from_sf(t, &w->p, &w->ev, &ref, name, capture, evidence,
+		                                has_src ? reason : NULL, changed, false, st, e)))
+			goto out;
 	}
-	case PURPOSE_UNDATED:
+	if (a & FLAG_UNDATED)
 		undated_note(st, LEDGER_OBJ_CONSENT, r->id, name, "CaptureDate");
-		break;
-	case PURPOSE_CONFLICT:
+	if (a & FLAG_CONFLICT) {
 		/* P2: back to OptIn in Salesforce without evidence given to optsync */
-		rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
-		                     LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name, e);
-		if (rc)
-			break;
+		if ((rc = sf_conflict_add(t, &w->p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
+		                          LEDGER_F_OPTED_OUT, "opted_out", "opted_in", now, name,
+		                          e)))
+			goto out;
 		st->resubscribe_conflicts++;
-		if (c->cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT)
-			rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e);
-		break;
-	case PURPOSE_SET_OUT:
-		/* a row new to optsync that says OptIn for a person opted out of
-		 * the purpose is set to OptOut, as rule 3 does for new records */
-		rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e);
-		break;
 	}
-	if (rc)
+	/* a row new to optsync that says OptIn for a person opted out of the
+	 * purpose is set to OptOut, as rule 3 does for new records; a
+	 * conflict's revert likewise */
+	if ((a & (FLAG_REVERT | FLAG_SET_OUT)) &&
+	    (rc = push_enqueue_purpose(t, &w->p, &ind, name, true, st, e)))
 		goto out;
 	rc = note_row(t, w->p.key, name, r->id, now_status, e);
 	/* a change read on one row of the person's goes to their other rows */
-	if (rc == 0 && (a == PURPOSE_OPT_OUT || a == PURPOSE_OPT_IN))
-		rc = consent_spread(t, c->cfg, &w->p, name, a == PURPOSE_OPT_OUT, st, e);
+	if (rc == 0 && (a & (FLAG_OPT_OUT | FLAG_OPT_IN)))
+		rc = consent_spread(t, c->cfg, &w->p, name, (a & FLAG_OPT_OUT) != 0, st, e);
 out:
 	free(w);
 	return rc;

@@ -3,6 +3,7 @@
 #define OPTSYNC_CONNECTOR_INTERNAL_H
 
 #include "connector/connector.h"
+#include "connector/rules/rules.h"
 #include "salesforce/sf.h"
 #include "state/ledger.h"
 
@@ -48,16 +49,6 @@ struct field_key {
 };
 void config_field_keys(const struct config *cfg, struct field_key out[CONFIG_FIELD_KEYS]);
 
-/* The groups of facts that change together. */
-#define AUTH_GROUP                                                                                 \
-	(LEDGER_F_AUTH_TYPE | LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE | LEDGER_F_AUTH_OTHER)
-#define SOURCE_GROUP (LEDGER_F_SOURCE_TYPE | LEDGER_F_SOURCE_OTHER)
-
-/* How far in the future a date given to optsync may lie (clock skew between
- * the application, Salesforce and optsync): a consent date, an opt-out's
- * occurred_at. */
-#define FUTURE_TOLERANCE_MS (5 * 60 * 1000LL)
-
 /* The picklist enums: their members are 1..AUTH_TYPES and 1..SOURCE_TYPES. */
 #define AUTH_TYPES   LEDGER_AUTH_OTHER
 #define SOURCE_TYPES LEDGER_SOURCE_OTHER
@@ -77,11 +68,6 @@ int map_source_from_sf(const struct config *cfg, const char *s);
 const char *map_auth_to_sf(const struct config *cfg, int v);
 const char *map_source_to_sf(const struct config *cfg, int v);
 int object_of(const char *name); /* LEDGER_OBJ_* or 0 */
-
-/* Check the rules (docs/sync-rules.md, rule 5) on one group of facts (mask selects the groups:
- * LEDGER_F_AUTH_TYPE for authorization, LEDGER_F_SOURCE_TYPE for source).
- * why gets the reason. */
-int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap);
 
 /* The connector's values in the ledger's meta (ledger_meta_get/put). */
 #define META_LAST_CYCLE        "last_cycle"        /* the last cycle's report, JSON */
@@ -270,32 +256,6 @@ struct apply_stats {
 void undated_note(struct apply_stats *st, int object, const char *id, const char *purpose,
                   const char *missing);
 
-/* What one purpose's value pulled from Salesforce does (docs/sync-rules.md,
- * "Purposes"): a ContactPointTypeConsent row, an opt-out checkbox (true =
- * out) or an opt-in checkbox (true = in). Pure: decided from what
- * Salesforce holds, what optsync last read or wrote there and the person. */
-enum purpose_mapping {
-	PURPOSE_MAP_OPT_OUT_BOX, /* in is only the absence of an opt-out */
-	PURPOSE_MAP_CONSENT_ROW, /* OptIn with CaptureDate is consent; OptOut an opt-out */
-	PURPOSE_MAP_OPT_IN_BOX,  /* ticked with a date is consent; out is the untick */
-};
-struct purpose_seen {
-	bool in;         /* Salesforce says in (OptIn, an opt-in box ticked, an opt-out box not) */
-	bool dated;      /* with a valid consent date (CaptureDate, the date field) */
-	int before;      /* last read or written there: 1 in, 0 out, -1 not known (new) */
-	uint8_t status;  /* the person's status for the purpose (enum ledger_purpose_status) */
-	bool global_out; /* the person is opted out of all email */
-};
-enum purpose_action {
-	PURPOSE_KEEP,     /* nothing to do (unchanged, our own write, no decision) */
-	PURPOSE_OPT_IN,   /* consent given in Salesforce: an opt-in with evidence */
-	PURPOSE_UNDATED,  /* an opt-in without its date: not evidence, counted and named */
-	PURPOSE_OPT_OUT,  /* P1: an opt-out made in Salesforce, spread */
-	PURPOSE_CONFLICT, /* P2: back in after an opt-out, without evidence given to optsync */
-	PURPOSE_SET_OUT,  /* in, new to optsync, for a person out of it: set out (rule 3) */
-	PURPOSE_SET_IN,   /* an opt-in box unticked on a record new to optsync, the person in */
-};
-enum purpose_action purpose_decide(enum purpose_mapping map, const struct purpose_seen *s);
 /* Queue a write of the fields in mask (from p's facts) to one record,
  * coalescing with what is queued already. */
 int push_enqueue(struct ledger_txn *t, const struct ledger_person *p,
@@ -387,12 +347,6 @@ int purpose_status_put(struct ledger_txn *t, const uint8_t key[LEDGER_KEY_LEN], 
 int push_spread(struct ledger_txn *t, const struct ledger_person *p,
                 const struct ledger_recref *except, uint32_t mask, struct apply_stats *st,
                 struct err *e);
-/* Copy the fields of group (LEDGER_F_* bits) from src to dst; absent
- * values become empty. */
-void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group);
-/* Whether a and b hold the same values in the groups of group
- * (LEDGER_F_AUTH_TYPE, LEDGER_F_SOURCE_TYPE). */
-int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group);
 /* The time (ms) in r's field name, or 0 when it has none or it is not one. */
 int64_t record_time(const struct sf_record *r, const char *name);
 /* The facts a Salesforce record holds, as of now; invalid gets the groups

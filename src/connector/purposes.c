@@ -141,7 +141,7 @@ int purpose_optin_apply(struct ledger_txn *t, struct uc *u, const char *purpose,
 		int64_t out_at = global_out ? u->p.opted_out_at : 0;
 		if (cur.status == LEDGER_PURPOSE_OUT && cur.changed_at > out_at)
 			out_at = cur.changed_at;
-		if ((rc = uc_evidence_after(consent_date, out_at, "opt in again", e)))
+		if ((rc = evidence_after(consent_date, out_at, "opt in again", e)))
 			return rc;
 	}
 	uc_event_by(&u->ev, u->who, LEDGER_EV_OPTIN);
@@ -200,7 +200,7 @@ int conn_consent(struct conn *c, const struct conn_actor *who, const struct conn
 		return err_set(e, ERR_EVIDENCE, "an opt-in needs the date the consent was given");
 	if (in->consent_date > time_now_ms() + FUTURE_TOLERANCE_MS)
 		return err_set(e, ERR_INVALID, "the consent date is in the future");
-	if (uc_check_sha256(in->evidence_sha256, e))
+	if (evidence_check_sha256(in->evidence_sha256, e))
 		return e->code;
 	struct consent_uc *x = uc_new(c, who, in->email, sizeof(*x), e);
 	if (x == NULL)

@@ -8,83 +8,6 @@
 #include "util/log.h"
 #include "util/timefmt.h"
 
-/* ---- fact groups ---- */
-
-static int auth_equal(const struct ledger_facts *a, const struct ledger_facts *b)
-{
-	int ta = (a->mask & LEDGER_F_AUTH_TYPE) ? a->auth_type : 0;
-	int tb = (b->mask & LEDGER_F_AUTH_TYPE) ? b->auth_type : 0;
-	int64_t da = (a->mask & LEDGER_F_CONSENT_DATE) ? a->consent_date : 0;
-	int64_t db = (b->mask & LEDGER_F_CONSENT_DATE) ? b->consent_date : 0;
-	const char *pa = (a->mask & LEDGER_F_PURPOSE) ? a->purpose : "";
-	const char *pb = (b->mask & LEDGER_F_PURPOSE) ? b->purpose : "";
-	const char *oa = (a->mask & LEDGER_F_AUTH_OTHER) ? a->auth_other : "";
-	const char *ob = (b->mask & LEDGER_F_AUTH_OTHER) ? b->auth_other : "";
-	/* Salesforce keeps whole seconds at best: compare dates to the second */
-	return ta == tb && da / 1000 == db / 1000 && strcmp(pa, pb) == 0 && strcmp(oa, ob) == 0;
-}
-
-static int source_equal(const struct ledger_facts *a, const struct ledger_facts *b)
-{
-	int ta = (a->mask & LEDGER_F_SOURCE_TYPE) ? a->source_type : 0;
-	int tb = (b->mask & LEDGER_F_SOURCE_TYPE) ? b->source_type : 0;
-	const char *oa = (a->mask & LEDGER_F_SOURCE_OTHER) ? a->source_other : "";
-	const char *ob = (b->mask & LEDGER_F_SOURCE_OTHER) ? b->source_other : "";
-	return ta == tb && strcmp(oa, ob) == 0;
-}
-
-int facts_group_equal(const struct ledger_facts *a, const struct ledger_facts *b, uint32_t group)
-{
-	return ((group & LEDGER_F_AUTH_TYPE) == 0 || auth_equal(a, b)) &&
-	       ((group & LEDGER_F_SOURCE_TYPE) == 0 || source_equal(a, b));
-}
-
-void facts_copy_group(struct ledger_facts *dst, const struct ledger_facts *src, uint32_t group)
-{
-	dst->mask = (dst->mask & ~group) | (src->mask & group) | group;
-	if (group & LEDGER_F_OPTED_OUT)
-		dst->opted_out = (src->mask & LEDGER_F_OPTED_OUT) ? src->opted_out : false;
-	if (group & LEDGER_F_AUTH_TYPE) {
-		dst->auth_type = (src->mask & LEDGER_F_AUTH_TYPE) ? src->auth_type : 0;
-		dst->consent_date = (src->mask & LEDGER_F_CONSENT_DATE) ? src->consent_date : 0;
-		memcpy(dst->purpose, (src->mask & LEDGER_F_PURPOSE) ? src->purpose : "",
-		       strlen((src->mask & LEDGER_F_PURPOSE) ? src->purpose : "") + 1);
-		memcpy(dst->auth_other, (src->mask & LEDGER_F_AUTH_OTHER) ? src->auth_other : "",
-		       strlen((src->mask & LEDGER_F_AUTH_OTHER) ? src->auth_other : "") + 1);
-	}
-	if (group & LEDGER_F_SOURCE_TYPE) {
-		dst->source_type = (src->mask & LEDGER_F_SOURCE_TYPE) ? src->source_type : 0;
-		memcpy(dst->source_other,
-		       (src->mask & LEDGER_F_SOURCE_OTHER) ? src->source_other : "",
-		       strlen((src->mask & LEDGER_F_SOURCE_OTHER) ? src->source_other : "") + 1);
-	}
-}
-
-/* A group as text, for conflicts ("consent 2026-11-20T14:05:00Z Newsletter"). */
-static void group_text(const struct ledger_facts *f, uint32_t group, char *out, size_t cap)
-{
-	if (group == LEDGER_F_OPTED_OUT) {
-		snprintf(out, cap, "%s",
-		         (f->mask & LEDGER_F_OPTED_OUT) && f->opted_out ? "opted_out" : "opted_in");
-		return;
-	}
-	if (group & LEDGER_F_AUTH_TYPE) {
-		const char *t =
-		    (f->mask & LEDGER_F_AUTH_TYPE) ? ledger_auth_name(f->auth_type) : NULL;
-		char d[TIME_STR_MAX] = "";
-		if ((f->mask & LEDGER_F_CONSENT_DATE) && f->consent_date)
-			time_format(f->consent_date, d);
-		snprintf(out, cap, "%s%s%s%s%s%s%s", t ? t : "(none)", d[0] ? " " : "", d,
-		         f->purpose[0] ? " purpose=" : "", f->purpose,
-		         f->auth_other[0] ? " other=" : "", f->auth_other);
-		return;
-	}
-	const char *t =
-	    (f->mask & LEDGER_F_SOURCE_TYPE) ? ledger_source_name(f->source_type) : NULL;
-	snprintf(out, cap, "%s%s%s", t ? t : "(none)", f->source_other[0] ? " other=" : "",
-	         f->source_other);
-}
-
 /* ---- reading a Salesforce record ---- */
 
 static int text_field(const struct sf_record *r, const char *name, char *dst, size_t cap,
@@ -159,14 +82,14 @@ void read_sf_record(const struct config *cfg, const struct sf_record *r, int64_t
 	if (!(*invalid & AUTH_GROUP) &&
 	    !facts_valid(f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why))) {
 		*invalid |= AUTH_GROUP;
-		group_text(f, AUTH_GROUP, raw, rawcap);
+		facts_group_text(f, AUTH_GROUP, raw, rawcap);
 		size_t n = strlen(raw);
 		snprintf(raw + n, rawcap - n, " (%s)", why);
 	}
 	if (!(*invalid & SOURCE_GROUP) &&
 	    !facts_valid(f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why))) {
 		*invalid |= SOURCE_GROUP;
-		group_text(f, SOURCE_GROUP, raw, rawcap);
+		facts_group_text(f, SOURCE_GROUP, raw, rawcap);
 		size_t n = strlen(raw);
 		snprintf(raw + n, rawcap - n, " (%s)", why);
 	}
@@ -299,38 +222,6 @@ void undated_note(struct apply_stats *st, int object, const char *id, const char
 	snprintf(u->id, sizeof(u->id), "%s", id);
 	snprintf(u->purpose, sizeof(u->purpose), "%s", purpose);
 	snprintf(u->missing, sizeof(u->missing), "%s", missing);
-}
-
-enum purpose_action purpose_decide(enum purpose_mapping map, const struct purpose_seen *s)
-{
-	if (s->in) {
-		if (s->status == LEDGER_PURPOSE_OUT)
-			/* P2: back in after the opt-out; new to optsync: set out, as
-			 * rule 3 does for new records; unchanged: our revert waits */
-			return s->before == 0  ? PURPOSE_CONFLICT
-			       : s->before < 0 ? PURPOSE_SET_OUT
-			                       : PURPOSE_KEEP;
-		/* an opt-out box unticked says no more than "not out"; the global
-		 * opt-out overrides a purpose's opt-in (P2) */
-		if (map == PURPOSE_MAP_OPT_OUT_BOX || s->status == LEDGER_PURPOSE_IN ||
-		    s->global_out)
-			return PURPOSE_KEEP;
-		/* consent given in Salesforce counts, whenever it is read with its
-		 * date; without it, it is named when first seen */
-		if (s->dated)
-			return PURPOSE_OPT_IN;
-		return s->before == 1 ? PURPOSE_KEEP : PURPOSE_UNDATED;
-	}
-	if (map == PURPOSE_MAP_OPT_IN_BOX) {
-		/* unticked is an opt-out only where it was ticked, after an opt-in;
-		 * a record new to optsync unticked gets the person's opt-in */
-		if (s->status != LEDGER_PURPOSE_IN)
-			return PURPOSE_KEEP;
-		return s->before == 1  ? PURPOSE_OPT_OUT
-		       : s->before < 0 ? PURPOSE_SET_IN
-		                       : PURPOSE_KEEP;
-	}
-	return s->before != 0 && s->status != LEDGER_PURPOSE_OUT ? PURPOSE_OPT_OUT : PURPOSE_KEEP;
 }
 
 /* Queue a write to one record, coalescing with what is queued already:
@@ -511,9 +402,11 @@ static int spread_facts(const struct ledger_recref *ref, void *ctx)
 	if ((mask & LEDGER_F_OPTED_OUT) &&
 	    !((r->seen.mask & LEDGER_F_OPTED_OUT) && r->seen.opted_out == p->facts.opted_out))
 		need |= LEDGER_F_OPTED_OUT;
-	if ((mask & LEDGER_F_AUTH_TYPE) && !auth_equal(&r->seen, &p->facts))
+	if ((mask & LEDGER_F_AUTH_TYPE) &&
+	    !facts_group_equal(&r->seen, &p->facts, LEDGER_F_AUTH_TYPE))
 		need |= AUTH_GROUP;
-	if ((mask & LEDGER_F_SOURCE_TYPE) && !source_equal(&r->seen, &p->facts))
+	if ((mask & LEDGER_F_SOURCE_TYPE) &&
+	    !facts_group_equal(&r->seen, &p->facts, LEDGER_F_SOURCE_TYPE))
 		need |= SOURCE_GROUP;
 	int rc = need ? push_enqueue(x->t, p, ref, need, p->facts.opted_out, x->st, x->e) : 0;
 	/* the record says what the person says, but a write still queued for
@@ -757,7 +650,7 @@ static int64_t box_date(const struct sf_record *r, const char *field, int64_t no
 	return ms;
 }
 
-/* P1 and P2 for purposes on checkboxes (purpose_decide): an opt-out box
+/* P1 and P2 for purposes on checkboxes (flag_decide): an opt-out box
  * (salesforce = { field = ... }) ticked in Salesforce is an opt-out of the
  * purpose, spread to the person's other records, and unticked after that a
  * re-opt-in without evidence, a conflict under sync.resubscribe_policy; an
@@ -778,7 +671,12 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		const struct sf_value *v = field ? sf_record_get(r, field) : NULL;
 		if (v == NULL || v->type != SF_BOOL)
 			continue;
-		struct purpose_seen s = {.in = in_box == v->b, .global_out = p->facts.opted_out};
+		struct flag_seen s = {.in = in_box == v->b,
+		                      .global_out = p->facts.opted_out,
+		                      .writable = writable,
+		                      .revert =
+		                          cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT};
+		enum flag_map map = in_box ? FLAG_OPT_IN_BOX : FLAG_OPT_OUT_BOX;
 		/* the record's flag says out (ledger_pflags): 1 out, 0 in */
 		int seen = ledger_pflags_get(&rec->seen_purposes, cp->name);
 		if (ledger_pflags_set(&rec->seen_purposes, cp->name, !s.in))
@@ -787,13 +685,10 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		s.before = is_new || seen < 0 ? -1 : seen == 0 ? 1 : 0;
 		int64_t date = in_box && s.in ? box_date(r, cp->sf_consent_date_field, now) : 0;
 		s.dated = date != 0;
-		bool unchanged = s.before == (s.in ? 1 : 0);
-		/* unchanged since last read (or our own write): only a ticked opt-in
-		 * box with its date may still be news (the person's status) */
-		if (unchanged && !(in_box && s.dated))
+		/* unchanged since last read (or our own write), and no dated
+		 * opt-in: nothing the person's status could make news */
+		if (!flag_is_news(map, &s))
 			continue;
-		if (!unchanged)
-			*any_change = 1;
 		struct ledger_purpose cur;
 		int rc =
 		    new_person ? ERR_NOTFOUND : ledger_purpose_get(t, p->key, cp->name, &cur, e);
@@ -804,53 +699,42 @@ static int apply_purpose_boxes(struct ledger_txn *t, const struct config *cfg, s
 		if (rc)
 			return rc;
 		s.status = cur.status;
-		enum purpose_action a =
-		    purpose_decide(in_box ? PURPOSE_MAP_OPT_IN_BOX : PURPOSE_MAP_OPT_OUT_BOX, &s);
-		switch (a) {
-		case PURPOSE_KEEP:
-			break;
-		case PURPOSE_OPT_IN: {
+		unsigned a = flag_decide(map, &s);
+		if (a & (FLAG_CHANGED | FLAG_OPT_IN))
+			*any_change = 1;
+		if (a & FLAG_OPT_IN) {
 			char ref_text[LEDGER_TEXT_MAX + 1];
 			snprintf(ref_text, sizeof(ref_text), "salesforce:%s/%s.%s",
 			         ledger_object_name(ref->object), ref->id, cp->sf_opt_in_field);
-			*any_change = 1;
 			if ((rc = purpose_optin_from_sf(t, p, &w->ev, ref, cp->name, date, ref_text,
 			                                NULL, sf_changed, true, st, e)) ||
 			    (rc = purpose_push_spread(t, p, ref, cp->name, false, true, st, e)))
 				return rc;
-			break;
 		}
-		case PURPOSE_UNDATED:
+		if (a & FLAG_UNDATED)
 			undated_note(st, ref->object, ref->id, cp->name, cp->sf_consent_date_field);
-			break;
-		case PURPOSE_OPT_OUT:
-			if ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL,
-			                                 sf_changed, true, st, e)) ||
-			    (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)) ||
-			    (rc = push_queued_correct(t, p, ref, cp->name, true, st, e)))
-				return rc;
-			break;
-		case PURPOSE_SET_OUT:
-		case PURPOSE_SET_IN:
-			/* a record that appears for a person out of (in) the purpose */
-			if (writable && (rc = push_enqueue_purpose(t, p, ref, cp->name,
-			                                           a == PURPOSE_SET_OUT, st, e)))
-				return rc;
-			break;
-		case PURPOSE_CONFLICT:
+		if ((a & FLAG_OPT_OUT) &&
+		    ((rc = purpose_optout_from_sf(t, p, &w->ev, ref, cp->name, NULL, sf_changed,
+		                                  true, st, e)) ||
+		     (rc = purpose_push_spread(t, p, ref, cp->name, true, in_box, st, e)) ||
+		     (rc = push_queued_correct(t, p, ref, cp->name, true, st, e))))
+			return rc;
+		/* a record that appears for a person out of (in) the purpose */
+		if ((a & (FLAG_SET_OUT | FLAG_SET_IN)) &&
+		    (rc =
+		         push_enqueue_purpose(t, p, ref, cp->name, (a & FLAG_SET_OUT) != 0, st, e)))
+			return rc;
+		if (a & FLAG_CONFLICT) {
 			/* P2: back in in Salesforce without admin and evidence */
-			if (!writable)
-				break;
 			rc =
 			    conflict_add(t, p, ref, LEDGER_CONFLICT_RESUBSCRIBE, LEDGER_F_OPTED_OUT,
 			                 "opted_out", "opted_in", false, "", now, cp->name, e);
 			if (rc)
 				return rc;
 			st->resubscribe_conflicts++;
-			if (cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT &&
+			if ((a & FLAG_REVERT) &&
 			    (rc = push_enqueue_purpose(t, p, ref, cp->name, true, st, e)))
 				return rc;
-			break;
 		}
 	}
 	return 0;
@@ -1348,52 +1232,55 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 	struct ledger_facts *seen = &rec->seen;
 	int any_change = is_new;
 
-	/* Rule 1, 2 and 3: the opt-out */
+	/* Rule 1, 2 and 3: the opt-out (flag_decide) */
 	bool sf_out = (sf->mask & LEDGER_F_OPTED_OUT) && sf->opted_out;
 	bool seen_known = (seen->mask & LEDGER_F_OPTED_OUT) != 0;
-	if (is_new || !seen_known || seen->opted_out != sf_out) {
+	struct flag_seen fs = {.in = !sf_out,
+	                       .before = is_new || !seen_known ? -1
+	                                 : seen->opted_out     ? 0
+	                                                       : 1,
+	                       .status =
+	                           p->facts.opted_out ? LEDGER_PURPOSE_OUT : LEDGER_PURPOSE_NONE,
+	                       .writable = writable,
+	                       .revert = cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT};
+	unsigned act = flag_decide(FLAG_OPT_OUT_BOX, &fs);
+	if (act & FLAG_CHANGED)
 		any_change = 1;
-		if (sf_out && !p->facts.opted_out) {
-			p->facts.mask |= LEDGER_F_OPTED_OUT;
-			p->facts.opted_out = true;
-			p->opted_out_at = sf_changed ? sf_changed : now;
-			p->optout_changed_at = p->opted_out_at;
-			p->updated_at = now;
-			event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE,
-			            "salesforce", &ref, now);
-			w->ev.facts.mask = LEDGER_F_OPTED_OUT;
-			w->ev.facts.opted_out = true;
-			if ((rc = event_record_held(t, p, &w->ev, e)))
-				goto out;
-			st->optouts_in++;
-			if ((rc = push_spread(t, p, &ref, LEDGER_F_OPTED_OUT, st, e)))
-				goto out;
-			/* a write queued for this record that says opted in (queued
-			 * before this opt-out) would undo it */
-			if ((rc = push_queued_correct(t, p, &ref, NULL, true, st, e)))
-				goto out;
-		} else if (!sf_out && p->facts.opted_out && writable) {
-			if (is_new || !seen_known || !seen->opted_out) {
-				/* Rule 3: a record that appears for a suppressed person */
-				if (is_new || !seen_known)
-					st->suppressed_new++;
-				if ((rc =
-				         push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT, true, st, e)))
-					goto out;
-			} else {
-				/* Rule 2: opted in in Salesforce without evidence */
-				bool revert = cfg->sync.resubscribe_policy == CONFIG_RESUB_REVERT;
-				rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_RESUBSCRIBE,
-				                  LEDGER_F_OPTED_OUT, "opted_out", "opted_in",
-				                  false, "", now, NULL, e);
-				if (rc)
-					goto out;
-				st->resubscribe_conflicts++;
-				if (revert && (rc = push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT,
-				                                 true, st, e)))
-					goto out;
-			}
-		}
+	if (act & FLAG_OPT_OUT) {
+		p->facts.mask |= LEDGER_F_OPTED_OUT;
+		p->facts.opted_out = true;
+		p->opted_out_at = sf_changed ? sf_changed : now;
+		p->optout_changed_at = p->opted_out_at;
+		p->updated_at = now;
+		event_about(&w->ev, LEDGER_EV_OPTOUT, LEDGER_ORIGIN_SALESFORCE, "salesforce", &ref,
+		            now);
+		w->ev.facts.mask = LEDGER_F_OPTED_OUT;
+		w->ev.facts.opted_out = true;
+		if ((rc = event_record_held(t, p, &w->ev, e)))
+			goto out;
+		st->optouts_in++;
+		/* to the person's other records; and a write queued for this one
+		 * that says opted in (queued before this opt-out) would undo it */
+		if ((rc = push_spread(t, p, &ref, LEDGER_F_OPTED_OUT, st, e)) ||
+		    (rc = push_queued_correct(t, p, &ref, NULL, true, st, e)))
+			goto out;
+	}
+	if (act & FLAG_SET_OUT) {
+		/* Rule 3: a record that appears for a suppressed person */
+		st->suppressed_new++;
+		if ((rc = push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT, true, st, e)))
+			goto out;
+	}
+	if (act & FLAG_CONFLICT) {
+		/* Rule 2: opted in in Salesforce without evidence */
+		rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_RESUBSCRIBE, LEDGER_F_OPTED_OUT,
+		                  "opted_out", "opted_in", false, "", now, NULL, e);
+		if (rc)
+			goto out;
+		st->resubscribe_conflicts++;
+		if ((act & FLAG_REVERT) &&
+		    (rc = push_enqueue(t, p, &ref, LEDGER_F_OPTED_OUT, true, st, e)))
+			goto out;
 	}
 
 	if ((rc = apply_purpose_boxes(t, cfg, w, r, &ref, is_new, new_person, writable, sf_changed,
@@ -1416,16 +1303,39 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 		uint32_t g = groups[gi].group, tb = groups[gi].typebit;
 		uint32_t invflag = tb == LEDGER_F_AUTH_TYPE ? LEDGER_RECORD_INVALID_AUTH
 		                                            : LEDGER_RECORD_INVALID_SOURCE;
-		int (*eq)(const struct ledger_facts *, const struct ledger_facts *) =
-		    tb == LEDGER_F_AUTH_TYPE ? auth_equal : source_equal;
 		char local[LEDGER_TEXT_MAX + 1]; /* written when a conflict needs it */
-		if (invalid & g) {
-			/* not applied; raised once until the value changes */
-			if (rec->flags & invflag)
-				continue;
-			rec->flags |= invflag;
+		int64_t local_at =
+		    tb == LEDGER_F_AUTH_TYPE ? p->auth_changed_at : p->source_changed_at;
+		struct facts_seen gs = {.invalid = (invalid & g) != 0,
+		                        .raised = (rec->flags & invflag) != 0,
+		                        .sf_has = (sf->mask & g) != 0,
+		                        .seen_has = (seen->mask & g) != 0,
+		                        .is_new = is_new,
+		                        .unchanged = facts_group_equal(sf, seen, tb),
+		                        .agrees = facts_group_equal(sf, &p->facts, tb),
+		                        .person_has = (p->facts.mask & tb) != 0,
+		                        .writable = writable,
+		                        .queued = -1,
+		                        .sf_newer = sf_changed > local_at};
+		enum facts_action fa = facts_decide(&gs);
+		if (fa == FACTS_NEED_QUEUED) {
+			int rq = ledger_push_get(t, object, ref.id, &w->q, e);
+			if (rq && rq != ERR_NOTFOUND) {
+				rc = rq;
+				goto out;
+			}
+			gs.queued = rq == 0 && (w->q.want.mask & tb);
+			fa = facts_decide(&gs);
+		}
+		if (!gs.invalid)
+			rec->flags &= ~invflag;
+		if (fa != FACTS_KEEP && fa != FACTS_FILL)
 			any_change = 1;
-			group_text(&p->facts, g, local, sizeof(local));
+		if (fa == FACTS_KEEP || fa == FACTS_AGREES)
+			continue;
+		if (fa == FACTS_INVALID) {
+			rec->flags |= invflag;
+			facts_group_text(&p->facts, g, local, sizeof(local));
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_INVALID_VALUE, tb, local, raw,
 			                  false, "", now, NULL, e);
 			if (rc)
@@ -1433,34 +1343,16 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 			st->invalid_conflicts++;
 			continue;
 		}
-		rec->flags &= ~invflag;
-		int sf_has = (sf->mask & g) != 0;
-		if (!sf_has && is_new && (p->facts.mask & tb) && writable) {
-			/* a new record without these facts gets the person's */
+		if (fa == FACTS_FILL) {
 			if ((rc = push_enqueue(t, p, &ref, g, p->facts.opted_out, st, e)))
 				goto out;
 			continue;
 		}
-		if (!sf_has && !(seen->mask & g))
-			continue; /* nothing on either side */
-		if (!is_new && eq(sf, seen))
-			continue; /* unchanged since we last read it */
-		any_change = 1;
-		if (eq(sf, &p->facts))
-			continue; /* Salesforce agrees with us */
-		/* both sides changed? a local change still queued for this record */
-		int rq = ledger_push_get(t, object, ref.id, &w->q, e);
-		if (rq && rq != ERR_NOTFOUND) {
-			rc = rq;
-			goto out;
-		}
-		int64_t local_at =
-		    tb == LEDGER_F_AUTH_TYPE ? p->auth_changed_at : p->source_changed_at;
-		if (rq == 0 && (w->q.want.mask & tb)) {
+		if (fa == FACTS_CONCURRENT_SF || fa == FACTS_CONCURRENT_LOCAL) {
+			bool sf_wins = fa == FACTS_CONCURRENT_SF;
 			char sftext[LEDGER_TEXT_MAX + 1];
-			group_text(sf, g, sftext, sizeof(sftext));
-			int sf_wins = sf_changed > local_at;
-			group_text(&p->facts, g, local, sizeof(local));
+			facts_group_text(sf, g, sftext, sizeof(sftext));
+			facts_group_text(&p->facts, g, local, sizeof(local));
 			rc = conflict_add(t, p, &ref, LEDGER_CONFLICT_CONCURRENT, tb, local, sftext,
 			                  true, sf_wins ? "salesforce_newer" : "local_newer", now,
 			                  NULL, e);
@@ -1548,55 +1440,4 @@ int apply_sf_record(struct ledger_txn *t, struct ledger *l, const struct config 
 out:
 	free(w);
 	return rc;
-}
-
-/* ---- validity of a set of facts ---- */
-
-int facts_valid(const struct ledger_facts *f, uint32_t groups, int64_t now, char *why, size_t cap)
-{
-	if (groups & LEDGER_F_AUTH_TYPE) {
-		int type = (f->mask & LEDGER_F_AUTH_TYPE) ? f->auth_type : 0;
-		int has_date = (f->mask & LEDGER_F_CONSENT_DATE) && f->consent_date != 0;
-		int has_purpose = (f->mask & LEDGER_F_PURPOSE) && f->purpose[0];
-		int has_other = (f->mask & LEDGER_F_AUTH_OTHER) && f->auth_other[0];
-		if (type == LEDGER_AUTH_CONSENT && (!has_date || !has_purpose)) {
-			snprintf(why, cap,
-			         "authorization type consent needs a consent date and a "
-			         "purpose");
-			return 0;
-		}
-		if (type != LEDGER_AUTH_CONSENT && (has_date || has_purpose)) {
-			snprintf(why, cap,
-			         "a consent date and a purpose go only with authorization "
-			         "type consent");
-			return 0;
-		}
-		if (has_date && f->consent_date > now + FUTURE_TOLERANCE_MS) {
-			snprintf(why, cap, "the consent date is in the future");
-			return 0;
-		}
-		if (type == LEDGER_AUTH_OTHER && !has_other) {
-			snprintf(why, cap, "authorization type other needs a description (other)");
-			return 0;
-		}
-		if (type != LEDGER_AUTH_OTHER && has_other) {
-			snprintf(why, cap,
-			         "an authorization description (other) goes only with "
-			         "type other");
-			return 0;
-		}
-	}
-	if (groups & LEDGER_F_SOURCE_TYPE) {
-		int type = (f->mask & LEDGER_F_SOURCE_TYPE) ? f->source_type : 0;
-		int has_other = (f->mask & LEDGER_F_SOURCE_OTHER) && f->source_other[0];
-		if (type == LEDGER_SOURCE_OTHER && !has_other) {
-			snprintf(why, cap, "source type other needs a description");
-			return 0;
-		}
-		if (type != LEDGER_SOURCE_OTHER && has_other) {
-			snprintf(why, cap, "a source description goes only with source type other");
-			return 0;
-		}
-	}
-	return 1;
 }

@@ -64,14 +64,7 @@ void uc_event_by(struct ledger_event *ev, const struct conn_actor *who, int kind
  * those about purpose, or with purpose NULL those about all email. */
 int uc_resolve_resubscribe_conflicts(struct ledger_txn *t, struct uc *u, const char *purpose,
                                      const char *how, struct err *e);
-/* The rules of consent evidence (writes.c): ERR_EVIDENCE or ERR_INVALID. */
-int uc_check_evidence(const struct conn_evidence *ev, struct err *e);
-/* An evidence file's SHA-256 (NULL: none given) is 64 hex digits;
- * ERR_INVALID otherwise. */
-int uc_check_sha256(const char *sha, struct err *e);
-/* New evidence must postdate the opt-out it overrides (rule 2, P2):
- * ERR_EVIDENCE saying evidence from before it cannot `what`. */
-int uc_evidence_after(int64_t consent_date, int64_t out_at, const char *what, struct err *e);
+/* The rules of consent evidence: connector/rules/rules.h (evidence_*). */
 /* An opt-in to one purpose (rule P2) in a write transaction, into u
  * (u->p loaded): refused (ERR_REFUSED) after an opt-out unless u->who is an
  * admin, with evidence newer than the opt-out (ERR_EVIDENCE). It settles

@@ -469,7 +469,7 @@ int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	if (!u->found || !p->facts.opted_out)
 		return err_set(e, ERR_CONFLICT, "%s is not opted out: nothing to re-subscribe",
 		               u->email);
-	if ((rc = uc_evidence_after(ev->consent_date, p->opted_out_at, "re-subscribe", e)))
+	if ((rc = evidence_after(ev->consent_date, p->opted_out_at, "re-subscribe", e)))
 		return rc;
 	int64_t now = time_now_ms();
 	p->facts.opted_out = false;
@@ -496,54 +496,13 @@ int uc_resub_txn(struct ledger_txn *t, void *ctx, struct err *e)
 	return uc_resolve_resubscribe_conflicts(t, u, NULL, "resubscribed", e);
 }
 
-int uc_check_evidence(const struct conn_evidence *ev, struct err *e)
-{
-	if (ev->consent_date == 0 || ev->purpose == NULL || !*ev->purpose ||
-	    ev->evidence_ref == NULL || !*ev->evidence_ref)
-		return err_set(e, ERR_EVIDENCE,
-		               "a re-subscribe needs new consent evidence: a consent date, a "
-		               "purpose and an evidence reference");
-	if (ev->consent_date > time_now_ms() + FUTURE_TOLERANCE_MS)
-		return err_set(e, ERR_EVIDENCE, "the consent date is in the future");
-	if (strlen(ev->purpose) > LEDGER_TEXT_MAX || strlen(ev->evidence_ref) > LEDGER_TEXT_MAX)
-		return err_set(e, ERR_INVALID, "purpose or evidence reference longer than %d bytes",
-		               LEDGER_TEXT_MAX);
-	return uc_check_sha256(ev->evidence_sha256, e);
-}
-
-int uc_check_sha256(const char *sha, struct err *e)
-{
-	if (sha == NULL)
-		return 0;
-	size_t n = strlen(sha);
-	for (size_t i = 0; i < n; i++)
-		if (!isxdigit((unsigned char)sha[i]))
-			n = 0;
-	if (n != 64)
-		return err_set(e, ERR_INVALID, "evidence SHA-256 must be 64 hex digits");
-	return 0;
-}
-
-int uc_evidence_after(int64_t consent_date, int64_t out_at, const char *what, struct err *e)
-{
-	if (consent_date > out_at)
-		return 0;
-	char given[TIME_STR_MAX], at[TIME_STR_MAX];
-	time_format(consent_date, given);
-	time_format(out_at, at);
-	return err_set(e, ERR_EVIDENCE,
-	               "the consent date %s is not later than the opt-out of %s; evidence of "
-	               "consent given before the opt-out cannot %s",
-	               given, at, what);
-}
-
 int conn_resubscribe(struct conn *c, const struct conn_actor *who, const char *email,
                      const struct conn_evidence *ev, cJSON **result, struct err *e)
 {
 	*result = NULL;
 	if (who->origin != LEDGER_ORIGIN_ADMIN)
 		return err_set(e, ERR_REFUSED, "a re-subscribe needs admin credentials");
-	int rc = uc_check_evidence(ev, e);
+	int rc = evidence_check(ev, time_now_ms(), e);
 	if (rc)
 		return rc;
 	struct resub_uc *x = uc_new(c, who, email, sizeof(*x), e);

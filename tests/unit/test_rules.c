@@ -592,135 +592,276 @@ static void test_rules_table(void **state)
 		run_case(&cases[i]);
 }
 
-/* ---- purposes: what one pulled value decides (purpose_decide) ---- */
+/* ---- the pure decisions (connector/rules/rules.h), driven directly ---- */
 
 #define IN   LEDGER_PURPOSE_IN
 #define OUT  LEDGER_PURPOSE_OUT
 #define NONE LEDGER_PURPOSE_NONE
+#define CH   FLAG_CHANGED
 
-struct purpose_case {
+/* A row's inputs: in, dated, before (1 in, 0 out, -1 new), status,
+ * global_out, writable, revert. */
+#define SEEN(in, dated, before, status, gout, wr, rev)                                             \
+	{                                                                                          \
+		in, dated, before, status, gout, wr, rev                                           \
+	}
+
+struct flag_case {
 	const char *name;
-	enum purpose_mapping map;
-	struct purpose_seen seen; /* in, dated, before (1 in, 0 out, -1 new), status, global_out */
-	enum purpose_action want;
+	enum flag_map map;
+	struct flag_seen seen;
+	unsigned want;
+	bool news; /* flag_is_news */
 };
 
-static const struct purpose_case purpose_cases[] = {
-    /* consent given in Salesforce counts (docs/sync-rules.md, "Purposes") */
-    {"a consent row at OptIn with a CaptureDate, no status: an opt-in",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, -1, NONE, false},
-     PURPOSE_OPT_IN},
-    {"a consent row known at OptIn gets its CaptureDate: an opt-in then",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, 1, NONE, false},
-     PURPOSE_OPT_IN},
-    {"a consent row at OptIn without a CaptureDate: not evidence, named",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, false, -1, NONE, false},
-     PURPOSE_UNDATED},
-    {"that row read again, still without a date: named once",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, false, 1, NONE, false},
-     PURPOSE_KEEP},
-    {"a consent row at OptIn of a person opted out of all email: not taken",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, -1, NONE, true},
-     PURPOSE_KEEP},
-    {"a consent row at OptIn of a person opted in already: nothing",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, -1, IN, false},
-     PURPOSE_KEEP},
-    /* P1 and P2 on consent rows: today's behaviour */
-    {"a consent row set to OptOut: an opt-out",
-     PURPOSE_MAP_CONSENT_ROW,
-     {false, true, 1, IN, false},
-     PURPOSE_OPT_OUT},
-    {"a consent row at OptOut read back: nothing",
-     PURPOSE_MAP_CONSENT_ROW,
-     {false, true, 0, OUT, false},
-     PURPOSE_KEEP},
-    {"a consent row back at OptIn after an opt-out, dated even: a conflict",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, 0, OUT, false},
-     PURPOSE_CONFLICT},
-    {"a new consent row at OptIn of a person opted out of the purpose: set out",
-     PURPOSE_MAP_CONSENT_ROW,
-     {true, true, -1, OUT, false},
-     PURPOSE_SET_OUT},
+static const struct flag_case flag_cases[] = {
+    /* HasOptedOutOfEmail (rules 1-3): an opt-out box for all email; the
+     * status is the person's opted_out */
+    {"rule 1: a record read opted out, the person in: an opt-out", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, 1, NONE, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"rule 1: a record new to optsync opted out: an opt-out", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, -1, NONE, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"rule 1: a converted Lead opted out is still an opt-out", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, 1, NONE, false, false, true), CH | FLAG_OPT_OUT, true},
+    {"rule 1: opted out, the person out already: only a change", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, 1, OUT, false, true, true), CH, true},
+    {"rule 4: opted out read back as optsync wrote it: an echo", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, 0, OUT, false, true, true), 0, false},
+    {"rule 4: opted in read back, the person in: an echo", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 1, NONE, false, true, true), 0, false},
+    {"rule 2: back in without evidence, revert: a conflict and the revert", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 0, OUT, false, true, true), CH | FLAG_CONFLICT | FLAG_REVERT, true},
+    {"rule 2: back in without evidence, hold: a conflict only", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 0, OUT, false, true, false), CH | FLAG_CONFLICT, true},
+    {"rule 2: a converted Lead back in: nothing optsync may write", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 0, OUT, false, false, true), CH, true},
+    {"rule 2: back in, the person back in too (a re-subscribe): nothing", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 0, NONE, false, true, true), CH, true},
+    {"rule 3: a new record opted in for a suppressed person: set out", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, -1, OUT, false, true, true), CH | FLAG_SET_OUT, true},
+    {"rule 3: a new converted Lead for a suppressed person: left alone", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, -1, OUT, false, false, true), CH, true},
+    {"rule 3: in, unchanged, the person out (our revert waits): nothing", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 1, OUT, false, true, true), 0, false},
+    /* a purpose's opt-out checkbox (P1, P2): in is only the absence of an
+     * opt-out */
+    {"P1: an opt-out box ticked: an opt-out", FLAG_OPT_OUT_BOX,
+     SEEN(false, false, 1, NONE, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"an opt-out box unticked, no status: not an opt-in", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, -1, NONE, false, true, true), CH, true},
+    {"an opt-out box unticked, the person in: not news", FLAG_OPT_OUT_BOX,
+     SEEN(true, true, 1, IN, false, true, true), 0, false},
+    {"P2: an opt-out box unticked after an opt-out: a conflict", FLAG_OPT_OUT_BOX,
+     SEEN(true, false, 0, OUT, false, true, true), CH | FLAG_CONFLICT | FLAG_REVERT, true},
     /* an opt-in checkbox (opt_in_field, consent_date_field) */
-    {"an opt-in box ticked with its date, no status: an opt-in",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {true, true, 0, NONE, false},
-     PURPOSE_OPT_IN},
-    {"an opt-in box ticked without its date: not evidence, named",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {true, false, 0, NONE, false},
-     PURPOSE_UNDATED},
-    {"an opt-in box ticked, globally opted out: not taken",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {true, true, 0, NONE, true},
-     PURPOSE_KEEP},
-    {"an opt-in box unticked after an opt-in: an opt-out (P1)",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {false, true, 1, IN, false},
-     PURPOSE_OPT_OUT},
-    {"an opt-in box ticked again after an opt-out: a conflict (P2)",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {true, true, 0, OUT, false},
-     PURPOSE_CONFLICT},
-    {"a new record ticked, the person opted out of the purpose: set out",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {true, true, -1, OUT, false},
-     PURPOSE_SET_OUT},
-    {"a new record unticked, the person opted in: ticked",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {false, false, -1, IN, false},
-     PURPOSE_SET_IN},
-    {"an opt-in box unticked, no status: nothing",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {false, false, 1, NONE, false},
-     PURPOSE_KEEP},
-    {"an opt-in box unticked for a person opted out: nothing",
-     PURPOSE_MAP_OPT_IN_BOX,
-     {false, false, 1, OUT, false},
-     PURPOSE_KEEP},
-    /* an opt-out checkbox (field): in is only the absence of an opt-out */
-    {"an opt-out box ticked: an opt-out",
-     PURPOSE_MAP_OPT_OUT_BOX,
-     {false, false, 1, NONE, false},
-     PURPOSE_OPT_OUT},
-    {"an opt-out box unticked, no status: not an opt-in",
-     PURPOSE_MAP_OPT_OUT_BOX,
-     {true, false, -1, NONE, false},
-     PURPOSE_KEEP},
-    {"an opt-out box unticked after an opt-out: a conflict",
-     PURPOSE_MAP_OPT_OUT_BOX,
-     {true, false, 0, OUT, false},
-     PURPOSE_CONFLICT},
+    {"an opt-in box ticked with its date, no status: an opt-in", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 0, NONE, false, true, true), CH | FLAG_OPT_IN, true},
+    {"an opt-in box read again ticked with its date, no status: an opt-in", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 1, NONE, false, true, true), FLAG_OPT_IN, true},
+    {"an opt-in box ticked without its date: not evidence, named", FLAG_OPT_IN_BOX,
+     SEEN(true, false, 0, NONE, false, true, true), CH | FLAG_UNDATED, true},
+    {"that box read again, still without a date: named once", FLAG_OPT_IN_BOX,
+     SEEN(true, false, 1, NONE, false, true, true), 0, false},
+    {"an opt-in box ticked, globally opted out: not taken (P2)", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 0, NONE, true, true, true), CH, true},
+    {"an opt-in box ticked, the person in already: only a change", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 0, IN, false, true, true), CH, true},
+    {"P1: an opt-in box unticked after an opt-in: an opt-out", FLAG_OPT_IN_BOX,
+     SEEN(false, true, 1, IN, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"P1: a converted Lead's opt-in box unticked: still an opt-out", FLAG_OPT_IN_BOX,
+     SEEN(false, false, 1, IN, false, false, true), CH | FLAG_OPT_OUT, true},
+    {"P2: an opt-in box ticked again after an opt-out: a conflict", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 0, OUT, false, true, true), CH | FLAG_CONFLICT | FLAG_REVERT, true},
+    {"P2 under hold: the conflict, no revert", FLAG_OPT_IN_BOX,
+     SEEN(true, true, 0, OUT, false, true, false), CH | FLAG_CONFLICT, true},
+    {"a new record ticked, the person out of the purpose: set out", FLAG_OPT_IN_BOX,
+     SEEN(true, true, -1, OUT, false, true, true), CH | FLAG_SET_OUT, true},
+    {"a new record unticked, the person in: ticked", FLAG_OPT_IN_BOX,
+     SEEN(false, false, -1, IN, false, true, true), CH | FLAG_SET_IN, true},
+    {"a new converted Lead unticked, the person in: left alone", FLAG_OPT_IN_BOX,
+     SEEN(false, false, -1, IN, false, false, true), CH, true},
+    {"an opt-in box unticked, no status: nothing", FLAG_OPT_IN_BOX,
+     SEEN(false, false, 1, NONE, false, true, true), CH, true},
+    {"an opt-in box unticked for a person opted out: nothing", FLAG_OPT_IN_BOX,
+     SEEN(false, false, 1, OUT, false, true, true), CH, true},
+    {"an opt-in box unticked read back as optsync wrote it: an echo", FLAG_OPT_IN_BOX,
+     SEEN(false, false, 0, OUT, false, true, true), 0, false},
+    /* a consent row (ContactPointTypeConsent): consent given in Salesforce
+     * counts (docs/sync-rules.md, "Purposes") */
+    {"a consent row at OptIn with a CaptureDate, no status: an opt-in", FLAG_CONSENT_ROW,
+     SEEN(true, true, -1, NONE, false, true, true), CH | FLAG_OPT_IN, true},
+    {"a consent row known at OptIn gets its CaptureDate: an opt-in then", FLAG_CONSENT_ROW,
+     SEEN(true, true, 1, NONE, false, true, true), FLAG_OPT_IN, true},
+    {"a consent row at OptIn without a CaptureDate: not evidence, named", FLAG_CONSENT_ROW,
+     SEEN(true, false, -1, NONE, false, true, true), CH | FLAG_UNDATED, true},
+    {"that row read again, still without a date: named once", FLAG_CONSENT_ROW,
+     SEEN(true, false, 1, NONE, false, true, true), 0, false},
+    {"a consent row at OptIn of a person opted out of all email: not taken", FLAG_CONSENT_ROW,
+     SEEN(true, true, -1, NONE, true, true, true), CH, true},
+    {"a consent row at OptIn of a person opted in already: only a change", FLAG_CONSENT_ROW,
+     SEEN(true, true, -1, IN, false, true, true), CH, true},
+    {"P1: a consent row set to OptOut: an opt-out", FLAG_CONSENT_ROW,
+     SEEN(false, true, 1, IN, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"P1: a new consent row at OptOut, no status: an opt-out", FLAG_CONSENT_ROW,
+     SEEN(false, false, -1, NONE, false, true, true), CH | FLAG_OPT_OUT, true},
+    {"a consent row at OptOut read back: an echo", FLAG_CONSENT_ROW,
+     SEEN(false, true, 0, OUT, false, true, true), 0, false},
+    {"P2: a consent row back at OptIn after an opt-out, dated even: a conflict", FLAG_CONSENT_ROW,
+     SEEN(true, true, 0, OUT, false, true, true), CH | FLAG_CONFLICT | FLAG_REVERT, true},
+    {"P2 under hold on a consent row: the conflict, no revert", FLAG_CONSENT_ROW,
+     SEEN(true, true, 0, OUT, false, true, false), CH | FLAG_CONFLICT, true},
+    {"a new consent row at OptIn of a person opted out of the purpose: set out", FLAG_CONSENT_ROW,
+     SEEN(true, true, -1, OUT, false, true, true), CH | FLAG_SET_OUT, true},
+    {"a consent row at OptIn, unchanged, person out (our revert waits): nothing", FLAG_CONSENT_ROW,
+     SEEN(true, true, 1, OUT, false, true, true), 0, true},
 };
 
-static void test_purpose_decisions(void **state)
+static void test_flag_decisions(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof(purpose_cases) / sizeof(purpose_cases[0]); i++) {
-		const struct purpose_case *k = &purpose_cases[i];
-		enum purpose_action got = purpose_decide(k->map, &k->seen);
+	for (size_t i = 0; i < sizeof(flag_cases) / sizeof(flag_cases[0]); i++) {
+		const struct flag_case *k = &flag_cases[i];
+		unsigned got = flag_decide(k->map, &k->seen);
+		if (got != k->want)
+			fail_msg("%s: actions 0x%x, wanted 0x%x", k->name, got, k->want);
+		if (flag_is_news(k->map, &k->seen) != k->news)
+			fail_msg("%s: flag_is_news %d, wanted %d", k->name, !k->news, k->news);
+		/* not news means nothing to do, whatever the person's state */
+		if (!k->news && got != 0)
+			fail_msg("%s: not news, yet actions 0x%x", k->name, got);
+	}
+}
+
+/* Rule 5, one group of compliance facts. */
+struct facts_case {
+	const char *name;
+	struct facts_seen seen; /* invalid, raised, sf_has, seen_has, is_new, unchanged,
+	                         * agrees, person_has, writable, queued, sf_newer */
+	enum facts_action want;
+};
+
+static const struct facts_case facts_cases[] = {
+    {"an invalid value: a conflict, not applied",
+     {true, false, true, true, false, false, false, true, true, -1, true},
+     FACTS_INVALID},
+    {"the invalid value read again: raised once",
+     {true, true, true, true, false, false, false, true, true, -1, true},
+     FACTS_KEEP},
+    {"a new record without the facts gets the person's",
+     {false, false, false, false, true, true, false, true, true, -1, false},
+     FACTS_FILL},
+    {"a new converted Lead without them: not written",
+     {false, false, false, false, true, true, false, true, false, -1, false},
+     FACTS_KEEP},
+    {"nothing on either side",
+     {false, false, false, false, false, true, true, false, true, -1, false},
+     FACTS_KEEP},
+    {"unchanged since the last read",
+     {false, false, true, true, false, true, false, true, true, -1, true},
+     FACTS_KEEP},
+    {"a new record holding the person's values: agrees",
+     {false, false, true, false, true, false, true, true, true, -1, true},
+     FACTS_AGREES},
+    {"changed to the person's values (our write read back): agrees",
+     {false, false, true, true, false, false, true, true, true, -1, true},
+     FACTS_AGREES},
+    {"changed in Salesforce: asks whether a local change is queued",
+     {false, false, true, true, false, false, false, true, true, -1, true},
+     FACTS_NEED_QUEUED},
+    {"changed in Salesforce, nothing queued: applied",
+     {false, false, true, true, false, false, false, true, true, 0, false},
+     FACTS_APPLY},
+    {"cleared in Salesforce, nothing queued: applied (cleared)",
+     {false, false, false, true, false, false, false, true, true, 0, false},
+     FACTS_APPLY},
+    {"both changed, Salesforce's later: it wins, a resolved conflict",
+     {false, false, true, true, false, false, false, true, true, 1, true},
+     FACTS_CONCURRENT_SF},
+    {"both changed, the local one later: it stands, a resolved conflict",
+     {false, false, true, true, false, false, false, true, true, 1, false},
+     FACTS_CONCURRENT_LOCAL},
+    {"a new record with other values, nothing queued: applied",
+     {false, false, true, false, true, false, false, true, true, 0, false},
+     FACTS_APPLY},
+};
+
+static void test_facts_decisions(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(facts_cases) / sizeof(facts_cases[0]); i++) {
+		const struct facts_case *k = &facts_cases[i];
+		enum facts_action got = facts_decide(&k->seen);
 		if (got != k->want)
 			fail_msg("%s: action %d, wanted %d", k->name, (int)got, (int)k->want);
 	}
 }
 
+/* Rule 5's validity and rules 2/P2's evidence. */
+static void test_facts_valid_and_evidence(void **state)
+{
+	(void)state;
+	int64_t now = T0;
+	char why[200];
+	struct ledger_facts f;
+	ledger_facts_init(&f);
+	f.mask = LEDGER_F_AUTH_TYPE;
+	f.auth_type = LEDGER_AUTH_CONSENT;
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "needs a consent date"));
+	f.mask |= LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE;
+	f.consent_date = now - 1000;
+	snprintf(f.purpose, sizeof(f.purpose), "newsletter");
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 1);
+	f.consent_date = now + FUTURE_TOLERANCE_MS + 1;
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "future"));
+	f.consent_date = now + FUTURE_TOLERANCE_MS; /* clock skew allowed */
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 1);
+	f.auth_type = LEDGER_AUTH_CONTRACT;
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "only with authorization type consent"));
+	/* the source group is not checked when only authorization is asked */
+	f.mask |= LEDGER_F_SOURCE_TYPE;
+	f.source_type = LEDGER_SOURCE_OTHER;
+	f.mask &= ~(uint32_t)(LEDGER_F_CONSENT_DATE | LEDGER_F_PURPOSE);
+	assert_int_equal(facts_valid(&f, LEDGER_F_AUTH_TYPE, now, why, sizeof(why)), 1);
+	assert_int_equal(facts_valid(&f, LEDGER_F_SOURCE_TYPE, now, why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "source type other needs a description"));
+
+	struct err e = {0};
+	struct conn_evidence ev = {now - 1000, "newsletter", "ticket-1", NULL};
+	assert_int_equal(evidence_check(&ev, now, &e), 0);
+	ev.evidence_ref = "";
+	assert_int_equal(evidence_check(&ev, now, &e), ERR_EVIDENCE);
+	ev.evidence_ref = "ticket-1";
+	ev.consent_date = now + FUTURE_TOLERANCE_MS + 1;
+	assert_int_equal(evidence_check(&ev, now, &e), ERR_EVIDENCE);
+	assert_non_null(strstr(e.msg, "future"));
+	ev.consent_date = now - 1000;
+	ev.evidence_sha256 = "abc";
+	assert_int_equal(evidence_check(&ev, now, &e), ERR_INVALID);
+	ev.evidence_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF";
+	assert_int_equal(evidence_check(&ev, now, &e), 0);
+	/* evidence must postdate the opt-out it lifts */
+	assert_int_equal(evidence_after(now, now, "re-subscribe", &e), ERR_EVIDENCE);
+	assert_non_null(strstr(e.msg, "cannot re-subscribe"));
+	assert_int_equal(evidence_after(now + 1, now, "re-subscribe", &e), 0);
+}
+
 #undef IN
 #undef OUT
 #undef NONE
+#undef CH
+#undef SEEN
 
 int main(void)
 {
 	log_setup(LOG_WARN, LOG_FORMAT_TEXT, 2); /* the use cases' info lines are noise here */
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rules_table),
-	    cmocka_unit_test(test_purpose_decisions),
+	    cmocka_unit_test(test_flag_decisions),
+	    cmocka_unit_test(test_facts_decisions),
+	    cmocka_unit_test(test_facts_valid_and_evidence),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
