@@ -3,6 +3,7 @@
 #define OPTSYNC_CONNECTOR_INTERNAL_H
 
 #include "connector/connector.h"
+#include "connector/core/core.h"
 #include "connector/rules/rules.h"
 #include "salesforce/sf.h"
 #include "state/ledger.h"
@@ -238,7 +239,7 @@ int parked_delete(struct ledger_txn *t, int object, const char *id, struct err *
 int parked_each(struct ledger_txn *t, int object, int (*fn)(const struct parked_record *, void *),
                 void *ctx, struct err *e);
 
-/* Rules (rules.c), inside a write transaction. */
+/* Applying pulled records (mappings/), inside a write transaction. */
 struct apply_stats {
 	uint64_t records, optouts_in, resubscribe_conflicts, suppressed_new, facts_applied,
 	    invalid_conflicts, concurrent_conflicts, skipped_no_email, echoes;
@@ -320,7 +321,7 @@ int pull_object(struct conn *c, struct sf_client *sf, int object, const struct c
 int close_reverted_pairs(struct ledger_txn *t, const struct ledger_recref *refs,
                          const char *const *purposes, size_t n, int64_t now, size_t *closed,
                          struct err *e);
-/* A conflict seen in Salesforce, with its history event (rules.c). */
+/* A conflict seen in Salesforce, with its history event (core/conflicts.c). */
 int sf_conflict_add(struct ledger_txn *t, struct ledger_person *p, const struct ledger_recref *ref,
                     int kind, uint32_t field, const char *local, const char *sf, int64_t now,
                     const char *purpose, struct err *e);

@@ -1,5 +1,7 @@
-/* The sync rules at the unit level (apply_sf_record, the 245-line heart of
- * them): a table of cases, one row per rule and edge, each against a real
+/* The sync rules at the unit level: the pure decisions of connector/rules
+ * (flag_decide, facts_decide, the validity and evidence checks) through
+ * tables of their own; and apply_sf_record (the heart of the mappings)
+ * through a table of cases, one row per rule and edge, each against a real
  * ledger. A row sets up what the ledger knows (earlier pulls of the record,
  * local changes through the use cases), applies one pulled record, and
  * checks the person, the record's conflicts, the queued pushes and the
