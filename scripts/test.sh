@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 # nothing tracked may name a path outside the repository (a fresh clone has
 # nothing beside it)
 bash scripts/check-standalone.sh
+# every include follows the direction of docs/architecture.md
+bash scripts/check-layers.sh
 bash scripts/install-deps.sh
 # the browser tests' driver and accessibility checker (exact versions in
 # tests/browser/package.json), from the npm registry
