@@ -1,7 +1,9 @@
 /* optsync sync --once, optsync status */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -25,15 +27,22 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 		return rc;
 	struct conn *conn;
 	struct config scratch = *c->cfg;
-	char tmp[] = "/tmp/optsync-dry-run-XXXXXX";
-	char path[64]; /* scratch.state.path: lives as long as the connector */
+	/* the throwaway ledger's directory: in $TMPDIR, or /tmp */
+	const char *tmpdir = getenv("TMPDIR");
+	char tmp[4096];
+	char path[4096 + 8]; /* scratch.state.path: lives as long as the connector */
 	int temporary = 0;
 	rc = conn_open(&conn, c->cfg, !dry, NULL, e);
 	if (rc == ERR_LEDGER && dry && access(c->cfg->state.path, F_OK) != 0) {
 		/* nothing to read yet: a dry run against an empty, throwaway ledger,
 		 * so that the real state path is not even created */
-		if (mkdtemp(tmp) == NULL)
-			return err_set(e, ERR_IO, "cannot make a temporary directory");
+		int n = snprintf(tmp, sizeof(tmp), "%s/optsync-dry-run-XXXXXX",
+		                 tmpdir && *tmpdir ? tmpdir : "/tmp");
+		if (n < 0 || (size_t)n >= sizeof(tmp) || mkdtemp(tmp) == NULL)
+			return err_sys(e, ERR_IO,
+			               n > 0 && (size_t)n < sizeof(tmp) ? errno : ENAMETOOLONG,
+			               "cannot make a temporary directory in %s (TMPDIR)",
+			               tmpdir && *tmpdir ? tmpdir : "/tmp");
 		snprintf(path, sizeof(path), "%s/ledger", tmp);
 		scratch.state.path = path;
 		temporary = 1;
@@ -54,12 +63,8 @@ static int exec_sync(struct cli *c, int argc, char **argv, struct err *e)
 	cJSON_Delete(doc);
 	conn_cycle_report_free(report);
 	conn_close(conn);
-	if (temporary) {
-		char cmd[128];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-		if (system(cmd) != 0)
-			fprintf(stderr, "optsync: could not remove %s\n", tmp);
-	}
+	if (temporary && (conn_ledger_remove(path) != 0 || rmdir(tmp) != 0))
+		fprintf(stderr, "optsync: could not remove %s: %s\n", tmp, strerror(errno));
 	return rc;
 }
 

@@ -49,6 +49,11 @@ int conn_open(struct conn **out, const struct config *cfg, bool create, volatile
 	return 0;
 }
 
+int conn_ledger_remove(const char *dir)
+{
+	return ledger_remove_dir(dir);
+}
+
 void conn_close(struct conn *c)
 {
 	if (c == NULL)

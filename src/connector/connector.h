@@ -39,6 +39,9 @@ struct conn;
 int conn_open(struct conn **out, const struct config *cfg, bool create, volatile sig_atomic_t *stop,
               struct err *e);
 void conn_close(struct conn *c);
+/* Remove a closed ledger's directory and its files (a throwaway ledger,
+ * such as the dry run's when there is none yet): 0, or -1 with errno. */
+int conn_ledger_remove(const char *dir);
 
 /* Where a change comes from, as the history records it. */
 enum conn_origin { CONN_ORIGIN_LOCAL = 2, CONN_ORIGIN_ADMIN = 3, CONN_ORIGIN_LINK = 4 };
@@ -181,7 +184,7 @@ struct conn_pull_report {
 	uint64_t purpose_optins_in;     /* purposes' opt-ins with evidence taken */
 	uint64_t purpose_optins_nodate; /* purposes' opt-ins without their date: not taken */
 	uint64_t facts_applied;         /* compliance fields taken */
-	uint64_t resubscribe_conflicts; /* re-subscribes held back (rule 3) */
+	uint64_t resubscribe_conflicts; /* re-subscribes held back (rule 2, P2) */
 	uint64_t invalid_conflicts;     /* values outside the picklists */
 	uint64_t concurrent_conflicts;  /* both sides changed the same field */
 	uint64_t suppressed_new;        /* new records of opted-out persons, opted out */

@@ -291,7 +291,8 @@ struct ledger_push {
 	uint64_t version;
 	uint32_t attempts;
 	int64_t enqueued_at, next_try;
-	bool parked; /* failed permanently; waits for an operator */
+	bool parked; /* failed permanently: tried again when its record changes, on
+	              * `pushes retry`, or after its backoff (next_try) */
 	char last_error[LEDGER_ERROR_MAX + 1];
 };
 

@@ -54,14 +54,6 @@ void err_prefix(struct err *e, const char *fmt, ...)
 		memcpy(e->msg + sizeof(e->msg) - 4, "...", 4);
 }
 
-void err_clear(struct err *e)
-{
-	if (e == NULL)
-		return;
-	e->code = 0;
-	e->msg[0] = '\0';
-}
-
 const char *err_code_name(int code)
 {
 	switch (code) {

@@ -49,7 +49,6 @@ int err_set(struct err *e, int code, const char *fmt, ...) ERR_PRINTF(3, 4);
 int err_sys(struct err *e, int code, int errnum, const char *fmt, ...) ERR_PRINTF(4, 5);
 /* Prefix an existing message with context ("file.toml: "). */
 void err_prefix(struct err *e, const char *fmt, ...) ERR_PRINTF(2, 3);
-void err_clear(struct err *e);
 /* A short name for a code, "config" or "ledger". */
 const char *err_code_name(int code);
 

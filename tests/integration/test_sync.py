@@ -561,9 +561,16 @@ class Rules(unittest.TestCase):
     def test_dry_run_touches_nothing(self):
         e = self.env
         rid = e.sf_put("Contact", Email="ned@example.com", LastName="N", HasOptedOutOfEmail=True)
-        r = e.sync("--dry-run")
+        scratch = os.path.join(e.dir, "tmpdir")
+        os.mkdir(scratch)
+        os.environ["TMPDIR"] = scratch
+        try:
+            r = e.sync("--dry-run")
+        finally:
+            del os.environ["TMPDIR"]
         self.assertEqual(r["pulled"]["Contact"]["optouts_from_salesforce"], 1)
         e.run("contact", "show", "ned@example.com", check=5)  # no ledger was even created
+        self.assertEqual(os.listdir(scratch), [])  # and its throwaway one was removed
         e.sync()
         e.json("optout", "other@example.com")
         e.sf_put("Contact", Email="other@example.com", LastName="O")
