@@ -205,7 +205,7 @@ cJSON *render_bad_row(size_t row, const char *email, const char *error);
 void hex32(const uint8_t in[32], char out[65]);
 int add_time(cJSON *o, const char *name, int64_t ms);
 
-/* A push that did not land (sync.c): counted, then tried again after a
+/* A push that did not land (sync/push.c): counted, then tried again after a
  * backoff (the whole request failed: request_error; or a retryable answer)
  * or parked (a permanent answer x), with why in its last_error. true when
  * parked. x may be NULL with request_error. */
@@ -313,7 +313,7 @@ int consent_spread(struct ledger_txn *t, const struct config *cfg, const struct 
 int purpose_spread(struct ledger_txn *t, const struct config *cfg, const struct ledger_person *p,
                    const struct ledger_recref *except, const char *purpose, bool out,
                    struct apply_stats *st, struct err *e);
-/* Pull one object from its cursor (sync.c). */
+/* Pull one object from its cursor (sync/pull.c). */
 int pull_object(struct conn *c, struct sf_client *sf, int object, const struct conn_sync_opts *o,
                 struct conn_cycle_report *r, struct err *e);
 /* Close the open re-subscribe conflicts of refs[i] about purposes[i] ("":
