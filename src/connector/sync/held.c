@@ -49,13 +49,6 @@ static int held_byte(struct page_copy *pc, unsigned v)
 	return held_put(pc, &b, 1);
 }
 
-static uint32_t get_u32(const unsigned char *p)
-{
-	uint32_t u;
-	memcpy(&u, p, 4);
-	return u;
-}
-
 /* The index of name among m's names, added if new. */
 static int name_index(struct name_map *m, size_t k, const char *name)
 {
@@ -152,75 +145,6 @@ struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs, size_
 		return NULL;
 	}
 	return pc;
-}
-
-/* Point pl->name_at[] at the names of pc. */
-void held_names(struct pull *pl, const struct page_copy *pc)
-{
-	const unsigned char *p = pc->data + pc->names;
-	uint32_t nm = get_u32(p);
-	const char *s = (const char *)p + 4;
-	for (uint32_t i = 0; i < nm; i++) {
-		pl->name_at[i] = s;
-		s += strlen(s) + 1;
-	}
-}
-
-/* The held record at *at, into pl->rec; *at moves past it. */
-int held_record(struct pull *pl, const struct page_copy *pc, size_t *at, struct err *e)
-{
-	const unsigned char *p = pc->data + *at;
-	uint32_t nv = get_u32(p);
-	p += 4;
-	if (nv > pl->vcap) {
-		struct sf_value *v = realloc(pl->vals, nv * sizeof(*v));
-		if (v == NULL)
-			return err_set(e, ERR_NOMEM, "out of memory");
-		pl->vals = v;
-		pl->vcap = nv;
-	}
-	pl->rec.type = (const char *)p;
-	p += strlen(pl->rec.type) + 1;
-	pl->rec.id = (const char *)p;
-	p += strlen(pl->rec.id) + 1;
-	pl->rec.flaw = (enum sf_flaw) * p++;
-	pl->rec.flaw_field = NULL;
-	if (pl->rec.flaw) {
-		pl->rec.flaw_field = (const char *)p;
-		p += strlen(pl->rec.flaw_field) + 1;
-	}
-	for (uint32_t k = 0; k < nv; k++) {
-		struct sf_value *v = &pl->vals[k];
-		v->name = pl->name_at[p[0]];
-		v->str = NULL;
-		v->b = false;
-		v->num = 0;
-		switch (p[1]) {
-		case HELD_FALSE:
-		case HELD_TRUE:
-			v->type = SF_BOOL;
-			v->b = p[1] == HELD_TRUE;
-			p += 2;
-			break;
-		case HELD_STRING:
-			v->type = SF_STRING;
-			v->str = (const char *)p + 6;
-			p += 6 + get_u32(p + 2) + 1;
-			break;
-		case HELD_NUMBER:
-			v->type = SF_NUMBER;
-			memcpy(&v->num, p + 2, sizeof(v->num));
-			p += 2 + sizeof(v->num);
-			break;
-		default:
-			v->type = SF_NULL;
-			p += 2;
-		}
-	}
-	pl->rec.nvalues = nv;
-	pl->rec.values = pl->vals;
-	*at = (size_t)(p - pc->data);
-	return 0;
 }
 
 /* The pages held are done with: their blocks are kept for the next pages,

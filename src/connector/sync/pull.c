@@ -29,6 +29,77 @@
 #define BATCH_BYTES   (40u << 20)
 #define BATCH_MS      5000
 
+/* Reading a held page back (held.c writes it): per record, so here,
+ * where the pull's loop can inline it. */
+/* Point pl->name_at[] at the names of pc. */
+static void held_names(struct pull *pl, const struct page_copy *pc)
+{
+	const unsigned char *p = pc->data + pc->names;
+	uint32_t nm = get_u32(p);
+	const char *s = (const char *)p + 4;
+	for (uint32_t i = 0; i < nm; i++) {
+		pl->name_at[i] = s;
+		s += strlen(s) + 1;
+	}
+}
+
+/* The held record at *at, into pl->rec; *at moves past it. */
+static int held_record(struct pull *pl, const struct page_copy *pc, size_t *at, struct err *e)
+{
+	const unsigned char *p = pc->data + *at;
+	uint32_t nv = get_u32(p);
+	p += 4;
+	if (nv > pl->vcap) {
+		struct sf_value *v = realloc(pl->vals, nv * sizeof(*v));
+		if (v == NULL)
+			return err_set(e, ERR_NOMEM, "out of memory");
+		pl->vals = v;
+		pl->vcap = nv;
+	}
+	pl->rec.type = (const char *)p;
+	p += strlen(pl->rec.type) + 1;
+	pl->rec.id = (const char *)p;
+	p += strlen(pl->rec.id) + 1;
+	pl->rec.flaw = (enum sf_flaw) * p++;
+	pl->rec.flaw_field = NULL;
+	if (pl->rec.flaw) {
+		pl->rec.flaw_field = (const char *)p;
+		p += strlen(pl->rec.flaw_field) + 1;
+	}
+	for (uint32_t k = 0; k < nv; k++) {
+		struct sf_value *v = &pl->vals[k];
+		v->name = pl->name_at[p[0]];
+		v->str = NULL;
+		v->b = false;
+		v->num = 0;
+		switch (p[1]) {
+		case HELD_FALSE:
+		case HELD_TRUE:
+			v->type = SF_BOOL;
+			v->b = p[1] == HELD_TRUE;
+			p += 2;
+			break;
+		case HELD_STRING:
+			v->type = SF_STRING;
+			v->str = (const char *)p + 6;
+			p += 6 + get_u32(p + 2) + 1;
+			break;
+		case HELD_NUMBER:
+			v->type = SF_NUMBER;
+			memcpy(&v->num, p + 2, sizeof(v->num));
+			p += 2 + sizeof(v->num);
+			break;
+		default:
+			v->type = SF_NULL;
+			p += 2;
+		}
+	}
+	pl->rec.nvalues = nv;
+	pl->rec.values = pl->vals;
+	*at = (size_t)(p - pc->data);
+	return 0;
+}
+
 /* A field's name or a record's id as a message may hold it: printable
  * ASCII, '?' for anything else (the bytes of a flawed one are no text). */
 static void safe_copy(char *dst, size_t cap, const char *src)

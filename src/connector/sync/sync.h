@@ -3,6 +3,8 @@
 #ifndef OPTSYNC_CONNECTOR_SYNC_H
 #define OPTSYNC_CONNECTOR_SYNC_H
 
+#include <string.h>
+
 #include "connector/internal.h"
 
 /* A page kept past its callback, compactly (a quarter of the parsed form):
@@ -79,14 +81,18 @@ struct pull {
 	struct name_map map; /* the page being copied */
 };
 
+/* A u32 of the held form (host order, unaligned). */
+static inline uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t u;
+	memcpy(&u, p, 4);
+	return u;
+}
+
 /* A copy of recs[0..n) (a page of pl's object), from a spare block when
  * there is one; NULL with e set when it does not fit (more than
  * PAGE_NAMES_MAX names) or memory ran out. */
 struct page_copy *page_copy(struct pull *pl, const struct sf_record *recs, size_t n, struct err *e);
-/* Point pl->name_at[] at the names of pc. */
-void held_names(struct pull *pl, const struct page_copy *pc);
-/* The held record at *at, into pl->rec; *at moves past it. */
-int held_record(struct pull *pl, const struct page_copy *pc, size_t *at, struct err *e);
 /* The pages held are done with: their blocks are kept for the next pages,
  * or with all freed too. */
 void drop_pages(struct pull *pl, bool all);
