@@ -339,6 +339,23 @@ out:
 
 /* ---- following IndividualId ---- */
 
+/* Store Individual id as p's (optsync's record of it: whose it is). */
+static int individual_put(struct ledger_txn *t, const struct ledger_person *p, const char *id,
+                          struct err *e)
+{
+	struct ledger_record *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return err_set(e, ERR_NOMEM, "out of memory");
+	m->object = LEDGER_OBJ_INDIVIDUAL;
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	ledger_facts_init(&m->seen);
+	ledger_facts_init(&m->written);
+	memcpy(m->person, p->key, LEDGER_KEY_LEN);
+	int rc = ledger_record_put(t, m, e);
+	free(m);
+	return rc;
+}
+
 /* Another Individual named by a record of a person who has one: its consent
  * rows are read as the person's too (unless it is another person's
  * already), and the person's writes go to every row (their push stays on
@@ -346,21 +363,12 @@ out:
 static int also_individual(struct ledger_txn *t, const struct ledger_person *p, const char *id,
                            struct err *e)
 {
-	struct ledger_record *m = calloc(1, sizeof(*m));
+	struct ledger_record *m = malloc(sizeof(*m));
 	if (m == NULL)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	int rc = ledger_record_get(t, LEDGER_OBJ_INDIVIDUAL, id, m, e);
-	if (rc == ERR_NOTFOUND) {
-		memset(m, 0, sizeof(*m));
-		m->object = LEDGER_OBJ_INDIVIDUAL;
-		snprintf(m->id, sizeof(m->id), "%s", id);
-		ledger_facts_init(&m->seen);
-		ledger_facts_init(&m->written);
-		memcpy(m->person, p->key, LEDGER_KEY_LEN);
-		rc = ledger_record_put(t, m, e);
-	}
 	free(m);
-	return rc;
+	return rc == ERR_NOTFOUND ? individual_put(t, p, id, e) : rc;
 }
 
 int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
@@ -376,16 +384,7 @@ int consent_follow_individual(struct ledger_txn *t, const struct config *cfg,
 	struct ledger_recref ind = {LEDGER_OBJ_INDIVIDUAL, ""};
 	snprintf(ind.id, sizeof(ind.id), "%s", v->str);
 	snprintf(p->individual_id, sizeof(p->individual_id), "%s", v->str);
-	struct ledger_record *m = calloc(1, sizeof(*m));
-	if (m == NULL)
-		return err_set(e, ERR_NOMEM, "out of memory");
-	m->object = LEDGER_OBJ_INDIVIDUAL;
-	snprintf(m->id, sizeof(m->id), "%s", v->str);
-	ledger_facts_init(&m->seen);
-	ledger_facts_init(&m->written);
-	memcpy(m->person, p->key, LEDGER_KEY_LEN);
-	int rc = ledger_record_put(t, m, e);
-	free(m);
+	int rc = individual_put(t, p, v->str, e);
 	/* what the person chose before the Individual was known goes to it */
 	for (size_t i = 0; rc == 0 && i < cfg->npurposes; i++) {
 		if (cfg->purposes[i].sf_data_use_purpose == NULL)
